@@ -1,0 +1,48 @@
+"""Installing pgmodels into a database: the extension and the environment setting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
+
+
+def default_venv() -> Path:
+    """The virtual environment this tool runs from: the one the server should use too."""
+    return Path(sys.prefix).resolve()
+
+
+def install_extension(conn, venv: Path | None) -> str:
+    """Create or update the extension in conn's database; return its version.
+
+    With venv, the database's pgmodels.venv setting is pointed at it first, so
+    every new session of this database finds the packages.
+    """
+    from psycopg import errors, sql
+
+    if venv is not None:
+        dbname = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(sql.SQL("ALTER DATABASE {} SET pgmodels.venv = {}").format(
+            sql.Identifier(dbname), sql.Literal(str(venv))))
+        conn.execute(sql.SQL("SET pgmodels.venv = {}").format(sql.Literal(str(venv))))
+    available = conn.execute(
+        "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'pgmodels'"
+    ).fetchone()
+    if available is None:
+        raise PgmodelsError("the pgmodels extension files are not installed in this server",
+                            detail="pg_available_extensions has no pgmodels entry.",
+                            hint='Run "make install" in the pgmodels source tree on the database host.',
+                            sqlstate=OBJECT_NOT_IN_PREREQUISITE_STATE)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
+    if available[1] is None:
+        conn.execute("CREATE EXTENSION pgmodels")
+    elif available[1] != available[0]:
+        conn.execute("ALTER EXTENSION pgmodels UPDATE")
+    try:
+        conn.execute("SELECT pgmodels._activate()")
+    except errors.Error as e:
+        diag = e.diag
+        raise PgmodelsError(diag.message_primary or str(e), detail=diag.message_detail,
+                            hint=diag.message_hint, sqlstate=diag.sqlstate or OBJECT_NOT_IN_PREREQUISITE_STATE) from None
+    return conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgmodels'").fetchone()[0]

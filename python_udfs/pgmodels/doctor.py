@@ -1,0 +1,43 @@
+"""pgmodels.doctor(): what the server's Python environment looks like."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+
+from . import __version__
+from ._plpy import query, udf
+
+# The distributions the server imports, by their PyPI names.
+SERVER_PACKAGES = ("numpy", "onnxruntime", "scikit-learn", "xgboost", "onnx", "skl2onnx", "onnxmltools")
+
+
+def _distribution_version(name: str) -> str | None:
+    for candidate in (name, name + "-cpu"):
+        try:
+            return importlib.metadata.version(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+@udf
+def report() -> list[tuple[str, str, bool]]:
+    """Rows of (item, value, ok) for pgmodels.doctor()."""
+    venv = query("SELECT pg_catalog.current_setting('pgmodels.venv', true) AS v")[0]["v"]
+    here = "%d.%d" % sys.version_info[:2]
+    rows = [
+        ("server python", f"{sys.version.split()[0]} ({os.path.join(sys.base_prefix, 'bin', 'python' + here)})", True),
+        ("pgmodels.venv", venv, True),
+        ("pgmodels package", f"{__version__} ({os.path.dirname(__file__)})", True),
+    ]
+    for name in SERVER_PACKAGES:
+        version = _distribution_version(name)
+        rows.append((name, version or "missing", version is not None))
+    preload = query("SELECT pg_catalog.current_setting('shared_preload_libraries') AS v")[0]["v"]
+    loaded = "pg_cron" in [p.strip() for p in preload.split(",")]
+    rows.append(("pg_cron preloaded", "yes" if loaded else "no (shared_preload_libraries = '%s')" % preload, loaded))
+    ext = query("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'")
+    rows.append(("pg_cron extension", ext[0]["extversion"] if ext else "not created in this database", bool(ext)))
+    return rows

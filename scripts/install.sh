@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs what pgmodels needs, idempotently, on Debian 12 or the official (Debian-based)
+# postgres image: PostgreSQL 15 with plpython3u and pg_cron, a virtual environment built
+# from the server's own Python with the pgmodels package in it, and the extension files.
+#
+#   scripts/install.sh          developer/embedded: home in ./.pgmodels, test extras too
+#   scripts/install.sh system   a server install (the Dockerfile): venv in /opt/pgmodels/venv
+#
+# Prints the virtual environment's path on its last line.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODE=${1:-dev}
+PGVER=${PGVER:-15}
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+# 1. system packages ---------------------------------------------------------------
+packages=(postgresql-$PGVER postgresql-plpython3-$PGVER postgresql-$PGVER-cron
+          postgresql-server-dev-$PGVER make python3-venv ca-certificates git)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "install.sh: needs root to install ${missing[*]}" >&2; exit 1; }
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+PG_CONFIG=/usr/lib/postgresql/$PGVER/bin/pg_config
+
+# 2. the server's Python: the interpreter plpython3.so links against ----------------
+libpython=$(ldd "$($PG_CONFIG --pkglibdir)/plpython3.so" | sed -n 's/.*libpython\(3\.[0-9]*\)\.so.*/\1/p' | head -n1)
+SERVER_PYTHON=/usr/bin/python$libpython
+[ -x "$SERVER_PYTHON" ] || { echo "install.sh: plpython3 links Python $libpython, but $SERVER_PYTHON is missing" >&2; exit 1; }
+
+# 3. where the files live -------------------------------------------------------------
+if [ "$MODE" = system ]; then
+  VENV=${PGMODELS_VENV:-/opt/pgmodels/venv}
+  EXTRAS=""
+else
+  # The embedded cluster's home is ./.pgmodels. The server runs as "postgres", which must
+  # be able to reach it; when the checkout sits where it cannot (under /root, say), the
+  # home goes to /var/lib/pgmodels and ./.pgmodels links there.
+  HOME_DIR=$ROOT/.pgmodels
+  if [ ! -e "$HOME_DIR" ]; then
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$ROOT"; then
+      real=/var/lib/pgmodels/$(basename "$ROOT")-$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)
+      mkdir -p "$real"; chmod 755 /var/lib/pgmodels "$real"
+      ln -s "$real" "$HOME_DIR"
+      log "home $HOME_DIR -> $real (postgres cannot reach $ROOT)"
+    else
+      mkdir -p "$HOME_DIR"
+    fi
+  fi
+  VENV=$(cd "$HOME_DIR" && pwd -P)/venv
+  EXTRAS="[test]"
+fi
+
+# 4. the virtual environment ----------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "'"$libpython"'".split("."))))'; then
+  log "virtual environment $VENV from $SERVER_PYTHON"
+  rm -rf "$VENV"
+  umask 022
+  "$SERVER_PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip setuptools >/dev/null
+fi
+umask 022
+log "pip install pgmodels$EXTRAS into $VENV"
+"$VENV/bin/pip" install -q "$ROOT$EXTRAS"
+# the package itself always follows the source tree, even at an unchanged version
+"$VENV/bin/pip" install -q --no-deps --force-reinstall --no-build-isolation "$ROOT"
+chmod -R a+rX "$VENV"
+
+# 5. the extension files ----------------------------------------------------------------
+log "make install (PGXS)"
+make -s -C "$ROOT/extension" PG_CONFIG=$PG_CONFIG install >/dev/null
+
+echo "$VENV"
