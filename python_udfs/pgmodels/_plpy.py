@@ -38,6 +38,8 @@ def udf(fn):
     return wrapper
 
 
+quote_ident = plpy.quote_ident
+
 _plans: dict[tuple, object] = {}
 
 

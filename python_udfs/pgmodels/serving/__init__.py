@@ -1,0 +1,10 @@
+"""Serving: predict(), predict_proba(), predict_label() and predict_batch().
+
+- ``predict.py``  the functions the SQL bodies call
+- ``cache.py``    the per-backend model cache and the per-statement deploy check
+- ``runtime.py``  loading an artifact (onnxruntime, or a native format that runs no code)
+- ``inputs.py``   turning SQL arrays, rows and jsonb into model inputs, with the checks
+
+The serving path imports numpy and onnxruntime only: never scikit-learn or xgboost,
+which a cold backend would pay for on its first predict.
+"""

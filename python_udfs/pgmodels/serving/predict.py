@@ -1,0 +1,81 @@
+"""predict() and friends: the Python side of the SQL serving functions.
+
+Each SQL wrapper passes (project name, model id, features, statement stamp): a project
+name with model id 0, or a model id with an empty name. Features arrive as a list (an
+array cast to float8[]), a dict (a composite row) or a str (jsonb).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .._plpy import udf
+from ..errors import DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from . import cache, inputs
+from .runtime import Model
+
+
+def _feed(model: Model, features):
+    if isinstance(features, list):
+        if features and isinstance(features[0], list):
+            raise PgmodelsError("features must be a one-dimensional array",
+                                hint="Use predict_batch() for many rows, flattened into one array.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
+        return model.engine.feed(model, inputs.row_array(model, features), None)
+    if isinstance(features, str):  # jsonb
+        features = json.loads(features)
+        if not isinstance(features, dict):
+            raise PgmodelsError("jsonb features must be an object keyed by feature name",
+                                detail=f"Got a JSON {type(features).__name__}.", sqlstate=INVALID_PARAMETER_VALUE)
+    if not isinstance(features, dict):
+        raise PgmodelsError("features must be a numeric array, a row or a jsonb object",
+                            sqlstate=DATATYPE_MISMATCH)
+    X, columns = inputs.mapping(model, features)
+    return model.engine.feed(model, X, columns)
+
+
+def _label_value(model: Model, index: int) -> float:
+    labels = model.labels
+    if labels is not None and 0 <= index < len(labels) and isinstance(labels[index], (int, float)):
+        return float(labels[index])
+    return float(index)
+
+
+@udf
+def predict(project: str, model_id: int, features, stamp: str) -> float:
+    model = cache.resolve(project, model_id, stamp)
+    feed = _feed(model, features)
+    if model.task == "classification":
+        return _label_value(model, int(model.engine.labels(feed)[0]))
+    return float(model.engine.values(feed)[0])
+
+
+@udf
+def predict_proba(project: str, model_id: int, features, stamp: str) -> list[float]:
+    model = cache.resolve(project, model_id, stamp)
+    if model.task != "classification":
+        raise PgmodelsError(f"{model.describe()} is a regression model; predict_proba needs a classifier",
+                            hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
+    return model.engine.probabilities(_feed(model, features))[0].tolist()
+
+
+@udf
+def predict_label(project: str, model_id: int, features, stamp: str) -> str:
+    model = cache.resolve(project, model_id, stamp)
+    if model.task != "classification":
+        raise PgmodelsError(f"{model.describe()} is a regression model; predict_label needs a classifier",
+                            hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
+    index = int(model.engine.labels(_feed(model, features))[0])
+    labels = model.labels or []
+    return str(labels[index]) if 0 <= index < len(labels) else str(index)
+
+
+@udf
+def predict_batch(project: str, model_id: int, features: list, stamp: str) -> list[float]:
+    model = cache.resolve(project, model_id, stamp)
+    if features and isinstance(features[0], list):
+        features = [v for row in features for v in row]  # a two-dimensional array: rows of features
+    feed = model.engine.feed(model, inputs.flat_array(model, features), None)
+    if model.task == "classification":
+        return [_label_value(model, int(i)) for i in model.engine.labels(feed)]
+    return model.engine.values(feed).astype(float).tolist()

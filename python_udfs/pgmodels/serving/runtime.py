@@ -1,0 +1,147 @@
+"""Loading a model artifact into something that predicts.
+
+ONNX artifacts run on onnxruntime. A model that could not be converted was stored in a
+native format that runs no code when loaded (XGBoost UBJ, or skops with a type
+allow-list); loading one of those imports its library, which the ONNX path never does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, PgmodelsError
+
+
+@dataclass
+class Model:
+    """A loaded model version with what serving needs to know about it."""
+
+    id: int
+    project: str
+    version: int
+    task: str
+    runtime: str
+    feature_names: list[str]
+    feature_types: list[str]
+    labels: list | None
+    nullable: frozenset[str]
+    engine: object = field(repr=False)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def all_float(self) -> bool:
+        return all(t == "float" for t in self.feature_types)
+
+    def describe(self) -> str:
+        return f'model {self.id} (version {self.version} of project "{self.project}")'
+
+
+class OnnxEngine:
+    """An onnxruntime session and the names of what goes in and comes out."""
+
+    def __init__(self, artifact: bytes, feature_names: list[str], task: str):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # A backend is one process among many: PostgreSQL spreads big queries over
+        # cores with parallel workers, so each session stays on one quiet thread.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise PgmodelsError("the model artifact is not a valid ONNX model", detail=str(e)[:500],
+                                sqlstate=DATA_CORRUPTED) from None
+        inputs = self.session.get_inputs()
+        self.single_input = inputs[0].name if len(inputs) == 1 and inputs[0].type == "tensor(float)" else None
+        self.input_types = {i.name: i.type for i in inputs}
+        missing = [] if self.single_input else [n for n in feature_names if n not in self.input_types]
+        if missing:
+            raise PgmodelsError("the ONNX graph's inputs do not match the model's features",
+                                detail="Features without an input of the same name: %s." % ", ".join(missing),
+                                sqlstate=DATA_CORRUPTED)
+        outputs = self.session.get_outputs()
+        by_name = {o.name: o for o in outputs}
+        self.label_output = self.proba_output = self.value_output = None
+        if task == "classification":
+            self.label_output = "label" if "label" in by_name else next(
+                (o.name for o in outputs if o.type.startswith("tensor(int")), None)
+            self.proba_output = "probabilities" if "probabilities" in by_name else next(
+                (o.name for o in outputs if o.type in ("tensor(float)", "tensor(double)") and len(o.shape) == 2), None)
+            if self.label_output is None and self.proba_output is None:
+                raise PgmodelsError("the ONNX graph has no class or probability output",
+                                    detail="A classification model needs an integer label tensor or a float probability tensor.",
+                                    sqlstate=DATA_CORRUPTED)
+        else:
+            self.value_output = "value" if "value" in by_name else outputs[0].name
+
+    def feed(self, model: Model, X: np.ndarray | None, columns: dict | None) -> dict:
+        if self.single_input is not None:
+            return {self.single_input: X}
+        if X is not None:  # all-float model whose graph takes one input per feature
+            return {name: X[:, i:i + 1] for i, name in enumerate(model.feature_names)}
+        return columns
+
+    def labels(self, feed: dict) -> np.ndarray:
+        if self.label_output is not None:
+            return np.asarray(self.session.run([self.label_output], feed)[0]).reshape(-1)
+        return np.argmax(self.session.run([self.proba_output], feed)[0], axis=1)
+
+    def probabilities(self, feed: dict) -> np.ndarray:
+        if self.proba_output is None:
+            raise PgmodelsError("the model has no probability output",
+                                detail="Its ONNX graph returns class labels only.",
+                                hint="Use predict() for its labels.", sqlstate=FEATURE_NOT_SUPPORTED)
+        out = self.session.run([self.proba_output], feed)[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def values(self, feed: dict) -> np.ndarray:
+        return np.asarray(self.session.run([self.value_output], feed)[0]).reshape(-1)
+
+
+class NativeEngine:
+    """A model served by its own library (see pgmodels.training.convert.load_native)."""
+
+    def __init__(self, runtime: str, artifact: bytes):
+        from ..training.convert import load_native
+
+        self.model = load_native(runtime, artifact)
+
+    def feed(self, model: Model, X: np.ndarray | None, columns: dict | None):
+        if X is not None:
+            return X
+        return columns
+
+    def labels(self, feed) -> np.ndarray:
+        return np.asarray(self.model.predict(feed)).reshape(-1)
+
+    def probabilities(self, feed) -> np.ndarray:
+        if not hasattr(self.model, "predict_proba"):
+            raise PgmodelsError("the model has no probability output", hint="Use predict() for its labels.",
+                                sqlstate=FEATURE_NOT_SUPPORTED)
+        return np.asarray(self.model.predict_proba(feed), dtype=np.float32)
+
+    def values(self, feed) -> np.ndarray:
+        return np.asarray(self.model.predict(feed)).reshape(-1)
+
+
+def verify(model_id: int, artifact: bytes, sha256: bytes) -> None:
+    """Refuse an artifact whose bytes are not the ones that were stored."""
+    if hashlib.sha256(artifact).digest() != bytes(sha256):
+        raise PgmodelsError(f"the artifact of model {model_id} fails its sha256 check",
+                            detail="The stored bytes differ from the ones the model was registered with.",
+                            hint="Restore the model from a backup, or train or import it again.",
+                            sqlstate=DATA_CORRUPTED)
+
+
+def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str):
+    if runtime == "onnx":
+        return OnnxEngine(artifact, feature_names, task)
+    return NativeEngine(runtime, artifact)

@@ -1,0 +1,176 @@
+"""train(): the database side of training.
+
+Resolves the arguments against the project's previous training, resolves and reads the
+relation with the caller's rights, hands the columns to :mod:`pgmodels.training.fit`,
+and stores the result through ``pgmodels._store_model`` in the same transaction, so a
+failed training leaves no half-written model row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .._plpy import query, quote_ident, udf
+from ..catalog.store import store_model
+from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE,
+                      UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
+
+TASKS = ("classification", "regression")
+DATA_ARGS = ("task", "relation_name", "y_column_name", "test_size", "test_sampling", "preprocess")
+MODEL_ARGS = ("algorithm", "hyperparams", "search", "search_params", "search_args")
+FIRST_DEFAULTS = {"algorithm": "linear", "hyperparams": {}, "search": None, "search_params": {},
+                  "search_args": {}, "test_size": 0.25, "test_sampling": "stratified", "preprocess": {}}
+JSON_ARGS = ("hyperparams", "search_params", "search_args", "preprocess")
+
+# PostgreSQL types train() reads as numbers; text-like types are categorical features.
+NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "numeric", "boolean"}
+TEXT_TYPES = {"text", "character varying", "character", "name", "citext"}
+
+
+def resolve_args(given: dict, previous: dict | None) -> dict:
+    """Fill the arguments left NULL from the previous training, then the first-time defaults."""
+    args = dict(given)
+    previous = previous or {}
+    reuse = list(DATA_ARGS) + (list(MODEL_ARGS) if args.get("algorithm") is None else [])
+    for name in reuse:
+        if args.get(name) is None and previous.get(name) is not None:
+            args[name] = previous[name]
+    for name, default in FIRST_DEFAULTS.items():
+        if args.get(name) is None:
+            args[name] = default
+    for name in JSON_ARGS:
+        if not isinstance(args[name], dict):
+            raise PgmodelsError(f"{name} must be a jsonb object", detail=f"Got {json.dumps(args[name])[:80]}.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
+    if args["task"] not in TASKS:
+        if args["task"] is None:
+            raise PgmodelsError(f'project "{args["project_name"]}" has not been trained yet, so task is required',
+                                hint="Pass task => 'classification' or task => 'regression'.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
+        raise PgmodelsError(f'unknown task "{args["task"]}"', hint="Use classification or regression.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    for name in ("relation_name", "y_column_name"):
+        if not args.get(name):
+            raise PgmodelsError(f'project "{args["project_name"]}" has not been trained yet, so {name} is required',
+                                sqlstate=INVALID_PARAMETER_VALUE)
+    return args
+
+
+@dataclass
+class Relation:
+    oid: int
+    quoted: str          # schema-qualified and quoted: safe to put in a query
+    display: str
+    columns: list[tuple[str, str]]   # (name, type) in column order
+
+
+def resolve_relation(name: str) -> Relation:
+    """Find the relation the way PostgreSQL parses a name; never paste the text into SQL."""
+    try:
+        rows = query("SELECT pg_catalog.to_regclass($1)::oid AS oid", [name], ["text"])
+    except Exception:  # a syntactically invalid name: to_regclass raises for those
+        raise PgmodelsError(f'invalid relation name "{name}"', sqlstate=INVALID_PARAMETER_VALUE) from None
+    oid = rows[0]["oid"]
+    if oid is None:
+        raise PgmodelsError(f'relation "{name}" does not exist', sqlstate=UNDEFINED_TABLE,
+                            hint="Name a table or view the caller can see, schema-qualified if it is not on the search_path.")
+    meta = query("""SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS quoted,
+                           n.nspname || '.' || c.relname AS display
+                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = $1""", [oid], ["oid"])[0]
+    cols = query("""SELECT a.attname::text AS name, pg_catalog.format_type(pg_catalog.getbasetype(a.atttypid), NULL) AS type
+                    FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", [oid], ["oid"])
+    return Relation(oid=oid, quoted=meta["quoted"], display=meta["display"],
+                    columns=[(c["name"], c["type"]) for c in cols])
+
+
+def _check_privileges(rel: Relation, names: list[str]) -> None:
+    denied = [n for n in names if not query(
+        "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT') AS ok", [rel.oid, n], ["oid", "text"])[0]["ok"]]
+    if denied:
+        raise PgmodelsError(f'permission denied for relation "{rel.display}"',
+                            detail="Training reads columns the current role may not select: %s." % ", ".join(denied),
+                            hint="Ask the owner to GRANT SELECT on it, or train on a view of what you may read.",
+                            sqlstate=INSUFFICIENT_PRIVILEGE)
+
+
+def read_relation(rel: Relation, y_column: str):
+    """The relation's columns as fit.Column lists: every column but the target is a feature."""
+    from .fit import Column
+
+    types = dict(rel.columns)
+    if y_column not in types:
+        raise PgmodelsError(f'column "{y_column}" does not exist in relation "{rel.display}"',
+                            hint="Columns: %s." % ", ".join(types), sqlstate=UNDEFINED_COLUMN)
+    features = []
+    for name, sqltype in rel.columns:
+        if name == y_column:
+            continue
+        if sqltype in NUMERIC_TYPES:
+            features.append((name, "float"))
+        elif sqltype in TEXT_TYPES:
+            features.append((name, "text"))
+        else:
+            raise PgmodelsError(f'column "{name}" has type {sqltype}, which train() cannot use as a feature',
+                                hint="Train on a view that casts it to a number or text, or leaves it out.",
+                                sqlstate=FEATURE_NOT_SUPPORTED)
+    if not features:
+        raise PgmodelsError(f'relation "{rel.display}" has no feature columns besides "{y_column}"',
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    _check_privileges(rel, [n for n, _ in features] + [y_column])
+    cast = {"float": "::float8", "text": "::text"}
+    y_type = types[y_column]
+    y_cast = "::integer" if y_type == "boolean" else ("::float8" if y_type in ("real", "double precision", "numeric") else "")
+    selects = [f"pg_catalog.array_agg({quote_ident(n)}{cast[k]}) AS c{i}" for i, (n, k) in enumerate(features)]
+    selects.append(f"pg_catalog.array_agg({quote_ident(y_column)}{y_cast}) AS y")
+    row = query(f"SELECT count(*) AS n, {', '.join(selects)} FROM {rel.quoted}")[0]
+    if row["n"] == 0:
+        raise PgmodelsError(f'relation "{rel.display}" has no rows', detail="There is nothing to train on.",
+                            sqlstate=DATA_EXCEPTION)
+    columns = [Column(name=n, kind=k, values=row[f"c{i}"]) for i, (n, k) in enumerate(features)]
+    y_kind = "text" if y_type in TEXT_TYPES else "float"
+    return columns, Column(name=y_column, kind=y_kind, values=row["y"])
+
+
+@udf
+def train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params,
+          search_args, test_size, test_sampling, automatic_deploy, preprocess):
+    from .fit import TrainSpec, train_model
+
+    if not project_name:
+        raise PgmodelsError("project_name must not be empty", sqlstate=INVALID_PARAMETER_VALUE)
+    info = query("SELECT task, last_train FROM pgmodels._project_info($1)", [project_name], ["text"])
+    previous = json.loads(info[0]["last_train"]) if info and info[0]["last_train"] else None
+    if info and info[0]["task"] and task is not None and task != info[0]["task"]:
+        raise PgmodelsError(f'project "{project_name}" is a {info[0]["task"]} project, not {task}',
+                            hint="Use another project name for another task.", sqlstate=INVALID_PARAMETER_VALUE)
+    given = dict(project_name=project_name, task=task, relation_name=relation_name, y_column_name=y_column_name,
+                 algorithm=algorithm, search=search, test_size=test_size, test_sampling=test_sampling)
+    for name, value in (("hyperparams", hyperparams), ("search_params", search_params),
+                        ("search_args", search_args), ("preprocess", preprocess)):
+        given[name] = json.loads(value) if value is not None else None
+    args = resolve_args(given, previous)
+    rel = resolve_relation(args["relation_name"])
+    features, target = read_relation(rel, args["y_column_name"])
+    spec = TrainSpec(task=args["task"], algorithm=args["algorithm"], hyperparams=args["hyperparams"],
+                     search=args["search"], search_params=args["search_params"], search_args=args["search_args"],
+                     test_size=float(args["test_size"]), test_sampling=args["test_sampling"],
+                     preprocess=args["preprocess"])
+    trained = train_model(spec, features, target)
+    nullable = [c for c, opts in args["preprocess"].items() if isinstance(opts, dict)
+                and opts.get("impute", "error") != "error"]
+    training = {"relation": rel.display, "y_column": args["y_column_name"], "test_size": args["test_size"],
+                "test_sampling": args["test_sampling"], "preprocess": args["preprocess"],
+                "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable}
+    last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
+    stored = store_model(
+        project_name=project_name, task=args["task"], algorithm=args["algorithm"], runtime=trained.runtime,
+        artifact=trained.artifact, hyperparams=trained.hyperparams, metrics=trained.metrics,
+        search_results=trained.search_results, feature_names=trained.feature_names,
+        feature_types=trained.feature_types, labels=trained.labels, training=training,
+        library_versions=trained.library_versions, last_train=last,
+        deploy_mode="if_better" if automatic_deploy else "never")
+    return [(project_name, args["task"], args["algorithm"], stored["deployed"], stored["model_id"],
+             stored["version"], trained.runtime, json.dumps(trained.metrics))]

@@ -1,0 +1,31 @@
+-- train(): names and parameters follow PostgresML's pgml.train.
+--
+-- It runs with the caller's rights, so it reads only the rows and columns the caller may
+-- read (row-level security included); it stores the result through
+-- pgmodels._store_model(). Arguments left NULL reuse the project's previous training:
+-- task, relation_name, y_column_name, test_size, test_sampling and preprocess always;
+-- hyperparams, search, search_params and search_args only when algorithm is left NULL
+-- too. On a project's first training the defaults are algorithm 'linear',
+-- hyperparams '{}', test_size 0.25 and test_sampling 'stratified'.
+CREATE FUNCTION @extschema@.train(
+    project_name text,
+    task text DEFAULT NULL,
+    relation_name text DEFAULT NULL,
+    y_column_name text DEFAULT NULL,
+    algorithm text DEFAULT NULL,
+    hyperparams jsonb DEFAULT NULL,
+    search text DEFAULT NULL,
+    search_params jsonb DEFAULT NULL,
+    search_args jsonb DEFAULT NULL,
+    test_size real DEFAULT NULL,
+    test_sampling text DEFAULT NULL,
+    automatic_deploy boolean DEFAULT true,
+    preprocess jsonb DEFAULT NULL)
+RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
+               runtime text, metrics jsonb)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
+from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess)
+$$;
+COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';

@@ -1,0 +1,20 @@
+-- What is there: one row per model version.
+CREATE VIEW pgmodels.overview AS
+SELECT p.name AS project,
+       m.id AS model_id,
+       m.version,
+       m.task,
+       m.algorithm,
+       m.runtime,
+       pgmodels._key_metric(m.task, m.metrics) AS key_metric,
+       m.metrics,
+       (m.id = d.model_id) IS TRUE AS deployed,
+       m.trained_at,
+       m.trained_by,
+       length(m.artifact) AS artifact_bytes
+FROM pgmodels.models m
+JOIN pgmodels.projects p ON p.id = m.project_id
+LEFT JOIN LATERAL (SELECT d.model_id FROM pgmodels.deployments d
+                   WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) d ON true;
+COMMENT ON VIEW pgmodels.overview IS 'one row per model version: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size';
+GRANT SELECT ON pgmodels.overview TO PUBLIC;
