@@ -1,47 +1,81 @@
--- The server-side Python environment.
+-- The server-side Python environment, and how errors leave Python.
 --
 -- PL/Python runs the server's own interpreter (python3.11 on Debian 12). The packages
 -- pgmodels imports live in a virtual environment built from that same interpreter and
 -- named by the setting pgmodels.venv. _activate() puts that environment on sys.path
--- once per backend. It is the one PL/Python body that is not a one-line call into the
+-- once per backend. It is the one PL/Python body that is more than a call into the
 -- pgmodels package, because it is what makes the package importable.
+--
+-- Errors: PL/Python would prefix every error with a Python type name. Instead the
+-- Python side records the error as pending and returns NULL, and the SQL side raises it
+-- with RAISE ... USING (pgmodels._raise_pending), in PostgreSQL's own style.
 
-CREATE FUNCTION pgmodels._activate(strict boolean DEFAULT true) RETURNS text
+CREATE FUNCTION pgmodels._pending_error(OUT message text, OUT detail text, OUT hint text, OUT sqlstate text)
+RETURNS SETOF record
+LANGUAGE plpython3u PARALLEL SAFE
+AS $$
+pending = GD.pop('pgmodels.pending', None)
+return [pending] if pending else []
+$$;
+COMMENT ON FUNCTION pgmodels._pending_error() IS 'internal: takes the error the Python side recorded, if any';
+
+-- Raises the pending error, or returns NULL when there is none. The argument only fixes
+-- the result type, so that coalesce(core(...), pgmodels._raise_pending(NULL::real))
+-- costs nothing unless the core returned NULL.
+CREATE FUNCTION pgmodels._raise_pending(result_type anyelement) RETURNS anyelement
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    e record;
+BEGIN
+    SELECT * INTO e FROM pgmodels._pending_error();
+    IF e.message IS NULL THEN
+        RETURN NULL;
+    ELSIF e.detail IS NOT NULL AND e.hint IS NOT NULL THEN
+        RAISE EXCEPTION USING MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint, ERRCODE = e.sqlstate;
+    ELSIF e.detail IS NOT NULL THEN
+        RAISE EXCEPTION USING MESSAGE = e.message, DETAIL = e.detail, ERRCODE = e.sqlstate;
+    ELSIF e.hint IS NOT NULL THEN
+        RAISE EXCEPTION USING MESSAGE = e.message, HINT = e.hint, ERRCODE = e.sqlstate;
+    ELSE
+        RAISE EXCEPTION USING MESSAGE = e.message, ERRCODE = e.sqlstate;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._raise_pending(anyelement) IS 'internal: raises the error the Python side recorded, in PostgreSQL''s style, or returns NULL';
+
+CREATE FUNCTION pgmodels._activate() RETURNS text
 LANGUAGE plpython3u PARALLEL SAFE
 AS $$
 import os, sys
 if GD.get('pgmodels.active'):
     return None
-def fail(msg, detail, hint, sqlstate='55000'):
-    if strict:
-        plpy.error(msg, detail=detail, hint=hint, sqlstate=sqlstate)
-    return msg + ': ' + detail
+def fail(msg, detail, hint):
+    GD['pgmodels.pending'] = (msg, detail, hint, '55000')
+    return msg
 here = '%d.%d' % sys.version_info[:2]
 server_python = os.path.join(sys.base_prefix, 'bin', 'python' + here)
-make_hint = ('Run "pgmodels install --dsn <url>" with the pgmodels tool installed in a '
-             'virtual environment built by %s, or run scripts/install.sh from the pgmodels '
-             'source tree.' % server_python)
+make_hint = ('Run "pgmodels install --dsn <url>" with the pgmodels tool installed in a virtual '
+             'environment built by %s, or run scripts/install.sh from the pgmodels source tree.' % server_python)
 venv = plpy.execute("SELECT pg_catalog.current_setting('pgmodels.venv', true) AS v")[0]['v']
 if not venv:
     return fail('pgmodels.venv is not set',
-                'pgmodels imports its Python packages from a virtual environment named by the setting pgmodels.venv.',
-                make_hint)
+                'pgmodels imports its Python packages from the virtual environment this setting names.', make_hint)
 cfg = os.path.join(venv, 'pyvenv.cfg')
 try:
     with open(cfg) as f:
-        lines = dict(l.split('=', 1) for l in f.read().splitlines() if '=' in l)
+        settings = dict((k.strip(), v.strip()) for k, v in (l.split('=', 1) for l in f if '=' in l))
 except OSError as e:
     return fail('pgmodels.venv "%s" is not a readable virtual environment' % venv,
                 'Reading %s failed: %s.' % (cfg, e.strerror), make_hint)
-built = {k.strip(): v.strip() for k, v in lines.items()}.get('version', '')
+built = settings.get('version', settings.get('version_info', ''))
 if '.'.join(built.split('.')[:2]) != here:
     return fail('pgmodels.venv "%s" was built for another Python' % venv,
                 'It was built with Python %s; this server runs Python %s.' % (built or 'unknown', sys.version.split()[0]),
                 make_hint)
-site_dir = os.path.join(venv, 'lib', 'python' + here, 'site-packages')
 import site
 before = list(sys.path)
-site.addsitedir(site_dir)
+site.addsitedir(os.path.join(venv, 'lib', 'python' + here, 'site-packages'))
 sys.path[:] = [p for p in sys.path if p not in before] + before
 try:
     import pgmodels
@@ -55,19 +89,29 @@ if ext and ext[0]['extversion'] != pgmodels.__version__:
     for name in [m for m in sys.modules if m == 'pgmodels' or m.startswith('pgmodels.')]:
         del sys.modules[name]
     return fail('pgmodels Python package %s does not match the extension version %s' % (pgmodels.__version__, ext[0]['extversion']),
-                'The package in %s and the SQL objects of the extension come from different releases.' % venv,
-                'Run "ALTER EXTENSION pgmodels UPDATE" or install the matching package into the virtual environment.')
+                'The package in %s and the extension''s SQL objects come from different releases.' % venv,
+                'Run "ALTER EXTENSION pgmodels UPDATE", or install the matching package into the virtual environment.')
 GD['pgmodels.active'] = True
 return None
 $$;
-COMMENT ON FUNCTION pgmodels._activate(boolean) IS 'internal: puts the virtual environment named by pgmodels.venv on the server''s sys.path once per session; strict raises, otherwise returns the problem';
+COMMENT ON FUNCTION pgmodels._activate() IS 'internal: puts the virtual environment named by pgmodels.venv on the server''s sys.path once per session; returns the problem (and records it as pending) when it cannot';
 
-CREATE FUNCTION pgmodels.doctor() RETURNS TABLE (item text, value text, ok boolean)
+CREATE FUNCTION pgmodels._doctor() RETURNS TABLE (item text, value text, ok boolean)
 LANGUAGE plpython3u
 AS $$
-problem = plpy.execute("SELECT pgmodels._activate(false) AS p")[0]['p']
 import sys
-if problem: return [('server python', sys.version.split()[0], True), ('pgmodels.venv', problem, False)]
+problem = plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']
+if problem: GD.pop('pgmodels.pending', None); return [('server python', sys.version.split()[0], True), ('pgmodels.venv', problem, False)]
 from pgmodels.doctor import report; return report()
+$$;
+COMMENT ON FUNCTION pgmodels._doctor() IS 'internal: the core of pgmodels.doctor()';
+
+CREATE FUNCTION pgmodels.doctor() RETURNS TABLE (item text, value text, ok boolean)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM pgmodels._doctor();
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
 $$;
 COMMENT ON FUNCTION pgmodels.doctor() IS 'reports the server''s Python, the virtual environment in use, each package''s version and whether pg_cron is loaded';

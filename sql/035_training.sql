@@ -7,6 +7,18 @@
 -- hyperparams, search, search_params and search_args only when algorithm is left NULL
 -- too. On a project's first training the defaults are algorithm 'linear',
 -- hyperparams '{}', test_size 0.25 and test_sampling 'stratified'.
+CREATE FUNCTION pgmodels._train(project_name text, task text, relation_name text, y_column_name text,
+    algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
+    test_sampling text, automatic_deploy boolean, preprocess jsonb)
+RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
+               runtime text, metrics jsonb)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess)
+$$;
+COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'internal: the core of train()';
+
 CREATE FUNCTION @extschema@.train(
     project_name text,
     task text DEFAULT NULL,
@@ -23,9 +35,10 @@ CREATE FUNCTION @extschema@.train(
     preprocess jsonb DEFAULT NULL)
 RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
                runtime text, metrics jsonb)
-LANGUAGE plpython3u VOLATILE
+LANGUAGE sql VOLATILE
 AS $$
-if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
-from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess)
+    SELECT * FROM pgmodels._train($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    UNION ALL  -- raises the error the core recorded, if any, once the core has run
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
 $$;
 COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';

@@ -1,6 +1,8 @@
 -- Serving: predict(), predict_proba(), predict_label(), predict_batch().
 --
--- Three PL/Python cores do the work, one per kind of answer. The user-facing functions
+-- PL/Python cores do the work, one per kind of answer, each taking the features as
+-- float8[] (arrays) or jsonb (objects, and rows, which the wrappers turn into jsonb since
+-- PL/Python takes no polymorphic arguments). The user-facing functions
 -- are one-line SQL wrappers that PostgreSQL inlines into the calling query: they cast
 -- the features to what the core takes and pass statement_timestamp(), with which the
 -- core checks once per statement which model a project serves (see
@@ -36,39 +38,66 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgmodels._model_artifact(bigint) IS 'internal: a model''s artifact and what serving needs to run it (definer: the catalog is not readable by PUBLIC)';
 
-CREATE FUNCTION pgmodels._predict(project_name text, model_id bigint, features anyelement, stamp timestamptz)
+CREATE FUNCTION pgmodels._predict(project_name text, model_id bigint, features float8[], stamp timestamptz)
 RETURNS real LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
 AS $$
-if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.serving.predict import predict; return predict(project_name, model_id, features, stamp)
 $$;
-COMMENT ON FUNCTION pgmodels._predict(text, bigint, anyelement, timestamptz) IS 'internal: the core of predict()';
+COMMENT ON FUNCTION pgmodels._predict(text, bigint, float8[], timestamptz) IS 'internal: the core of predict()';
 
-CREATE FUNCTION pgmodels._predict_proba(project_name text, model_id bigint, features anyelement, stamp timestamptz)
+CREATE FUNCTION pgmodels._predict(project_name text, model_id bigint, features jsonb, stamp timestamptz)
+RETURNS real LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.serving.predict import predict; return predict(project_name, model_id, features, stamp)
+$$;
+COMMENT ON FUNCTION pgmodels._predict(text, bigint, jsonb, timestamptz) IS 'internal: the core of predict()';
+
+CREATE FUNCTION pgmodels._predict_proba(project_name text, model_id bigint, features float8[], stamp timestamptz)
 RETURNS real[] LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
 AS $$
-if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.serving.predict import predict_proba; return predict_proba(project_name, model_id, features, stamp)
 $$;
-COMMENT ON FUNCTION pgmodels._predict_proba(text, bigint, anyelement, timestamptz) IS 'internal: the core of predict_proba()';
+COMMENT ON FUNCTION pgmodels._predict_proba(text, bigint, float8[], timestamptz) IS 'internal: the core of predict_proba()';
 
-CREATE FUNCTION pgmodels._predict_label(project_name text, model_id bigint, features anyelement, stamp timestamptz)
+CREATE FUNCTION pgmodels._predict_proba(project_name text, model_id bigint, features jsonb, stamp timestamptz)
+RETURNS real[] LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.serving.predict import predict_proba; return predict_proba(project_name, model_id, features, stamp)
+$$;
+COMMENT ON FUNCTION pgmodels._predict_proba(text, bigint, jsonb, timestamptz) IS 'internal: the core of predict_proba()';
+
+CREATE FUNCTION pgmodels._predict_label(project_name text, model_id bigint, features float8[], stamp timestamptz)
 RETURNS text LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
 AS $$
-if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.serving.predict import predict_label; return predict_label(project_name, model_id, features, stamp)
 $$;
-COMMENT ON FUNCTION pgmodels._predict_label(text, bigint, anyelement, timestamptz) IS 'internal: the core of predict_label()';
+COMMENT ON FUNCTION pgmodels._predict_label(text, bigint, float8[], timestamptz) IS 'internal: the core of predict_label()';
+
+CREATE FUNCTION pgmodels._predict_label(project_name text, model_id bigint, features jsonb, stamp timestamptz)
+RETURNS text LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.serving.predict import predict_label; return predict_label(project_name, model_id, features, stamp)
+$$;
+COMMENT ON FUNCTION pgmodels._predict_label(text, bigint, jsonb, timestamptz) IS 'internal: the core of predict_label()';
 
 CREATE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features float8[], stamp timestamptz)
 RETURNS SETOF real LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
-if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp)
 $$;
 COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, float8[], timestamptz) IS 'internal: the core of predict_batch()';
 
--- The user-facing wrappers: for each answer (predict, predict_proba, predict_label),
+-- The user-facing wrappers: one-line SQL functions that PostgreSQL inlines, so a row
+-- costs one PL/Python call. They are not STRICT because coalesce (which raises the
+-- core's pending error, see sql/020_environment.sql) is not; a NULL argument still gives
+-- NULL, since the cores are STRICT. For each answer (predict, predict_proba, predict_label),
 -- each way of naming the model (project name, model id) and each features type.
 DO $do$
 DECLARE
@@ -88,16 +117,16 @@ BEGIN
             FOR ftype IN SELECT * FROM (VALUES
                 ('real[]', '$2::float8[]'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
                 ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
-                ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'), ('anyelement', '$2')) AS f(sqltype, cast_expr)
+                ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'), ('anyelement', 'pg_catalog.to_jsonb($2)')) AS f(sqltype, cast_expr)
             LOOP
                 EXECUTE format(
                     'CREATE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
-                    'LANGUAGE sql STABLE STRICT PARALLEL SAFE '
+                    'LANGUAGE sql STABLE PARALLEL SAFE '
                     'AS %L',
                     answer.name, target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
                     ftype.sqltype, answer.rettype,
-                    format('SELECT pgmodels.%I(%s, %s, statement_timestamp())',
-                           '_' || answer.name, target.pass, ftype.cast_expr));
+                    format('SELECT coalesce(pgmodels.%I(%s, %s, statement_timestamp()), pgmodels._raise_pending(NULL::%s))',
+                           '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype));
                 EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L',
                     answer.name, split_part(target.arg, ' ', 2), ftype.sqltype,
                     format('%s for %s, from features given as %s', answer.what, target.what,
@@ -111,11 +140,21 @@ END
 $do$;
 
 CREATE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
-LANGUAGE sql STABLE STRICT PARALLEL SAFE ROWS 1000
-AS $$ SELECT pgmodels._predict_batch($1, 0, $2::float8[], statement_timestamp()) $$;
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
+AS $$
+BEGIN
+    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, features::float8[], statement_timestamp());
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
+$$;
 COMMENT ON FUNCTION @extschema@.predict_batch(text, real[]) IS 'predictions for many rows at once, given flattened into one array (or as a two-dimensional array), one result per row';
 
 CREATE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETURNS SETOF real
-LANGUAGE sql STABLE STRICT PARALLEL SAFE ROWS 1000
-AS $$ SELECT pgmodels._predict_batch('', $1, $2::float8[], statement_timestamp()) $$;
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
+AS $$
+BEGIN
+    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, features::float8[], statement_timestamp());
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
+$$;
 COMMENT ON FUNCTION @extschema@.predict_batch(bigint, real[]) IS 'predictions of a model version chosen by id for many rows at once, given flattened into one array';

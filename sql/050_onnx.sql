@@ -1,5 +1,15 @@
 -- ONNX in and out: models trained anywhere, and the artifact that serves.
 
+CREATE FUNCTION pgmodels._import_onnx(project_name text, model bytea, feature_names text[], task text,
+    labels jsonb, feature_types text[], deploy boolean)
+RETURNS TABLE (project text, task text, model_id bigint, version integer, deployed boolean)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.catalog.onnx_io import import_onnx; return import_onnx(project_name, model, feature_names, task, labels, feature_types, deploy)
+$$;
+COMMENT ON FUNCTION pgmodels._import_onnx(text, bytea, text[], text, jsonb, text[], boolean) IS 'internal: the core of import_onnx()';
+
 CREATE FUNCTION @extschema@.import_onnx(
     project_name text,
     model bytea,
@@ -9,10 +19,11 @@ CREATE FUNCTION @extschema@.import_onnx(
     feature_types text[] DEFAULT NULL,
     deploy boolean DEFAULT true)
 RETURNS TABLE (project text, task text, model_id bigint, version integer, deployed boolean)
-LANGUAGE plpython3u VOLATILE
+LANGUAGE sql VOLATILE
 AS $$
-if 'pgmodels.active' not in GD: plpy.execute('SELECT pgmodels._activate()')
-from pgmodels.catalog.onnx_io import import_onnx; return import_onnx(project_name, model, feature_names, task, labels, feature_types, deploy)
+    SELECT * FROM pgmodels._import_onnx($1, $2, $3, $4, $5, $6, $7)
+    UNION ALL  -- raises the error the core recorded, if any, once the core has run
+    SELECT NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
 $$;
 COMMENT ON FUNCTION @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean) IS 'registers an ONNX model trained anywhere as a new version of a project, after checking that onnxruntime loads it and its inputs match the features';
 

@@ -1,39 +1,54 @@
 """The edge between PL/Python and the pgmodels package.
 
-Every SQL function's body is one line calling a function wrapped by :func:`udf`. The
-wrapper turns a :class:`~pgmodels.errors.PgmodelsError` into ``plpy.error`` with its
-SQLSTATE, lets errors PostgreSQL raised (``plpy.SPIError``) pass unchanged, and turns
-anything unexpected into one clean internal error instead of a Python traceback as the
-message.
+Every SQL function's body is one call into a function wrapped by :func:`udf`.
+
+PL/Python prefixes any error it raises with the Python exception's type
+("plpy.Error: ...", "spiexceptions.DivisionByZero: ..."), which is not PostgreSQL's
+style. So errors are not raised from Python: the wrapper records the error as pending
+(in GD, shared by all PL/Python functions of the session) and returns NULL, and the SQL
+wrapper around the core raises it with RAISE ... USING, message, detail, hint and
+SQLSTATE intact (see pgmodels._raise_pending in sql/020_environment.sql). That costs
+nothing on the happy path. Errors PostgreSQL raised inside (plpy.SPIError) keep their
+own message and SQLSTATE; anything unexpected becomes one clean internal error.
 """
 
 from __future__ import annotations
 
+import __main__
 import functools
 
 import plpy  # provided by PL/Python inside the server
 
 from .errors import INTERNAL_ERROR, PgmodelsError
 
+PENDING = "pgmodels.pending"
 
-def udf(fn):
-    """Wrap the Python side of a SQL function."""
+
+def set_pending(message: str, detail: str | None = None, hint: str | None = None,
+                sqlstate: str = INTERNAL_ERROR) -> None:
+    __main__.GD[PENDING] = (message, detail, hint, sqlstate)
+
+
+def udf(fn=None, *, empty=None):
+    """Wrap the Python side of a SQL function; ``empty`` is what it returns on error."""
+    if fn is None:
+        return functools.partial(udf, empty=empty)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except PgmodelsError as e:
-            plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
-        except (plpy.SPIError, plpy.Error):
-            raise
+            set_pending(e.message, e.detail, e.hint, e.sqlstate)
+        except plpy.SPIError as e:
+            set_pending(e.args[0] if e.args else str(e), getattr(e, "detail", None), getattr(e, "hint", None),
+                        getattr(e, "sqlstate", None) or INTERNAL_ERROR)
         except MemoryError:
-            plpy.error("out of memory in pgmodels", sqlstate="53200")
+            set_pending("out of memory in pgmodels", sqlstate="53200")
         except Exception as e:  # noqa: BLE001 - the edge: nothing unexpected escapes raw
-            plpy.error(f"internal error in pgmodels.{fn.__name__}",
-                       detail=f"{type(e).__name__}: {e}",
-                       hint="This is a bug in pgmodels; please report it with the statement that raised it.",
-                       sqlstate=INTERNAL_ERROR)
+            set_pending(f"internal error in pgmodels.{fn.__name__}", f"{type(e).__name__}: {e}"[:1000],
+                        "This is a bug in pgmodels; please report it with the statement that raised it.")
+        return empty
 
     return wrapper
 

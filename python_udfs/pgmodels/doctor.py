@@ -22,7 +22,7 @@ def _distribution_version(name: str) -> str | None:
     return None
 
 
-@udf
+@udf(empty=[])
 def report() -> list[tuple[str, str, bool]]:
     """Rows of (item, value, ok) for pgmodels.doctor()."""
     venv = query("SELECT pg_catalog.current_setting('pgmodels.venv', true) AS v")[0]["v"]
@@ -38,6 +38,10 @@ def report() -> list[tuple[str, str, bool]]:
     preload = query("SELECT pg_catalog.current_setting('shared_preload_libraries') AS v")[0]["v"]
     loaded = "pg_cron" in [p.strip() for p in preload.split(",")]
     rows.append(("pg_cron preloaded", "yes" if loaded else "no (shared_preload_libraries = '%s')" % preload, loaded))
+    # pg_cron's jobs live in one database per cluster (cron.database_name); scheduled
+    # scoring works from there, so another database without the extension is fine.
     ext = query("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'")
-    rows.append(("pg_cron extension", ext[0]["extversion"] if ext else "not created in this database", bool(ext)))
+    home = query("SELECT pg_catalog.current_setting('cron.database_name', true) AS d")[0]["d"]
+    where = f"{ext[0]['extversion']} in this database" if ext else f"in database \"{home}\" (cron.database_name)"
+    rows.append(("pg_cron extension", where if loaded else "unavailable", loaded))
     return rows

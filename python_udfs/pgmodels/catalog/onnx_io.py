@@ -37,7 +37,7 @@ def _check_graph(artifact: bytes, feature_names: list[str], task: str) -> OnnxEn
     return engine
 
 
-@udf
+@udf(empty=[])
 def import_onnx(project_name, model, feature_names, task, labels, feature_types, deploy):
     if not project_name:
         raise PgmodelsError("project_name must not be empty", sqlstate=INVALID_PARAMETER_VALUE)

@@ -19,7 +19,7 @@ def install_extension(conn, venv: Path | None) -> str:
     With venv, the database's pgmodels.venv setting is pointed at it first, so
     every new session of this database finds the packages.
     """
-    from psycopg import errors, sql
+    from psycopg import sql
 
     if venv is not None:
         dbname = conn.execute("SELECT current_database()").fetchone()[0]
@@ -39,10 +39,8 @@ def install_extension(conn, venv: Path | None) -> str:
         conn.execute("CREATE EXTENSION pgmodels")
     elif available[1] != available[0]:
         conn.execute("ALTER EXTENSION pgmodels UPDATE")
-    try:
-        conn.execute("SELECT pgmodels._activate()")
-    except errors.Error as e:
-        diag = e.diag
-        raise PgmodelsError(diag.message_primary or str(e), detail=diag.message_detail,
-                            hint=diag.message_hint, sqlstate=diag.sqlstate or OBJECT_NOT_IN_PREREQUISITE_STATE) from None
+    problem = conn.execute("SELECT pgmodels._activate()").fetchone()[0]
+    if problem:
+        message, detail, hint, sqlstate = conn.execute("SELECT * FROM pgmodels._pending_error()").fetchone()
+        raise PgmodelsError(message, detail=detail, hint=hint, sqlstate=sqlstate)
     return conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgmodels'").fetchone()[0]

@@ -70,7 +70,7 @@ def predict_label(project: str, model_id: int, features, stamp: str) -> str:
     return str(labels[index]) if 0 <= index < len(labels) else str(index)
 
 
-@udf
+@udf(empty=[])
 def predict_batch(project: str, model_id: int, features: list, stamp: str) -> list[float]:
     model = cache.resolve(project, model_id, stamp)
     if features and isinstance(features[0], list):

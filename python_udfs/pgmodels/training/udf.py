@@ -134,7 +134,7 @@ def read_relation(rel: Relation, y_column: str):
     return columns, Column(name=y_column, kind=y_kind, values=row["y"])
 
 
-@udf
+@udf(empty=[])
 def train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params,
           search_args, test_size, test_sampling, automatic_deploy, preprocess):
     from .fit import TrainSpec, train_model

@@ -1,0 +1,89 @@
+"""Fixtures: every test runs against the real embedded cluster.
+
+The cluster is created or reused (``pgmodels db create`` is idempotent); if it cannot
+be reached the run stops at once with one clear message instead of failing every test.
+Tests share one database, ``pgmodels_test``, created fresh per run with
+pytest-postgresql's janitor; they use their own project names.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from pgmodels.cli.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DB = "pgmodels_test"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    os.environ.setdefault("PGMODELS_HOME", str(ROOT / ".pgmodels"))
+    c = Cluster.from_env()
+    try:
+        c.create()
+        with psycopg.connect(c.url("postgres"), connect_timeout=10) as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:  # noqa: BLE001 - stop the run with one line, not N failures
+        pytest.exit(f"the embedded cluster is not usable: {e}\nRun ./dev.sh test, which installs and starts it.",
+                    returncode=3)
+    return c
+
+
+@pytest.fixture(scope="session")
+def test_db(cluster: Cluster):
+    janitor = DatabaseJanitor(user="postgres", host="127.0.0.1", port=cluster.port, dbname=TEST_DB,
+                              password=cluster.password())
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:  # left over from an interrupted run
+        c.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+    janitor.init()
+
+    def load(**kw):
+        kw.pop("autocommit", None)
+        with psycopg.connect(**kw, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pgmodels CASCADE")
+
+    janitor.load(load)
+    yield cluster.url(TEST_DB)
+    janitor.drop()
+
+
+@pytest.fixture
+def conn(test_db):
+    """An autocommit superuser connection to the test database."""
+    with psycopg.connect(test_db, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def connect(test_db):
+    """Open more connections (other sessions, other roles); all closed at the end."""
+    opened = []
+
+    def _connect(**kw):
+        c = psycopg.connect(test_db, autocommit=True, **kw)
+        opened.append(c)
+        return c
+
+    yield _connect
+    for c in opened:
+        c.close()
+
+
+@pytest.fixture
+def name():
+    """A fresh name for a project or table, so tests never see each other's."""
+    return "t_" + uuid.uuid4().hex[:10]
+
+
+def sql_error(conn, statement: str, params=None) -> psycopg.Error:
+    """Run a statement that must fail; return the error (its .sqlstate and .diag)."""
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(statement, params)
+    return info.value

@@ -1,0 +1,129 @@
+"""The foundation: the extension, the server's Python environment, the CLI, installing."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import ROOT, sql_error
+
+PGMODELS = str(Path(sys.prefix) / "bin" / "pgmodels")
+
+
+def run_cli(*args, env=None, check=True):
+    result = subprocess.run([PGMODELS, *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"pgmodels {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def test_doctor_reports_the_servers_real_environment(conn):
+    rows = {item: (value, ok) for item, value, ok in conn.execute("SELECT * FROM pgmodels.doctor()")}
+    assert rows["server python"][0].startswith("3.11")
+    assert rows["pgmodels.venv"][0] == str(Path(sys.prefix).resolve())
+    # the versions the server imports are the ones installed in the venv
+    assert rows["numpy"][0] == importlib.metadata.version("numpy")
+    assert rows["onnxruntime"][0] == importlib.metadata.version("onnxruntime")
+    assert rows["scikit-learn"][0] == importlib.metadata.version("scikit-learn")
+    assert rows["pg_cron preloaded"] == ("yes", True)
+    assert all(ok for _, ok in rows.values()), rows
+
+
+def test_extension_layout(conn):
+    schemas = dict(conn.execute("""SELECT p.proname, n.nspname FROM pg_proc p
+                                   JOIN pg_namespace n ON n.oid = p.pronamespace
+                                   WHERE p.proname IN ('predict', 'train', 'doctor')"""))
+    assert schemas == {"predict": "public", "train": "public", "doctor": "pgmodels"}
+    dumped = conn.execute("""SELECT array_agg(c::regclass::text ORDER BY c::regclass::text)
+                             FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pgmodels'""").fetchone()[0]
+    assert dumped == ["pgmodels.deployments", "pgmodels.deployments_id_seq", "pgmodels.models",
+                      "pgmodels.models_id_seq", "pgmodels.projects", "pgmodels.projects_id_seq"]
+
+
+def test_every_function_is_commented(conn):
+    missing = conn.execute("""SELECT p.oid::regprocedure::text FROM pg_proc p
+                              JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+                              JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'
+                              WHERE obj_description(p.oid, 'pg_proc') IS NULL""").fetchall()
+    assert missing == []
+
+
+def test_missing_environment_is_a_clear_error_not_a_crash(cluster, connect):
+    c = connect(options="-c pgmodels.venv=/nonexistent/venv")
+    err = sql_error(c, "SELECT pgmodels._activate()")
+    assert err.sqlstate == "55000"
+    assert err.diag.message_primary == 'pgmodels.venv "/nonexistent/venv" is not a readable virtual environment'
+    assert "pgmodels install" in err.diag.message_hint
+    # the backend survived and the doctor says what is wrong instead of failing
+    rows = dict((i, (v, ok)) for i, v, ok in c.execute("SELECT * FROM pgmodels.doctor()"))
+    assert rows["pgmodels.venv"][1] is False
+
+
+def test_environment_built_for_another_python_is_refused(connect, tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "lib").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.9.2\n")
+    tmp_path.chmod(0o755)
+    c = connect(options=f"-c pgmodels.venv={venv}")
+    err = sql_error(c, "SELECT pgmodels._activate()")
+    assert err.sqlstate == "55000"
+    assert "was built for another Python" in err.diag.message_primary
+    assert "3.9.2" in err.diag.message_detail
+
+
+def test_cli_cluster_steps_are_idempotent(cluster):
+    first = run_cli("db", "create").stdout.strip()
+    again = run_cli("db", "create").stdout.strip()
+    assert first == again == cluster.url()
+    run_cli("db", "start")
+    status = run_cli("db", "status").stdout
+    assert "state: running" in status
+    assert run_cli("db", "url").stdout.strip() == cluster.url()
+    out = run_cli("db", "psql", "-tAc", "SELECT extname FROM pg_extension WHERE extname = 'pgmodels'").stdout
+    assert out.strip() == "pgmodels"
+
+
+def test_cli_errors_are_one_line(cluster):
+    result = run_cli("install", "--dsn", "postgresql://postgres@127.0.0.1:1/none", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pgmodels: error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_install_into_an_existing_database(cluster, name):
+    admin = psycopg.connect(cluster.url("postgres"), autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        out = run_cli("install", "--dsn", cluster.url(name)).stdout
+        assert "pgmodels 0.1.0 installed" in out
+        # new sessions of that database find the environment through the database's setting
+        with psycopg.connect(cluster.url(name)) as c:
+            settings = c.execute("""SELECT s.setconfig FROM pg_db_role_setting s
+                                    JOIN pg_database d ON d.oid = s.setdatabase
+                                    WHERE d.datname = current_database() AND s.setrole = 0""").fetchone()[0]
+            assert f"pgmodels.venv={Path(sys.prefix).resolve()}" in settings
+            assert c.execute("SELECT pgmodels._activate()").fetchone()[0] is None
+        # and installing again changes nothing
+        assert "pgmodels 0.1.0 installed" in run_cli("install", "--dsn", cluster.url(name)).stdout
+    finally:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="pgxn install writes to the server's extension directory")
+def test_pgxn_install_of_a_local_distribution(tmp_path):
+    subprocess.run(["make", "-s", "dist"], cwd=ROOT, check=True, capture_output=True)
+    dist = ROOT / "dist" / "pgmodels-0.1.0.zip"
+    assert dist.exists()
+    pgxn = str(Path(sys.prefix) / "bin" / "pgxn")
+    result = subprocess.run([pgxn, "install", "--pg_config", "/usr/lib/postgresql/15/bin/pg_config", str(dist)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Path("/usr/share/postgresql/15/extension/pgmodels--0.1.0.sql").exists()
