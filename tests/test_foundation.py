@@ -57,7 +57,7 @@ def test_every_function_is_commented(conn):
 
 def test_missing_environment_is_a_clear_error_not_a_crash(cluster, connect):
     c = connect(options="-c pgmodels.venv=/nonexistent/venv")
-    err = sql_error(c, "SELECT pgmodels._activate()")
+    err = sql_error(c, "SELECT predict('churn', ARRAY[1.0, 2.0])")
     assert err.sqlstate == "55000"
     assert err.diag.message_primary == 'pgmodels.venv "/nonexistent/venv" is not a readable virtual environment'
     assert "pgmodels install" in err.diag.message_hint
@@ -66,13 +66,12 @@ def test_missing_environment_is_a_clear_error_not_a_crash(cluster, connect):
     assert rows["pgmodels.venv"][1] is False
 
 
-def test_environment_built_for_another_python_is_refused(connect, tmp_path):
-    venv = tmp_path / "venv"
-    (venv / "lib").mkdir(parents=True)
+def test_environment_built_for_another_python_is_refused(cluster, connect):
+    venv = cluster.home / "test-venv-python3.9"  # where the server user can read it
+    (venv / "lib").mkdir(parents=True, exist_ok=True)
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.9.2\n")
-    tmp_path.chmod(0o755)
     c = connect(options=f"-c pgmodels.venv={venv}")
-    err = sql_error(c, "SELECT pgmodels._activate()")
+    err = sql_error(c, "SELECT * FROM pgmodels.overview, train('churn')")
     assert err.sqlstate == "55000"
     assert "was built for another Python" in err.diag.message_primary
     assert "3.9.2" in err.diag.message_detail

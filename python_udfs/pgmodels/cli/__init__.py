@@ -62,8 +62,11 @@ def _print_table(rows, headers) -> None:
 
 
 def run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
     cluster = Cluster.from_env()
+    if argv[:2] == ["db", "psql"]:  # everything after goes to psql untouched, options included
+        cluster.start()
+        os.execvp("psql", ["psql", cluster.url(), *argv[2:]])
+    args = _parser().parse_args(argv)
     if args.command == "db":
         if args.action == "create":
             cluster.create()
@@ -78,9 +81,6 @@ def run(argv: list[str]) -> int:
             return 0 if cluster.running() else 3
         elif args.action == "url":
             print(cluster.url())
-        elif args.action == "psql":
-            cluster.start()
-            os.execvp("psql", ["psql", cluster.url(), *args.args])
     elif args.command == "install":
         from pathlib import Path
 
