@@ -110,7 +110,7 @@ class NativeEngine:
     """A model served by its own library (see pgmodels.training.convert.load_native)."""
 
     def __init__(self, runtime: str, artifact: bytes):
-        from ..training.convert import load_native
+        from ..training.native import load_native
 
         self.model = load_native(runtime, artifact)
 

@@ -79,8 +79,9 @@ def resolve_relation(name: str) -> Relation:
                            n.nspname || '.' || c.relname AS display
                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                     WHERE c.oid = $1""", [oid], ["oid"])[0]
-    cols = query("""SELECT a.attname::text AS name, pg_catalog.format_type(pg_catalog.getbasetype(a.atttypid), NULL) AS type
-                    FROM pg_catalog.pg_attribute a
+    cols = query("""SELECT a.attname::text AS name,
+                           pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), NULL) AS type
+                    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
                     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", [oid], ["oid"])
     return Relation(oid=oid, quoted=meta["quoted"], display=meta["display"],
                     columns=[(c["name"], c["type"]) for c in cols])
@@ -123,7 +124,9 @@ def read_relation(rel: Relation, y_column: str):
     cast = {"float": "::float8", "text": "::text"}
     y_type = types[y_column]
     y_cast = "::integer" if y_type == "boolean" else ("::float8" if y_type in ("real", "double precision", "numeric") else "")
-    selects = [f"pg_catalog.array_agg({quote_ident(n)}{cast[k]}) AS c{i}" for i, (n, k) in enumerate(features)]
+    cast["boolean"] = "::integer::float8"
+    selects = [f"pg_catalog.array_agg({quote_ident(n)}{cast.get(types[n], cast[k])}) AS c{i}"
+               for i, (n, k) in enumerate(features)]
     selects.append(f"pg_catalog.array_agg({quote_ident(y_column)}{y_cast}) AS y")
     row = query(f"SELECT count(*) AS n, {', '.join(selects)} FROM {rel.quoted}")[0]
     if row["n"] == 0:
