@@ -74,8 +74,10 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._store_model(text, text, text, text, bytea, jsonb, jsonb, jsonb, text[], text[], jsonb, jsonb, jsonb, jsonb, text) IS 'internal: stores a model version (and deploys it if asked); called by train() and import_onnx()';
 
-CREATE FUNCTION @extschema@.deploy(project_name text, strategy text, algorithm text DEFAULT NULL)
-RETURNS TABLE (project text, strategy text, algorithm text, model_id bigint, version integer)
+-- deploy() is a SQL function over these two: PL/pgSQL cannot have an argument and a
+-- result column of the same name, and pgml's deploy() has both (strategy, algorithm).
+CREATE FUNCTION pgmodels._deploy_strategy(project_name text, strategy text, algorithm text)
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -89,53 +91,73 @@ BEGIN
     END IF;
     SELECT d.model_id INTO current_id FROM pgmodels.deployments d
      WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1;
-    IF deploy.strategy = 'best_score' THEN
+    IF _deploy_strategy.strategy = 'best_score' THEN
         SELECT m.* INTO chosen FROM pgmodels.models m
-         WHERE m.project_id = proj.id AND (deploy.algorithm IS NULL OR m.algorithm = deploy.algorithm)
+         WHERE m.project_id = proj.id AND (_deploy_strategy.algorithm IS NULL OR m.algorithm = _deploy_strategy.algorithm)
          ORDER BY pgmodels._key_metric(m.task, m.metrics) DESC NULLS LAST, m.id DESC LIMIT 1;
-    ELSIF deploy.strategy = 'most_recent' THEN
+    ELSIF _deploy_strategy.strategy = 'most_recent' THEN
         SELECT m.* INTO chosen FROM pgmodels.models m
-         WHERE m.project_id = proj.id AND (deploy.algorithm IS NULL OR m.algorithm = deploy.algorithm)
+         WHERE m.project_id = proj.id AND (_deploy_strategy.algorithm IS NULL OR m.algorithm = _deploy_strategy.algorithm)
          ORDER BY m.id DESC LIMIT 1;
-    ELSIF deploy.strategy = 'rollback' THEN
+    ELSIF _deploy_strategy.strategy = 'rollback' THEN
         SELECT m.* INTO chosen FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
          WHERE d.project_id = proj.id AND d.model_id IS DISTINCT FROM current_id
-           AND (deploy.algorithm IS NULL OR m.algorithm = deploy.algorithm)
+           AND (_deploy_strategy.algorithm IS NULL OR m.algorithm = _deploy_strategy.algorithm)
          ORDER BY d.id DESC LIMIT 1;
         IF chosen.id IS NULL THEN
             RAISE EXCEPTION 'project "%" has no earlier deployment to roll back to', project_name
                 USING ERRCODE = '55000', DETAIL = 'Its deployment history holds no other model.';
         END IF;
     ELSE
-        RAISE EXCEPTION 'unknown deploy strategy "%"', deploy.strategy
+        RAISE EXCEPTION 'unknown deploy strategy "%"', _deploy_strategy.strategy
             USING ERRCODE = '22023', HINT = 'Use best_score, most_recent or rollback.';
     END IF;
     IF chosen.id IS NULL THEN
         RAISE EXCEPTION 'project "%" has no model%', project_name,
-              CASE WHEN deploy.algorithm IS NULL THEN '' ELSE format(' trained with algorithm "%s"', deploy.algorithm) END
+              CASE WHEN _deploy_strategy.algorithm IS NULL THEN '' ELSE format(' trained with algorithm "%s"', _deploy_strategy.algorithm) END
             USING ERRCODE = '55000';
     END IF;
-    INSERT INTO pgmodels.deployments (project_id, model_id, strategy) VALUES (proj.id, chosen.id, deploy.strategy);
-    RETURN QUERY SELECT proj.name, deploy.strategy, chosen.algorithm, chosen.id, chosen.version;
+    INSERT INTO pgmodels.deployments (project_id, model_id, strategy) VALUES (proj.id, chosen.id, _deploy_strategy.strategy);
+    RETURN chosen.id;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.deploy(text, text, text) IS 'deploys a model of a project by strategy: best_score, most_recent or rollback, optionally among one algorithm''s models';
+COMMENT ON FUNCTION pgmodels._deploy_strategy(text, text, text) IS 'internal: the core of deploy(project_name, strategy, algorithm) (definer: only it writes the catalog)';
 
-CREATE FUNCTION @extschema@.deploy(model_id bigint)
-RETURNS TABLE (project text, strategy text, algorithm text, model_id bigint, version integer)
+CREATE FUNCTION pgmodels._deploy_model(model_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     chosen pgmodels.models;
     proj_name text;
 BEGIN
-    SELECT m.* INTO chosen FROM pgmodels.models m WHERE m.id = deploy.model_id;
+    SELECT m.* INTO chosen FROM pgmodels.models m WHERE m.id = _deploy_model.model_id;
     IF chosen.id IS NULL THEN
-        RAISE EXCEPTION 'model % does not exist', deploy.model_id USING ERRCODE = '42704';
+        RAISE EXCEPTION 'model % does not exist', _deploy_model.model_id USING ERRCODE = '42704';
     END IF;
     SELECT p.name INTO proj_name FROM pgmodels.projects p WHERE p.id = chosen.project_id FOR UPDATE;
     INSERT INTO pgmodels.deployments (project_id, model_id, strategy) VALUES (chosen.project_id, chosen.id, 'model_id');
-    RETURN QUERY SELECT proj_name, 'model_id'::text, chosen.algorithm, chosen.id, chosen.version;
+    RETURN chosen.id;
 END
+$$;
+COMMENT ON FUNCTION pgmodels._deploy_model(bigint) IS 'internal: the core of deploy(model_id) (definer: only it writes the catalog)';
+
+-- Definer too, so that granting deploy() is all it takes; the cores are not for PUBLIC.
+CREATE FUNCTION @extschema@.deploy(project_name text, strategy text, algorithm text DEFAULT NULL)
+RETURNS TABLE (project text, strategy text, algorithm text, model_id bigint, version integer)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS MATERIALIZED (SELECT pgmodels._deploy_strategy($1, $2, $3) AS id)
+    SELECT p.name, $2, m.algorithm, m.id, m.version
+    FROM d JOIN pgmodels.models m ON m.id = d.id JOIN pgmodels.projects p ON p.id = m.project_id
+$$;
+COMMENT ON FUNCTION @extschema@.deploy(text, text, text) IS 'deploys a model of a project by strategy: best_score, most_recent or rollback, optionally among one algorithm''s models';
+
+CREATE FUNCTION @extschema@.deploy(model_id bigint)
+RETURNS TABLE (project text, strategy text, algorithm text, model_id bigint, version integer)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS MATERIALIZED (SELECT pgmodels._deploy_model($1) AS id)
+    SELECT p.name, 'model_id'::text, m.algorithm, m.id, m.version
+    FROM d JOIN pgmodels.models m ON m.id = d.id JOIN pgmodels.projects p ON p.id = m.project_id
 $$;
 COMMENT ON FUNCTION @extschema@.deploy(bigint) IS 'deploys one model version, chosen by id';

@@ -10,5 +10,7 @@ REVOKE EXECUTE ON FUNCTION
     @extschema@.deploy(text, text, text),
     @extschema@.deploy(bigint),
     @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean),
-    @extschema@.export_onnx(text, bigint)
+    @extschema@.export_onnx(text, bigint),
+    pgmodels._deploy_strategy(text, text, text),
+    pgmodels._deploy_model(bigint)
 FROM PUBLIC;

@@ -1,0 +1,131 @@
+"""PostgresML algorithm names -> scikit-learn / XGBoost estimators.
+
+Estimator classes are named as ``"module:Class"`` strings and imported only when used,
+so asking for a linear model never imports XGBoost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+
+TASKS = ("classification", "regression")
+
+_LM = "sklearn.linear_model"
+_ENS = "sklearn.ensemble"
+_SVM = "sklearn.svm"
+_GP = "sklearn.gaussian_process"
+
+# name -> (regressor, classifier); None where the algorithm has no such variant.
+_CATALOGUE: dict[str, tuple[str | None, str | None]] = {
+    "linear": (f"{_LM}:LinearRegression", f"{_LM}:LogisticRegression"),
+    "ridge": (f"{_LM}:Ridge", f"{_LM}:RidgeClassifier"),
+    "lasso": (f"{_LM}:Lasso", None),
+    "elastic_net": (f"{_LM}:ElasticNet", None),
+    "least_angle": (f"{_LM}:Lars", None),
+    "lasso_least_angle": (f"{_LM}:LassoLars", None),
+    "orthogonal_matching_pursuit": (f"{_LM}:OrthogonalMatchingPursuit", None),
+    "bayesian_ridge": (f"{_LM}:BayesianRidge", None),
+    "automatic_relevance_determination": (f"{_LM}:ARDRegression", None),
+    "stochastic_gradient_descent": (f"{_LM}:SGDRegressor", f"{_LM}:SGDClassifier"),
+    "perceptron": (None, f"{_LM}:Perceptron"),
+    "passive_aggressive": (f"{_LM}:PassiveAggressiveRegressor",
+                           f"{_LM}:PassiveAggressiveClassifier"),
+    "ransac": (f"{_LM}:RANSACRegressor", None),
+    "theil_sen": (f"{_LM}:TheilSenRegressor", None),
+    "huber": (f"{_LM}:HuberRegressor", None),
+    "quantile": (f"{_LM}:QuantileRegressor", None),
+    "kernel_ridge": ("sklearn.kernel_ridge:KernelRidge", None),
+    "gaussian_process": (f"{_GP}:GaussianProcessRegressor", f"{_GP}:GaussianProcessClassifier"),
+    "svm": (f"{_SVM}:SVR", f"{_SVM}:SVC"),
+    "nu_svm": (f"{_SVM}:NuSVR", f"{_SVM}:NuSVC"),
+    "linear_svm": (f"{_SVM}:LinearSVR", f"{_SVM}:LinearSVC"),
+    "ada_boost": (f"{_ENS}:AdaBoostRegressor", f"{_ENS}:AdaBoostClassifier"),
+    "bagging": (f"{_ENS}:BaggingRegressor", f"{_ENS}:BaggingClassifier"),
+    "extra_trees": (f"{_ENS}:ExtraTreesRegressor", f"{_ENS}:ExtraTreesClassifier"),
+    "gradient_boosting_trees": (f"{_ENS}:GradientBoostingRegressor",
+                                f"{_ENS}:GradientBoostingClassifier"),
+    "hist_gradient_boosting": (f"{_ENS}:HistGradientBoostingRegressor",
+                               f"{_ENS}:HistGradientBoostingClassifier"),
+    "random_forest": (f"{_ENS}:RandomForestRegressor", f"{_ENS}:RandomForestClassifier"),
+    "xgboost": ("xgboost:XGBRegressor", "xgboost:XGBClassifier"),
+    "xgboost_random_forest": ("xgboost:XGBRFRegressor", "xgboost:XGBRFClassifier"),
+}
+
+
+def algorithm_names(task: str | None = None) -> list[str]:
+    """The algorithm names valid for ``task`` (all of them when task is None)."""
+    slot = {"regression": 0, "classification": 1}.get(task)
+    return sorted(name for name, pair in _CATALOGUE.items()
+                  if slot is None or pair[slot] is not None)
+
+
+def check_task(task) -> str:
+    if task not in TASKS:
+        raise PgmodelsError(f"invalid task {task!r}",
+                            detail="The task must be 'classification' or 'regression'.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    return task
+
+
+def estimator_class(algorithm: str, task: str):
+    """The estimator class for ``algorithm`` on ``task``, or a PgmodelsError."""
+    check_task(task)
+    if algorithm not in _CATALOGUE:
+        raise PgmodelsError(f"unknown algorithm {algorithm!r}",
+                            hint="Valid algorithms for " + task + " are: "
+                                 + ", ".join(algorithm_names(task)) + ".",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    path = _CATALOGUE[algorithm][0 if task == "regression" else 1]
+    if path is None:
+        raise PgmodelsError(f"algorithm {algorithm!r} does not support {task}",
+                            hint="Valid algorithms for " + task + " are: "
+                                 + ", ".join(algorithm_names(task)) + ".",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    module, name = path.split(":")
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None:  # e.g. PassiveAggressive*, deprecated in scikit-learn 1.8
+        raise PgmodelsError(f"algorithm {algorithm!r} is not available",
+                            detail=f"The installed {module.split('.')[0]} has no {name}.",
+                            sqlstate=FEATURE_NOT_SUPPORTED)
+    return cls
+
+
+def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
+    """An unfitted estimator with pgmodels' defaults and the user's hyperparameters.
+
+    Values are not validated here: scikit-learn checks them at fit time, and
+    :func:`pgmodels.training.fit.train_model` turns that failure into a 22023 error.
+    """
+    cls = estimator_class(algorithm, task)
+    hyperparams = dict(hyperparams or {})
+    with warnings.catch_warnings():
+        # Deprecation notices are for developers, not for the SQL user training a model.
+        warnings.simplefilter("ignore", FutureWarning)
+        estimator = cls()
+    check_hyperparams(algorithm, estimator, hyperparams)
+    valid = estimator.get_params(deep=False)
+    defaults = {}
+    # Same data, same model: every estimator that draws random numbers gets a fixed seed.
+    if "random_state" in valid:
+        defaults["random_state"] = 0
+    # predict_proba is needed for probabilities, roc_auc and log_loss.
+    if "probability" in valid:
+        defaults["probability"] = True
+    estimator.set_params(**{**defaults, **hyperparams})
+    return estimator
+
+
+def check_hyperparams(algorithm: str, estimator, hyperparams: dict) -> None:
+    if not isinstance(hyperparams, dict):
+        raise PgmodelsError("hyperparams must be a JSON object",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    valid = sorted(estimator.get_params(deep=False))
+    for name in hyperparams:
+        if name not in valid:
+            raise PgmodelsError(f"unknown hyperparameter {name!r} for algorithm {algorithm!r}",
+                                detail=f"{type(estimator).__name__} accepts: "
+                                       + ", ".join(valid) + ".",
+                                sqlstate=INVALID_PARAMETER_VALUE)

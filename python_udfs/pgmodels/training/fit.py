@@ -1,0 +1,214 @@
+"""train_model(): columns in, a fitted and converted model out.
+
+The order: validate everything that can be validated cheaply (task, algorithm,
+hyperparameter names, preprocess, search settings, target), split, fit the Pipeline
+(preprocessing + estimator) on the training rows, score it on the test rows, then
+convert it to ONNX, verified against the native pipeline, or fall back to a native
+format.
+
+Classification targets are encoded to class indices 0..K-1 before fitting, so every
+model's (and every graph's) label is an index into ``TrainedModel.labels``, which keeps
+the original values in sorted order (ints stay ints, text stays text).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import (DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE,
+                      NULL_VALUE_NOT_ALLOWED, PgmodelsError)
+from . import algorithms, convert, preprocess, search as searching, split
+from .metrics import score
+from .search import jsonable
+
+
+@dataclass
+class Column:
+    """One feature (or target) column as read from the table."""
+    name: str
+    kind: str        # 'float' (numeric/boolean, None for NULL) or 'text' (str or None)
+    values: list
+
+
+@dataclass
+class TrainSpec:
+    task: str                       # 'classification' | 'regression'
+    algorithm: str                  # PostgresML names, see algorithms.py
+    hyperparams: dict = field(default_factory=dict)
+    search: str | None = None       # None | 'grid' | 'random'
+    search_params: dict = field(default_factory=dict)
+    search_args: dict = field(default_factory=dict)
+    test_size: float = 0.25         # <= 1: fraction; > 1: row count
+    test_sampling: str = "random"   # 'random' | 'last' | 'stratified'
+    preprocess: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainedModel:
+    artifact: bytes
+    runtime: str                    # 'onnx' | 'xgboost-ubj' | 'skops'
+    feature_names: list[str]
+    feature_types: list[str]
+    labels: list | None
+    metrics: dict
+    hyperparams: dict
+    search_results: dict | None
+    conversion: dict
+    library_versions: dict
+    notes: list[str] = field(default_factory=list)  # e.g. why stratification was skipped
+
+
+def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
+    task = algorithms.check_task(spec.task)
+    _check_features(features, target)
+    estimator = algorithms.make_estimator(spec.algorithm, task, spec.hyperparams)
+    searching.check_search(spec.search, spec.search_params, spec.search_args, estimator)
+    plans = preprocess.plan_columns(features, spec.preprocess)
+    y, labels = encode_target(task, target)
+    X = preprocess.design_matrix(features)
+    preprocess.check_missing(plans, X)
+
+    train, test, note = split.split_rows(len(y), spec.test_size, spec.test_sampling,
+                                         y if task == "classification" else None)
+    if labels is not None:
+        _check_train_classes(y[train], labels)
+    pipeline = _pipeline(preprocess.build_preprocessor(plans, X[train], task), estimator)
+    fitted, results, fit_time = _fit(spec, task, pipeline, X[train], y[train])
+
+    metrics = score(task, fitted, X[test], y[test], len(labels) if labels else None)
+    metrics["fit_time"] = fit_time
+    y_scale = float(np.std(y[train])) if task == "regression" else 1.0
+    names, kinds = [f.name for f in features], [f.kind for f in features]
+    artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale)
+    return TrainedModel(
+        artifact=artifact, runtime=runtime, feature_names=names, feature_types=kinds,
+        labels=labels, metrics=metrics,
+        hyperparams=used_hyperparams(fitted[-1]), search_results=results,
+        conversion=conversion, library_versions=library_versions(),
+        notes=[note] if note else [])
+
+
+def _pipeline(preprocessor, estimator):
+    from sklearn.pipeline import Pipeline
+
+    steps = [("preprocess", preprocessor)] if preprocessor is not None else []
+    return Pipeline(steps + [(searching.STEP, estimator)])
+
+
+def _fit(spec: TrainSpec, task: str, pipeline, X, y):
+    """(fitted pipeline, search results or None, seconds spent fitting)."""
+    model = pipeline
+    if spec.search:
+        model = searching.make_search(spec.search, spec.search_params, spec.search_args,
+                                      pipeline, task)
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # Convergence and similar warnings would reach the client as noise; the
+            # metrics tell the user how well the model did.
+            warnings.simplefilter("ignore")
+            model.fit(X, y)
+    except (ValueError, TypeError, ArithmeticError) as e:  # InvalidParameterError, XGBoostError
+        raise PgmodelsError(f"could not fit algorithm {spec.algorithm!r}",
+                            detail=_first_line(e),
+                            hint="Check the hyperparameters and search_params values.",
+                            sqlstate=INVALID_PARAMETER_VALUE) from None
+    elapsed = time.perf_counter() - start
+    if spec.search:
+        return model.best_estimator_, searching.search_results(model), elapsed
+    return model, None, elapsed
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    detail = text[0] if text else type(e).__name__
+    return detail if detail.endswith(".") else detail + "."
+
+
+def encode_target(task: str, target: Column) -> tuple[np.ndarray, list | None]:
+    """(y, labels): float values for regression; class indices and sorted labels otherwise."""
+    values = [v.item() if isinstance(v, np.generic) else v for v in target.values]
+    nulls = sum(v is None for v in values)
+    if nulls:
+        raise PgmodelsError(f"target column {target.name!r} contains NULL values",
+                            detail=f"{nulls} of {len(values)} rows have a NULL target.",
+                            hint="Filter these rows out of the training relation.",
+                            sqlstate=NULL_VALUE_NOT_ALLOWED)
+    if target.kind == "float":
+        for v in values:
+            if isinstance(v, str) or not math.isfinite(float(v)):
+                raise PgmodelsError(f"target column {target.name!r} contains {v!r}",
+                                    detail="A numeric target must hold finite numbers.",
+                                    sqlstate=INVALID_PARAMETER_VALUE)
+    if task == "regression":
+        if target.kind != "float":
+            raise PgmodelsError(f"regression target {target.name!r} must be numeric",
+                                hint="Use task 'classification' for a text target.",
+                                sqlstate=DATATYPE_MISMATCH)
+        return np.array([float(v) for v in values], dtype=np.float64), None
+    if target.kind == "text":
+        values = [str(v) for v in values]
+    labels = sorted(set(values))
+    if len(labels) < 2:
+        raise PgmodelsError(f"target column {target.name!r} has only one class",
+                            detail=f"Every row has the value {labels[0]!r}." if labels else None,
+                            hint="Classification needs at least two distinct target values.",
+                            sqlstate=DATA_EXCEPTION)
+    index = {v: i for i, v in enumerate(labels)}
+    return np.array([index[v] for v in values], dtype=np.int64), labels
+
+
+def _check_features(features: list[Column], target: Column) -> None:
+    if not features:
+        raise PgmodelsError("no feature columns", hint="Train on a relation with at least "
+                            "one column besides the target.", sqlstate=INVALID_PARAMETER_VALUE)
+    names = [f.name for f in features]
+    for f in features:
+        if f.kind not in ("float", "text"):
+            raise PgmodelsError(f"column {f.name!r} has unsupported kind {f.kind!r}",
+                                sqlstate=DATATYPE_MISMATCH)
+        if names.count(f.name) > 1:
+            raise PgmodelsError(f"duplicate feature column {f.name!r}",
+                                sqlstate=INVALID_PARAMETER_VALUE)
+        if len(f.values) != len(target.values):
+            raise PgmodelsError("feature and target columns have different lengths",
+                                sqlstate=DATA_EXCEPTION)
+    if target.kind not in ("float", "text"):
+        raise PgmodelsError(f"target column {target.name!r} has unsupported kind {target.kind!r}",
+                            sqlstate=DATATYPE_MISMATCH)
+    if len(target.values) == 0:
+        raise PgmodelsError("relation has no rows", sqlstate=DATA_EXCEPTION)
+
+
+def _check_train_classes(y_train: np.ndarray, labels: list) -> None:
+    missing = [labels[i] for i in range(len(labels)) if not (y_train == i).any()]
+    if missing:
+        raise PgmodelsError("the training split has no rows of class "
+                            + ", ".join(repr(m) for m in missing[:5]),
+                            detail="Every class must appear in the training split.",
+                            hint="Use test_sampling 'stratified', a smaller test_size, or more rows.",
+                            sqlstate=DATA_EXCEPTION)
+
+
+def used_hyperparams(estimator) -> dict:
+    """The estimator's parameters as fitted, JSON-safe (objects become their repr)."""
+    return {k: jsonable(v) for k, v in sorted(estimator.get_params(deep=False).items())}
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that trained and converted the model (None if absent)."""
+    import importlib
+
+    out = {}
+    for key in ("sklearn", "xgboost", "onnx", "onnxruntime", "skl2onnx", "onnxmltools",
+                "numpy", "skops"):
+        try:
+            out[key] = str(importlib.import_module(key).__version__)
+        except ImportError:
+            out[key] = None
+    return out

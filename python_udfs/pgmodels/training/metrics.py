@@ -1,0 +1,87 @@
+"""Scores on the test split, computed with the fitted native pipeline.
+
+Every value is a plain Python float or None (NaN and undefined scores become None), so
+the dict is JSON as it stands.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+
+def clean(value):
+    """A JSON-safe Python scalar: numpy scalars unwrapped, NaN/inf -> None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> dict:
+    """Test metrics plus score_time (seconds spent predicting the test split)."""
+    start = time.perf_counter()
+    predicted = pipeline.predict(X_test)
+    scores = None
+    if task == "classification":
+        scores = _class_scores(pipeline, X_test) if n_classes == 2 else None
+    elapsed = time.perf_counter() - start
+    with warnings.catch_warnings():
+        # Undefined metrics on tiny test splits warn; we report None or 0 instead.
+        warnings.simplefilter("ignore")
+        if task == "regression":
+            out = regression_metrics(y_test, predicted)
+        else:
+            out = classification_metrics(y_test, predicted, scores, n_classes)
+    out["score_time"] = elapsed
+    return {k: clean(float(v)) if v is not None else None for k, v in out.items()}
+
+
+def regression_metrics(y, predicted) -> dict:
+    from sklearn import metrics as m
+
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
+    return {
+        "r2": m.r2_score(y, predicted) if len(y) > 1 else None,
+        "mean_absolute_error": m.mean_absolute_error(y, predicted),
+        "mean_squared_error": m.mean_squared_error(y, predicted),
+    }
+
+
+def classification_metrics(y, predicted, scores, n_classes) -> dict:
+    """Macro-averaged f1/precision/recall, accuracy, MCC; roc_auc and log_loss if binary.
+
+    ``scores`` is (kind, values) with kind 'proba' (P(class 1)) or 'decision'
+    (decision_function), or None.
+    """
+    from sklearn import metrics as m
+
+    out = {
+        "f1": m.f1_score(y, predicted, average="macro", zero_division=0),
+        "precision": m.precision_score(y, predicted, average="macro", zero_division=0),
+        "recall": m.recall_score(y, predicted, average="macro", zero_division=0),
+        "accuracy": m.accuracy_score(y, predicted),
+        "mcc": m.matthews_corrcoef(y, predicted),
+    }
+    if n_classes == 2:
+        out["roc_auc"] = out["log_loss"] = None
+        if scores is not None and len(np.unique(y)) == 2:
+            out["roc_auc"] = m.roc_auc_score(y, scores[1])
+        if scores is not None and scores[0] == "proba":
+            out["log_loss"] = m.log_loss(y, np.clip(scores[1], 1e-15, 1 - 1e-15), labels=[0, 1])
+    return out
+
+
+def _class_scores(pipeline, X):
+    if hasattr(pipeline, "predict_proba"):
+        try:
+            return "proba", pipeline.predict_proba(X)[:, 1]
+        except AttributeError:  # e.g. SGDClassifier with hinge loss
+            pass
+    if hasattr(pipeline, "decision_function"):
+        return "decision", np.asarray(pipeline.decision_function(X)).reshape(-1)
+    return None
