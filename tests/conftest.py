@@ -18,7 +18,8 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgmodels.cli.cluster import Cluster
 
-ROOT = Path(__file__).resolve().parents[1]
+from dbhelpers import ROOT
+
 TEST_DB = "pgmodels_test"
 
 
@@ -80,10 +81,3 @@ def connect(test_db):
 def name():
     """A fresh name for a project or table, so tests never see each other's."""
     return "t_" + uuid.uuid4().hex[:10]
-
-
-def sql_error(conn, statement: str, params=None) -> psycopg.Error:
-    """Run a statement that must fail; return the error (its .sqlstate and .diag)."""
-    with pytest.raises(psycopg.Error) as info:
-        conn.execute(statement, params)
-    return info.value

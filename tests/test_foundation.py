@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import psycopg
-import pytest
 
-from conftest import ROOT, sql_error
+from dbhelpers import ROOT, sql_error
 
 PGMODELS = str(Path(sys.prefix) / "bin" / "pgmodels")
 
@@ -116,13 +115,16 @@ def test_install_into_an_existing_database(cluster, name):
         admin.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="pgxn install writes to the server's extension directory")
 def test_pgxn_install_of_a_local_distribution(tmp_path):
     subprocess.run(["make", "-s", "dist"], cwd=ROOT, check=True, capture_output=True)
     dist = ROOT / "dist" / "pgmodels-0.1.0.zip"
     assert dist.exists()
     pgxn = str(Path(sys.prefix) / "bin" / "pgxn")
+    # DESTDIR (read by make) keeps the server's own extension directory untouched
     result = subprocess.run([pgxn, "install", "--pg_config", "/usr/lib/postgresql/15/bin/pg_config", str(dist)],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "DESTDIR": str(tmp_path / "root")})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert Path("/usr/share/postgresql/15/extension/pgmodels--0.1.0.sql").exists()
+    installed = tmp_path / "root" / "usr/share/postgresql/15/extension"
+    assert (installed / "pgmodels--0.1.0.sql").exists()
+    assert "default_version = '0.1.0'" in (installed / "pgmodels.control").read_text()

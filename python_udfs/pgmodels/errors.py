@@ -25,6 +25,11 @@ FEATURE_NOT_SUPPORTED = "0A000"
 CONNECTION_EXCEPTION = "08000"
 
 
+def q(name) -> str:
+    """A name or value quoted the way PostgreSQL's messages quote them: in double quotes."""
+    return f'"{name}"'
+
+
 class PgmodelsError(Exception):
     """An error for a user: message, optional detail and hint, and a SQLSTATE."""
 

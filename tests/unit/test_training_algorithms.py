@@ -103,7 +103,7 @@ def test_unknown_hyperparameter_lists_valid_ones(tiny):
     X, y = tiny["classification"]
     spec = make_spec("classification", "random_forest", hyperparams={"depth": 3})
     e = _error(spec, float_columns(X), Column("y", "float", list(y)))
-    assert e.sqlstate == "22023" and "'depth'" in e.message and "max_depth" in e.detail
+    assert e.sqlstate == "22023" and '"depth"' in e.message and "max_depth" in e.detail
 
 
 @pytest.mark.parametrize("algorithm,hyperparams", [

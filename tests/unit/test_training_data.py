@@ -101,7 +101,7 @@ def test_null_target(data):
     values = list(target.values)
     values[3] = None
     e = _error(make_spec(), features, Column("y", "float", values))
-    assert e.sqlstate == "22004" and "'y'" in e.message
+    assert e.sqlstate == "22004" and '"y"' in e.message
 
 
 def test_null_feature_without_impute(data):
@@ -109,14 +109,14 @@ def test_null_feature_without_impute(data):
     broken = [Column(c.name, c.kind, list(c.values)) for c in features]
     broken[1].values[0] = None
     e = _error(make_spec(), broken, target)
-    assert e.sqlstate == "22004" and "'f1'" in e.message and "impute" in e.hint
+    assert e.sqlstate == "22004" and '"f1"' in e.message and "impute" in e.hint
 
 
 def test_null_text_feature_without_impute(data):
     features, target = data
     text = Column("t", "text", ["a", "b"] * 39 + [None, "a"])
     e = _error(make_spec(), features + [text], target)
-    assert e.sqlstate == "22004" and "'t'" in e.message
+    assert e.sqlstate == "22004" and '"t"' in e.message
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import warnings
 
-from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import q, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
 
 TASKS = ("classification", "regression")
 
@@ -64,7 +64,7 @@ def algorithm_names(task: str | None = None) -> list[str]:
 
 def check_task(task) -> str:
     if task not in TASKS:
-        raise PgmodelsError(f"invalid task {task!r}",
+        raise PgmodelsError(f"invalid task {q(task)}",
                             detail="The task must be 'classification' or 'regression'.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     return task
@@ -74,20 +74,20 @@ def estimator_class(algorithm: str, task: str):
     """The estimator class for ``algorithm`` on ``task``, or a PgmodelsError."""
     check_task(task)
     if algorithm not in _CATALOGUE:
-        raise PgmodelsError(f"unknown algorithm {algorithm!r}",
+        raise PgmodelsError(f"unknown algorithm {q(algorithm)}",
                             hint="Valid algorithms for " + task + " are: "
                                  + ", ".join(algorithm_names(task)) + ".",
                             sqlstate=INVALID_PARAMETER_VALUE)
     path = _CATALOGUE[algorithm][0 if task == "regression" else 1]
     if path is None:
-        raise PgmodelsError(f"algorithm {algorithm!r} does not support {task}",
+        raise PgmodelsError(f"algorithm {q(algorithm)} does not support {task}",
                             hint="Valid algorithms for " + task + " are: "
                                  + ", ".join(algorithm_names(task)) + ".",
                             sqlstate=INVALID_PARAMETER_VALUE)
     module, name = path.split(":")
     cls = getattr(importlib.import_module(module), name, None)
     if cls is None:  # e.g. PassiveAggressive*, deprecated in scikit-learn 1.8
-        raise PgmodelsError(f"algorithm {algorithm!r} is not available",
+        raise PgmodelsError(f"algorithm {q(algorithm)} is not available",
                             detail=f"The installed {module.split('.')[0]} has no {name}.",
                             sqlstate=FEATURE_NOT_SUPPORTED)
     return cls
@@ -125,7 +125,7 @@ def check_hyperparams(algorithm: str, estimator, hyperparams: dict) -> None:
     valid = sorted(estimator.get_params(deep=False))
     for name in hyperparams:
         if name not in valid:
-            raise PgmodelsError(f"unknown hyperparameter {name!r} for algorithm {algorithm!r}",
+            raise PgmodelsError(f"unknown hyperparameter {q(name)} for algorithm {q(algorithm)}",
                                 detail=f"{type(estimator).__name__} accepts: "
                                        + ", ".join(valid) + ".",
                                 sqlstate=INVALID_PARAMETER_VALUE)

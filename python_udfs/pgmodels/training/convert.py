@@ -16,6 +16,8 @@ the test split. Otherwise the model falls back to a native format (see ``native`
 
 from __future__ import annotations
 
+from ..errors import q
+
 import warnings
 
 import numpy as np
@@ -97,7 +99,7 @@ def _rename_all(graph, old_names: list[str], new_names: list[str]) -> None:
         if old == new:
             continue
         if new in _names(graph):
-            raise ConversionError(f"the name {new!r} is already used inside the graph; "
+            raise ConversionError(f"the name {q(new)} is already used inside the graph; "
                                   "rename the feature")
         for node in graph.node:
             node.input[:] = [new if n == old else n for n in node.input]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import (DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE,
+from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 from . import algorithms, convert, preprocess, search as searching, split
 from .metrics import score
@@ -114,7 +114,7 @@ def _fit(spec: TrainSpec, task: str, pipeline, X, y):
             warnings.simplefilter("ignore")
             model.fit(X, y)
     except (ValueError, TypeError, ArithmeticError) as e:  # InvalidParameterError, XGBoostError
-        raise PgmodelsError(f"could not fit algorithm {spec.algorithm!r}",
+        raise PgmodelsError(f"could not fit algorithm {q(spec.algorithm)}",
                             detail=_first_line(e),
                             hint="Check the hyperparameters and search_params values.",
                             sqlstate=INVALID_PARAMETER_VALUE) from None
@@ -135,19 +135,19 @@ def encode_target(task: str, target: Column) -> tuple[np.ndarray, list | None]:
     values = [v.item() if isinstance(v, np.generic) else v for v in target.values]
     nulls = sum(v is None for v in values)
     if nulls:
-        raise PgmodelsError(f"target column {target.name!r} contains NULL values",
+        raise PgmodelsError(f"target column {q(target.name)} contains NULL values",
                             detail=f"{nulls} of {len(values)} rows have a NULL target.",
                             hint="Filter these rows out of the training relation.",
                             sqlstate=NULL_VALUE_NOT_ALLOWED)
     if target.kind == "float":
         for v in values:
             if isinstance(v, str) or not math.isfinite(float(v)):
-                raise PgmodelsError(f"target column {target.name!r} contains {v!r}",
+                raise PgmodelsError(f"target column {q(target.name)} contains {q(v)}",
                                     detail="A numeric target must hold finite numbers.",
                                     sqlstate=INVALID_PARAMETER_VALUE)
     if task == "regression":
         if target.kind != "float":
-            raise PgmodelsError(f"regression target {target.name!r} must be numeric",
+            raise PgmodelsError(f"regression target {q(target.name)} must be numeric",
                                 hint="Use task 'classification' for a text target.",
                                 sqlstate=DATATYPE_MISMATCH)
         return np.array([float(v) for v in values], dtype=np.float64), None
@@ -155,8 +155,8 @@ def encode_target(task: str, target: Column) -> tuple[np.ndarray, list | None]:
         values = [str(v) for v in values]
     labels = sorted(set(values))
     if len(labels) < 2:
-        raise PgmodelsError(f"target column {target.name!r} has only one class",
-                            detail=f"Every row has the value {labels[0]!r}." if labels else None,
+        raise PgmodelsError(f"target column {q(target.name)} has only one class",
+                            detail=f"Every row has the value {q(labels[0])}." if labels else None,
                             hint="Classification needs at least two distinct target values.",
                             sqlstate=DATA_EXCEPTION)
     index = {v: i for i, v in enumerate(labels)}
@@ -170,16 +170,16 @@ def _check_features(features: list[Column], target: Column) -> None:
     names = [f.name for f in features]
     for f in features:
         if f.kind not in ("float", "text"):
-            raise PgmodelsError(f"column {f.name!r} has unsupported kind {f.kind!r}",
+            raise PgmodelsError(f"column {q(f.name)} has unsupported kind {q(f.kind)}",
                                 sqlstate=DATATYPE_MISMATCH)
         if names.count(f.name) > 1:
-            raise PgmodelsError(f"duplicate feature column {f.name!r}",
+            raise PgmodelsError(f"duplicate feature column {q(f.name)}",
                                 sqlstate=INVALID_PARAMETER_VALUE)
         if len(f.values) != len(target.values):
             raise PgmodelsError("feature and target columns have different lengths",
                                 sqlstate=DATA_EXCEPTION)
     if target.kind not in ("float", "text"):
-        raise PgmodelsError(f"target column {target.name!r} has unsupported kind {target.kind!r}",
+        raise PgmodelsError(f"target column {q(target.name)} has unsupported kind {q(target.kind)}",
                             sqlstate=DATATYPE_MISMATCH)
     if len(target.values) == 0:
         raise PgmodelsError("relation has no rows", sqlstate=DATA_EXCEPTION)

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, PgmodelsError
+from ..errors import q, DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, PgmodelsError
 
 RUNTIMES = ("xgboost-ubj", "skops")
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "xgboost.", "pgmodels.")
@@ -49,7 +49,7 @@ def load_native(runtime: str, artifact: bytes):
         return XGBoostModel(artifact)
     if runtime == "skops":
         return _load_skops(bytes(artifact))
-    raise PgmodelsError(f"unsupported model runtime {runtime!r}",
+    raise PgmodelsError(f"unsupported model runtime {q(runtime)}",
                         detail="Known runtimes are: onnx, " + ", ".join(RUNTIMES) + ".",
                         sqlstate=FEATURE_NOT_SUPPORTED)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
-from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE,
+from ..errors import (q, DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE,
                       INVALID_TEXT_REPRESENTATION, NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 
 ENCODINGS = ("native", "one_hot", "target")  # and {"ordinal": [...]}
@@ -82,7 +82,7 @@ def plan_columns(features, preprocess: dict | None) -> list[ColumnPlan]:
     names = [f.name for f in features]
     for name in preprocess:
         if name not in names:
-            raise _bad(f"preprocess names unknown column {name!r}",
+            raise _bad(f"preprocess names unknown column {q(name)}",
                        hint="Feature columns are: " + ", ".join(names) + ".")
     return [_plan_one(i, f.name, f.kind, preprocess.get(f.name) or {})
             for i, f in enumerate(features)]
@@ -90,20 +90,20 @@ def plan_columns(features, preprocess: dict | None) -> list[ColumnPlan]:
 
 def _plan_one(index: int, name: str, kind: str, settings) -> ColumnPlan:
     if not isinstance(settings, dict):
-        raise _bad(f"preprocess settings for column {name!r} must be a JSON object")
+        raise _bad(f"preprocess settings for column {q(name)} must be a JSON object")
     unknown = set(settings) - {"encode", "impute", "scale"}
     if unknown:
-        raise _bad(f"unknown preprocess key {sorted(unknown)[0]!r} for column {name!r}",
+        raise _bad(f"unknown preprocess key {sorted(unknown)[0]!r} for column {q(name)}",
                    hint="Valid keys are: encode, impute, scale.")
     encode, categories = _encoding(name, kind, settings.get("encode", "native"))
     impute = settings.get("impute", "error")
     allowed = TEXT_IMPUTES if kind == "text" else IMPUTES
     if impute not in allowed:
-        raise _bad(f"invalid impute {impute!r} for {kind} column {name!r}",
+        raise _bad(f"invalid impute {q(impute)} for {kind} column {q(name)}",
                    hint="Valid values are: " + ", ".join(allowed) + ".")
     scale = settings.get("scale", "preserve")
     if scale not in SCALES:
-        raise _bad(f"invalid scale {scale!r} for column {name!r}",
+        raise _bad(f"invalid scale {q(scale)} for column {q(name)}",
                    hint="Valid values are: " + ", ".join(SCALES) + ".")
     return ColumnPlan(index, name, kind, encode, categories, impute, scale)
 
@@ -114,14 +114,14 @@ def _encoding(name: str, kind: str, encode) -> tuple[str, tuple | None]:
         categories = encode["ordinal"]
         if (not isinstance(categories, list) or not categories
                 or len(set(map(str, categories))) != len(categories)):
-            raise _bad(f"ordinal encoding of column {name!r} needs a list of distinct values")
+            raise _bad(f"ordinal encoding of column {q(name)} needs a list of distinct values")
         encode, categories = "ordinal", tuple(str(c) for c in categories)
     elif not isinstance(encode, str) or encode not in ENCODINGS:
-        raise _bad(f"invalid encode {encode!r} for column {name!r}",
+        raise _bad(f"invalid encode {q(encode)} for column {q(name)}",
                    hint='Valid values are: native, one_hot, target, {"ordinal": [...]}.')
     if kind == "float" and encode != "native":
-        raise _bad(f"encode {encode!r} is only supported for text columns",
-                   detail=f"Column {name!r} is numeric.",
+        raise _bad(f"encode {q(encode)} is only supported for text columns",
+                   detail=f"Column {q(name)} is numeric.",
                    hint="Cast the column to text in the training query to treat it as a category.",
                    sqlstate=FEATURE_NOT_SUPPORTED)
     return encode, categories
@@ -151,17 +151,17 @@ def _floats(col) -> np.ndarray:
             out[i] = np.nan
             continue
         if not isinstance(v, (int, float, decimal.Decimal, np.number, np.bool_)):
-            raise _bad(f"invalid value {v!r} in numeric column {col.name!r}",
+            raise _bad(f"invalid value {q(v)} in numeric column {q(col.name)}",
                        sqlstate=INVALID_TEXT_REPRESENTATION)
         out[i] = float(v)
         if not math.isfinite(out[i]):
-            raise _bad(f"column {col.name!r} contains NaN or infinity",
+            raise _bad(f"column {q(col.name)} contains NaN or infinity",
                        detail="Only finite numbers can be used as features.",
                        hint="Filter these rows out or replace them with NULL and set impute.")
     with np.errstate(over="ignore"):
         narrowed = out.astype(np.float32)
     if np.isinf(narrowed).any():
-        raise _bad(f"column {col.name!r} has values outside the single-precision range",
+        raise _bad(f"column {q(col.name)} has values outside the single-precision range",
                    detail="Models compute in 32-bit floating point.")
     return narrowed.astype(np.float64)
 
@@ -174,7 +174,7 @@ def check_missing(plans: list[ColumnPlan], X: np.ndarray) -> None:
     """Refuse NULLs in columns whose impute is 'error'."""
     for p in plans:
         if p.impute == "error" and missing_mask(X[:, p.index], p.kind).any():
-            raise _bad(f"column {p.name!r} contains NULL values",
+            raise _bad(f"column {q(p.name)} contains NULL values",
                        detail="Imputation for this column is \"error\".",
                        hint=f'Set preprocess => \'{{"{p.name}": {{"impute": "mean"}}}}\' '
                             "(or mode, median, min, max, zero), or filter the NULLs out.",
@@ -232,7 +232,7 @@ def _numeric_imputer(p: ColumnPlan, column: np.ndarray):
     present = column.astype(np.float64)
     present = present[~np.isnan(present)]
     if present.size == 0:
-        raise _bad(f"column {p.name!r} has no values to impute from",
+        raise _bad(f"column {q(p.name)} has no values to impute from",
                    detail="Every value of the column in the training split is NULL.",
                    sqlstate=DATA_EXCEPTION)
     strategy = {"mean": "mean", "median": "median", "mode": "most_frequent"}.get(p.impute)
@@ -246,7 +246,7 @@ def _text_imputer(p: ColumnPlan, column: np.ndarray):
     from sklearn.impute import SimpleImputer
 
     if (column == MISSING_TEXT).all():
-        raise _bad(f"column {p.name!r} has no values to impute from",
+        raise _bad(f"column {q(p.name)} has no values to impute from",
                    detail="Every value of the column in the training split is NULL.",
                    sqlstate=DATA_EXCEPTION)
     return SimpleImputer(missing_values=MISSING_TEXT, strategy="most_frequent")

@@ -7,7 +7,7 @@ stripped again in the results.
 
 from __future__ import annotations
 
-from ..errors import INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import q, INVALID_PARAMETER_VALUE, PgmodelsError
 from .metrics import clean
 
 SEARCHES = ("grid", "random")
@@ -21,7 +21,7 @@ def check_search(search, search_params, search_args, estimator) -> None:
     if search is None:
         return
     if search not in SEARCHES:
-        raise PgmodelsError(f"invalid search {search!r}",
+        raise PgmodelsError(f"invalid search {q(search)}",
                             hint="Valid values are: grid, random, or NULL for no search.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     if not isinstance(search_params, dict) or not search_params:
@@ -31,20 +31,20 @@ def check_search(search, search_params, search_args, estimator) -> None:
     valid = sorted(estimator.get_params(deep=False))
     for name, values in search_params.items():
         if name not in valid:
-            raise PgmodelsError(f"unknown hyperparameter {name!r} in search_params",
+            raise PgmodelsError(f"unknown hyperparameter {q(name)} in search_params",
                                 detail=f"{type(estimator).__name__} accepts: "
                                        + ", ".join(valid) + ".",
                                 sqlstate=INVALID_PARAMETER_VALUE)
         if not isinstance(values, list) or not values:
-            raise PgmodelsError(f"search_params value for {name!r} must be a non-empty array",
+            raise PgmodelsError(f"search_params value for {q(name)} must be a non-empty array",
                                 sqlstate=INVALID_PARAMETER_VALUE)
     for name, value in (search_args or {}).items():
         if name not in SEARCH_ARGS:
-            raise PgmodelsError(f"unknown search_args key {name!r}",
+            raise PgmodelsError(f"unknown search_args key {q(name)}",
                                 hint="Valid keys are: " + ", ".join(SEARCH_ARGS) + ".",
                                 sqlstate=INVALID_PARAMETER_VALUE)
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "cv" else 1):
-            raise PgmodelsError(f"invalid search_args {name} {value!r}",
+            raise PgmodelsError(f"invalid search_args {name} {q(value)}",
                                 detail="cv must be an integer of at least 2 and n_iter a positive integer.",
                                 sqlstate=INVALID_PARAMETER_VALUE)
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..errors import DATA_EXCEPTION, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import q, DATA_EXCEPTION, INVALID_PARAMETER_VALUE, PgmodelsError
 
 SAMPLINGS = ("random", "last", "stratified")
 SEED = 42
@@ -20,7 +20,7 @@ def count_test_rows(n_rows: int, test_size) -> int:
                             sqlstate=DATA_EXCEPTION)
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) \
             or not math.isfinite(test_size) or test_size <= 0:
-        raise PgmodelsError(f"invalid test_size {test_size!r}",
+        raise PgmodelsError(f"invalid test_size {q(test_size)}",
                             detail="test_size must be a fraction in (0, 1) or a row count above 1.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     if test_size <= 1:
@@ -28,11 +28,11 @@ def count_test_rows(n_rows: int, test_size) -> int:
     elif float(test_size).is_integer():
         n_test = int(test_size)
     else:
-        raise PgmodelsError(f"invalid test_size {test_size!r}",
+        raise PgmodelsError(f"invalid test_size {q(test_size)}",
                             detail="A test_size above 1 is a row count and must be a whole number.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     if not 0 < n_test < n_rows:
-        raise PgmodelsError(f"test_size {test_size!r} leaves no rows to "
+        raise PgmodelsError(f"test_size {q(test_size)} leaves no rows to "
                             + ("test on" if n_test <= 0 else "train on"),
                             detail=f"The relation has {n_rows} rows; the test split would have {n_test}.",
                             hint="Choose a smaller test_size or train on more rows.",
@@ -48,7 +48,7 @@ def split_rows(n_rows: int, test_size, sampling: str,
     'stratified' means 'random'.
     """
     if sampling not in SAMPLINGS:
-        raise PgmodelsError(f"invalid test_sampling {sampling!r}",
+        raise PgmodelsError(f"invalid test_sampling {q(sampling)}",
                             hint="Valid values are: " + ", ".join(SAMPLINGS) + ".",
                             sqlstate=INVALID_PARAMETER_VALUE)
     n_test = count_test_rows(n_rows, test_size)

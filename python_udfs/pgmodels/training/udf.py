@@ -166,7 +166,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 and opts.get("impute", "error") != "error"]
     training = {"relation": rel.display, "y_column": args["y_column_name"], "test_size": args["test_size"],
                 "test_sampling": args["test_sampling"], "preprocess": args["preprocess"],
-                "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable}
+                "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
+                "notes": trained.notes}
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
     stored = store_model(
         project_name=project_name, task=args["task"], algorithm=args["algorithm"], runtime=trained.runtime,

@@ -1,0 +1,65 @@
+"""A tiny run of benchmarks/bench_lifecycle.py, so the harness cannot rot.
+
+Sizes are far too small for the numbers to mean anything, so nothing here is timed:
+the test checks that every section is measured, every ratio is computed, and the
+database and the in-process baselines agree on the predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench_lifecycle.py"
+TINY = ["--rows", "300", "--train-rows", "300", "--trees", "5", "--repeat", "1", "--cold-runs", "2",
+        "--chunk", "100"]
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_tiny_run_measures_every_section(test_db, tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dsn", test_db, *TINY, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "row-wise predict" in done.stdout
+    results = json.loads(out.read_text())
+
+    assert "password" not in results["meta"]["dsn"]
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_lifecycle.py")
+
+    training = results["training"]
+    assert training["db"]["runtime"] == "onnx"
+    assert training["baseline"]["train_rows"] == 225  # train() fits on the 75 % training split too
+    for value in (training["db"]["wall_s"], training["baseline"]["fit_s"],
+                  training["baseline"]["fetch_fit_convert_s"], training["ratio"], training["ratio_vs_fetch_fit"]):
+        assert _positive(value)
+
+    rowwise = results["rowwise"]
+    for value in (rowwise["db"]["serial"]["per_row_us"], rowwise["db"]["serial"]["per_row_server_us"],
+                  rowwise["db"]["breakdown"]["plpython_noop"]["per_row_us"], rowwise["baseline"]["per_row_us"],
+                  rowwise["ratio"], rowwise["ratio_default_settings"]):
+        assert _positive(value)
+    assert rowwise["predictions_agree"], (rowwise["db"]["serial"]["value"], rowwise["baseline"]["value"])
+
+    batch = results["batch"]
+    assert set(batch["db"]["forms"]) == {"one_call_flat", "one_call_2d", "chunks_of_100_2d"}
+    assert batch["db"]["fastest_form"] in batch["db"]["forms"]
+    assert all(_positive(r) for r in batch["ratio_by_form"].values())
+    assert _positive(batch["baseline"]["rows_per_s"]) and _positive(batch["ratio"])
+    assert batch["predictions_agree"]
+
+    cold = results["cold_start"]
+    for value in (cold["db"]["connect_s"], cold["db"]["first_query_s"], cold["baseline"]["process_wall_s"],
+                  cold["baseline"]["import_session_run_s"], cold["ratio"]):
+        assert _positive(value)
+
+    assert [s["benchmark"] for s in results["summary"]] == ["training", "row-wise predict", "batch predict",
+                                                            "cold start"]
+    assert all(_positive(s["ratio"]) and isinstance(s["met"], bool) for s in results["summary"])
