@@ -44,8 +44,10 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._raise_pending(anyelement) IS 'internal: raises the error the Python side recorded, in PostgreSQL''s style, or returns NULL';
 
-CREATE FUNCTION pgmodels._activate() RETURNS text
-LANGUAGE plpython3u PARALLEL SAFE
+-- It runs no query (PL/Python's queries open subtransactions, which parallel workers may
+-- not), so the caller passes the setting and the extension's version.
+CREATE FUNCTION pgmodels._activate(venv text, extversion text) RETURNS text
+LANGUAGE plpython3u STABLE PARALLEL SAFE
 AS $$
 import os, sys
 if GD.get('pgmodels.active'):
@@ -57,7 +59,6 @@ here = '%d.%d' % sys.version_info[:2]
 server_python = os.path.join(sys.base_prefix, 'bin', 'python' + here)
 make_hint = ('Run "pgmodels install --dsn <url>" with the pgmodels tool installed in a virtual '
              'environment built by %s, or run scripts/install.sh from the pgmodels source tree.' % server_python)
-venv = plpy.execute("SELECT pg_catalog.current_setting('pgmodels.venv', true) AS v")[0]['v']
 if not venv:
     return fail('pgmodels.venv is not set',
                 'pgmodels imports its Python packages from the virtual environment this setting names.', make_hint)
@@ -83,18 +84,25 @@ except Exception as e:
     sys.path[:] = before
     return fail('the pgmodels Python package cannot be imported from pgmodels.venv "%s"' % venv,
                 'Importing it failed with %s: %s.' % (type(e).__name__, e), make_hint)
-ext = plpy.execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgmodels'")
-if ext and ext[0]['extversion'] != pgmodels.__version__:
+if extversion and extversion != pgmodels.__version__:
     sys.path[:] = before
     for name in [m for m in sys.modules if m == 'pgmodels' or m.startswith('pgmodels.')]:
         del sys.modules[name]
-    return fail('pgmodels Python package %s does not match the extension version %s' % (pgmodels.__version__, ext[0]['extversion']),
+    return fail('pgmodels Python package %s does not match the extension version %s' % (pgmodels.__version__, extversion),
                 'The package in %s and the extension''s SQL objects come from different releases.' % venv,
                 'Run "ALTER EXTENSION pgmodels UPDATE", or install the matching package into the virtual environment.')
 GD['pgmodels.active'] = True
 return None
 $$;
-COMMENT ON FUNCTION pgmodels._activate() IS 'internal: puts the virtual environment named by pgmodels.venv on the server''s sys.path once per session; returns the problem (and records it as pending) when it cannot';
+COMMENT ON FUNCTION pgmodels._activate(text, text) IS 'internal: puts the virtual environment named by pgmodels.venv on the server''s sys.path once per session; returns the problem (and records it as pending) when it cannot';
+
+CREATE FUNCTION pgmodels._activate() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT pgmodels._activate(pg_catalog.current_setting('pgmodels.venv', true),
+                              (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels'))
+$$;
+COMMENT ON FUNCTION pgmodels._activate() IS 'internal: _activate() with the current pgmodels.venv setting and extension version';
 
 CREATE FUNCTION pgmodels._doctor() RETURNS TABLE (item text, value text, ok boolean)
 LANGUAGE plpython3u

@@ -1,115 +1,95 @@
 -- Serving: predict(), predict_proba(), predict_label(), predict_batch().
 --
--- PL/Python cores do the work, one per kind of answer, each taking the features as
--- float8[] (arrays) or jsonb (objects, and rows, which the wrappers turn into jsonb since
--- PL/Python takes no polymorphic arguments). The user-facing functions
--- are one-line SQL wrappers that PostgreSQL inlines into the calling query: they cast
--- the features to what the core takes and pass statement_timestamp(), with which the
--- core checks once per statement which model a project serves (see
--- python_udfs/pgmodels/serving/cache.py). All of them only read, so they are PARALLEL
--- SAFE and work on a read-only hot standby.
+-- How a row is scored. The user-facing functions are one-line SQL wrappers that
+-- PostgreSQL inlines into the calling query:
+--
+--   coalesce(core(project, id, features, statement_timestamp(), NULL),
+--            core(project, id, features, statement_timestamp(), pgmodels._lookup(project, id)),
+--            pgmodels._raise_pending(NULL::<result type>))
+--
+-- The first call answers from the backend's cache when it already holds the model this
+-- statement serves; that is every row but the first, and it costs no query. Otherwise
+-- it returns NULL and the second call runs: _lookup (PL/pgSQL) activates the Python
+-- environment and reads the deployed model from the catalog, and the core loads it. The
+-- lookup is PL/pgSQL because PL/Python's queries open subtransactions, which parallel
+-- workers may not; so predict is PARALLEL SAFE for real. All of it only reads, under the
+-- statement's snapshot: a committed deploy is seen by the next statement, one statement
+-- never mixes two versions, and it works on a read-only hot standby. Errors the Python
+-- side records are raised by _raise_pending (see sql/020_environment.sql).
 
--- The lookups run with the extension owner's rights because the catalog tables are not
--- readable by PUBLIC; they return only what predict needs.
-CREATE FUNCTION pgmodels._deployment_of(project_name text, OUT project_id bigint, OUT model_id bigint)
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+CREATE TYPE pgmodels.served_model AS (
+    id bigint, project text, version integer, task text, runtime text, artifact bytea,
+    artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[]);
+COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a model version';
+
+-- Definer: the catalog tables are not readable by PUBLIC; this returns what predict needs.
+CREATE FUNCTION pgmodels._lookup(project_name text, model_id bigint) RETURNS pgmodels.served_model
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p.id, (SELECT d.model_id FROM pgmodels.deployments d
-                  WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1)
-    FROM pgmodels.projects p WHERE p.name = project_name
+DECLARE
+    chosen bigint := nullif(model_id, 0);
+    served pgmodels.served_model;
+BEGIN
+    IF project_name IS NULL OR model_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF pgmodels._activate(current_setting('pgmodels.venv', true),
+                          (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pgmodels')) IS NOT NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    IF chosen IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pgmodels.projects p WHERE p.name = project_name) THEN
+            RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704',
+                HINT = 'Train one with train(), or see pgmodels.overview for the projects there are.';
+        END IF;
+        SELECT d.model_id INTO chosen FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
+         WHERE p.name = project_name ORDER BY d.id DESC LIMIT 1;
+        IF chosen IS NULL THEN
+            RAISE EXCEPTION 'project "%" has no deployed model', project_name USING ERRCODE = '55000',
+                HINT = 'Deploy one with deploy(), or train with automatic_deploy => true.';
+        END IF;
+    END IF;
+    SELECT m.id, p.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
+           m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable'))
+      INTO served
+      FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id WHERE m.id = chosen;
+    IF served.id IS NULL THEN
+        RAISE EXCEPTION 'model % does not exist', chosen USING ERRCODE = '42704';
+    END IF;
+    RETURN served;
+END
 $$;
-COMMENT ON FUNCTION pgmodels._deployment_of(text) IS 'internal: the project''s id and its deployed model id (definer: the catalog is not readable by PUBLIC)';
+COMMENT ON FUNCTION pgmodels._lookup(text, bigint) IS 'internal: the model a project serves (model_id 0) or a model by id, for loading into a backend''s cache (definer: the catalog is not readable by PUBLIC)';
 
-CREATE FUNCTION pgmodels._model_exists(model_id bigint) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT EXISTS (SELECT 1 FROM pgmodels.models m WHERE m.id = model_id) $$;
-COMMENT ON FUNCTION pgmodels._model_exists(bigint) IS 'internal: whether a model id exists (definer: the catalog is not readable by PUBLIC)';
-
-CREATE FUNCTION pgmodels._model_artifact(model_id bigint)
-RETURNS TABLE (id bigint, project text, version integer, task text, runtime text, artifact bytea,
-               artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[])
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT m.id, p.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256,
-           m.feature_names, m.feature_types, m.labels::text,
-           ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable'))
-    FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id
-    WHERE m.id = model_id
-$$;
-COMMENT ON FUNCTION pgmodels._model_artifact(bigint) IS 'internal: a model''s artifact and what serving needs to run it (definer: the catalog is not readable by PUBLIC)';
-
-CREATE FUNCTION pgmodels._predict(project_name text, model_id bigint, features float8[], stamp timestamptz)
-RETURNS real LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict; return predict(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict(text, bigint, float8[], timestamptz) IS 'internal: the core of predict()';
-
-CREATE FUNCTION pgmodels._predict(project_name text, model_id bigint, features jsonb, stamp timestamptz)
-RETURNS real LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict; return predict(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict(text, bigint, jsonb, timestamptz) IS 'internal: the core of predict()';
-
-CREATE FUNCTION pgmodels._predict_proba(project_name text, model_id bigint, features float8[], stamp timestamptz)
-RETURNS real[] LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict_proba; return predict_proba(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict_proba(text, bigint, float8[], timestamptz) IS 'internal: the core of predict_proba()';
-
-CREATE FUNCTION pgmodels._predict_proba(project_name text, model_id bigint, features jsonb, stamp timestamptz)
-RETURNS real[] LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict_proba; return predict_proba(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict_proba(text, bigint, jsonb, timestamptz) IS 'internal: the core of predict_proba()';
-
-CREATE FUNCTION pgmodels._predict_label(project_name text, model_id bigint, features float8[], stamp timestamptz)
-RETURNS text LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict_label; return predict_label(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict_label(text, bigint, float8[], timestamptz) IS 'internal: the core of predict_label()';
-
-CREATE FUNCTION pgmodels._predict_label(project_name text, model_id bigint, features jsonb, stamp timestamptz)
-RETURNS text LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict_label; return predict_label(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict_label(text, bigint, jsonb, timestamptz) IS 'internal: the core of predict_label()';
-
-CREATE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features float8[], stamp timestamptz)
-RETURNS SETOF real LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE ROWS 1000
-AS $$
-if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp)
-$$;
-COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, float8[], timestamptz) IS 'internal: the core of predict_batch()';
-
--- The user-facing wrappers: one-line SQL functions that PostgreSQL inlines, so a row
--- costs one PL/Python call. They are not STRICT because coalesce (which raises the
--- core's pending error, see sql/020_environment.sql) is not; a NULL argument still gives
--- NULL, since the cores are STRICT. For each answer (predict, predict_proba, predict_label),
--- each way of naming the model (project name, model id) and each features type.
+-- The cores and the user-facing wrappers: for each answer (predict, predict_proba,
+-- predict_label), the cores take features as float8[] (arrays) or jsonb (objects, and
+-- rows, which the wrappers turn into jsonb since PL/Python takes no polymorphic
+-- arguments); the wrappers exist for each way of naming the model (project name, model
+-- id) and each features type. The wrappers are not STRICT, since coalesce is not, but
+-- NULL in gives NULL out.
 DO $do$
 DECLARE
     answer record;
     target record;
     ftype record;
+    core text;
 BEGIN
     FOR answer IN SELECT * FROM (VALUES
         ('predict', 'real', 'the prediction: the class (its label if numeric, else its index) or the value'),
         ('predict_proba', 'real[]', 'the class probabilities, in the order of the model''s labels'),
         ('predict_label', 'text', 'the predicted class label as text (classification)')) AS a(name, rettype, what)
     LOOP
+        FOREACH core IN ARRAY ARRAY['float8[]', 'jsonb'] LOOP
+            EXECUTE format(
+                'CREATE FUNCTION pgmodels.%I(project_name text, model_id bigint, features %s, stamp timestamptz, '
+                'model pgmodels.served_model) RETURNS %s LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
+                '_' || answer.name, core, answer.rettype,
+                E'if \'pgmodels.active\' not in GD: return None\n'
+                || format('from pgmodels.serving.predict import %s; ', answer.name)
+                || format('return %s(project_name, model_id, features, stamp, model)', answer.name));
+            EXECUTE format('COMMENT ON FUNCTION pgmodels.%I(text, bigint, %s, timestamptz, pgmodels.served_model) IS %L',
+                '_' || answer.name, core, format('internal: the core of %s()', answer.name));
+        END LOOP;
         FOR target IN SELECT * FROM (VALUES
             ('project_name text', '$1, 0', 'the deployed model of a project'),
             ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
@@ -117,15 +97,17 @@ BEGIN
             FOR ftype IN SELECT * FROM (VALUES
                 ('real[]', '$2::float8[]'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
                 ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
-                ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'), ('anyelement', 'pg_catalog.to_jsonb($2)')) AS f(sqltype, cast_expr)
+                ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
+                ('anyelement', 'pg_catalog.to_jsonb($2)')) AS f(sqltype, cast_expr)
             LOOP
                 EXECUTE format(
                     'CREATE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
-                    'LANGUAGE sql STABLE PARALLEL SAFE '
-                    'AS %L',
+                    'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
                     answer.name, target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
                     ftype.sqltype, answer.rettype,
-                    format('SELECT coalesce(pgmodels.%I(%s, %s, statement_timestamp()), pgmodels._raise_pending(NULL::%s))',
+                    format('SELECT coalesce(pgmodels.%1$I(%2$s, %3$s, statement_timestamp(), NULL), '
+                           'pgmodels.%1$I(%2$s, %3$s, statement_timestamp(), pgmodels._lookup(%2$s)), '
+                           'pgmodels._raise_pending(NULL::%4$s))',
                            '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype));
                 EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L',
                     answer.name, split_part(target.arg, ' ', 2), ftype.sqltype,
@@ -139,11 +121,20 @@ BEGIN
 END
 $do$;
 
+CREATE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features float8[], stamp timestamptz,
+                                        model pgmodels.served_model)
+RETURNS SETOF real LANGUAGE plpython3u STABLE PARALLEL SAFE ROWS 1000
+AS $$
+from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, model)
+$$;
+COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, float8[], timestamptz, pgmodels.served_model) IS 'internal: the core of predict_batch()';
+
 CREATE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 BEGIN
-    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, features::float8[], statement_timestamp());
+    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, features::float8[], statement_timestamp(),
+                                                 pgmodels._lookup(project_name, 0));
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
 $$;
@@ -153,7 +144,8 @@ CREATE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETU
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 BEGIN
-    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, features::float8[], statement_timestamp());
+    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, features::float8[], statement_timestamp(),
+                                                 pgmodels._lookup('', model_id));
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
 $$;

@@ -2,7 +2,7 @@
 
 The cluster is created or reused (``pgmodels db create`` is idempotent); if it cannot
 be reached the run stops at once with one clear message instead of failing every test.
-Tests share one database, ``pgmodels_test``, created fresh per run with
+Tests share one database, ``pgmodels_test_<pid>``, created fresh per run with
 pytest-postgresql's janitor; they use their own project names.
 """
 
@@ -20,7 +20,7 @@ from pgmodels.cli.cluster import Cluster
 
 from dbhelpers import ROOT
 
-TEST_DB = "pgmodels_test"
+TEST_DB = f"pgmodels_test_{os.getpid()}"  # one per run: runs may overlap
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,8 @@ def connect(test_db):
     opened = []
 
     def _connect(**kw):
-        c = psycopg.connect(test_db, autocommit=True, **kw)
+        kw.setdefault("autocommit", True)
+        c = psycopg.connect(test_db, **kw)
         opened.append(c)
         return c
 

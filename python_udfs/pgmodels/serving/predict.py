@@ -1,8 +1,10 @@
 """predict() and friends: the Python side of the SQL serving functions.
 
-Each SQL wrapper passes (project name, model id, features, statement stamp): a project
-name with model id 0, or a model id with an empty name. Features arrive as a list (an
-array cast to float8[]), a dict (a composite row) or a str (jsonb).
+Each SQL wrapper passes (project name, model id, features, statement stamp, record): a
+project name with model id 0, or a model id with an empty name; the record is the
+catalog row on the call that loads the model, NULL otherwise (see cache.py). Features
+arrive as a list (an array cast to float8[]) or a str (jsonb: objects, and rows).
+Returning None without a pending error means "call again with the record".
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ def _label_value(model: Model, index: int) -> float:
 
 
 @udf
-def predict(project: str, model_id: int, features, stamp: str) -> float:
-    model = cache.resolve(project, model_id, stamp)
+def predict(project: str, model_id: int, features, stamp: str, record) -> float:
+    model = cache.current(project, model_id, stamp, record)
+    if model is None or features is None:
+        return None
     feed = _feed(model, features)
     if model.task == "classification":
         return _label_value(model, int(model.engine.labels(feed)[0]))
@@ -51,8 +55,10 @@ def predict(project: str, model_id: int, features, stamp: str) -> float:
 
 
 @udf
-def predict_proba(project: str, model_id: int, features, stamp: str) -> list[float]:
-    model = cache.resolve(project, model_id, stamp)
+def predict_proba(project: str, model_id: int, features, stamp: str, record) -> list[float]:
+    model = cache.current(project, model_id, stamp, record)
+    if model is None or features is None:
+        return None
     if model.task != "classification":
         raise PgmodelsError(f"{model.describe()} is a regression model; predict_proba needs a classifier",
                             hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
@@ -60,8 +66,10 @@ def predict_proba(project: str, model_id: int, features, stamp: str) -> list[flo
 
 
 @udf
-def predict_label(project: str, model_id: int, features, stamp: str) -> str:
-    model = cache.resolve(project, model_id, stamp)
+def predict_label(project: str, model_id: int, features, stamp: str, record) -> str:
+    model = cache.current(project, model_id, stamp, record)
+    if model is None or features is None:
+        return None
     if model.task != "classification":
         raise PgmodelsError(f"{model.describe()} is a regression model; predict_label needs a classifier",
                             hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
@@ -71,8 +79,10 @@ def predict_label(project: str, model_id: int, features, stamp: str) -> str:
 
 
 @udf(empty=[])
-def predict_batch(project: str, model_id: int, features: list, stamp: str) -> list[float]:
-    model = cache.resolve(project, model_id, stamp)
+def predict_batch(project: str, model_id: int, features: list, stamp: str, record) -> list[float]:
+    model = cache.current(project, model_id, stamp, record)
+    if model is None or features is None:
+        return []
     if features and isinstance(features[0], list):
         features = [v for row in features for v in row]  # a two-dimensional array: rows of features
     feed = model.engine.feed(model, inputs.flat_array(model, features), None)
