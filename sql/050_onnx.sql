@@ -27,37 +27,27 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean) IS 'registers an ONNX model trained anywhere as a new version of a project, after checking that onnxruntime loads it and its inputs match the features';
 
--- The artifact a model serves from, byte for byte (definer: the catalog is not readable
--- by PUBLIC; EXECUTE is granted by an administrator).
+-- The artifact a model serves from, byte for byte. It reads through pgmodels._lookup,
+-- like predict: whoever may predict with a model may export it, and revoking EXECUTE on
+-- pgmodels._lookup(text, bigint) takes both away.
 CREATE FUNCTION @extschema@.export_onnx(project_name text, model_id bigint DEFAULT NULL) RETURNS bytea
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    chosen record;
+    served pgmodels.served_model := pgmodels._lookup(project_name, coalesce(export_onnx.model_id, 0));
 BEGIN
-    SELECT m.id, m.runtime, m.artifact, m.training INTO chosen
-      FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id
-     WHERE p.name = project_name
-       AND m.id = coalesce(export_onnx.model_id,
-                           (SELECT d.model_id FROM pgmodels.deployments d WHERE d.project_id = p.id
-                             ORDER BY d.id DESC LIMIT 1));
-    IF chosen.id IS NULL THEN
-        IF NOT EXISTS (SELECT 1 FROM pgmodels.projects p WHERE p.name = project_name) THEN
-            RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
-        ELSIF export_onnx.model_id IS NULL THEN
-            RAISE EXCEPTION 'project "%" has no deployed model', project_name
-                USING ERRCODE = '55000', HINT = 'Pass a model_id, or deploy a model first.';
-        END IF;
-        RAISE EXCEPTION 'project "%" has no model %', project_name, export_onnx.model_id USING ERRCODE = '42704';
-    END IF;
-    IF chosen.runtime <> 'onnx' THEN
-        RAISE EXCEPTION 'model % has no ONNX artifact', chosen.id
+    IF served.id IS NULL THEN
+        RETURN NULL;
+    ELSIF served.project <> project_name THEN
+        RAISE EXCEPTION 'project "%" has no model %', project_name, served.id USING ERRCODE = '42704',
+            DETAIL = format('Model %s belongs to project "%s".', served.id, served.project);
+    ELSIF served.runtime <> 'onnx' THEN
+        RAISE EXCEPTION 'model % has no ONNX artifact', served.id
             USING ERRCODE = '0A000',
-                  DETAIL = format('It could not be converted to ONNX and is served natively (%s): %s.',
-                                  chosen.runtime, coalesce(chosen.training #>> '{conversion,reason}', 'no reason recorded')),
+                  DETAIL = format('It could not be converted to ONNX and is served natively (%s); pgmodels.models.training says why.', served.runtime),
                   HINT = 'Train it with another algorithm or preprocessing to get an ONNX model.';
     END IF;
-    RETURN chosen.artifact;
+    RETURN served.artifact;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.export_onnx(text, bigint) IS 'returns the exact ONNX artifact a model serves from: the deployed one, or the given model id';

@@ -45,11 +45,27 @@ def test_training_needs_a_grant_and_read_access(conn, role, name):
     for statement in ("DELETE FROM pgmodels.models", "UPDATE pgmodels.deployments SET model_id = 1",
                       "SELECT artifact FROM pgmodels.models"):
         assert sql_error(alice, statement).sqlstate == "42501"
-    # deploying and exporting need their own grants
+    # deploying needs its own grant
     assert sql_error(alice, "SELECT * FROM deploy(%s, 'most_recent')", [name]).sqlstate == "42501"
-    assert sql_error(alice, "SELECT export_onnx(%s)", [name]).sqlstate == "42501"
     conn.execute(f"GRANT EXECUTE ON FUNCTION deploy(text, text, text) TO {rolname}")
     assert alice.execute("SELECT strategy FROM deploy(%s, 'most_recent')", [name]).fetchone() == ("most_recent",)
+
+
+def test_predicting_and_exporting_share_one_gate(conn, role, name):
+    rolname, bob = role
+    make_numeric(conn, name)
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    assert len(bytes(bob.execute("SELECT export_onnx(%s)", [name]).fetchone()[0])) > 0
+    conn.execute("REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) FROM PUBLIC")
+    try:
+        fresh = psycopg.connect(bob.info.dsn + " password=pw", autocommit=True)
+        assert sql_error(fresh, "SELECT predict(%s, ARRAY[1, 2, 3, 4])", [name]).sqlstate == "42501"
+        assert sql_error(fresh, "SELECT export_onnx(%s)", [name]).sqlstate == "42501"
+        conn.execute(f"GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) TO {rolname}")
+        assert fresh.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [name]).fetchone()[0] in (0.0, 1.0)
+        fresh.close()
+    finally:
+        conn.execute("GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) TO PUBLIC")
 
 
 def test_training_sees_only_the_rows_row_level_security_allows(conn, role, name):
