@@ -69,14 +69,15 @@ def flat_array(model: Model, values: list) -> np.ndarray:
                             sqlstate=INVALID_PARAMETER_VALUE)
     if not model.all_float:
         raise _needs_row(model)
+    nulls = None
     if None in values:
+        nulls = np.array([v is None for v in values]).reshape(-1, n)
         values = [_null(model, i % n) if v is None else v for i, v in enumerate(values)]
     X = np.array(values, dtype=np.float64).reshape(-1, n)
-    finite = np.isfinite(X) | (np.isnan(X) & np.array([f in model.nullable for f in model.feature_names]))
+    finite = np.isfinite(X) if nulls is None else (np.isfinite(X) | nulls)  # NULL became NaN on purpose
     if not finite.all():
-        raw = [v for v in values]
         bad = int(np.argmin(finite.reshape(-1)))
-        raise PgmodelsError(f'feature "{model.feature_names[bad % n]}" of row {bad // n + 1} is {raw[bad]}',
+        raise PgmodelsError(f'feature "{model.feature_names[bad % n]}" of row {bad // n + 1} is {values[bad]}',
                             detail="Features must be finite numbers; NaN and Infinity are not accepted.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     return X.astype(np.float32)
