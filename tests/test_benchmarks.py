@@ -38,7 +38,8 @@ def test_tiny_run_measures_every_section(test_db, tmp_path):
     assert training["db"]["runtime"] == "onnx"
     assert training["baseline"]["train_rows"] == 225  # train() fits on the 75 % training split too
     for value in (training["db"]["wall_s"], training["baseline"]["fit_s"],
-                  training["baseline"]["fetch_fit_convert_s"], training["ratio"], training["ratio_vs_fetch_fit"]):
+                  training["baseline"]["fetch_fit_convert_s"], training["ratio"], training["ratio_vs_fetch_fit"],
+                  training["ratio_best_of_repeats"]):
         assert _positive(value)
 
     rowwise = results["rowwise"]
@@ -54,6 +55,7 @@ def test_tiny_run_measures_every_section(test_db, tmp_path):
     assert batch["db"]["fastest_form"] in batch["db"]["forms"]
     assert all(_positive(r) for r in batch["ratio_by_form"].values())
     assert _positive(batch["baseline"]["rows_per_s"]) and _positive(batch["ratio"])
+    assert _positive(batch["baseline"]["single_thread"]["rows_per_s"]) and _positive(batch["ratio_vs_single_thread"])
     assert batch["predictions_agree"]
 
     cold = results["cold_start"]

@@ -54,25 +54,27 @@ def predict(project: str, model_id: int, features, stamp: str, record) -> float:
     return float(model.engine.values(feed)[0])
 
 
+def _classifier(project, model_id, stamp, record, function: str) -> Model | None:
+    model = cache.current(project, model_id, stamp, record)
+    if model is not None and model.task != "classification":
+        raise PgmodelsError(f"{model.describe()} is a regression model; {function} needs a classifier",
+                            hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
+    return model
+
+
 @udf
 def predict_proba(project: str, model_id: int, features, stamp: str, record) -> list[float]:
-    model = cache.current(project, model_id, stamp, record)
+    model = _classifier(project, model_id, stamp, record, "predict_proba")
     if model is None or features is None:
         return None
-    if model.task != "classification":
-        raise PgmodelsError(f"{model.describe()} is a regression model; predict_proba needs a classifier",
-                            hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
     return model.engine.probabilities(_feed(model, features))[0].tolist()
 
 
 @udf
 def predict_label(project: str, model_id: int, features, stamp: str, record) -> str:
-    model = cache.current(project, model_id, stamp, record)
+    model = _classifier(project, model_id, stamp, record, "predict_label")
     if model is None or features is None:
         return None
-    if model.task != "classification":
-        raise PgmodelsError(f"{model.describe()} is a regression model; predict_label needs a classifier",
-                            hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
     index = int(model.engine.labels(_feed(model, features))[0])
     labels = model.labels or []
     return str(labels[index]) if 0 <= index < len(labels) else str(index)
