@@ -84,9 +84,9 @@ BEGIN
                 'CREATE FUNCTION pgmodels.%I(project_name text, model_id bigint, features %s, stamp timestamptz, '
                 'model pgmodels.served_model) RETURNS %s LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
                 '_' || answer.name, core, answer.rettype,
-                E'if \'pgmodels.active\' not in GD: return None\n'
-                || format('from pgmodels.serving.predict import %s; ', answer.name)
-                || format('return %s(project_name, model_id, features, stamp, model)', answer.name));
+                format(E'f = GD.get(\'pgmodels.%1$s\')\n'
+                       || E'if f is None and \'pgmodels.active\' in GD: from pgmodels.serving.predict import %1$s as f; GD[\'pgmodels.%1$s\'] = f\n'
+                       || 'return f(project_name, model_id, features, stamp, model) if f else None', answer.name));
             EXECUTE format('COMMENT ON FUNCTION pgmodels.%I(text, bigint, %s, timestamptz, pgmodels.served_model) IS %L',
                 '_' || answer.name, core, format('internal: the core of %s()', answer.name));
         END LOOP;
@@ -121,19 +121,19 @@ BEGIN
 END
 $do$;
 
-CREATE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features float8[], stamp timestamptz,
+CREATE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features bytea, stamp timestamptz,
                                         model pgmodels.served_model)
 RETURNS SETOF real LANGUAGE plpython3u STABLE PARALLEL SAFE ROWS 1000
 AS $$
 from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, model)
 $$;
-COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, float8[], timestamptz, pgmodels.served_model) IS 'internal: the core of predict_batch()';
+COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, timestamptz, pgmodels.served_model) IS 'internal: the core of predict_batch(); features come as array_send(real[]), which Python reads in place';
 
 CREATE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 BEGIN
-    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, features::float8[], statement_timestamp(),
+    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), statement_timestamp(),
                                                  pgmodels._lookup(project_name, 0));
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
@@ -144,7 +144,7 @@ CREATE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETU
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 BEGIN
-    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, features::float8[], statement_timestamp(),
+    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), statement_timestamp(),
                                                  pgmodels._lookup('', model_id));
     PERFORM pgmodels._raise_pending(NULL::integer);
 END

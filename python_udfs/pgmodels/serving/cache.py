@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 
-from .runtime import Model, engine_for, verify
+from .inputs import row_array
+from .runtime import Model, engine_for, fast_row_predict, verify
 
 _loaded: dict[int, Model] = {}
 # project name, or model id -> (statement stamp, model id)
@@ -40,5 +41,6 @@ def _load(r: dict) -> Model:
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
         nullable=frozenset(r["nullable"] or ()), engine=None)
     model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task)
+    model.row = fast_row_predict(model, row_array)
     _loaded[model.id] = model
     return model

@@ -45,6 +45,10 @@ def _not_finite(model: Model, values) -> PgmodelsError:
 
 def row_array(model: Model, values: list) -> np.ndarray:
     """One row given as an array, in the model's feature order: a [1, n] float32 matrix."""
+    if values and isinstance(values[0], list):
+        raise PgmodelsError("features must be a one-dimensional array",
+                            hint="Use predict_batch() for many rows, flattened into one array.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
     if len(values) != model.n_features:
         raise PgmodelsError(f"{model.describe()} takes {model.n_features} features, got {len(values)}",
                             detail="Features, in order: %s." % ", ".join(model.feature_names),
@@ -60,7 +64,32 @@ def row_array(model: Model, values: list) -> np.ndarray:
     return np.array(values, dtype=np.float32).reshape(1, -1)
 
 
-def flat_array(model: Model, values: list) -> np.ndarray:
+def from_array_send(data: bytes) -> list | np.ndarray:
+    """Decode array_send(real[]) output: PostgreSQL's binary array format.
+
+    predict_batch passes its features this way because turning a million-element array
+    into a Python list costs more than scoring it. Without NULLs the elements sit at a
+    fixed stride and numpy reads them in place; with NULLs they are decoded one by one
+    (None for NULL), for flat_array to impute or refuse.
+    """
+    ndim, has_null = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big")
+    offset = 12 + 8 * ndim
+    if not has_null:
+        fields = np.frombuffer(data, dtype=[("length", ">i4"), ("value", ">f4")], offset=offset)
+        return fields["value"].astype(np.float32)
+    values, view = [], memoryview(data)
+    while offset < len(data):
+        length = int.from_bytes(view[offset:offset + 4], "big", signed=True)
+        offset += 4
+        if length < 0:
+            values.append(None)
+        else:
+            values.append(float(np.frombuffer(view[offset:offset + 4], dtype=">f4")[0]))
+            offset += length
+    return values
+
+
+def flat_array(model: Model, values) -> np.ndarray:
     """Many rows flattened into one array (predict_batch): an [m, n] float32 matrix."""
     n = model.n_features
     if len(values) % n:
@@ -69,6 +98,14 @@ def flat_array(model: Model, values: list) -> np.ndarray:
                             sqlstate=INVALID_PARAMETER_VALUE)
     if not model.all_float:
         raise _needs_row(model)
+    if isinstance(values, np.ndarray):  # from_array_send: no NULLs
+        X = values.reshape(-1, n)
+        if not np.isfinite(X).all():
+            bad = int(np.argmin(np.isfinite(X).reshape(-1)))
+            raise PgmodelsError(f'feature "{model.feature_names[bad % n]}" of row {bad // n + 1} is {values[bad]}',
+                                detail="Features must be finite numbers; NaN and Infinity are not accepted.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
+        return X
     nulls = None
     if None in values:
         nulls = np.array([v is None for v in values]).reshape(-1, n)

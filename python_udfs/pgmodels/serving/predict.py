@@ -19,10 +19,6 @@ from .runtime import Model
 
 def _feed(model: Model, features):
     if isinstance(features, list):
-        if features and isinstance(features[0], list):
-            raise PgmodelsError("features must be a one-dimensional array",
-                                hint="Use predict_batch() for many rows, flattened into one array.",
-                                sqlstate=INVALID_PARAMETER_VALUE)
         return model.engine.feed(model, inputs.row_array(model, features), None)
     if isinstance(features, str):  # jsonb
         features = json.loads(features)
@@ -48,6 +44,8 @@ def predict(project: str, model_id: int, features, stamp: str, record) -> float:
     model = cache.current(project, model_id, stamp, record)
     if model is None or features is None:
         return None
+    if model.row is not None and type(features) is list:
+        return model.row(features)
     feed = _feed(model, features)
     if model.task == "classification":
         return _label_value(model, int(model.engine.labels(feed)[0]))
@@ -81,13 +79,11 @@ def predict_label(project: str, model_id: int, features, stamp: str, record) -> 
 
 
 @udf(empty=[])
-def predict_batch(project: str, model_id: int, features: list, stamp: str, record) -> list[float]:
+def predict_batch(project: str, model_id: int, features: bytes, stamp: str, record) -> list[float]:
     model = cache.current(project, model_id, stamp, record)
     if model is None or features is None:
         return []
-    if features and isinstance(features[0], list):
-        features = [v for row in features for v in row]  # a two-dimensional array: rows of features
-    feed = model.engine.feed(model, inputs.flat_array(model, features), None)
+    feed = model.engine.feed(model, inputs.flat_array(model, inputs.from_array_send(features)), None)
     if model.task == "classification":
         return [_label_value(model, int(i)) for i in model.engine.labels(feed)]
     return model.engine.values(feed).astype(float).tolist()

@@ -29,6 +29,8 @@ class Model:
     labels: list | None
     nullable: frozenset[str]
     engine: object = field(repr=False)
+    # predict() on a numeric array, for the common case (see fast_row_predict)
+    row: object = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -36,7 +38,7 @@ class Model:
 
     @property
     def all_float(self) -> bool:
-        return all(t == "float" for t in self.feature_types)
+        return "text" not in self.feature_types
 
     def describe(self) -> str:
         return f'model {self.id} (version {self.version} of project "{self.project}")'
@@ -59,6 +61,12 @@ class OnnxEngine:
         except Exception as e:  # onnxruntime raises its own exception types
             raise PgmodelsError("the model artifact is not a valid ONNX model", detail=str(e)[:500],
                                 sqlstate=DATA_CORRUPTED) from None
+        # The binding's own run() skips the Python wrapper's re-validation of the feed on
+        # every call, a good part of a single row's cost; the public run() stays the
+        # fallback should a release drop it.
+        binding = getattr(self.session, "_sess", None)
+        self.run = (lambda outputs, feed: binding.run(outputs, feed, None)) if binding is not None \
+            else self.session.run
         inputs = self.session.get_inputs()
         self.single_input = inputs[0].name if len(inputs) == 1 and inputs[0].type == "tensor(float)" else None
         self.input_types = {i.name: i.type for i in inputs}
@@ -91,19 +99,19 @@ class OnnxEngine:
 
     def labels(self, feed: dict) -> np.ndarray:
         if self.label_output is not None:
-            return np.asarray(self.session.run([self.label_output], feed)[0]).reshape(-1)
-        return np.argmax(self.session.run([self.proba_output], feed)[0], axis=1)
+            return np.asarray(self.run([self.label_output], feed)[0]).reshape(-1)
+        return np.argmax(self.run([self.proba_output], feed)[0], axis=1)
 
     def probabilities(self, feed: dict) -> np.ndarray:
         if self.proba_output is None:
             raise PgmodelsError("the model has no probability output",
                                 detail="Its ONNX graph returns class labels only.",
                                 hint="Use predict() for its labels.", sqlstate=FEATURE_NOT_SUPPORTED)
-        out = self.session.run([self.proba_output], feed)[0]
+        out = self.run([self.proba_output], feed)[0]
         return np.asarray(out, dtype=np.float32)
 
     def values(self, feed: dict) -> np.ndarray:
-        return np.asarray(self.session.run([self.value_output], feed)[0]).reshape(-1)
+        return np.asarray(self.run([self.value_output], feed)[0]).reshape(-1)
 
 
 class NativeEngine:
@@ -139,6 +147,38 @@ def verify(model_id: int, artifact: bytes, sha256: bytes) -> None:
                             detail="The stored bytes differ from the ones the model was registered with.",
                             hint="Restore the model from a backup, or train or import it again.",
                             sqlstate=DATA_CORRUPTED)
+
+
+def fast_row_predict(model: Model, checked_row):
+    """predict() for one numeric array on a one-input ONNX model: the hot path of row-wise
+    scoring, in as few Python steps as a row needs. Anything unusual (a NULL, NaN or
+    Infinity, a wrong length) goes to checked_row, which makes the array or raises the
+    right error."""
+    engine = model.engine
+    if not isinstance(engine, OnnxEngine) or engine.single_input is None:
+        return None
+    if model.task == "classification" and engine.label_output is None:
+        return None
+    n, name, run = model.n_features, engine.single_input, engine.run
+
+    def matrix(values: list) -> np.ndarray:
+        if len(values) == n and None not in values:
+            total = sum(values)
+            if total - total == 0:  # NaN or Infinity anywhere makes this NaN: a cheap test
+                return np.array([values], dtype=np.float32)
+        return checked_row(model, values)
+
+    if model.task != "classification":
+        outputs = [engine.value_output]
+        return lambda values: float(run(outputs, {name: matrix(values)})[0].flat[0])
+    outputs = [engine.label_output]
+    # the answer for each class index: the label itself when numeric, else the index
+    answers = [float(v) if isinstance(v, (int, float)) else float(i) for i, v in enumerate(model.labels or [])]
+
+    def row(values: list) -> float:
+        i = int(run(outputs, {name: matrix(values)})[0][0])
+        return answers[i] if 0 <= i < len(answers) else float(i)
+    return row
 
 
 def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str):
