@@ -99,9 +99,8 @@ def rowwise(conn: psycopg.Connection, rows: int, repeat: int) -> dict:
 def default_workers_planned(conn: psycopg.Connection, statement: str) -> int:
     """How many parallel workers the server's default settings would give the statement.
 
-    Only EXPLAIN: predict() fails under a parallel plan (its PL/Python SPI calls open
-    subtransactions), and a backend that has seen that error can crash on its next
-    predict(), which restarts the whole cluster. See benchmarks/README.md.
+    Only EXPLAIN: the timed statements run serially, so that a row's cost compares with
+    one in-process loop.
     """
     conn.execute("RESET max_parallel_workers_per_gather")
     try:

@@ -114,7 +114,7 @@ def details(results: dict) -> str:
         f"PL/Python no-op call {bd['plpython_noop']['per_row_server_us']:.2f} us, "
         f"predict() {r['db']['serial']['per_row_server_us']:.2f} us, raw ort.run {r['baseline']['per_row_us']:.2f} us",
         f"row-wise: measured with parallel query off; the default settings plan "
-        f"{r['db']['workers_planned_by_default']} parallel worker(s) here (predict() fails under a parallel plan)",
+        f"{r['db']['workers_planned_by_default']} parallel worker(s) here",
         "batch forms (rows/s, ratio): " + ", ".join(
             f"{name} {f['rows_per_s']:,.0f} ({b['ratio_by_form'][name]:.2f})" for name, f in b["db"]["forms"].items())
         + f"; ort batch with 1 thread {b['baseline']['single_thread']['rows_per_s']:,.0f} rows/s, "

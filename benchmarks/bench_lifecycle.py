@@ -71,7 +71,7 @@ def training(conn: psycopg.Connection, trees: int, repeat: int) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     with psycopg.connect(args.dsn, autocommit=True) as conn:
-        # predict() fails under a parallel plan (see benchmarks/README.md): score serially.
+        # Serial plans, so that a row's cost compares with one in-process loop.
         conn.execute(f"SET max_parallel_workers_per_gather = {_db.SERIAL_SETTING}")
         _step(f"loading {args.train_rows} training rows and {args.rows} scoring rows")
         data = _data.load(conn, args.train_rows, args.rows)
