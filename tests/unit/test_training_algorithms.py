@@ -38,12 +38,7 @@ def test_catalogue_has_every_pgml_name():
 def test_algorithm_trains_and_is_servable(tiny, task, algorithm):
     X, y = tiny[task]
     spec = make_spec(task, algorithm, test_sampling="stratified")
-    try:
-        model = train_model(spec, float_columns(X), Column("y", "float", y.tolist()))
-    except PgmodelsError as e:
-        # Only a model needing the skops fallback may fail, and only without skops.
-        assert not HAVE_SKOPS and e.sqlstate == "0A000" and "skops" in e.detail
-        pytest.skip("falls back to skops, which is not installed")
+    model = train_model(spec, float_columns(X), Column("y", "float", y.tolist()))  # skops is a dependency
     assert model.runtime in ("onnx", "xgboost-ubj", "skops")
     assert model.conversion["converted"] is (model.runtime == "onnx")
     key = "accuracy" if task == "classification" else "r2"
