@@ -2,8 +2,8 @@
 
 Every error a user can cause is a :class:`PgmodelsError` carrying a lower-case message
 without a final period, DETAIL and HINT as full sentences, and a SQLSTATE. Inside the
-server, :func:`pgmodels._plpy.udf` turns it into ``plpy.error``; the CLI prints it as
-one line.
+server, :func:`pgmodels._plpy.udf` records it as pending and the SQL wrapper raises it
+with RAISE ... USING; the CLI prints it as one line.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from pgmodels.training import algorithms, split
 from pgmodels.training.fit import Column, train_model
 from pgmodels.training.native import load_native
 
-HAVE_SKOPS = importlib.util.find_spec("skops") is not None
 CASES = [(task, name) for task in algorithms.TASKS for name in algorithms.algorithm_names(task)]
 
 

@@ -115,7 +115,7 @@ class OnnxEngine:
 
 
 class NativeEngine:
-    """A model served by its own library (see pgmodels.training.convert.load_native)."""
+    """A model served by its own library (see pgmodels.training.native.load_native)."""
 
     def __init__(self, runtime: str, artifact: bytes):
         from ..training.native import load_native

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from .native import dump_skops, dump_xgboost, load_native  # noqa: F401 - load_native is API
+from .native import dump_skops, dump_xgboost
 
 OPSET = {"": 17, "ai.onnx.ml": 3}
 PROBA_TOLERANCE = 1e-3
