@@ -2,8 +2,9 @@
 --
 -- Catalog objects live in schema pgmodels; the user-facing functions go into the
 -- extension's own schema (@extschema@, public by default). Nobody but the extension
--- owner writes these tables: train, deploy and import_onnx do it through
--- SECURITY DEFINER functions, after their own privilege checks.
+-- owner reads or writes these tables directly: train, deploy, import_onnx and
+-- grant_project write them through SECURITY DEFINER functions that check who is asking
+-- (see sql/025_privileges.sql), and the views show each role only the projects it may use.
 
 CREATE SCHEMA pgmodels;
 COMMENT ON SCHEMA pgmodels IS 'pgmodels catalog: projects, model versions, deployments and internal functions';
@@ -16,7 +17,10 @@ CREATE TABLE pgmodels.projects (
     -- the arguments of the latest train() call, reused for omitted arguments
     last_train  jsonb NOT NULL DEFAULT '{}',
     created_by  name NOT NULL DEFAULT session_user,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- the role that first trained or imported it: it (and its members) may train, import,
+    -- deploy and grant; regrole, so that pg_dump writes the name and restore finds the role
+    owner       regrole NOT NULL
 );
 COMMENT ON TABLE pgmodels.projects IS 'one row per project: a named prediction task whose models are versions';
 
@@ -27,8 +31,8 @@ CREATE TABLE pgmodels.models (
     task             text NOT NULL CHECK (task IN ('classification', 'regression')),
     algorithm        text NOT NULL,
     -- how the artifact is served: 'onnx' (onnxruntime) or a native format that runs
-    -- no code when loaded ('xgboost-ubj'); never pickle
-    runtime          text NOT NULL CHECK (runtime IN ('onnx', 'xgboost-ubj')),
+    -- no code when loaded ('xgboost-ubj', or 'skops' with a type allow-list); never pickle
+    runtime          text NOT NULL CONSTRAINT models_runtime_check CHECK (runtime IN ('onnx', 'xgboost-ubj', 'skops')),
     artifact         bytea NOT NULL,
     artifact_sha256  bytea NOT NULL CHECK (length(artifact_sha256) = 32),
     hyperparams      jsonb NOT NULL DEFAULT '{}',
@@ -44,7 +48,9 @@ CREATE TABLE pgmodels.models (
     trained_by       name NOT NULL DEFAULT session_user,
     trained_at       timestamptz NOT NULL DEFAULT now(),
     UNIQUE (project_id, version),
-    CHECK (cardinality(feature_names) = cardinality(feature_types))
+    CHECK (cardinality(feature_names) = cardinality(feature_types)),
+    -- so that a deployment can name a model and its project, and they agree
+    CONSTRAINT models_project_id_id_key UNIQUE (project_id, id)
 );
 COMMENT ON TABLE pgmodels.models IS 'one row per model version: the serving artifact with its sha256, metrics, features and provenance';
 
@@ -52,9 +58,12 @@ CREATE TABLE pgmodels.deployments (
     id           bigserial PRIMARY KEY,
     project_id   bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
     model_id     bigint NOT NULL REFERENCES pgmodels.models (id) ON DELETE CASCADE,
-    strategy     text NOT NULL,
+    strategy     text NOT NULL CONSTRAINT deployments_strategy_check
+                 CHECK (strategy IN ('automatic', 'import', 'best_score', 'most_recent', 'rollback', 'model_id')),
     deployed_by  name NOT NULL DEFAULT session_user,
-    deployed_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+    deployed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CONSTRAINT deployments_project_model_fkey FOREIGN KEY (project_id, model_id)
+        REFERENCES pgmodels.models (project_id, id) ON DELETE CASCADE
 );
 COMMENT ON TABLE pgmodels.deployments IS 'the full deployment history; the newest row of a project is its deployed model';
 CREATE INDEX deployments_project_idx ON pgmodels.deployments (project_id, id DESC);

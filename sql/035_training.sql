@@ -2,12 +2,17 @@
 --
 -- It runs with the caller's rights, so it reads only the rows and columns the caller may
 -- read (row-level security included); it stores the result through
--- pgmodels._store_model(). Arguments left NULL reuse the project's previous training:
+-- pgmodels._store_model(), which lets only the project's owner add versions. The core
+-- pgmodels._train is executable by PUBLIC (train() calls it as the caller) and checks
+-- itself that the caller may execute train(). Training runs in a child process, so
+-- statement_timeout and pg_cancel_backend stop it, and the administrator's limits
+-- (pgmodels.max_training_rows, max_trees, max_iterations, max_search_candidates, read
+-- from the configuration files) are checked before it starts. Arguments left NULL reuse the project's previous training:
 -- task, relation_name, y_column_name, test_size, test_sampling and preprocess always;
 -- hyperparams, search, search_params and search_args only when algorithm is left NULL
 -- too. On a project's first training the defaults are algorithm 'linear',
 -- hyperparams '{}', test_size 0.25 and test_sampling 'stratified'.
-CREATE FUNCTION pgmodels._train(project_name text, task text, relation_name text, y_column_name text,
+CREATE OR REPLACE FUNCTION pgmodels._train(project_name text, task text, relation_name text, y_column_name text,
     algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
     test_sampling text, automatic_deploy boolean, preprocess jsonb)
 RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
@@ -19,7 +24,7 @@ from pgmodels.training.udf import train; return train(project_name, task, relati
 $$;
 COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'internal: the core of train()';
 
-CREATE FUNCTION @extschema@.train(
+CREATE OR REPLACE FUNCTION @extschema@.train(
     project_name text,
     task text DEFAULT NULL,
     relation_name text DEFAULT NULL,

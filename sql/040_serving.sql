@@ -3,63 +3,115 @@
 -- How a row is scored. The user-facing functions are one-line SQL wrappers that
 -- PostgreSQL inlines into the calling query:
 --
---   coalesce(core(project, id, features, statement_timestamp(), NULL),
---            core(project, id, features, statement_timestamp(), pgmodels._lookup(project, id)),
+--   coalesce(core(project, id, features, pgmodels._stamp(), NULL),
+--            core(project, id, features, pgmodels._stamp(),
+--                 pgmodels._lookup(project, id, pgmodels._credential())),
 --            pgmodels._raise_pending(NULL::<result type>))
 --
 -- The first call answers from the backend's cache when it already holds the model this
 -- statement serves; that is every row but the first, and it costs no query. Otherwise
--- it returns NULL and the second call runs: _lookup (PL/pgSQL) activates the Python
--- environment and reads the deployed model from the catalog, and the core loads it. The
--- lookup is PL/pgSQL because PL/Python's queries open subtransactions, which parallel
--- workers may not; so predict is PARALLEL SAFE for real. All of it only reads, under the
--- statement's snapshot: a committed deploy is seen by the next statement, one statement
--- never mixes two versions, and it works on a read-only hot standby. Errors the Python
--- side records are raised by _raise_pending (see sql/020_environment.sql).
+-- it returns NULL and the second call runs: _lookup (PL/pgSQL, definer) checks that the
+-- calling role may predict with the project, activates the Python environment, reads
+-- the model from the catalog and hands it to the cache itself (pgmodels._load, which
+-- no other role may call), and the core then answers from the cache. The cores take no
+-- model from their caller, so a forged catalog record has nowhere to go in. The lookup
+-- is PL/pgSQL because PL/Python's queries open subtransactions, which parallel workers
+-- may not; so predict is PARALLEL SAFE for real. All of it only reads, under the
+-- statement's snapshot: a committed deploy is seen by the next statement (and, inside a
+-- procedure, after the next COMMIT: the stamp changes with both), one statement never
+-- mixes two versions, and it works on a read-only hot standby. Errors the Python side
+-- records are raised by _raise_pending (see sql/020_environment.sql).
+--
+-- Features: an array is one row in feature order (a multi-dimensional array is read in
+-- row-major order, so an image or a window of readings is one row); a row of a named
+-- type (a table's row) and a jsonb object are matched by name, an array column of a
+-- model trained on one by its name; an anonymous row, ROW(a, b, c), is positional, like
+-- an array.
 
 CREATE TYPE pgmodels.served_model AS (
     id bigint, project text, version integer, task text, runtime text, artifact bytea,
-    artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[]);
+    artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[],
+    array_features jsonb);
 COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a model version';
 
--- Definer: the catalog tables are not readable by PUBLIC; this returns what predict needs.
-CREATE FUNCTION pgmodels._lookup(project_name text, model_id bigint) RETURNS pgmodels.served_model
+-- The model a project serves (model_id 0) or a model by id, once the caller's privilege
+-- is checked. Only definer functions call it.
+CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text)
+RETURNS pgmodels.served_model
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     chosen bigint := nullif(model_id, 0);
+    proj pgmodels.projects;
     served pgmodels.served_model;
 BEGIN
-    IF project_name IS NULL OR model_id IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF pgmodels._activate(current_setting('pgmodels.venv', true),
-                          (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pgmodels')) IS NOT NULL THEN
-        PERFORM pgmodels._raise_pending(NULL::integer);
-    END IF;
     IF chosen IS NULL THEN
-        IF NOT EXISTS (SELECT 1 FROM pgmodels.projects p WHERE p.name = project_name) THEN
+        SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+        IF proj.id IS NULL THEN
             RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704',
                 HINT = 'Train one with train(), or see pgmodels.overview for the projects there are.';
         END IF;
-        SELECT d.model_id INTO chosen FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
-         WHERE p.name = project_name ORDER BY d.id DESC LIMIT 1;
+    ELSE
+        SELECT p.* INTO proj FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id WHERE m.id = chosen;
+        IF proj.id IS NULL THEN
+            RAISE EXCEPTION 'model % does not exist', chosen USING ERRCODE = '42704';
+        END IF;
+    END IF;
+    IF NOT pgmodels._may(caller, proj.id, privilege) THEN
+        RAISE EXCEPTION 'permission denied for project "%"', proj.name
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role "%s" has no %s privilege on it.', caller::regrole, privilege),
+                  HINT = format('Its owner can grant it: SELECT grant_project(%L, %L, %L).', proj.name,
+                                caller::regrole::text, privilege);
+    END IF;
+    IF chosen IS NULL THEN
+        SELECT d.model_id INTO chosen FROM pgmodels.deployments d WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1;
         IF chosen IS NULL THEN
             RAISE EXCEPTION 'project "%" has no deployed model', project_name USING ERRCODE = '55000',
                 HINT = 'Deploy one with deploy(), or train with automatic_deploy => true.';
         END IF;
     END IF;
-    SELECT m.id, p.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
-           m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable'))
-      INTO served
-      FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id WHERE m.id = chosen;
-    IF served.id IS NULL THEN
-        RAISE EXCEPTION 'model % does not exist', chosen USING ERRCODE = '42704';
-    END IF;
+    SELECT m.id, proj.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
+           m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
+           m.training -> 'array_features'
+      INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._lookup(text, bigint) IS 'internal: the model a project serves (model_id 0) or a model by id, for loading into a backend''s cache (definer: the catalog is not readable by PUBLIC)';
+COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text) IS 'internal: the model a project serves (model_id 0) or a model by id, after checking the role''s privilege on its project';
+
+-- Loads a model into the backend's cache as the one this statement serves for a project
+-- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision, model pgmodels.served_model)
+RETURNS boolean
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$ from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model) IS 'internal: loads a catalog model into the backend''s cache for this statement; called by _lookup only';
+
+-- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
+-- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
+-- is not granted to, whatever the projects' grants say.
+CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid;
+BEGIN
+    IF project_name IS NULL OR model_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    caller := pgmodels._verify_caller(credential);
+    IF pgmodels._activate() IS NOT NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    IF NOT coalesce(pgmodels._load(project_name, model_id, pgmodels._stamp(),
+                                   pgmodels._resolve(project_name, model_id, caller, 'predict')), false) THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement; revoke it from PUBLIC to turn predicting and exporting off for all but the roles granted it';
 
 -- The cores and the user-facing wrappers: for each answer (predict, predict_proba,
 -- predict_label), the cores take features as float8[] (arrays) or jsonb (objects, and
@@ -81,13 +133,13 @@ BEGIN
     LOOP
         FOREACH core IN ARRAY ARRAY['float8[]', 'jsonb'] LOOP
             EXECUTE format(
-                'CREATE FUNCTION pgmodels.%I(project_name text, model_id bigint, features %s, stamp timestamptz, '
-                'model pgmodels.served_model) RETURNS %s LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
+                'CREATE OR REPLACE FUNCTION pgmodels.%I(project_name text, model_id bigint, features %s, stamp double precision, '
+                'loaded boolean) RETURNS %s LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
                 '_' || answer.name, core, answer.rettype,
                 format(E'f = GD.get(\'pgmodels.%1$s\')\n'
                        || E'if f is None and \'pgmodels.active\' in GD: from pgmodels.serving.predict import %1$s as f; GD[\'pgmodels.%1$s\'] = f\n'
-                       || 'return f(project_name, model_id, features, stamp, model) if f else None', answer.name));
-            EXECUTE format('COMMENT ON FUNCTION pgmodels.%I(text, bigint, %s, timestamptz, pgmodels.served_model) IS %L',
+                       || 'return f(project_name, model_id, features, stamp, loaded) if f else None', answer.name));
+            EXECUTE format('COMMENT ON FUNCTION pgmodels.%I(text, bigint, %s, double precision, boolean) IS %L',
                 '_' || answer.name, core, format('internal: the core of %s()', answer.name));
         END LOOP;
         FOR target IN SELECT * FROM (VALUES
@@ -98,22 +150,24 @@ BEGIN
                 ('real[]', '$2::float8[]'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
                 ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
                 ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
-                ('anyelement', 'pg_catalog.to_jsonb($2)')) AS f(sqltype, cast_expr)
+                ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
+                               'THEN pg_catalog.jsonb_path_query_array(pg_catalog.to_jsonb($2), ''$.*'') '
+                               'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
             LOOP
                 EXECUTE format(
-                    'CREATE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
+                    'CREATE OR REPLACE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
                     'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
                     answer.name, target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
                     ftype.sqltype, answer.rettype,
-                    format('SELECT coalesce(pgmodels.%1$I(%2$s, %3$s, statement_timestamp(), NULL), '
-                           'pgmodels.%1$I(%2$s, %3$s, statement_timestamp(), pgmodels._lookup(%2$s)), '
+                    format('SELECT coalesce(pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), NULL), '
+                           'pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), pgmodels._lookup(%2$s, pgmodels._credential())), '
                            'pgmodels._raise_pending(NULL::%4$s))',
                            '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype));
                 EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L',
                     answer.name, split_part(target.arg, ' ', 2), ftype.sqltype,
                     format('%s for %s, from features given as %s', answer.what, target.what,
-                           CASE ftype.sqltype WHEN 'anyelement' THEN 'a row whose columns are named after the features'
-                                              WHEN 'jsonb' THEN 'a jsonb object keyed by feature name'
+                           CASE ftype.sqltype WHEN 'anyelement' THEN 'a row (a table''s row matched by column name, an anonymous ROW(...) by position)'
+                                              WHEN 'jsonb' THEN 'a jsonb object keyed by feature name (or an array in feature order)'
                                               ELSE 'an array in feature order' END));
             END LOOP;
         END LOOP;
@@ -121,31 +175,31 @@ BEGIN
 END
 $do$;
 
-CREATE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features bytea, stamp timestamptz,
-                                        model pgmodels.served_model)
+CREATE OR REPLACE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features bytea, stamp double precision,
+                                        loaded boolean)
 RETURNS SETOF real LANGUAGE plpython3u STABLE PARALLEL SAFE ROWS 1000
 AS $$
-from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, model)
+from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, loaded)
 $$;
-COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, timestamptz, pgmodels.served_model) IS 'internal: the core of predict_batch(); features come as array_send(real[]), which Python reads in place';
+COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, double precision, boolean) IS 'internal: the core of predict_batch(); features come as array_send(real[]), which Python reads in place';
 
-CREATE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
+CREATE OR REPLACE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 BEGIN
-    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), statement_timestamp(),
-                                                 pgmodels._lookup(project_name, 0));
+    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), pgmodels._stamp(),
+                                                 pgmodels._lookup(project_name, 0, pgmodels._credential()));
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
 $$;
 COMMENT ON FUNCTION @extschema@.predict_batch(text, real[]) IS 'predictions for many rows at once, given flattened into one array (or as a two-dimensional array), one result per row';
 
-CREATE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETURNS SETOF real
+CREATE OR REPLACE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 BEGIN
-    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), statement_timestamp(),
-                                                 pgmodels._lookup('', model_id));
+    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), pgmodels._stamp(),
+                                                 pgmodels._lookup('', model_id, pgmodels._credential()));
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
 $$;

@@ -1,19 +1,61 @@
--- Who may do what. Predicting (and exporting, which reads the same artifact) is open to
--- PUBLIC, like any function; its one gate is pgmodels._lookup(text, bigint), so
---   REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) FROM PUBLIC;
---   GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) TO app;
--- limits predict, predict_proba, predict_label, predict_batch and export_onnx to app.
--- Training, deploying and importing are for the roles an administrator grants them to,
--- for example:
+-- Who may run what.
+--
+-- Training and importing are for the roles an administrator grants them to, e.g.
 --   GRANT EXECUTE ON FUNCTION train(text, text, text, text, text, jsonb, text, jsonb,
 --                                   jsonb, real, text, boolean, jsonb) TO analyst;
--- pgmodels._store_model stays executable by PUBLIC: it checks the session's right to
--- train or import itself (see its comment).
+-- A project belongs to the role that first trained or imported it; only it (and its
+-- members) train, import, deploy and grant there, so deploy() and grant_project() are
+-- open to PUBLIC. Predicting and exporting need the project's predict or export
+-- privilege (grant_project), and EXECUTE on pgmodels._lookup(text, bigint, text), which
+-- PUBLIC has until an administrator revokes it: the master switch.
 REVOKE EXECUTE ON FUNCTION
     @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
-    @extschema@.deploy(text, text, text),
-    @extschema@.deploy(bigint),
-    @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean),
-    pgmodels._deploy_strategy(text, text, text),
-    pgmodels._deploy_model(bigint)
+    @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean)
 FROM PUBLIC;
+-- 0.1.0 revoked deploy() from PUBLIC; say it again so an upgraded database matches.
+GRANT EXECUTE ON FUNCTION @extschema@.deploy(text, text, text), @extschema@.deploy(bigint) TO PUBLIC;
+
+-- Internal functions are internal: PUBLIC may execute none of them but the ones below,
+-- and tests/test_security.py lists exactly this set. Each is safe to call directly:
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgmodels FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the serving cores, which the inlined predict wrappers call as the caller: they answer
+    -- only from models _lookup loaded for this statement, and take no model from the caller
+    pgmodels._predict(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict(text, bigint, jsonb, double precision, boolean),
+    pgmodels._predict_proba(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict_proba(text, bigint, jsonb, double precision, boolean),
+    pgmodels._predict_label(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict_label(text, bigint, jsonb, double precision, boolean),
+    pgmodels._predict_batch(text, bigint, bytea, double precision, boolean),
+    -- the gate: it checks the caller's credential and privilege itself (the master switch)
+    pgmodels._lookup(text, bigint, text),
+    -- error reporting: each session reads only its own pending error
+    pgmodels._pending_error(),
+    pgmodels._raise_pending(anyelement),
+    -- who is asking: a credential only for current_user and this statement
+    pgmodels._stamp(),
+    pgmodels._me(),
+    pgmodels._credential(),
+    -- answers about privileges and metrics, as has_table_privilege does (the views use them)
+    pgmodels._may(oid, bigint, text),
+    pgmodels._key_metric(text, jsonb),
+    -- the administrator's settings: activates only the configured environment, and shows
+    -- pgmodels.* settings and whether pg_cron is loaded
+    pgmodels._activate(),
+    pgmodels._admin_setting(text),
+    pgmodels._cron_status(),
+    pgmodels._doctor(),
+    pgmodels.doctor(),
+    -- cores that check the caller themselves: EXECUTE on train() or import_onnx(), or a
+    -- credential and project ownership, or a model this backend just staged
+    pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    pgmodels._import_onnx(text, bytea, text[], text, jsonb, text[], boolean),
+    pgmodels._store_model(text),
+    pgmodels._project_info(text, text),
+    pgmodels._deploy_strategy(text, text, text, text),
+    pgmodels._deploy_model(bigint, text),
+    pgmodels._deployed(bigint, text),
+    pgmodels._grant_project(text, text, text, boolean, text),
+    pgmodels._export(text, bigint, text)
+TO PUBLIC;

@@ -10,6 +10,12 @@ wrapper around the core raises it with RAISE ... USING, message, detail, hint an
 SQLSTATE intact (see pgmodels._raise_pending in sql/020_environment.sql). That costs
 nothing on the happy path. Errors PostgreSQL raised inside (plpy.SPIError) keep their
 own message and SQLSTATE; anything unexpected becomes one clean internal error.
+
+A pending error belongs to the call that recorded it. A function that is not called once
+per row drops any stale one when it starts; the per-row serving cores (``hot``) drop it
+when they return NULL without an error of their own, which is the only time the SQL side
+looks for one. So an error that was recorded but never raised (a statement that failed
+in between, a direct call of a core) never surfaces in a later statement or role.
 """
 
 from __future__ import annotations
@@ -29,15 +35,20 @@ def set_pending(message: str, detail: str | None = None, hint: str | None = None
     __main__.GD[PENDING] = (message, detail, hint, sqlstate)
 
 
-def udf(fn=None, *, empty=None):
+def udf(fn=None, *, empty=None, hot=False):
     """Wrap the Python side of a SQL function; ``empty`` is what it returns on error."""
     if fn is None:
-        return functools.partial(udf, empty=empty)
+        return functools.partial(udf, empty=empty, hot=hot)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            if not hot:
+                __main__.GD.pop(PENDING, None)
+            result = fn(*args, **kwargs)
+            if hot and result is None:
+                __main__.GD.pop(PENDING, None)
+            return result
         except PgmodelsError as e:
             set_pending(e.message, e.detail, e.hint, e.sqlstate)
         except plpy.SPIError as e:
@@ -54,6 +65,21 @@ def udf(fn=None, *, empty=None):
 
 
 quote_ident = plpy.quote_ident
+
+
+def current_role() -> int:
+    """The oid of current_user: the role this function runs as (not the session's)."""
+    return query("SELECT pgmodels._me() AS r")[0]["r"]
+
+
+def require_execute(function_signature: str, what: str) -> None:
+    """Refuse unless current_user may execute a user-facing function: the internal cores
+    of train() and import_onnx() are callable by PUBLIC and check this themselves."""
+    ok = query("SELECT pg_catalog.has_function_privilege(current_user, $1, 'EXECUTE') AS ok",
+               [function_signature], ["text"])[0]["ok"]
+    if not ok:
+        raise PgmodelsError(f"permission denied for function {what}", sqlstate="42501",
+                            hint=f"An administrator grants EXECUTE on {function_signature}.")
 
 _plans: dict[tuple, object] = {}
 

@@ -25,7 +25,7 @@ def _distribution_version(name: str) -> str | None:
 @udf(empty=[])
 def report() -> list[tuple[str, str, bool]]:
     """Rows of (item, value, ok) for pgmodels.doctor()."""
-    venv = query("SELECT pg_catalog.current_setting('pgmodels.venv', true) AS v")[0]["v"]
+    venv = query("SELECT pgmodels._admin_setting('pgmodels.venv') AS v")[0]["v"]
     here = "%d.%d" % sys.version_info[:2]
     rows = [
         ("server python", f"{sys.version.split()[0]} ({os.path.join(sys.base_prefix, 'bin', 'python' + here)})", True),
@@ -35,13 +35,14 @@ def report() -> list[tuple[str, str, bool]]:
     for name in SERVER_PACKAGES:
         version = _distribution_version(name)
         rows.append((name, version or "missing", version is not None))
-    preload = query("SELECT pg_catalog.current_setting('shared_preload_libraries') AS v")[0]["v"]
+    cron = query("SELECT preloaded, database_name FROM pgmodels._cron_status()")[0]
+    preload = cron["preloaded"] or ""
     loaded = "pg_cron" in [p.strip() for p in preload.split(",")]
     rows.append(("pg_cron preloaded", "yes" if loaded else "no (shared_preload_libraries = '%s')" % preload, loaded))
     # pg_cron's jobs live in one database per cluster (cron.database_name); scheduled
     # scoring works from there, so another database without the extension is fine.
     ext = query("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'")
-    home = query("SELECT pg_catalog.current_setting('cron.database_name', true) AS d")[0]["d"]
+    home = cron["database_name"]
     where = f"{ext[0]['extversion']} in this database" if ext else f"in database \"{home}\" (cron.database_name)"
     rows.append(("pg_cron extension", where if loaded else "unavailable", loaded))
     return rows

@@ -16,16 +16,15 @@ def default_venv() -> Path:
 def install_extension(conn, venv: Path | None) -> str:
     """Create or update the extension in conn's database; return its version.
 
-    With venv, the database's pgmodels.venv setting is pointed at it first, so
-    every new session of this database finds the packages.
+    With venv, the server's pgmodels.venv setting is pointed at it first, with ALTER
+    SYSTEM (so it needs a superuser): only the administrator chooses the environment the
+    server imports from, and the server reads it from its configuration files only.
     """
     from psycopg import sql
 
     if venv is not None:
-        dbname = conn.execute("SELECT current_database()").fetchone()[0]
-        conn.execute(sql.SQL("ALTER DATABASE {} SET pgmodels.venv = {}").format(
-            sql.Identifier(dbname), sql.Literal(str(venv))))
-        conn.execute(sql.SQL("SET pgmodels.venv = {}").format(sql.Literal(str(venv))))
+        conn.execute(sql.SQL("ALTER SYSTEM SET pgmodels.venv = {}").format(sql.Literal(str(venv))))
+        conn.execute("SELECT pg_reload_conf()")
     available = conn.execute(
         "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'pgmodels'"
     ).fetchone()

@@ -2,34 +2,52 @@
 
 Artifacts never change once stored, so a loaded model is kept by its id for the life of
 the backend. Which model a project (or a model id) serves is fixed per statement: the
-SQL wrappers pass statement_timestamp() as the stamp. The first row of a statement
-misses, and the wrapper calls again with the catalog row that pgmodels._lookup read
-under the statement's snapshot; every later row is a dictionary lookup, no query.
+SQL wrappers pass pgmodels._stamp(), a number that changes with every statement and
+every transaction. The first row of a statement misses; pgmodels._lookup then checks
+the caller's privilege, reads the catalog under the statement's snapshot and calls
+:func:`load` (pgmodels._load, which no other role may call) to register the model for
+this statement; every later row is a dictionary lookup, no query.
+
+The cores never take a model from their caller: what they serve was put here by
+_lookup, from the catalog, with its sha256 checked.
 """
 
 from __future__ import annotations
 
 import json
 
+from .._plpy import udf
+from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
 from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
 
 _loaded: dict[int, Model] = {}
 # project name, or model id -> (statement stamp, model id)
-_current: dict[object, tuple[str, int]] = {}
+_current: dict[object, tuple[float, int]] = {}
 
 
-def current(project: str, model_id: int, stamp: str, record: dict | None) -> Model | None:
-    """The model this statement serves, or None when the caller must pass the record."""
-    key = model_id or project
-    hit = _current.get(key)
+def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
+    """The model this statement serves, or None when the caller must run _lookup first."""
+    hit = _current.get(model_id or project)
     if hit is not None and hit[0] == stamp:
         return _loaded[hit[1]]
-    if record is None:
+    if loaded is None:
         return None
-    model = _loaded.get(record["id"]) or _load(record)
-    _current[key] = (stamp, model.id)
-    return model
+    raise PgmodelsError("no model is loaded for this statement",
+                        detail="The serving cores answer only from models pgmodels._lookup loaded for the "
+                               "current statement.",
+                        hint="Call predict(), predict_proba(), predict_label() or predict_batch().",
+                        sqlstate=OBJECT_NOT_IN_PREREQUISITE_STATE)
+
+
+@udf
+def load(project: str, model_id: int, stamp: float, record: dict) -> bool:
+    """pgmodels._load: make a catalog model the one this statement serves."""
+    model = _loaded.get(record["id"])
+    if model is None or model.sha256 != bytes(record["artifact_sha256"]):
+        model = _load(record)
+    _current[model_id or project] = (stamp, model.id)
+    return True
 
 
 def _load(r: dict) -> Model:
@@ -39,7 +57,8 @@ def _load(r: dict) -> Model:
         id=r["id"], project=r["project"], version=r["version"], task=r["task"], runtime=r["runtime"],
         feature_names=list(r["feature_names"]), feature_types=list(r["feature_types"]),
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
-        nullable=frozenset(r["nullable"] or ()), engine=None)
+        nullable=frozenset(r["nullable"] or ()), engine=None, sha256=bytes(r["artifact_sha256"]),
+        array_features=json.loads(r["array_features"]) if r.get("array_features") else {})
     model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task)
     model.row = fast_row_predict(model, row_array)
     _loaded[model.id] = model

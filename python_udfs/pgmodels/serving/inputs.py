@@ -1,9 +1,20 @@
 """Turning SQL values into model inputs, and refusing the ones a model cannot take.
 
-Three shapes arrive: an array of numbers (one row), a mapping of feature name to value
-(a composite row or a jsonb object), and a flattened array of many rows
-(predict_batch). NULL goes to the column's configured imputation as NaN, or is refused
-when the model was trained with impute "error"; NaN and Infinity are always refused.
+Shapes that arrive:
+
+- an array of numbers: one row, in feature order; a multi-dimensional array is read in
+  row-major order (so a 2-D image is one row of width times height features);
+- a mapping of feature name to value: a row of a named type, or a jsonb object; a model
+  trained on an array column takes that column (or key) as an array, flattened the same
+  way, and must get exactly as many elements as it was trained on;
+- a list of values in feature order: an anonymous ROW(...) (or a jsonb array), which
+  PostgreSQL would otherwise name f1, f2, ...; a value may itself be an array;
+- many rows at once (predict_batch): a flat array whose length is a whole number of
+  rows, or an array whose first dimension is the rows, each row flattened in order.
+
+NULL goes to the column's configured imputation as NaN, or is refused when the model was
+trained with impute "error"; NaN, Infinity and numbers beyond single precision (the
+models' input type) are always refused.
 """
 
 from __future__ import annotations
@@ -14,7 +25,64 @@ import numpy as np
 
 from ..errors import (DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE, INVALID_TEXT_REPRESENTATION,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
-from .runtime import Model
+from .runtime import FLOAT32_MAX, Model
+
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
+
+
+def flatten(values) -> list:
+    """A nested list (a multi-dimensional array) in row-major order."""
+    if not any(isinstance(v, list) for v in values):
+        return values
+    out = []
+    for v in values:
+        out.extend(flatten(v) if isinstance(v, list) else [v])
+    return out
+
+
+def parse_json(text: str):
+    import json
+
+    def big(token):  # JSON numbers past float64 are refused like any non-finite number
+        raise PgmodelsError(f"feature value {token[:40]} is outside the single-precision range",
+                            sqlstate=NUMERIC_VALUE_OUT_OF_RANGE)
+    return json.loads(text, parse_constant=big)
+
+
+def positional(model: Model, values: list) -> dict:
+    """An anonymous row (or jsonb array): values in feature order, arrays flattened in
+    place, as the name-keyed mapping the rest of this module takes."""
+    names = model.feature_names
+    if not model.array_features:
+        flat = flatten(values)
+        if len(flat) != len(names):
+            raise _wrong_count(model, len(flat))
+        return dict(zip(names, flat))
+    out, i = {}, 0
+    for v in values:
+        if isinstance(v, list):
+            v = flatten(v)
+            out.update(zip(names[i:i + len(v)], v))
+            i += len(v)
+        else:
+            if i < len(names):
+                out[names[i]] = v
+            i += 1
+    if i != len(names):
+        raise _wrong_count(model, i)
+    return out
+
+
+def _wrong_count(model: Model, got: int) -> PgmodelsError:
+    return PgmodelsError(f"{model.describe()} takes {model.n_features} features, got {got}",
+                         detail="Features, in order: %s." % ", ".join(model.feature_names[:50]),
+                         sqlstate=INVALID_PARAMETER_VALUE)
+
+
+def _out_of_range(model: Model, index: int, value) -> PgmodelsError:
+    return PgmodelsError(f'feature "{model.feature_names[index]}" is {value}, outside the single-precision range',
+                         detail="Models take single-precision (real) inputs, whose magnitude is at most 3.4028235e38.",
+                         sqlstate=NUMERIC_VALUE_OUT_OF_RANGE)
 
 
 def _needs_row(model: Model) -> PgmodelsError:
@@ -44,24 +112,35 @@ def _not_finite(model: Model, values) -> PgmodelsError:
 
 
 def row_array(model: Model, values: list) -> np.ndarray:
-    """One row given as an array, in the model's feature order: a [1, n] float32 matrix."""
+    """One row given as an array, in the model's feature order: a [1, n] float32 matrix.
+    A multi-dimensional array is one row read in row-major order."""
     if values and isinstance(values[0], list):
-        raise PgmodelsError("features must be a one-dimensional array",
-                            hint="Use predict_batch() for many rows, flattened into one array.",
-                            sqlstate=INVALID_PARAMETER_VALUE)
+        values = flatten(values)
+        if len(values) != model.n_features:
+            raise PgmodelsError(f"{model.describe()} takes {model.n_features} features, "
+                                f"got a multi-dimensional array of {len(values)} elements",
+                                detail="A multi-dimensional array is one row, read in row-major order.",
+                                hint="Use predict_batch() for many rows.", sqlstate=INVALID_PARAMETER_VALUE)
     if len(values) != model.n_features:
-        raise PgmodelsError(f"{model.describe()} takes {model.n_features} features, got {len(values)}",
-                            detail="Features, in order: %s." % ", ".join(model.feature_names),
-                            sqlstate=INVALID_PARAMETER_VALUE)
+        raise _wrong_count(model, len(values))
     if not model.all_float:
         raise _needs_row(model)
     given = [v for v in values if v is not None] if None in values else values
     total = sum(given)
     if total - total != 0 and not all(map(math.isfinite, given)):  # the cheap test first
         raise _not_finite(model, values)
+    if given and (max(given) > FLOAT32_MAX or min(given) < -FLOAT32_MAX):
+        bad = next(i for i, v in enumerate(values) if v is not None and abs(v) > FLOAT32_MAX)
+        raise _out_of_range(model, bad, values[bad])
     if given is not values:
         values = [_null(model, i) if v is None else v for i, v in enumerate(values)]
     return np.array(values, dtype=np.float32).reshape(1, -1)
+
+
+def array_dims(data: bytes) -> list[int]:
+    """The dimensions of an array from its array_send() bytes."""
+    ndim = int.from_bytes(data[0:4], "big")
+    return [int.from_bytes(data[12 + 8 * i:16 + 8 * i], "big") for i in range(ndim)]
 
 
 def from_array_send(data: bytes) -> list | np.ndarray:
@@ -89,16 +168,25 @@ def from_array_send(data: bytes) -> list | np.ndarray:
     return values
 
 
-def flat_array(model: Model, values) -> np.ndarray:
-    """Many rows flattened into one array (predict_batch): an [m, n] float32 matrix."""
+def flat_array(model: Model, values, dims: list[int] | None = None) -> np.ndarray:
+    """Many rows (predict_batch): an [m, n] float32 matrix. ``dims`` are the array's
+    dimensions: one (rows flattened one after the other) or more (the first is the rows,
+    each row the rest flattened in order, which must be n elements)."""
     n = model.n_features
+    if dims is not None and len(dims) > 1:
+        width = int(np.prod(dims[1:]))
+        if width != n:
+            raise PgmodelsError(f"rows of {width} values do not fit {model.describe()}, which takes {n} features",
+                                detail=f"The array's dimensions are {' x '.join(map(str, dims))}; "
+                                       "the first is the rows, each row the rest flattened in order.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
     if len(values) % n:
         raise PgmodelsError(f"{len(values)} values are not a whole number of rows of {n} features",
                             detail=f"{model.describe()} takes {n} features per row.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     if not model.all_float:
         raise _needs_row(model)
-    if isinstance(values, np.ndarray):  # from_array_send: no NULLs
+    if isinstance(values, np.ndarray):  # from_array_send: real[], no NULLs, single precision already
         X = values.reshape(-1, n)
         if not np.isfinite(X).all():
             bad = int(np.argmin(np.isfinite(X).reshape(-1)))
@@ -111,7 +199,8 @@ def flat_array(model: Model, values) -> np.ndarray:
         nulls = np.array([v is None for v in values]).reshape(-1, n)
         values = [_null(model, i % n) if v is None else v for i, v in enumerate(values)]
     X = np.array(values, dtype=np.float64).reshape(-1, n)
-    finite = np.isfinite(X) if nulls is None else (np.isfinite(X) | nulls)  # NULL became NaN on purpose
+    finite = (np.isfinite(X) & (np.abs(X) <= FLOAT32_MAX)) if nulls is None else \
+        ((np.isfinite(X) & (np.abs(X) <= FLOAT32_MAX)) | nulls)  # NULL became NaN on purpose
     if not finite.all():
         bad = int(np.argmin(finite.reshape(-1)))
         raise PgmodelsError(f'feature "{model.feature_names[bad % n]}" of row {bad // n + 1} is {values[bad]}',
@@ -123,17 +212,42 @@ def flat_array(model: Model, values) -> np.ndarray:
 def _number(model: Model, name: str, value) -> float:
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, (int, float)):
+    if not isinstance(value, (int, float)):
+        try:  # numeric columns of a row arrive as Decimal
+            value = float(value) if not isinstance(value, (str, list, dict)) else _text_in_number(model, name, value)
+        except (TypeError, ValueError):
+            return _text_in_number(model, name, value)
+    try:
         value = float(value)
-        if not math.isfinite(value):
-            raise PgmodelsError(f'feature "{name}" is {value}',
-                                detail="Features must be finite numbers; NaN and Infinity are not accepted.",
+    except OverflowError:  # an int past float64
+        value = math.inf
+    if not math.isfinite(value):
+        raise PgmodelsError(f'feature "{name}" is {value}',
+                            detail="Features must be finite numbers; NaN and Infinity are not accepted.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    if abs(value) > FLOAT32_MAX:
+        raise _out_of_range(model, model.feature_names.index(name), value)
+    return value
+
+
+def _expand_arrays(model: Model, values: dict) -> dict:
+    """A row or object whose array columns (or keys) hold a model's array features."""
+    values = dict(values)
+    for name, length in model.array_features.items():
+        if name not in values:
+            continue
+        array = values.pop(name)
+        if array is None:
+            raise PgmodelsError(f'array feature "{name}" is NULL', sqlstate=NULL_VALUE_NOT_ALLOWED)
+        flat = flatten(array) if isinstance(array, list) else None
+        if flat is None or len(flat) != length:
+            got = f"{len(flat)} elements" if flat is not None else f"a {type(array).__name__}"
+            raise PgmodelsError(f'array feature "{name}" must have {length} elements, got {got}',
+                                detail=f"{model.describe()} was trained on arrays of {length} elements "
+                                       "(multi-dimensional ones read in row-major order).",
                                 sqlstate=INVALID_PARAMETER_VALUE)
-        return value
-    try:  # numeric columns of a row arrive as Decimal
-        return float(value) if not isinstance(value, str) else _text_in_number(model, name, value)
-    except (TypeError, ValueError):
-        return _text_in_number(model, name, value)
+        values.update(zip((f"{name}[{i + 1}]" for i in range(length)), flat))
+    return values
 
 
 def _text_in_number(model: Model, name: str, value):
@@ -148,6 +262,8 @@ def mapping(model: Model, values: dict):
     Returns (X, None) for all-float models and (None, columns) for mixed ones, where
     columns maps each feature to a [1, 1] array as the per-feature ONNX inputs want.
     """
+    if model.array_features:
+        values = _expand_arrays(model, values)
     missing = [n for n in model.feature_names if n not in values]
     if missing:
         raise PgmodelsError("features missing from the input: %s" % ", ".join(missing),
@@ -165,6 +281,8 @@ def mapping(model: Model, values: dict):
             if v is None:
                 _null(model, i)
                 v = ""
+            if isinstance(v, (list, dict)):
+                _text_in_number(model, name, v)
             columns[name] = np.array([[v if isinstance(v, str) else str(v)]], dtype=object)
         else:
             columns[name] = np.array([[_null(model, i) if v is None else _number(model, name, v)]], dtype=np.float32)

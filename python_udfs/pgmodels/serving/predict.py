@@ -1,15 +1,14 @@
 """predict() and friends: the Python side of the SQL serving functions.
 
-Each SQL wrapper passes (project name, model id, features, statement stamp, record): a
-project name with model id 0, or a model id with an empty name; the record is the
-catalog row on the call that loads the model, NULL otherwise (see cache.py). Features
-arrive as a list (an array cast to float8[]) or a str (jsonb: objects, and rows).
-Returning None without a pending error means "call again with the record".
+Each SQL wrapper passes (project name, model id, features, statement stamp, loaded): a
+project name with model id 0, or a model id with an empty name; loaded is NULL on the
+first call and true once pgmodels._lookup has loaded the model (see cache.py). Features
+arrive as a list (an array cast to float8[]) or a str (jsonb: objects, rows, and
+anonymous rows as JSON arrays). Returning None without a pending error means "run
+_lookup and call again".
 """
 
 from __future__ import annotations
-
-import json
 
 from .._plpy import udf
 from ..errors import DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
@@ -20,10 +19,12 @@ from .runtime import Model
 def _feed(model: Model, features):
     if isinstance(features, list):
         return model.engine.feed(model, inputs.row_array(model, features), None)
-    if isinstance(features, str):  # jsonb
-        features = json.loads(features)
-        if not isinstance(features, dict):
-            raise PgmodelsError("jsonb features must be an object keyed by feature name",
+    if isinstance(features, str):  # jsonb: an object, or an array (an anonymous row)
+        features = inputs.parse_json(features)
+        if isinstance(features, list):
+            features = inputs.positional(model, features)
+        elif not isinstance(features, dict):
+            raise PgmodelsError("jsonb features must be an object keyed by feature name, or an array",
                                 detail=f"Got a JSON {type(features).__name__}.", sqlstate=INVALID_PARAMETER_VALUE)
     if not isinstance(features, dict):
         raise PgmodelsError("features must be a numeric array, a row or a jsonb object",
@@ -39,9 +40,9 @@ def _label_value(model: Model, index: int) -> float:
     return float(index)
 
 
-@udf
-def predict(project: str, model_id: int, features, stamp: str, record) -> float:
-    model = cache.current(project, model_id, stamp, record)
+@udf(hot=True)
+def predict(project: str, model_id: int, features, stamp: float, loaded) -> float:
+    model = cache.current(project, model_id, stamp, loaded)
     if model is None or features is None:
         return None
     if model.row is not None and type(features) is list:
@@ -52,38 +53,42 @@ def predict(project: str, model_id: int, features, stamp: str, record) -> float:
     return float(model.engine.values(feed)[0])
 
 
-def _classifier(project, model_id, stamp, record, function: str) -> Model | None:
-    model = cache.current(project, model_id, stamp, record)
+def _classifier(project, model_id, stamp, loaded, function: str) -> Model | None:
+    model = cache.current(project, model_id, stamp, loaded)
     if model is not None and model.task != "classification":
         raise PgmodelsError(f"{model.describe()} is a regression model; {function} needs a classifier",
                             hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
     return model
 
 
-@udf
-def predict_proba(project: str, model_id: int, features, stamp: str, record) -> list[float]:
-    model = _classifier(project, model_id, stamp, record, "predict_proba")
+@udf(hot=True)
+def predict_proba(project: str, model_id: int, features, stamp: float, loaded) -> list[float]:
+    model = _classifier(project, model_id, stamp, loaded, "predict_proba")
     if model is None or features is None:
         return None
     return model.engine.probabilities(_feed(model, features))[0].tolist()
 
 
-@udf
-def predict_label(project: str, model_id: int, features, stamp: str, record) -> str:
-    model = _classifier(project, model_id, stamp, record, "predict_label")
+@udf(hot=True)
+def predict_label(project: str, model_id: int, features, stamp: float, loaded) -> str:
+    model = _classifier(project, model_id, stamp, loaded, "predict_label")
     if model is None or features is None:
         return None
     index = int(model.engine.labels(_feed(model, features))[0])
     labels = model.labels or []
-    return str(labels[index]) if 0 <= index < len(labels) else str(index)
+    if not 0 <= index < len(labels):
+        return str(index)
+    label = labels[index]
+    return ("true" if label else "false") if isinstance(label, bool) else str(label)
 
 
 @udf(empty=[])
-def predict_batch(project: str, model_id: int, features: bytes, stamp: str, record) -> list[float]:
-    model = cache.current(project, model_id, stamp, record)
+def predict_batch(project: str, model_id: int, features: bytes, stamp: float, loaded) -> list[float]:
+    model = cache.current(project, model_id, stamp, loaded)
     if model is None or features is None:
         return []
-    feed = model.engine.feed(model, inputs.flat_array(model, inputs.from_array_send(features)), None)
+    X = inputs.flat_array(model, inputs.from_array_send(features), inputs.array_dims(features))
+    feed = model.engine.feed(model, X, None)
     if model.task == "classification":
         return [_label_value(model, int(i)) for i in model.engine.labels(feed)]
     return model.engine.values(feed).astype(float).tolist()

@@ -29,6 +29,9 @@ class Model:
     labels: list | None
     nullable: frozenset[str]
     engine: object = field(repr=False)
+    sha256: bytes = b""
+    # array columns the model was trained on: name -> length (features name[1], name[2], ...)
+    array_features: dict = field(default_factory=dict)
     # predict() on a numeric array, for the common case (see fast_row_predict)
     row: object = field(default=None, repr=False)
 
@@ -44,12 +47,52 @@ class Model:
         return f'model {self.id} (version {self.version} of project "{self.project}")'
 
 
+# The largest finite float32: models take single-precision inputs.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_self_contained(artifact: bytes) -> None:
+    """Refuse an ONNX model that would make onnxruntime read anything but its own bytes.
+
+    An initializer (or a constant, in any subgraph or function) stored as external data
+    names a file that onnxruntime opens relative to the server's data directory; that
+    would let whoever stores a model read the server's files. No such model is loaded."""
+    import onnx
+
+    try:
+        proto = onnx.load_model_from_string(artifact)
+    except Exception as e:  # protobuf raises its own DecodeError
+        raise PgmodelsError("the model artifact is not a valid ONNX model", detail=str(e)[:500],
+                            sqlstate=DATA_CORRUPTED) from None
+    graphs = [proto.graph]
+    nodes = [n for f in proto.functions for n in f.node]
+    while graphs:
+        g = graphs.pop()
+        tensors = list(g.initializer) + [s.values for s in g.sparse_initializer] + \
+            [s.indices for s in g.sparse_initializer]
+        nodes.extend(g.node)
+        while nodes:
+            node = nodes.pop()
+            for a in node.attribute:
+                tensors.extend(([a.t] if a.HasField("t") else []) + list(a.tensors))
+                tensors.extend([a.sparse_tensor.values, a.sparse_tensor.indices] if a.HasField("sparse_tensor") else [])
+                graphs.extend(([a.g] if a.HasField("g") else []) + list(a.graphs))
+        for t in tensors:
+            if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+                raise PgmodelsError("ONNX models with external data are not accepted",
+                                    detail=f'Tensor "{t.name}" keeps its values in a file outside the model.',
+                                    hint="Save the model with all tensors inside it "
+                                         "(onnx.save_model(..., save_as_external_data=False)).",
+                                    sqlstate=FEATURE_NOT_SUPPORTED)
+
+
 class OnnxEngine:
     """An onnxruntime session and the names of what goes in and comes out."""
 
     def __init__(self, artifact: bytes, feature_names: list[str], task: str):
         import onnxruntime as ort
 
+        check_self_contained(artifact)
         options = ort.SessionOptions()
         # A backend is one process among many: PostgreSQL spreads big queries over
         # cores with parallel workers, so each session stays on one quiet thread.
@@ -163,8 +206,12 @@ def fast_row_predict(model: Model, checked_row):
 
     def matrix(values: list) -> np.ndarray:
         if len(values) == n and None not in values:
-            total = sum(values)
-            if total - total == 0:  # NaN or Infinity anywhere makes this NaN: a cheap test
+            try:
+                total = sum(values)
+            except TypeError:  # a nested list: a multi-dimensional array
+                return checked_row(model, values)
+            # NaN or Infinity anywhere makes total - total NaN: a cheap test
+            if total - total == 0 and -FLOAT32_MAX <= min(values) and max(values) <= FLOAT32_MAX:
                 return np.array([values], dtype=np.float32)
         return checked_row(model, values)
 

@@ -84,6 +84,8 @@ class XGBoostModel:
             self.booster.load_model(bytearray(artifact))
         except xgboost.core.XGBoostError as e:
             raise _corrupted(str(e).splitlines()[0]) from None
+        # one thread: a backend is one process among many (and see training/runner.py)
+        self.booster.set_param({"nthread": 1})
         config = json.loads(self.booster.save_config())
         self.objective = config["learner"]["objective"]["name"]
         self.is_classifier = self.objective.startswith(("binary:", "multi:"))

@@ -1,9 +1,11 @@
 """train(): the database side of training.
 
-Resolves the arguments against the project's previous training, resolves and reads the
-relation with the caller's rights, hands the columns to :mod:`pgmodels.training.fit`,
-and stores the result through ``pgmodels._store_model`` in the same transaction, so a
-failed training leaves no half-written model row.
+Resolves the arguments against the project's previous training (its owner's), resolves
+and reads the relation with the caller's rights, checks the administrator's limits,
+fits in a child process that stops when the statement is cancelled
+(:mod:`pgmodels.training.runner`), and stores the result through
+:mod:`pgmodels.catalog.store` in the same transaction, so a failed or cancelled training
+leaves no half-written model row.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .._plpy import query, quote_ident, udf
+from .._plpy import query, quote_ident, require_execute, udf
 from ..catalog.store import store_model
 from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE,
                       UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
+from . import limits, runner
+
+TRAIN_SIGNATURE = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
 
 TASKS = ("classification", "regression")
 DATA_ARGS = ("task", "relation_name", "y_column_name", "test_size", "test_sampling", "preprocess")
@@ -23,8 +28,11 @@ FIRST_DEFAULTS = {"algorithm": "linear", "hyperparams": {}, "search": None, "sea
                   "search_args": {}, "test_size": 0.25, "test_sampling": "stratified", "preprocess": {}}
 JSON_ARGS = ("hyperparams", "search_params", "search_args", "preprocess")
 
-# PostgreSQL types train() reads as numbers; text-like types are categorical features.
+# PostgreSQL types train() reads as numbers; text-like types are categorical features;
+# arrays of numbers (any number of dimensions, one length for every row) are flattened
+# into one feature per element, name[1], name[2], ... in row-major order.
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "numeric", "boolean"}
+ARRAY_TYPES = {t + "[]" for t in NUMERIC_TYPES - {"boolean"}}
 TEXT_TYPES = {"text", "character varying", "character", "name", "citext"}
 
 
@@ -97,8 +105,9 @@ def _check_privileges(rel: Relation, names: list[str]) -> None:
                             sqlstate=INSUFFICIENT_PRIVILEGE)
 
 
-def read_relation(rel: Relation, y_column: str):
-    """The relation's columns as fit.Column lists: every column but the target is a feature."""
+def read_relation(rel: Relation, y_column: str, max_rows: int):
+    """The relation's columns as fit.Column lists: every column but the target is a
+    feature; and the array columns flattened, as {name: length}."""
     from .fit import Column
 
     types = dict(rel.columns)
@@ -111,6 +120,8 @@ def read_relation(rel: Relation, y_column: str):
             continue
         if sqltype in NUMERIC_TYPES:
             features.append((name, "float"))
+        elif sqltype in ARRAY_TYPES and name != y_column:
+            features.append((name, "array"))
         elif sqltype in TEXT_TYPES:
             features.append((name, "text"))
         else:
@@ -121,30 +132,101 @@ def read_relation(rel: Relation, y_column: str):
         raise PgmodelsError(f'relation "{rel.display}" has no feature columns besides "{y_column}"',
                             sqlstate=INVALID_PARAMETER_VALUE)
     _check_privileges(rel, [n for n, _ in features] + [y_column])
-    cast = {"float": "::float8", "text": "::text"}
     y_type = types[y_column]
-    y_cast = "::integer" if y_type == "boolean" else ("::float8" if y_type in ("real", "double precision", "numeric") else "")
-    cast["boolean"] = "::integer::float8"
+    if y_type not in NUMERIC_TYPES and y_type not in TEXT_TYPES:
+        raise PgmodelsError(f'target column "{y_column}" has type {y_type}, which train() cannot predict',
+                            hint="Train on a view that casts it to a number or text.", sqlstate=FEATURE_NOT_SUPPORTED)
+    cast = {"float": "::float8", "text": "::text", "boolean": "::integer::float8",
+            "array": "::float8[]"}
+    y_cast = "" if y_type == "boolean" else ("::float8" if y_type in ("real", "double precision", "numeric") else "")
     selects = [f"pg_catalog.array_agg({quote_ident(n)}{cast.get(types[n], cast[k])}) AS c{i}"
+               if k != "array" else f"pg_catalog.array_agg(pg_catalog.array_to_json({quote_ident(n)}::float8[])::text) AS c{i}"
                for i, (n, k) in enumerate(features)]
     selects.append(f"pg_catalog.array_agg({quote_ident(y_column)}{y_cast}) AS y")
-    row = query(f"SELECT count(*) AS n, {', '.join(selects)} FROM {rel.quoted}")[0]
+    row = query(f"SELECT count(*) AS n, {', '.join(selects)} FROM (SELECT * FROM {rel.quoted} LIMIT $1) s",
+                [max_rows + 1], ["bigint"])[0]
     if row["n"] == 0:
         raise PgmodelsError(f'relation "{rel.display}" has no rows', detail="There is nothing to train on.",
                             sqlstate=DATA_EXCEPTION)
-    columns = [Column(name=n, kind=k, values=row[f"c{i}"]) for i, (n, k) in enumerate(features)]
+    limits.check_rows(row["n"], max_rows, rel.display)
+    columns, arrays = [], {}
+    for i, (n, k) in enumerate(features):
+        if k == "array":
+            flat = flatten_array_column(n, row[f"c{i}"])
+            arrays[n] = len(flat)
+            columns.extend(Column(name=f"{n}[{j + 1}]", kind="float", values=v) for j, v in enumerate(flat))
+        else:
+            columns.append(Column(name=n, kind=k, values=row[f"c{i}"]))
     y_kind = "text" if y_type in TEXT_TYPES else "float"
-    return columns, Column(name=y_column, kind=y_kind, values=row["y"])
+    return columns, Column(name=y_column, kind=y_kind, values=row["y"]), arrays
+
+
+def flatten_array_column(name: str, rows: list) -> list[list]:
+    """An array column (each row's array as JSON text) as one value list per element."""
+    import json
+
+    from ..serving.inputs import flatten
+
+    flat = []
+    for r, text in enumerate(rows):
+        if text is None:
+            raise PgmodelsError(f'array column "{name}" is NULL in row {r + 1}',
+                                hint="Filter such rows out, or train on a view that fills them in.",
+                                sqlstate="22004")
+        flat.append(flatten(json.loads(text)))
+    width = len(flat[0])
+    bad = next((r for r, values in enumerate(flat) if len(values) != width), None)
+    if width == 0 or bad is not None:
+        raise PgmodelsError(f'array column "{name}" does not have one length for every row',
+                            detail=f"Row 1 has {width} elements" + (f", row {bad + 1} has {len(flat[bad])}." if bad else "."),
+                            hint="Array features must have a fixed, non-zero number of elements.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    return [list(col) for col in zip(*flat)]
+
+
+_schema: list[str] = []
+
+
+def _warm(spec) -> None:
+    """Import here what the training child will use (and check the algorithm and its
+    hyperparameters on the way): the child is forked from this backend, so the next
+    training in it starts with everything loaded."""
+    import onnxruntime  # noqa: F401
+    import skl2onnx  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+
+    from . import algorithms
+
+    algorithms.make_estimator(spec.algorithm, algorithms.check_task(spec.task), spec.hyperparams)
+
+
+def _qualified(signature: str) -> str:
+    """A user-facing function's signature, qualified with the extension's schema."""
+    if not _schema:
+        _schema.append(query("""SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e
+                                JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+                                WHERE e.extname = 'pgmodels'""")[0]["s"])
+    return f"{_schema[0]}.{signature}"
+
+
+def check_project_name(project_name) -> None:
+    if project_name is None or not project_name.strip():
+        raise PgmodelsError("project_name must not be empty or blank", sqlstate=INVALID_PARAMETER_VALUE)
+    if len(project_name) > 200:
+        raise PgmodelsError("project_name is too long",
+                            detail=f"It has {len(project_name)} characters; the limit is 200.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
 
 
 @udf(empty=[])
 def train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params,
           search_args, test_size, test_sampling, automatic_deploy, preprocess):
-    from .fit import TrainSpec, train_model
+    from .fit import TrainedModel, TrainSpec, train_model
 
-    if not project_name:
-        raise PgmodelsError("project_name must not be empty", sqlstate=INVALID_PARAMETER_VALUE)
-    info = query("SELECT task, last_train FROM pgmodels._project_info($1)", [project_name], ["text"])
+    require_execute(_qualified(TRAIN_SIGNATURE), "train")
+    check_project_name(project_name)
+    info = query("SELECT task, last_train FROM pgmodels._project_info($1, pgmodels._credential())",
+                 [project_name], ["text"])
     previous = json.loads(info[0]["last_train"]) if info and info[0]["last_train"] else None
     if info and info[0]["task"] and task is not None and task != info[0]["task"]:
         raise PgmodelsError(f'project "{project_name}" is a {info[0]["task"]} project, not {task}',
@@ -155,19 +237,22 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                         ("search_args", search_args), ("preprocess", preprocess)):
         given[name] = json.loads(value) if value is not None else None
     args = resolve_args(given, previous)
-    rel = resolve_relation(args["relation_name"])
-    features, target = read_relation(rel, args["y_column_name"])
     spec = TrainSpec(task=args["task"], algorithm=args["algorithm"], hyperparams=args["hyperparams"],
                      search=args["search"], search_params=args["search_params"], search_args=args["search_args"],
                      test_size=float(args["test_size"]), test_sampling=args["test_sampling"],
                      preprocess=args["preprocess"])
-    trained = train_model(spec, features, target)
+    caps = limits.admin_limits()
+    limits.check_spec(spec, caps)
+    _warm(spec)
+    rel = resolve_relation(args["relation_name"])
+    features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"])
+    trained = runner.run(train_model, TrainedModel, spec, features, target)
     nullable = [c for c, opts in args["preprocess"].items() if isinstance(opts, dict)
                 and opts.get("impute", "error") != "error"]
     training = {"relation": rel.display, "y_column": args["y_column_name"], "test_size": args["test_size"],
                 "test_sampling": args["test_sampling"], "preprocess": args["preprocess"],
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
-                "notes": trained.notes}
+                "notes": trained.notes, "array_features": arrays}
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
     stored = store_model(
         project_name=project_name, task=args["task"], algorithm=args["algorithm"], runtime=trained.runtime,

@@ -1,0 +1,1081 @@
+-- built by extension/Makefile from migrations/0.1.0--0.2.0/ and sql/: edit those, not this file
+
+-- migrations/0.1.0--0.2.0/prelude.sql
+-- pgmodels 0.1.0 -> 0.2.0. Built by extension/Makefile: this prelude, then sql/015_* to
+-- sql/090_* as they are (every function and view there is CREATE OR REPLACE, so
+-- functions whose signature did not change keep their GRANTs), then the epilogue.
+\echo Use "ALTER EXTENSION pgmodels UPDATE" to load this file. \quit
+
+-- The master switch: an administrator may have revoked pgmodels._lookup from PUBLIC.
+-- Its signature changes, so its ACL is carried over to the new one (see the epilogue).
+SELECT pg_catalog.set_config('pgmodels.upgrade_lookup_acl',
+       coalesce((SELECT p.proacl::text FROM pg_catalog.pg_proc p
+                  WHERE p.oid = 'pgmodels._lookup(text, bigint)'::regprocedure), ''), true);
+
+-- Functions whose signature or result changed, and the record type the old cores took.
+DROP FUNCTION pgmodels._activate(text, text);
+DROP FUNCTION pgmodels._project_info(text);
+DROP FUNCTION pgmodels._store_model(text, text, text, text, bytea, jsonb, jsonb, jsonb, text[], text[], jsonb, jsonb,
+                                    jsonb, jsonb, text);
+DROP FUNCTION pgmodels._deploy_strategy(text, text, text);
+DROP FUNCTION pgmodels._deploy_model(bigint);
+DROP FUNCTION pgmodels._lookup(text, bigint);
+DROP FUNCTION pgmodels._predict(text, bigint, double precision[], timestamptz, pgmodels.served_model),
+              pgmodels._predict(text, bigint, jsonb, timestamptz, pgmodels.served_model),
+              pgmodels._predict_proba(text, bigint, double precision[], timestamptz, pgmodels.served_model),
+              pgmodels._predict_proba(text, bigint, jsonb, timestamptz, pgmodels.served_model),
+              pgmodels._predict_label(text, bigint, double precision[], timestamptz, pgmodels.served_model),
+              pgmodels._predict_label(text, bigint, jsonb, timestamptz, pgmodels.served_model),
+              pgmodels._predict_batch(text, bigint, bytea, timestamptz, pgmodels.served_model);
+DROP TYPE pgmodels.served_model;
+
+-- Projects get owners: the role that created them, where it still exists, else the
+-- extension's owner.
+ALTER TABLE pgmodels.projects ADD COLUMN owner regrole;
+UPDATE pgmodels.projects p
+   SET owner = coalesce((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = p.created_by),
+                        (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels'))::regrole;
+ALTER TABLE pgmodels.projects ALTER COLUMN owner SET NOT NULL;
+
+-- Models served natively by skops can be stored; a deployment's model belongs to its project.
+ALTER TABLE pgmodels.models
+    DROP CONSTRAINT models_runtime_check,
+    ADD CONSTRAINT models_runtime_check CHECK (runtime IN ('onnx', 'xgboost-ubj', 'skops')),
+    ADD CONSTRAINT models_project_id_id_key UNIQUE (project_id, id);
+ALTER TABLE pgmodels.deployments
+    ADD CONSTRAINT deployments_strategy_check
+        CHECK (strategy IN ('automatic', 'import', 'best_score', 'most_recent', 'rollback', 'model_id')),
+    ADD CONSTRAINT deployments_project_model_fkey FOREIGN KEY (project_id, model_id)
+        REFERENCES pgmodels.models (project_id, id) ON DELETE CASCADE;
+COMMENT ON TABLE pgmodels.deployments IS 'the full deployment history; the newest row of a project is its deployed model';
+
+-- sql/015_catalog_grants.sql
+-- Catalog tables added in 0.2.0: per-project grants and the credential key.
+-- (Upgrades from 0.1.0 run this file as it is: see migrations/.)
+
+-- Who else may use a project: predict with its models, or export their artifacts.
+-- grantee 0 ('-'::regrole) is PUBLIC.
+CREATE TABLE pgmodels.project_grants (
+    project_id  bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    grantee     regrole NOT NULL,
+    privilege   text NOT NULL CHECK (privilege IN ('predict', 'export')),
+    granted_by  name NOT NULL DEFAULT session_user,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (project_id, grantee, privilege)
+);
+COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict and export, to roles or PUBLIC (grantee 0)';
+
+-- A per-database random key that authenticates the caller credentials of
+-- sql/025_privileges.sql. Made anew by CREATE EXTENSION (so not dumped), readable by no one
+-- but the extension owner.
+CREATE TABLE pgmodels._secret (
+    onerow  boolean PRIMARY KEY DEFAULT true CHECK (onerow),
+    key     bytea NOT NULL CHECK (length(key) >= 32)
+);
+COMMENT ON TABLE pgmodels._secret IS 'internal: the key that authenticates caller credentials; readable only by the extension owner';
+INSERT INTO pgmodels._secret (key)
+SELECT pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text
+                                            || pg_catalog.gen_random_uuid()::text, '-', ''), 'hex');
+
+REVOKE ALL ON pgmodels.project_grants, pgmodels._secret FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.project_grants', '');
+
+-- sql/020_environment.sql
+-- The server-side Python environment, and how errors leave Python.
+--
+-- PL/Python runs the server's own interpreter (python3.11 on Debian 12). The packages
+-- pgmodels imports live in a virtual environment built from that same interpreter and
+-- named by the setting pgmodels.venv. Only the administrator chooses it: the setting is
+-- read from the server's configuration files (postgresql.conf, or ALTER SYSTEM, which
+-- only a superuser may run), never from SET, ALTER ROLE or ALTER DATABASE, which other
+-- roles could use to make the server import their code. _activate() puts that
+-- environment on sys.path once per backend. _activate_core is the one PL/Python body
+-- that is more than a call into the pgmodels package, because it is what makes the
+-- package importable.
+--
+-- Errors: PL/Python would prefix every error with a Python type name. Instead the
+-- Python side records the error as pending and returns NULL, and the SQL side raises it
+-- with RAISE ... USING (pgmodels._raise_pending), in PostgreSQL's own style.
+
+-- A pending error belongs to the statement that recorded it: every pgmodels function
+-- drops a stale one when it starts (see pgmodels/_plpy.py), so none leaks into a later
+-- statement or another role's.
+CREATE OR REPLACE FUNCTION pgmodels._pending_error(OUT message text, OUT detail text, OUT hint text, OUT sqlstate text)
+RETURNS SETOF record
+LANGUAGE plpython3u PARALLEL SAFE
+AS $$
+pending = GD.pop('pgmodels.pending', None)
+return [pending] if pending else []
+$$;
+COMMENT ON FUNCTION pgmodels._pending_error() IS 'internal: takes the error the Python side recorded, if any';
+
+-- Raises the pending error, or returns NULL when there is none. The argument only fixes
+-- the result type, so that coalesce(core(...), pgmodels._raise_pending(NULL::real))
+-- costs nothing unless the core returned NULL.
+CREATE OR REPLACE FUNCTION pgmodels._raise_pending(result_type anyelement) RETURNS anyelement
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    e record;
+BEGIN
+    SELECT * INTO e FROM pgmodels._pending_error();
+    IF e.message IS NULL THEN
+        RETURN NULL;
+    ELSIF e.detail IS NOT NULL AND e.hint IS NOT NULL THEN
+        RAISE EXCEPTION USING MESSAGE = e.message, DETAIL = e.detail, HINT = e.hint, ERRCODE = e.sqlstate;
+    ELSIF e.detail IS NOT NULL THEN
+        RAISE EXCEPTION USING MESSAGE = e.message, DETAIL = e.detail, ERRCODE = e.sqlstate;
+    ELSIF e.hint IS NOT NULL THEN
+        RAISE EXCEPTION USING MESSAGE = e.message, HINT = e.hint, ERRCODE = e.sqlstate;
+    ELSE
+        RAISE EXCEPTION USING MESSAGE = e.message, ERRCODE = e.sqlstate;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._raise_pending(anyelement) IS 'internal: raises the error the Python side recorded, in PostgreSQL''s style, or returns NULL';
+
+-- A setting of the server's configuration files, for pgmodels.* names only. Definer:
+-- pg_file_settings is for superusers; what it returns here is the administrator's.
+CREATE OR REPLACE FUNCTION pgmodels._admin_setting(setting_name text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.setting FROM pg_catalog.pg_file_settings f
+     WHERE f.name = setting_name AND setting_name LIKE 'pgmodels.%' AND f.error IS NULL
+     ORDER BY f.seqno DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION pgmodels._admin_setting(text) IS 'internal: a pgmodels.* setting as the server''s configuration files give it (postgresql.conf, ALTER SYSTEM); session, role and database settings are ignored';
+
+CREATE OR REPLACE FUNCTION pgmodels._active() RETURNS boolean
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$ return 'pgmodels.active' in GD $$;
+COMMENT ON FUNCTION pgmodels._active() IS 'internal: whether this backend has put the pgmodels environment on sys.path';
+
+-- It runs no query (PL/Python's queries open subtransactions, which parallel workers may
+-- not), so the caller passes the setting and the extension's version. Not for PUBLIC:
+-- only _activate() calls it, with the administrator's setting.
+CREATE OR REPLACE FUNCTION pgmodels._activate_core(venv text, extversion text) RETURNS text
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+import os, sys
+if GD.get('pgmodels.active'):
+    return None
+def fail(msg, detail, hint):
+    GD['pgmodels.pending'] = (msg, detail, hint, '55000')
+    return msg
+here = '%d.%d' % sys.version_info[:2]
+server_python = os.path.join(sys.base_prefix, 'bin', 'python' + here)
+make_hint = ('Run "pgmodels install --dsn <url>" with the pgmodels tool installed in a virtual '
+             'environment built by %s, or run scripts/install.sh from the pgmodels source tree.' % server_python)
+if not venv:
+    return fail('pgmodels.venv is not set',
+                'pgmodels imports its Python packages from the virtual environment this setting names, '
+                'read from the server\'s configuration files only.',
+                'Set it in postgresql.conf or with ALTER SYSTEM SET pgmodels.venv, then SELECT pg_reload_conf(); '
+                'or ' + make_hint[0].lower() + make_hint[1:])
+cfg = os.path.join(venv, 'pyvenv.cfg')
+try:
+    with open(cfg) as f:
+        settings = dict((k.strip(), v.strip()) for k, v in (l.split('=', 1) for l in f if '=' in l))
+except OSError as e:
+    return fail('pgmodels.venv "%s" is not a readable virtual environment' % venv,
+                'Reading %s failed: %s.' % (cfg, e.strerror), make_hint)
+built = settings.get('version', settings.get('version_info', ''))
+if '.'.join(built.split('.')[:2]) != here:
+    return fail('pgmodels.venv "%s" was built for another Python' % venv,
+                'It was built with Python %s; this server runs Python %s.' % (built or 'unknown', sys.version.split()[0]),
+                make_hint)
+import site
+before = list(sys.path)
+site.addsitedir(os.path.join(venv, 'lib', 'python' + here, 'site-packages'))
+sys.path[:] = [p for p in sys.path if p not in before] + before
+try:
+    import pgmodels
+except Exception as e:
+    sys.path[:] = before
+    return fail('the pgmodels Python package cannot be imported from pgmodels.venv "%s"' % venv,
+                'Importing it failed with %s: %s.' % (type(e).__name__, e), make_hint)
+os.environ['OMP_NUM_THREADS'] = '1'  # before any OpenMP library loads; see pgmodels/training/runner.py
+if extversion and extversion != pgmodels.__version__:
+    sys.path[:] = before
+    for name in [m for m in sys.modules if m == 'pgmodels' or m.startswith('pgmodels.')]:
+        del sys.modules[name]
+    return fail('pgmodels Python package %s does not match the extension version %s' % (pgmodels.__version__, extversion),
+                'The package in %s and the extension''s SQL objects come from different releases.' % venv,
+                'Run "ALTER EXTENSION pgmodels UPDATE", or install the matching package into the virtual environment.')
+GD['pgmodels.active'] = True
+return None
+$$;
+COMMENT ON FUNCTION pgmodels._activate_core(text, text) IS 'internal: puts a virtual environment on the server''s sys.path once per session; returns the problem (and records it as pending) when it cannot';
+
+-- Definer, so that any role can activate the administrator's environment and no other.
+CREATE OR REPLACE FUNCTION pgmodels._activate() RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgmodels._active() THEN
+        RETURN NULL;
+    END IF;
+    RETURN pgmodels._activate_core(pgmodels._admin_setting('pgmodels.venv'),
+                                   (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels'));
+END
+$$;
+COMMENT ON FUNCTION pgmodels._activate() IS 'internal: activates the environment that pgmodels.venv names in the server''s configuration files';
+
+-- Definer: shared_preload_libraries and cron.database_name are for superusers to read;
+-- whether pg_cron is there is not a secret.
+CREATE OR REPLACE FUNCTION pgmodels._cron_status(OUT preloaded text, OUT database_name text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.current_setting('shared_preload_libraries'), pg_catalog.current_setting('cron.database_name', true) $$;
+COMMENT ON FUNCTION pgmodels._cron_status() IS 'internal: shared_preload_libraries and cron.database_name, for pgmodels.doctor()';
+
+CREATE OR REPLACE FUNCTION pgmodels._doctor() RETURNS TABLE (item text, value text, ok boolean)
+LANGUAGE plpython3u
+AS $$
+import sys
+problem = plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']
+if problem: GD.pop('pgmodels.pending', None); return [('server python', sys.version.split()[0], True), ('pgmodels.venv', problem, False)]
+from pgmodels.doctor import report; return report()
+$$;
+COMMENT ON FUNCTION pgmodels._doctor() IS 'internal: the core of pgmodels.doctor()';
+
+CREATE OR REPLACE FUNCTION pgmodels.doctor() RETURNS TABLE (item text, value text, ok boolean)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM pgmodels._doctor();
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
+$$;
+COMMENT ON FUNCTION pgmodels.doctor() IS 'reports the server''s Python, the virtual environment in use, each package''s version and whether pg_cron is loaded';
+
+-- sql/025_privileges.sql
+-- Who is asking, and what they may do with a project.
+--
+-- Projects have owners: the role that first trained or imported one owns it, and it
+-- (or any role that is a member of it, as for tables) may train, import, deploy and
+-- grant. Others may predict with a project's models or export their artifacts once the
+-- owner grants them predict or export (grant_project).
+--
+-- The catalog is written and read by SECURITY DEFINER functions, and a definer function
+-- cannot see the role that called it. So the user-facing functions pass a caller
+-- credential: pgmodels._credential() reads the view pgmodels._caller, which runs with its
+-- owner's rights (it reads the secret key) but sees current_user as the querying role,
+-- and returns "role oid:MAC", the MAC keyed by pgmodels._secret over the role and the
+-- statement's stamp. A definer core checks it with _verify_caller and so knows the real
+-- calling role. Nobody can make a credential for a role they are not acting as, and a
+-- credential is good only for the statement (or, inside a procedure, the transaction)
+-- that made it.
+
+-- The per-statement stamp: statement_timestamp() changes with every top-level statement
+-- and now() with every transaction, including those a procedure starts with COMMIT, so
+-- their sum changes with both (each is a whole number of microseconds, and the sum stays
+-- exact to well under one). A float8 is cheap for PL/Python to take and compare.
+CREATE OR REPLACE FUNCTION pgmodels._stamp() RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) + pg_catalog.date_part('epoch', pg_catalog.now()) $$;
+COMMENT ON FUNCTION pgmodels._stamp() IS 'internal: a number that changes with every statement and every transaction: the key of the per-statement model cache and of caller credentials';
+
+-- The calling role's oid (current_user, not the session's).
+CREATE OR REPLACE FUNCTION pgmodels._me() RETURNS oid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user $$;
+COMMENT ON FUNCTION pgmodels._me() IS 'internal: the oid of current_user';
+
+CREATE OR REPLACE VIEW pgmodels._caller AS
+SELECT r.oid::text || ':' || pg_catalog.encode(pg_catalog.sha256(
+           s.key || pg_catalog.int8send(r.oid::bigint) || pg_catalog.float8send(pgmodels._stamp()) || s.key), 'hex')
+       AS credential
+FROM pgmodels._secret s, pg_catalog.pg_roles r
+WHERE r.rolname = current_user;
+COMMENT ON VIEW pgmodels._caller IS 'internal: a credential for current_user and this statement (the view reads the secret key with its owner''s rights)';
+GRANT SELECT ON pgmodels._caller TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION pgmodels._credential() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT c.credential FROM pgmodels._caller c $$;
+COMMENT ON FUNCTION pgmodels._credential() IS 'internal: a credential for current_user and this statement, for the definer cores';
+
+-- Definer: it reads the secret key.
+CREATE OR REPLACE FUNCTION pgmodels._verify_caller(credential text) RETURNS oid
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role_oid bigint;
+BEGIN
+    IF credential ~ '^[0-9]{1,10}:[0-9a-f]{64}$' THEN
+        role_oid := split_part(credential, ':', 1)::bigint;
+        IF role_oid <= 4294967295 AND split_part(credential, ':', 2) =
+           (SELECT encode(sha256(s.key || int8send(role_oid) || float8send(pgmodels._stamp()) || s.key), 'hex')
+              FROM pgmodels._secret s) THEN
+            RETURN role_oid::oid;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'invalid caller credential'
+        USING ERRCODE = '42501',
+              DETAIL = 'pgmodels'' internal functions take a credential that only pgmodels._credential() makes, for the current role and statement.',
+              HINT = 'Call the documented functions (predict, deploy, grant_project, ...), not their internal cores.';
+END
+$$;
+COMMENT ON FUNCTION pgmodels._verify_caller(text) IS 'internal: the role a caller credential was made for, or an error when it was not made by pgmodels._credential() in this statement';
+
+-- Definer: it reads the catalog. It answers about any role, as has_table_privilege does.
+-- privilege: 'owner' (the owner or a member of it), 'predict', 'export', or 'use' (any).
+CREATE OR REPLACE FUNCTION pgmodels._may(role oid, project_id bigint, privilege text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pgmodels.projects p
+         WHERE p.id = _may.project_id
+           AND CASE WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = p.owner)
+                    THEN pg_has_role(_may.role, p.owner, 'USAGE') ELSE false END
+        UNION ALL
+        SELECT 1 FROM pgmodels.project_grants g
+         WHERE g.project_id = _may.project_id AND _may.privilege <> 'owner'
+           AND (_may.privilege = 'use' OR g.privilege = _may.privilege)
+           AND CASE WHEN g.grantee = 0 THEN true
+                    WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee)
+                    THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END)
+$$;
+COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export or use (any of them)';
+
+-- Definer, to read the catalog; like has_table_privilege it answers about any role.
+CREATE OR REPLACE FUNCTION @extschema@.has_project_privilege(role_name text, project_name text, privilege text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role_oid oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = role_name);
+    project_id bigint := (SELECT p.id FROM pgmodels.projects p WHERE p.name = project_name);
+BEGIN
+    IF role_oid IS NULL THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
+    ELSIF privilege IS NULL OR privilege NOT IN ('owner', 'predict', 'export', 'use') THEN
+        RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
+            USING ERRCODE = '22023', HINT = 'Use owner, predict, export or use.';
+    ELSIF project_id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    RETURN pgmodels._may(role_oid, project_id, privilege);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.has_project_privilege(text, text, text) IS 'whether a role may use a project: owner (may train, import, deploy, grant), predict, export, or use (any of these)';
+
+-- grant_project / revoke_project: the owner's.
+CREATE OR REPLACE FUNCTION pgmodels._grant_project(project_name text, role_name text, privilege text, is_grant boolean,
+                                        credential text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    grantee oid;
+    privs text[];
+BEGIN
+    IF lower(role_name) = 'public' THEN
+        grantee := 0;
+    ELSE
+        SELECT r.oid INTO grantee FROM pg_roles r WHERE r.rolname = role_name;
+        IF grantee IS NULL THEN
+            RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
+        END IF;
+    END IF;
+    privs := CASE privilege WHEN 'predict' THEN ARRAY['predict'] WHEN 'export' THEN ARRAY['export']
+                            WHEN 'all' THEN ARRAY['predict', 'export'] END;
+    IF privs IS NULL THEN
+        RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
+            USING ERRCODE = '22023', HINT = 'Use predict, export or all.';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    IF is_grant THEN
+        INSERT INTO pgmodels.project_grants (project_id, grantee, privilege)
+        SELECT proj.id, grantee, u FROM unnest(privs) u ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM pgmodels.project_grants g
+         WHERE g.project_id = proj.id AND g.grantee = _grant_project.grantee AND g.privilege = ANY (privs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._grant_project(text, text, text, boolean, text) IS 'internal: the core of grant_project() and revoke_project() (definer: only it writes the grants)';
+
+CREATE OR REPLACE FUNCTION pgmodels._require_owner(caller oid, proj pgmodels.projects) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pgmodels._may(caller, proj.id, 'owner') THEN
+        RAISE EXCEPTION 'must be owner of project "%"', proj.name
+            USING ERRCODE = '42501',
+                  DETAIL = format('Project "%s" belongs to role "%s".', proj.name, proj.owner),
+                  HINT = 'Train, import, deploy and grant are for the project''s owner and its members; use another project name for a project of your own.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._require_owner(oid, pgmodels.projects) IS 'internal: raises unless the role owns the project (or is a member of its owner)';
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_project(project_name text, role_name text, privilege text DEFAULT 'predict')
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._grant_project($1, $2, $3, true, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.grant_project(text, text, text) IS 'lets a role (or PUBLIC) predict with a project''s models, export their artifacts, or both (privilege predict, export or all); for the project''s owner';
+
+CREATE OR REPLACE FUNCTION @extschema@.revoke_project(project_name text, role_name text, privilege text DEFAULT 'all')
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._grant_project($1, $2, $3, false, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export or all); for the project''s owner';
+
+CREATE OR REPLACE VIEW pgmodels.project_privileges AS
+SELECT p.name AS project, p.owner::text AS owner,
+       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
+       g.privilege, g.granted_by, g.granted_at
+FROM pgmodels.project_grants g JOIN pgmodels.projects p ON p.id = g.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.project_privileges IS 'who may predict with or export each project''s models, for the projects the current role may use';
+GRANT SELECT ON pgmodels.project_privileges TO PUBLIC;
+
+-- sql/030_catalog_writes.sql
+-- Writing the catalog: storing a model version, and deploying one.
+--
+-- Only these SECURITY DEFINER functions write pgmodels.projects, models and deployments.
+-- They need the extension owner's rights because no other role may write those tables,
+-- and each checks who is asking (see sql/025_privileges.sql): only a project's owner, or
+-- a member of the owner role, stores, deploys or rolls back its models.
+
+CREATE OR REPLACE FUNCTION pgmodels._key_metric(task text, metrics jsonb) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' ELSE 'r2' END)::double precision $$;
+COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression';
+
+
+-- Storing a model version. train() and import_onnx() run with the caller's rights (so
+-- training reads only what the caller may read); when they have a checked model they
+-- stage it in the backend's Python state under a one-time random token, together with
+-- the role that called them, and call _store_model(token). Nothing reaches the catalog
+-- that this backend's own train() or import_onnx() did not just produce: a direct call
+-- has no staged model to name. The staged role must own the project (a new project
+-- becomes its own).
+CREATE OR REPLACE FUNCTION pgmodels._take_staged(token text,
+    OUT role oid, OUT project_name text, OUT task text, OUT algorithm text, OUT runtime text, OUT artifact bytea,
+    OUT hyperparams jsonb, OUT metrics jsonb, OUT search_results jsonb, OUT feature_names text[],
+    OUT feature_types text[], OUT labels jsonb, OUT training jsonb, OUT library_versions jsonb,
+    OUT last_train jsonb, OUT deploy_mode text)
+LANGUAGE plpython3u VOLATILE
+AS $$ from pgmodels.catalog.store import take_staged; return take_staged(token) $$;
+COMMENT ON FUNCTION pgmodels._take_staged(text) IS 'internal: takes the model train() or import_onnx() staged in this backend under a one-time token';
+
+CREATE OR REPLACE FUNCTION pgmodels._store_model(token text, OUT model_id bigint, OUT version integer, OUT deployed boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    proj pgmodels.projects;
+    current_model pgmodels.models;
+BEGIN
+    SELECT * INTO s FROM pgmodels._take_staged(token);
+    IF s.role IS NULL THEN
+        RAISE EXCEPTION 'no model is staged under this token'
+            USING ERRCODE = '42501',
+                  DETAIL = 'Only train() and import_onnx() store models, each the one it has just made and checked.';
+    ELSIF s.deploy_mode IS NULL OR s.deploy_mode NOT IN ('if_better', 'always', 'never') THEN
+        RAISE EXCEPTION 'unknown deploy mode "%"', s.deploy_mode USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO pgmodels.projects AS p (name, task, owner) VALUES (s.project_name, s.task, s.role)
+        ON CONFLICT (name) DO NOTHING;
+    SELECT * INTO proj FROM pgmodels.projects p WHERE p.name = s.project_name FOR UPDATE;
+    PERFORM pgmodels._require_owner(s.role, proj);
+    IF proj.task <> s.task THEN
+        RAISE EXCEPTION 'project "%" is a % project, not %', s.project_name, proj.task, s.task
+            USING ERRCODE = '22023', HINT = 'Use another project name for another task.';
+    END IF;
+    SELECT coalesce(max(m.version), 0) + 1 INTO version FROM pgmodels.models m WHERE m.project_id = proj.id;
+    INSERT INTO pgmodels.models (project_id, version, task, algorithm, runtime, artifact, artifact_sha256,
+                                 hyperparams, metrics, search_results, feature_names, feature_types, labels,
+                                 training, library_versions)
+    VALUES (proj.id, version, s.task, s.algorithm, s.runtime, s.artifact, pg_catalog.sha256(s.artifact),
+            coalesce(s.hyperparams, '{}'), coalesce(s.metrics, '{}'), s.search_results, s.feature_names,
+            s.feature_types, s.labels, coalesce(s.training, '{}'), coalesce(s.library_versions, '{}'))
+    RETURNING id INTO model_id;
+    IF s.last_train IS NOT NULL THEN
+        UPDATE pgmodels.projects p SET last_train = s.last_train WHERE p.id = proj.id;
+    END IF;
+
+    SELECT m.* INTO current_model FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
+     WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1;
+    -- A model whose key metric is undefined (no test rows, say) is kept, never deployed by itself.
+    deployed := CASE s.deploy_mode
+        WHEN 'always' THEN true
+        WHEN 'if_better' THEN pgmodels._key_metric(s.task, s.metrics) IS NOT NULL
+             AND (current_model.id IS NULL
+                  OR pgmodels._key_metric(s.task, s.metrics)
+                     > coalesce(pgmodels._key_metric(s.task, current_model.metrics), '-Infinity'))
+        ELSE false END;
+    IF deployed THEN
+        INSERT INTO pgmodels.deployments (project_id, model_id, strategy)
+        VALUES (proj.id, model_id, CASE s.deploy_mode WHEN 'always' THEN 'import' ELSE 'automatic' END);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._store_model(text) IS 'internal: stores the model version train() or import_onnx() staged under a token (and deploys it if asked), after checking that the staging role owns the project';
+
+-- A project's task and last train() arguments, for its owner (train() reuses them).
+CREATE OR REPLACE FUNCTION pgmodels._project_info(project_name text, credential text, OUT task text, OUT last_train jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NOT NULL THEN
+        PERFORM pgmodels._require_owner(caller, proj);
+        task := proj.task;
+        last_train := proj.last_train;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._project_info(text, text) IS 'internal: a project''s task and last train() arguments, for its owner (definer: the catalog is not readable by PUBLIC)';
+
+-- deploy() is a SQL function over these two: PL/pgSQL cannot have an argument and a
+-- result column of the same name, and pgml's deploy() has both (strategy, algorithm).
+CREATE OR REPLACE FUNCTION pgmodels._deploy_strategy(project_name text, strategy text, algorithm text, credential text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    chosen pgmodels.models;
+    current_id bigint;
+BEGIN
+    SELECT * INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    SELECT d.model_id INTO current_id FROM pgmodels.deployments d
+     WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1;
+    IF _deploy_strategy.strategy = 'best_score' THEN
+        SELECT m.* INTO chosen FROM pgmodels.models m
+         WHERE m.project_id = proj.id AND (_deploy_strategy.algorithm IS NULL OR m.algorithm = _deploy_strategy.algorithm)
+         ORDER BY pgmodels._key_metric(m.task, m.metrics) DESC NULLS LAST, m.id DESC LIMIT 1;
+    ELSIF _deploy_strategy.strategy = 'most_recent' THEN
+        SELECT m.* INTO chosen FROM pgmodels.models m
+         WHERE m.project_id = proj.id AND (_deploy_strategy.algorithm IS NULL OR m.algorithm = _deploy_strategy.algorithm)
+         ORDER BY m.id DESC LIMIT 1;
+    ELSIF _deploy_strategy.strategy = 'rollback' THEN
+        SELECT m.* INTO chosen FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
+         WHERE d.project_id = proj.id AND d.model_id IS DISTINCT FROM current_id
+           AND (_deploy_strategy.algorithm IS NULL OR m.algorithm = _deploy_strategy.algorithm)
+         ORDER BY d.id DESC LIMIT 1;
+        IF chosen.id IS NULL THEN
+            RAISE EXCEPTION 'project "%" has no earlier deployment to roll back to', project_name
+                USING ERRCODE = '55000', DETAIL = 'Its deployment history holds no other model.';
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'unknown deploy strategy "%"', _deploy_strategy.strategy
+            USING ERRCODE = '22023', HINT = 'Use best_score, most_recent or rollback.';
+    END IF;
+    IF chosen.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" has no model%', project_name,
+              CASE WHEN _deploy_strategy.algorithm IS NULL THEN '' ELSE format(' trained with algorithm "%s"', _deploy_strategy.algorithm) END
+            USING ERRCODE = '55000';
+    END IF;
+    INSERT INTO pgmodels.deployments (project_id, model_id, strategy) VALUES (proj.id, chosen.id, _deploy_strategy.strategy);
+    RETURN chosen.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._deploy_strategy(text, text, text, text) IS 'internal: the core of deploy(project_name, strategy, algorithm) (definer: only it writes the catalog)';
+
+CREATE OR REPLACE FUNCTION pgmodels._deploy_model(model_id bigint, credential text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    chosen pgmodels.models;
+    proj pgmodels.projects;
+BEGIN
+    SELECT m.* INTO chosen FROM pgmodels.models m WHERE m.id = _deploy_model.model_id;
+    IF chosen.id IS NULL THEN
+        RAISE EXCEPTION 'model % does not exist', _deploy_model.model_id USING ERRCODE = '42704';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.id = chosen.project_id FOR UPDATE;
+    PERFORM pgmodels._require_owner(caller, proj);
+    INSERT INTO pgmodels.deployments (project_id, model_id, strategy) VALUES (chosen.project_id, chosen.id, 'model_id');
+    RETURN chosen.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._deploy_model(bigint, text) IS 'internal: the core of deploy(model_id) (definer: only it writes the catalog)';
+
+-- The deploy() functions run as the caller and pass its credential to the definer cores,
+-- which check ownership; so they are open to PUBLIC: a role deploys only its own projects.
+CREATE OR REPLACE FUNCTION pgmodels._deployed(model_id bigint, credential text)
+RETURNS TABLE (project text, algorithm text, model_id bigint, version integer)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.name, m.algorithm, m.id, m.version FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id
+     WHERE m.id = $1 AND pgmodels._may(pgmodels._verify_caller($2), p.id, 'owner')
+$$;
+COMMENT ON FUNCTION pgmodels._deployed(bigint, text) IS 'internal: the project, algorithm and version of a model id, for deploy()''s result';
+
+CREATE OR REPLACE FUNCTION @extschema@.deploy(project_name text, strategy text, algorithm text DEFAULT NULL)
+RETURNS TABLE (project text, strategy text, algorithm text, model_id bigint, version integer)
+LANGUAGE sql VOLATILE
+AS $$
+    WITH d AS MATERIALIZED (SELECT pgmodels._deploy_strategy($1, $2, $3, pgmodels._credential()) AS id)
+    SELECT r.project, $2, r.algorithm, r.model_id, r.version FROM d, pgmodels._deployed(d.id, pgmodels._credential()) r
+$$;
+COMMENT ON FUNCTION @extschema@.deploy(text, text, text) IS 'deploys a model of a project by strategy: best_score, most_recent or rollback, optionally among one algorithm''s models';
+
+CREATE OR REPLACE FUNCTION @extschema@.deploy(model_id bigint)
+RETURNS TABLE (project text, strategy text, algorithm text, model_id bigint, version integer)
+LANGUAGE sql VOLATILE
+AS $$
+    WITH d AS MATERIALIZED (SELECT pgmodels._deploy_model($1, pgmodels._credential()) AS id)
+    SELECT r.project, 'model_id'::text, r.algorithm, r.model_id, r.version FROM d, pgmodels._deployed(d.id, pgmodels._credential()) r
+$$;
+COMMENT ON FUNCTION @extschema@.deploy(bigint) IS 'deploys one model version, chosen by id';
+
+-- sql/035_training.sql
+-- train(): names and parameters follow PostgresML's pgml.train.
+--
+-- It runs with the caller's rights, so it reads only the rows and columns the caller may
+-- read (row-level security included); it stores the result through
+-- pgmodels._store_model(), which lets only the project's owner add versions. The core
+-- pgmodels._train is executable by PUBLIC (train() calls it as the caller) and checks
+-- itself that the caller may execute train(). Training runs in a child process, so
+-- statement_timeout and pg_cancel_backend stop it, and the administrator's limits
+-- (pgmodels.max_training_rows, max_trees, max_iterations, max_search_candidates, read
+-- from the configuration files) are checked before it starts. Arguments left NULL reuse the project's previous training:
+-- task, relation_name, y_column_name, test_size, test_sampling and preprocess always;
+-- hyperparams, search, search_params and search_args only when algorithm is left NULL
+-- too. On a project's first training the defaults are algorithm 'linear',
+-- hyperparams '{}', test_size 0.25 and test_sampling 'stratified'.
+CREATE OR REPLACE FUNCTION pgmodels._train(project_name text, task text, relation_name text, y_column_name text,
+    algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
+    test_sampling text, automatic_deploy boolean, preprocess jsonb)
+RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
+               runtime text, metrics jsonb)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess)
+$$;
+COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'internal: the core of train()';
+
+CREATE OR REPLACE FUNCTION @extschema@.train(
+    project_name text,
+    task text DEFAULT NULL,
+    relation_name text DEFAULT NULL,
+    y_column_name text DEFAULT NULL,
+    algorithm text DEFAULT NULL,
+    hyperparams jsonb DEFAULT NULL,
+    search text DEFAULT NULL,
+    search_params jsonb DEFAULT NULL,
+    search_args jsonb DEFAULT NULL,
+    test_size real DEFAULT NULL,
+    test_sampling text DEFAULT NULL,
+    automatic_deploy boolean DEFAULT true,
+    preprocess jsonb DEFAULT NULL)
+RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
+               runtime text, metrics jsonb)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM pgmodels._train($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    UNION ALL  -- raises the error the core recorded, if any, once the core has run
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
+$$;
+COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';
+
+-- sql/040_serving.sql
+-- Serving: predict(), predict_proba(), predict_label(), predict_batch().
+--
+-- How a row is scored. The user-facing functions are one-line SQL wrappers that
+-- PostgreSQL inlines into the calling query:
+--
+--   coalesce(core(project, id, features, pgmodels._stamp(), NULL),
+--            core(project, id, features, pgmodels._stamp(),
+--                 pgmodels._lookup(project, id, pgmodels._credential())),
+--            pgmodels._raise_pending(NULL::<result type>))
+--
+-- The first call answers from the backend's cache when it already holds the model this
+-- statement serves; that is every row but the first, and it costs no query. Otherwise
+-- it returns NULL and the second call runs: _lookup (PL/pgSQL, definer) checks that the
+-- calling role may predict with the project, activates the Python environment, reads
+-- the model from the catalog and hands it to the cache itself (pgmodels._load, which
+-- no other role may call), and the core then answers from the cache. The cores take no
+-- model from their caller, so a forged catalog record has nowhere to go in. The lookup
+-- is PL/pgSQL because PL/Python's queries open subtransactions, which parallel workers
+-- may not; so predict is PARALLEL SAFE for real. All of it only reads, under the
+-- statement's snapshot: a committed deploy is seen by the next statement (and, inside a
+-- procedure, after the next COMMIT: the stamp changes with both), one statement never
+-- mixes two versions, and it works on a read-only hot standby. Errors the Python side
+-- records are raised by _raise_pending (see sql/020_environment.sql).
+--
+-- Features: an array is one row in feature order (a multi-dimensional array is read in
+-- row-major order, so an image or a window of readings is one row); a row of a named
+-- type (a table's row) and a jsonb object are matched by name, an array column of a
+-- model trained on one by its name; an anonymous row, ROW(a, b, c), is positional, like
+-- an array.
+
+CREATE TYPE pgmodels.served_model AS (
+    id bigint, project text, version integer, task text, runtime text, artifact bytea,
+    artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[],
+    array_features jsonb);
+COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a model version';
+
+-- The model a project serves (model_id 0) or a model by id, once the caller's privilege
+-- is checked. Only definer functions call it.
+CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text)
+RETURNS pgmodels.served_model
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    chosen bigint := nullif(model_id, 0);
+    proj pgmodels.projects;
+    served pgmodels.served_model;
+BEGIN
+    IF chosen IS NULL THEN
+        SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+        IF proj.id IS NULL THEN
+            RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704',
+                HINT = 'Train one with train(), or see pgmodels.overview for the projects there are.';
+        END IF;
+    ELSE
+        SELECT p.* INTO proj FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id WHERE m.id = chosen;
+        IF proj.id IS NULL THEN
+            RAISE EXCEPTION 'model % does not exist', chosen USING ERRCODE = '42704';
+        END IF;
+    END IF;
+    IF NOT pgmodels._may(caller, proj.id, privilege) THEN
+        RAISE EXCEPTION 'permission denied for project "%"', proj.name
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role "%s" has no %s privilege on it.', caller::regrole, privilege),
+                  HINT = format('Its owner can grant it: SELECT grant_project(%L, %L, %L).', proj.name,
+                                caller::regrole::text, privilege);
+    END IF;
+    IF chosen IS NULL THEN
+        SELECT d.model_id INTO chosen FROM pgmodels.deployments d WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1;
+        IF chosen IS NULL THEN
+            RAISE EXCEPTION 'project "%" has no deployed model', project_name USING ERRCODE = '55000',
+                HINT = 'Deploy one with deploy(), or train with automatic_deploy => true.';
+        END IF;
+    END IF;
+    SELECT m.id, proj.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
+           m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
+           m.training -> 'array_features'
+      INTO served FROM pgmodels.models m WHERE m.id = chosen;
+    RETURN served;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text) IS 'internal: the model a project serves (model_id 0) or a model by id, after checking the role''s privilege on its project';
+
+-- Loads a model into the backend's cache as the one this statement serves for a project
+-- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision, model pgmodels.served_model)
+RETURNS boolean
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$ from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model) IS 'internal: loads a catalog model into the backend''s cache for this statement; called by _lookup only';
+
+-- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
+-- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
+-- is not granted to, whatever the projects' grants say.
+CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid;
+BEGIN
+    IF project_name IS NULL OR model_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    caller := pgmodels._verify_caller(credential);
+    IF pgmodels._activate() IS NOT NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    IF NOT coalesce(pgmodels._load(project_name, model_id, pgmodels._stamp(),
+                                   pgmodels._resolve(project_name, model_id, caller, 'predict')), false) THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement; revoke it from PUBLIC to turn predicting and exporting off for all but the roles granted it';
+
+-- The cores and the user-facing wrappers: for each answer (predict, predict_proba,
+-- predict_label), the cores take features as float8[] (arrays) or jsonb (objects, and
+-- rows, which the wrappers turn into jsonb since PL/Python takes no polymorphic
+-- arguments); the wrappers exist for each way of naming the model (project name, model
+-- id) and each features type. The wrappers are not STRICT, since coalesce is not, but
+-- NULL in gives NULL out.
+DO $do$
+DECLARE
+    answer record;
+    target record;
+    ftype record;
+    core text;
+BEGIN
+    FOR answer IN SELECT * FROM (VALUES
+        ('predict', 'real', 'the prediction: the class (its label if numeric, else its index) or the value'),
+        ('predict_proba', 'real[]', 'the class probabilities, in the order of the model''s labels'),
+        ('predict_label', 'text', 'the predicted class label as text (classification)')) AS a(name, rettype, what)
+    LOOP
+        FOREACH core IN ARRAY ARRAY['float8[]', 'jsonb'] LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION pgmodels.%I(project_name text, model_id bigint, features %s, stamp double precision, '
+                'loaded boolean) RETURNS %s LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
+                '_' || answer.name, core, answer.rettype,
+                format(E'f = GD.get(\'pgmodels.%1$s\')\n'
+                       || E'if f is None and \'pgmodels.active\' in GD: from pgmodels.serving.predict import %1$s as f; GD[\'pgmodels.%1$s\'] = f\n'
+                       || 'return f(project_name, model_id, features, stamp, loaded) if f else None', answer.name));
+            EXECUTE format('COMMENT ON FUNCTION pgmodels.%I(text, bigint, %s, double precision, boolean) IS %L',
+                '_' || answer.name, core, format('internal: the core of %s()', answer.name));
+        END LOOP;
+        FOR target IN SELECT * FROM (VALUES
+            ('project_name text', '$1, 0', 'the deployed model of a project'),
+            ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
+        LOOP
+            FOR ftype IN SELECT * FROM (VALUES
+                ('real[]', '$2::float8[]'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
+                ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
+                ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
+                ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
+                               'THEN pg_catalog.jsonb_path_query_array(pg_catalog.to_jsonb($2), ''$.*'') '
+                               'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
+            LOOP
+                EXECUTE format(
+                    'CREATE OR REPLACE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
+                    'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
+                    answer.name, target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
+                    ftype.sqltype, answer.rettype,
+                    format('SELECT coalesce(pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), NULL), '
+                           'pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), pgmodels._lookup(%2$s, pgmodels._credential())), '
+                           'pgmodels._raise_pending(NULL::%4$s))',
+                           '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype));
+                EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L',
+                    answer.name, split_part(target.arg, ' ', 2), ftype.sqltype,
+                    format('%s for %s, from features given as %s', answer.what, target.what,
+                           CASE ftype.sqltype WHEN 'anyelement' THEN 'a row (a table''s row matched by column name, an anonymous ROW(...) by position)'
+                                              WHEN 'jsonb' THEN 'a jsonb object keyed by feature name (or an array in feature order)'
+                                              ELSE 'an array in feature order' END));
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
+CREATE OR REPLACE FUNCTION pgmodels._predict_batch(project_name text, model_id bigint, features bytea, stamp double precision,
+                                        loaded boolean)
+RETURNS SETOF real LANGUAGE plpython3u STABLE PARALLEL SAFE ROWS 1000
+AS $$
+from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, loaded)
+$$;
+COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, double precision, boolean) IS 'internal: the core of predict_batch(); features come as array_send(real[]), which Python reads in place';
+
+CREATE OR REPLACE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
+AS $$
+BEGIN
+    RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), pgmodels._stamp(),
+                                                 pgmodels._lookup(project_name, 0, pgmodels._credential()));
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.predict_batch(text, real[]) IS 'predictions for many rows at once, given flattened into one array (or as a two-dimensional array), one result per row';
+
+CREATE OR REPLACE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETURNS SETOF real
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
+AS $$
+BEGIN
+    RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), pgmodels._stamp(),
+                                                 pgmodels._lookup('', model_id, pgmodels._credential()));
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.predict_batch(bigint, real[]) IS 'predictions of a model version chosen by id for many rows at once, given flattened into one array';
+
+-- sql/050_onnx.sql
+-- ONNX in and out: models trained anywhere, and the artifact that serves.
+
+CREATE OR REPLACE FUNCTION pgmodels._import_onnx(project_name text, model bytea, feature_names text[], task text,
+    labels jsonb, feature_types text[], deploy boolean)
+RETURNS TABLE (project text, task text, model_id bigint, version integer, deployed boolean)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.catalog.onnx_io import import_onnx; return import_onnx(project_name, model, feature_names, task, labels, feature_types, deploy)
+$$;
+COMMENT ON FUNCTION pgmodels._import_onnx(text, bytea, text[], text, jsonb, text[], boolean) IS 'internal: the core of import_onnx()';
+
+CREATE OR REPLACE FUNCTION @extschema@.import_onnx(
+    project_name text,
+    model bytea,
+    feature_names text[],
+    task text DEFAULT NULL,
+    labels jsonb DEFAULT NULL,
+    feature_types text[] DEFAULT NULL,
+    deploy boolean DEFAULT true)
+RETURNS TABLE (project text, task text, model_id bigint, version integer, deployed boolean)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM pgmodels._import_onnx($1, $2, $3, $4, $5, $6, $7)
+    UNION ALL  -- raises the error the core recorded, if any, once the core has run
+    SELECT NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
+$$;
+COMMENT ON FUNCTION @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean) IS 'registers an ONNX model trained anywhere as a new version of a project, after checking that onnxruntime loads it and its inputs match the features';
+
+-- The artifact a model serves from, byte for byte, for roles with the export privilege
+-- on its project (and EXECUTE on pgmodels._lookup, the administrator's master switch).
+-- Definer: it reads the catalog; the caller's credential says who is asking.
+CREATE OR REPLACE FUNCTION pgmodels._export(project_name text, model_id bigint, credential text) RETURNS bytea
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid;
+    served pgmodels.served_model;
+BEGIN
+    IF project_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    caller := pgmodels._verify_caller(credential);
+    IF NOT has_function_privilege(caller, 'pgmodels._lookup(text, bigint, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function _lookup' USING ERRCODE = '42501',
+            DETAIL = 'The administrator has turned predicting and exporting off for this role.';
+    END IF;
+    served := pgmodels._resolve(project_name, coalesce(model_id, 0), caller, 'export');
+    IF served.project <> project_name THEN
+        RAISE EXCEPTION 'project "%" has no model %', project_name, served.id USING ERRCODE = '42704',
+            DETAIL = format('Model %s belongs to project "%s".', served.id, served.project);
+    ELSIF served.runtime <> 'onnx' THEN
+        RAISE EXCEPTION 'model % has no ONNX artifact', served.id
+            USING ERRCODE = '0A000',
+                  DETAIL = format('It could not be converted to ONNX and is served natively (%s); pgmodels.models.training says why.', served.runtime),
+                  HINT = 'Train it with another algorithm or preprocessing to get an ONNX model.';
+    ELSIF sha256(served.artifact) <> served.artifact_sha256 THEN
+        RAISE EXCEPTION 'the artifact of model % fails its sha256 check', served.id
+            USING ERRCODE = 'XX001',
+                  DETAIL = 'The stored bytes differ from the ones the model was registered with.',
+                  HINT = 'Restore the model from a backup, or train or import it again.';
+    END IF;
+    RETURN served.artifact;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._export(text, bigint, text) IS 'internal: the core of export_onnx(): checks the caller''s export privilege and the artifact''s sha256';
+
+CREATE OR REPLACE FUNCTION @extschema@.export_onnx(project_name text, model_id bigint DEFAULT NULL) RETURNS bytea
+LANGUAGE sql STABLE
+AS $$ SELECT pgmodels._export($1, $2, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.export_onnx(text, bigint) IS 'returns the exact ONNX artifact a model serves from: the deployed one, or the given model id; needs the export privilege on its project';
+
+-- sql/060_overview.sql
+-- What is there: one row per model version, of the projects the current role owns or was
+-- granted predict or export on (the view reads the catalog with its owner's rights and
+-- filters by current_user).
+CREATE OR REPLACE VIEW pgmodels.overview AS
+SELECT p.name AS project,
+       m.id AS model_id,
+       m.version,
+       m.task,
+       m.algorithm,
+       m.runtime,
+       pgmodels._key_metric(m.task, m.metrics) AS key_metric,
+       m.metrics,
+       (m.id = d.model_id) IS TRUE AS deployed,
+       m.trained_at,
+       m.trained_by,
+       length(m.artifact) AS artifact_bytes,
+       p.owner::text AS owner
+FROM pgmodels.models m
+JOIN pgmodels.projects p ON p.id = m.project_id
+LEFT JOIN LATERAL (SELECT d.model_id FROM pgmodels.deployments d
+                   WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) d ON true
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner';
+GRANT SELECT ON pgmodels.overview TO PUBLIC;
+
+-- sql/090_grants.sql
+-- Who may run what.
+--
+-- Training and importing are for the roles an administrator grants them to, e.g.
+--   GRANT EXECUTE ON FUNCTION train(text, text, text, text, text, jsonb, text, jsonb,
+--                                   jsonb, real, text, boolean, jsonb) TO analyst;
+-- A project belongs to the role that first trained or imported it; only it (and its
+-- members) train, import, deploy and grant there, so deploy() and grant_project() are
+-- open to PUBLIC. Predicting and exporting need the project's predict or export
+-- privilege (grant_project), and EXECUTE on pgmodels._lookup(text, bigint, text), which
+-- PUBLIC has until an administrator revokes it: the master switch.
+REVOKE EXECUTE ON FUNCTION
+    @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean)
+FROM PUBLIC;
+-- 0.1.0 revoked deploy() from PUBLIC; say it again so an upgraded database matches.
+GRANT EXECUTE ON FUNCTION @extschema@.deploy(text, text, text), @extschema@.deploy(bigint) TO PUBLIC;
+
+-- Internal functions are internal: PUBLIC may execute none of them but the ones below,
+-- and tests/test_security.py lists exactly this set. Each is safe to call directly:
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgmodels FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the serving cores, which the inlined predict wrappers call as the caller: they answer
+    -- only from models _lookup loaded for this statement, and take no model from the caller
+    pgmodels._predict(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict(text, bigint, jsonb, double precision, boolean),
+    pgmodels._predict_proba(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict_proba(text, bigint, jsonb, double precision, boolean),
+    pgmodels._predict_label(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict_label(text, bigint, jsonb, double precision, boolean),
+    pgmodels._predict_batch(text, bigint, bytea, double precision, boolean),
+    -- the gate: it checks the caller's credential and privilege itself (the master switch)
+    pgmodels._lookup(text, bigint, text),
+    -- error reporting: each session reads only its own pending error
+    pgmodels._pending_error(),
+    pgmodels._raise_pending(anyelement),
+    -- who is asking: a credential only for current_user and this statement
+    pgmodels._stamp(),
+    pgmodels._me(),
+    pgmodels._credential(),
+    -- answers about privileges and metrics, as has_table_privilege does (the views use them)
+    pgmodels._may(oid, bigint, text),
+    pgmodels._key_metric(text, jsonb),
+    -- the administrator's settings: activates only the configured environment, and shows
+    -- pgmodels.* settings and whether pg_cron is loaded
+    pgmodels._activate(),
+    pgmodels._admin_setting(text),
+    pgmodels._cron_status(),
+    pgmodels._doctor(),
+    pgmodels.doctor(),
+    -- cores that check the caller themselves: EXECUTE on train() or import_onnx(), or a
+    -- credential and project ownership, or a model this backend just staged
+    pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    pgmodels._import_onnx(text, bytea, text[], text, jsonb, text[], boolean),
+    pgmodels._store_model(text),
+    pgmodels._project_info(text, text),
+    pgmodels._deploy_strategy(text, text, text, text),
+    pgmodels._deploy_model(bigint, text),
+    pgmodels._deployed(bigint, text),
+    pgmodels._grant_project(text, text, text, boolean, text),
+    pgmodels._export(text, bigint, text)
+TO PUBLIC;
+
+-- migrations/0.1.0--0.2.0/epilogue.sql
+
+-- The master switch carried over: the old pgmodels._lookup's grants, on the new one.
+DO $upgrade$
+DECLARE
+    saved text := pg_catalog.current_setting('pgmodels.upgrade_lookup_acl', true);
+    item record;
+BEGIN
+    IF coalesce(saved, '') = '' THEN
+        RETURN;
+    END IF;
+    REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) FROM PUBLIC;
+    FOR item IN SELECT a.grantee FROM pg_catalog.aclexplode(saved::aclitem[]) a
+                 WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor LOOP
+        IF item.grantee = 0 THEN
+            GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) TO PUBLIC;
+        ELSE
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) TO %I',
+                                      item.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$upgrade$;

@@ -1,0 +1,87 @@
+"""The administrator's limits on training, checked before any work starts.
+
+Each is a setting only the administrator can change: it is read from the server's
+configuration files (postgresql.conf, or ALTER SYSTEM, which only a superuser may run)
+through pgmodels._admin_setting, never from SET or ALTER ROLE/DATABASE.
+
+- pgmodels.max_training_rows: rows read from the training relation
+- pgmodels.max_trees: n_estimators of forests, boosting and bagging, HGB's max_iter
+- pgmodels.max_iterations: max_iter of the other iterative estimators
+- pgmodels.max_search_candidates: hyperparameter combinations a search fits
+"""
+
+from __future__ import annotations
+
+import math
+
+from .._plpy import query
+from ..errors import PgmodelsError
+
+PROGRAM_LIMIT_EXCEEDED = "54000"
+DEFAULTS = {"max_training_rows": 10_000_000, "max_trees": 5_000, "max_iterations": 100_000,
+            "max_search_candidates": 200}
+TREE_PARAMS = ("n_estimators",)
+ITERATION_PARAMS = ("max_iter",)
+TREE_MAX_ITER = ("hist_gradient_boosting",)  # there max_iter is the number of trees
+
+
+def admin_limits() -> dict[str, int]:
+    caps = {}
+    for name, default in DEFAULTS.items():
+        raw = query("SELECT pgmodels._admin_setting($1) AS v", ["pgmodels." + name], ["text"])[0]["v"]
+        try:
+            caps[name] = int(raw) if raw not in (None, "") else default
+        except ValueError:
+            caps[name] = default
+    return caps
+
+
+def _over(setting: str, what: str, value, cap: int) -> PgmodelsError:
+    return PgmodelsError(f"{what} {value} exceeds the limit of {cap}",
+                         detail=f"The administrator's setting pgmodels.{setting} is {cap}.",
+                         hint=f"Use a smaller value, or ask an administrator to raise pgmodels.{setting} "
+                              "(ALTER SYSTEM SET ..., then SELECT pg_reload_conf()).",
+                         sqlstate=PROGRAM_LIMIT_EXCEEDED)
+
+
+def _check_params(algorithm: str, params: dict, caps: dict, label: str) -> None:
+    for name, values in params.items():
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if name in TREE_PARAMS or (name in ITERATION_PARAMS and algorithm in TREE_MAX_ITER):
+                setting, cap = "max_trees", caps["max_trees"]
+            elif name in ITERATION_PARAMS:
+                setting, cap = "max_iterations", caps["max_iterations"]
+            else:
+                continue
+            if not math.isfinite(value) or value > cap:
+                raise _over(setting, f"{label}{name}", value, cap)
+
+
+def check_spec(spec, caps: dict) -> None:
+    """Refuse, before reading any data, a training that would pass a limit."""
+    _check_params(spec.algorithm, spec.hyperparams or {}, caps, "")
+    _check_params(spec.algorithm, spec.search_params or {}, caps, "search_params ")
+    if spec.search:
+        n_iter = (spec.search_args or {}).get("n_iter", 10)
+        if isinstance(n_iter, (int, float)) and not isinstance(n_iter, bool) and (
+                not math.isfinite(n_iter) or n_iter > caps["max_search_candidates"]):
+            raise _over("max_search_candidates", "search_args n_iter", n_iter, caps["max_search_candidates"])
+        if spec.search == "grid":
+            size = 1
+            for values in (spec.search_params or {}).values():
+                size *= len(values) if isinstance(values, list) else 1
+            if size > caps["max_search_candidates"]:
+                raise _over("max_search_candidates", "a grid of", f"{size} candidates", caps["max_search_candidates"])
+
+
+def check_rows(n: int, cap: int, relation: str) -> None:
+    if n > cap:
+        raise PgmodelsError(f'relation "{relation}" has more than {cap} rows',
+                            detail=f"The administrator's setting pgmodels.max_training_rows is {cap}.",
+                            hint="Train on a view or a sample of the rows, or ask an administrator to raise "
+                                 "pgmodels.max_training_rows.",
+                            sqlstate=PROGRAM_LIMIT_EXCEEDED)
+
+

@@ -1,0 +1,120 @@
+"""Running a training in a child process that stops when the statement is cancelled.
+
+scikit-learn and XGBoost fit in C loops that never look at PostgreSQL's interrupt flags,
+so a training in the backend itself would run past statement_timeout, pg_cancel_backend
+and pg_terminate_backend. Instead the backend forks: the child (which already has the
+data and the libraries, so it starts in a millisecond) fits, converts and scores, writes
+the result to a private file and leaves with os._exit, touching nothing of PostgreSQL's;
+the parent waits in pg_sleep, which checks for interrupts, and kills the child the moment
+the statement is cancelled or the backend told to end (the child also dies with its
+parent, by PR_SET_PDEATHSIG). A crash inside a library ends only the child.
+
+OpenMP is not fork-safe once its thread pool exists, so the backend itself never runs
+OpenMP with more than one thread (pgmodels._activate_core sets OMP_NUM_THREADS=1 before
+any library loads, and native serving uses one thread); a child widens it for its fit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import tempfile
+import traceback
+from dataclasses import asdict
+
+from .._plpy import query
+from ..errors import INTERNAL_ERROR, PgmodelsError
+
+PR_SET_PDEATHSIG = 1
+
+
+def run(fn, result_type, *args):
+    """fn(*args) in a forked child; its result (a dataclass with an ``artifact`` field)
+    or its PgmodelsError comes back as if it had run here."""
+    fd, path = tempfile.mkstemp(prefix="pgmodels-train-")
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        _child(fd, parent, fn, args)
+    os.close(fd)
+    try:
+        _wait(pid)
+        with open(path, "rb") as f:
+            data = f.read()
+    finally:
+        os.unlink(path)
+    header, _, artifact = data.partition(b"\n")
+    outcome = json.loads(header) if header else {"internal": "the training process wrote no result"}
+    if "error" in outcome:
+        raise PgmodelsError(**outcome["error"])
+    if "internal" in outcome:
+        raise PgmodelsError("internal error in pgmodels training", detail=outcome["internal"][-1000:],
+                            hint="This is a bug in pgmodels; please report it with the statement that raised it.",
+                            sqlstate=INTERNAL_ERROR)
+    return result_type(artifact=artifact, **outcome["result"])
+
+
+def _wait(pid: int) -> None:
+    delay = 0.001
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            # pg_sleep checks for interrupts: a cancel, a timeout or a terminate raises here
+            query("SELECT pg_catalog.pg_sleep($1)", [delay], ["float8"])
+            delay = min(delay * 2, 0.05)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        raise PgmodelsError("the training process was killed by signal %d (%s)" % (sig, signal.Signals(sig).name),
+                            detail="A library crashed or the operating system ended it (out of memory, say); "
+                                   "the server itself is unaffected.",
+                            hint="Train on fewer rows or with smaller hyperparameters.", sqlstate="53000")
+
+
+def _child(fd: int, parent: int, fn, args) -> None:
+    code = 0
+    try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM, signal.SIGUSR1,
+                        signal.SIGUSR2, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            _widen_threads()
+            result = fn(*args)
+            body = {k: v for k, v in asdict(result).items() if k != "artifact"}
+            out = json.dumps({"result": body}).encode() + b"\n" + bytes(result.artifact)
+        except PgmodelsError as e:
+            out = json.dumps({"error": {"message": e.message, "detail": e.detail, "hint": e.hint,
+                                        "sqlstate": e.sqlstate}}).encode() + b"\n"
+        except MemoryError:
+            out = json.dumps({"error": {"message": "out of memory in pgmodels training",
+                                        "sqlstate": "53200"}}).encode() + b"\n"
+        except BaseException as e:  # noqa: BLE001 - reported to the parent as one clean error
+            last = traceback.extract_tb(e.__traceback__)[-1:]
+            where = f" (at {last[0].name})" if last else ""
+            out = json.dumps({"internal": f"{type(e).__name__}: {e}{where}"}).encode() + b"\n"
+        with os.fdopen(fd, "wb") as f:
+            f.write(out)
+    except BaseException:  # noqa: BLE001 - nothing may escape into PostgreSQL's code
+        code = 1
+    os._exit(code)
+
+
+def _widen_threads() -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp")
+    except Exception:  # noqa: BLE001 - fewer threads is slower, not wrong
+        pass
+
+

@@ -1,0 +1,183 @@
+-- Who is asking, and what they may do with a project.
+--
+-- Projects have owners: the role that first trained or imported one owns it, and it
+-- (or any role that is a member of it, as for tables) may train, import, deploy and
+-- grant. Others may predict with a project's models or export their artifacts once the
+-- owner grants them predict or export (grant_project).
+--
+-- The catalog is written and read by SECURITY DEFINER functions, and a definer function
+-- cannot see the role that called it. So the user-facing functions pass a caller
+-- credential: pgmodels._credential() reads the view pgmodels._caller, which runs with its
+-- owner's rights (it reads the secret key) but sees current_user as the querying role,
+-- and returns "role oid:MAC", the MAC keyed by pgmodels._secret over the role and the
+-- statement's stamp. A definer core checks it with _verify_caller and so knows the real
+-- calling role. Nobody can make a credential for a role they are not acting as, and a
+-- credential is good only for the statement (or, inside a procedure, the transaction)
+-- that made it.
+
+-- The per-statement stamp: statement_timestamp() changes with every top-level statement
+-- and now() with every transaction, including those a procedure starts with COMMIT, so
+-- their sum changes with both (each is a whole number of microseconds, and the sum stays
+-- exact to well under one). A float8 is cheap for PL/Python to take and compare.
+CREATE OR REPLACE FUNCTION pgmodels._stamp() RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) + pg_catalog.date_part('epoch', pg_catalog.now()) $$;
+COMMENT ON FUNCTION pgmodels._stamp() IS 'internal: a number that changes with every statement and every transaction: the key of the per-statement model cache and of caller credentials';
+
+-- The calling role's oid (current_user, not the session's).
+CREATE OR REPLACE FUNCTION pgmodels._me() RETURNS oid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user $$;
+COMMENT ON FUNCTION pgmodels._me() IS 'internal: the oid of current_user';
+
+CREATE OR REPLACE VIEW pgmodels._caller AS
+SELECT r.oid::text || ':' || pg_catalog.encode(pg_catalog.sha256(
+           s.key || pg_catalog.int8send(r.oid::bigint) || pg_catalog.float8send(pgmodels._stamp()) || s.key), 'hex')
+       AS credential
+FROM pgmodels._secret s, pg_catalog.pg_roles r
+WHERE r.rolname = current_user;
+COMMENT ON VIEW pgmodels._caller IS 'internal: a credential for current_user and this statement (the view reads the secret key with its owner''s rights)';
+GRANT SELECT ON pgmodels._caller TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION pgmodels._credential() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT c.credential FROM pgmodels._caller c $$;
+COMMENT ON FUNCTION pgmodels._credential() IS 'internal: a credential for current_user and this statement, for the definer cores';
+
+-- Definer: it reads the secret key.
+CREATE OR REPLACE FUNCTION pgmodels._verify_caller(credential text) RETURNS oid
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role_oid bigint;
+BEGIN
+    IF credential ~ '^[0-9]{1,10}:[0-9a-f]{64}$' THEN
+        role_oid := split_part(credential, ':', 1)::bigint;
+        IF role_oid <= 4294967295 AND split_part(credential, ':', 2) =
+           (SELECT encode(sha256(s.key || int8send(role_oid) || float8send(pgmodels._stamp()) || s.key), 'hex')
+              FROM pgmodels._secret s) THEN
+            RETURN role_oid::oid;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'invalid caller credential'
+        USING ERRCODE = '42501',
+              DETAIL = 'pgmodels'' internal functions take a credential that only pgmodels._credential() makes, for the current role and statement.',
+              HINT = 'Call the documented functions (predict, deploy, grant_project, ...), not their internal cores.';
+END
+$$;
+COMMENT ON FUNCTION pgmodels._verify_caller(text) IS 'internal: the role a caller credential was made for, or an error when it was not made by pgmodels._credential() in this statement';
+
+-- Definer: it reads the catalog. It answers about any role, as has_table_privilege does.
+-- privilege: 'owner' (the owner or a member of it), 'predict', 'export', or 'use' (any).
+CREATE OR REPLACE FUNCTION pgmodels._may(role oid, project_id bigint, privilege text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pgmodels.projects p
+         WHERE p.id = _may.project_id
+           AND CASE WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = p.owner)
+                    THEN pg_has_role(_may.role, p.owner, 'USAGE') ELSE false END
+        UNION ALL
+        SELECT 1 FROM pgmodels.project_grants g
+         WHERE g.project_id = _may.project_id AND _may.privilege <> 'owner'
+           AND (_may.privilege = 'use' OR g.privilege = _may.privilege)
+           AND CASE WHEN g.grantee = 0 THEN true
+                    WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee)
+                    THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END)
+$$;
+COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export or use (any of them)';
+
+-- Definer, to read the catalog; like has_table_privilege it answers about any role.
+CREATE OR REPLACE FUNCTION @extschema@.has_project_privilege(role_name text, project_name text, privilege text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role_oid oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = role_name);
+    project_id bigint := (SELECT p.id FROM pgmodels.projects p WHERE p.name = project_name);
+BEGIN
+    IF role_oid IS NULL THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
+    ELSIF privilege IS NULL OR privilege NOT IN ('owner', 'predict', 'export', 'use') THEN
+        RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
+            USING ERRCODE = '22023', HINT = 'Use owner, predict, export or use.';
+    ELSIF project_id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    RETURN pgmodels._may(role_oid, project_id, privilege);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.has_project_privilege(text, text, text) IS 'whether a role may use a project: owner (may train, import, deploy, grant), predict, export, or use (any of these)';
+
+-- grant_project / revoke_project: the owner's.
+CREATE OR REPLACE FUNCTION pgmodels._grant_project(project_name text, role_name text, privilege text, is_grant boolean,
+                                        credential text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    grantee oid;
+    privs text[];
+BEGIN
+    IF lower(role_name) = 'public' THEN
+        grantee := 0;
+    ELSE
+        SELECT r.oid INTO grantee FROM pg_roles r WHERE r.rolname = role_name;
+        IF grantee IS NULL THEN
+            RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
+        END IF;
+    END IF;
+    privs := CASE privilege WHEN 'predict' THEN ARRAY['predict'] WHEN 'export' THEN ARRAY['export']
+                            WHEN 'all' THEN ARRAY['predict', 'export'] END;
+    IF privs IS NULL THEN
+        RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
+            USING ERRCODE = '22023', HINT = 'Use predict, export or all.';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    IF is_grant THEN
+        INSERT INTO pgmodels.project_grants (project_id, grantee, privilege)
+        SELECT proj.id, grantee, u FROM unnest(privs) u ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM pgmodels.project_grants g
+         WHERE g.project_id = proj.id AND g.grantee = _grant_project.grantee AND g.privilege = ANY (privs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._grant_project(text, text, text, boolean, text) IS 'internal: the core of grant_project() and revoke_project() (definer: only it writes the grants)';
+
+CREATE OR REPLACE FUNCTION pgmodels._require_owner(caller oid, proj pgmodels.projects) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pgmodels._may(caller, proj.id, 'owner') THEN
+        RAISE EXCEPTION 'must be owner of project "%"', proj.name
+            USING ERRCODE = '42501',
+                  DETAIL = format('Project "%s" belongs to role "%s".', proj.name, proj.owner),
+                  HINT = 'Train, import, deploy and grant are for the project''s owner and its members; use another project name for a project of your own.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._require_owner(oid, pgmodels.projects) IS 'internal: raises unless the role owns the project (or is a member of its owner)';
+
+CREATE OR REPLACE FUNCTION @extschema@.grant_project(project_name text, role_name text, privilege text DEFAULT 'predict')
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._grant_project($1, $2, $3, true, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.grant_project(text, text, text) IS 'lets a role (or PUBLIC) predict with a project''s models, export their artifacts, or both (privilege predict, export or all); for the project''s owner';
+
+CREATE OR REPLACE FUNCTION @extschema@.revoke_project(project_name text, role_name text, privilege text DEFAULT 'all')
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._grant_project($1, $2, $3, false, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export or all); for the project''s owner';
+
+CREATE OR REPLACE VIEW pgmodels.project_privileges AS
+SELECT p.name AS project, p.owner::text AS owner,
+       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
+       g.privilege, g.granted_by, g.granted_at
+FROM pgmodels.project_grants g JOIN pgmodels.projects p ON p.id = g.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.project_privileges IS 'who may predict with or export each project''s models, for the projects the current role may use';
+GRANT SELECT ON pgmodels.project_privileges TO PUBLIC;
