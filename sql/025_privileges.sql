@@ -116,14 +116,14 @@ AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
     proj pgmodels.projects;
-    grantee oid;
+    grantee_oid oid;
     privs text[];
 BEGIN
     IF lower(role_name) = 'public' THEN
-        grantee := 0;
+        grantee_oid := 0;
     ELSE
-        SELECT r.oid INTO grantee FROM pg_roles r WHERE r.rolname = role_name;
-        IF grantee IS NULL THEN
+        SELECT r.oid INTO grantee_oid FROM pg_roles r WHERE r.rolname = role_name;
+        IF grantee_oid IS NULL THEN
             RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
         END IF;
     END IF;
@@ -140,10 +140,10 @@ BEGIN
     PERFORM pgmodels._require_owner(caller, proj);
     IF is_grant THEN
         INSERT INTO pgmodels.project_grants (project_id, grantee, privilege)
-        SELECT proj.id, grantee, u FROM unnest(privs) u ON CONFLICT DO NOTHING;
+        SELECT proj.id, grantee_oid, u FROM unnest(privs) u ON CONFLICT DO NOTHING;
     ELSE
         DELETE FROM pgmodels.project_grants g
-         WHERE g.project_id = proj.id AND g.grantee = _grant_project.grantee AND g.privilege = ANY (privs);
+         WHERE g.project_id = proj.id AND g.grantee = grantee_oid AND g.privilege = ANY (privs);
     END IF;
 END
 $$;

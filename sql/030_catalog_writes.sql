@@ -24,7 +24,10 @@ CREATE OR REPLACE FUNCTION pgmodels._take_staged(token text,
     OUT feature_types text[], OUT labels jsonb, OUT training jsonb, OUT library_versions jsonb,
     OUT last_train jsonb, OUT deploy_mode text)
 LANGUAGE plpython3u VOLATILE
-AS $$ from pgmodels.catalog.store import take_staged; return take_staged(token) $$;
+AS $$
+if 'pgmodels.active' not in GD: return None  # nothing was staged in this backend
+from pgmodels.catalog.store import take_staged; return take_staged(token)
+$$;
 COMMENT ON FUNCTION pgmodels._take_staged(text) IS 'internal: takes the model train() or import_onnx() staged in this backend under a one-time token';
 
 CREATE OR REPLACE FUNCTION pgmodels._store_model(token text, OUT model_id bigint, OUT version integer, OUT deployed boolean)

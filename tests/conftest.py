@@ -12,6 +12,7 @@ import os
 import uuid
 
 import psycopg
+import psycopg.sql
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
@@ -81,3 +82,46 @@ def connect(test_db):
 def name():
     """A fresh name for a project or table, so tests never see each other's."""
     return "t_" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def admin_setting(cluster):
+    """Set pgmodels.* settings the administrator's way (ALTER SYSTEM, then reload); new
+    sessions see them; every one is reset at the end."""
+    changed = []
+
+    def _set(name: str, value: str):
+        with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:
+            literal = psycopg.sql.Literal(value).as_string(c)
+            c.execute(f"SET {name} = {literal}")  # ALTER SYSTEM knows a custom setting once the session has it
+            c.execute(f"ALTER SYSTEM SET {name} = {literal}")
+            c.execute("SELECT pg_reload_conf()")
+        changed.append(name)
+
+    yield _set
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:
+        for name in changed:
+            c.execute(f"ALTER SYSTEM RESET {name}")
+        c.execute("SELECT pg_reload_conf()")
+
+
+@pytest.fixture
+def make_role(conn, cluster):
+    """Make LOGIN roles with nothing else (USAGE on public aside); returns (name, connection)."""
+    made = []
+
+    def _make(rolname: str):
+        conn.execute(f"CREATE ROLE {rolname} LOGIN PASSWORD 'pw'")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {rolname}")
+        made.append(rolname)
+        return rolname, role_connection(cluster, conn.info.dbname, rolname)
+
+    yield _make
+    for rolname in made:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [rolname])
+        conn.execute(f"DROP OWNED BY {rolname}")
+        conn.execute(f"DROP ROLE {rolname}")
+
+
+def role_connection(cluster, dbname: str, rolname: str):
+    return psycopg.connect(f"postgresql://{rolname}:pw@127.0.0.1:{cluster.port}/{dbname}", autocommit=True)

@@ -1,35 +1,32 @@
-"""Who may train, deploy and predict; training reads only what the caller may read."""
+"""Who may train, deploy and predict: the privilege model, and training reading only what
+the caller may read. The attacks of a LOGIN-only role are in test_attacks.py."""
 
 from __future__ import annotations
 
 import psycopg
-import pytest
 
 from dbhelpers import sql_error
 from lifecycle_data import make_numeric
 
 TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
+ROW = "ARRAY[1, 2, 3, 4]"
 
 
-@pytest.fixture
-def role(conn, cluster, name):
-    """A login role with no privileges; yields a connection as that role."""
-    conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw'")
-    conn.execute(f"GRANT USAGE ON SCHEMA public TO {name}")
-    db = conn.info.dbname
-    c = psycopg.connect(f"postgresql://{name}:pw@127.0.0.1:{cluster.port}/{db}", autocommit=True)
-    yield name, c
-    c.close()
-    conn.execute(f"DROP OWNED BY {name}")
-    conn.execute(f"DROP ROLE {name}")
+def visible_projects(c) -> set[str]:
+    return {r[0] for r in c.execute("SELECT DISTINCT project FROM pgmodels.overview")}
 
 
-def test_training_needs_a_grant_and_read_access(conn, role, name):
-    rolname, alice = role
+def test_training_needs_a_grant_and_read_access(conn, make_role, name):
+    rolname, alice = make_role(name + "_alice")
     table = name + "_data"
     make_numeric(conn, table)
     err = sql_error(alice, "SELECT * FROM train(%s, 'classification', %s, 'y')", [name, table])
     assert err.sqlstate == "42501" and "train" in err.diag.message_primary
+    # the core refuses too: it checks the caller's right to run train() itself
+    assert alice.execute("SELECT * FROM pgmodels._train(%s, 'classification', %s, 'y', NULL, NULL, NULL, NULL, "
+                         "NULL, NULL, NULL, true, NULL)", [name, table]).fetchall() == []
+    assert alice.execute("SELECT * FROM pgmodels._pending_error()").fetchone()[::3] == \
+        ("permission denied for function train", "42501")
     conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
     err = sql_error(alice, "SELECT * FROM train(%s, 'classification', %s, 'y')", [name, table])
     assert err.sqlstate == "42501" and table in err.diag.message_primary
@@ -39,37 +36,92 @@ def test_training_needs_a_grant_and_read_access(conn, role, name):
     conn.execute(f"GRANT SELECT ON {table} TO {rolname}")
     row = alice.execute("SELECT deployed FROM train(%s, 'classification', %s, 'y')", [name, table]).fetchone()
     assert row == (True,)
-    assert conn.execute("SELECT trained_by FROM pgmodels.overview WHERE project = %s", [name]).fetchone()[0] == rolname
-    # predicting is for everyone; the catalog is not writable, nor readable beyond the overview
-    assert alice.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [name]).fetchone()[0] in (0.0, 1.0)
+    assert alice.execute("SELECT trained_by, owner FROM pgmodels.overview WHERE project = %s",
+                         [name]).fetchone() == (rolname, rolname)
+    # the owner predicts, deploys and rolls back its own project; the catalog stays closed
+    assert alice.execute(f"SELECT predict(%s, {ROW})", [name]).fetchone()[0] in (0.0, 1.0)
     for statement in ("DELETE FROM pgmodels.models", "UPDATE pgmodels.deployments SET model_id = 1",
-                      "SELECT artifact FROM pgmodels.models"):
+                      "SELECT artifact FROM pgmodels.models", "SELECT * FROM pgmodels.project_grants",
+                      "SELECT key FROM pgmodels._secret"):
         assert sql_error(alice, statement).sqlstate == "42501"
-    # deploying needs its own grant
-    assert sql_error(alice, "SELECT * FROM deploy(%s, 'most_recent')", [name]).sqlstate == "42501"
-    conn.execute(f"GRANT EXECUTE ON FUNCTION deploy(text, text, text) TO {rolname}")
     assert alice.execute("SELECT strategy FROM deploy(%s, 'most_recent')", [name]).fetchone() == ("most_recent",)
 
 
-def test_predicting_and_exporting_share_one_gate(conn, role, name):
-    rolname, bob = role
+def test_projects_belong_to_their_owner_and_grants_decide_the_rest(conn, make_role, name):
+    owner_name, owner = make_role(name + "_owner")
+    app_name, app = make_role(name + "_app")
+    make_numeric(conn, name)
+    conn.execute(f"GRANT SELECT ON {name} TO {owner_name}")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {owner_name}, {app_name}")
+    owner.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    # another role sees nothing of it, may not predict, export, train, deploy or grant
+    assert name not in visible_projects(app)
+    err = sql_error(app, f"SELECT predict(%s, {ROW})", [name])
+    assert err.sqlstate == "42501" and err.diag.message_primary == f'permission denied for project "{name}"'
+    assert "grant_project" in err.diag.message_hint
+    assert sql_error(app, "SELECT export_onnx(%s)", [name]).sqlstate == "42501"
+    assert sql_error(app, "SELECT * FROM deploy(%s, 'most_recent')", [name]).sqlstate == "42501"
+    assert sql_error(app, "SELECT grant_project(%s, %s, 'all')", [name, app_name]).sqlstate == "42501"
+    conn.execute(f"GRANT SELECT ON {name} TO {app_name}")
+    err = sql_error(app, "SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    assert err.sqlstate == "42501" and err.diag.message_primary == f'must be owner of project "{name}"'
+    assert owner_name in err.diag.message_detail
+    # predict granted: predict, not export
+    owner.execute("SELECT grant_project(%s, %s, 'predict')", [name, app_name])
+    app2 = psycopg.connect(app.info.dsn + " password=pw", autocommit=True)
+    assert app2.execute(f"SELECT predict(%s, {ROW})", [name]).fetchone()[0] in (0.0, 1.0)
+    assert sql_error(app2, "SELECT export_onnx(%s)", [name]).sqlstate == "42501"
+    assert name in visible_projects(app2)
+    assert app2.execute("SELECT grantee, privilege FROM pgmodels.project_privileges WHERE project = %s",
+                        [name]).fetchall() == [(app_name, "predict")]
+    assert app2.execute("SELECT has_project_privilege(%s, %s, 'export')", [app_name, name]).fetchone() == (False,)
+    # export granted; then everything revoked, seen by the next statement
+    owner.execute("SELECT grant_project(%s, %s, 'export')", [name, app_name])
+    assert len(bytes(app2.execute("SELECT export_onnx(%s)", [name]).fetchone()[0])) > 100
+    owner.execute("SELECT revoke_project(%s, %s)", [name, app_name])
+    assert sql_error(app2, f"SELECT predict(%s, {ROW})", [name]).sqlstate == "42501"
+    assert name not in visible_projects(app2)
+    # PUBLIC, and membership in the owner role
+    owner.execute("SELECT grant_project(%s, 'public', 'predict')", [name])
+    assert app2.execute(f"SELECT predict(%s, {ROW})", [name]).fetchone()[0] in (0.0, 1.0)
+    conn.execute(f"GRANT {owner_name} TO {app_name}")
+    assert app2.execute("SELECT strategy FROM deploy(%s, 'most_recent')", [name]).fetchone() == ("most_recent",)
+    app2.close()
+
+
+def test_grant_errors_are_clear(conn, make_role, name):
+    owner_name, owner = make_role(name + "_owner")
     make_numeric(conn, name)
     conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    for args, sqlstate, message in [
+        (("no_such_project", owner_name, "predict"), "42704", 'project "no_such_project" does not exist'),
+        ((name, "no_such_role", "predict"), "42704", 'role "no_such_role" does not exist'),
+        ((name, owner_name, "train"), "22023", 'unrecognized privilege type "train"'),
+    ]:
+        err = sql_error(conn, "SELECT grant_project(%s, %s, %s)", list(args))
+        assert (err.sqlstate, err.diag.message_primary) == (sqlstate, message)
+
+
+def test_predicting_and_exporting_have_a_master_switch(conn, make_role, name):
+    rolname, bob = make_role(name + "_bob")
+    make_numeric(conn, name)
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    conn.execute("SELECT grant_project(%s, 'public', 'all')", [name])
     assert len(bytes(bob.execute("SELECT export_onnx(%s)", [name]).fetchone()[0])) > 0
-    conn.execute("REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) FROM PUBLIC")
+    conn.execute("REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) FROM PUBLIC")
     try:
         fresh = psycopg.connect(bob.info.dsn + " password=pw", autocommit=True)
-        assert sql_error(fresh, "SELECT predict(%s, ARRAY[1, 2, 3, 4])", [name]).sqlstate == "42501"
+        assert sql_error(fresh, f"SELECT predict(%s, {ROW})", [name]).sqlstate == "42501"
         assert sql_error(fresh, "SELECT export_onnx(%s)", [name]).sqlstate == "42501"
-        conn.execute(f"GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) TO {rolname}")
-        assert fresh.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [name]).fetchone()[0] in (0.0, 1.0)
+        conn.execute(f"GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) TO {rolname}")
+        assert fresh.execute(f"SELECT predict(%s, {ROW})", [name]).fetchone()[0] in (0.0, 1.0)
         fresh.close()
     finally:
-        conn.execute("GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) TO PUBLIC")
+        conn.execute("GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) TO PUBLIC")
 
 
-def test_training_sees_only_the_rows_row_level_security_allows(conn, role, name):
-    rolname, alice = role
+def test_training_sees_only_the_rows_row_level_security_allows(conn, make_role, name):
+    rolname, alice = make_role(name + "_alice")
     make_numeric(conn, name)
     conn.execute(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
     conn.execute(f"CREATE POLICY half ON {name} FOR SELECT TO {rolname} USING (a < 8)")
@@ -82,15 +134,6 @@ def test_training_sees_only_the_rows_row_level_security_allows(conn, role, name)
     assert rows == visible < 300
 
 
-def test_the_store_function_checks_the_caller_itself(conn, role, name):
-    rolname, mallory = role
-    err = sql_error(mallory, """SELECT * FROM pgmodels._store_model(%s, 'regression', 'x', 'onnx', '\\x00', '{}', '{}',
-                                NULL, ARRAY['a'], ARRAY['float'], NULL, '{}', '{}', NULL, 'always')""", [name])
-    assert err.sqlstate == "42501"
-    assert sql_error(mallory, "SELECT pgmodels._deploy_model(1)").sqlstate == "42501"
-    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone()[0] == 0
-
-
 def test_definer_functions_pin_their_search_path(conn):
     loose = conn.execute("""SELECT p.oid::regprocedure::text FROM pg_proc p
                             JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
@@ -98,3 +141,41 @@ def test_definer_functions_pin_their_search_path(conn):
                             WHERE p.prosecdef AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
                          """).fetchall()
     assert loose == []
+
+
+# Every internal function PUBLIC may execute, and why that is safe (sql/090_grants.sql).
+PUBLIC_INTERNALS = {
+    # serving cores: answer only from models _lookup loaded for this statement
+    "pgmodels._predict(text,bigint,double precision[],double precision,boolean)",
+    "pgmodels._predict(text,bigint,jsonb,double precision,boolean)",
+    "pgmodels._predict_proba(text,bigint,double precision[],double precision,boolean)",
+    "pgmodels._predict_proba(text,bigint,jsonb,double precision,boolean)",
+    "pgmodels._predict_label(text,bigint,double precision[],double precision,boolean)",
+    "pgmodels._predict_label(text,bigint,jsonb,double precision,boolean)",
+    "pgmodels._predict_batch(text,bigint,bytea,double precision,boolean)",
+    # the gate: checks the caller's credential and project privilege
+    "pgmodels._lookup(text,bigint,text)",
+    # a session's own pending error
+    "pgmodels._pending_error()", "pgmodels._raise_pending(anyelement)",
+    # credentials only for current_user and this statement
+    "pgmodels._stamp()", "pgmodels._me()", "pgmodels._credential()",
+    # answers, as has_table_privilege does
+    "pgmodels._may(oid,bigint,text)", "pgmodels._key_metric(text,jsonb)",
+    # the administrator's settings, read-only; activation of the configured environment only
+    "pgmodels._activate()", "pgmodels._admin_setting(text)", "pgmodels._cron_status()", "pgmodels._doctor()",
+    "pgmodels.doctor()",
+    # cores that check the caller themselves
+    "pgmodels._train(text,text,text,text,text,jsonb,text,jsonb,jsonb,real,text,boolean,jsonb)",
+    "pgmodels._import_onnx(text,bytea,text[],text,jsonb,text[],boolean)",
+    "pgmodels._store_model(text)", "pgmodels._project_info(text,text)",
+    "pgmodels._deploy_strategy(text,text,text,text)", "pgmodels._deploy_model(bigint,text)",
+    "pgmodels._deployed(bigint,text)", "pgmodels._grant_project(text,text,text,boolean,text)",
+    "pgmodels._export(text,bigint,text)",
+}
+
+
+def test_exactly_these_internal_functions_are_open_to_public(conn):
+    open_to_public = {r[0].replace(", ", ",") for r in conn.execute(
+        """SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'pgmodels' AND has_function_privilege('public', p.oid, 'EXECUTE')""")}
+    assert open_to_public == PUBLIC_INTERNALS

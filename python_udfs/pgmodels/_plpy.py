@@ -52,7 +52,9 @@ def udf(fn=None, *, empty=None, hot=False):
         except PgmodelsError as e:
             set_pending(e.message, e.detail, e.hint, e.sqlstate)
         except plpy.SPIError as e:
-            set_pending(e.args[0] if e.args else str(e), getattr(e, "detail", None), getattr(e, "hint", None),
+            # spidata: (sqlstate code, detail, hint, query, position, ...)
+            spidata = getattr(e, "spidata", None) or (None, None, None)
+            set_pending(e.args[0] if e.args else str(e), spidata[1], spidata[2],
                         getattr(e, "sqlstate", None) or INTERNAL_ERROR)
         except MemoryError:
             set_pending("out of memory in pgmodels", sqlstate="53200")

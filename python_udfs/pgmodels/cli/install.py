@@ -23,6 +23,8 @@ def install_extension(conn, venv: Path | None) -> str:
     from psycopg import sql
 
     if venv is not None:
+        # ALTER SYSTEM knows a custom setting only once the session has it
+        conn.execute(sql.SQL("SET pgmodels.venv = {}").format(sql.Literal(str(venv))))
         conn.execute(sql.SQL("ALTER SYSTEM SET pgmodels.venv = {}").format(sql.Literal(str(venv))))
         conn.execute("SELECT pg_reload_conf()")
     available = conn.execute(

@@ -63,17 +63,17 @@ def check_spec(spec, caps: dict) -> None:
     """Refuse, before reading any data, a training that would pass a limit."""
     _check_params(spec.algorithm, spec.hyperparams or {}, caps, "")
     _check_params(spec.algorithm, spec.search_params or {}, caps, "search_params ")
-    if spec.search:
+    if spec.search == "random":
         n_iter = (spec.search_args or {}).get("n_iter", 10)
         if isinstance(n_iter, (int, float)) and not isinstance(n_iter, bool) and (
                 not math.isfinite(n_iter) or n_iter > caps["max_search_candidates"]):
             raise _over("max_search_candidates", "search_args n_iter", n_iter, caps["max_search_candidates"])
-        if spec.search == "grid":
-            size = 1
-            for values in (spec.search_params or {}).values():
-                size *= len(values) if isinstance(values, list) else 1
-            if size > caps["max_search_candidates"]:
-                raise _over("max_search_candidates", "a grid of", f"{size} candidates", caps["max_search_candidates"])
+    if spec.search == "grid":
+        size = 1
+        for values in (spec.search_params or {}).values():
+            size *= len(values) if isinstance(values, list) else 1
+        if size > caps["max_search_candidates"]:
+            raise _over("max_search_candidates", "a grid of", f"{size} candidates", caps["max_search_candidates"])
 
 
 def check_rows(n: int, cap: int, relation: str) -> None:

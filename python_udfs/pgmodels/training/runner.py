@@ -5,7 +5,7 @@ so a training in the backend itself would run past statement_timeout, pg_cancel_
 and pg_terminate_backend. Instead the backend forks: the child (which already has the
 data and the libraries, so it starts in a millisecond) fits, converts and scores, writes
 the result to a private file and leaves with os._exit, touching nothing of PostgreSQL's;
-the parent waits in pg_sleep, which checks for interrupts, and kills the child the moment
+the parent waits, checking for interrupts every 20 ms, and kills the child the moment
 the statement is cancelled or the backend told to end (the child also dies with its
 parent, by PR_SET_PDEATHSIG). A crash inside a library ends only the child.
 
@@ -56,20 +56,56 @@ def run(fn, result_type, *args):
     return result_type(artifact=artifact, **outcome["result"])
 
 
-def _wait(pid: int) -> None:
+def _poll(done) -> None:
+    """Wait until done() is true. The sleeping is Python's, which lets other threads run
+    (PL/Python keeps the interpreter lock through a query); between sleeps pg_sleep(0)
+    checks for interrupts: a cancel, a timeout or a terminate raises there."""
+    import time
+
     delay = 0.001
+    while not done():
+        time.sleep(delay)
+        query("SELECT pg_catalog.pg_sleep(0)")
+        delay = min(delay * 2, 0.02)
+
+
+def in_background(fn, *args) -> None:
+    """fn(*args) in a thread of this backend, waiting for it with _poll, so that a cancel
+    is answered at once: for slow imports, which cannot be interrupted. fn must not touch
+    PostgreSQL. A cancelled wait leaves the thread to finish alone; its error, if any, is
+    raised here."""
+    import threading
+
+    failure = []
+
+    def target():
+        try:
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            failure.append(e)
+
+    thread = threading.Thread(target=target, name="pgmodels-prepare", daemon=True)
+    thread.start()
+    _poll(lambda: not thread.is_alive())
+    if failure:
+        raise failure[0]
+
+
+def _wait(pid: int) -> None:
+    status = []
+
+    def exited() -> bool:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status.append(code)
+        return bool(done)
     try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            # pg_sleep checks for interrupts: a cancel, a timeout or a terminate raises here
-            query("SELECT pg_catalog.pg_sleep($1)", [delay], ["float8"])
-            delay = min(delay * 2, 0.05)
+        _poll(exited)
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+    status = status[0]
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         raise PgmodelsError("the training process was killed by signal %d (%s)" % (sig, signal.Signals(sig).name),

@@ -75,10 +75,15 @@ class Relation:
 
 def resolve_relation(name: str) -> Relation:
     """Find the relation the way PostgreSQL parses a name; never paste the text into SQL."""
+    import plpy
+
     try:
         rows = query("SELECT pg_catalog.to_regclass($1)::oid AS oid", [name], ["text"])
-    except Exception:  # a syntactically invalid name: to_regclass raises for those
-        raise PgmodelsError(f'invalid relation name "{name}"', sqlstate=INVALID_PARAMETER_VALUE) from None
+    except plpy.SPIError as e:  # a syntactically invalid name: to_regclass raises for those
+        if getattr(e, "sqlstate", None) not in ("42602", "3F000", "3D000", "0A000", "42601"):
+            raise  # a cancel, a timeout: not about the name
+        raise PgmodelsError(f'invalid relation name "{name}"', detail=e.args[0] if e.args else None,
+                            sqlstate=INVALID_PARAMETER_VALUE) from None
     oid = rows[0]["oid"]
     if oid is None:
         raise PgmodelsError(f'relation "{name}" does not exist', sqlstate=UNDEFINED_TABLE,
@@ -243,7 +248,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                      preprocess=args["preprocess"])
     caps = limits.admin_limits()
     limits.check_spec(spec, caps)
-    _warm(spec)
+    runner.in_background(_warm, spec)
     rel = resolve_relation(args["relation_name"])
     features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"])
     trained = runner.run(train_model, TrainedModel, spec, features, target)

@@ -1,0 +1,320 @@
+"""Each attack of the 0.1.0 security review, run as the unprivileged role it names, against
+the real server: every one fails with a clear error and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import role_connection
+from dbhelpers import sql_error
+from lifecycle_data import make_numeric
+from onnx_models import scaled_sum
+
+TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
+IMPORT = "import_onnx(text, bytea, text[], text, jsonb, text[], boolean)"
+
+
+def external_data_model(location: str) -> bytes:
+    """The review's reproduction: an initializer stored as external data in a server file,
+    cast to float and returned as the probabilities."""
+    secret = TensorProto(name="secret", data_type=TensorProto.UINT8, dims=[200],
+                         data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "200")):
+        entry = secret.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["secret"], ["probabilities"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceSum", ["X"], ["s"], keepdims=0),
+         helper.make_node("Cast", ["s"], ["label"], to=TensorProto.INT64)],
+        "leak", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("label", TensorProto.INT64, None)],
+        initializer=[secret])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.fixture
+def mallory(make_role, name):
+    """A role with nothing but LOGIN."""
+    return make_role(name + "_mallory")
+
+
+@pytest.fixture
+def victim(conn, name):
+    """A project of the superuser's, trained on a numeric table; returns its name."""
+    make_numeric(conn, name)
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    return name
+
+
+def models_in(conn, project: str) -> int:
+    return conn.execute("SELECT count(*) FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id "
+                        "WHERE p.name = %s", [project]).fetchone()[0]
+
+
+# 1. Reading server files through an ONNX initializer with external data.
+
+def test_a_model_with_external_data_is_refused_and_never_read(conn, mallory, name):
+    rolname, c = mallory
+    artifact = external_data_model("pg_hba.conf")
+    # the serving cores take no model from the caller any more, and the loader is not PUBLIC's
+    err = sql_error(c, "SELECT pgmodels._load('x', 0, 0, ROW(900001, 'x', 1, 'classification', 'onnx', %s, "
+                       "sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], '[0]', NULL, "
+                       "NULL)::pgmodels.served_model)", [artifact, artifact])
+    assert err.sqlstate == "42501"
+    # a core called directly answers only from what _lookup loaded: here nothing
+    assert c.execute("SELECT pgmodels._predict_proba('x', 0, ARRAY[1,2,3,4]::float8[], 0, true)").fetchone() == (None,)
+    # not even a superuser can import it, nor could one get it served
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {IMPORT} TO {rolname}")
+    for who in (conn, c):
+        err = sql_error(who, "SELECT * FROM import_onnx(%s, %s, ARRAY['a','b','c','d'], 'classification')",
+                        [name, artifact])
+        assert err.sqlstate == "0A000" and "external data" in err.diag.message_primary
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone()[0] == 0
+
+
+# 2. Running code as the server's OS user through the environment setting.
+
+@pytest.fixture
+def planted_venv(cluster, name):
+    """A directory that looks like a virtual environment and runs code when imported from."""
+    venv = cluster.home / f"evil-{name}"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.11.2\n")
+    marker = cluster.home / f"pwned-{name}"
+    (site / "evil.pth").write_text(f"import os; open({str(marker)!r}, 'w').write('pwned')\n")
+    os.system(f"chmod -R a+rwX {venv}")
+    yield venv, marker
+    subprocess.run(["rm", "-rf", str(venv), str(marker)], check=False)
+
+
+def test_no_role_but_the_administrator_chooses_the_server_python(conn, cluster, mallory, victim, planted_venv, name):
+    rolname, c = mallory
+    venv, marker = planted_venv
+    conn.execute("SELECT grant_project(%s, 'public', 'predict')", [victim])
+    conn.execute(f"CREATE DATABASE {name}_own OWNER {rolname}")
+    try:
+        with psycopg.connect(cluster.url(f"{name}_own"), autocommit=True) as su:
+            su.execute("CREATE EXTENSION pgmodels CASCADE")
+        own = role_connection(cluster, f"{name}_own", rolname)
+        # PostgreSQL 15 already refuses these for a custom setting to non-superusers; were
+        # they allowed (or done by a superuser for the role), pgmodels would ignore them
+        for statement in (f"ALTER DATABASE {name}_own SET pgmodels.venv = '{venv}'",
+                          f"ALTER ROLE {rolname} SET pgmodels.venv = '{venv}'"):
+            try:
+                own.execute(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                conn.execute(statement)
+        own.close()
+        for dbname, options in ((conn.info.dbname, f"-c pgmodels.venv={venv}"), (f"{name}_own", "")):
+            fresh = psycopg.connect(f"postgresql://{rolname}:pw@127.0.0.1:{cluster.port}/{dbname}",
+                                    options=options, autocommit=True)
+            fresh.execute(f"SET pgmodels.venv = '{venv}'")
+            if dbname == conn.info.dbname:
+                assert fresh.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [victim]).fetchone()[0] in (0.0, 1.0)
+            assert fresh.execute("SELECT pgmodels._activate()").fetchone() == (None,)
+            err = sql_error(fresh, "SELECT pgmodels._activate_core(%s, '0.2.0')", [str(venv)])
+            assert err.sqlstate == "42501"
+            doctor = dict((i, v) for i, v, _ in fresh.execute("SELECT * FROM pgmodels.doctor()"))
+            assert doctor["pgmodels.venv"] == str(cluster.venv)
+            fresh.close()
+        assert not marker.exists()
+    finally:
+        conn.execute(f"ALTER ROLE {rolname} RESET ALL")
+        conn.execute(f"DROP DATABASE {name}_own WITH (FORCE)")
+
+
+def test_the_environment_comes_from_the_configuration_files(conn, connect, admin_setting, cluster):
+    admin_setting("pgmodels.venv", "/nonexistent/venv")
+    c = connect()
+    err = sql_error(c, "SELECT predict('churn', ARRAY[1.0, 2.0])")
+    assert err.sqlstate == "55000"
+    assert err.diag.message_primary == 'pgmodels.venv "/nonexistent/venv" is not a readable virtual environment'
+    rows = dict((i, (v, ok)) for i, v, ok in c.execute("SELECT * FROM pgmodels.doctor()"))
+    assert rows["pgmodels.venv"][1] is False
+
+
+# 3. Poisoning another caller's predictions through the backend's cache.
+
+def test_a_forged_model_cannot_poison_the_cache(conn, mallory, victim):
+    rolname, c = mallory
+    expected = conn.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [victim]).fetchone()[0]
+    conn.execute(f"SET ROLE {rolname}")
+    try:
+        forged = scaled_sum(1000.0, 4)
+        for statement, args in [
+            ("SELECT pgmodels._load(%s, 0, pgmodels._stamp(), ROW((SELECT max(model_id) FROM pgmodels.overview), %s, "
+             "1, 'regression', 'onnx', %s, sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], "
+             "NULL, NULL, NULL)::pgmodels.served_model)", [victim, victim, forged, forged]),
+            ("SELECT pgmodels._lookup(%s, 0, 'forged')", [victim]),
+            ("SELECT pgmodels._lookup(%s, 0, pgmodels._credential())", [victim]),  # no predict privilege
+        ]:
+            assert sql_error(conn, statement, args).sqlstate == "42501"
+        # the core itself takes no model, and serves none that _lookup did not load
+        assert conn.execute("SELECT pgmodels._predict(%s, 0, ARRAY[1,2,3,4]::float8[], pgmodels._stamp(), true)",
+                            [victim]).fetchone() == (None,)
+    finally:
+        conn.execute("RESET ROLE")
+    assert conn.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [victim]).fetchone()[0] == expected
+
+
+def test_a_credential_is_for_its_own_role_and_statement(conn, mallory, victim):
+    rolname, c = mallory
+    credential = conn.execute("SELECT pgmodels._credential()").fetchone()[0]
+    assert conn.execute("SELECT pgmodels._verify_caller(pgmodels._credential())::regrole::text").fetchone()[0] \
+        == conn.info.user
+    # the superuser's credential, replayed in a later statement, is worth nothing
+    err = sql_error(c, "SELECT * FROM deploy(%s, 'most_recent')", [victim])
+    assert err.sqlstate == "42501"
+    err = sql_error(c, "SELECT pgmodels._deploy_strategy(%s, 'most_recent', NULL, %s)", [victim, credential])
+    assert err.sqlstate == "42501" and err.diag.message_primary == "invalid caller credential"
+    mine = c.execute("SELECT pgmodels._credential()").fetchone()[0]
+    err = sql_error(c, "SELECT pgmodels._deploy_strategy(%s, 'most_recent', NULL, %s)",
+                    [victim, credential.split(":")[0] + ":" + mine.split(":")[1]])
+    assert err.diag.message_primary == "invalid caller credential"
+
+
+# 4. Crashing the cluster through the native loaders: caller bytes never reach them.
+
+def test_caller_bytes_never_reach_a_native_loader(conn, mallory, name):
+    rolname, c = mallory
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN}, {IMPORT} TO {rolname}")
+    for function in ("pgmodels._load(text,bigint,double precision,pgmodels.served_model)",
+                     "pgmodels._take_staged(text)", "pgmodels._activate_core(text,text)",
+                     "pgmodels._resolve(text,bigint,oid,text)"):
+        assert c.execute("SELECT has_function_privilege(%s, 'EXECUTE')", [function]).fetchone() == (False,)
+    err = sql_error(c, "SELECT * FROM pgmodels._store_model('deadbeef')")
+    assert err.sqlstate == "42501" and err.diag.message_primary == "no model is staged under this token"
+    # import_onnx stores ONNX only, checked by onnxruntime: UBJ bytes are not a model
+    err = sql_error(c, "SELECT * FROM import_onnx(%s, '\\x7b4c000000'::bytea, ARRAY['a'], 'regression')", [name])
+    assert err.sqlstate == "22023"
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone()[0] == 0
+
+
+# 5. Reading what a role may not SELECT: exports, catalog records, other projects.
+
+def test_a_login_only_role_reads_nothing_of_other_projects(conn, mallory, victim):
+    rolname, c = mallory
+    assert sql_error(c, "SELECT export_onnx(%s)", [victim]).sqlstate == "42501"
+    err = sql_error(c, "SELECT * FROM pgmodels._project_info(%s, pgmodels._credential())", [victim])
+    assert err.sqlstate == "42501"
+    assert c.execute("SELECT count(*) FROM pgmodels.overview WHERE project = %s", [victim]).fetchone() == (0,)
+    assert c.execute("SELECT count(*) FROM pgmodels.overview o WHERE NOT has_project_privilege(%s, o.project, 'use')",
+                     [rolname]).fetchone() == (0,)
+    model_id = conn.execute("SELECT model_id FROM pgmodels.overview WHERE project = %s", [victim]).fetchone()[0]
+    assert sql_error(c, "SELECT predict(%s::bigint, ARRAY[1, 2, 3, 4])", [model_id]).sqlstate == "42501"
+    assert c.execute("SELECT count(*) FROM pgmodels._deployed(%s, pgmodels._credential())",
+                     [model_id]).fetchone() == (0,)
+
+
+# 6 and 7. A role granted train() deploys nothing into another's project, and cannot make
+# its owner train on a table of the attacker's choosing.
+
+def test_a_trainer_cannot_touch_another_roles_project(conn, mallory, victim, name):
+    rolname, c = mallory
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN}, {IMPORT} TO {rolname}")
+    conn.execute(f"GRANT SELECT ON {victim} TO {rolname}")
+    before = models_in(conn, victim)
+    last_train = conn.execute("SELECT last_train FROM pgmodels.projects WHERE name = %s", [victim]).fetchone()
+    for statement, args in [
+        ("SELECT * FROM train(%s, 'classification', %s, 'y')", [victim, victim]),
+        ("SELECT * FROM train(%s, relation_name => 'pg_authid')", [victim]),
+        ("SELECT * FROM import_onnx(%s, %s, ARRAY['a','b','c','d'], 'regression')", [victim, scaled_sum(2.0, 4)]),
+        ("SELECT * FROM deploy(%s, 'rollback')", [victim]),
+        ("SELECT * FROM pgmodels._deploy_model(1, pgmodels._credential())", []),
+        ("SELECT grant_project(%s, %s, 'all')", [victim, rolname]),
+    ]:
+        err = sql_error(c, statement, args)
+        assert err.sqlstate in ("42501", "42704"), (statement, err.diag.message_primary)
+    assert models_in(conn, victim) == before
+    assert conn.execute("SELECT last_train FROM pgmodels.projects WHERE name = %s", [victim]).fetchone() == last_train
+
+
+# 8. Tying up the server: training stops when asked, and administrators set limits.
+
+@pytest.fixture
+def big_table(conn, name):
+    conn.execute(f"""CREATE TABLE {name}_big AS SELECT (i % 97)::real a, ((i * 7) % 89)::real b, (i % 13)::real c,
+                     ((i * 31) % 2)::int y FROM generate_series(1, 20000) i""")
+    return f"{name}_big"
+
+
+def test_training_stops_at_statement_timeout_and_writes_nothing(conn, mallory, big_table, name):
+    rolname, c = mallory
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"GRANT SELECT ON {big_table} TO {rolname}")
+    c.execute("SET statement_timeout = '1s'")
+    start = time.monotonic()
+    err = sql_error(c, "SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => 'random_forest', "
+                       "hyperparams => '{\"n_estimators\": 3000}')", [name, big_table])
+    elapsed = time.monotonic() - start
+    assert err.sqlstate == "57014"
+    assert elapsed < 2, elapsed
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
+    assert no_training_children(conn)
+
+
+def no_training_children(conn) -> bool:
+    """No child of any backend is still running (each training child is one)."""
+    time.sleep(0.3)
+    pids = {r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'")}
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    return not [line for line in out.splitlines() if int(line.split()[1]) in pids]
+
+
+def test_training_stops_at_cancel_and_terminate(conn, connect, big_table, name):
+    for stop in ("pg_cancel_backend", "pg_terminate_backend"):
+        c = connect()
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        c.execute("SELECT pgmodels._activate()")
+        start = time.monotonic()
+        timer = threading.Timer(0.8, lambda: conn.execute(f"SELECT {stop}(%s)", [pid]))
+        timer.start()
+        with pytest.raises(psycopg.Error) as info:
+            c.execute("SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => 'random_forest', "
+                      "hyperparams => '{\"n_estimators\": 3000}')", [name, big_table])
+        timer.join()
+        assert time.monotonic() - start < 2.5
+        if stop == "pg_cancel_backend":
+            assert info.value.sqlstate == "57014"
+        assert no_training_children(conn)
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # the cluster is fine
+
+
+def test_administrator_limits_cap_training(conn, mallory, admin_setting, connect, name):
+    rolname, c = mallory
+    make_numeric(conn, name)
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"GRANT SELECT ON {name} TO {rolname}")
+    admin_setting("pgmodels.max_trees", "50")
+    admin_setting("pgmodels.max_training_rows", "100")
+    admin_setting("pgmodels.max_search_candidates", "4")
+    admin_setting("pgmodels.max_iterations", "1000")
+    # a role cannot lift them for itself: SET, or options at connection, are ignored
+    fresh = psycopg.connect(c.info.dsn + " password=pw", autocommit=True, options="-c pgmodels.max_trees=100000")
+    for args, message in [
+        ("algorithm => 'random_forest', hyperparams => '{\"n_estimators\": 51}'", "n_estimators 51 exceeds the limit of 50"),
+        ("algorithm => 'hist_gradient_boosting', hyperparams => '{\"max_iter\": 60}'", "max_iter 60 exceeds the limit of 50"),
+        ("algorithm => 'linear', hyperparams => '{\"max_iter\": 5000}'", "max_iter 5000 exceeds the limit of 1000"),
+        ("algorithm => 'ridge', search => 'grid', search_params => '{\"alpha\": [1, 2, 3, 4, 5]}'",
+         "a grid of 5 candidates exceeds the limit of 4"),
+        ("algorithm => 'ridge', search => 'random', search_params => '{\"alpha\": [1, 2]}', "
+         "search_args => '{\"n_iter\": 10}'", "search_args n_iter 10 exceeds the limit of 4"),
+        ("algorithm => 'linear'", f'relation "public.{name}" has more than 100 rows'),
+    ]:
+        err = sql_error(fresh, f"SELECT * FROM train(%s, 'classification', %s, 'y', {args})", [name, name])
+        assert (err.sqlstate, err.diag.message_primary) == ("54000", message)
+        assert "pgmodels." in err.diag.message_detail
+    fresh.close()
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
