@@ -73,6 +73,16 @@ def positional(model: Model, values: list) -> dict:
     return out
 
 
+def record(model: Model, values: dict) -> dict:
+    """A row of type record: ROW(a, b, c), whose columns PostgreSQL names f1, f2, ...,
+    is positional; a record with real column names (a subquery's row) is matched by name."""
+    keys = list(values)
+    if keys and all(k[:1] == "f" and k[1:].isdigit() for k in keys) and \
+            sorted(int(k[1:]) for k in keys) == list(range(1, len(keys) + 1)):
+        return positional(model, [values[f"f{i}"] for i in range(1, len(keys) + 1)])
+    return values
+
+
 def _wrong_count(model: Model, got: int) -> PgmodelsError:
     return PgmodelsError(f"{model.describe()} takes {model.n_features} features, got {got}",
                          detail="Features, in order: %s." % ", ".join(model.feature_names[:50]),

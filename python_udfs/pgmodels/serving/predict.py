@@ -21,7 +21,9 @@ def _feed(model: Model, features):
         return model.engine.feed(model, inputs.row_array(model, features), None)
     if isinstance(features, str):  # jsonb: an object, or an array (an anonymous row)
         features = inputs.parse_json(features)
-        if isinstance(features, list):
+        if isinstance(features, list) and len(features) == 1 and isinstance(features[0], dict):
+            features = inputs.record(model, features[0])  # a row of type record
+        elif isinstance(features, list):
             features = inputs.positional(model, features)
         elif not isinstance(features, dict):
             raise PgmodelsError("jsonb features must be an object keyed by feature name, or an array",
