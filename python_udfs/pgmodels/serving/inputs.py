@@ -74,12 +74,13 @@ def positional(model: Model, values: list) -> dict:
 
 
 def record(model: Model, values: dict) -> dict:
-    """A row of type record: ROW(a, b, c), whose columns PostgreSQL names f1, f2, ...,
-    is positional; a record with real column names (a subquery's row) is matched by name."""
-    keys = list(values)
-    if keys and all(k[:1] == "f" and k[1:].isdigit() for k in keys) and \
-            sorted(int(k[1:]) for k in keys) == list(range(1, len(keys) + 1)):
-        return positional(model, [values[f"f{i}"] for i in range(1, len(keys) + 1)])
+    """A row of type record (its columns in order): ROW(a, b, c), whose columns PostgreSQL
+    names f1, f2, ... in order, is positional; a record with other column names (a
+    subquery's row) is matched by name."""
+    if not isinstance(values, dict):
+        raise PgmodelsError("features must be a numeric array, a row or a jsonb object", sqlstate=DATATYPE_MISMATCH)
+    if list(values) == [f"f{i}" for i in range(1, len(values) + 1)]:
+        return positional(model, list(values.values()))
     return values
 
 
