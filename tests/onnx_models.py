@@ -20,3 +20,31 @@ def scaled_sum(factor: float, n_features: int = 2) -> bytes:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def linear_classifier(n_features: int = 2, n_classes: int = 2) -> bytes:
+    """A classifier: probabilities = softmax(X @ W), label = argmax; W spreads the classes."""
+    weights = [((i + j) % 3) - 1.0 for i in range(n_features) for j in range(n_classes)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+         helper.make_node("ArgMax", ["z"], ["label"], axis=1, keepdims=0)],
+        "linear_classifier",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes])],
+        initializer=[helper.make_tensor("W", TensorProto.FLOAT, [n_features, n_classes], weights)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def scalar_output(n_features: int = 2) -> bytes:
+    """A 'regression' whose output is one number for the whole batch."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["X"], ["value"], keepdims=0)], "scalar",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("value", TensorProto.FLOAT, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()

@@ -50,6 +50,28 @@ def models_of(conn, project):
     ("SELECT * FROM train({p}, algorithm => 'xgboost', hyperparams => '{\"max_dept\": 3}')", "22023", "max_dept"),
     ("SELECT * FROM train({p}, test_size => 0)", "22023", ""),
     ("SELECT export_onnx('no_such_project')", "42704", 'project "no_such_project" does not exist'),
+    # train validates everything up front (0.1.0 accepted these)
+    ("SELECT * FROM train({p}, algorithm => 'xgboost', hyperparams => '{\"learning_rate\": \"NaN\"}')", "22023",
+     'invalid value "NaN" for hyperparameter "learning_rate"'),
+    ("SELECT * FROM train({p}, algorithm => 'xgboost', hyperparams => '{\"learning_rate\": 1e308}')", "22023",
+     'invalid value "1e+308" for hyperparameter "learning_rate"'),
+    ("SELECT * FROM train({p}, algorithm => 'xgboost', hyperparams => '{\"n_estimators\": 0}')", "22023",
+     'invalid value "0" for hyperparameter "n_estimators"'),
+    ("SELECT * FROM train({p}, algorithm => 'random_forest', hyperparams => '{\"n_estimators\": -5}')", "22023",
+     'invalid value "-5" for hyperparameter "n_estimators"'),
+    ("SELECT * FROM train({p}, algorithm => 'xgboost', hyperparams => '{\"colsample_bytree\": 0}')", "22023",
+     'invalid value "0" for hyperparameter "colsample_bytree"'),
+    ("SELECT * FROM train({p}, algorithm => 'linear', hyperparams => '{\"max_iter\": 0}')", "22023",
+     'invalid value "0" for hyperparameter "max_iter"'),
+    ("SELECT * FROM train({p}, algorithm => 'xgboost', hyperparams => '{\"objective\": \"reg:squarederror\"}')",
+     "22023", 'objective "reg:squarederror" does not fit a classification model'),
+    ("SELECT * FROM train({p}, algorithm => 'ridge', search => 'random', search_params => '{\"alpha\": [1, 2]}', "
+     "search_args => '{\"n_iter\": 1e400}')", "54000", "exceeds the limit"),
+    ("SELECT * FROM train({p}, test_size => 1e-9)", "22023", "leaves 1 row to test on"),
+    ("SELECT * FROM train({p}, preprocess => '{\"a\": null}')", "22023",
+     'preprocess settings for column "a" must be a JSON object'),
+    ("SELECT * FROM train(' ', 'classification', {p}, 'y')", "22023", "project_name must not be empty or blank"),
+    ("SELECT * FROM train(repeat('x', 201), 'classification', {p}, 'y')", "22023", "project_name is too long"),
 ])
 def test_bad_input_gets_a_clear_error(conn, project, statement, sqlstate, message):
     before = models_of(conn, project)
@@ -123,6 +145,36 @@ def test_import_checks_the_graph(conn, name):
     assert err.sqlstate == "22023" and "task is required" in err.diag.message_primary
     err = sql_error(conn, "SELECT predict_proba(%s, ARRAY[1, 2])", [name + "x"])
     assert err.sqlstate == "42704"
+
+
+def test_import_refuses_a_graph_that_cannot_serve_as_described(conn, name):
+    from onnx_models import linear_classifier, scalar_output
+
+    for model, args, message in [
+        (linear_classifier(), "ARRAY['a', 'b'], 'regression'", "is a classifier, not a regression model"),
+        (linear_classifier(2, 3), "ARRAY['a', 'b'], 'classification', '[\"x\", \"y\"]'",
+         "labels does not match the graph's classes"),
+        (scaled_sum(1.0), "ARRAY['a', 'b'], 'regression', NULL, ARRAY['text', 'float']",
+         "feature_types names text features, but the graph takes one float tensor"),
+        (scalar_output(), "ARRAY['a', 'b'], 'regression'", "is not one number per row"),
+        (linear_classifier(2, 3), "ARRAY['a', 'b'], 'classification', '[\"x\"]'",
+         "labels does not match the graph's classes"),
+    ]:
+        err = sql_error(conn, f"SELECT * FROM import_onnx(%s, %s, {args})", [name, model])
+        assert (err.sqlstate, err.diag.message_primary) == ("22023", err.diag.message_primary)
+        assert message in err.diag.message_primary, err.diag.message_primary
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
+    # a good one, with its labels, serves them
+    conn.execute("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'classification', '[\"no\", \"yes\"]')",
+                 [name, linear_classifier()])
+    assert conn.execute("SELECT predict_label(%s, ARRAY[1, 2])", [name]).fetchone()[0] in ("no", "yes")
+
+
+def test_a_model_too_poor_to_score_is_stored_but_not_deployed(conn, name):
+    conn.execute(f"CREATE TABLE {name} AS SELECT i::float8 AS a, (2 * i)::float8 AS y FROM generate_series(1, 2) i")
+    row = conn.execute("SELECT deployed, metrics ->> 'r2' FROM train(%s, 'regression', %s, 'y')",
+                       [name, name]).fetchone()
+    assert row == (False, None)
 
 
 def test_null_arguments_give_null(conn, project):

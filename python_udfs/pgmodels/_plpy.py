@@ -59,11 +59,24 @@ def udf(fn=None, *, empty=None, hot=False):
         except MemoryError:
             set_pending("out of memory in pgmodels", sqlstate="53200")
         except Exception as e:  # noqa: BLE001 - the edge: nothing unexpected escapes raw
-            set_pending(f"internal error in pgmodels.{fn.__name__}", f"{type(e).__name__}: {e}"[:1000],
-                        "This is a bug in pgmodels; please report it with the statement that raised it.")
+            set_pending(*_unexpected(fn.__name__, e))
         return empty
 
     return wrapper
+
+
+def _unexpected(name: str, e: Exception) -> tuple:
+    """An exception no pgmodels code raised on purpose, as (message, detail, hint, sqlstate).
+    onnxruntime's come from running a model on its input: not pgmodels' bugs."""
+    text = str(e)
+    if type(e).__module__.startswith("onnxruntime"):
+        if "alloc" in text.lower():
+            return ("out of memory in pgmodels", "The model needed more memory than it could get: " + text[:300],
+                    None, "53200")
+        return ("the model could not be evaluated on these features", text[:500],
+                "The model's graph refused the input; check the features' count and types.", "22000")
+    return (f"internal error in pgmodels.{name}", f"{type(e).__name__}: {text}"[:1000],
+            "This is a bug in pgmodels; please report it with the statement that raised it.", INTERNAL_ERROR)
 
 
 quote_ident = plpy.quote_ident

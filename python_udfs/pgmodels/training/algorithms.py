@@ -7,6 +7,7 @@ so asking for a linear model never imports XGBoost.
 from __future__ import annotations
 
 import importlib
+import math
 import warnings
 
 from ..errors import q, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
@@ -106,6 +107,8 @@ def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
         warnings.simplefilter("ignore", FutureWarning)
         estimator = cls()
     check_hyperparams(algorithm, estimator, hyperparams)
+    for name, value in hyperparams.items():
+        check_value(task, estimator, name, value)
     valid = estimator.get_params(deep=False)
     defaults = {}
     # Same data, same model: every estimator that draws random numbers gets a fixed seed.
@@ -116,6 +119,59 @@ def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
         defaults["probability"] = True
     estimator.set_params(**{**defaults, **hyperparams})
     return estimator
+
+
+# Hyperparameters whose values are checked before any work, whatever the estimator's own
+# checks (XGBoost's are lax: zero trees, a NaN learning rate). name -> (low, high, kind):
+# kind "int" (a whole number), "num" (any finite number); low is exclusive for "(" ranges.
+_VALUE_RULES = {
+    "n_estimators": (1, None, "int"), "max_iter": (1, None, "int"), "max_depth": (0, None, "int"),
+    "max_leaf_nodes": (2, None, "int"), "max_bins": (2, 255, "int"),
+    "learning_rate": ((0, "("), 1e4, "num"), "eta": ((0, "("), 1e4, "num"),
+    "subsample": ((0, "("), 1, "num"), "colsample_bytree": ((0, "("), 1, "num"),
+    "colsample_bylevel": ((0, "("), 1, "num"), "colsample_bynode": ((0, "("), 1, "num"),
+    "reg_alpha": (0, None, "num"), "reg_lambda": (0, None, "num"), "gamma": (0, None, "num"),
+    "min_child_weight": (0, None, "num"), "scale_pos_weight": ((0, "("), None, "num"),
+    "max_delta_step": (0, None, "num"), "alpha": (0, None, "num"), "C": ((0, "("), None, "num"),
+    "tol": ((0, "("), None, "num"),
+}
+_OBJECTIVE_PREFIXES = {"classification": ("binary:", "multi:"), "regression": ("reg:", "count:", "survival:")}
+
+
+def finite(value) -> bool:
+    """Whether a JSON number is finite (a huge integer from jsonb is not a float)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{float(value):.6g}" if finite(value) else text[:20] + "..."
+
+
+def check_value(task: str, estimator, name: str, value) -> None:
+    """Refuse, before fitting, a hyperparameter value that would give a broken model."""
+    rule = _VALUE_RULES.get(name)
+    if name == "gamma" and isinstance(value, str):  # SVMs take 'scale' / 'auto'
+        return
+    if rule is not None and value is not None:
+        low, high, kind = rule
+        exclusive = isinstance(low, tuple)
+        low = low[0] if exclusive else low
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not finite(value) or (kind == "int" and float(value) != int(value)) \
+                or (value <= low if exclusive else value < low) or (high is not None and value > high):
+            bounds = f"{'above' if exclusive else 'at least'} {low}" + (f" and at most {high}" if high else "")
+            raise PgmodelsError(f"invalid value {q(short(value))} for hyperparameter {q(name)}",
+                                detail=f"It must be a {'whole number' if kind == 'int' else 'finite number'} {bounds}.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
+    if name == "objective" and type(estimator).__module__.startswith("xgboost") and isinstance(value, str) \
+            and not value.startswith(_OBJECTIVE_PREFIXES[task]):
+        raise PgmodelsError(f"objective {q(value)} does not fit a {task} model",
+                            hint=f"Use an objective starting with {' or '.join(_OBJECTIVE_PREFIXES[task])}.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
 
 
 def check_hyperparams(algorithm: str, estimator, hyperparams: dict) -> None:

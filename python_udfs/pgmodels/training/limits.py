@@ -12,10 +12,9 @@ through pgmodels._admin_setting, never from SET or ALTER ROLE/DATABASE.
 
 from __future__ import annotations
 
-import math
-
 from .._plpy import query
 from ..errors import PgmodelsError
+from .algorithms import finite, short
 
 PROGRAM_LIMIT_EXCEEDED = "54000"
 DEFAULTS = {"max_training_rows": 10_000_000, "max_trees": 5_000, "max_iterations": 100_000,
@@ -55,8 +54,8 @@ def _check_params(algorithm: str, params: dict, caps: dict, label: str) -> None:
                 setting, cap = "max_iterations", caps["max_iterations"]
             else:
                 continue
-            if not math.isfinite(value) or value > cap:
-                raise _over(setting, f"{label}{name}", value, cap)
+            if not finite(value) or value > cap:
+                raise _over(setting, f"{label}{name}", short(value), cap)
 
 
 def check_spec(spec, caps: dict) -> None:
@@ -66,8 +65,8 @@ def check_spec(spec, caps: dict) -> None:
     if spec.search == "random":
         n_iter = (spec.search_args or {}).get("n_iter", 10)
         if isinstance(n_iter, (int, float)) and not isinstance(n_iter, bool) and (
-                not math.isfinite(n_iter) or n_iter > caps["max_search_candidates"]):
-            raise _over("max_search_candidates", "search_args n_iter", n_iter, caps["max_search_candidates"])
+                not finite(n_iter) or n_iter > caps["max_search_candidates"]):
+            raise _over("max_search_candidates", "search_args n_iter", short(n_iter), caps["max_search_candidates"])
     if spec.search == "grid":
         size = 1
         for values in (spec.search_params or {}).values():

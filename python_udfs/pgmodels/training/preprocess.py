@@ -84,7 +84,7 @@ def plan_columns(features, preprocess: dict | None) -> list[ColumnPlan]:
         if name not in names:
             raise _bad(f"preprocess names unknown column {q(name)}",
                        hint="Feature columns are: " + ", ".join(names) + ".")
-    return [_plan_one(i, f.name, f.kind, preprocess.get(f.name) or {})
+    return [_plan_one(i, f.name, f.kind, preprocess.get(f.name, {}))
             for i, f in enumerate(features)]
 
 

@@ -38,6 +38,12 @@ def check_search(search, search_params, search_args, estimator) -> None:
         if not isinstance(values, list) or not values:
             raise PgmodelsError(f"search_params value for {q(name)} must be a non-empty array",
                                 sqlstate=INVALID_PARAMETER_VALUE)
+        from .algorithms import check_value
+
+        task = "classification" if hasattr(estimator, "predict_proba") or "Classifier" in type(estimator).__name__ \
+            else "regression"
+        for value in values:
+            check_value(task, estimator, name, value)
     for name, value in (search_args or {}).items():
         if name not in SEARCH_ARGS:
             raise PgmodelsError(f"unknown search_args key {q(name)}",

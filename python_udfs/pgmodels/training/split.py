@@ -31,6 +31,11 @@ def count_test_rows(n_rows: int, test_size) -> int:
         raise PgmodelsError(f"invalid test_size {q(test_size)}",
                             detail="A test_size above 1 is a row count and must be a whole number.",
                             sqlstate=INVALID_PARAMETER_VALUE)
+    if test_size <= 1 and 0 < n_test < 2 <= n_rows - 1:
+        raise PgmodelsError(f"test_size {q(test_size)} leaves 1 row to test on",
+                            detail=f"The relation has {n_rows} rows; at least 2 test rows are needed to score a model.",
+                            hint="Choose a larger test_size, or give a row count.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
     if not 0 < n_test < n_rows:
         raise PgmodelsError(f"test_size {q(test_size)} leaves no rows to "
                             + ("test on" if n_test <= 0 else "train on"),
