@@ -118,3 +118,17 @@ def test_pgxn_install_of_a_local_distribution(tmp_path):
     installed = tmp_path / "root" / "usr/share/postgresql/15/extension"
     assert (installed / f"pgmodels--{__version__}.sql").exists()
     assert f"default_version = '{__version__}'" in (installed / "pgmodels.control").read_text()
+
+
+def test_the_cli_finds_its_cluster_from_anywhere_or_says_so_in_one_line(cluster, tmp_path):
+    tool = str(Path(sys.prefix) / "bin" / "pgmodels")
+    env = {k: v for k, v in os.environ.items() if k != "PGMODELS_HOME"}
+    found = subprocess.run([tool, "db", "url"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert (found.returncode, found.stdout.strip()) == (0, cluster.url())
+    for args, extra in ((["db", "url"], {"PGMODELS_HOME": str(tmp_path / "none")}),
+                        (["--dir", str(tmp_path / "none"), "db", "url"], {}),
+                        (["db", "psql", "-c", "SELECT 1"], {"PGMODELS_HOME": str(tmp_path / "none")})):
+        result = subprocess.run([tool, *args], cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("pgmodels: error: ")

@@ -15,9 +15,11 @@ from .cluster import Cluster
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgmodels", description="Machine-learning models as PostgreSQL rows.")
+    p.add_argument("--dir", help="the embedded cluster's home (default: $PGMODELS_HOME, else the .pgmodels of "
+                                 "this directory or one above it, else the one this tool was installed into)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    db = sub.add_parser("db", help="manage the embedded local cluster (under ./.pgmodels or $PGMODELS_HOME)")
+    db = sub.add_parser("db", help="manage the embedded local cluster")
     dbsub = db.add_subparsers(dest="action", required=True)
     for name, text in [("create", "create (idempotent), start, and install the extension"),
                        ("start", "start the cluster"), ("stop", "stop the cluster"),
@@ -61,11 +63,21 @@ def _print_table(rows, headers) -> None:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
 
 
+def _split_dir(argv: list[str]) -> tuple[str | None, list[str]]:
+    """A leading --dir DIR (or --dir=DIR), and the rest."""
+    if argv[:1] == ["--dir"] and len(argv) > 1:
+        return argv[1], argv[2:]
+    if argv and argv[0].startswith("--dir="):
+        return argv[0].split("=", 1)[1], argv[1:]
+    return None, argv
+
+
 def run(argv: list[str]) -> int:
-    cluster = Cluster.from_env()
-    if argv[:2] == ["db", "psql"]:  # everything after goes to psql untouched, options included
+    home, rest = _split_dir(argv)
+    cluster = Cluster.from_env(home)
+    if rest[:2] == ["db", "psql"]:  # everything after goes to psql untouched, options included
         cluster.start()
-        os.execvp("psql", ["psql", cluster.url(), *argv[2:]])
+        os.execvp("psql", ["psql", cluster.url(), *rest[2:]])
     args = _parser().parse_args(argv)
     if args.command == "db":
         if args.action == "create":
@@ -116,11 +128,15 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - the edge: one line, not a traceback
         import psycopg
 
-        if not isinstance(e, psycopg.Error):
-            raise
-        diag = getattr(e, "diag", None)
-        err = PgmodelsError(
-            (diag.message_primary if diag and diag.message_primary else str(e).strip().splitlines()[0]),
-            detail=diag.message_detail if diag else None, hint=diag.message_hint if diag else None)
+        if isinstance(e, psycopg.Error):
+            diag = getattr(e, "diag", None)
+            err = PgmodelsError(
+                (diag.message_primary if diag and diag.message_primary else str(e).strip().splitlines()[0]),
+                detail=diag.message_detail if diag else None, hint=diag.message_hint if diag else None)
+        elif isinstance(e, OSError):
+            err = PgmodelsError(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        else:
+            err = PgmodelsError(f"internal error: {type(e).__name__}: {e}",
+                                hint="This is a bug in pgmodels; please report it with the command that raised it.")
         print("pgmodels: " + err.one_line(), file=sys.stderr)
         sys.exit(1)

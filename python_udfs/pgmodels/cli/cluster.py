@@ -10,6 +10,7 @@ environment, the data directory) is kept readable by it.
 from __future__ import annotations
 
 import os
+import sys
 import pwd
 import secrets
 import shutil
@@ -43,10 +44,23 @@ class Cluster:
     port: int
 
     @classmethod
-    def from_env(cls) -> "Cluster":
-        home = Path(os.environ.get("PGMODELS_HOME") or Path.cwd() / ".pgmodels")
+    def from_env(cls, home: str | None = None) -> "Cluster":
+        """The cluster named by --dir, else $PGMODELS_HOME, else the .pgmodels of the
+        current directory or one above it, else the one this tool was installed into
+        (its virtual environment lives in <home>/venv), else ./.pgmodels (to create)."""
+        chosen = home or os.environ.get("PGMODELS_HOME")
+        if not chosen:
+            here = Path.cwd()
+            found = [d / ".pgmodels" for d in (here, *here.parents) if (d / ".pgmodels").is_dir()]
+            own = Path(sys.prefix).resolve().parent
+            if found:
+                chosen = found[0]
+            elif (own / "venv").is_dir() and ((own / "data").is_dir() or (own / "password").exists()):
+                chosen = own
+            else:
+                chosen = here / ".pgmodels"
         port = int(os.environ.get("PGMODELS_PORT") or DEFAULT_PORT)
-        return cls(home=home.resolve(), port=port)
+        return cls(home=Path(chosen).resolve(), port=port)
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -105,7 +119,12 @@ class Cluster:
         return result.returncode == 0
 
     def password(self) -> str:
-        return self.password_file.read_text().strip()
+        try:
+            return self.password_file.read_text().strip()
+        except OSError:
+            raise PgmodelsError(f"there is no embedded cluster in {self.home}",
+                                hint='Create one with "pgmodels db create", or point at one with --dir or '
+                                     "PGMODELS_HOME.", sqlstate=OBJECT_NOT_IN_PREREQUISITE_STATE) from None
 
     def url(self, database: str = DATABASE) -> str:
         return f"postgresql://{SUPERUSER}:{self.password()}@127.0.0.1:{self.port}/{database}"
