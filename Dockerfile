@@ -9,9 +9,13 @@
 FROM postgres:15-bookworm
 
 COPY . /opt/pgmodels/src
+# pgmodels.venv goes into the configuration file every new cluster is made from: the
+# server reads it from its configuration files only (not from -c or SET).
 RUN bash /opt/pgmodels/src/scripts/install.sh system \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && printf "\npgmodels.venv = '/opt/pgmodels/venv'\nshared_preload_libraries = 'pg_cron'\n" \
+    >> "$(pg_config --sharedir)/postgresql.conf.sample"
 
-# pg_cron must be preloaded; the init script creates the extensions in POSTGRES_DB.
-CMD ["postgres", "-c", "shared_preload_libraries=pg_cron", "-c", "pgmodels.venv=/opt/pgmodels/venv"]
+# pg_cron is preloaded (above); the init script creates the extensions in POSTGRES_DB.
+CMD ["postgres"]
 COPY scripts/docker-initdb.sh /docker-entrypoint-initdb.d/50-pgmodels.sh
