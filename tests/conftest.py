@@ -18,7 +18,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgmodels.cli.cluster import Cluster
 
-from dbhelpers import ROOT
+from dbhelpers import ROOT, role_connection
 
 TEST_DB = f"pgmodels_test_{os.getpid()}"  # one per run: runs may overlap
 
@@ -121,7 +121,3 @@ def make_role(conn, cluster):
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [rolname])
         conn.execute(f"DROP OWNED BY {rolname}")
         conn.execute(f"DROP ROLE {rolname}")
-
-
-def role_connection(cluster, dbname: str, rolname: str):
-    return psycopg.connect(f"postgresql://{rolname}:pw@127.0.0.1:{cluster.port}/{dbname}", autocommit=True)

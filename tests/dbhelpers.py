@@ -15,3 +15,8 @@ def sql_error(conn, statement: str, params=None) -> psycopg.Error:
     with pytest.raises(psycopg.Error) as info:
         conn.execute(statement, params)
     return info.value
+
+
+def role_connection(cluster, dbname: str, rolname: str):
+    """An autocommit connection as a role the tests made with password 'pw'."""
+    return psycopg.connect(f"postgresql://{rolname}:pw@127.0.0.1:{cluster.port}/{dbname}", autocommit=True)

@@ -12,8 +12,7 @@ import psycopg
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import role_connection
-from dbhelpers import sql_error
+from dbhelpers import role_connection, sql_error
 from lifecycle_data import make_numeric
 from onnx_models import scaled_sum
 

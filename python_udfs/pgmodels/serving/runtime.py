@@ -57,33 +57,19 @@ def check_self_contained(artifact: bytes) -> None:
     An initializer (or a constant, in any subgraph or function) stored as external data
     names a file that onnxruntime opens relative to the server's data directory; that
     would let whoever stores a model read the server's files. No such model is loaded."""
-    import onnx
+    from .onnx_scan import Malformed, external_tensor
 
     try:
-        proto = onnx.load_model_from_string(artifact)
-    except Exception as e:  # protobuf raises its own DecodeError
-        raise PgmodelsError("the model artifact is not a valid ONNX model", detail=str(e)[:500],
+        external = external_tensor(artifact)
+    except Malformed as e:
+        raise PgmodelsError("the model artifact is not a valid ONNX model", detail=f"{e}.",
                             sqlstate=DATA_CORRUPTED) from None
-    graphs = [proto.graph]
-    nodes = [n for f in proto.functions for n in f.node]
-    while graphs:
-        g = graphs.pop()
-        tensors = list(g.initializer) + [s.values for s in g.sparse_initializer] + \
-            [s.indices for s in g.sparse_initializer]
-        nodes.extend(g.node)
-        while nodes:
-            node = nodes.pop()
-            for a in node.attribute:
-                tensors.extend(([a.t] if a.HasField("t") else []) + list(a.tensors))
-                tensors.extend([a.sparse_tensor.values, a.sparse_tensor.indices] if a.HasField("sparse_tensor") else [])
-                graphs.extend(([a.g] if a.HasField("g") else []) + list(a.graphs))
-        for t in tensors:
-            if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
-                raise PgmodelsError("ONNX models with external data are not accepted",
-                                    detail=f'Tensor "{t.name}" keeps its values in a file outside the model.',
-                                    hint="Save the model with all tensors inside it "
-                                         "(onnx.save_model(..., save_as_external_data=False)).",
-                                    sqlstate=FEATURE_NOT_SUPPORTED)
+    if external:
+        raise PgmodelsError("ONNX models with external data are not accepted",
+                            detail="A tensor of the model keeps its values in a file outside the model.",
+                            hint="Save the model with all tensors inside it "
+                                 "(onnx.save_model(..., save_as_external_data=False)).",
+                            sqlstate=FEATURE_NOT_SUPPORTED)
 
 
 class OnnxEngine:

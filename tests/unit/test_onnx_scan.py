@@ -1,0 +1,51 @@
+"""The wire-format scan that refuses ONNX models with external data, against models the
+onnx package itself builds: external initializers, constants in subgraphs and functions."""
+
+from __future__ import annotations
+
+import pytest
+from onnx import TensorProto, helper
+
+from pgmodels.serving.onnx_scan import Malformed, external_tensor
+
+
+def external(name: str = "w") -> TensorProto:
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[2], data_location=TensorProto.EXTERNAL)
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", "pg_hba.conf"
+    return t
+
+
+def model(nodes, initializers=(), functions=()):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              initializer=list(initializers))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=list(functions))
+    return m.SerializeToString()
+
+
+def test_a_plain_model_passes():
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2], [1.0, 2.0])
+    assert external_tensor(model([helper.make_node("Mul", ["X", "w"], ["Y"])], [w])) is False
+
+
+def test_external_data_anywhere_is_found():
+    assert external_tensor(model([helper.make_node("Mul", ["X", "w"], ["Y"])], [external()]))
+    constant = helper.make_node("Constant", [], ["c"], value=external("c"))
+    assert external_tensor(model([constant, helper.make_node("Mul", ["X", "c"], ["Y"])]))
+    then = helper.make_graph([helper.make_node("Constant", [], ["Y"], value=external("k"))], "then", [],
+                             [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["X"], ["Y"])], "else", [],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    cond = helper.make_tensor("b", TensorProto.BOOL, [], [True])
+    assert external_tensor(model([helper.make_node("If", ["b"], ["Y"], then_branch=then, else_branch=other)], [cond]))
+    fn = helper.make_function("local", "f", ["x"], ["y"],
+                              [helper.make_node("Constant", [], ["y"], value=external("z"))],
+                              [helper.make_opsetid("", 17)])
+    assert external_tensor(model([helper.make_node("f", ["X"], ["Y"], domain="local")], functions=[fn]))
+
+
+def test_garbage_is_malformed():
+    with pytest.raises(Malformed):
+        external_tensor(b"\x0a\xff\xff\xff")
