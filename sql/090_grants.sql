@@ -22,10 +22,13 @@ GRANT EXECUTE ON FUNCTION
     -- the serving cores, which the inlined predict wrappers call as the caller: they answer
     -- only from models _lookup loaded for this statement, and take no model from the caller
     pgmodels._predict(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict(text, bigint, real[], double precision, boolean),
     pgmodels._predict(text, bigint, jsonb, double precision, boolean),
     pgmodels._predict_proba(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict_proba(text, bigint, real[], double precision, boolean),
     pgmodels._predict_proba(text, bigint, jsonb, double precision, boolean),
     pgmodels._predict_label(text, bigint, double precision[], double precision, boolean),
+    pgmodels._predict_label(text, bigint, real[], double precision, boolean),
     pgmodels._predict_label(text, bigint, jsonb, double precision, boolean),
     pgmodels._predict_batch(text, bigint, bytea, double precision, boolean),
     -- the gate: it checks the caller's credential and privilege itself (the master switch)

@@ -148,6 +148,9 @@ PUBLIC_INTERNALS = {
     # serving cores: answer only from models _lookup loaded for this statement
     "pgmodels._predict(text,bigint,double precision[],double precision,boolean)",
     "pgmodels._predict(text,bigint,jsonb,double precision,boolean)",
+    "pgmodels._predict(text,bigint,real[],double precision,boolean)",
+    "pgmodels._predict_proba(text,bigint,real[],double precision,boolean)",
+    "pgmodels._predict_label(text,bigint,real[],double precision,boolean)",
     "pgmodels._predict_proba(text,bigint,double precision[],double precision,boolean)",
     "pgmodels._predict_proba(text,bigint,jsonb,double precision,boolean)",
     "pgmodels._predict_label(text,bigint,double precision[],double precision,boolean)",

@@ -108,7 +108,7 @@ def test_bad_hyperparameter_value(tiny, algorithm, hyperparams):
     X, y = tiny["classification"]
     spec = make_spec("classification", algorithm, hyperparams=hyperparams)
     e = _error(spec, float_columns(X), Column("y", "float", list(y)))
-    assert e.sqlstate == "22023" and algorithm in e.message
+    assert e.sqlstate == "22023" and f"\"{next(iter(hyperparams))}\"" in e.message
     assert e.detail and e.detail.endswith(".")
 
 

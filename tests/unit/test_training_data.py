@@ -225,7 +225,7 @@ def test_bad_value_inside_search(data):
     spec = make_spec("classification", "random_forest", search="grid",
                      search_params={"max_depth": [-1]})
     e = _error(spec, features, target)
-    assert e.sqlstate == "22023" and "max_depth" in e.detail
+    assert e.sqlstate == "22023" and "max_depth" in e.message and e.detail.endswith(".")
 
 
 def test_metrics_and_versions_are_json(data):

@@ -22,8 +22,8 @@ from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
 
 _loaded: dict[int, Model] = {}
-# project name, or model id -> (statement stamp, model id)
-_current: dict[object, tuple[float, int]] = {}
+# project name, or model id -> (statement stamp, model id, the model's row fast path)
+_current: dict[object, tuple] = {}
 
 
 def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
@@ -46,7 +46,7 @@ def load(project: str, model_id: int, stamp: float, record: dict) -> bool:
     model = _loaded.get(record["id"])
     if model is None or model.sha256 != bytes(record["artifact_sha256"]):
         model = _load(record)
-    _current[model_id or project] = (stamp, model.id)
+    _current[model_id or project] = (stamp, model.id, model.row)
     return True
 
 

@@ -180,38 +180,86 @@ def verify(model_id: int, artifact: bytes, sha256: bytes) -> None:
 
 def fast_row_predict(model: Model, checked_row):
     """predict() for one numeric array on a one-input ONNX model: the hot path of row-wise
-    scoring, in as few Python steps as a row needs. Anything unusual (a NULL, NaN or
-    Infinity, a wrong length) goes to checked_row, which makes the array or raises the
-    right error."""
+    scoring, in as few Python steps as a row needs. The row is written into one float32
+    buffer that onnxruntime reads in place, and the answer into one it writes in place
+    (an I/O binding), so a row allocates nothing. Anything unusual (a NULL, NaN or
+    Infinity, a wrong length, a nested list) goes to checked_row, which makes the array or
+    raises the right error."""
     engine = model.engine
     if not isinstance(engine, OnnxEngine) or engine.single_input is None:
         return None
-    if model.task == "classification" and engine.label_output is None:
+    output = engine.value_output if model.task != "classification" else engine.label_output
+    if output is None:
         return None
-    n, name, run = model.n_features, engine.single_input, engine.run
+    n = model.n_features
+    call = _bound_call(engine, output, n) or _plain_call(engine, output)
+    answers = None
+    if model.task == "classification":
+        # the answer for each class index: the label itself when numeric, else the index
+        answers = [float(v) if isinstance(v, (int, float)) else float(i) for i, v in enumerate(model.labels or [])]
 
-    def matrix(values: list) -> np.ndarray:
+    def row(values: list) -> float:
         if len(values) == n and None not in values:
             try:
                 total = sum(values)
             except TypeError:  # a nested list: a multi-dimensional array
-                return checked_row(model, values)
+                return call(checked_row(model, values), answers)
             # NaN or Infinity anywhere makes total - total NaN: a cheap test
             if total - total == 0 and -FLOAT32_MAX <= min(values) and max(values) <= FLOAT32_MAX:
-                return np.array([values], dtype=np.float32)
-        return checked_row(model, values)
-
-    if model.task != "classification":
-        outputs = [engine.value_output]
-        return lambda values: float(run(outputs, {name: matrix(values)})[0].flat[0])
-    outputs = [engine.label_output]
-    # the answer for each class index: the label itself when numeric, else the index
-    answers = [float(v) if isinstance(v, (int, float)) else float(i) for i, v in enumerate(model.labels or [])]
-
-    def row(values: list) -> float:
-        i = int(run(outputs, {name: matrix(values)})[0][0])
-        return answers[i] if 0 <= i < len(answers) else float(i)
+                return call(values, answers)
+        return call(checked_row(model, values), answers)
     return row
+
+
+def _answer(raw, answers) -> float:
+    if answers is None:
+        return float(raw)
+    i = int(raw)
+    return answers[i] if 0 <= i < len(answers) else float(i)
+
+
+def _plain_call(engine: OnnxEngine, output: str):
+    run, name, outputs = engine.run, engine.single_input, [output]
+
+    def call(values, answers):
+        X = values if isinstance(values, np.ndarray) else np.array([values], dtype=np.float32)
+        return _answer(run(outputs, {name: X})[0].flat[0], answers)
+    return call
+
+
+def _bound_call(engine: OnnxEngine, output: str, n: int):
+    """The I/O-bound form of one row's run, or None when the graph's output cannot be
+    preallocated (an unknown shape or type) or the binding gives another answer than a
+    plain run on a probe row."""
+    import onnxruntime as ort
+
+    info = next(o for o in engine.session.get_outputs() if o.name == output)
+    dtype = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(double)": np.float64}.get(info.type)
+    if dtype is None or info.shape is None or not 1 <= len(info.shape) <= 2 or \
+            any(isinstance(d, int) and d != 1 for d in info.shape[1:]):
+        return None
+    inbuf = np.zeros((1, n), dtype=np.float32)
+    outbuf = np.zeros([1] * len(info.shape), dtype=dtype)
+    try:
+        io = engine.session.io_binding()
+        io.bind_ortvalue_input(engine.single_input, ort.OrtValue.ortvalue_from_numpy(inbuf))
+        io.bind_ortvalue_output(output, ort.OrtValue.ortvalue_from_numpy(outbuf))
+        binding, sess, options = io._iobinding, engine.session._sess, ort.RunOptions()
+        probe = np.arange(n, dtype=np.float32).reshape(1, n) / max(n, 1)
+        inbuf[0] = probe[0]
+        sess.run_with_iobinding(binding, options)
+        expected = engine.run([output], {engine.single_input: probe})[0]
+        if not np.array_equal(np.asarray(expected).reshape(-1), outbuf.reshape(-1)):
+            return None
+    except Exception:  # noqa: BLE001 - a private API or a graph that will not bind: the plain run
+        return None
+    flat = outbuf.reshape(-1)
+
+    def call(values, answers):
+        inbuf[0] = values if not isinstance(values, np.ndarray) else values[0]
+        sess.run_with_iobinding(binding, options)
+        return _answer(flat[0], answers)
+    return call
 
 
 def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str):
