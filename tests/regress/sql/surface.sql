@@ -33,3 +33,12 @@ SELECT * FROM train('new_project', 'regression', 'pg_catalog.pg_class', 'no_such
 SELECT * FROM train('', 'regression', 'pg_class', 'relpages');
 SELECT count(*) AS projects FROM pgmodels.projects;
 SELECT * FROM pgmodels.overview;
+
+-- 0.2.0: project privileges and caller credentials
+SELECT grant_project('nothing_here', 'public', 'predict');
+SELECT grant_project('nothing_here', 'public', 'train');
+SELECT has_project_privilege('no_such_role', 'nothing_here', 'predict');
+SELECT pgmodels._verify_caller('1:forged');
+SELECT pgmodels._verify_caller(pgmodels._credential()) = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS own_credential;
+SELECT * FROM pgmodels._store_model('no token');
+SELECT count(*) FROM pgmodels.project_privileges;
