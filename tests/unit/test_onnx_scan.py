@@ -48,4 +48,11 @@ def test_external_data_anywhere_is_found():
 
 def test_garbage_is_malformed():
     with pytest.raises(Malformed):
-        external_tensor(b"\x0a\xff\xff\xff")
+        external_tensor(b"\x0a\xff\xff\xff location")
+
+
+def test_the_shortcut_never_hides_a_file_name():
+    """Without the word "location" no tensor can name a file; with it, the walk decides."""
+    w = helper.make_tensor("location", TensorProto.FLOAT, [2], [1.0, 2.0])  # the word, harmlessly
+    assert external_tensor(model([helper.make_node("Mul", ["X", "location"], ["Y"])], [w])) is False
+    assert b"location" in model([helper.make_node("Mul", ["X", "w"], ["Y"])], [external()])
