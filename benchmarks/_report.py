@@ -80,6 +80,10 @@ def ratios(results: dict) -> None:
     r["ratio"] = r["db"]["serial"]["per_row_us"] / raw
     r["ratio_server_time"] = r["db"]["serial"]["per_row_server_us"] / raw
     r["predictions_agree"] = r["db"]["serial"]["value"] == r["baseline"]["value"]
+    # the ratio of each alternated pair, and their spread
+    pairs = [d / b for d, b in zip(r["db"]["serial"].get("per_row_all_us", []), r["baseline"].get("per_row_all_us", []))]
+    r["ratio_per_pair"] = pairs
+    r["ratio_spread"] = [min(pairs), max(pairs)] if pairs else None
 
     b = results["batch"]
     forms = b["db"]["forms"]
@@ -113,6 +117,8 @@ def details(results: dict) -> str:
         f"row-wise, per row (server time): scan only {bd['scan_only']['per_row_server_us']:.2f} us, "
         f"PL/Python no-op call {bd['plpython_noop']['per_row_server_us']:.2f} us, "
         f"predict() {r['db']['serial']['per_row_server_us']:.2f} us, raw ort.run {r['baseline']['per_row_us']:.2f} us",
+        "row-wise, alternated pairs (db / raw): " + ", ".join(f"{x:.2f}" for x in r.get("ratio_per_pair", []))
+        + (f"; spread {r['ratio_spread'][0]:.2f}-{r['ratio_spread'][1]:.2f}" if r.get("ratio_spread") else ""),
         f"row-wise: measured with parallel query off; the default settings plan "
         f"{r['db']['workers_planned_by_default']} parallel worker(s) here",
         "batch forms (rows/s, ratio): " + ", ".join(
