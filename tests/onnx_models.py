@@ -48,3 +48,27 @@ def scalar_output(n_features: int = 2) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def allocates_from_input() -> bytes:
+    """A 'regression' whose first feature, cast to an integer, is the length of a tensor it
+    allocates: harmless for the zeros an import probe feeds, huge for a large input."""
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["X", "zero", "one", "one"], ["first"]),       # X[:, 0:1]
+         helper.make_node("ReduceMax", ["first"], ["m"], keepdims=0),
+         helper.make_node("Cast", ["m"], ["n"], to=TensorProto.INT64),
+         helper.make_node("Reshape", ["n", "shape1"], ["dims"]),
+         helper.make_node("ConstantOfShape", ["dims"], ["big"]),
+         helper.make_node("ReduceSum", ["big"], ["s"], keepdims=1),
+         helper.make_node("Mul", ["first", "zero_f"], ["z"]),
+         helper.make_node("Add", ["z", "s"], ["value"])],
+        "allocates",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("value", TensorProto.FLOAT, [None, 1])],
+        initializer=[helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+                     helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("shape1", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()

@@ -187,3 +187,20 @@ def test_predict_proba_needs_a_classifier(conn, name):
     err = sql_error(conn, "SELECT predict_proba(%s, ARRAY[1, 2])", [name])
     assert err.sqlstate == "0A000"
     assert conn.execute("SELECT predict(%s, ARRAY[1, 2])", [name]).fetchone()[0] == 3.0
+
+
+def test_a_graph_that_cannot_get_its_memory_is_out_of_memory_not_internal(conn, name):
+    """ConstantOfShape of 2^40 floats (4 TiB): onnxruntime's allocation fails, which is
+    53200, not XX000. Only where the kernel refuses such an allocation outright (heuristic
+    or strict overcommit), so the test cannot make the kernel kill a backend instead."""
+    from pathlib import Path
+
+    from onnx_models import allocates_from_input
+
+    if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1":
+        pytest.skip("overcommit_memory = 1 would let the allocation through")
+    conn.execute("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, allocates_from_input()])
+    assert conn.execute("SELECT predict(%s, ARRAY[3, 1])", [name]).fetchone() == (0.0,)
+    err = sql_error(conn, "SELECT predict(%s, ARRAY[1099511627776, 1])", [name])
+    assert err.sqlstate == "53200" and err.diag.message_primary == "out of memory in pgmodels"
+    assert conn.execute("SELECT 1").fetchone() == (1,)

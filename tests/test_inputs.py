@@ -128,7 +128,7 @@ def test_fuzzed_input_never_ends_in_an_internal_error(conn, name):
     json_values = ["1", "1e400", "-1e400", "\"x\"", "null", "[]", "{}", "true", "[1, 2]", "1e38", "\"NaN\""]
     keys = ["tenure", "monthly", "calls", "paperless", "contract", "a", "b", "f1", "x"]
     seen = set()
-    for _ in range(1500):
+    for _ in range(3000):
         project = rng.choice([name, name + "_r"])
         fn = rng.choice(["predict", "predict_proba", "predict_label"])
         kind = rng.randrange(5)

@@ -67,9 +67,10 @@ def udf(fn=None, *, empty=None, hot=False):
 
 def _unexpected(name: str, e: Exception) -> tuple:
     """An exception no pgmodels code raised on purpose, as (message, detail, hint, sqlstate).
-    onnxruntime's come from running a model on its input: not pgmodels' bugs."""
+    onnxruntime's (its own classes, or a RuntimeError naming it) come from running a model
+    on its input: not pgmodels' bugs."""
     text = str(e)
-    if type(e).__module__.startswith("onnxruntime"):
+    if type(e).__module__.startswith("onnxruntime") or "onnxruntime" in text or "Non-zero status code" in text:
         if "alloc" in text.lower():
             return ("out of memory in pgmodels", "The model needed more memory than it could get: " + text[:300],
                     None, "53200")
