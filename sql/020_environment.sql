@@ -14,17 +14,21 @@
 -- Python side records the error as pending and returns NULL, and the SQL side raises it
 -- with RAISE ... USING (pgmodels._raise_pending), in PostgreSQL's own style.
 
--- A pending error belongs to the statement that recorded it: every pgmodels function
--- drops a stale one when it starts (see pgmodels/_plpy.py), so none leaks into a later
--- statement or another role's.
-CREATE OR REPLACE FUNCTION pgmodels._pending_error(OUT message text, OUT detail text, OUT hint text, OUT sqlstate text)
+-- A pending error belongs to the statement that recorded it: the Python side tags it with
+-- the statement's stamp (pgmodels._stamp()), this hands it only to a caller of the same
+-- statement and drops any other, and every pgmodels function drops a stale one when it
+-- starts (see pgmodels/_plpy.py). So none surfaces in a later statement or another role's,
+-- even in a pooled backend. (Errors recorded in a parallel worker are untagged: no other
+-- session shares a worker.)
+CREATE OR REPLACE FUNCTION pgmodels._pending_error(stamp double precision, OUT message text, OUT detail text,
+                                                   OUT hint text, OUT sqlstate text)
 RETURNS SETOF record
 LANGUAGE plpython3u PARALLEL SAFE
 AS $$
 pending = GD.pop('pgmodels.pending', None)
-return [pending] if pending else []
+return [pending[:4]] if pending and (len(pending) < 5 or pending[4] is None or pending[4] == stamp) else []
 $$;
-COMMENT ON FUNCTION pgmodels._pending_error() IS 'internal: takes the error the Python side recorded, if any';
+COMMENT ON FUNCTION pgmodels._pending_error(double precision) IS 'internal: takes the error the Python side recorded in this statement, if any';
 
 -- Raises the pending error, or returns NULL when there is none. The argument only fixes
 -- the result type, so that coalesce(core(...), pgmodels._raise_pending(NULL::real))
@@ -35,7 +39,7 @@ AS $$
 DECLARE
     e record;
 BEGIN
-    SELECT * INTO e FROM pgmodels._pending_error();
+    SELECT * INTO e FROM pgmodels._pending_error(pgmodels._stamp());
     IF e.message IS NULL THEN
         RETURN NULL;
     ELSIF e.detail IS NOT NULL AND e.hint IS NOT NULL THEN

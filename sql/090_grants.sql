@@ -33,8 +33,8 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._predict_batch(text, bigint, bytea, double precision, boolean),
     -- the gate: it checks the caller's credential and privilege itself (the master switch)
     pgmodels._lookup(text, bigint, text),
-    -- error reporting: each session reads only its own pending error
-    pgmodels._pending_error(),
+    -- error reporting: each statement reads only its own pending error
+    pgmodels._pending_error(double precision),
     pgmodels._raise_pending(anyelement),
     -- who is asking: a credential only for current_user and this statement
     pgmodels._stamp(),

@@ -156,3 +156,12 @@ def test_fuzzed_input_never_ends_in_an_internal_error(conn, name):
             seen.add(e.sqlstate)
     assert conn.execute("SELECT 1").fetchone() == (1,)
     assert {"ok", "22023"} <= seen
+
+
+def test_a_pending_error_is_only_for_its_own_statement(conn, make_role, name):
+    """A statement that records an error and then fails some other way leaves it behind:
+    the next statement, or the next role on a pooled backend, never gets it."""
+    rolname, c = make_role(name + "_r")
+    c.execute("SELECT pgmodels._predict('secret-project', 0, ARRAY[42]::float8[], 0, true)")  # records, raises nothing
+    assert c.execute("SELECT * FROM pgmodels._pending_error(pgmodels._stamp())").fetchall() == []
+    assert c.execute("SELECT pgmodels._raise_pending(NULL::integer)").fetchone() == (None,)

@@ -11,6 +11,7 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_lookup_acl',
 
 -- Functions whose signature or result changed, and the record type the old cores took.
 DROP FUNCTION pgmodels._activate(text, text);
+DROP FUNCTION pgmodels._pending_error();
 DROP FUNCTION pgmodels._project_info(text);
 DROP FUNCTION pgmodels._store_model(text, text, text, text, bytea, jsonb, jsonb, jsonb, text[], text[], jsonb, jsonb,
                                     jsonb, jsonb, text);

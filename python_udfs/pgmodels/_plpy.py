@@ -31,14 +31,34 @@ PENDING = "pgmodels.pending"
 
 
 def set_pending(message: str, detail: str | None = None, hint: str | None = None,
-                sqlstate: str = INTERNAL_ERROR) -> None:
-    __main__.GD[PENDING] = (message, detail, hint, sqlstate)
+                sqlstate: str = INTERNAL_ERROR, stamp: float | None = None) -> None:
+    """Record an error for the SQL side to raise, tagged with the statement's stamp
+    (pgmodels._stamp()): pgmodels._pending_error hands it only to the same statement."""
+    __main__.GD[PENDING] = (message, detail, hint, sqlstate, stamp)
 
 
-def udf(fn=None, *, empty=None, hot=False):
-    """Wrap the Python side of a SQL function; ``empty`` is what it returns on error."""
+def _statement_stamp() -> float | None:
+    """This statement's stamp, asked of the server (not possible in a parallel worker,
+    which no other session shares anyway)."""
+    try:
+        return query("SELECT pgmodels._stamp() AS s")[0]["s"]
+    except Exception:  # noqa: BLE001 - a parallel worker: untagged
+        return None
+
+
+def udf(fn=None, *, empty=None, hot=False, stamp_arg=None):
+    """Wrap the Python side of a SQL function; ``empty`` is what it returns on error.
+    ``hot``: a per-row serving core, whose stamp is its fourth argument; ``stamp_arg``:
+    the position of the statement's stamp among the arguments, where there is one."""
     if fn is None:
-        return functools.partial(udf, empty=empty, hot=hot)
+        return functools.partial(udf, empty=empty, hot=hot, stamp_arg=stamp_arg)
+    if hot:
+        stamp_arg = 3
+
+    def stamp_of(args):
+        if stamp_arg is not None and len(args) > stamp_arg:
+            return args[stamp_arg]
+        return _statement_stamp()
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -50,16 +70,16 @@ def udf(fn=None, *, empty=None, hot=False):
                 __main__.GD.pop(PENDING, None)
             return result
         except PgmodelsError as e:
-            set_pending(e.message, e.detail, e.hint, e.sqlstate)
+            set_pending(e.message, e.detail, e.hint, e.sqlstate, stamp_of(args))
         except plpy.SPIError as e:
             # spidata: (sqlstate code, detail, hint, query, position, ...)
             spidata = getattr(e, "spidata", None) or (None, None, None)
             set_pending(e.args[0] if e.args else str(e), spidata[1], spidata[2],
-                        getattr(e, "sqlstate", None) or INTERNAL_ERROR)
+                        getattr(e, "sqlstate", None) or INTERNAL_ERROR, stamp_of(args))
         except MemoryError:
-            set_pending("out of memory in pgmodels", sqlstate="53200")
+            set_pending("out of memory in pgmodels", sqlstate="53200", stamp=stamp_of(args))
         except Exception as e:  # noqa: BLE001 - the edge: nothing unexpected escapes raw
-            set_pending(*_unexpected(fn.__name__, e))
+            set_pending(*_unexpected(fn.__name__, e), stamp=stamp_of(args))
         return empty
 
     return wrapper

@@ -42,6 +42,6 @@ def install_extension(conn, venv: Path | None) -> str:
         conn.execute("ALTER EXTENSION pgmodels UPDATE")
     problem = conn.execute("SELECT pgmodels._activate()").fetchone()[0]
     if problem:
-        message, detail, hint, sqlstate = conn.execute("SELECT * FROM pgmodels._pending_error()").fetchone()
+        message, detail, hint, sqlstate = conn.execute("SELECT * FROM pgmodels._pending_error(pgmodels._stamp())").fetchone()
         raise PgmodelsError(message, detail=detail, hint=hint, sqlstate=sqlstate)
     return conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgmodels'").fetchone()[0]

@@ -40,7 +40,7 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
                         sqlstate=OBJECT_NOT_IN_PREREQUISITE_STATE)
 
 
-@udf
+@udf(stamp_arg=2)
 def load(project: str, model_id: int, stamp: float, record: dict) -> bool:
     """pgmodels._load: make a catalog model the one this statement serves."""
     model = _loaded.get(record["id"])
