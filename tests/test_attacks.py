@@ -81,6 +81,21 @@ def test_a_model_with_external_data_is_refused_and_never_read(conn, mallory, nam
     assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone()[0] == 0
 
 
+def test_external_data_in_a_function_default_and_loops_are_refused(conn, mallory, name):
+    """The hostile review's bypass of the first check (a function's default attribute), and
+    a Loop whose trip count the input sets (a model statement_timeout could not stop)."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "unit"))
+    from test_onnx_scan import function_default_model, loop_model
+
+    rolname, c = mallory
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {IMPORT} TO {rolname}")
+    for artifact, message in ((function_default_model(), "external data"), (loop_model(), "Loop operators")):
+        err = sql_error(c, "SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, artifact])
+        assert err.sqlstate == "0A000" and message in err.diag.message_primary, err.diag.message_primary
+
+
 # 2. Running code as the server's OS user through the environment setting.
 
 @pytest.fixture

@@ -56,3 +56,45 @@ def test_the_shortcut_never_hides_a_file_name():
     w = helper.make_tensor("location", TensorProto.FLOAT, [2], [1.0, 2.0])  # the word, harmlessly
     assert external_tensor(model([helper.make_node("Mul", ["X", "location"], ["Y"])], [w])) is False
     assert b"location" in model([helper.make_node("Mul", ["X", "w"], ["Y"])], [external()])
+
+
+def function_default_model() -> bytes:
+    """The review's bypass: an external tensor as a function's default attribute value."""
+    from onnx import AttributeProto
+
+    ref = helper.make_node("Constant", [], ["y"])
+    ref.attribute.append(AttributeProto(name="value", ref_attr_name="v", type=AttributeProto.TENSOR))
+    default = AttributeProto(name="v", type=AttributeProto.TENSOR, t=external("v"))
+    fn = helper.make_function("local", "Leak", [], ["y"], [ref], [helper.make_opsetid("", 17)],
+                              attribute_protos=[default])
+    return model([helper.make_node("Leak", [], ["Y"], domain="local")], functions=[fn])
+
+
+def loop_model() -> bytes:
+    body = helper.make_graph([helper.make_node("Identity", ["c"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])])
+    return model([helper.make_node("Loop", ["n", ""], [], body=body)])
+
+
+def test_a_function_default_attribute_and_a_loop_are_found():
+    from pgmodels.serving.onnx_scan import problems
+
+    assert problems(function_default_model()) == (True, None)
+    assert problems(loop_model()) == (False, "Loop")
+
+
+def test_models_load_where_no_file_can_be_found(tmp_path, monkeypatch):
+    """Should the scan miss an external tensor, onnxruntime looks for it in an empty
+    private directory, not in the backend's working directory (the data directory)."""
+    import onnxruntime as ort
+
+    from pgmodels.serving.runtime import _session
+
+    (tmp_path / "pg_hba.conf").write_bytes(b"secret!!")
+    monkeypatch.chdir(tmp_path)
+    leak = model([helper.make_node("Mul", ["X", "w"], ["Y"])], [external()])
+    with pytest.raises(Exception) as info:
+        _session(leak, ort.SessionOptions())
+    assert "secret" not in str(info.value)

@@ -1,17 +1,23 @@
-"""Does an ONNX model keep any tensor outside itself? Read from the protobuf wire format.
+"""What an ONNX model may not hold, read from the protobuf wire format: tensors kept
+outside the model (external data, which onnxruntime would read from the server's files)
+and Loop operators (whose trip count can come from the input, and a running model cannot
+be cancelled).
 
 Serving must not import the onnx package (it costs a new backend ~50 ms); onnxruntime
-alone cannot be told to refuse external data. So this walks the few ONNX messages that
-can hold tensors, straight from the bytes, skipping everything else (raw tensor data
-included) without copying it. Field numbers are those of onnx.proto3.
+alone cannot be told to refuse external data. So this walks every ONNX message that can
+hold a tensor, a node or a graph, straight from the bytes, skipping everything else (raw
+tensor data included) without copying it. Field numbers are those of onnx.proto3.
+(pgmodels also loads every model from a file in an empty private directory, so a tensor
+this walk missed would find no file to read.)
 """
 
 from __future__ import annotations
 
 # message -> {field number: message type of that (length-delimited) field}
 _SCHEMA = {
-    "model": {7: "graph", 25: "function"},
-    "function": {7: "node"},
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},           # TrainingInfoProto: initialization, algorithm
+    "function": {7: "node", 11: "attribute"},       # nodes, and default attribute values
     "graph": {1: "node", 5: "tensor", 15: "sparse"},
     "node": {5: "attribute"},
     "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
@@ -20,6 +26,8 @@ _SCHEMA = {
 }
 _TENSOR_EXTERNAL_DATA = 13   # repeated StringStringEntryProto external_data
 _TENSOR_DATA_LOCATION = 14   # enum DataLocation { DEFAULT = 0; EXTERNAL = 1; }
+_NODE_OP_TYPE = 4
+REFUSED_OPS = (b"Loop",)
 
 
 class Malformed(ValueError):
@@ -61,16 +69,19 @@ def _fields(data: memoryview):
         yield number, wire, value
 
 
-def external_tensor(artifact: bytes) -> bool:
-    """True when some tensor of the model (in any graph, subgraph or function) is stored
-    as external data. Raises Malformed for bytes that are not a protobuf message.
+def problems(artifact: bytes) -> tuple[bool, str | None]:
+    """(some tensor is external data, the first refused operator or None), in any graph,
+    subgraph, function or training graph. Raises Malformed for bytes that are not a
+    protobuf message.
 
     External data names its file under the key "location", and protobuf stores strings
-    as they are: bytes without that word hold no file name onnxruntime could open, and
-    are answered by one substring search instead of a walk (a tree ensemble's attributes
-    are hundreds of thousands of unpacked fields, a walk of tens of milliseconds)."""
-    if b"location" not in artifact:
-        return False  # garbage, if it is, is onnxruntime's to refuse
+    as they are: bytes without that word (or without a refused operator's name) hold
+    nothing this looks for, and are answered by a substring search instead of a walk (a
+    tree ensemble's attributes are hundreds of thousands of unpacked fields, a walk of
+    tens of milliseconds)."""
+    if b"location" not in artifact and not any(op in artifact for op in REFUSED_OPS):
+        return False, None  # garbage, if it is, is onnxruntime's to refuse
+    external, refused = False, None
     stack = [("model", memoryview(artifact))]
     while stack:
         kind, data = stack.pop()
@@ -78,7 +89,14 @@ def external_tensor(artifact: bytes) -> bool:
         for number, wire, value in _fields(data):
             if kind == "tensor":
                 if (number == _TENSOR_DATA_LOCATION and wire == 0 and value == 1) or number == _TENSOR_EXTERNAL_DATA:
-                    return True
+                    external = True
+            elif kind == "node" and number == _NODE_OP_TYPE and wire == 2 and bytes(value) in REFUSED_OPS:
+                refused = refused or bytes(value).decode()
             elif wire == 2 and number in children:
                 stack.append((children[number], value))
-    return False
+    return external, refused
+
+
+def external_tensor(artifact: bytes) -> bool:
+    """True when some tensor of the model is stored as external data."""
+    return problems(artifact)[0]

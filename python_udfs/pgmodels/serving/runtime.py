@@ -52,15 +52,18 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_self_contained(artifact: bytes) -> None:
-    """Refuse an ONNX model that would make onnxruntime read anything but its own bytes.
+    """Refuse an ONNX model that would make onnxruntime read anything but its own bytes,
+    or run a loop the input can make endless.
 
-    An initializer (or a constant, in any subgraph or function) stored as external data
-    names a file that onnxruntime opens relative to the server's data directory; that
-    would let whoever stores a model read the server's files. No such model is loaded."""
-    from .onnx_scan import Malformed, external_tensor
+    A tensor stored as external data (an initializer, a constant, a function's default
+    attribute, in any subgraph) names a file that onnxruntime opens relative to the
+    server's data directory; that would let whoever stores a model read the server's
+    files. A Loop's trip count can come from the input, and onnxruntime's run cannot be
+    cancelled by statement_timeout. No such model is imported or loaded."""
+    from .onnx_scan import Malformed, problems
 
     try:
-        external = external_tensor(artifact)
+        external, refused = problems(artifact)
     except Malformed as e:
         raise PgmodelsError("the model artifact is not a valid ONNX model", detail=f"{e}.",
                             sqlstate=DATA_CORRUPTED) from None
@@ -70,6 +73,28 @@ def check_self_contained(artifact: bytes) -> None:
                             hint="Save the model with all tensors inside it "
                                  "(onnx.save_model(..., save_as_external_data=False)).",
                             sqlstate=FEATURE_NOT_SUPPORTED)
+    if refused:
+        raise PgmodelsError(f"ONNX models with {refused} operators are not accepted",
+                            detail="A loop's trip count can come from the input, and a running model cannot be "
+                                   "cancelled by statement_timeout or pg_cancel_backend.",
+                            sqlstate=FEATURE_NOT_SUPPORTED)
+
+
+def _session(artifact: bytes, options):
+    """An onnxruntime session on the artifact, loaded from a file in a new, empty, private
+    directory: onnxruntime resolves a model's external files relative to the model's
+    own directory (and to the backend's, the data directory, for a model given as bytes),
+    so there is nothing for one to find, should the check above ever miss one."""
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="pgmodels-model-") as home:
+        path = os.path.join(home, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(artifact)
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 class OnnxEngine:
@@ -86,7 +111,7 @@ class OnnxEngine:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+            self.session = _session(artifact, options)
         except Exception as e:  # onnxruntime raises its own exception types
             raise PgmodelsError("the model artifact is not a valid ONNX model", detail=str(e)[:500],
                                 sqlstate=DATA_CORRUPTED) from None
