@@ -84,11 +84,15 @@ COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text) IS 'internal: the
 
 -- Loads a model into the backend's cache as the one this statement serves for a project
 -- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
-CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision, model pgmodels.served_model)
+-- once: the caller is not the session's own role (a SECURITY DEFINER function is
+-- predicting): the model then serves only the call that loaded it, so that code the
+-- session runs as itself cannot use the definer's lookup to reach the model.
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
+                                          model pgmodels.served_model, once boolean)
 RETURNS boolean
 LANGUAGE plpython3u STABLE PARALLEL SAFE
-AS $$ from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model) $$;
-COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model) IS 'internal: loads a catalog model into the backend''s cache for this statement; called by _lookup only';
+AS $$ from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call); called by _lookup only';
 
 -- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
 -- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
@@ -107,7 +111,9 @@ BEGIN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     IF NOT coalesce(pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                   pgmodels._resolve(project_name, model_id, caller, 'predict')), false) THEN
+                                   pgmodels._resolve(project_name, model_id, caller, 'predict'),
+                                   caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
+                                       nullif(current_setting('role'), 'none'), session_user))), false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     RETURN true;

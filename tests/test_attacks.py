@@ -68,7 +68,7 @@ def test_a_model_with_external_data_is_refused_and_never_read(conn, mallory, nam
     # the serving cores take no model from the caller any more, and the loader is not PUBLIC's
     err = sql_error(c, "SELECT pgmodels._load('x', 0, 0, ROW(900001, 'x', 1, 'classification', 'onnx', %s, "
                        "sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], '[0]', NULL, "
-                       "NULL)::pgmodels.served_model)", [artifact, artifact])
+                       "NULL)::pgmodels.served_model, false)", [artifact, artifact])
     assert err.sqlstate == "42501"
     # a core called directly answers only from what _lookup loaded: here nothing
     assert c.execute("SELECT pgmodels._predict_proba('x', 0, ARRAY[1,2,3,4]::float8[], 0, true)").fetchone() == (None,)
@@ -169,7 +169,7 @@ def test_a_forged_model_cannot_poison_the_cache(conn, mallory, victim):
         for statement, args in [
             ("SELECT pgmodels._load(%s, 0, pgmodels._stamp(), ROW((SELECT max(model_id) FROM pgmodels.overview), %s, "
              "1, 'regression', 'onnx', %s, sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], "
-             "NULL, NULL, NULL)::pgmodels.served_model)", [victim, victim, forged, forged]),
+             "NULL, NULL, NULL)::pgmodels.served_model, false)", [victim, victim, forged, forged]),
             ("SELECT pgmodels._lookup(%s, 0, 'forged')", [victim]),
             ("SELECT pgmodels._lookup(%s, 0, pgmodels._credential())", [victim]),  # no predict privilege
         ]:
@@ -180,6 +180,35 @@ def test_a_forged_model_cannot_poison_the_cache(conn, mallory, victim):
     finally:
         conn.execute("RESET ROLE")
     assert conn.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [victim]).fetchone()[0] == expected
+
+
+def test_a_kept_stamp_serves_nothing_after_a_revoke(conn, mallory, victim):
+    """The review's bypass: a stamp from a statement that could predict, replayed into the
+    PUBLIC serving core after the grant is gone."""
+    rolname, c = mallory
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [victim, rolname])
+    stamp = c.execute("SELECT pgmodels._stamp() FROM (SELECT predict(%s, ARRAY[1, 2, 3, 4])) p", [victim]).fetchone()[0]
+    conn.execute("SELECT revoke_project(%s, %s)", [victim, rolname])
+    time.sleep(1.2)  # a registration serves one second
+    assert c.execute("SELECT pgmodels._predict(%s, 0, ARRAY[5,6,7,8]::float8[], %s, NULL)",
+                     [victim, stamp]).fetchone() == (None,)
+    assert sql_error(c, "SELECT predict(%s, ARRAY[5, 6, 7, 8])", [victim]).sqlstate == "42501"
+
+
+def test_a_definer_functions_lookup_serves_only_its_own_call(conn, mallory, victim, name):
+    """The review's second bypass: a SECURITY DEFINER function that predicts for its
+    caller; in the same statement the caller tries the core with features of its own."""
+    rolname, c = mallory
+    conn.execute(f"""CREATE FUNCTION {name}_score() RETURNS real LANGUAGE sql SECURITY DEFINER
+                     SET search_path = public, pg_catalog, pg_temp
+                     AS $$ SELECT predict('{victim}', ARRAY[1, 2, 3, 4]) $$""")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {name}_score() TO {rolname}")
+    row = c.execute(f"SELECT {name}_score(), {name}_score(), "
+                    "pgmodels._predict(%s, 0, ARRAY[9,9,9,9]::float8[], pgmodels._stamp(), NULL), "
+                    "pgmodels._predict(%s, 0, ARRAY[9,9,9,9]::float8[], pgmodels._stamp(), true)",
+                    [victim, victim]).fetchone()
+    assert row[0] in (0.0, 1.0) and row[1] == row[0]
+    assert row[2:] == (None, None)
 
 
 def test_a_credential_is_for_its_own_role_and_statement(conn, mallory, victim):
@@ -203,7 +232,7 @@ def test_a_credential_is_for_its_own_role_and_statement(conn, mallory, victim):
 def test_caller_bytes_never_reach_a_native_loader(conn, mallory, name):
     rolname, c = mallory
     conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN}, {IMPORT} TO {rolname}")
-    for function in ("pgmodels._load(text,bigint,double precision,pgmodels.served_model)",
+    for function in ("pgmodels._load(text,bigint,double precision,pgmodels.served_model,boolean)",
                      "pgmodels._take_staged(text)", "pgmodels._activate_core(text,text)",
                      "pgmodels._resolve(text,bigint,oid,text)"):
         assert c.execute("SELECT has_function_privilege(%s, 'EXECUTE')", [function]).fetchone() == (False,)

@@ -9,27 +9,43 @@ the caller's privilege, reads the catalog under the statement's snapshot and cal
 this statement; every later row is a dictionary lookup, no query.
 
 The cores never take a model from their caller: what they serve was put here by
-_lookup, from the catalog, with its sha256 checked.
+_lookup, from the catalog, with its sha256 checked. They are callable by PUBLIC (the
+inlined wrappers need that) with any stamp, so a registration is good for TTL seconds
+only: a long statement looks the model up again each second, and a stamp kept from an
+earlier statement is worth nothing once a grant is revoked. A lookup made for another
+role than the session's own (a SECURITY DEFINER function predicting) serves only the
+call that made it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from .._plpy import udf
 from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
 from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
 
+TTL = 1.0  # seconds a registration serves
+
 _loaded: dict[int, Model] = {}
-# project name, or model id -> (statement stamp, model id, the model's row fast path)
+# project name, or model id -> (statement stamp, model id, the model's row fast path, expiry)
 _current: dict[object, tuple] = {}
+# registrations for one call: project name, or model id -> (statement stamp, model id)
+_once: dict[object, tuple] = {}
+monotonic = time.monotonic
 
 
 def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
     """The model this statement serves, or None when the caller must run _lookup first."""
-    hit = _current.get(model_id or project)
-    if hit is not None and hit[0] == stamp:
+    key = model_id or project
+    if loaded is not None:
+        once = _once.pop(key, None)
+        if once is not None and once[0] == stamp:
+            return _loaded[once[1]]
+    hit = _current.get(key)
+    if hit is not None and hit[0] == stamp and hit[3] > monotonic():
         return _loaded[hit[1]]
     if loaded is None:
         return None
@@ -41,12 +57,17 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
 
 
 @udf(stamp_arg=2)
-def load(project: str, model_id: int, stamp: float, record: dict) -> bool:
-    """pgmodels._load: make a catalog model the one this statement serves."""
+def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False) -> bool:
+    """pgmodels._load: make a catalog model the one this statement (or this call) serves."""
     model = _loaded.get(record["id"])
     if model is None or model.sha256 != bytes(record["artifact_sha256"]):
         model = _load(record)
-    _current[model_id or project] = (stamp, model.id, model.row)
+    key = model_id or project
+    if once:
+        _current.pop(key, None)
+        _once[key] = (stamp, model.id)
+    else:
+        _current[key] = (stamp, model.id, model.row, monotonic() + TTL)
     return True
 
 

@@ -42,12 +42,13 @@ def _label_value(model: Model, index: int) -> float:
     return float(index)
 
 
-def predict(project: str, model_id: int, features, stamp: float, loaded, _current=cache._current) -> float:
+def predict(project: str, model_id: int, features, stamp: float, loaded, _current=cache._current,
+            _now=cache.monotonic) -> float:
     """The row-wise hot path: a model this statement already loaded, a list of numbers.
     Anything else, and any problem with the row, goes to the checked path below, which
     raises the right error (so the fast path needs no error handling of its own)."""
     hit = _current.get(model_id or project)
-    if hit is not None and hit[0] == stamp and hit[2] is not None and features.__class__ is list:
+    if hit is not None and hit[0] == stamp and hit[2] is not None and features.__class__ is list and hit[3] > _now():
         try:
             return hit[2](features)
         except Exception:  # noqa: BLE001 - the checked path raises it properly
