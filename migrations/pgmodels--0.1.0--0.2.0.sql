@@ -286,7 +286,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user $$;
 COMMENT ON FUNCTION pgmodels._me() IS 'internal: the oid of current_user';
 
-CREATE OR REPLACE VIEW pgmodels._caller AS
+CREATE OR REPLACE VIEW pgmodels._caller WITH (security_barrier) AS
 SELECT r.oid::text || ':' || pg_catalog.encode(pg_catalog.sha256(
            s.key || pg_catalog.int8send(r.oid::bigint) || pg_catalog.float8send(pgmodels._stamp()) || s.key), 'hex')
        AS credential
@@ -375,7 +375,7 @@ DECLARE
     grantee_oid oid;
     privs text[];
 BEGIN
-    IF lower(role_name) = 'public' THEN
+    IF role_name = 'public' THEN  -- as GRANT spells PUBLIC; a role named "Public" is itself
         grantee_oid := 0;
     ELSE
         SELECT r.oid INTO grantee_oid FROM pg_roles r WHERE r.rolname = role_name;
@@ -429,7 +429,7 @@ RETURNS void LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._grant_project($1, $2, $3, false, pgmodels._credential()) $$;
 COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export or all); for the project''s owner';
 
-CREATE OR REPLACE VIEW pgmodels.project_privileges AS
+CREATE OR REPLACE VIEW pgmodels.project_privileges WITH (security_barrier) AS
 SELECT p.name AS project, p.owner::text AS owner,
        CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
        g.privilege, g.granted_by, g.granted_at
@@ -724,8 +724,9 @@ COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text,
 -- type (a table's row) and a jsonb object are matched by name, an array column of a
 -- model trained on one by its name; an anonymous row, ROW(a, b, c), whose columns
 -- PostgreSQL names f1, f2, ... in order, is positional, like an array (the wrapper hands
--- a record over as its to_json text, which keeps the column order, in a one-element
--- jsonb array; a record with other column names, a subquery's row, is matched by name).
+-- a record over as its to_json text, which keeps the column order, in a jsonb array
+-- marked 'pgmodels:record'; a record with other column names, a subquery's row, is
+-- matched by name).
 
 CREATE TYPE pgmodels.served_model AS (
     id bigint, project text, version integer, task text, runtime text, artifact bytea,
@@ -858,7 +859,7 @@ BEGIN
                 ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
                 ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
                 ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
-                               'THEN pg_catalog.jsonb_build_array(pg_catalog.to_json($2)::text) '
+                               'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
                                'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
             LOOP
                 EXECUTE format(
@@ -988,8 +989,9 @@ COMMENT ON FUNCTION @extschema@.export_onnx(text, bigint) IS 'returns the exact 
 -- sql/060_overview.sql
 -- What is there: one row per model version, of the projects the current role owns or was
 -- granted predict or export on (the view reads the catalog with its owner's rights and
--- filters by current_user).
-CREATE OR REPLACE VIEW pgmodels.overview AS
+-- filters by current_user; security_barrier, so that no condition of the caller's sees
+-- a row before that filter has).
+CREATE OR REPLACE VIEW pgmodels.overview WITH (security_barrier) AS
 SELECT p.name AS project,
        m.id AS model_id,
        m.version,

@@ -30,7 +30,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user $$;
 COMMENT ON FUNCTION pgmodels._me() IS 'internal: the oid of current_user';
 
-CREATE OR REPLACE VIEW pgmodels._caller AS
+CREATE OR REPLACE VIEW pgmodels._caller WITH (security_barrier) AS
 SELECT r.oid::text || ':' || pg_catalog.encode(pg_catalog.sha256(
            s.key || pg_catalog.int8send(r.oid::bigint) || pg_catalog.float8send(pgmodels._stamp()) || s.key), 'hex')
        AS credential
@@ -119,7 +119,7 @@ DECLARE
     grantee_oid oid;
     privs text[];
 BEGIN
-    IF lower(role_name) = 'public' THEN
+    IF role_name = 'public' THEN  -- as GRANT spells PUBLIC; a role named "Public" is itself
         grantee_oid := 0;
     ELSE
         SELECT r.oid INTO grantee_oid FROM pg_roles r WHERE r.rolname = role_name;
@@ -173,7 +173,7 @@ RETURNS void LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._grant_project($1, $2, $3, false, pgmodels._credential()) $$;
 COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export or all); for the project''s owner';
 
-CREATE OR REPLACE VIEW pgmodels.project_privileges AS
+CREATE OR REPLACE VIEW pgmodels.project_privileges WITH (security_barrier) AS
 SELECT p.name AS project, p.owner::text AS owner,
        CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::text END AS grantee,
        g.privilege, g.granted_by, g.granted_at

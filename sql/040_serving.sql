@@ -27,8 +27,9 @@
 -- type (a table's row) and a jsonb object are matched by name, an array column of a
 -- model trained on one by its name; an anonymous row, ROW(a, b, c), whose columns
 -- PostgreSQL names f1, f2, ... in order, is positional, like an array (the wrapper hands
--- a record over as its to_json text, which keeps the column order, in a one-element
--- jsonb array; a record with other column names, a subquery's row, is matched by name).
+-- a record over as its to_json text, which keeps the column order, in a jsonb array
+-- marked 'pgmodels:record'; a record with other column names, a subquery's row, is
+-- matched by name).
 
 CREATE TYPE pgmodels.served_model AS (
     id bigint, project text, version integer, task text, runtime text, artifact bytea,
@@ -161,7 +162,7 @@ BEGIN
                 ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
                 ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
                 ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
-                               'THEN pg_catalog.jsonb_build_array(pg_catalog.to_json($2)::text) '
+                               'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
                                'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
             LOOP
                 EXECUTE format(

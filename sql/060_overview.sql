@@ -1,7 +1,8 @@
 -- What is there: one row per model version, of the projects the current role owns or was
 -- granted predict or export on (the view reads the catalog with its owner's rights and
--- filters by current_user).
-CREATE OR REPLACE VIEW pgmodels.overview AS
+-- filters by current_user; security_barrier, so that no condition of the caller's sees
+-- a row before that filter has).
+CREATE OR REPLACE VIEW pgmodels.overview WITH (security_barrier) AS
 SELECT p.name AS project,
        m.id AS model_id,
        m.version,

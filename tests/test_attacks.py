@@ -378,3 +378,101 @@ def test_administrator_limits_cap_training(conn, mallory, admin_setting, connect
         assert "pgmodels." in err.diag.message_detail
     fresh.close()
     assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
+
+
+# Further findings of the hostile review of 0.2.0 itself.
+
+def test_leaky_conditions_see_no_row_the_views_hide(conn, mallory, victim):
+    rolname, c = mallory
+    conn.execute("SELECT grant_project(%s, 'postgres', 'predict')", [victim])  # a grant to leak
+    c.execute("""CREATE FUNCTION pg_temp.leak(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001
+                 AS $$ BEGIN RAISE NOTICE 'leaked %', $1; RETURN true; END $$""")
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    c.execute("SELECT * FROM pgmodels.overview WHERE pg_temp.leak(project || ' ' || metrics::text)").fetchall()
+    c.execute("SELECT * FROM pgmodels.project_privileges WHERE pg_temp.leak(project || ' ' || grantee)").fetchall()
+    assert not [n for n in notices if victim in n]
+    try:  # a cast error would show the row it failed on: only rows the role may see get there
+        c.execute("SELECT project FROM pgmodels.overview WHERE (project || ':' || metrics::text)::int = 1").fetchall()
+    except psycopg.Error as e:
+        assert victim not in str(e)
+
+
+def test_the_batch_core_refuses_bytes_that_are_no_real_array(conn, mallory, victim):
+    rolname, c = mallory
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [victim, rolname])
+    for data in ("\\x00", "\\x" + "0131" * 2, "\\x" + format(20000000, "08x") + "00000001000003bd",
+                 "\\xffffffff00000000000002bc"):
+        c.execute("SET statement_timeout = '5s'")
+        err = sql_error(c, "SELECT x FROM pgmodels._predict_batch(%s, 0, %s::bytea, pgmodels._stamp(), "
+                           "pgmodels._lookup(%s, 0, pgmodels._credential())) x "
+                           "UNION ALL SELECT pgmodels._raise_pending(NULL::real)", [victim, data, victim])
+        assert err.sqlstate == "22023" and len(str(err)) < 1000, str(err)[:200]
+
+
+def test_a_retrain_reads_the_relation_it_was_trained_on(conn, mallory, victim, name):
+    """A stored relation is schema-qualified: a temporary table of the same name, in the
+    session of whoever calls an owner's retraining function, cannot stand in for it."""
+    rolname, c = mallory
+    relation = conn.execute("SELECT last_train ->> 'relation_name' FROM pgmodels.projects WHERE name = %s",
+                            [victim]).fetchone()[0]
+    assert relation == f"public.{victim}"
+    conn.execute(f"""CREATE FUNCTION {name}_retrain() RETURNS integer LANGUAGE sql SECURITY DEFINER
+                     SET search_path = public, pg_catalog AS $$ SELECT version FROM train('{victim}') $$""")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {name}_retrain() TO {rolname}")
+    c.execute(f"CREATE TEMP TABLE {victim} AS SELECT 1::real a, 1::real b, 1::real c, 1::real d, 1 y "
+              "FROM generate_series(1, 50)")
+    version = c.execute(f"SELECT {name}_retrain()").fetchone()[0]
+    rows = conn.execute("SELECT (training ->> 'rows')::int, training ->> 'relation' FROM pgmodels.models m "
+                        "JOIN pgmodels.projects p ON p.id = m.project_id WHERE p.name = %s AND m.version = %s",
+                        [victim, version]).fetchone()
+    assert rows == (300, f"public.{victim}")
+
+
+def test_limits_count_every_tree_fit_and_iteration(conn, mallory, admin_setting, name):
+    rolname, c = mallory
+    from lifecycle_data import make_numeric
+
+    make_numeric(conn, name)
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"GRANT SELECT ON {name} TO {rolname}")
+    admin_setting("pgmodels.max_trees", "50")
+    admin_setting("pgmodels.max_search_fits", "20")
+    fresh = psycopg.connect(c.info.dsn + " password=pw", autocommit=True)
+    for args, message in [
+        ("algorithm => 'xgboost', hyperparams => '{\"n_estimators\": 2, \"num_parallel_tree\": 60}'",
+         "n_estimators x num_parallel_tree 120 exceeds the limit of 50"),
+        ("algorithm => 'ridge', search => 'grid', search_params => '{\"alpha\": [1, 2]}', search_args => '{\"cv\": 200}'",
+         "a search of 2 candidates x 200 folds exceeds the limit of 20"),
+    ]:
+        err = sql_error(fresh, f"SELECT * FROM train(%s, 'classification', %s, 'y', {args})", [name, name])
+        assert (err.sqlstate, err.diag.message_primary) == ("54000", message)
+    err = sql_error(fresh, "SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => 'bagging', "
+                           "hyperparams => '{\"n_jobs\": 3}')", [name, name])
+    assert (err.sqlstate, err.diag.message_primary) == ("22023", 'hyperparameter "n_jobs" is set by pgmodels')
+    fresh.close()
+
+
+def test_json_that_defeats_a_parser_is_a_clear_error(conn, mallory, victim):
+    rolname, c = mallory
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [victim, rolname])
+    for jsonb in ("[" * 3000 + "1" + "]" * 3000, '{"a": 1' + "0" * 5000 + ', "b": 1}', '["xx"]'):
+        err = sql_error(c, "SELECT predict(%s, %s::jsonb)", [victim, jsonb])
+        assert err.sqlstate in ("22023", "22P02", "54001"), (err.sqlstate, str(err)[:200])
+
+
+def test_a_role_named_public_is_not_public(conn, victim):
+    """grant_project(p, 'public') is PUBLIC, as GRANT spells it; a role named "Public" is that role."""
+    made = not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'Public'").fetchone()
+    if made:
+        conn.execute('CREATE ROLE "Public"')
+    try:
+        conn.execute("SELECT grant_project(%s, 'Public', 'predict')", [victim])
+        grantees = [r[0] for r in conn.execute("SELECT grantee FROM pgmodels.project_privileges WHERE project = %s",
+                                               [victim])]
+        assert grantees == ['"Public"']
+        assert conn.execute("SELECT has_project_privilege('Public', %s, 'predict')", [victim]).fetchone() == (True,)
+    finally:
+        conn.execute("SELECT revoke_project(%s, 'Public')", [victim])
+        if made:
+            conn.execute('DROP ROLE "Public"')

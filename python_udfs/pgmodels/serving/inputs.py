@@ -41,12 +41,19 @@ def flatten(values) -> list:
 
 
 def parse_json(text: str):
+    """jsonb features as Python values; every way JSON can defeat the parser is a clear error."""
     import json
 
     def big(token):  # JSON numbers past float64 are refused like any non-finite number
         raise PgmodelsError(f"feature value {token[:40]} is outside the single-precision range",
                             sqlstate=NUMERIC_VALUE_OUT_OF_RANGE)
-    return json.loads(text, parse_constant=big)
+    try:
+        return json.loads(text, parse_constant=big)
+    except RecursionError:
+        raise PgmodelsError("jsonb features are nested too deeply", sqlstate=INVALID_PARAMETER_VALUE) from None
+    except ValueError as e:  # an integer of thousands of digits, or not JSON at all
+        raise PgmodelsError("jsonb features could not be read", detail=str(e)[:200] + ".",
+                            sqlstate=INVALID_PARAMETER_VALUE) from None
 
 
 def positional(model: Model, values: list) -> dict:
@@ -71,6 +78,10 @@ def positional(model: Model, values: list) -> dict:
     if i != len(names):
         raise _wrong_count(model, i)
     return out
+
+
+# how the SQL wrapper marks a row of type record: [RECORD, its to_json text]
+RECORD = "pgmodels:record"
 
 
 def record(model: Model, values: dict) -> dict:
@@ -148,10 +159,24 @@ def row_array(model: Model, values: list) -> np.ndarray:
     return np.array(values, dtype=np.float32).reshape(1, -1)
 
 
+FLOAT4OID = 700
+MAXDIM = 6  # PostgreSQL's limit on an array's dimensions
+
+
 def array_dims(data: bytes) -> list[int]:
-    """The dimensions of an array from its array_send() bytes."""
+    """The dimensions of a real[] from its array_send() bytes, checked: the core that takes
+    them is callable by anyone, with any bytes."""
+    bad = PgmodelsError("features must be the array_send() bytes of a real[]", sqlstate=INVALID_PARAMETER_VALUE)
+    if len(data) < 12:
+        raise bad
     ndim = int.from_bytes(data[0:4], "big")
-    return [int.from_bytes(data[12 + 8 * i:16 + 8 * i], "big") for i in range(ndim)]
+    if not 0 <= ndim <= MAXDIM or len(data) < 12 + 8 * ndim or int.from_bytes(data[8:12], "big") != FLOAT4OID:
+        raise bad
+    dims = [int.from_bytes(data[12 + 8 * i:16 + 8 * i], "big") for i in range(ndim)]
+    count = int(np.prod(dims)) if dims else 0
+    if any(d > len(data) for d in dims) or len(data) < 12 + 8 * ndim + 4 * count:
+        raise bad
+    return dims
 
 
 def from_array_send(data: bytes) -> list | np.ndarray:
@@ -162,20 +187,28 @@ def from_array_send(data: bytes) -> list | np.ndarray:
     fixed stride and numpy reads them in place; with NULLs they are decoded one by one
     (None for NULL), for flat_array to impute or refuse.
     """
-    ndim, has_null = int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big")
+    dims = array_dims(data)
+    ndim, has_null = len(dims), int.from_bytes(data[4:8], "big")
     offset = 12 + 8 * ndim
+    count = int(np.prod(dims)) if dims else 0
     if not has_null:
+        if len(data) != offset + 8 * count:
+            raise PgmodelsError("features must be the array_send() bytes of a real[]", sqlstate=INVALID_PARAMETER_VALUE)
         fields = np.frombuffer(data, dtype=[("length", ">i4"), ("value", ">f4")], offset=offset)
         return fields["value"].astype(np.float32)
     values, view = [], memoryview(data)
-    while offset < len(data):
+    while offset < len(data) and len(values) < count:
         length = int.from_bytes(view[offset:offset + 4], "big", signed=True)
         offset += 4
         if length < 0:
             values.append(None)
+        elif length != 4 or offset + 4 > len(data):
+            raise PgmodelsError("features must be the array_send() bytes of a real[]", sqlstate=INVALID_PARAMETER_VALUE)
         else:
             values.append(float(np.frombuffer(view[offset:offset + 4], dtype=">f4")[0]))
             offset += length
+    if len(values) != count:
+        raise PgmodelsError("features must be the array_send() bytes of a real[]", sqlstate=INVALID_PARAMETER_VALUE)
     return values
 
 

@@ -21,8 +21,8 @@ def _feed(model: Model, features):
         return model.engine.feed(model, inputs.row_array(model, features), None)
     if isinstance(features, str):  # jsonb: an object, or an array (an anonymous row)
         features = inputs.parse_json(features)
-        if isinstance(features, list) and len(features) == 1 and isinstance(features[0], str):
-            features = inputs.record(model, inputs.parse_json(features[0]))  # a row of type record
+        if isinstance(features, list) and len(features) == 2 and features[0] == inputs.RECORD:
+            features = inputs.record(model, inputs.parse_json(features[1]))  # a row of type record
         elif isinstance(features, list):
             features = inputs.positional(model, features)
         elif not isinstance(features, dict):

@@ -151,8 +151,18 @@ def short(value) -> str:
     return text if len(text) <= 24 else f"{float(value):.6g}" if finite(value) else text[:20] + "..."
 
 
+# Set by pgmodels, not by hyperparams: training runs in one child process of the backend,
+# which must not start worker processes of its own.
+RESERVED = ("n_jobs", "nthread", "device", "verbose", "verbosity")
+
+
 def check_value(task: str, estimator, name: str, value) -> None:
     """Refuse, before fitting, a hyperparameter value that would give a broken model."""
+    if name in RESERVED and value not in (None, 0, 1, False):
+        raise PgmodelsError(f"hyperparameter {q(name)} is set by pgmodels",
+                            detail="Training runs in one child process of the backend, with the threads the "
+                                   "server allows; it starts no workers of its own.",
+                            hint=f"Leave {name} out.", sqlstate=INVALID_PARAMETER_VALUE)
     rule = _VALUE_RULES.get(name)
     if name == "gamma" and isinstance(value, str):  # SVMs take 'scale' / 'auto'
         return

@@ -7,7 +7,8 @@ through pgmodels._admin_setting, never from SET or ALTER ROLE/DATABASE.
 - pgmodels.max_training_rows: rows read from the training relation
 - pgmodels.max_trees: n_estimators of forests, boosting and bagging, HGB's max_iter
 - pgmodels.max_iterations: max_iter of the other iterative estimators
-- pgmodels.max_search_candidates: hyperparameter combinations a search fits
+- pgmodels.max_search_candidates: hyperparameter combinations a search tries
+- pgmodels.max_search_fits: the fits a search makes, candidates times cross-validation folds
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from .algorithms import finite, short
 
 PROGRAM_LIMIT_EXCEEDED = "54000"
 DEFAULTS = {"max_training_rows": 10_000_000, "max_trees": 5_000, "max_iterations": 100_000,
-            "max_search_candidates": 200}
+            "max_search_candidates": 200, "max_search_fits": 1_000}
 TREE_PARAMS = ("n_estimators",)
-ITERATION_PARAMS = ("max_iter",)
+ITERATION_PARAMS = ("max_iter", "max_iter_predict", "n_restarts_optimizer", "max_trials", "max_subpopulation")
 TREE_MAX_ITER = ("hist_gradient_boosting",)  # there max_iter is the number of trees
 
 
@@ -58,21 +59,44 @@ def _check_params(algorithm: str, params: dict, caps: dict, label: str) -> None:
                 raise _over(setting, f"{label}{name}", short(value), cap)
 
 
+def _trees(hyperparams: dict, search_params: dict) -> int | None:
+    """XGBoost grows n_estimators x num_parallel_tree trees: the largest such product."""
+    def values(name, default):
+        v = search_params.get(name, hyperparams.get(name, default))
+        return [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    if "num_parallel_tree" not in hyperparams and "num_parallel_tree" not in search_params:
+        return None
+    products = [a * b for a in values("n_estimators", 100) for b in values("num_parallel_tree", 1)]
+    return max(products) if products else None
+
+
 def check_spec(spec, caps: dict) -> None:
     """Refuse, before reading any data, a training that would pass a limit."""
     _check_params(spec.algorithm, spec.hyperparams or {}, caps, "")
     _check_params(spec.algorithm, spec.search_params or {}, caps, "search_params ")
+    trees = _trees(spec.hyperparams or {}, spec.search_params or {})
+    if trees is not None and (not finite(trees) or trees > caps["max_trees"]):
+        raise _over("max_trees", "n_estimators x num_parallel_tree", short(trees), caps["max_trees"])
     if spec.search == "random":
         n_iter = (spec.search_args or {}).get("n_iter", 10)
         if isinstance(n_iter, (int, float)) and not isinstance(n_iter, bool) and (
                 not finite(n_iter) or n_iter > caps["max_search_candidates"]):
             raise _over("max_search_candidates", "search_args n_iter", short(n_iter), caps["max_search_candidates"])
+    candidates = 0
     if spec.search == "grid":
         size = 1
         for values in (spec.search_params or {}).values():
             size *= len(values) if isinstance(values, list) else 1
         if size > caps["max_search_candidates"]:
             raise _over("max_search_candidates", "a grid of", f"{size} candidates", caps["max_search_candidates"])
+        candidates = size
+    elif spec.search == "random":
+        candidates = n_iter if isinstance(n_iter, int) else 10
+    cv = (spec.search_args or {}).get("cv", 3)
+    if spec.search and isinstance(cv, (int, float)) and not isinstance(cv, bool) and (
+            not finite(cv) or candidates * cv > caps["max_search_fits"]):
+        raise _over("max_search_fits", "a search of", f"{candidates} candidates x {short(cv)} folds",
+                    caps["max_search_fits"])
 
 
 def check_rows(n: int, cap: int, relation: str) -> None:

@@ -259,6 +259,10 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
                 "notes": trained.notes, "array_features": arrays}
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
+    # the relation as resolved now, schema-qualified: a later train(project) reads this
+    # relation, whatever the search_path of whoever calls it (a temporary table of the
+    # same name cannot stand in for it)
+    last["relation_name"] = rel.quoted
     stored = store_model(
         project_name=project_name, task=args["task"], algorithm=args["algorithm"], runtime=trained.runtime,
         artifact=trained.artifact, hyperparams=trained.hyperparams, metrics=trained.metrics,
