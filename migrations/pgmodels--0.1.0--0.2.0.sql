@@ -731,7 +731,7 @@ COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text,
 CREATE TYPE pgmodels.served_model AS (
     id bigint, project text, version integer, task text, runtime text, artifact bytea,
     artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[],
-    array_features jsonb);
+    array_features jsonb, imported boolean);
 COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a model version';
 
 -- The model a project serves (model_id 0) or a model by id, once the caller's privilege
@@ -773,7 +773,7 @@ BEGIN
     END IF;
     SELECT m.id, proj.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
-           m.training -> 'array_features'
+           m.training -> 'array_features', m.algorithm = 'onnx'
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END

@@ -68,7 +68,7 @@ def test_a_model_with_external_data_is_refused_and_never_read(conn, mallory, nam
     # the serving cores take no model from the caller any more, and the loader is not PUBLIC's
     err = sql_error(c, "SELECT pgmodels._load('x', 0, 0, ROW(900001, 'x', 1, 'classification', 'onnx', %s, "
                        "sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], '[0]', NULL, "
-                       "NULL)::pgmodels.served_model, false)", [artifact, artifact])
+                       "NULL, true)::pgmodels.served_model, false)", [artifact, artifact])
     assert err.sqlstate == "42501"
     # a core called directly answers only from what _lookup loaded: here nothing
     assert c.execute("SELECT pgmodels._predict_proba('x', 0, ARRAY[1,2,3,4]::float8[], 0, true)").fetchone() == (None,)
@@ -91,9 +91,15 @@ def test_external_data_in_a_function_default_and_loops_are_refused(conn, mallory
 
     rolname, c = mallory
     conn.execute(f"GRANT EXECUTE ON FUNCTION {IMPORT} TO {rolname}")
-    for artifact, message in ((function_default_model(), "external data"), (loop_model(), "Loop operators")):
+    from test_onnx_scan import overlong_tag_model, scan_model
+
+    for artifact, message in ((function_default_model(), "model-local functions"), (loop_model(), "Loop operators"),
+                              (scan_model(), "Scan operators")):
         err = sql_error(c, "SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, artifact])
         assert err.sqlstate == "0A000" and message in err.diag.message_primary, err.diag.message_primary
+    # a field tag written long, which protobuf reads but a naive walk would skip
+    err = sql_error(c, "SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, overlong_tag_model()])
+    assert err.sqlstate == "22023" and "not a valid ONNX model" in err.diag.message_primary
 
 
 # 2. Running code as the server's OS user through the environment setting.
@@ -169,7 +175,7 @@ def test_a_forged_model_cannot_poison_the_cache(conn, mallory, victim):
         for statement, args in [
             ("SELECT pgmodels._load(%s, 0, pgmodels._stamp(), ROW((SELECT max(model_id) FROM pgmodels.overview), %s, "
              "1, 'regression', 'onnx', %s, sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], "
-             "NULL, NULL, NULL)::pgmodels.served_model, false)", [victim, victim, forged, forged]),
+             "NULL, NULL, NULL, true)::pgmodels.served_model, false)", [victim, victim, forged, forged]),
             ("SELECT pgmodels._lookup(%s, 0, 'forged')", [victim]),
             ("SELECT pgmodels._lookup(%s, 0, pgmodels._credential())", [victim]),  # no predict privilege
         ]:
@@ -476,3 +482,63 @@ def test_a_role_named_public_is_not_public(conn, victim):
         conn.execute("SELECT revoke_project(%s, 'Public')", [victim])
         if made:
             conn.execute('DROP ROLE "Public"')
+
+
+# The re-check of the fixes.
+
+def test_a_temporary_relation_is_never_reused_by_name(conn, name):
+    conn.execute(f"CREATE TEMP TABLE {name}_tmp AS SELECT (i % 7)::real a, (i % 2) y FROM generate_series(1, 100) i")
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name + "_tmp"])
+    assert conn.execute("SELECT last_train ->> 'relation_name' FROM pgmodels.projects WHERE name = %s",
+                        [name]).fetchone() == (None,)
+    err = sql_error(conn, "SELECT * FROM train(%s)", [name])
+    assert err.sqlstate == "22023" and "relation_name is required" in err.diag.message_primary
+
+
+def test_limits_count_trees_per_class_and_typed_knobs(conn, admin_setting, name):
+    conn.execute(f"""CREATE TABLE {name} AS SELECT (i % 17)::real a, (i % 5)::real b, (i % 6) y
+                     FROM generate_series(1, 300) i""")
+    admin_setting("pgmodels.max_trees", "100")
+    c = psycopg.connect(conn.info.dsn + f" password={conn.info.password}", autocommit=True)
+    for args, sqlstate, message in [
+        ("algorithm => 'gradient_boosting_trees', hyperparams => '{\"n_estimators\": 20}'", "54000",
+         "20 trees for each of 6 classes: 120 exceeds the limit of 100"),
+        ("algorithm => 'xgboost', hyperparams => '{\"n_estimators\": 2, \"num_parallel_tree\": \"60\"}'", "22023",
+         'invalid value "60" for hyperparameter "num_parallel_tree"'),
+        ("algorithm => 'bagging', hyperparams => '{\"max_samples\": 1000000}'", "22023",
+         "max_samples 1000000 exceeds the 300 rows read"),
+    ]:
+        err = sql_error(c, f"SELECT * FROM train(%s, 'classification', %s, 'y', {args})", [name, name])
+        assert (err.sqlstate, err.diag.message_primary) == (sqlstate, message)
+    c.close()
+
+
+def test_the_last_internal_errors_are_clear_errors(conn, name):
+    from onnx_models import linear_classifier
+
+    conn.execute("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, scaled_sum(1.0)])
+    make_numeric(conn, name + "_t")
+    for statement, args in [
+        ("SELECT predict(%s, '[\"pgmodels:record\", 5]'::jsonb)", [name]),
+        ("SELECT predict(%s, '[\"pgmodels:record\", {\"a\": 1}]'::jsonb)", [name]),
+        ("SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => 'svm', hyperparams => ('{\"C\": ' || "
+         "repeat('9', 5000) || '}')::jsonb)", [name + "_x", name + "_t"]),
+        ("SELECT * FROM train(%s, 'classification', %s, 'y', hyperparams => (repeat('{\"a\": ', 2000) || '1' || "
+         "repeat('}', 2000))::jsonb)", [name + "_x", name + "_t"]),
+        ("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'classification', '[0, 1e400]')",
+         [name + "_c", linear_classifier()]),
+        ("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'classification', ('[' || repeat('9', 5000) || ', 1]')::jsonb)",
+         [name + "_c", linear_classifier()]),
+        ("SELECT * FROM import_onnx(%s, %s, ARRAY[['a', 'b']], 'regression')", [name + "_c", scaled_sum(1.0)]),
+    ]:
+        err = sql_error(conn, statement, args)
+        assert err.sqlstate in ("22023", "22P02", "54001", "42804"), (statement, err.sqlstate, str(err)[:300])
+
+
+def test_training_leaves_no_file_behind(conn, connect, name):
+    import glob
+
+    before = set(glob.glob("/tmp/pgmodels-train-*"))
+    make_numeric(conn, name)
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name])
+    assert set(glob.glob("/tmp/pgmodels-train-*")) == before

@@ -91,7 +91,7 @@ def _unexpected(name: str, e: Exception) -> tuple:
     on its input: not pgmodels' bugs."""
     text = str(e)
     if type(e).__module__.startswith("onnxruntime") or "onnxruntime" in text or "Non-zero status code" in text:
-        if "alloc" in text.lower():
+        if "failed to allocate" in text.lower():
             return ("out of memory in pgmodels", "The model needed more memory than it could get: " + text[:300],
                     None, "53200")
         return ("the model could not be evaluated on these features", text[:500],

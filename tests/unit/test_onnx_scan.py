@@ -98,3 +98,38 @@ def test_models_load_where_no_file_can_be_found(tmp_path, monkeypatch):
     with pytest.raises(Exception) as info:
         _session(leak, ort.SessionOptions())
     assert "secret" not in str(info.value)
+
+
+def scan_model() -> bytes:
+    body = helper.make_graph([helper.make_node("Identity", ["s", ], ["s_out"])], "body",
+                             [helper.make_tensor_value_info("s", TensorProto.FLOAT, [2])],
+                             [helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [2])])
+    return model([helper.make_node("Scan", ["X"], ["Y"], body=body, num_scan_inputs=1)])
+
+
+def overlong_tag_model() -> bytes:
+    """The re-check's bypass: a graph initializer's tag (field 5, wire type 2, 0x2a) written
+    as a five-byte varint with bits past 32, which protobuf truncates and reads."""
+    plain = model([helper.make_node("Mul", ["X", "w"], ["Y"])], [external()])
+    tensor = external().SerializeToString()
+    short = bytes([0x2A]) + _varint(len(tensor)) + tensor
+    assert short in plain
+    return plain.replace(short, bytes([0xAA, 0x80, 0x80, 0x80, 0x10]) + _varint(len(tensor)) + tensor)
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def test_overlong_tags_are_malformed_and_scan_is_refused_for_imports():
+    from pgmodels.serving.onnx_scan import problems
+
+    with pytest.raises(Malformed):
+        problems(overlong_tag_model())
+    assert problems(scan_model(), imported=True) == (False, "Scan")
+    assert problems(scan_model()) == (False, None)  # pgmodels' own conversions may use Scan

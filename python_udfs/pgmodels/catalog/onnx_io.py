@@ -19,6 +19,8 @@ TASKS = ("classification", "regression")
 def _check_features(feature_names, feature_types) -> list[str]:
     if not feature_names:
         raise PgmodelsError("feature_names must name at least one feature", sqlstate=INVALID_PARAMETER_VALUE)
+    if any(not isinstance(n, str) for n in feature_names):
+        raise PgmodelsError("feature_names must be a one-dimensional array of names", sqlstate=INVALID_PARAMETER_VALUE)
     if any(not n for n in feature_names) or len(set(feature_names)) != len(feature_names):
         raise PgmodelsError("feature_names must be distinct, non-empty names", sqlstate=INVALID_PARAMETER_VALUE)
     types = list(feature_types) if feature_types is not None else ["float"] * len(feature_names)
@@ -37,7 +39,7 @@ def _check_graph(artifact: bytes, feature_names: list[str], types: list[str], ta
                  labels: list | None) -> OnnxEngine:
     """Load the graph and try it on two rows, so a model that cannot serve as described
     is refused now rather than failing at predict time."""
-    engine = OnnxEngine(artifact, feature_names, task)
+    engine = OnnxEngine(artifact, feature_names, task, imported=True)
     if engine.single_input is not None:
         shape = engine.session.get_inputs()[0].shape
         width = shape[-1] if len(shape) == 2 else None
@@ -73,8 +75,15 @@ def _check_graph(artifact: bytes, feature_names: list[str], types: list[str], ta
             raise _refuse("the ONNX graph's label output is not one class index per row",
                           f"Two rows gave a {got.dtype} output of shape {list(got.shape)}.")
         if engine.proba_output is not None:
-            proba = np.asarray(engine.run([engine.proba_output], feed)[0])
-            if labels is not None and (proba.ndim != 2 or proba.shape[1] != len(labels)):
+            try:
+                proba = np.asarray(engine.run([engine.proba_output], feed)[0], dtype=np.float32)
+            except (TypeError, ValueError):
+                raise _refuse("the graph's probabilities are not a rows x classes tensor",
+                              "A ZipMap (a sequence of maps) cannot serve; convert with zipmap=False.") from None
+            if proba.ndim != 2 or proba.shape[0] != rows:
+                raise _refuse("the graph's probabilities are not a rows x classes tensor",
+                              f"Two rows gave shape {list(proba.shape)}.")
+            if labels is not None and proba.shape[1] != len(labels):
                 raise _refuse("labels does not match the graph's classes",
                               f"labels has {len(labels)} entries; the probabilities have shape {list(proba.shape)}.")
         if labels is not None and ((got < 0) | (got >= len(labels))).any():
@@ -107,9 +116,13 @@ def import_onnx(project_name, model, feature_names, task, labels, feature_types,
     feature_names = list(feature_names or [])
     types = _check_features(feature_names, feature_types)
     artifact = bytes(model)
-    label_list = json.loads(labels) if labels is not None else None
+    from ..training.algorithms import finite
+    from ..training.udf import read_json
+
+    label_list = read_json("labels", labels) if labels is not None else None
     if label_list is not None and (task != "classification" or not isinstance(label_list, list) or not label_list
-                                   or any(isinstance(v, (list, dict)) or v is None for v in label_list)):
+                                   or any(isinstance(v, (list, dict, bool)) or v is None for v in label_list)
+                                   or any(isinstance(v, (int, float)) and not finite(v) for v in label_list)):
         raise PgmodelsError("labels must be a non-empty jsonb array of numbers or strings, for a classification model",
                             sqlstate=INVALID_PARAMETER_VALUE)
     try:

@@ -80,7 +80,7 @@ def _load(r: dict) -> Model:
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
         nullable=frozenset(r["nullable"] or ()), engine=None, sha256=bytes(r["artifact_sha256"]),
         array_features=json.loads(r["array_features"]) if r.get("array_features") else {})
-    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task)
+    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, bool(r.get("imported")))
     model.row = fast_row_predict(model, row_array)
     _loaded[model.id] = model
     return model

@@ -27,7 +27,12 @@ _SCHEMA = {
 _TENSOR_EXTERNAL_DATA = 13   # repeated StringStringEntryProto external_data
 _TENSOR_DATA_LOCATION = 14   # enum DataLocation { DEFAULT = 0; EXTERNAL = 1; }
 _NODE_OP_TYPE = 4
+_MODEL_FUNCTIONS = 25
 REFUSED_OPS = (b"Loop",)
+# for models imported from elsewhere (not converted by pgmodels' own training): operators
+# whose work the input decides, and model-local functions, whose inlining can grow
+# exponentially when the session is made
+REFUSED_IMPORT_OPS = (b"Loop", b"Scan")
 
 
 class Malformed(ValueError):
@@ -52,6 +57,8 @@ def _fields(data: memoryview):
     i = 0
     while i < len(data):
         key, i = _varint(data, i)
+        if key >> 32 or key >> 3 == 0:  # protobuf tags are 32-bit: a longer one would be read otherwise
+            raise Malformed("invalid field tag")
         number, wire = key >> 3, key & 7
         if wire == 0:
             value, i = _varint(data, i)
@@ -69,7 +76,7 @@ def _fields(data: memoryview):
         yield number, wire, value
 
 
-def problems(artifact: bytes) -> tuple[bool, str | None]:
+def problems(artifact: bytes, imported: bool = False) -> tuple[bool, str | None]:
     """(some tensor is external data, the first refused operator or None), in any graph,
     subgraph, function or training graph. Raises Malformed for bytes that are not a
     protobuf message.
@@ -79,7 +86,8 @@ def problems(artifact: bytes) -> tuple[bool, str | None]:
     nothing this looks for, and are answered by a substring search instead of a walk (a
     tree ensemble's attributes are hundreds of thousands of unpacked fields, a walk of
     tens of milliseconds)."""
-    if b"location" not in artifact and not any(op in artifact for op in REFUSED_OPS):
+    refused_ops = REFUSED_IMPORT_OPS if imported else REFUSED_OPS
+    if not imported and b"location" not in artifact and not any(op in artifact for op in refused_ops):
         return False, None  # garbage, if it is, is onnxruntime's to refuse
     external, refused = False, None
     stack = [("model", memoryview(artifact))]
@@ -90,8 +98,10 @@ def problems(artifact: bytes) -> tuple[bool, str | None]:
             if kind == "tensor":
                 if (number == _TENSOR_DATA_LOCATION and wire == 0 and value == 1) or number == _TENSOR_EXTERNAL_DATA:
                     external = True
-            elif kind == "node" and number == _NODE_OP_TYPE and wire == 2 and bytes(value) in REFUSED_OPS:
+            elif kind == "node" and number == _NODE_OP_TYPE and wire == 2 and bytes(value) in refused_ops:
                 refused = refused or bytes(value).decode()
+            elif imported and kind == "model" and number == _MODEL_FUNCTIONS:
+                refused = refused or "model-local function"
             elif wire == 2 and number in children:
                 stack.append((children[number], value))
     return external, refused

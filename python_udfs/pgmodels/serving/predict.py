@@ -21,7 +21,8 @@ def _feed(model: Model, features):
         return model.engine.feed(model, inputs.row_array(model, features), None)
     if isinstance(features, str):  # jsonb: an object, or an array (an anonymous row)
         features = inputs.parse_json(features)
-        if isinstance(features, list) and len(features) == 2 and features[0] == inputs.RECORD:
+        if isinstance(features, list) and len(features) == 2 and features[0] == inputs.RECORD \
+                and isinstance(features[1], str):
             features = inputs.record(model, inputs.parse_json(features[1]))  # a row of type record
         elif isinstance(features, list):
             features = inputs.positional(model, features)

@@ -51,7 +51,7 @@ class Model:
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def check_self_contained(artifact: bytes) -> None:
+def check_self_contained(artifact: bytes, imported: bool = False) -> None:
     """Refuse an ONNX model that would make onnxruntime read anything but its own bytes,
     or run a loop the input can make endless.
 
@@ -63,7 +63,7 @@ def check_self_contained(artifact: bytes) -> None:
     from .onnx_scan import Malformed, problems
 
     try:
-        external, refused = problems(artifact)
+        external, refused = problems(artifact, imported)
     except Malformed as e:
         raise PgmodelsError("the model artifact is not a valid ONNX model", detail=f"{e}.",
                             sqlstate=DATA_CORRUPTED) from None
@@ -74,9 +74,12 @@ def check_self_contained(artifact: bytes) -> None:
                                  "(onnx.save_model(..., save_as_external_data=False)).",
                             sqlstate=FEATURE_NOT_SUPPORTED)
     if refused:
-        raise PgmodelsError(f"ONNX models with {refused} operators are not accepted",
-                            detail="A loop's trip count can come from the input, and a running model cannot be "
-                                   "cancelled by statement_timeout or pg_cancel_backend.",
+        what = refused + "s" if refused.startswith("model-local") else refused + " operators"
+        raise PgmodelsError(f"ONNX models with {what} are not accepted" + ("" if not imported else " for import"),
+                            detail="Their work can grow with the input (or, for functions, with each call they "
+                                   "make), and a running model cannot be cancelled by statement_timeout or "
+                                   "pg_cancel_backend.",
+                            hint="Models pgmodels trains are converted without them.",
                             sqlstate=FEATURE_NOT_SUPPORTED)
 
 
@@ -100,10 +103,10 @@ def _session(artifact: bytes, options):
 class OnnxEngine:
     """An onnxruntime session and the names of what goes in and comes out."""
 
-    def __init__(self, artifact: bytes, feature_names: list[str], task: str):
+    def __init__(self, artifact: bytes, feature_names: list[str], task: str, imported: bool = False):
         import onnxruntime as ort
 
-        check_self_contained(artifact)
+        check_self_contained(artifact, imported)
         options = ort.SessionOptions()
         # A backend is one process among many: PostgreSQL spreads big queries over
         # cores with parallel workers, so each session stays on one quiet thread.
@@ -153,8 +156,8 @@ class OnnxEngine:
 
     def labels(self, feed: dict) -> np.ndarray:
         if self.label_output is not None:
-            return np.asarray(self.run([self.label_output], feed)[0]).reshape(-1)
-        return np.argmax(self.run([self.proba_output], feed)[0], axis=1)
+            return _per_row(np.asarray(self.run([self.label_output], feed)[0]).reshape(-1), feed)
+        return np.argmax(self.probabilities(feed), axis=1)
 
     def probabilities(self, feed: dict) -> np.ndarray:
         if self.proba_output is None:
@@ -162,10 +165,31 @@ class OnnxEngine:
                                 detail="Its ONNX graph returns class labels only.",
                                 hint="Use predict() for its labels.", sqlstate=FEATURE_NOT_SUPPORTED)
         out = self.run([self.proba_output], feed)[0]
-        return np.asarray(out, dtype=np.float32)
+        try:
+            out = np.asarray(out, dtype=np.float32)
+        except (TypeError, ValueError):
+            out = np.zeros(0)
+        if out.ndim != 2:
+            raise _bad_output("probabilities", "not a rows x classes tensor")
+        return _per_row(out, feed)
 
     def values(self, feed: dict) -> np.ndarray:
-        return np.asarray(self.run([self.value_output], feed)[0]).reshape(-1)
+        return _per_row(np.asarray(self.run([self.value_output], feed)[0]).reshape(-1), feed)
+
+
+def _bad_output(what: str, how: str) -> PgmodelsError:
+    return PgmodelsError(f"the model's {what} output is {how}",
+                         detail="Its ONNX graph does not give one answer per row of input.",
+                         sqlstate="22000")
+
+
+def _per_row(out: np.ndarray, feed) -> np.ndarray:
+    """The model's output, checked to hold one answer per row fed."""
+    first = next(iter(feed.values())) if isinstance(feed, dict) else feed
+    rows = len(first) if first is not None else 0
+    if len(out) != rows:
+        raise _bad_output("answer", f"{len(out)} values for {rows} rows")
+    return out
 
 
 class NativeEngine:
@@ -188,7 +212,11 @@ class NativeEngine:
         if not hasattr(self.model, "predict_proba"):
             raise PgmodelsError("the model has no probability output", hint="Use predict() for its labels.",
                                 sqlstate=FEATURE_NOT_SUPPORTED)
-        return np.asarray(self.model.predict_proba(feed), dtype=np.float32)
+        try:
+            return np.asarray(self.model.predict_proba(feed), dtype=np.float32)
+        except (AttributeError, ValueError, TypeError) as e:  # e.g. a one-vs-one GaussianProcessClassifier
+            raise PgmodelsError("the model has no probability output", detail=str(e)[:300],
+                                hint="Use predict() for its labels.", sqlstate=FEATURE_NOT_SUPPORTED) from None
 
     def values(self, feed) -> np.ndarray:
         return np.asarray(self.model.predict(feed)).reshape(-1)
@@ -287,7 +315,7 @@ def _bound_call(engine: OnnxEngine, output: str, n: int):
     return call
 
 
-def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str):
+def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str, imported: bool = False):
     if runtime == "onnx":
-        return OnnxEngine(artifact, feature_names, task)
+        return OnnxEngine(artifact, feature_names, task, imported)
     return NativeEngine(runtime, artifact)

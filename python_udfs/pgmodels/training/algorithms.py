@@ -126,6 +126,7 @@ def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
 # kind "int" (a whole number), "num" (any finite number); low is exclusive for "(" ranges.
 _VALUE_RULES = {
     "n_estimators": (1, None, "int"), "max_iter": (1, None, "int"), "max_depth": (0, None, "int"),
+    "num_parallel_tree": (1, None, "int"),
     "max_leaf_nodes": (2, None, "int"), "max_bins": (2, 255, "int"),
     "learning_rate": ((0, "("), 1e4, "num"), "eta": ((0, "("), 1e4, "num"),
     "subsample": ((0, "("), 1, "num"), "colsample_bytree": ((0, "("), 1, "num"),

@@ -99,6 +99,29 @@ def check_spec(spec, caps: dict) -> None:
                     caps["max_search_fits"])
 
 
+# algorithms that grow one set of trees per class when there are more than two
+PER_CLASS_TREES = ("gradient_boosting_trees", "hist_gradient_boosting", "xgboost", "xgboost_random_forest")
+
+
+def check_data(spec, caps: dict, rows: int, classes: int) -> None:
+    """Limits that depend on the data: trees per class, samples drawn per estimator."""
+    params = {**(spec.hyperparams or {})}
+    per_class = classes if spec.task == "classification" and classes > 2 and spec.algorithm in PER_CLASS_TREES else 1
+    if per_class > 1:
+        trees = _trees(params, spec.search_params or {}) or max(
+            [v for v in ([params.get("n_estimators", params.get("max_iter", 100))]
+                         + list((spec.search_params or {}).get("n_estimators", [])))
+             if isinstance(v, (int, float)) and not isinstance(v, bool)] or [100])
+        if trees * per_class > caps["max_trees"]:
+            raise _over("max_trees", f"{short(trees)} trees for each of {classes} classes:",
+                        short(trees * per_class), caps["max_trees"])
+    samples = params.get("max_samples")
+    if isinstance(samples, int) and not isinstance(samples, bool) and samples > rows:
+        raise PgmodelsError(f"max_samples {samples} exceeds the {rows} rows read",
+                            hint="Use a fraction of the rows (a number up to 1.0) or a count up to their number.",
+                            sqlstate="22023")
+
+
 def check_rows(n: int, cap: int, relation: str) -> None:
     if n > cap:
         raise PgmodelsError(f'relation "{relation}" has more than {cap} rows',

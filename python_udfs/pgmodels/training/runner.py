@@ -34,17 +34,18 @@ def run(fn, result_type, *args):
     """fn(*args) in a forked child; its result (a dataclass with an ``artifact`` field)
     or its PgmodelsError comes back as if it had run here."""
     fd, path = tempfile.mkstemp(prefix="pgmodels-train-")
+    os.unlink(path)  # nothing left behind, however the backend ends: both ends keep the descriptor
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         _child(fd, parent, fn, args)
-    os.close(fd)
     try:
         _wait(pid)
-        with open(path, "rb") as f:
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()
     finally:
-        os.unlink(path)
+        os.close(fd)
     header, _, artifact = data.partition(b"\n")
     outcome = json.loads(header) if header else {"internal": "the training process wrote no result"}
     if "error" in outcome:
@@ -138,7 +139,7 @@ def _child(fd: int, parent: int, fn, args) -> None:
             last = traceback.extract_tb(e.__traceback__)[-1:]
             where = f" (at {last[0].name})" if last else ""
             out = json.dumps({"internal": f"{type(e).__name__}: {e}{where}"}).encode() + b"\n"
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             f.write(out)
     except BaseException:  # noqa: BLE001 - nothing may escape into PostgreSQL's code
         code = 1

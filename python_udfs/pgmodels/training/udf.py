@@ -71,6 +71,7 @@ class Relation:
     quoted: str          # schema-qualified and quoted: safe to put in a query
     display: str
     columns: list[tuple[str, str]]   # (name, type) in column order
+    temporary: bool = False
 
 
 def resolve_relation(name: str) -> Relation:
@@ -89,7 +90,7 @@ def resolve_relation(name: str) -> Relation:
         raise PgmodelsError(f'relation "{name}" does not exist', sqlstate=UNDEFINED_TABLE,
                             hint="Name a table or view the caller can see, schema-qualified if it is not on the search_path.")
     meta = query("""SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS quoted,
-                           n.nspname || '.' || c.relname AS display
+                           n.nspname || '.' || c.relname AS display, c.relpersistence = 't' AS temporary
                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                     WHERE c.oid = $1""", [oid], ["oid"])[0]
     cols = query("""SELECT a.attname::text AS name,
@@ -97,7 +98,7 @@ def resolve_relation(name: str) -> Relation:
                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
                     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", [oid], ["oid"])
     return Relation(oid=oid, quoted=meta["quoted"], display=meta["display"],
-                    columns=[(c["name"], c["type"]) for c in cols])
+                    columns=[(c["name"], c["type"]) for c in cols], temporary=bool(meta["temporary"]))
 
 
 def _check_privileges(rel: Relation, names: list[str]) -> None:
@@ -192,6 +193,17 @@ def flatten_array_column(name: str, rows: list) -> list[list]:
 _schema: list[str] = []
 
 
+def read_json(name: str, text: str):
+    """A jsonb argument as Python values; JSON that defeats the parser is a clear error."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise PgmodelsError(f"{name} is nested too deeply", sqlstate=INVALID_PARAMETER_VALUE) from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise PgmodelsError(f"{name} could not be read", detail=str(e)[:200] + ".",
+                            sqlstate=INVALID_PARAMETER_VALUE) from None
+
+
 def _warm(spec) -> None:
     """Import here what the training child will use (and check the algorithm and its
     hyperparameters on the way): the child is forked from this backend, so the next
@@ -240,7 +252,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                  algorithm=algorithm, search=search, test_size=test_size, test_sampling=test_sampling)
     for name, value in (("hyperparams", hyperparams), ("search_params", search_params),
                         ("search_args", search_args), ("preprocess", preprocess)):
-        given[name] = json.loads(value) if value is not None else None
+        given[name] = read_json(name, value) if value is not None else None
     args = resolve_args(given, previous)
     spec = TrainSpec(task=args["task"], algorithm=args["algorithm"], hyperparams=args["hyperparams"],
                      search=args["search"], search_params=args["search_params"], search_args=args["search_args"],
@@ -251,6 +263,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     runner.in_background(_warm, spec)
     rel = resolve_relation(args["relation_name"])
     features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"])
+    limits.check_data(spec, caps, len(target.values),
+                      len({v for v in target.values if v is not None}) if spec.task == "classification" else 0)
     trained = runner.run(train_model, TrainedModel, spec, features, target)
     nullable = [c for c, opts in args["preprocess"].items() if isinstance(opts, dict)
                 and opts.get("impute", "error") != "error"]
@@ -262,7 +276,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     # the relation as resolved now, schema-qualified: a later train(project) reads this
     # relation, whatever the search_path of whoever calls it (a temporary table of the
     # same name cannot stand in for it)
-    last["relation_name"] = rel.quoted
+    last["relation_name"] = rel.quoted if not rel.temporary else None  # pg_temp_N is another session's later
     stored = store_model(
         project_name=project_name, task=args["task"], algorithm=args["algorithm"], runtime=trained.runtime,
         artifact=trained.artifact, hyperparams=trained.hyperparams, metrics=trained.metrics,
