@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
+from .._json import read_json
 from .._plpy import query, require_execute, udf
 from .store import store_model
 from ..errors import DATA_CORRUPTED, INVALID_PARAMETER_VALUE, PgmodelsError
@@ -117,9 +117,8 @@ def import_onnx(project_name, model, feature_names, task, labels, feature_types,
     types = _check_features(feature_names, feature_types)
     artifact = bytes(model)
     from ..training.algorithms import finite
-    from ..training.udf import read_json
 
-    label_list = read_json("labels", labels) if labels is not None else None
+    label_list = read_json(labels, "labels", plural=True) if labels is not None else None
     if label_list is not None and (task != "classification" or not isinstance(label_list, list) or not label_list
                                    or any(isinstance(v, (list, dict, bool)) or v is None for v in label_list)
                                    or any(isinstance(v, (int, float)) and not finite(v) for v in label_list)):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import (DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE, INVALID_TEXT_REPRESENTATION,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
+from .._json import read_json
 from .runtime import FLOAT32_MAX, Model
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
@@ -42,18 +43,10 @@ def flatten(values) -> list:
 
 def parse_json(text: str):
     """jsonb features as Python values; every way JSON can defeat the parser is a clear error."""
-    import json
-
     def big(token):  # JSON numbers past float64 are refused like any non-finite number
         raise PgmodelsError(f"feature value {token[:40]} is outside the single-precision range",
                             sqlstate=NUMERIC_VALUE_OUT_OF_RANGE)
-    try:
-        return json.loads(text, parse_constant=big)
-    except RecursionError:
-        raise PgmodelsError("jsonb features are nested too deeply", sqlstate=INVALID_PARAMETER_VALUE) from None
-    except ValueError as e:  # an integer of thousands of digits, or not JSON at all
-        raise PgmodelsError("jsonb features could not be read", detail=str(e)[:200] + ".",
-                            sqlstate=INVALID_PARAMETER_VALUE) from None
+    return read_json(text, "jsonb features", plural=True, parse_constant=big)
 
 
 def positional(model: Model, values: list) -> dict:

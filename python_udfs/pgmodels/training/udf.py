@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .._json import read_json
 from .._plpy import query, quote_ident, require_execute, udf
 from ..catalog.store import store_model
 from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE,
@@ -193,17 +194,6 @@ def flatten_array_column(name: str, rows: list) -> list[list]:
 _schema: list[str] = []
 
 
-def read_json(name: str, text: str):
-    """A jsonb argument as Python values; JSON that defeats the parser is a clear error."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise PgmodelsError(f"{name} is nested too deeply", sqlstate=INVALID_PARAMETER_VALUE) from None
-    except ValueError as e:  # an integer of thousands of digits
-        raise PgmodelsError(f"{name} could not be read", detail=str(e)[:200] + ".",
-                            sqlstate=INVALID_PARAMETER_VALUE) from None
-
-
 def _warm(spec) -> None:
     """Import here what the training child will use (and check the algorithm and its
     hyperparameters on the way): the child is forked from this backend, so the next
@@ -252,7 +242,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                  algorithm=algorithm, search=search, test_size=test_size, test_sampling=test_sampling)
     for name, value in (("hyperparams", hyperparams), ("search_params", search_params),
                         ("search_args", search_args), ("preprocess", preprocess)):
-        given[name] = read_json(name, value) if value is not None else None
+        given[name] = read_json(value, name) if value is not None else None
     args = resolve_args(given, previous)
     spec = TrainSpec(task=args["task"], algorithm=args["algorithm"], hyperparams=args["hyperparams"],
                      search=args["search"], search_params=args["search_params"], search_args=args["search_args"],
