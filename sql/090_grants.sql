@@ -60,5 +60,13 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._deploy_model(bigint, text),
     pgmodels._deployed(bigint, text),
     pgmodels._grant_project(text, text, text, boolean, text),
-    pgmodels._export(text, bigint, text)
+    pgmodels._export(text, bigint, text),
+    -- request-response serving (sql/080_proxy.sql): cores that check the caller's
+    -- credential themselves, and the token lookup, which answers only the token's holder
+    pgmodels._create_api_token(name, text),
+    pgmodels._revoke_api_token(bigint, text, text),
+    pgmodels._may_manage_tokens(oid, oid),
+    pgmodels._api_token_role(text),
+    pgmodels._register_feature_source(text, regclass, text, text, text),
+    pgmodels._model_metadata(text, text)
 TO PUBLIC;

@@ -1,0 +1,233 @@
+-- Request-response serving: what `pgmodels serve` (python_udfs/pgmodels/proxy/) needs in
+-- the database. API tokens, stored hashed, each naming the role its requests run as;
+-- feature sources, the relation a project's features are read from by key; and the
+-- metadata the Open Inference Protocol describes a model with.
+--
+-- The proxy holds no model and no privilege of its own: each request runs in a
+-- transaction under SET LOCAL ROLE <the token's role>, so predict() and the relations of
+-- the feature sources see exactly that role's grants.
+
+-- Tokens. Only the sha256 of a token is stored; the token is shown once, by
+-- create_api_token. (Tables run as they are in the 0.1.0 -> 0.2.0 upgrade too.)
+CREATE TABLE pgmodels._api_tokens (
+    id            bigserial PRIMARY KEY,
+    token_sha256  bytea NOT NULL UNIQUE CHECK (length(token_sha256) = 32),
+    -- regrole, so that pg_dump writes the name and restore finds the role
+    role          regrole NOT NULL,
+    created_by    name NOT NULL DEFAULT session_user,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgmodels._api_tokens IS 'internal: the sha256 of each API token of pgmodels serve, and the role its requests run as';
+REVOKE ALL ON pgmodels._api_tokens FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels._api_tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels._api_tokens_id_seq', '');
+
+-- Where a project's features are stored by key: one relation per project.
+CREATE TABLE pgmodels.feature_sources (
+    project_id     bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    -- schema and name apart, so that the proxy quotes each as an identifier
+    relation_schema name NOT NULL,
+    relation_name  name NOT NULL,
+    key_column     name NOT NULL,
+    registered_by  name NOT NULL DEFAULT session_user,
+    registered_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgmodels.feature_sources IS 'per project, the table or view whose rows hold its features by key, for requests that send keys instead of features';
+REVOKE ALL ON pgmodels.feature_sources FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.feature_sources', '');
+
+-- Whether a role may manage another role's tokens: a member of it, or a superuser.
+CREATE OR REPLACE FUNCTION pgmodels._may_manage_tokens(caller oid, token_role oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = caller AND r.rolsuper)
+        OR (EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = token_role) AND pg_has_role(caller, token_role, 'MEMBER'))
+$$;
+COMMENT ON FUNCTION pgmodels._may_manage_tokens(oid, oid) IS 'internal: whether a role may create and revoke API tokens for another: a member of it, or a superuser';
+
+-- Definer: it writes the token table. The caller must be a member of the role (so a
+-- token never runs as a role its creator could not SET ROLE to) or a superuser; a
+-- superuser role gets no token, since its requests would bypass every grant.
+CREATE OR REPLACE FUNCTION pgmodels._create_api_token(role_name name, credential text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    target pg_roles;
+    new_id bigint;
+    secret text;
+BEGIN
+    SELECT r.* INTO target FROM pg_roles r WHERE r.rolname = role_name;
+    IF target.oid IS NULL THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
+    END IF;
+    IF target.rolsuper THEN
+        RAISE EXCEPTION 'cannot create an API token for superuser role "%"', role_name
+            USING ERRCODE = '42501',
+                  DETAIL = 'A token''s requests run as its role, and a superuser bypasses every privilege.',
+                  HINT = 'Create a role with only what the service needs, grant it predict on the projects it serves, and make its token.';
+    END IF;
+    IF NOT pgmodels._may_manage_tokens(caller, target.oid) THEN
+        RAISE EXCEPTION 'permission denied to create an API token for role "%"', role_name
+            USING ERRCODE = '42501',
+                  DETAIL = 'Only members of a role, and superusers, may create its tokens.';
+    END IF;
+    secret := replace(gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+    -- the token names its id, so that it can be listed and revoked without being shown again
+    new_id := nextval('pgmodels._api_tokens_id_seq');
+    INSERT INTO pgmodels._api_tokens (id, token_sha256, role)
+    VALUES (new_id, sha256(convert_to('pgm_' || new_id || '_' || secret, 'UTF8')), target.oid::regrole);
+    RETURN 'pgm_' || new_id || '_' || secret;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._create_api_token(name, text) IS 'internal: the core of create_api_token() (definer: only it writes the token table)';
+
+CREATE OR REPLACE FUNCTION @extschema@.create_api_token(role_name name) RETURNS text
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._create_api_token($1, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.create_api_token(name) IS 'a new bearer token for pgmodels serve whose requests run as the role (shown once, stored hashed); for members of the role and superusers';
+
+-- Definer: it deletes from the token table. By id, for whoever may manage the role's
+-- tokens; by the token itself, for whoever holds it.
+CREATE OR REPLACE FUNCTION pgmodels._revoke_api_token(token_id bigint, token text, credential text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    found pgmodels._api_tokens;
+BEGIN
+    IF token IS NOT NULL THEN
+        DELETE FROM pgmodels._api_tokens t WHERE t.token_sha256 = sha256(convert_to(token, 'UTF8')) RETURNING * INTO found;
+        RETURN found.id IS NOT NULL;
+    END IF;
+    SELECT t.* INTO found FROM pgmodels._api_tokens t WHERE t.id = token_id FOR UPDATE;
+    IF found.id IS NULL THEN
+        RETURN false;
+    END IF;
+    IF NOT pgmodels._may_manage_tokens(caller, found.role) THEN
+        RAISE EXCEPTION 'permission denied to revoke API token %', token_id
+            USING ERRCODE = '42501',
+                  DETAIL = 'Only members of a token''s role, and superusers, may revoke it by id.';
+    END IF;
+    DELETE FROM pgmodels._api_tokens t WHERE t.id = token_id;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._revoke_api_token(bigint, text, text) IS 'internal: the core of revoke_api_token() (definer: only it writes the token table)';
+
+CREATE OR REPLACE FUNCTION @extschema@.revoke_api_token(token_id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT pgmodels._revoke_api_token($1, NULL, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.revoke_api_token(bigint) IS 'revokes an API token by its id (see pgmodels.api_tokens); true if there was one; for members of its role and superusers';
+
+CREATE OR REPLACE FUNCTION @extschema@.revoke_api_token(token text) RETURNS boolean
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT pgmodels._revoke_api_token(NULL, $1, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.revoke_api_token(text) IS 'revokes an API token given itself; true if it was valid';
+
+-- Definer: the proxy asks which role a token's requests run as. Open to PUBLIC: it
+-- answers only to whoever already holds the token, and never with a superuser.
+CREATE OR REPLACE FUNCTION pgmodels._api_token_role(token text) RETURNS name
+LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.rolname FROM pgmodels._api_tokens t JOIN pg_roles r ON r.oid = t.role
+     WHERE t.token_sha256 = sha256(convert_to(token, 'UTF8')) AND NOT r.rolsuper
+$$;
+COMMENT ON FUNCTION pgmodels._api_token_role(text) IS 'internal: the role an API token''s requests run as, or NULL for an unknown or revoked token';
+
+CREATE OR REPLACE VIEW pgmodels.api_tokens WITH (security_barrier) AS
+SELECT t.id, t.role::text AS role, t.created_by, t.created_at
+FROM pgmodels._api_tokens t
+WHERE pgmodels._may_manage_tokens(pgmodels._me(), t.role);
+COMMENT ON VIEW pgmodels.api_tokens IS 'the API tokens of the roles the current role is a member of (all of them for a superuser): id, role, who created it when; never the token';
+GRANT SELECT ON pgmodels.api_tokens TO PUBLIC;
+
+-- Feature sources: the owner's. The wrapper resolves the relation in the caller's
+-- search_path; the core checks ownership, the relation and the key column.
+CREATE OR REPLACE FUNCTION pgmodels._register_feature_source(project_name text, relation regclass, relation_text text,
+                                                             key_column text, credential text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    rel pg_class;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    SELECT c.* INTO rel FROM pg_class c WHERE c.oid = relation;
+    IF rel.oid IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', relation_text USING ERRCODE = '42P01';
+    ELSIF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'a feature source cannot be a temporary relation' USING ERRCODE = '0A000',
+            DETAIL = 'The proxy reads it from other sessions.';
+    ELSIF rel.relkind NOT IN ('r', 'v', 'm', 'p', 'f') THEN
+        RAISE EXCEPTION '"%" is not a table or view', relation_text USING ERRCODE = '42809';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = rel.oid AND a.attname = key_column
+                                                  AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation "%" does not exist', key_column, relation_text USING ERRCODE = '42703';
+    END IF;
+    INSERT INTO pgmodels.feature_sources (project_id, relation_schema, relation_name, key_column)
+    VALUES (proj.id, rel.relnamespace::regnamespace::name, rel.relname, key_column)
+    ON CONFLICT (project_id) DO UPDATE
+       SET relation_schema = excluded.relation_schema, relation_name = excluded.relation_name,
+           key_column = excluded.key_column, registered_by = excluded.registered_by, registered_at = excluded.registered_at;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._register_feature_source(text, regclass, text, text, text) IS 'internal: the core of register_feature_source() (definer: only it writes the feature sources)';
+
+CREATE OR REPLACE FUNCTION @extschema@.register_feature_source(project_name text, relation_name text, key_column text)
+RETURNS void LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT pgmodels._register_feature_source($1, pg_catalog.to_regclass($2), $2, $3, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.register_feature_source(text, text, text) IS 'names the table or view, and its key column, that pgmodels serve reads a project''s features from when a request sends keys; for the project''s owner (requests read it with their own role''s privileges)';
+
+CREATE OR REPLACE VIEW pgmodels.project_feature_sources WITH (security_barrier) AS
+SELECT p.name AS project, s.relation_schema, s.relation_name, s.key_column,
+       (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', s.relation_schema, s.relation_name))
+           AND a.attname = s.key_column AND NOT a.attisdropped) AS key_type,
+       s.registered_by, s.registered_at
+FROM pgmodels.feature_sources s JOIN pgmodels.projects p ON p.id = s.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.project_feature_sources IS 'the feature source of each project the current role may use: relation, key column and its type';
+GRANT SELECT ON pgmodels.project_feature_sources TO PUBLIC;
+
+-- Definer: the catalog is not readable by PUBLIC. What the Open Inference Protocol's
+-- model metadata shows, for a role that may use the project.
+CREATE OR REPLACE FUNCTION pgmodels._model_metadata(project_name text, credential text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    IF NOT pgmodels._may(caller, proj.id, 'use') THEN
+        RAISE EXCEPTION 'permission denied for project "%"', proj.name
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role "%s" has no privilege on it.', caller::regrole),
+                  HINT = format('Its owner can grant it: SELECT grant_project(%L, %L, %L).', proj.name,
+                                caller::regrole::text, 'predict');
+    END IF;
+    RETURN jsonb_build_object(
+        'name', proj.name, 'task', proj.task,
+        'deployed', (SELECT m.version FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
+                      WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1),
+        'versions', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                        'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
+                        'runtime', m.runtime, 'feature_names', to_jsonb(m.feature_names),
+                        'feature_types', to_jsonb(m.feature_types), 'labels', m.labels) ORDER BY m.version)
+                      FROM pgmodels.models m WHERE m.project_id = proj.id), '[]'::jsonb),
+        'feature_source', (SELECT jsonb_build_object('schema', s.relation_schema, 'relation', s.relation_name,
+                                                     'key_column', s.key_column)
+                             FROM pgmodels.feature_sources s WHERE s.project_id = proj.id));
+END
+$$;
+COMMENT ON FUNCTION pgmodels._model_metadata(text, text) IS 'internal: a project''s versions, features, labels and feature source, for a role that may use it (the Open Inference Protocol''s model metadata)';
