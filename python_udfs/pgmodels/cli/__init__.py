@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: train, deploy and serve a churn model")
     demo.add_argument("--dsn", help="database to use (default: the embedded cluster)")
     demo.add_argument("--rows", type=int, default=20000, help="rows of the synthetic churn table")
+
+    from .serve import add_parsers as add_serve_parsers
+
+    add_serve_parsers(sub)  # serve, token
     return p
 
 
@@ -114,6 +118,10 @@ def run(argv: list[str]) -> int:
 
         with _connect(args.dsn) as conn:
             run_demo(conn, rows=args.rows)
+    elif args.command in ("serve", "token"):
+        from .serve import run_command
+
+        return run_command(args, _connect)
     return 0
 
 

@@ -1,0 +1,123 @@
+"""`pgmodels serve` (the inference server) and `pgmodels token` (its API tokens)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+
+from ..errors import PgmodelsError
+
+
+def add_parsers(sub) -> None:
+    serve = sub.add_parser("serve", help="serve predictions over HTTP and gRPC (the Open Inference Protocol v2)")
+    serve.add_argument("--dsn", help="database to serve from (default: the embedded cluster); its role must be able "
+                                     "to SET ROLE to every token's role")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (default 8081; 0 turns gRPC off)")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument("--anonymous-role", help="run requests without a token as this role (local development "
+                                                "only; off by default)")
+    serve.add_argument("--pool-size", type=int, default=8, help="database connections per worker (default 8)")
+    serve.add_argument("--statement-timeout", type=int, default=10000, help="per request, in ms (default 10000)")
+    serve.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    token = sub.add_parser("token", help="API tokens of pgmodels serve")
+    tsub = token.add_subparsers(dest="action", required=True)
+    create = tsub.add_parser("create", help="create a token whose requests run as ROLE, and print it (shown once)")
+    create.add_argument("role")
+    revoke = tsub.add_parser("revoke", help="revoke a token by its id (see `pgmodels token list`) or itself")
+    revoke.add_argument("token")
+    tsub.add_parser("list", help="the tokens of the roles you are a member of")
+    for p in (create, revoke, tsub.choices["list"]):
+        p.add_argument("--dsn", help="database to use (default: the embedded cluster)")
+
+
+def run_command(args: argparse.Namespace, connect) -> int:
+    if args.command == "token":
+        return _token(args, connect)
+    return _serve(args)
+
+
+def _token(args, connect) -> int:
+    with connect(args.dsn) as conn:
+        if args.action == "create":
+            print(conn.execute("SELECT create_api_token(%s)", [args.role]).fetchone()[0])
+        elif args.action == "revoke":
+            arg = int(args.token) if args.token.isdigit() else args.token
+            done = conn.execute("SELECT revoke_api_token(%s)", [arg]).fetchone()[0]
+            if not done:
+                raise PgmodelsError("no such token", sqlstate="42704")
+            print("revoked")
+        else:
+            for r in conn.execute("SELECT id, role, created_by, created_at FROM pgmodels.api_tokens ORDER BY id"):
+                print(f"{r[0]}\t{r[1]}\tcreated by {r[2]} at {r[3]:%Y-%m-%d %H:%M:%S}")
+    return 0
+
+
+def _check(dsn: str, anonymous_role: str | None) -> None:
+    """Refuse a superuser as the anonymous role; warn when the database is not reachable
+    (the server starts anyway and is not ready until it is)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT 'pgmodels._api_token_role(text)'::regprocedure")
+            if anonymous_role:
+                row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [anonymous_role]).fetchone()
+                if row is None:
+                    raise PgmodelsError(f"role \"{anonymous_role}\" does not exist", sqlstate="42704")
+                if row[0]:
+                    raise PgmodelsError(f"the anonymous role \"{anonymous_role}\" must not be a superuser",
+                                        hint="Make a role with predict on the projects to try.", sqlstate="42501")
+    except psycopg.errors.UndefinedFunction:
+        raise PgmodelsError("the database has no pgmodels 0.2.0", hint="Run ALTER EXTENSION pgmodels UPDATE, or "
+                                                                     "pgmodels install --dsn ...",
+                            sqlstate="42883") from None
+    except psycopg.OperationalError as e:
+        print(f"pgmodels serve: warning: the database is not reachable yet ({str(e).strip().splitlines()[0]}); "
+              "serving anyway, not ready until it is", flush=True)
+
+
+def _log_config(level: str) -> dict:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = json.loads(json.dumps(LOGGING_CONFIG))
+    config["formatters"]["plain"] = {"format": "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"}
+    config["handlers"]["plain"] = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+    config["loggers"]["pgmodels.serve"] = {"handlers": ["plain"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def _serve(args) -> int:
+    from .cluster import Cluster
+
+    dsn = args.dsn
+    if dsn is None:
+        cluster = Cluster.from_env()
+        cluster.create()
+        dsn = cluster.url()
+    _check(dsn, args.anonymous_role)
+    settings = {"dsn": dsn, "anonymous_role": args.anonymous_role, "pool_max": max(args.pool_size, 1),
+                "statement_timeout_ms": args.statement_timeout, "max_body_bytes": args.max_body,
+                "grpc_port": args.grpc_port or None, "host": args.host}
+    metrics_dir = tempfile.mkdtemp(prefix="pgmodels-serve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client
+    os.environ["PGMODELS_SERVE_SETTINGS"] = json.dumps(settings)
+    try:
+        import uvicorn
+
+        print(f"pgmodels serve: http://{args.host}:{args.port}/v2 (OpenAPI at /openapi.json)"
+              + (f", gRPC {args.host}:{args.grpc_port}" if args.grpc_port else "") + f", {args.workers} workers",
+              flush=True)
+        uvicorn.run("pgmodels.proxy.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=max(args.workers, 1), log_level=args.log_level, access_log=False,
+                    log_config=_log_config(args.log_level), timeout_graceful_shutdown=10,
+                    timeout_keep_alive=30, h11_max_incomplete_event_size=64 * 1024)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0

@@ -1,0 +1,144 @@
+"""The Open Inference Protocol v2 over REST: small view functions over core.Backend.
+
+Every answer that is not a success is ``{"error": "..."}`` with the status of
+errors.py's table; every request is counted in metrics.py and logged, infer requests with
+the model version that answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from . import metrics
+from .core import Backend
+from .errors import ProxyError, bad_request
+from .openapi import openapi
+from .tensors import decode_rest, encode_rest
+
+log = logging.getLogger("pgmodels.serve")
+EXTENSIONS = ["binary_tensor_data", "features_by_key"]
+
+
+class _JSON(JSONResponse):
+    def render(self, content) -> bytes:
+        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+
+
+async def _body(request: Request, limit: int, timeout: float) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise bad_request("bad Content-Length")
+        if int(length) > limit:
+            raise ProxyError(413, f"request body of {length} bytes is larger than the limit of {limit}")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ProxyError(413, f"request body is larger than the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ProxyError(408, f"the request body did not arrive within {timeout:g} seconds") from None
+    return b"".join(chunks)
+
+
+def make_routes(backend: Backend) -> list[Route]:
+    s = backend.s
+
+    async def answer(request: Request, endpoint: str, model: str, work) -> Response:
+        started = time.perf_counter()
+        rows, version, role = 0, None, None
+        try:
+            if endpoint not in ("live", "ready", "server"):
+                role = await backend.role_for(request.headers.get("authorization"))
+            status, body, rows, version = 200, *(await work(role))
+        except ProxyError as e:
+            status, body = e.status, e.body()
+        except Exception:  # noqa: BLE001 - the edge: log it, answer without a traceback
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            status, body = 500, {"error": "internal error in pgmodels serve; see its log"}
+        label = model if status not in (401, 404) else ""
+        metrics.observe(label, endpoint, status, started, rows)
+        if endpoint == "infer" or status >= 400:
+            log.info("%s model=%s version=%s rows=%d status=%d role=%s ms=%.2f id=%s%s", endpoint, model or "-",
+                     version or "-", rows, status, role or "-", (time.perf_counter() - started) * 1000,
+                     (body.get("id") if isinstance(body, dict) else None) or "-",
+                     f" error={body['error']!r}" if status >= 400 and isinstance(body, dict) else "")
+        return _JSON(body, status_code=status)
+
+    async def live(request: Request) -> Response:
+        async def work(role):
+            return {"live": True}, 0, None
+        return await answer(request, "live", "", work)
+
+    async def ready(request: Request) -> Response:
+        async def work(role):
+            if not await backend.ready():
+                raise ProxyError(503, "database unavailable")
+            return {"ready": True}, 0, None
+        return await answer(request, "ready", "", work)
+
+    async def server(request: Request) -> Response:
+        async def work(role):
+            return {"name": "pgmodels", "version": __version__, "extensions": EXTENSIONS}, 0, None
+        return await answer(request, "server", "", work)
+
+    async def model_metadata(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+
+        async def work(role):
+            return await backend.metadata(role, name, version), 0, version
+        return await answer(request, "metadata", name, work)
+
+    async def model_ready(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+
+        async def work(role):
+            await backend.model_ready(role, name, version)
+            return {"name": name, "ready": True}, 0, version
+        return await answer(request, "model_ready", name, work)
+
+    async def infer(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params.get("version")
+
+        async def work(role):
+            body = await _body(request, s.max_body_bytes, s.body_timeout)
+            header = request.headers.get("inference-header-content-length")
+            if header is not None and not header.isdigit():
+                raise bad_request("bad Inference-Header-Content-Length")
+            req = decode_rest(name, version, body, int(header) if header is not None else None)
+            result = await backend.infer(role, req)
+            return encode_rest(result), result.outputs[0][2][0] if result.outputs else 0, result.version
+        return await answer(request, "infer", name, work)
+
+    async def metrics_view(request: Request) -> Response:
+        metrics.update_pool(backend.pool_stats())
+        data, content_type = metrics.exposition()
+        return Response(data, media_type=content_type)
+
+    async def openapi_view(request: Request) -> Response:
+        return _JSON(openapi())
+
+    return [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server, methods=["GET"]),
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/metrics", metrics_view, methods=["GET"]),
+        Route("/openapi.json", openapi_view, methods=["GET"]),
+    ]
