@@ -117,6 +117,18 @@ def require_execute(function_signature: str, what: str) -> None:
         raise PgmodelsError(f"permission denied for function {what}", sqlstate="42501",
                             hint=f"An administrator grants EXECUTE on {function_signature}.")
 
+_schema: list[str] = []
+
+
+def qualified(signature: str) -> str:
+    """A user-facing function's signature, qualified with the extension's schema."""
+    if not _schema:
+        _schema.append(query("""SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e
+                                JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+                                WHERE e.extname = 'pgmodels'""")[0]["s"])
+    return f"{_schema[0]}.{signature}"
+
+
 _plans: dict[tuple, object] = {}
 
 

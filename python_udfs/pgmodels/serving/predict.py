@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .._plpy import udf
 from ..errors import DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
-from . import cache, inputs
+from . import cache, inputs, vectorized
 from .runtime import Model
 
 
@@ -105,7 +105,24 @@ def predict_batch(project: str, model_id: int, features: bytes, stamp: float, lo
     if model is None or features is None:
         return []
     X = inputs.flat_array(model, inputs.from_array_send(features), inputs.array_dims(features))
-    feed = model.engine.feed(model, X, None)
-    if model.task == "classification":
-        return [_label_value(model, int(i)) for i in model.engine.labels(feed)]
-    return model.engine.values(feed).astype(float).tolist()
+    return vectorized.answers(model, model.engine.feed(model, X, None), len(X), ["prediction"])["prediction"]
+
+
+@udf(stamp_arg=5)
+def score_rows(project: str, model_id: int, numeric: bytes | None, texts: list | None, outputs: list[str],
+               stamp: float, loaded) -> dict | None:
+    """pgmodels._score_rows: a block of rows (a batch job's chunk) scored in one run."""
+    model = cache.current(project, model_id, stamp, loaded)
+    if model is None:
+        return None
+    unknown = [o for o in outputs or [] if o not in vectorized.OUTPUTS]
+    if unknown or not outputs:
+        raise PgmodelsError(f"unknown output {unknown[0]!r}" if unknown else "no outputs requested",
+                            hint="Outputs are prediction, probabilities and label.",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    out = vectorized.score(model, numeric, texts, outputs)
+    probabilities = out.get("probabilities")
+    return {"model_id": model.id, "model_version": model.version,
+            "predictions": out.get("prediction"), "labels": out.get("label"),
+            "probabilities": probabilities.reshape(-1).tolist() if probabilities is not None else None,
+            "classes": int(probabilities.shape[1]) if probabilities is not None else None}

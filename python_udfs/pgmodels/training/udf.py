@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 
 from .._json import read_json
-from .._plpy import query, quote_ident, require_execute, udf
+from .._plpy import qualified as _qualified, query, quote_ident, require_execute, udf
 from ..catalog.store import store_model
 from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE,
                       UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
@@ -191,7 +191,6 @@ def flatten_array_column(name: str, rows: list) -> list[list]:
     return [list(col) for col in zip(*flat)]
 
 
-_schema: list[str] = []
 
 
 def _warm(spec) -> None:
@@ -205,15 +204,6 @@ def _warm(spec) -> None:
     from . import algorithms
 
     algorithms.make_estimator(spec.algorithm, algorithms.check_task(spec.task), spec.hyperparams)
-
-
-def _qualified(signature: str) -> str:
-    """A user-facing function's signature, qualified with the extension's schema."""
-    if not _schema:
-        _schema.append(query("""SELECT pg_catalog.quote_ident(n.nspname) AS s FROM pg_catalog.pg_extension e
-                                JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-                                WHERE e.extname = 'pgmodels'""")[0]["s"])
-    return f"{_schema[0]}.{signature}"
 
 
 def check_project_name(project_name) -> None:

@@ -1,0 +1,204 @@
+"""run_batch_job(): a run, a chunk at a time, committing after each.
+
+The procedure runs as the job's owner (pg_cron connects as that role; by hand, the
+caller must be it), so the source is read, the model used and the output written with
+exactly that role's rights. Each run:
+
+1. takes the job's advisory lock, or records a skipped run and returns;
+2. picks what to score: the rest of a run that died or failed (same model, same window:
+   it goes on after the last committed row), else, for an incremental job whose output
+   the deployed model scored in full, the rows past the watermark, else everything;
+3. scores chunk after chunk (one statement each, see plan.py), recording the progress
+   and committing after each, so other sessions see it and a killed run loses one chunk;
+4. after a full run, removes the keys that left the source; records the end, which moves
+   the watermark.
+
+A failure rolls back the chunk in progress, is recorded with its error, and is retried
+after the job's delay up to its max_retries times (going on from the last committed
+row), unless the statement was cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plpy
+
+from .._plpy import query, udf
+from ..errors import INTERNAL_ERROR, PgmodelsError
+from . import plan, relations
+from .jobs import serving_model
+
+CANCELED = "57014"
+# errors a retry cannot mend: a statement was cancelled, or the job names what is not
+# there or not allowed (class 42), or what the model cannot do (0A)
+NOT_RETRIED = (CANCELED, "42", "0A")
+
+
+@dataclass
+class Job:
+    id: int
+    name: str
+    project: str
+    source: int
+    output: int
+    key_column: str
+    incremental_column: str | None
+    outputs: list[str]
+    chunk_rows: int
+    max_retries: int
+    retry_delay: float
+    scored_model_id: int | None
+    watermark: str | None
+
+
+def _job(name: str) -> Job:
+    r = query("""
+        SELECT j.id, j.name, b.project, j.source::oid AS source, j.output::oid AS output, j.key_column::text AS key,
+               j.incremental_column::text AS inc, j.outputs, j.chunk_rows, j.max_retries,
+               pg_catalog.date_part('epoch', j.retry_delay) AS delay, j.scored_model_id, j.watermark
+          FROM pgmodels._batch_owned(pgmodels._credential(), $1, true) j
+          JOIN pgmodels.batch_jobs b ON b.job_id = j.id""", [name], ["text"])[0]
+    return Job(r["id"], r["name"], r["project"], r["source"], r["output"], r["key"], r["inc"], list(r["outputs"]),
+               r["chunk_rows"], r["max_retries"], r["delay"], r["scored_model_id"], r["watermark"])
+
+
+@dataclass
+class Failure:
+    message: str
+    detail: str | None
+    hint: str | None
+    sqlstate: str
+
+    @classmethod
+    def of(cls, e: Exception) -> "Failure":
+        if isinstance(e, PgmodelsError):
+            return cls(e.message, e.detail, e.hint, e.sqlstate)
+        if isinstance(e, plpy.SPIError):
+            spidata = getattr(e, "spidata", None) or (None, None, None)
+            return cls(e.args[0] if e.args else str(e), spidata[1], spidata[2], getattr(e, "sqlstate", None)
+                       or INTERNAL_ERROR)
+        return cls(f"internal error in a batch run: {type(e).__name__}: {e}"[:1000], None,
+                   "This is a bug in pgmodels; please report it.", INTERNAL_ERROR)
+
+    def error(self) -> PgmodelsError:
+        return PgmodelsError(self.message, detail=self.detail, hint=self.hint, sqlstate=self.sqlstate)
+
+
+def _begin(job: Job, status: str, trigger: str, attempt: int, mode=None, resumed_from=None, model=None,
+           low=None, high=None, cursor=(None, None)) -> int:
+    return query("""SELECT pgmodels._batch_run_begin(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                                                     $11, $12) AS id""",
+                 [job.name, status, mode, resumed_from, attempt, trigger, model.id if model else None,
+                  model.version if model else None, low, high, cursor[0], cursor[1]],
+                 ["text", "text", "text", "bigint", "integer", "text", "bigint", "integer", "text", "text", "text",
+                  "text"])[0]["id"]
+
+
+def _end(run_id: int, status: str, removed: int = 0, failure: Failure | None = None) -> None:
+    query("SELECT pgmodels._batch_run_end(pgmodels._credential(), $1, $2, $3, $4, $5)",
+          [run_id, status, removed, failure.message if failure else None, failure.sqlstate if failure else None],
+          ["bigint", "text", "bigint", "text", "text"])
+
+
+def _commit_first() -> None:
+    """The first commit of a run: where a CALL inside a transaction block is refused."""
+    try:
+        plpy.commit()
+    except plpy.SPIError as e:
+        if getattr(e, "sqlstate", None) == "2D000":
+            raise PgmodelsError("run_batch_job cannot run inside a transaction block",
+                                detail="It commits after every chunk, so that a run that dies loses one chunk.",
+                                hint="CALL it on its own (autocommit), as pg_cron does.", sqlstate="25001") from None
+        raise
+
+
+def _what_to_score(job: Job, model: plan.ServedModel, src: relations.Relation):
+    """(mode, low, high, cursor, resumed_from) for this run."""
+    last = query("""SELECT r.run_id, r.status, r.mode, r.model_id, r.low_watermark, r.high_watermark, r.cursor_key,
+                           r.cursor_value
+                      FROM pgmodels.batch_runs r WHERE r.job = $1 AND r.status <> 'skipped'
+                     ORDER BY r.run_id DESC LIMIT 1""", [job.name], ["text"])
+    if last and last[0]["status"] == "failed" and last[0]["cursor_key"] is not None \
+            and last[0]["model_id"] == model.id and last[0]["mode"] is not None:
+        r = last[0]
+        return r["mode"], r["low_watermark"], r["high_watermark"], (r["cursor_key"], r["cursor_value"]), r["run_id"]
+    high = None
+    if job.incremental_column:
+        ident = plpy.quote_ident(job.incremental_column)
+        high = query(f"SELECT pg_catalog.max(s.{ident})::text AS h FROM {src.qualified} s")[0]["h"]
+        if job.watermark is not None and job.scored_model_id == model.id:
+            return "incremental", job.watermark, high, (None, None), None
+    return "full", None, high, (None, None), None
+
+
+def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
+    run_id = None
+    try:
+        model = serving_model(job.project)
+        src, out = relations.by_oid(job.source), relations.by_oid(job.output)
+        key_type = src.column(job.key_column, "key column").type
+        inc_type = src.column(job.incremental_column, "incremental column").type if job.incremental_column else None
+        mode, low, high, cursor, resumed_from = _what_to_score(job, model, src)
+        statements = plan.build(model, src, out, job.key_column, key_type, job.incremental_column, inc_type,
+                                job.outputs, job.chunk_rows, mode)
+        run_id = _begin(job, "running", trigger, attempt, mode, resumed_from, model, low, high, cursor)
+        _commit_first() if attempt == 1 else plpy.commit()
+        first = plpy.prepare(statements.first, plan.PARAM_TYPES)
+        later = plpy.prepare(statements.next, plan.PARAM_TYPES)
+        while True:
+            r = plpy.execute(later if cursor[0] is not None else first,
+                             [cursor[0], cursor[1], low, high, model.id, job.outputs, run_id])[0]
+            if not r["n"]:
+                break
+            cursor = (r["last_key"], r["last_value"])
+            query("SELECT pgmodels._batch_run_chunk(pgmodels._credential(), $1, $2, $3, $4)",
+                  [run_id, r["written"], cursor[0], cursor[1]], ["bigint", "bigint", "text", "text"])
+            plpy.commit()
+            if r["n"] < job.chunk_rows:
+                break
+        removed = plpy.execute(statements.remove_vanished).nrows() if mode == "full" else 0
+        _end(run_id, "succeeded", removed)
+        plpy.commit()
+        return None
+    except PgmodelsError as e:
+        if e.sqlstate == "25001":
+            raise
+        failure = Failure.of(e)
+    except Exception as e:  # noqa: BLE001 - recorded, then raised in PostgreSQL's style
+        failure = Failure.of(e)
+    plpy.rollback()
+    if run_id is None:
+        run_id = _begin(job, "running", trigger, attempt)
+    _end(run_id, "failed", failure=failure)
+    plpy.commit()
+    return failure
+
+
+@udf
+def run(job_name: str) -> None:
+    job = _job(job_name)
+    trigger = "pg_cron" if query("SELECT pg_catalog.current_setting('application_name') AS a")[0]["a"] == "pg_cron" \
+        else "manual"
+    lock = [job.id % 2147483647]
+    if not query("SELECT pg_catalog.pg_try_advisory_lock(pgmodels._batch_lock_class(), $1) AS ok",
+                 lock, ["integer"])[0]["ok"]:
+        _begin(job, "skipped", trigger, 1)
+        _commit_first()
+        return None
+    try:
+        attempt = 1
+        while True:
+            failure = _attempt(job, trigger, attempt)
+            if failure is None:
+                return None
+            if failure.sqlstate.startswith(NOT_RETRIED) or attempt > job.max_retries:
+                raise failure.error()
+            query("SELECT pg_catalog.pg_sleep($1)", [job.retry_delay], ["float8"])
+            plpy.commit()
+            attempt += 1
+    finally:
+        try:
+            query("SELECT pg_catalog.pg_advisory_unlock(pgmodels._batch_lock_class(), $1)", lock, ["integer"])
+        except Exception:  # noqa: BLE001 - the lock goes with the session anyway
+            pass

@@ -1,0 +1,140 @@
+-- Batch jobs: scheduled scoring of a table into a prediction table (see
+-- python_udfs/pgmodels/batch/). This file holds the catalog and the one helper over
+-- pg_cron; 071 the definer functions that write the catalog, 072 the user's functions.
+
+CREATE TABLE pgmodels.batch_job (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name               text NOT NULL UNIQUE,
+    owner              regrole NOT NULL,
+    project_id         bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    source             regclass NOT NULL,
+    key_column         name NOT NULL,
+    output             regclass NOT NULL UNIQUE,
+    incremental_column name,
+    outputs            text[] NOT NULL CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label']
+                                              AND cardinality(outputs) > 0),
+    chunk_rows         integer NOT NULL CHECK (chunk_rows BETWEEN 1 AND 1000000),
+    schedule           text,
+    cron_job_id        bigint,
+    max_retries        integer NOT NULL CHECK (max_retries BETWEEN 0 AND 100),
+    retry_delay        interval NOT NULL CHECK (retry_delay >= '0'::interval AND retry_delay <= '1 hour'::interval),
+    keep_runs          interval NOT NULL CHECK (keep_runs >= '1 minute'::interval),
+    -- after a successful run: the model the whole output was scored with, and for an
+    -- incremental job the largest value of its column that run covered
+    scored_model_id    bigint,
+    watermark          text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    CHECK ((schedule IS NULL) = (cron_job_id IS NULL))
+);
+COMMENT ON TABLE pgmodels.batch_job IS 'batch scoring jobs: a project''s deployed model scoring a relation into an output table by key, on a pg_cron schedule or by hand; read it through pgmodels.batch_jobs';
+
+CREATE TABLE pgmodels.batch_run (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id         bigint NOT NULL REFERENCES pgmodels.batch_job (id) ON DELETE CASCADE,
+    status         text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    mode           text CHECK (mode IN ('full', 'incremental')),
+    resumed_from   bigint,
+    attempt        integer NOT NULL DEFAULT 1,
+    triggered_by   text NOT NULL,
+    started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at    timestamptz,
+    rows_scored    bigint NOT NULL DEFAULT 0,
+    rows_removed   bigint NOT NULL DEFAULT 0,
+    chunks         integer NOT NULL DEFAULT 0,
+    model_id       bigint,
+    model_version  integer,
+    -- an incremental run scores the rows whose column is in (low_watermark, high_watermark]
+    low_watermark  text,
+    high_watermark text,
+    -- the last row committed, in scoring order: where a resumed run goes on
+    cursor_key     text,
+    cursor_value   text,
+    pid            integer,
+    backend_start  timestamptz,
+    error          text,
+    error_sqlstate text
+);
+CREATE INDEX batch_run_job_id_id_idx ON pgmodels.batch_run (job_id, id DESC);
+COMMENT ON TABLE pgmodels.batch_run IS 'one row per run of a batch job, updated after every chunk; read it through pgmodels.batch_runs';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_run', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_run_id_seq', '');
+
+-- The one helper over pg_cron. pg_cron lives in one database of a cluster
+-- (cron.database_name) and runs each job's command in the database and as the role its
+-- entry names. Definer, so that a role needs no privilege on pg_cron's schema: the entry
+-- it makes is always for a role the caller verified (never taken from a user) and a
+-- command the caller built. Not for PUBLIC.
+CREATE OR REPLACE FUNCTION pgmodels._cron_schedule(entry_name text, schedule text, command text, role_oid oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+    here text := current_database();
+    entry bigint;
+    message text;
+BEGIN
+    IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule_in_database') IS NULL THEN
+        IF cron_db IS NULL THEN
+            RAISE EXCEPTION 'pg_cron is not installed'
+                USING ERRCODE = '55000',
+                      DETAIL = 'A schedule needs pg_cron, which this server does not load.',
+                      HINT = 'Add pg_cron to shared_preload_libraries, restart, run CREATE EXTENSION pg_cron in the database cron.database_name names, or create the job without a schedule and CALL run_batch_job() from your own scheduler.';
+        END IF;
+        IF cron_db = here THEN
+            RAISE EXCEPTION 'pg_cron is not installed in database "%"', here
+                USING ERRCODE = '55000',
+                      HINT = 'A superuser runs CREATE EXTENSION pg_cron here.';
+        END IF;
+        RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', cron_db, here
+            USING ERRCODE = '55000',
+                  DETAIL = 'pg_cron keeps its jobs in one database of the cluster (cron.database_name), and schedules from there only.',
+                  HINT = format('Create the job here without a schedule, then schedule it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
+                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here, here);
+    END IF;
+    IF schedule IS NULL OR btrim(schedule) = '' THEN
+        RAISE EXCEPTION 'invalid cron schedule ""' USING ERRCODE = '22023',
+            HINT = 'Use cron syntax: five fields (minute hour day month weekday), for example ''*/5 * * * *''.';
+    END IF;
+    BEGIN
+        entry := cron.schedule_in_database(entry_name, schedule, command, here, role_oid::regrole::text, true);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        IF message LIKE 'invalid schedule%' THEN
+            RAISE EXCEPTION 'invalid cron schedule "%"', schedule USING ERRCODE = '22023',
+                DETAIL = format('pg_cron %s refused it: %s.', (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron'), message),
+                HINT = 'Use cron syntax: five fields (minute hour day month weekday), for example ''*/5 * * * *''; pg_cron 1.4 schedules to the minute, pg_cron 1.5 and later also take ''30 seconds''.';
+        END IF;
+        RAISE;
+    END;
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_schedule(text, text, text, oid) IS 'internal: registers a command with pg_cron, to run in this database as the given role (definer: the role needs no rights on pg_cron); not for PUBLIC';
+
+CREATE OR REPLACE FUNCTION pgmodels._cron_unschedule(entry bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
+        PERFORM cron.unschedule(entry);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_unschedule(bigint) IS 'internal: removes a pg_cron entry, if it is still there; not for PUBLIC';
+
+-- pg_cron never purges cron.job_run_details; this purges the rows of one entry.
+CREATE OR REPLACE FUNCTION pgmodels._cron_prune(entry bigint, keep interval) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF entry IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+        DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_prune(bigint, interval) IS 'internal: deletes a pg_cron entry''s run details older than keep (pg_cron keeps them forever); not for PUBLIC';
