@@ -952,6 +952,20 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgmodels._serving_model(text, bigint, text) IS 'internal: the deployed (model_id 0) or given model of a project, without its artifact, for a caller that may predict with it';
 
+-- Raised in a batch chunk's SQL for a row whose array feature has the wrong length.
+CREATE OR REPLACE FUNCTION pgmodels._bad_array_feature(feature text, expected integer, got integer) RETURNS real[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF got IS NULL THEN
+        RAISE EXCEPTION 'array feature "%" is NULL', feature USING ERRCODE = '22004';
+    END IF;
+    RAISE EXCEPTION 'array feature "%" must have % elements, got %', feature, expected, got
+        USING ERRCODE = '22023', DETAIL = 'The model was trained on arrays of that many elements (multi-dimensional ones read in row-major order).';
+END
+$$;
+COMMENT ON FUNCTION pgmodels._bad_array_feature(text, integer, integer) IS 'internal: the error for an array feature of the wrong length in a block of rows';
+
 -- sql/050_onnx.sql
 -- ONNX in and out: models trained anywhere, and the artifact that serves.
 
@@ -1051,6 +1065,588 @@ LEFT JOIN LATERAL (SELECT d.model_id FROM pgmodels.deployments d
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
 COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner';
 GRANT SELECT ON pgmodels.overview TO PUBLIC;
+
+-- sql/070_batch_catalog.sql
+-- Batch jobs: scheduled scoring of a table into a prediction table (see
+-- python_udfs/pgmodels/batch/). This file holds the catalog and the one helper over
+-- pg_cron; 071 the definer functions that write the catalog, 072 the user's functions.
+
+CREATE TABLE pgmodels.batch_job (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name               text NOT NULL UNIQUE,
+    owner              regrole NOT NULL,
+    project_id         bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    source             regclass NOT NULL,
+    key_column         name NOT NULL,
+    output             regclass NOT NULL UNIQUE,
+    incremental_column name,
+    outputs            text[] NOT NULL CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label']
+                                              AND cardinality(outputs) > 0),
+    chunk_rows         integer NOT NULL CHECK (chunk_rows BETWEEN 1 AND 1000000),
+    schedule           text,
+    cron_job_id        bigint,
+    max_retries        integer NOT NULL CHECK (max_retries BETWEEN 0 AND 100),
+    retry_delay        interval NOT NULL CHECK (retry_delay >= '0'::interval AND retry_delay <= '1 hour'::interval),
+    keep_runs          interval NOT NULL CHECK (keep_runs >= '1 minute'::interval),
+    -- after a successful run: the model the whole output was scored with, and for an
+    -- incremental job the largest value of its column that run covered
+    scored_model_id    bigint,
+    watermark          text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    CHECK ((schedule IS NULL) = (cron_job_id IS NULL))
+);
+COMMENT ON TABLE pgmodels.batch_job IS 'batch scoring jobs: a project''s deployed model scoring a relation into an output table by key, on a pg_cron schedule or by hand; read it through pgmodels.batch_jobs';
+
+CREATE TABLE pgmodels.batch_run (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id         bigint NOT NULL REFERENCES pgmodels.batch_job (id) ON DELETE CASCADE,
+    status         text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    mode           text CHECK (mode IN ('full', 'incremental')),
+    resumed_from   bigint,
+    attempt        integer NOT NULL DEFAULT 1,
+    triggered_by   text NOT NULL,
+    started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at    timestamptz,
+    rows_scored    bigint NOT NULL DEFAULT 0,
+    rows_removed   bigint NOT NULL DEFAULT 0,
+    chunks         integer NOT NULL DEFAULT 0,
+    model_id       bigint,
+    model_version  integer,
+    -- an incremental run scores the rows whose column is in (low_watermark, high_watermark]
+    low_watermark  text,
+    high_watermark text,
+    -- the last row committed, in scoring order: where a resumed run goes on
+    cursor_key     text,
+    cursor_value   text,
+    pid            integer,
+    backend_start  timestamptz,
+    error          text,
+    error_sqlstate text
+);
+CREATE INDEX batch_run_job_id_id_idx ON pgmodels.batch_run (job_id, id DESC);
+COMMENT ON TABLE pgmodels.batch_run IS 'one row per run of a batch job, updated after every chunk; read it through pgmodels.batch_runs';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_run', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_run_id_seq', '');
+
+-- The one helper over pg_cron. pg_cron lives in one database of a cluster
+-- (cron.database_name) and runs each job's command in the database and as the role its
+-- entry names. Definer, so that a role needs no privilege on pg_cron's schema: the entry
+-- it makes is always for a role the caller verified (never taken from a user) and a
+-- command the caller built. Not for PUBLIC.
+CREATE OR REPLACE FUNCTION pgmodels._cron_schedule(entry_name text, schedule text, command text, role_oid oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+    here text := current_database();
+    entry bigint;
+    message text;
+BEGIN
+    IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule_in_database') IS NULL THEN
+        IF cron_db IS NULL THEN
+            RAISE EXCEPTION 'pg_cron is not installed'
+                USING ERRCODE = '55000',
+                      DETAIL = 'A schedule needs pg_cron, which this server does not load.',
+                      HINT = 'Add pg_cron to shared_preload_libraries, restart, run CREATE EXTENSION pg_cron in the database cron.database_name names, or create the job without a schedule and CALL run_batch_job() from your own scheduler.';
+        END IF;
+        IF cron_db = here THEN
+            RAISE EXCEPTION 'pg_cron is not installed in database "%"', here
+                USING ERRCODE = '55000',
+                      HINT = 'A superuser runs CREATE EXTENSION pg_cron here.';
+        END IF;
+        RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', cron_db, here
+            USING ERRCODE = '55000',
+                  DETAIL = 'pg_cron keeps its jobs in one database of the cluster (cron.database_name), and schedules from there only.',
+                  HINT = format('Create the job here without a schedule, then schedule it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
+                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here, here);
+    END IF;
+    IF schedule IS NULL OR btrim(schedule) = '' THEN
+        RAISE EXCEPTION 'invalid cron schedule ""' USING ERRCODE = '22023',
+            HINT = 'Use cron syntax: five fields (minute hour day month weekday), for example ''*/5 * * * *''.';
+    END IF;
+    BEGIN
+        entry := cron.schedule_in_database(entry_name, schedule, command, here, role_oid::regrole::text, true);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        IF message LIKE 'invalid schedule%' THEN
+            RAISE EXCEPTION 'invalid cron schedule "%"', schedule USING ERRCODE = '22023',
+                DETAIL = format('pg_cron %s refused it: %s.', (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron'), message),
+                HINT = 'Use cron syntax: five fields (minute hour day month weekday), for example ''*/5 * * * *''; pg_cron 1.4 schedules to the minute, pg_cron 1.5 and later also take ''30 seconds''.';
+        END IF;
+        RAISE;
+    END;
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_schedule(text, text, text, oid) IS 'internal: registers a command with pg_cron, to run in this database as the given role (definer: the role needs no rights on pg_cron); not for PUBLIC';
+
+CREATE OR REPLACE FUNCTION pgmodels._cron_unschedule(entry bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
+        PERFORM cron.unschedule(entry);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_unschedule(bigint) IS 'internal: removes a pg_cron entry, if it is still there; not for PUBLIC';
+
+-- pg_cron never purges cron.job_run_details; this purges the rows of one entry.
+CREATE OR REPLACE FUNCTION pgmodels._cron_prune(entry bigint, keep interval) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF entry IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+        DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_prune(bigint, interval) IS 'internal: deletes a pg_cron entry''s run details older than keep (pg_cron keeps them forever); not for PUBLIC';
+
+-- sql/071_batch_internal.sql
+-- Batch jobs: the definer functions that write the catalog. The user's functions
+-- (072) run as the caller, so that they read the source and create the output table
+-- with the caller's rights, and pass a credential (pgmodels._credential()) that these
+-- check; what these trust comes from the catalog and from the verified role, never
+-- from the caller's arguments alone.
+
+-- The advisory lock a run holds while it runs (session level, so it outlives the run's
+-- commits and goes with its backend): (this number, job id).
+CREATE OR REPLACE FUNCTION pgmodels._batch_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 1885824365 $$;
+COMMENT ON FUNCTION pgmodels._batch_lock_class() IS 'internal: the first key of the advisory lock a batch run holds (the second is the job id)';
+
+-- The tuning a job takes, checked before the catalog's constraints would be.
+CREATE OR REPLACE FUNCTION pgmodels._batch_check_settings(chunk_rows integer, max_retries integer,
+                                                          retry_delay interval, keep_runs interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF chunk_rows IS NOT NULL AND NOT chunk_rows BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'chunk_rows must be between 1 and 1000000, got %', chunk_rows USING ERRCODE = '22023',
+            DETAIL = 'A run commits after every chunk; a killed run loses at most one chunk''s work.';
+    ELSIF max_retries IS NOT NULL AND NOT max_retries BETWEEN 0 AND 100 THEN
+        RAISE EXCEPTION 'max_retries must be between 0 and 100, got %', max_retries USING ERRCODE = '22023';
+    ELSIF retry_delay IS NOT NULL AND NOT (retry_delay >= '0'::interval AND retry_delay <= '1 hour'::interval) THEN
+        RAISE EXCEPTION 'retry_delay must be between 0 and 1 hour, got %', retry_delay USING ERRCODE = '22023';
+    ELSIF keep_runs IS NOT NULL AND keep_runs < '1 minute'::interval THEN
+        RAISE EXCEPTION 'keep_runs must be at least 1 minute, got %', keep_runs USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_check_settings(integer, integer, interval, interval) IS 'internal: checks a batch job''s chunk size, retries and history retention';
+
+CREATE OR REPLACE FUNCTION pgmodels._batch_create(credential text, job_name text, project_name text, source oid,
+                                                  key_column name, output oid, incremental_column name,
+                                                  outputs text[], chunk_rows integer, schedule text,
+                                                  max_retries integer, retry_delay interval, keep_runs interval)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    other text;
+    job_id bigint;
+    entry bigint;
+BEGIN
+    IF NOT has_function_privilege(caller, '@extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function create_batch_job' USING ERRCODE = '42501',
+            HINT = 'An administrator grants EXECUTE on create_batch_job() to the roles that may schedule scoring.';
+    END IF;
+    PERFORM pgmodels._batch_check_settings(chunk_rows, max_retries, retry_delay, keep_runs);
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    ELSIF NOT pgmodels._may(caller, proj.id, 'predict') THEN
+        RAISE EXCEPTION 'permission denied for project "%"', project_name USING ERRCODE = '42501',
+            DETAIL = format('Role "%s" has no predict privilege on it.', caller::regrole);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = source AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))
+       OR NOT has_column_privilege(caller, source, key_column, 'SELECT')
+       OR (incremental_column IS NOT NULL AND NOT has_column_privilege(caller, source, incremental_column, 'SELECT')) THEN
+        RAISE EXCEPTION 'permission denied for relation %', source::regclass USING ERRCODE = '42501',
+            DETAIL = 'A batch job reads its source with the rights of the role that creates it.';
+    END IF;
+    IF output = source OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = output AND c.relkind IN ('r', 'p')
+                                         AND pg_has_role(caller, c.relowner, 'USAGE')) THEN
+        RAISE EXCEPTION 'must be owner of table %', output::regclass USING ERRCODE = '42501',
+            DETAIL = 'A batch job writes only an output table of its own role.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgmodels.batch_job j WHERE j.name = job_name) THEN
+        RAISE EXCEPTION 'batch job "%" already exists', job_name USING ERRCODE = '42710',
+            HINT = 'Pick another name, or drop_batch_job() the old one first.';
+    END IF;
+    SELECT j.name INTO other FROM pgmodels.batch_job j WHERE j.output = _batch_create.output;
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'table % is already the output of batch job "%"', output::regclass, other
+            USING ERRCODE = '42710', HINT = 'Give each job an output table of its own.';
+    END IF;
+    INSERT INTO pgmodels.batch_job (name, owner, project_id, source, key_column, output, incremental_column, outputs,
+                                    chunk_rows, max_retries, retry_delay, keep_runs)
+    VALUES (job_name, caller::regrole, proj.id, source, key_column, output, incremental_column, outputs,
+            chunk_rows, max_retries, retry_delay, keep_runs)
+    RETURNING id INTO job_id;
+    IF schedule IS NOT NULL THEN
+        entry := pgmodels._batch_schedule(job_id, schedule);
+    END IF;
+    RETURN job_id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_create(text, text, text, oid, name, oid, name, text[], integer, text, integer, interval, interval) IS 'internal: the core of create_batch_job() (definer: it writes the catalog and schedules with pg_cron as the verified caller)';
+
+-- Schedules a job's run with pg_cron, as the job's owner. The entry's name is unique in
+-- the cluster (pg_cron replaces an entry of the same name and role).
+CREATE OR REPLACE FUNCTION pgmodels._batch_schedule(job_id bigint, schedule text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pgmodels.batch_job;
+    entry bigint;
+BEGIN
+    SELECT j.* INTO STRICT job FROM pgmodels.batch_job j WHERE j.id = job_id FOR UPDATE;
+    PERFORM pgmodels._cron_unschedule(job.cron_job_id);
+    entry := pgmodels._cron_schedule(format('pgmodels_batch:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), job.id),
+                                     schedule, format('CALL %I.run_batch_job(%L)', '@extschema@', job.name), job.owner);
+    UPDATE pgmodels.batch_job j SET schedule = _batch_schedule.schedule, cron_job_id = entry WHERE j.id = job.id;
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_schedule(bigint, text) IS 'internal: (re)schedules a batch job with pg_cron as its owner; not for PUBLIC';
+
+-- The job a caller may act on. For a run, the caller must be the job's owner itself: a
+-- run reads and writes with exactly its owner's rights. To alter or drop, a member of
+-- the owner will do, as for tables.
+CREATE OR REPLACE FUNCTION pgmodels._batch_owned(credential text, job_name text, to_run boolean)
+RETURNS pgmodels.batch_job
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    job pgmodels.batch_job;
+BEGIN
+    SELECT j.* INTO job FROM pgmodels.batch_job j WHERE j.name = job_name;
+    IF job.id IS NULL THEN
+        RAISE EXCEPTION 'batch job "%" does not exist', job_name USING ERRCODE = '42704',
+            HINT = 'See pgmodels.batch_jobs for the jobs you own.';
+    END IF;
+    IF to_run AND caller <> job.owner THEN
+        RAISE EXCEPTION 'batch job "%" runs as role "%"', job_name, job.owner USING ERRCODE = '42501',
+            DETAIL = 'A job reads and writes with the rights of the role that created it, and runs only as that role.',
+            HINT = format('SET ROLE %I first, or let pg_cron run it.', job.owner::text);
+    ELSIF NOT to_run AND NOT pg_has_role(caller, job.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of batch job "%"', job_name USING ERRCODE = '42501',
+            DETAIL = format('Batch job "%s" belongs to role "%s".', job_name, job.owner);
+    END IF;
+    RETURN job;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_owned(text, text, boolean) IS 'internal: a batch job its caller owns (to run it: is), or an error';
+
+CREATE OR REPLACE FUNCTION pgmodels._batch_alter(credential text, job_name text, schedule text, unschedule boolean,
+                                                 chunk_rows integer, max_retries integer, retry_delay interval,
+                                                 keep_runs interval)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, false);
+BEGIN
+    IF NOT has_function_privilege(pgmodels._verify_caller(credential), '@extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function alter_batch_job' USING ERRCODE = '42501',
+            HINT = 'An administrator grants EXECUTE on alter_batch_job() to the roles that may schedule scoring.';
+    END IF;
+    IF schedule IS NOT NULL AND unschedule THEN
+        RAISE EXCEPTION 'a schedule and unschedule => true contradict each other' USING ERRCODE = '22023';
+    END IF;
+    PERFORM pgmodels._batch_check_settings(chunk_rows, max_retries, retry_delay, keep_runs);
+    UPDATE pgmodels.batch_job j
+       SET chunk_rows = coalesce(_batch_alter.chunk_rows, j.chunk_rows),
+           max_retries = coalesce(_batch_alter.max_retries, j.max_retries),
+           retry_delay = coalesce(_batch_alter.retry_delay, j.retry_delay),
+           keep_runs = coalesce(_batch_alter.keep_runs, j.keep_runs)
+     WHERE j.id = job.id;
+    IF unschedule THEN
+        PERFORM pgmodels._cron_unschedule(job.cron_job_id);
+        UPDATE pgmodels.batch_job j SET schedule = NULL, cron_job_id = NULL WHERE j.id = job.id;
+    ELSIF schedule IS NOT NULL THEN
+        PERFORM pgmodels._batch_schedule(job.id, schedule);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_alter(text, text, text, boolean, integer, integer, interval, interval) IS 'internal: the core of alter_batch_job() (definer: it writes the catalog and pg_cron''s)';
+
+CREATE OR REPLACE FUNCTION pgmodels._batch_drop(credential text, job_name text) RETURNS regclass
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, false);
+BEGIN
+    PERFORM pgmodels._cron_unschedule(job.cron_job_id);
+    DELETE FROM pgmodels.batch_job j WHERE j.id = job.id;
+    RETURN job.output;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_drop(text, text) IS 'internal: the core of drop_batch_job(): unschedules and forgets a job, returns its output table';
+
+-- A run's record. A run starts as 'running' only while its backend holds the job's lock,
+-- so any other 'running' run of the job is one whose backend ended: it is marked failed.
+CREATE OR REPLACE FUNCTION pgmodels._batch_run_begin(credential text, job_name text, status text, mode text,
+                                                     resumed_from bigint, attempt integer, triggered_by text,
+                                                     model_id bigint, model_version integer, low_watermark text,
+                                                     high_watermark text, cursor_key text, cursor_value text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, true);
+    run_id bigint;
+BEGIN
+    IF status = 'running' THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
+                          AND l.classid = pgmodels._batch_lock_class()::oid AND l.objid = job.id::oid AND l.objsubid = 2) THEN
+            RAISE EXCEPTION 'batch job "%" is not locked by this session', job_name USING ERRCODE = '55P03';
+        END IF;
+        UPDATE pgmodels.batch_run r
+           SET status = 'failed', finished_at = coalesce(r.finished_at, now()),
+               error = 'the run was interrupted: its backend ended before it finished', error_sqlstate = '57P01'
+         WHERE r.job_id = job.id AND r.status = 'running';
+    ELSIF status <> 'skipped' THEN
+        RAISE EXCEPTION 'a run begins as running or skipped' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO pgmodels.batch_run (job_id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version,
+                                    low_watermark, high_watermark, cursor_key, cursor_value, pid, backend_start,
+                                    finished_at, error)
+    SELECT job.id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version, low_watermark,
+           high_watermark, cursor_key, cursor_value, pg_backend_pid(), a.backend_start,
+           CASE WHEN status = 'skipped' THEN clock_timestamp() END,
+           CASE WHEN status = 'skipped' THEN 'another run of the job was still running' END
+      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+    RETURNING id INTO run_id;
+    RETURN run_id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text) IS 'internal: records the start of a batch run (or a skipped one) for the job''s owner';
+
+CREATE OR REPLACE FUNCTION pgmodels._batch_run_chunk(credential text, run_id bigint, scored bigint, cursor_key text,
+                                                     cursor_value text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pgmodels.batch_run r
+       SET rows_scored = r.rows_scored + scored, chunks = r.chunks + 1,
+           cursor_key = _batch_run_chunk.cursor_key, cursor_value = _batch_run_chunk.cursor_value
+      FROM pgmodels.batch_job j
+     WHERE r.id = run_id AND j.id = r.job_id AND r.status = 'running' AND r.pid = pg_backend_pid()
+       AND j.owner = pgmodels._verify_caller(credential);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'batch run % is not running in this session', run_id USING ERRCODE = '55000';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_run_chunk(text, bigint, bigint, text, text) IS 'internal: records a committed chunk of a running batch run';
+
+CREATE OR REPLACE FUNCTION pgmodels._batch_run_end(credential text, run_id bigint, status text, removed bigint,
+                                                   error text, error_sqlstate text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run pgmodels.batch_run;
+    job pgmodels.batch_job;
+BEGIN
+    IF status NOT IN ('succeeded', 'failed') THEN
+        RAISE EXCEPTION 'a run ends as succeeded or failed' USING ERRCODE = '22023';
+    END IF;
+    SELECT r.* INTO run FROM pgmodels.batch_run r JOIN pgmodels.batch_job j ON j.id = r.job_id
+     WHERE r.id = run_id AND r.status = 'running' AND r.pid = pg_backend_pid()
+       AND j.owner = pgmodels._verify_caller(credential)
+       FOR UPDATE OF r;
+    IF run.id IS NULL THEN
+        RAISE EXCEPTION 'batch run % is not running in this session', run_id USING ERRCODE = '55000';
+    END IF;
+    UPDATE pgmodels.batch_run r
+       SET status = _batch_run_end.status, finished_at = clock_timestamp(), rows_removed = coalesce(removed, 0),
+           error = _batch_run_end.error, error_sqlstate = _batch_run_end.error_sqlstate
+     WHERE r.id = run.id;
+    IF status = 'succeeded' THEN
+        UPDATE pgmodels.batch_job j
+           SET scored_model_id = CASE WHEN run.mode = 'full' THEN run.model_id ELSE j.scored_model_id END,
+               watermark = coalesce(run.high_watermark, j.watermark)
+         WHERE j.id = run.job_id
+        RETURNING j.* INTO job;
+    ELSE
+        SELECT j.* INTO job FROM pgmodels.batch_job j WHERE j.id = run.job_id;
+    END IF;
+    -- bounded history: ours and pg_cron's, keeping the newest run whatever its age
+    DELETE FROM pgmodels.batch_run r
+     WHERE r.job_id = job.id AND r.id < run.id AND r.started_at < now() - job.keep_runs;
+    PERFORM pgmodels._cron_prune(job.cron_job_id, job.keep_runs);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_run_end(text, bigint, text, bigint, text, text) IS 'internal: records how a batch run ended, moves the job''s watermark after a success and prunes old history (ours and pg_cron''s)';
+
+-- sql/072_batch.sql
+-- Batch deployment: create_batch_job(), run_batch_job(), alter_batch_job(),
+-- drop_batch_job(), and the views pgmodels.batch_jobs and pgmodels.batch_runs.
+--
+-- A job scores a relation (a table or a view) with a project's deployed model into an
+-- output table that holds one current prediction per key, on a pg_cron schedule or by
+-- hand. It runs with the rights of the role that created it: pg_cron connects as that
+-- role, and a run by hand must be made as it. A run goes through the source in key order
+-- (or, for an incremental run, in the order of its column, then key), a chunk at a time:
+-- one statement reads the chunk, scores it in one model run (pgmodels._score_rows) and
+-- upserts it, and the run commits after every chunk, recording where it got to. A run
+-- that dies loses at most its last chunk; the next run goes on from there. Two runs of
+-- a job never overlap: a run holds a session-level advisory lock on
+-- (pgmodels._batch_lock_class(), job id), and a run that cannot take it is recorded as
+-- skipped. The work is in python_udfs/pgmodels/batch/.
+
+CREATE OR REPLACE FUNCTION pgmodels._create_batch_job(job_name text, project_name text, relation_name text,
+    key_column text, output_table text, schedule text, incremental_column text, outputs text[], chunk_rows integer,
+    max_retries integer, retry_delay interval, keep_runs interval)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.batch.jobs import create; return create(job_name, project_name, relation_name, key_column, output_table, schedule, incremental_column, outputs, chunk_rows, max_retries, retry_delay, keep_runs)
+$$;
+COMMENT ON FUNCTION pgmodels._create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval) IS 'internal: the core of create_batch_job(), run as the caller';
+
+CREATE OR REPLACE FUNCTION @extschema@.create_batch_job(
+    job_name text,
+    project_name text,
+    relation_name text,
+    key_column text,
+    output_table text,
+    schedule text DEFAULT NULL,
+    incremental_column text DEFAULT NULL,
+    outputs text[] DEFAULT ARRAY['prediction'],
+    chunk_rows integer DEFAULT 10000,
+    max_retries integer DEFAULT 2,
+    retry_delay interval DEFAULT '10 seconds',
+    keep_runs interval DEFAULT '14 days')
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(pgmodels._create_batch_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12),
+                    pgmodels._raise_pending(NULL::bigint))
+$$;
+COMMENT ON FUNCTION @extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval) IS 'registers a batch scoring job: a project''s deployed model scores a relation into an output table keyed like it (created when missing), on a pg_cron schedule or by CALL run_batch_job(); returns the job id';
+
+CREATE OR REPLACE PROCEDURE pgmodels._run_batch_job(job_name text)
+LANGUAGE plpython3u
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return
+from pgmodels.batch.run import run; run(job_name)
+$$;
+COMMENT ON PROCEDURE pgmodels._run_batch_job(text) IS 'internal: the core of run_batch_job()';
+
+-- No SET clause and no EXCEPTION block: either would forbid the COMMITs of the core.
+CREATE OR REPLACE PROCEDURE @extschema@.run_batch_job(job_name text)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    CALL pgmodels._run_batch_job(job_name);
+    PERFORM pgmodels._raise_pending(NULL::integer);
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.run_batch_job(text) IS 'runs a batch job now, as pg_cron does: scores the source a chunk at a time, committing after each, and records the run in pgmodels.batch_runs; for the job''s owner, outside a transaction block';
+
+CREATE OR REPLACE FUNCTION @extschema@.alter_batch_job(job_name text, schedule text DEFAULT NULL,
+    chunk_rows integer DEFAULT NULL, max_retries integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
+    keep_runs interval DEFAULT NULL, unschedule boolean DEFAULT false)
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._batch_alter(pgmodels._credential(), $1, $2, $7, $3, $4, $5, $6) $$;
+COMMENT ON FUNCTION @extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean) IS 'changes a batch job''s schedule (or removes it with unschedule => true), chunk size, retries or history retention; arguments left NULL keep their value';
+
+CREATE OR REPLACE FUNCTION @extschema@.drop_batch_job(job_name text, drop_output boolean DEFAULT false)
+RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    output regclass := pgmodels._batch_drop(pgmodels._credential(), job_name);
+BEGIN
+    IF drop_output THEN  -- as the caller, who owns it
+        EXECUTE format('DROP TABLE %s', output);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.drop_batch_job(text, boolean) IS 'unschedules and removes a batch job and its run history; keeps its output table unless drop_output => true';
+
+CREATE OR REPLACE VIEW pgmodels.batch_runs WITH (security_barrier) AS
+SELECT r.id AS run_id,
+       j.name AS job,
+       p.name AS project,
+       CASE WHEN l.dead THEN 'failed' ELSE r.status END AS status,
+       r.mode,
+       r.triggered_by,
+       r.attempt,
+       r.resumed_from,
+       r.started_at,
+       r.finished_at,
+       coalesce(r.finished_at, clock_timestamp()) - r.started_at AS duration,
+       r.rows_scored,
+       r.rows_removed,
+       r.chunks,
+       round((r.rows_scored / greatest(extract(epoch FROM coalesce(r.finished_at, clock_timestamp()) - r.started_at),
+                                       0.001))::numeric, 1) AS rows_per_second,
+       r.model_id,
+       r.model_version,
+       r.low_watermark,
+       r.high_watermark,
+       r.cursor_key,
+       r.cursor_value,
+       CASE WHEN l.dead THEN 'the run was interrupted: its backend ended before it finished' ELSE r.error END AS error,
+       CASE WHEN l.dead THEN '57P01' ELSE r.error_sqlstate END AS error_sqlstate,
+       r.pid,
+       j.owner::text AS owner
+FROM pgmodels.batch_run r
+JOIN pgmodels.batch_job j ON j.id = r.job_id
+JOIN pgmodels.projects p ON p.id = j.project_id
+CROSS JOIN LATERAL (SELECT r.status = 'running' AND NOT EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_stat_activity a
+                         WHERE a.pid = r.pid AND a.backend_start = r.backend_start) AS dead) l
+WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
+COMMENT ON VIEW pgmodels.batch_runs IS 'one row per run of the batch jobs the current role owns: status (running, succeeded, failed, skipped), rows scored so far, chunks, rows/s, the model that scored them, what triggered it, the error; a running run''s progress is visible from any session';
+GRANT SELECT ON pgmodels.batch_runs TO PUBLIC;
+
+CREATE OR REPLACE VIEW pgmodels.batch_jobs WITH (security_barrier) AS
+SELECT j.name AS job,
+       j.id AS job_id,
+       j.owner::text AS owner,
+       p.name AS project,
+       j.source::text AS source,
+       j.key_column,
+       j.output::text AS output,
+       j.incremental_column,
+       j.outputs,
+       j.schedule,
+       j.cron_job_id,
+       j.chunk_rows,
+       j.max_retries,
+       j.retry_delay,
+       j.keep_runs,
+       j.watermark,
+       j.scored_model_id,
+       last.run_id AS last_run_id,
+       last.started_at AS last_run_at,
+       last.status AS last_status,
+       last.rows_scored AS last_rows_scored,
+       last.error AS last_error,
+       j.created_at
+FROM pgmodels.batch_job j
+JOIN pgmodels.projects p ON p.id = j.project_id
+LEFT JOIN LATERAL (SELECT r.run_id, r.started_at, r.status, r.rows_scored, r.error FROM pgmodels.batch_runs r
+                    WHERE r.job = j.name AND r.status <> 'skipped' ORDER BY r.run_id DESC LIMIT 1) last ON true
+WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
+COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule, watermark, and its last run (not counting skipped ones)';
+GRANT SELECT ON pgmodels.batch_jobs TO PUBLIC;
 
 -- sql/080_proxy.sql
 -- Request-response serving: what `pgmodels serve` (python_udfs/pgmodels/proxy/) needs in
@@ -1304,6 +1900,37 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 -- 0.1.0 revoked deploy() from PUBLIC; say it again so an upgraded database matches.
 GRANT EXECUTE ON FUNCTION @extschema@.deploy(text, text, text), @extschema@.deploy(bigint) TO PUBLIC;
+
+-- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)
+-- are for the roles an administrator grants them to; running and dropping one are for
+-- its owner, whoever that is, so they are open to PUBLIC.
+REVOKE EXECUTE ON FUNCTION
+    @extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval),
+    @extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean)
+FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.run_batch_job(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.drop_batch_job(text, boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the vectorized core: like the other cores, it answers only from models _lookup
+    -- loaded for this statement; and the error of a bad array feature
+    pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean),
+    pgmodels._bad_array_feature(text, integer, integer),
+    -- the deployed model's features, for a caller that may predict with it (credential)
+    pgmodels._serving_model(text, bigint, text),
+    -- the batch cores: create checks EXECUTE on create_batch_job() itself, alter on
+    -- alter_batch_job(); each acts only on jobs of the credential's role
+    pgmodels._create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval),
+    pgmodels._batch_create(text, text, text, oid, name, oid, name, text[], integer, text, integer, interval, interval),
+    pgmodels._batch_owned(text, text, boolean),
+    pgmodels._batch_alter(text, text, text, boolean, integer, integer, interval, interval),
+    pgmodels._batch_drop(text, text),
+    pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text),
+    pgmodels._batch_run_chunk(text, bigint, bigint, text, text),
+    pgmodels._batch_run_end(text, bigint, text, bigint, text, text),
+    pgmodels._batch_lock_class(),
+    pgmodels._batch_check_settings(integer, integer, interval, interval)
+TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
 
 -- Internal functions are internal: PUBLIC may execute none of them but the ones below,
 -- and tests/test_security.py lists exactly this set. Each is safe to call directly:
