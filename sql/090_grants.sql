@@ -15,37 +15,6 @@ FROM PUBLIC;
 -- 0.1.0 revoked deploy() from PUBLIC; say it again so an upgraded database matches.
 GRANT EXECUTE ON FUNCTION @extschema@.deploy(text, text, text), @extschema@.deploy(bigint) TO PUBLIC;
 
--- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)
--- are for the roles an administrator grants them to; running and dropping one are for
--- its owner, whoever that is, so they are open to PUBLIC.
-REVOKE EXECUTE ON FUNCTION
-    @extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval),
-    @extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean)
-FROM PUBLIC;
-GRANT EXECUTE ON PROCEDURE @extschema@.run_batch_job(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.drop_batch_job(text, boolean) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    -- the vectorized core: like the other cores, it answers only from models _lookup
-    -- loaded for this statement; and the error of a bad array feature
-    pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean),
-    pgmodels._bad_array_feature(text, integer, integer),
-    -- the deployed model's features, for a caller that may predict with it (credential)
-    pgmodels._serving_model(text, bigint, text),
-    -- the batch cores: create checks EXECUTE on create_batch_job() itself, alter on
-    -- alter_batch_job(); each acts only on jobs of the credential's role
-    pgmodels._create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval),
-    pgmodels._batch_create(text, text, text, oid, name, oid, name, text[], integer, text, integer, interval, interval),
-    pgmodels._batch_owned(text, text, boolean),
-    pgmodels._batch_alter(text, text, text, boolean, integer, integer, interval, interval),
-    pgmodels._batch_drop(text, text),
-    pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text),
-    pgmodels._batch_run_chunk(text, bigint, bigint, text, text),
-    pgmodels._batch_run_end(text, bigint, text, bigint, text, text),
-    pgmodels._batch_lock_class(),
-    pgmodels._batch_check_settings(integer, integer, interval, interval)
-TO PUBLIC;
-GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
-
 -- Internal functions are internal: PUBLIC may execute none of them but the ones below,
 -- and tests/test_security.py lists exactly this set. Each is safe to call directly:
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgmodels FROM PUBLIC;
@@ -101,3 +70,34 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._register_feature_source(text, regclass, text, text, text),
     pgmodels._model_metadata(text, text)
 TO PUBLIC;
+
+-- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)
+-- are for the roles an administrator grants them to; running and dropping one are for
+-- its owner, whoever that is, so they are open to PUBLIC.
+REVOKE EXECUTE ON FUNCTION
+    @extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval),
+    @extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean)
+FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.run_batch_job(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.drop_batch_job(text, boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the vectorized core: like the other cores, it answers only from models _lookup
+    -- loaded for this statement; and the error of a bad array feature
+    pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean),
+    pgmodels._bad_array_feature(text, integer, integer),
+    -- the deployed model's features, for a caller that may predict with it (credential)
+    pgmodels._serving_model(text, bigint, text),
+    -- the batch cores: create checks EXECUTE on create_batch_job() itself, alter on
+    -- alter_batch_job(); each acts only on jobs of the credential's role
+    pgmodels._create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval),
+    pgmodels._batch_create(text, text, text, oid, name, oid, name, text[], integer, text, integer, interval, interval),
+    pgmodels._batch_owned(text, text, boolean),
+    pgmodels._batch_alter(text, text, text, boolean, integer, integer, interval, interval),
+    pgmodels._batch_drop(text, text),
+    pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text),
+    pgmodels._batch_run_chunk(text, bigint, bigint, text, text),
+    pgmodels._batch_run_end(text, bigint, text, bigint, text, text),
+    pgmodels._batch_lock_class(),
+    pgmodels._batch_check_settings(integer, integer, interval, interval)
+TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
