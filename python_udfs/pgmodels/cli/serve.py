@@ -24,6 +24,8 @@ def add_parsers(sub) -> None:
     serve.add_argument("--pool-size", type=int, default=8, help="database connections per worker (default 8)")
     serve.add_argument("--statement-timeout", type=int, default=10000, help="per request, in ms (default 10000)")
     serve.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
+    serve.add_argument("--body-timeout", type=float, default=10.0,
+                       help="seconds a client may take to send a request body (default 10)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     token = sub.add_parser("token", help="API tokens of pgmodels serve")
@@ -103,7 +105,7 @@ def _serve(args) -> int:
         dsn = cluster.url()
     _check(dsn, args.anonymous_role)
     settings = {"dsn": dsn, "anonymous_role": args.anonymous_role, "pool_max": max(args.pool_size, 1),
-                "statement_timeout_ms": args.statement_timeout, "max_body_bytes": args.max_body,
+                "statement_timeout_ms": args.statement_timeout, "max_body_bytes": args.max_body, "body_timeout": args.body_timeout,
                 "grpc_port": args.grpc_port or None, "host": args.host}
     metrics_dir = tempfile.mkdtemp(prefix="pgmodels-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client

@@ -287,6 +287,11 @@ def _statement(model: Model, v: dict, req: InferRequest, wanted: list[str]):
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:
     keys = req.parameters.get("keys")
+    if isinstance(keys, str):  # gRPC parameters are scalars: a JSON list in a string
+        try:
+            keys = json.loads(keys)
+        except ValueError:
+            raise bad_request("the \"keys\" parameter must be a JSON list") from None
     if keys is not None:
         if not isinstance(keys, list) or not keys or not all(
                 isinstance(k, (int, str)) and not isinstance(k, bool) for k in keys):

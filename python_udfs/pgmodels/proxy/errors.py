@@ -80,8 +80,6 @@ def from_db_error(e: BaseException) -> ProxyError:
         primary = lines[0] if lines else type(e).__name__
     if http == 503 and sqlstate and sqlstate.startswith(("08", "57P")):
         primary = f"database unavailable: {primary}"
-    message = primary
-    for extra in (diag.message_detail if diag is not None else None, diag.message_hint if diag is not None else None):
-        if extra:
-            message += " " + extra
+    extras = [x for x in ((diag.message_detail, diag.message_hint) if diag is not None else ()) if x]
+    message = ". ".join([primary] + [x.rstrip(".") for x in extras]) + ("." if extras else "")
     return ProxyError(http, message, grpc_code, sqlstate)

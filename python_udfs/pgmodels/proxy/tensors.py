@@ -99,6 +99,8 @@ def make_tensor(name: str, datatype: str, shape, values) -> Tensor:
             elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
                 raise bad_request(f"input \"{name}\": {datatype} elements must be numbers")
             try:
+                if datatype == "FP32" and flat and max(abs(v) for v in flat) > 3.4028234663852886e38:
+                    raise OverflowError
                 array = np.asarray(flat, dtype=DTYPES[datatype])
             except (OverflowError, ValueError):
                 raise bad_request(f"input \"{name}\": a value does not fit {datatype}") from None
@@ -160,10 +162,10 @@ def decode_rest(model: str, version: str | None, body: bytes, header_length: int
         raise bad_request("malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise bad_request("the request must be a JSON object")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise bad_request("the request needs \"inputs\": a list of tensors")
     req = InferRequest(model, version, _request_id(doc.get("id")), parameters=_parameters(doc.get("parameters"), "request"))
+    inputs = doc.get("inputs", [] if "keys" in req.parameters else None)
+    if not isinstance(inputs, list) or not (inputs or "keys" in req.parameters):
+        raise bad_request("the request needs \"inputs\": a list of tensors")
     pos = 0
     for item in inputs:
         if not isinstance(item, dict):
@@ -219,7 +221,7 @@ def decode_grpc(msg) -> InferRequest:
     raw = list(msg.raw_input_contents)
     if raw and len(raw) != len(msg.inputs):
         raise bad_request("raw_input_contents must hold one entry per input")
-    if not msg.inputs:
+    if not msg.inputs and "keys" not in req.parameters:
         raise bad_request("the request needs inputs")
     for i, t in enumerate(msg.inputs):
         if raw:
