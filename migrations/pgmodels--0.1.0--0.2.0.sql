@@ -1188,9 +1188,11 @@ CREATE OR REPLACE FUNCTION pgmodels._cron_unschedule(entry bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL
-       AND EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
-        PERFORM cron.unschedule(entry);
+    -- nested, so that nothing names pg_cron's schema where it is not installed
+    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
+            PERFORM cron.unschedule(entry);
+        END IF;
     END IF;
 END
 $$;
@@ -1202,7 +1204,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF entry IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
-        DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
+        IF true THEN  -- planned only when pg_cron is installed here
+            DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
+        END IF;
     END IF;
 END
 $$;

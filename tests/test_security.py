@@ -178,6 +178,20 @@ PUBLIC_INTERNALS = {
     "pgmodels._create_api_token(name,text)", "pgmodels._revoke_api_token(bigint,text,text)",
     "pgmodels._may_manage_tokens(oid,oid)", "pgmodels._api_token_role(text)",
     "pgmodels._register_feature_source(text,regclass,text,text,text)", "pgmodels._model_metadata(text,text)",
+    # batch: the vectorized core (answers only from _lookup's models), a row's error, the
+    # deployed model's features for a caller that may predict; the job cores, which check
+    # the credential (and EXECUTE on create/alter_batch_job) and act on its role's jobs
+    "pgmodels._score_rows(text,bigint,bytea,text[],text[],double precision,boolean)",
+    "pgmodels._bad_array_feature(text,integer,integer)", "pgmodels._serving_model(text,bigint,text)",
+    "pgmodels._create_batch_job(text,text,text,text,text,text,text,text[],integer,integer,interval,interval)",
+    "pgmodels._batch_create(text,text,text,oid,name,oid,name,text[],integer,text,integer,interval,interval)",
+    "pgmodels._batch_owned(text,text,boolean)",
+    "pgmodels._batch_alter(text,text,text,boolean,integer,integer,interval,interval)",
+    "pgmodels._batch_drop(text,text)",
+    "pgmodels._batch_run_begin(text,text,text,text,bigint,integer,text,bigint,integer,text,text,text,text)",
+    "pgmodels._batch_run_chunk(text,bigint,bigint,text,text)", "pgmodels._batch_run_end(text,bigint,text,bigint,text,text)",
+    "pgmodels._batch_lock_class()", "pgmodels._batch_check_settings(integer,integer,interval,interval)",
+    "pgmodels._run_batch_job(text)",
 }
 
 

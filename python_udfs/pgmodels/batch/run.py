@@ -101,18 +101,6 @@ def _end(run_id: int, status: str, removed: int = 0, failure: Failure | None = N
           ["bigint", "text", "bigint", "text", "text"])
 
 
-def _commit_first() -> None:
-    """The first commit of a run: where a CALL inside a transaction block is refused."""
-    try:
-        plpy.commit()
-    except plpy.SPIError as e:
-        if getattr(e, "sqlstate", None) == "2D000":
-            raise PgmodelsError("run_batch_job cannot run inside a transaction block",
-                                detail="It commits after every chunk, so that a run that dies loses one chunk.",
-                                hint="CALL it on its own (autocommit), as pg_cron does.", sqlstate="25001") from None
-        raise
-
-
 def _what_to_score(job: Job, model: plan.ServedModel, src: relations.Relation):
     """(mode, low, high, cursor, resumed_from) for this run."""
     last = query("""SELECT r.run_id, r.status, r.mode, r.model_id, r.low_watermark, r.high_watermark, r.cursor_key,
@@ -143,7 +131,7 @@ def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
         statements = plan.build(model, src, out, job.key_column, key_type, job.incremental_column, inc_type,
                                 job.outputs, job.chunk_rows, mode)
         run_id = _begin(job, "running", trigger, attempt, mode, resumed_from, model, low, high, cursor)
-        _commit_first() if attempt == 1 else plpy.commit()
+        plpy.commit()
         first = plpy.prepare(statements.first, plan.PARAM_TYPES)
         later = plpy.prepare(statements.next, plan.PARAM_TYPES)
         while True:
@@ -161,10 +149,6 @@ def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
         _end(run_id, "succeeded", removed)
         plpy.commit()
         return None
-    except PgmodelsError as e:
-        if e.sqlstate == "25001":
-            raise
-        failure = Failure.of(e)
     except Exception as e:  # noqa: BLE001 - recorded, then raised in PostgreSQL's style
         failure = Failure.of(e)
     plpy.rollback()
@@ -177,6 +161,11 @@ def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
 
 @udf
 def run(job_name: str) -> None:
+    # A run commits as it goes, so it must be called outside a transaction block. This
+    # first commit is where an atomic call (inside BEGIN, or from a function) fails, with
+    # PostgreSQL's own error and before anything is locked or written; run_batch_job()
+    # refuses the common case, CALL inside BEGIN, with a clearer one.
+    plpy.commit()
     job = _job(job_name)
     trigger = "pg_cron" if query("SELECT pg_catalog.current_setting('application_name') AS a")[0]["a"] == "pg_cron" \
         else "manual"
@@ -184,7 +173,7 @@ def run(job_name: str) -> None:
     if not query("SELECT pg_catalog.pg_try_advisory_lock(pgmodels._batch_lock_class(), $1) AS ok",
                  lock, ["integer"])[0]["ok"]:
         _begin(job, "skipped", trigger, 1)
-        _commit_first()
+        plpy.commit()
         return None
     try:
         attempt = 1

@@ -69,7 +69,9 @@ def _matrix(model: Model, data: bytes | None, rows: int | None) -> np.ndarray:
 
 def _refuse(model: Model, positions: list[int], bad: np.ndarray, X: np.ndarray):
     row, j = (int(v) for v in np.argwhere(bad)[0])
-    raise PgmodelsError(f'feature "{model.feature_names[positions[j]]}" of row {row + 1} is {X[row, j]}',
+    value = float(X[row, j])
+    text = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    raise PgmodelsError(f'feature "{model.feature_names[positions[j]]}" of row {row + 1} is {text}',
                         detail="Features must be finite numbers; NaN and Infinity are not accepted.",
                         hint="Pass NULL for a missing value if the model imputes it.",
                         sqlstate=INVALID_PARAMETER_VALUE)
