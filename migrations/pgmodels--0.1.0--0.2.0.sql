@@ -1161,8 +1161,9 @@ BEGIN
         RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', cron_db, here
             USING ERRCODE = '55000',
                   DETAIL = 'pg_cron keeps its jobs in one database of the cluster (cron.database_name), and schedules from there only.',
-                  HINT = format('Create the job here without a schedule, then schedule it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
-                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here, here);
+                  HINT = format('Create the job here without a schedule; then a superuser schedules it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
+                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here,
+                                role_oid::regrole::text, here);
     END IF;
     IF schedule IS NULL OR btrim(schedule) = '' THEN
         RAISE EXCEPTION 'invalid cron schedule ""' USING ERRCODE = '22023',
@@ -1887,6 +1888,27 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._model_metadata(text, text) IS 'internal: a project''s versions, features, labels and feature source, for a role that may use it (the Open Inference Protocol''s model metadata)';
 
+-- Definer: the version a project's deployed model has, for a role that may use it. The
+-- proxy reads it in the statement that predicts, so that it names the version that
+-- answered (a deploy committed in between is seen by both or by neither).
+CREATE OR REPLACE FUNCTION pgmodels._deployed_version(project_name text, credential text) RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj bigint;
+BEGIN
+    -- PL/pgSQL, not SQL: its plans are kept for the session, and this runs on every request
+    SELECT p.id INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj IS NULL OR NOT pgmodels._may(caller, proj, 'use') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT m.version FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
+             WHERE d.project_id = proj ORDER BY d.id DESC LIMIT 1);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._deployed_version(text, text) IS 'internal: the version of a project''s deployed model, for a role that may use the project (what pgmodels serve reports as the version that answered)';
+
 -- sql/090_grants.sql
 -- Who may run what.
 --
@@ -1958,7 +1980,8 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._may_manage_tokens(oid, oid),
     pgmodels._api_token_role(text),
     pgmodels._register_feature_source(text, regclass, text, text, text),
-    pgmodels._model_metadata(text, text)
+    pgmodels._model_metadata(text, text),
+    pgmodels._deployed_version(text, text)
 TO PUBLIC;
 
 -- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)

@@ -116,10 +116,12 @@ def _serve(args) -> int:
         print(f"pgmodels serve: http://{args.host}:{args.port}/v2 (OpenAPI at /openapi.json)"
               + (f", gRPC {args.host}:{args.grpc_port}" if args.grpc_port else "") + f", {args.workers} workers",
               flush=True)
-        uvicorn.run("pgmodels.proxy.app:create_app", factory=True, host=args.host, port=args.port,
+        from ..proxy.protocol import NoDelayProtocol
+
+        uvicorn.run("pgmodels.proxy.app:create_app", factory=True, host=args.host, port=args.port, http=NoDelayProtocol,
                     workers=max(args.workers, 1), log_level=args.log_level, access_log=False,
                     log_config=_log_config(args.log_level), timeout_graceful_shutdown=10,
-                    timeout_keep_alive=30, h11_max_incomplete_event_size=64 * 1024)
+                    timeout_keep_alive=30)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

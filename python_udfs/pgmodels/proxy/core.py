@@ -10,6 +10,7 @@ the version reported is the one that answered.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -225,23 +226,14 @@ def _statement(model: Model, v: dict, req: InferRequest, wanted: list[str]):
     by_name = {t.name: t for t in req.inputs if t.name in names}
     keys = _keys(req, names)
     others = [t for t in req.inputs if t.name not in by_name and not (t.name in ("key", "keys") and keys is not None)]
-    if req.version is None:
-        target = sql.SQL("%(project)s::text")
-        version = sql.SQL("(SELECT o.version FROM pgmodels.overview o WHERE o.project = %(project)s AND o.deployed)")
-    else:
-        target = sql.SQL("%(model_id)s::bigint")
-        version = sql.SQL("%(version)s::integer")
     params = {"project": model.name, "model_id": v["model_id"], "version": v["version"]}
-
+    source = None
     if others:
         if len(others) > 1 or by_name or keys is not None:
             raise bad_request(f"unknown input \"{others[-1].name}\": send one [batch, {len(names)}] tensor, or one "
                               f"tensor per feature named {', '.join(names)}")
         n_rows = _matrix(others[0], names, types, params)
-        feats = sql.SQL("(%(x)s::float8[])[(i - 1) * %(n)s + 1:i * %(n)s]")
-        source = sql.SQL("generate_series(1, %(rows)s) AS i")
-        found = sql.SQL("true")
-        order = sql.SQL("i")
+        mode = "matrix"
         params.update(n=len(names), rows=n_rows)
     else:
         n_rows = len(keys) if keys is not None else _batch(by_name)
@@ -257,32 +249,55 @@ def _statement(model: Model, v: dict, req: InferRequest, wanted: list[str]):
             values = t.data if t.datatype == "BYTES" else t.data.tolist()
             for i, value in enumerate(values):
                 rows[i][name] = value
-        params["rows_json"] = json.dumps(rows)
         if keys is None:
-            feats = sql.SQL("r.f")
-            source = sql.SQL("jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i)")
-            found = sql.SQL("true")
-            order = sql.SQL("r.i")
+            mode = "json"
+            params["rows_json"] = json.dumps(rows[0] if n_rows == 1 else rows)
         else:
             fs = model.feature_source
             if fs is None:
-                raise bad_request(f"model \"{model.name}\" has no feature source to look keys up in",)
+                raise bad_request(f"model \"{model.name}\" has no feature source to look keys up in")
             if not model.key_type or not _KEY_TYPE.match(model.key_type):
                 raise ProxyError(404, f"the feature source of \"{model.name}\" is gone")
-            relation = sql.Identifier(fs["schema"], fs["relation"])
-            key = sql.Identifier("s", fs["key_column"])
-            feats = sql.SQL("(pg_catalog.to_jsonb(s) || r.f)")
-            source = sql.SQL("unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
-                             "JOIN jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = k.i "
-                             "LEFT JOIN {} AS s ON {} = k.key::{}").format(relation, key, sql.SQL(model.key_type))
-            found = sql.SQL("{} IS NOT NULL").format(key)
-            order = sql.SQL("k.i")
-            params["keys"] = keys
+            mode = "keys"
+            source = (fs["schema"], fs["relation"], fs["key_column"], model.key_type)
+            params.update(keys=keys, rows_json=json.dumps(rows))
+    statement = _compose(mode, tuple(wanted), req.version is not None, n_rows == 1, source)
+    return statement, params, n_rows, keys
+
+
+@functools.lru_cache(maxsize=256)
+def _compose(mode: str, wanted: tuple, versioned: bool, single: bool, source: tuple | None) -> str:
+    """The statement for a kind of request (cached: requests of one kind share one text,
+    which psycopg then prepares on each connection)."""
+    if versioned:
+        target, version = sql.SQL("%(model_id)s::bigint"), sql.SQL("%(version)s::integer")
+    else:
+        target = sql.SQL("%(project)s::text")
+        version = sql.SQL("pgmodels._deployed_version(%(project)s, pgmodels._credential())")
+    found, tail = sql.SQL("true"), sql.SQL("")
+    if mode == "matrix" and single:
+        feats = sql.SQL("%(x)s::float8[]")
+    elif mode == "matrix":
+        feats = sql.SQL("(%(x)s::float8[])[(i - 1) * %(n)s + 1:i * %(n)s]")
+        tail = sql.SQL(" FROM generate_series(1, %(rows)s) AS i ORDER BY i")
+    elif mode == "json" and single:
+        feats = sql.SQL("%(rows_json)s::jsonb")
+    elif mode == "json":
+        feats = sql.SQL("r.f")
+        tail = sql.SQL(" FROM jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ORDER BY r.i")
+    else:
+        schema, relation, key_column, key_type = source
+        key = sql.Identifier("s", key_column)
+        feats = sql.SQL("(pg_catalog.to_jsonb(s) || r.f)")
+        found = sql.SQL("{} IS NOT NULL").format(key)
+        tail = sql.SQL(" FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
+                       "JOIN jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = k.i "
+                       "LEFT JOIN {} AS s ON {} = k.key::{} ORDER BY k.i").format(
+            sql.Identifier(schema, relation), key, sql.SQL(key_type))
     calls = [sql.SQL("CASE WHEN {found} THEN {fn}({target}, {feats}) END").format(
         found=found, fn=sql.Identifier(_FUNCTIONS[w]), target=target, feats=feats) for w in wanted]
-    statement = sql.SQL("SELECT {version}, {found}, {calls} FROM {source} ORDER BY {order}").format(
-        version=version, found=found, calls=sql.SQL(", ").join(calls), source=source, order=order)
-    return statement, params, n_rows, keys
+    return sql.SQL("SELECT {version}, {found}, {calls}{tail}").format(
+        version=version, found=found, calls=sql.SQL(", ").join(calls), tail=tail).as_string(None)
 
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:
