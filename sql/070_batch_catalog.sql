@@ -92,8 +92,9 @@ BEGIN
         RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', cron_db, here
             USING ERRCODE = '55000',
                   DETAIL = 'pg_cron keeps its jobs in one database of the cluster (cron.database_name), and schedules from there only.',
-                  HINT = format('Create the job here without a schedule, then schedule it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
-                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here, here);
+                  HINT = format('Create the job here without a schedule; then a superuser schedules it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
+                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here,
+                                role_oid::regrole::text, here);
     END IF;
     IF schedule IS NULL OR btrim(schedule) = '' THEN
         RAISE EXCEPTION 'invalid cron schedule ""' USING ERRCODE = '22023',
