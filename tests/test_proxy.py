@@ -248,3 +248,32 @@ def test_metrics(env):
     assert f'pgmodels_request_errors_total{{code="400",endpoint="infer",model="{env.num}"}}' in text
     assert f'pgmodels_request_duration_seconds_bucket{{endpoint="infer",le="0.01",model="{env.num}"}}' in text
     assert 'pgmodels_pool_connections{state="size"}' in text
+
+
+def test_concurrent_requests_each_get_their_own_rows_and_errors(env):
+    """Requests that arrive together may share a statement (batching.py): each still gets
+    its own rows in order, and one request's bad features fail only that request."""
+    import asyncio
+
+    rows = [[float(i % 17), float((i * 7) % 23), float(i % 11), float(i % 5)] for i in range(48)]
+    expected = env.sql_predict(env.num, rows)
+
+    async def go():
+        async with httpx.AsyncClient(headers=bearer(env.token), timeout=30) as client:
+            async def one(i):
+                if i == 13:  # passes the proxy's checks, fails in predict(): beyond single precision
+                    body = {"inputs": [matrix([[1.0, 2.0, 3.0, 1e39]], datatype="FP64")]}
+                else:
+                    body = {"id": str(i), "inputs": [matrix([rows[i], rows[(i + 1) % 48]])]}
+                return i, await client.post(f"{env.server.url}/v2/models/{env.num}/infer", json=body)
+            return await asyncio.gather(*(one(i) for i in range(48)))
+
+    for i, r in asyncio.run(go()):
+        if i == 13:
+            assert r.status_code == 400 and "single-precision" in r.json()["error"]
+            continue
+        assert r.status_code == 200, r.text
+        out = {o["name"]: o["data"] for o in r.json()["outputs"]}
+        assert r.json()["id"] == str(i)
+        assert out["predict"] == [expected[i][0], expected[(i + 1) % 48][0]]
+        assert out["probabilities"] == pytest.approx([*expected[i][1], *expected[(i + 1) % 48][1]], abs=1e-6)

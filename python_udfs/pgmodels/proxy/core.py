@@ -10,20 +10,18 @@ the version reported is the one that answered.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import time
 from dataclasses import dataclass
 
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from .errors import ProxyError, bad_request, from_db_error
-from .tensors import InferAnswer, InferRequest, Tensor
+from . import statements
+from .batching import Batcher
+from .tensors import InferAnswer, InferRequest
 
 CACHE_SECONDS = 1.0  # tokens and metadata: a revoked token stops working within this
-_KEY_TYPE = re.compile(r"^[a-z0-9_ .\"(),\[\]]+$")
 
 
 @dataclass
@@ -76,6 +74,7 @@ class Backend:
             kwargs={"autocommit": True, "application_name": "pgmodels serve"}, reconnect_timeout=0)
         self._tokens: dict[str, tuple[str | None, float]] = {}
         self._models: dict[tuple[str, str], tuple[Model, float]] = {}
+        self.batcher = Batcher()
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
@@ -189,12 +188,21 @@ class Backend:
         if unknown:
             raise bad_request(f"model \"{model.name}\" has no output \"{unknown[0]}\"; it has "
                               + ", ".join(model.outputs()))
-        statement, params, n_rows, keys = _statement(model, v, req, wanted)
-        rows = await self.run(role, statement, params)
-        if len(rows) != n_rows:
-            raise bad_request(f"the key column of the feature source of \"{model.name}\" is not unique")
-        if keys is not None:
-            missing = [keys[i] for i, r in enumerate(rows) if not r[1]]
+        work = statements.plan(model, v, req)
+        versioned, wanted = req.version is not None, tuple(wanted)
+
+        async def execute(plans):
+            statement, params = statements.combine(plans, model.name, v, versioned, wanted)
+            rows = await self.run(role, statement, params)
+            if len(rows) != sum(p.n_rows for p in plans):
+                raise bad_request(f"the key column of the feature source of \"{model.name}\" is not unique")
+            return statements.split(plans, rows)
+
+        rows = await self.batcher.submit((role, model.name, v["model_id"], versioned, wanted, work.kind()), work,
+                                         execute)
+        n_rows = work.n_rows
+        if work.keys is not None:
+            missing = [work.keys[i] for i, r in enumerate(rows) if not r[1]]
             if missing:
                 raise ProxyError(404, f"no features stored under key {missing[0]} for model \"{model.name}\"")
         version = rows[0][0] if rows and rows[0][0] is not None else v["version"]
@@ -215,143 +223,3 @@ class Backend:
 
 def _datatype(feature_type: str) -> str:
     return "BYTES" if feature_type == "text" else "FP32"
-
-
-_FUNCTIONS = {"predict": "predict", "probabilities": "predict_proba", "label": "predict_label"}
-
-
-def _statement(model: Model, v: dict, req: InferRequest, wanted: list[str]):
-    """(statement, params, rows expected, keys or None) scoring the whole request at once."""
-    names, types = v["feature_names"], v["feature_types"]
-    by_name = {t.name: t for t in req.inputs if t.name in names}
-    keys = _keys(req, names)
-    others = [t for t in req.inputs if t.name not in by_name and not (t.name in ("key", "keys") and keys is not None)]
-    params = {"project": model.name, "model_id": v["model_id"], "version": v["version"]}
-    source = None
-    if others:
-        if len(others) > 1 or by_name or keys is not None:
-            raise bad_request(f"unknown input \"{others[-1].name}\": send one [batch, {len(names)}] tensor, or one "
-                              f"tensor per feature named {', '.join(names)}")
-        n_rows = _matrix(others[0], names, types, params)
-        mode = "matrix"
-        params.update(n=len(names), rows=n_rows)
-    else:
-        n_rows = len(keys) if keys is not None else _batch(by_name)
-        if keys is None:
-            missing = [n for n in names if n not in by_name]
-            if missing:
-                raise bad_request(f"model \"{model.name}\" needs features {', '.join(missing)}: send them, or send "
-                                  "keys of its feature source")
-        rows = [{} for _ in range(n_rows)]
-        for name, t in by_name.items():
-            if _batch({name: t}) != n_rows:
-                raise bad_request(f"input \"{name}\" has {_batch({name: t})} rows, the request {n_rows}")
-            values = t.data if t.datatype == "BYTES" else t.data.tolist()
-            for i, value in enumerate(values):
-                rows[i][name] = value
-        if keys is None:
-            mode = "json"
-            params["rows_json"] = json.dumps(rows[0] if n_rows == 1 else rows)
-        else:
-            fs = model.feature_source
-            if fs is None:
-                raise bad_request(f"model \"{model.name}\" has no feature source to look keys up in")
-            if not model.key_type or not _KEY_TYPE.match(model.key_type):
-                raise ProxyError(404, f"the feature source of \"{model.name}\" is gone")
-            mode = "keys"
-            source = (fs["schema"], fs["relation"], fs["key_column"], model.key_type)
-            params.update(keys=keys, rows_json=json.dumps(rows))
-    statement = _compose(mode, tuple(wanted), req.version is not None, n_rows == 1, source)
-    return statement, params, n_rows, keys
-
-
-@functools.lru_cache(maxsize=256)
-def _compose(mode: str, wanted: tuple, versioned: bool, single: bool, source: tuple | None) -> str:
-    """The statement for a kind of request (cached: requests of one kind share one text,
-    which psycopg then prepares on each connection)."""
-    if versioned:
-        target, version = sql.SQL("%(model_id)s::bigint"), sql.SQL("%(version)s::integer")
-    else:
-        target = sql.SQL("%(project)s::text")
-        version = sql.SQL("pgmodels._deployed_version(%(project)s, pgmodels._credential())")
-    found, tail = sql.SQL("true"), sql.SQL("")
-    if mode == "matrix" and single:
-        feats = sql.SQL("%(x)s::float8[]")
-    elif mode == "matrix":
-        feats = sql.SQL("(%(x)s::float8[])[(i - 1) * %(n)s + 1:i * %(n)s]")
-        tail = sql.SQL(" FROM generate_series(1, %(rows)s) AS i ORDER BY i")
-    elif mode == "json" and single:
-        feats = sql.SQL("%(rows_json)s::jsonb")
-    elif mode == "json":
-        feats = sql.SQL("r.f")
-        tail = sql.SQL(" FROM jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ORDER BY r.i")
-    else:
-        schema, relation, key_column, key_type = source
-        key = sql.Identifier("s", key_column)
-        feats = sql.SQL("(pg_catalog.to_jsonb(s) || r.f)")
-        found = sql.SQL("{} IS NOT NULL").format(key)
-        tail = sql.SQL(" FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
-                       "JOIN jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = k.i "
-                       "LEFT JOIN {} AS s ON {} = k.key::{} ORDER BY k.i").format(
-            sql.Identifier(schema, relation), key, sql.SQL(key_type))
-    calls = [sql.SQL("CASE WHEN {found} THEN {fn}({target}, {feats}) END").format(
-        found=found, fn=sql.Identifier(_FUNCTIONS[w]), target=target, feats=feats) for w in wanted]
-    return sql.SQL("SELECT {version}, {found}, {calls}{tail}").format(
-        version=version, found=found, calls=sql.SQL(", ").join(calls), tail=tail).as_string(None)
-
-
-def _keys(req: InferRequest, names: list[str]) -> list[str] | None:
-    keys = req.parameters.get("keys")
-    if isinstance(keys, str):  # gRPC parameters are scalars: a JSON list in a string
-        try:
-            keys = json.loads(keys)
-        except ValueError:
-            raise bad_request("the \"keys\" parameter must be a JSON list") from None
-    if keys is not None:
-        if not isinstance(keys, list) or not keys or not all(
-                isinstance(k, (int, str)) and not isinstance(k, bool) for k in keys):
-            raise bad_request("\"keys\" must be a non-empty list of numbers or strings")
-        return [str(k) for k in keys]
-    for t in req.inputs:
-        if t.name in ("key", "keys") and t.name not in names:
-            if t.datatype not in ("BYTES", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"):
-                raise bad_request(f"input \"{t.name}\" must be of an integer datatype or BYTES")
-            values = t.data if t.datatype == "BYTES" else t.data.tolist()
-            if not values:
-                raise bad_request(f"input \"{t.name}\" holds no keys")
-            return [str(k) for k in values]
-    return None
-
-
-def _batch(tensors: dict[str, Tensor]) -> int:
-    sizes = set()
-    for name, t in tensors.items():
-        if len(t.shape) == 1 or (len(t.shape) == 2 and t.shape[1] == 1):
-            sizes.add(t.shape[0])
-        else:
-            raise bad_request(f"input \"{name}\" must have shape [batch] or [batch, 1], not {t.shape}")
-    if len(sizes) != 1:
-        raise bad_request("the feature inputs have different batch sizes")
-    n = sizes.pop()
-    if n == 0:
-        raise bad_request("the batch is empty")
-    return n
-
-
-def _matrix(t: Tensor, names: list[str], types: list[str], params: dict) -> int:
-    if any(kind == "text" for kind in types):
-        raise bad_request(f"this model has text features ({', '.join(n for n, k in zip(names, types) if k == 'text')}): "
-                          "send one tensor per feature, named after it, with BYTES for text")
-    if t.datatype == "BYTES":
-        raise bad_request(f"input \"{t.name}\": a [batch, n_features] tensor must be numeric")
-    if len(t.shape) == 1:
-        t.shape = [1, t.shape[0]]
-    if len(t.shape) != 2:
-        raise bad_request(f"input \"{t.name}\" must have shape [batch, {len(names)}], not {t.shape}")
-    if t.shape[1] != len(names):
-        raise bad_request(f"input \"{t.name}\" has {t.shape[1]} features, the model takes {len(names)} "
-                          f"({', '.join(names)})")
-    if t.shape[0] == 0:
-        raise bad_request("the batch is empty")
-    params["x"] = t.data.astype("float64").tolist()
-    return t.shape[0]
