@@ -66,3 +66,20 @@ def test_tiny_run_measures_every_section(test_db, tmp_path):
     assert [s["benchmark"] for s in results["summary"]] == ["training", "row-wise predict", "batch predict",
                                                             "cold start"]
     assert all(_positive(s["ratio"]) and isinstance(s["met"], bool) for s in results["summary"])
+
+
+def test_tiny_batch_run_measures_every_side(test_db, tmp_path):
+    """benchmarks/bench_batch.py at a tiny size: every side measured, the same predictions."""
+    out = tmp_path / "batch.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_batch.py"), "--dsn", test_db,
+                           "--rows", "2000", "--train-rows", "300", "--trees", "5", "--repeat", "2",
+                           "--chunk", "300", "--out", str(out)], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["predictions_that_differ"] == 0
+    assert results["incremental"]["rows"] == 20
+    for key in ("job", "script", "limit"):
+        assert _positive(results[key]["median_s"]) and _positive(results[key]["rows_per_s"])
+    assert all(_positive(v) for v in (results["ratios"]["job_vs_script"], results["ratios"]["job_vs_limit"],
+                                      results["ratios"]["incremental_fraction"]))
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_batch.py")

@@ -11,6 +11,7 @@ from ..errors import (DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETE
 from . import plan, relations
 from .relations import OUTPUT_COLUMNS, Relation
 
+FILLFACTOR = 70
 JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 OUTPUTS = ("prediction", "probabilities", "label")
 CREATE_SIGNATURE = "create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)"
@@ -60,7 +61,9 @@ def _output(output_table: str, src: Relation, key: relations.Column, outputs: li
     columns = [f"{qi(key.name)} {key.type} PRIMARY KEY"] + \
               [f"{c} {OUTPUT_COLUMNS[c]}" for c in OUTPUTS if c in outputs] + \
               [f"{c} {OUTPUT_COLUMNS[c]} NOT NULL" for c in ("model_id", "model_version", "scored_at", "run_id")]
-    query(f"CREATE TABLE {name} ({', '.join(columns)})")
+    # Every run rewrites every row it scores: with room left on each page, an update can
+    # stay on its page and skip the index (a HOT update), about a quarter of a full run.
+    query(f"CREATE TABLE {name} ({', '.join(columns)}) WITH (fillfactor = {FILLFACTOR})")
     created = relations.resolve(name, "output table")
     query(f"COMMENT ON TABLE {name} IS " + plan._lit(f"predictions of pgmodels batch job scoring {src.display}"))
     return created

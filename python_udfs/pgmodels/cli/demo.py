@@ -59,6 +59,10 @@ def run_demo(conn, rows: int = 20000) -> None:
                           "support_calls": 1, "paperless": false, "contract": "month-to-month"}'::jsonb)""").fetchone()
     say(f"   a new month-to-month customer, 3 months in: churns={one[0]}  probabilities={one[1]}")
 
+    say("== 3b. batch: a scheduled job scores the table into churn_scores, which apps read by key")
+    from .demo_batch import batch_step, cron_step
+    scheduled = batch_step(conn, say)
+
     say("== 4. what is there: pgmodels.overview")
     for r in conn.execute("SELECT project, version, algorithm, runtime, round(key_metric::numeric, 3), deployed, "
                           "artifact_bytes FROM pgmodels.overview WHERE project = 'churn' ORDER BY version"):
@@ -75,3 +79,5 @@ def run_demo(conn, rows: int = 20000) -> None:
             "contract": np.array([["month-to-month"]], dtype=object)}
     label = session.run(["label"], feed)[0][0]
     say(f"   onnxruntime alone, {len(artifact)} bytes: class index {label} (the database said {one[0]})")
+    if scheduled:
+        cron_step(conn, say)
