@@ -56,3 +56,12 @@ def test_the_readme_install_steps_work_as_written(stock_cluster):
     assert sh(*psql, "SELECT predict('churn', ARRAY[9, 1])", user="postgres").stdout.strip() == "1"
     doctor = sh(*psql, "SELECT value FROM pgmodels.doctor() WHERE item = 'pgmodels.venv'", user="postgres")
     assert doctor.stdout.strip() == "/opt/pgmodels/venv"
+    # batch jobs on a server without pg_cron: by hand yes, a schedule is a clear error
+    sh(*psql, "ALTER TABLE churn ADD COLUMN id serial PRIMARY KEY", user="postgres")
+    refused = sh(*psql, "SELECT create_batch_job('nightly', 'churn', 'churn', 'id', 'scores', schedule => '0 2 * * *')",
+                 user="postgres", check=False)
+    assert refused.returncode != 0 and "pg_cron is not installed" in refused.stderr
+    assert "shared_preload_libraries" in refused.stderr
+    sh(*psql, "SELECT create_batch_job('nightly', 'churn', 'churn', 'id', 'scores')", user="postgres")
+    sh(*psql, "CALL run_batch_job('nightly')", user="postgres")
+    assert sh(*psql, "SELECT count(*) FROM scores", user="postgres").stdout.strip() == "300"
