@@ -1843,8 +1843,12 @@ COMMENT ON FUNCTION @extschema@.register_feature_source(text, text, text) IS 'na
 
 CREATE OR REPLACE VIEW pgmodels.project_feature_sources WITH (security_barrier) AS
 SELECT p.name AS project, s.relation_schema, s.relation_name, s.key_column,
-       (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', s.relation_schema, s.relation_name))
+       -- by name through the catalogs, which anyone may read (to_regclass would need USAGE on
+       -- the schema, and a role without it must still see its metadata, then get 403 on keys)
+       (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = s.relation_schema AND c.relname = s.relation_name
            AND a.attname = s.key_column AND NOT a.attisdropped) AS key_type,
        s.registered_by, s.registered_at
 FROM pgmodels.feature_sources s JOIN pgmodels.projects p ON p.id = s.project_id

@@ -143,3 +143,18 @@ def test_token_command_and_anonymous_role(env, tmp_path):
     finally:
         assert server.stop() in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down
     assert "Application shutdown complete" in server.log_text() and "Traceback" not in server.log_text()
+
+
+def test_a_feature_source_in_a_schema_the_role_cannot_use(env):
+    """The role sees the model's metadata and predicts from sent features; keys are 403."""
+    c, schema, project = env.conn, f"px_priv_{env.tag}", f"px_priv_{env.tag}"
+    c.execute(f"CREATE SCHEMA {schema}")
+    c.execute(f"CREATE TABLE {schema}.f AS SELECT * FROM {env.features}")
+    c.execute(f"SELECT * FROM train('{project}', 'classification', '{env.num}', 'y')").fetchall()
+    c.execute("SELECT register_feature_source(%s, %s, 'id')", [project, f"{schema}.f"])
+    c.execute("SELECT grant_project(%s, %s, 'predict')", [project, env.app])
+    r = httpx.get(f"{env.server.url}/v2/models/{project}", headers=bearer(env.token))
+    assert r.status_code == 200 and r.json()["parameters"]["feature_source"]["schema"] == schema
+    assert post(env, env.token, project=project).status_code == 200
+    r = post(env, env.token, {"parameters": {"keys": [1]}}, project=project)
+    assert r.status_code == 403 and "permission denied for schema" in r.json()["error"]

@@ -105,7 +105,7 @@ def _compose(mode: str, wanted: tuple, versioned: bool, single: bool, source: tu
         target, version = sql.SQL("%(model_id)s::bigint"), sql.SQL("%(version)s::integer")
     else:
         target = sql.SQL("%(project)s::text")
-        version = sql.SQL("pgmodels._deployed_version(%(project)s, pgmodels._credential())")
+        version = sql.SQL("(SELECT pgmodels._deployed_version(%(project)s, pgmodels._credential()))")  # once
     found, tail = sql.SQL("true"), sql.SQL("")
     if mode == "matrix" and single:
         feats = sql.SQL("%(x)s::float8[]")
