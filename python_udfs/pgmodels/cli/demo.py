@@ -79,5 +79,10 @@ def run_demo(conn, rows: int = 20000) -> None:
             "contract": np.array([["month-to-month"]], dtype=object)}
     label = session.run(["label"], feed)[0][0]
     say(f"   onnxruntime alone, {len(artifact)} bytes: class index {label} (the database said {one[0]})")
+
+    say("== 6. request-response: pgmodels serve (the Open Inference Protocol over HTTP), one request with a token")
+    from .serve import demo_request
+
+    demo_request(conn, say)
     if scheduled:
         cron_step(conn, say)

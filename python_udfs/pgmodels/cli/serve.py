@@ -125,3 +125,58 @@ def _serve(args) -> int:
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def demo_request(conn, say) -> None:
+    """The demo's last step: `pgmodels serve` as a subprocess, one infer request with a
+    token, its answer, and the server stopped."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from psycopg.conninfo import make_conninfo
+
+    conn.execute("DO $$ BEGIN CREATE ROLE churn_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    conn.execute("SELECT grant_project('churn', 'churn_app', 'predict')")
+    token = conn.execute("SELECT create_api_token('churn_app')").fetchone()[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dsn = make_conninfo(conn.info.dsn, password=conn.info.password) if conn.info.password else conn.info.dsn
+    say(f"   pgmodels serve --port {port} --workers 1 --grpc-port 0   (token for role churn_app: {token[:12]}...)")
+    server = subprocess.Popen([str(Path(sys.executable).with_name("pgmodels")), "serve", "--dsn", dsn, "--port",
+                               str(port), "--grpc-port", "0", "--workers", "1", "--log-level", "warning"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/v2/health/ready", timeout=2)
+                break
+            except (OSError, urllib.error.HTTPError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise PgmodelsError("pgmodels serve did not start", sqlstate="08000") from None
+                time.sleep(0.3)
+        body = {"id": "demo-1", "inputs": [
+            {"name": "tenure_months", "datatype": "FP32", "shape": [1], "data": [3]},
+            {"name": "monthly_charges", "datatype": "FP32", "shape": [1], "data": [95]},
+            {"name": "support_calls", "datatype": "INT32", "shape": [1], "data": [1]},
+            {"name": "paperless", "datatype": "BOOL", "shape": [1], "data": [False]},
+            {"name": "contract", "datatype": "BYTES", "shape": [1], "data": ["month-to-month"]}]}
+        say(f"   curl -H 'Authorization: Bearer <token>' {base}/v2/models/churn/infer -d '{{\"inputs\": [...]}}'")
+        request = urllib.request.Request(f"{base}/v2/models/churn/infer", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+        say(f"   answered by churn v{answer['model_version']} (id {answer['id']}): label={outputs['label'][0]} "
+            f"probabilities={[round(p, 3) for p in outputs['probabilities']]}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        conn.execute("SELECT revoke_api_token(%s::text)", [token])
