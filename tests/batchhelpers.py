@@ -16,7 +16,7 @@ def make_project(conn, name: str, rows: int = 2000, algorithm: str = "xgboost") 
     id with those features and an updated_at column; returns the source's name."""
     train = name + "_train"
     make_numeric(conn, train, 300)
-    conn.execute(f"SELECT * FROM train(%s, 'classification', %s, 'y', %s, %s)",
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y', %s, %s)",
                  [name, train, algorithm, '{"n_estimators": 10}' if algorithm == "xgboost" else "{}"])
     src = name + "_src"
     conn.execute(f"""

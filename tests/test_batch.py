@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 
 from batchhelpers import block_key, call_in_background, make_project, runs
@@ -46,7 +45,7 @@ def test_a_run_scores_every_key_once_as_predict_does(conn, name):
 
 def test_text_and_boolean_features_score_like_predict(conn, name):
     make_churn(conn, name + "_data", 600)
-    conn.execute(f"SELECT * FROM train(%s, 'classification', %s, 'churned', 'xgboost', "
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'churned', 'xgboost', "
                  "'{\"n_estimators\": 5}')", [name, name + "_data"])
     conn.execute(f"CREATE VIEW {name}_v AS SELECT row_number() OVER () AS cid, d.* FROM {name}_data d")
     conn.execute("SELECT create_batch_job(%s, %s, %s, 'cid', %s, outputs => ARRAY['label'], chunk_rows => 250)",

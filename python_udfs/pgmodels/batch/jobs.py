@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import re
 
-from .._plpy import qualified, query, quote_ident as qi, require_execute, udf
-from ..errors import (DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError)
-from . import plan, relations
-from .relations import OUTPUT_COLUMNS, Relation
+from .._plpy import qualified, query, require_execute, udf
+from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from .. import relations
+from ..relations import Relation
+from . import plan
 
 FILLFACTOR = 70
 JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 OUTPUTS = ("prediction", "probabilities", "label")
+# the output table's columns besides the key, and their types
+OUTPUT_COLUMNS = {"prediction": "real", "probabilities": "real[]", "label": "text", "model_id": "bigint",
+                  "model_version": "integer", "scored_at": "timestamp with time zone", "run_id": "bigint"}
 CREATE_SIGNATURE = "create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)"
 
 
@@ -41,68 +45,13 @@ def _check_arguments(job_name, outputs, chunk_rows, key_column, output_table, re
 
 
 def _output(output_table: str, src: Relation, key: relations.Column, outputs: list[str]) -> Relation:
-    """The output table, created when missing; an existing one must have the job's shape."""
-    existing = relations.resolve(output_table, "output table", must_exist=False)
-    if existing is not None:
-        _check_shape(existing, src, key, outputs)
-        return existing
-    try:
-        parts = query("SELECT pg_catalog.parse_ident($1) AS p", [output_table], ["text"])[0]["p"]
-    except Exception:  # noqa: BLE001 - a malformed name
-        raise PgmodelsError(f"invalid table name {output_table!r}", sqlstate=INVALID_PARAMETER_VALUE) from None
-    if len(parts) > 2:
-        raise PgmodelsError(f"invalid table name {output_table!r}",
-                            detail="Give a table name, optionally with its schema.", sqlstate=INVALID_PARAMETER_VALUE)
-    schema = parts[0] if len(parts) == 2 else query("SELECT pg_catalog.current_schema() AS s")[0]["s"]
-    if schema is None:
-        raise PgmodelsError("no schema has been selected to create the output table in",
-                            hint="Qualify output_table with a schema.", sqlstate="3F000")
-    name = f"{qi(schema)}.{qi(parts[-1])}"
-    columns = [f"{qi(key.name)} {key.type} PRIMARY KEY"] + \
-              [f"{c} {OUTPUT_COLUMNS[c]}" for c in OUTPUTS if c in outputs] + \
-              [f"{c} {OUTPUT_COLUMNS[c]} NOT NULL" for c in ("model_id", "model_version", "scored_at", "run_id")]
+    """The output table: the key, the outputs asked for, and what made each row."""
+    columns = {key.name: key.type}
+    columns.update({c: t for c, t in OUTPUT_COLUMNS.items() if c not in OUTPUTS or c in outputs})
     # Every run rewrites every row it scores: with room left on each page, an update can
     # stay on its page and skip the index (a HOT update), about a quarter of a full run.
-    query(f"CREATE TABLE {name} ({', '.join(columns)}) WITH (fillfactor = {FILLFACTOR})")
-    created = relations.resolve(name, "output table")
-    query(f"COMMENT ON TABLE {name} IS " + plan._lit(f"predictions of pgmodels batch job scoring {src.display}"))
-    return created
-
-
-def _check_shape(out: Relation, src: Relation, key: relations.Column, outputs: list[str]) -> None:
-    if out.kind not in ("r", "p"):
-        raise PgmodelsError(f"output {out.display} is not a table", sqlstate="42809")
-    if out.oid == src.oid:
-        raise PgmodelsError("the output table cannot be the job's source", sqlstate=INVALID_PARAMETER_VALUE)
-    want = {key.name: key.type}
-    want.update({c: t for c, t in OUTPUT_COLUMNS.items() if c not in OUTPUTS or c in outputs})
-    problems = []
-    for name, type_ in want.items():
-        col = out.columns.get(name)
-        if col is None:
-            problems.append(f'column "{name}" {type_} is missing')
-        elif col.type != type_:
-            problems.append(f'column "{name}" is {col.type}, not {type_}')
-    extra = query("""
-        SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef
-           AND a.attidentity = '' AND a.attgenerated = '' AND NOT (a.attname = ANY ($2))""",
-                  [out.oid, list(want)], ["oid", "text[]"])
-    problems += [f'column "{r["name"]}" is NOT NULL without a default' for r in extra]
-    unique = query("""
-        SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
-                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                        WHERE i.indrelid = $1 AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-                          AND a.attname = $2) AS ok""", [out.oid, key.name], ["oid", "text"])[0]["ok"]
-    if key.name in out.columns and not unique:
-        problems.append(f'column "{key.name}" has no unique index of its own')
-    if problems:
-        shape = ", ".join(f"{qi(n)} {t}" for n, t in want.items())
-        raise PgmodelsError(f"table {out.display} does not have the shape of the job's output",
-                            detail="; ".join(problems).capitalize() + ".",
-                            hint=f"Drop it or name a new table (create_batch_job creates it with the primary key "
-                                 f"{key.name}): it needs {shape}.",
-                            sqlstate=DATATYPE_MISMATCH)
+    return relations.output_table(output_table, columns, key.name, ("model_id", "model_version", "scored_at", "run_id"),
+                                  f"predictions of pgmodels batch job scoring {src.display}", src, FILLFACTOR)
 
 
 @udf
@@ -124,6 +73,10 @@ def create(job_name, project_name, relation_name, key_column, output_table, sche
         needed.append(src.column(incremental_column, "incremental column").name)
     relations.require_select(src, list(dict.fromkeys(needed)))
     key = relations.check_key(src, key_column)
+    if key.name in OUTPUT_COLUMNS:
+        raise PgmodelsError(f'key column "{key.name}" has the name of an output column',
+                            detail="The output table has the columns %s besides the key." % ", ".join(OUTPUT_COLUMNS),
+                            hint="Score a view that renames the key.", sqlstate=INVALID_PARAMETER_VALUE)
     if incremental_column is not None:
         relations.check_incremental(src, incremental_column)
     out = _output(output_table, src, key, outputs)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .._plpy import quote_ident as qi
 from ..errors import DATATYPE_MISMATCH, UNDEFINED_COLUMN, PgmodelsError
-from .relations import NUMERIC_CATEGORIES, Relation
+from ..relations import NUMERIC_CATEGORIES, Relation
 
 # $1 cursor key, $2 cursor value (incremental column), $3 low watermark, $4 high watermark,
 # $5 model id, $6 outputs, $7 run id: all text but the last three

@@ -26,7 +26,8 @@ import plpy
 
 from .._plpy import query, udf
 from ..errors import INTERNAL_ERROR, PgmodelsError
-from . import plan, relations
+from .. import relations
+from . import plan
 from .jobs import serving_model
 
 CANCELED = "57014"

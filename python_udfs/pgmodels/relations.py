@@ -1,21 +1,19 @@
-"""The one place that resolves a relation a job reads or writes, and checks it.
+"""The one place that resolves the relations a mode reads and writes, and checks them.
 
-Everything here runs as the calling role (the job's owner), so catalog lookups and
-privilege checks answer for that role, and names are always quoted from the catalog
-(schema and relation name), never pasted from what the user typed.
+Batch jobs and stream consumers read a source relation and write an output table keyed
+like it. Everything here runs as the calling role (the job's or consumer's owner), so
+catalog lookups and privilege checks answer for that role, and names are always quoted
+from the catalog (schema and relation name), never pasted from what the user typed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._plpy import query
-from ..errors import (DATATYPE_MISMATCH, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE, UNDEFINED_COLUMN,
+from ._plpy import query, quote_ident as qi
+from .errors import (DATATYPE_MISMATCH, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE, UNDEFINED_COLUMN,
                       UNDEFINED_TABLE, PgmodelsError, q)
 
-# the output table's columns besides the key, and their types
-OUTPUT_COLUMNS = {"prediction": "real", "probabilities": "real[]", "label": "text", "model_id": "bigint",
-                  "model_version": "integer", "scored_at": "timestamp with time zone", "run_id": "bigint"}
 NUMERIC_CATEGORIES = ("N", "B")  # numbers and booleans feed numeric features
 INCREMENTAL_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision", "date",
                      "timestamp without time zone", "timestamp with time zone")
@@ -104,16 +102,8 @@ def check_key(rel: Relation, key: str) -> Column:
     """The key column: unique and never NULL. A table's unique index on it (alone, with
     no predicate) and a NOT NULL constraint say so; otherwise the data is asked."""
     col = rel.column(key, "key column")
-    if col.name in OUTPUT_COLUMNS:
-        raise PgmodelsError(f'key column "{key}" has the name of an output column',
-                            detail="The output table has the columns %s besides the key." % ", ".join(OUTPUT_COLUMNS),
-                            hint="Score a view that renames the key.", sqlstate=INVALID_PARAMETER_VALUE)
     ident = query("SELECT pg_catalog.quote_ident($1) AS i", [key], ["text"])[0]["i"]
-    unique = query("""
-        SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
-                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                        WHERE i.indrelid = $1 AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-                          AND a.attname = $2) AS ok""", [rel.oid, key], ["oid", "text"])[0]["ok"]
+    unique = _unique(rel.oid, key)
     if not unique:
         dup = query(f"SELECT s.{ident}::text AS k, pg_catalog.count(*) AS n FROM {rel.qualified} s "
                     f"WHERE s.{ident} IS NOT NULL GROUP BY s.{ident} HAVING pg_catalog.count(*) > 1 LIMIT 1")
@@ -142,3 +132,76 @@ def check_incremental(rel: Relation, name: str) -> Column:
                             hint="Use an updated_at timestamptz or a bigint sequence column.",
                             sqlstate=DATATYPE_MISMATCH)
     return col
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def output_table(name: str, columns: dict[str, str], key: str, not_null: tuple = (), comment: str = "",
+                 source: Relation | None = None, fillfactor: int = 100) -> Relation:
+    """The table a mode writes its predictions to: created when missing (columns in order,
+    ``key`` the primary key, as the calling role, which then owns it), or, when it exists,
+    checked to have those columns with those types, a unique index on the key alone and
+    no other NOT NULL column without a default. A mismatch is one error listing all."""
+    existing = resolve(name, "output table", must_exist=False)
+    if existing is not None:
+        _check_shape(existing, columns, key, source)
+        return existing
+    try:
+        parts = query("SELECT pg_catalog.parse_ident($1) AS p", [name], ["text"])[0]["p"]
+    except Exception:  # noqa: BLE001 - a malformed name
+        raise PgmodelsError(f"invalid table name {name!r}", sqlstate=INVALID_PARAMETER_VALUE) from None
+    if len(parts) > 2:
+        raise PgmodelsError(f"invalid table name {name!r}",
+                            detail="Give a table name, optionally with its schema.", sqlstate=INVALID_PARAMETER_VALUE)
+    schema = parts[0] if len(parts) == 2 else query("SELECT pg_catalog.current_schema() AS s")[0]["s"]
+    if schema is None:
+        raise PgmodelsError("no schema has been selected to create the output table in",
+                            hint="Qualify the output table's name with a schema.", sqlstate="3F000")
+    qualified = f"{qi(schema)}.{qi(parts[-1])}"
+    body = ", ".join(f"{qi(c)} {t}" + (" PRIMARY KEY" if c == key else " NOT NULL" if c in not_null else "")
+                     for c, t in columns.items())
+    options = f" WITH (fillfactor = {int(fillfactor)})" if fillfactor != 100 else ""
+    query(f"CREATE TABLE {qualified} ({body}){options}")
+    if comment:
+        query(f"COMMENT ON TABLE {qualified} IS {_literal(comment)}")
+    return resolve(qualified, "output table")
+
+
+def _check_shape(out: Relation, want: dict[str, str], key: str, source: Relation | None) -> None:
+    if out.kind not in ("r", "p"):
+        raise PgmodelsError(f"output {out.display} is not a table", sqlstate="42809")
+    if source is not None and out.oid == source.oid:
+        raise PgmodelsError("the output table cannot be the source", sqlstate=INVALID_PARAMETER_VALUE)
+    problems = []
+    for name, type_ in want.items():
+        col = out.columns.get(name)
+        if col is None:
+            problems.append(f'column "{name}" {type_} is missing')
+        elif col.type != type_:
+            problems.append(f'column "{name}" is {col.type}, not {type_}')
+    extra = query("""
+        SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef
+           AND a.attidentity = '' AND a.attgenerated = '' AND NOT (a.attname = ANY ($2))""",
+                  [out.oid, list(want)], ["oid", "text[]"])
+    problems += [f'column "{r["name"]}" is NOT NULL without a default' for r in extra]
+    if key in out.columns and not _unique(out.oid, key):
+        problems.append(f'column "{key}" has no unique index of its own')
+    if problems:
+        shape = ", ".join(f"{qi(n)} {t}" for n, t in want.items())
+        raise PgmodelsError(f"table {out.display} does not have the shape of the output",
+                            detail="; ".join(problems).capitalize() + ".",
+                            hint=f"Drop it or name a new table, which is then created with the primary key "
+                                 f"{key}: it needs {shape}.",
+                            sqlstate=DATATYPE_MISMATCH)
+
+
+def _unique(oid: int, column: str) -> bool:
+    """Whether a unique index (no predicate) is on the column alone: an ON CONFLICT target."""
+    return query("""
+        SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+                         ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                        WHERE i.indrelid = $1 AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+                          AND a.attname = $2) AS ok""", [oid, column], ["oid", "text"])[0]["ok"]
