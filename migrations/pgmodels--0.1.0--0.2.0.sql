@@ -1653,6 +1653,88 @@ WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule, watermark, and its last run (not counting skipped ones)';
 GRANT SELECT ON pgmodels.batch_jobs TO PUBLIC;
 
+-- sql/075_stream_catalog.sql
+-- Streams: rows inserted into a table become events that consumers (models) score as
+-- they arrive (see python_udfs/pgmodels/stream/). This file holds the catalog; 076 the
+-- definer functions, 077 the user's functions and views.
+--
+-- The log. Each stream has a private log, pgmodels.stream_<id>_log, with three child
+-- tables (inheritance) that take turns, as PgQ's do: a statement-level trigger on the
+-- stream's table copies the statement's rows into the current child, one row per event
+-- (id, the inserting transaction's id, time, key, and the whole row as the table's row
+-- type), whatever the number of consumers. Maintenance moves inserts to the next child
+-- and TRUNCATEs a child once every consumer is past all of its events, so the log
+-- leaves no dead rows behind.
+--
+-- Positions. Event ids are handed out at insert and transactions commit in any order,
+-- so "the events after id N" is no position. A consumer's position is a transaction
+-- snapshot: it has processed exactly the events of the transactions that snapshot sees
+-- as committed. A batch is the events of the transactions a newer snapshot sees and the
+-- position does not, taken in id order (and in parts of max_events: the batch's
+-- snapshot and the last id done are kept until it is finished); an event whose
+-- transaction is still open belongs to a later batch. So every committed event is
+-- processed exactly once, whatever the order of commits.
+
+CREATE TABLE pgmodels.stream (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text NOT NULL UNIQUE,
+    owner         regrole NOT NULL,
+    source        regclass NOT NULL UNIQUE,
+    key_column    name,
+    current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
+    rotated_at    timestamptz NOT NULL DEFAULT now(),
+    rotate_rows   bigint NOT NULL DEFAULT 100000,
+    -- a worker waits for a notification: inserts notify (only then, since a NOTIFY
+    -- serializes the commits of the transactions that send one)
+    waiting       boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';
+
+CREATE TABLE pgmodels.stream_consumer (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name             text NOT NULL UNIQUE,
+    stream_id        bigint NOT NULL REFERENCES pgmodels.stream (id) ON DELETE CASCADE,
+    owner            regrole NOT NULL,
+    project_id       bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    output           regclass NOT NULL UNIQUE,
+    enrich           regclass,
+    enrich_key       name,
+    -- the position: the snapshot done, and the batch in progress (its snapshot, the
+    -- last event id of it done)
+    done_snapshot    pg_snapshot NOT NULL,
+    batch_snapshot   pg_snapshot,
+    batch_after      bigint NOT NULL DEFAULT 0,
+    -- the delivery order of predictions, for read_predictions
+    delivered        bigint NOT NULL DEFAULT 0,
+    events_processed bigint NOT NULL DEFAULT 0,
+    failures         bigint NOT NULL DEFAULT 0,
+    last_event_id    bigint,
+    last_activity    timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    CHECK ((enrich IS NULL) = (enrich_key IS NULL))
+);
+COMMENT ON TABLE pgmodels.stream_consumer IS 'the models that score a stream, each with its output table and its position in the stream; read it through pgmodels.stream_consumers';
+
+-- Events a consumer could not score: the stream goes on without them.
+CREATE TABLE pgmodels.stream_dead_letter (
+    consumer_id    bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,
+    event_id       bigint NOT NULL,
+    event_key      text,
+    event          jsonb,
+    error          text NOT NULL,
+    error_sqlstate text NOT NULL,
+    failed_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_id, event_id)
+);
+COMMENT ON TABLE pgmodels.stream_dead_letter IS 'events a stream consumer could not score, with the error; read them through pgmodels.stream_dead_letters';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_dead_letter', '');
+
 -- sql/080_proxy.sql
 -- Request-response serving: what `pgmodels serve` (python_udfs/pgmodels/proxy/) needs in
 -- the database. API tokens, stored hashed, each naming the role its requests run as;
@@ -1892,27 +1974,6 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._model_metadata(text, text) IS 'internal: a project''s versions, features, labels and feature source, for a role that may use it (the Open Inference Protocol''s model metadata)';
 
--- Definer: the version a project's deployed model has, for a role that may use it. The
--- proxy reads it in the statement that predicts, so that it names the version that
--- answered (a deploy committed in between is seen by both or by neither).
-CREATE OR REPLACE FUNCTION pgmodels._deployed_version(project_name text, credential text) RETURNS integer
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    caller oid := pgmodels._verify_caller(credential);
-    proj bigint;
-BEGIN
-    -- PL/pgSQL, not SQL: its plans are kept for the session, and this runs on every request
-    SELECT p.id INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
-    IF proj IS NULL OR NOT pgmodels._may(caller, proj, 'use') THEN
-        RETURN NULL;
-    END IF;
-    RETURN (SELECT m.version FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
-             WHERE d.project_id = proj ORDER BY d.id DESC LIMIT 1);
-END
-$$;
-COMMENT ON FUNCTION pgmodels._deployed_version(text, text) IS 'internal: the version of a project''s deployed model, for a role that may use the project (what pgmodels serve reports as the version that answered)';
-
 -- sql/090_grants.sql
 -- Who may run what.
 --
@@ -1984,8 +2045,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._may_manage_tokens(oid, oid),
     pgmodels._api_token_role(text),
     pgmodels._register_feature_source(text, regclass, text, text, text),
-    pgmodels._model_metadata(text, text),
-    pgmodels._deployed_version(text, text)
+    pgmodels._model_metadata(text, text)
 TO PUBLIC;
 
 -- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)

@@ -235,24 +235,3 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._model_metadata(text, text) IS 'internal: a project''s versions, features, labels and feature source, for a role that may use it (the Open Inference Protocol''s model metadata)';
-
--- Definer: the version a project's deployed model has, for a role that may use it. The
--- proxy reads it in the statement that predicts, so that it names the version that
--- answered (a deploy committed in between is seen by both or by neither).
-CREATE OR REPLACE FUNCTION pgmodels._deployed_version(project_name text, credential text) RETURNS integer
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    caller oid := pgmodels._verify_caller(credential);
-    proj bigint;
-BEGIN
-    -- PL/pgSQL, not SQL: its plans are kept for the session, and this runs on every request
-    SELECT p.id INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
-    IF proj IS NULL OR NOT pgmodels._may(caller, proj, 'use') THEN
-        RETURN NULL;
-    END IF;
-    RETURN (SELECT m.version FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
-             WHERE d.project_id = proj ORDER BY d.id DESC LIMIT 1);
-END
-$$;
-COMMENT ON FUNCTION pgmodels._deployed_version(text, text) IS 'internal: the version of a project''s deployed model, for a role that may use the project (what pgmodels serve reports as the version that answered)';

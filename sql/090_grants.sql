@@ -68,8 +68,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._may_manage_tokens(oid, oid),
     pgmodels._api_token_role(text),
     pgmodels._register_feature_source(text, regclass, text, text, text),
-    pgmodels._model_metadata(text, text),
-    pgmodels._deployed_version(text, text)
+    pgmodels._model_metadata(text, text)
 TO PUBLIC;
 
 -- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)

@@ -158,7 +158,7 @@ BAD_BODIES = [
     (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3]}]}', 400, "needs 4"),
     (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, NaN]}]}', 400, "NaN"),
     (b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 4], "data": [1, 2, 3, 1e39]}]}', 400,
-     "single-precision"),
+     "single precision"),
     (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": ["1", 2, 3, 4]}]}', 400, "numbers"),
     (b'{"inputs": [{"name": "input", "datatype": "FP16", "shape": [1, 4], "data": [1, 2, 3, 4]}]}', 400, "FP16"),
     (b'{"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1, 4], "data": ["a", "b", "c", "d"]}]}', 400,
@@ -255,25 +255,26 @@ def test_concurrent_requests_each_get_their_own_rows_and_errors(env):
     its own rows in order, and one request's bad features fail only that request."""
     import asyncio
 
-    rows = [[float(i % 17), float((i * 7) % 23), float(i % 11), float(i % 5)] for i in range(48)]
-    expected = env.sql_predict(env.num, rows)
+    bad_key = 10_000_000
+    env.conn.execute(f"INSERT INTO {env.features} VALUES ({bad_key}, NULL, 1, 1, 1) ON CONFLICT DO NOTHING")
+    stored = dict((r[0], list(r[1:])) for r in env.conn.execute(f"SELECT id, a, b, c, d FROM {env.features} "
+                                                                 "WHERE id <= 50"))
+    expected = dict(zip(stored, env.sql_predict(env.num, list(stored.values()))))
 
     async def go():
         async with httpx.AsyncClient(headers=bearer(env.token), timeout=30) as client:
             async def one(i):
-                if i == 13:  # passes the proxy's checks, fails in predict(): beyond single precision
-                    body = {"inputs": [matrix([[1.0, 2.0, 3.0, 1e39]], datatype="FP64")]}
-                else:
-                    body = {"id": str(i), "inputs": [matrix([rows[i], rows[(i + 1) % 48]])]}
+                keys = [bad_key] if i == 13 else [i + 1, i + 2]  # a stored NULL fails in the database
+                body = {"id": str(i), "parameters": {"keys": keys}}
                 return i, await client.post(f"{env.server.url}/v2/models/{env.num}/infer", json=body)
             return await asyncio.gather(*(one(i) for i in range(48)))
 
     for i, r in asyncio.run(go()):
         if i == 13:
-            assert r.status_code == 400 and "single-precision" in r.json()["error"]
+            assert r.status_code == 400 and "NULL" in r.json()["error"], r.text
             continue
         assert r.status_code == 200, r.text
         out = {o["name"]: o["data"] for o in r.json()["outputs"]}
         assert r.json()["id"] == str(i)
-        assert out["predict"] == [expected[i][0], expected[(i + 1) % 48][0]]
-        assert out["probabilities"] == pytest.approx([*expected[i][1], *expected[(i + 1) % 48][1]], abs=1e-6)
+        assert out["predict"] == [expected[i + 1][0], expected[i + 2][0]]
+        assert out["probabilities"] == pytest.approx([*expected[i + 1][1], *expected[i + 2][1]], abs=1e-6)

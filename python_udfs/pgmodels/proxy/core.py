@@ -83,7 +83,9 @@ class Backend:
         await self.pool.close(timeout=5)
 
     # -- running SQL as a role ------------------------------------------------------
-    async def run(self, role: str | None, statement, params=None) -> list[tuple]:
+    async def run(self, role: str | None, statement, params=None, then=None) -> list[tuple]:
+        """The rows of a statement run as role in a transaction of its own; then(rows), if
+        given, makes a second statement (or None) from them, whose rows are returned."""
         try:
             async with self.pool.connection(timeout=self.s.pool_timeout) as conn:
                 async with conn.pipeline():
@@ -93,6 +95,11 @@ class Backend:
                                                "pg_catalog.set_config('statement_timeout', %s, true)",
                                                [role, str(self.s.statement_timeout_ms)])
                         cur = await conn.execute(statement, params)
+                        if then is not None:
+                            follow = then(await cur.fetchall())
+                            if follow is None:
+                                return []
+                            cur = await conn.execute(*follow)
                 return await cur.fetchall()
         except ProxyError:
             raise
@@ -192,11 +199,8 @@ class Backend:
         versioned, wanted = req.version is not None, tuple(wanted)
 
         async def execute(plans):
-            statement, params = statements.combine(plans, model.name, v, versioned, wanted)
-            rows = await self.run(role, statement, params)
-            if len(rows) != sum(p.n_rows for p in plans):
-                raise bad_request(f"the key column of the feature source of \"{model.name}\" is not unique")
-            return statements.split(plans, rows)
+            statement, params, then = statements.combine(plans, model.name, v, versioned, wanted)
+            return statements.split(plans, await self.run(role, statement, params, then), wanted)
 
         rows = await self.batcher.submit((role, model.name, v["model_id"], versioned, wanted, work.kind()), work,
                                          execute)

@@ -1,10 +1,12 @@
 """From an infer request to the SQL that scores it, and the other way back.
 
 ``plan`` checks a request against the model version's features and says what to score:
-a [batch, n] matrix, rows of named features (jsonb), or keys of the feature source with
-features that override the stored ones. ``combine`` turns one or more plans of the same
-kind into one statement (batching.py merges concurrent requests that way), and
-``split`` hands each request its rows back.
+a [batch, n] matrix, rows of named features, or keys of the feature source with features
+that override the stored ones. ``combine`` turns one or more plans of the same kind
+(batching.py merges concurrent requests that way) into one call of pgmodels._score_rows,
+the vectorized path batch jobs use too: one model run for all the rows, which also says
+which version answered. Keyed rows are read first, as the request's role, in the same
+transaction. ``split`` hands each request its rows back.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import sql
 
@@ -32,6 +34,7 @@ class Plan:
     rows: list | None = None    # json, keys: one object of features per row
     keys: list | None = None    # keys: the feature source's keys, as text
     source: tuple | None = None  # keys: schema, relation, key column, key type
+    found: list = field(default_factory=list)  # keys: whether each key has a stored row
 
     def kind(self) -> tuple:
         """Plans of one kind can share a statement."""
@@ -48,7 +51,7 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
             raise bad_request(f"unknown input \"{others[-1].name}\": send one [batch, {len(names)}] tensor, or one "
                               f"tensor per feature named {', '.join(names)}")
         x, n_rows = _matrix(others[0], names, types)
-        return Plan("matrix", n_rows, x=x, n=len(names))
+        return Plan("matrix", n_rows, x=[x[i:i + len(names)] for i in range(0, len(x), len(names))], n=len(names))
     n_rows = len(keys) if keys is not None else _batch(by_name)
     if keys is None:
         missing = [n for n in names if n not in by_name]
@@ -73,63 +76,123 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
                 source=(fs["schema"], fs["relation"], fs["key_column"], model.key_type))
 
 
-def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: tuple) -> tuple[str, dict]:
-    """One statement (and its parameters) scoring every row of plans of one kind, in order:
-    each row gives (version that answered, found, output...)."""
-    first, total = plans[0], sum(p.n_rows for p in plans)
-    params = {"project": project, "model_id": v["model_id"], "version": v["version"]}
-    if first.mode == "matrix":
-        params.update(x=[f for p in plans for f in p.x], n=first.n, rows=total)
-    else:
-        rows = [r for p in plans for r in p.rows]
-        params["rows_json"] = json.dumps(rows[0] if total == 1 and first.mode == "json" else rows)
-        if first.mode == "keys":
-            params["keys"] = [k for p in plans for k in p.keys]
-    single = total == 1 and first.mode != "keys"
-    return _compose(first.mode, wanted, versioned, single, first.source), params
+# One call per statement, so no cache-first branch as in predict(): _lookup (an argument,
+# so evaluated first) checks the privilege, activates the environment and loads the model.
+_SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilities, (s).classes FROM (SELECT "
+          "coalesce(pgmodels._score_rows({t}, pg_catalog.array_send(%(x)s::real[]), %(texts)s::text[], %(outputs)s, "
+          "pgmodels._stamp(), pgmodels._lookup({t}, pgmodels._credential())), "
+          "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) AS s) q")
+SCORE_DEPLOYED = _SCORE.format(t="%(project)s::text, 0::bigint")
+SCORE_VERSION = _SCORE.format(t="''::text, %(model_id)s::bigint")
+_OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label"}
+FLT_MAX = 3.4028234663852886e38
 
 
-def split(plans: list[Plan], rows: list) -> list[list]:
+def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: tuple):
+    """(statement, params, then): then(rows) gives the second statement of a keyed
+    request, once its rows are read."""
+    base = {"project": project, "model_id": v["model_id"], "outputs": [_OUTPUT[w] for w in wanted]}
+    score = SCORE_VERSION if versioned else SCORE_DEPLOYED
+    if plans[0].mode != "keys":
+        rows = [r for p in plans for r in (p.x if p.mode == "matrix" else p.rows)]
+        if plans[0].mode == "matrix":
+            return score, {**base, "x": rows, "texts": None}, None
+        return score, {**base, **_columns(rows, v)}, None
+
+    def then(fetched: list):
+        if len(fetched) != sum(p.n_rows for p in plans):
+            raise bad_request(f"the key column of the feature source of \"{project}\" is not unique")
+        docs, at = [], 0
+        for p in plans:
+            p.found = [fetched[at + i][1] is not None for i in range(p.n_rows)]
+            docs += [_merge(fetched[at + i][1], p.rows[i], v) for i in range(p.n_rows) if p.found[i]]
+            at += p.n_rows
+        return (score, {**base, **_columns(docs, v)}) if docs else None
+
+    keys = [k for p in plans for k in p.keys]
+    return _fetch(plans[0].source), {"keys": keys}, then
+
+
+def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
+    """Each plan's rows: (version that answered, found, one value per wanted output)."""
+    version, predictions, labels, probabilities, classes = rows[0] if rows else (None,) * 5
     out, at = [], 0
     for p in plans:
-        out.append(rows[at:at + p.n_rows])
-        at += p.n_rows
+        found = p.found or [True] * p.n_rows
+        mine = []
+        for ok in found:
+            if not ok:
+                mine.append((version, False) + (None,) * len(wanted))
+                continue
+            values = []
+            for w in wanted:
+                if w == "predict":
+                    values.append(predictions[at])
+                elif w == "label":
+                    values.append(labels[at])
+                else:
+                    values.append(probabilities[at * classes:(at + 1) * classes])
+            mine.append((version, True, *values))
+            at += 1
+        out.append(mine)
+    return out
+
+
+def _columns(rows: list[dict], v: dict) -> dict:
+    """Rows of named features as _score_rows takes them: numbers, then texts, in feature order."""
+    names, types = v["feature_names"], v["feature_types"]
+    numeric = [n for n, t in zip(names, types) if t != "text"]
+    text = [n for n, t in zip(names, types) if t == "text"]
+    return {"x": [[_number(r.get(n), n) for n in numeric] for r in rows] if numeric else None,
+            "texts": [[_text(r.get(n), n) for n in text] for r in rows] if text else None}
+
+
+def _number(value, name: str):
+    if value is None or isinstance(value, bool):
+        return None if value is None else float(value)
+    if isinstance(value, (int, float)):
+        if abs(value) > FLT_MAX:
+            raise bad_request(f"feature \"{name}\" is {value:g}, beyond single precision (3.4e38)")
+        return float(value)
+    raise bad_request(f"feature \"{name}\" must be a number, not {type(value).__name__}")
+
+
+def _text(value, name: str):
+    if value is None or isinstance(value, str):
+        return value
+    raise bad_request(f"feature \"{name}\" is text: send it as BYTES")
+
+
+_ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def _merge(doc: dict, override: dict, v: dict) -> dict:
+    """A stored row (to_jsonb) as the model's features, the request's features over it."""
+    row = {}
+    for name in v["feature_names"]:
+        if name in doc:
+            row[name] = doc[name]
+        elif (m := _ELEMENT.match(name)) and isinstance(doc.get(m.group(1)), list):
+            flat = _flatten(doc[m.group(1)])
+            i = int(m.group(2)) - 1
+            row[name] = flat[i] if i < len(flat) else None
+    row.update(override)
+    return row
+
+
+def _flatten(items: list) -> list:
+    out = []
+    for item in items:
+        out.extend(_flatten(item) if isinstance(item, list) else [item])
     return out
 
 
 @functools.lru_cache(maxsize=256)
-def _compose(mode: str, wanted: tuple, versioned: bool, single: bool, source: tuple | None) -> str:
-    """The statement for a kind of request (cached: requests of one kind share one text,
-    which psycopg then prepares on each connection)."""
-    if versioned:
-        target, version = sql.SQL("%(model_id)s::bigint"), sql.SQL("%(version)s::integer")
-    else:
-        target = sql.SQL("%(project)s::text")
-        version = sql.SQL("(SELECT pgmodels._deployed_version(%(project)s, pgmodels._credential()))")  # once
-    found, tail = sql.SQL("true"), sql.SQL("")
-    if mode == "matrix" and single:
-        feats = sql.SQL("%(x)s::float8[]")
-    elif mode == "matrix":
-        feats = sql.SQL("(%(x)s::float8[])[(i - 1) * %(n)s + 1:i * %(n)s]")
-        tail = sql.SQL(" FROM generate_series(1, %(rows)s) AS i ORDER BY i")
-    elif mode == "json" and single:
-        feats = sql.SQL("%(rows_json)s::jsonb")
-    elif mode == "json":
-        feats = sql.SQL("r.f")
-        tail = sql.SQL(" FROM jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ORDER BY r.i")
-    else:
-        schema, relation, key_column, key_type = source
-        key = sql.Identifier("s", key_column)
-        feats = sql.SQL("(pg_catalog.to_jsonb(s) || r.f)")
-        found = sql.SQL("{} IS NOT NULL").format(key)
-        tail = sql.SQL(" FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
-                       "JOIN jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = k.i "
-                       "LEFT JOIN {} AS s ON {} = k.key::{} ORDER BY k.i").format(
-            sql.Identifier(schema, relation), key, sql.SQL(key_type))
-    calls = [sql.SQL("CASE WHEN {found} THEN {fn}({target}, {feats}) END").format(
-        found=found, fn=sql.Identifier(_FUNCTIONS[w]), target=target, feats=feats) for w in wanted]
-    return sql.SQL("SELECT {version}, {found}, {calls}{tail}").format(
-        version=version, found=found, calls=sql.SQL(", ").join(calls), tail=tail).as_string(None)
+def _fetch(source: tuple) -> str:
+    schema, relation, key_column, key_type = source
+    return sql.SQL("SELECT k.i, pg_catalog.to_jsonb(s) FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
+                   "LEFT JOIN {} AS s ON {} = k.key::{} ORDER BY k.i").format(
+        sql.Identifier(schema, relation), sql.Identifier("s", key_column), sql.SQL(key_type)).as_string(None)
 
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:
@@ -184,4 +247,6 @@ def _matrix(t: Tensor, names: list[str], types: list[str]) -> tuple[list, int]:
                           f"({', '.join(names)})")
     if shape[0] == 0:
         raise bad_request("the batch is empty")
+    if t.data.dtype.kind == "f" and len(t.data) and float(abs(t.data).max()) > FLT_MAX:
+        raise bad_request(f"input \"{t.name}\" has a value beyond single precision (3.4e38)")
     return t.data.astype("float64").tolist(), shape[0]
