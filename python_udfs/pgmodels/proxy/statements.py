@@ -78,10 +78,11 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
 
 # One call per statement, so no cache-first branch as in predict(): _lookup (an argument,
 # so evaluated first) checks the privilege, activates the environment and loads the model.
+# OFFSET 0 keeps the subquery whole: flattened, each (s).field would call the function again.
 _SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilities, (s).classes FROM (SELECT "
           "coalesce(pgmodels._score_rows({t}, pg_catalog.array_send(%(x)s::real[]), %(texts)s::text[], %(outputs)s, "
           "pgmodels._stamp(), pgmodels._lookup({t}, pgmodels._credential())), "
-          "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) AS s) q")
+          "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) AS s OFFSET 0) q")
 SCORE_DEPLOYED = _SCORE.format(t="%(project)s::text, 0::bigint")
 SCORE_VERSION = _SCORE.format(t="''::text, %(model_id)s::bigint")
 _OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label"}
