@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from .errors import ProxyError, bad_request, from_db_error
-from . import statements
+from . import metrics, statements
 from .batching import Batcher
 from .tensors import InferAnswer, InferRequest
 
@@ -83,9 +83,8 @@ class Backend:
         await self.pool.close(timeout=5)
 
     # -- running SQL as a role ------------------------------------------------------
-    async def run(self, role: str | None, statement, params=None, then=None) -> list[tuple]:
-        """The rows of a statement run as role in a transaction of its own; then(rows), if
-        given, makes a second statement (or None) from them, whose rows are returned."""
+    async def run(self, role: str | None, statement, params=None) -> list[tuple]:
+        """The rows of a statement run as role (SET LOCAL ROLE) in a transaction of its own."""
         try:
             async with self.pool.connection(timeout=self.s.pool_timeout) as conn:
                 async with conn.pipeline():
@@ -95,11 +94,6 @@ class Backend:
                                                "pg_catalog.set_config('statement_timeout', %s, true)",
                                                [role, str(self.s.statement_timeout_ms)])
                         cur = await conn.execute(statement, params)
-                        if then is not None:
-                            follow = then(await cur.fetchall())
-                            if follow is None:
-                                return []
-                            cur = await conn.execute(*follow)
                 return await cur.fetchall()
         except ProxyError:
             raise
@@ -199,8 +193,9 @@ class Backend:
         versioned, wanted = req.version is not None, tuple(wanted)
 
         async def execute(plans):
-            statement, params, then = statements.combine(plans, model.name, v, versioned, wanted)
-            return statements.split(plans, await self.run(role, statement, params, then), wanted)
+            statement, params = statements.combine(plans, model.name, v, versioned, wanted)
+            metrics.BATCHED.observe(len(plans))
+            return statements.split(plans, await self.run(role, statement, params), wanted)
 
         rows = await self.batcher.submit((role, model.name, v["model_id"], versioned, wanted, work.kind()), work,
                                          execute)

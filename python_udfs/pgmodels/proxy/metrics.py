@@ -22,6 +22,8 @@ ERRORS = Counter("pgmodels_request_errors_total", "Requests answered with an err
 LATENCY = Histogram("pgmodels_request_duration_seconds", "Time to answer a request, by model and endpoint",
                     ["model", "endpoint"], buckets=_BUCKETS)
 ROWS = Counter("pgmodels_inference_rows_total", "Rows scored, by model", ["model"])
+BATCHED = Histogram("pgmodels_requests_per_statement", "Infer requests scored by one statement (concurrent "
+                    "requests of one kind share one)", buckets=(1, 2, 4, 8, 16, 32, 64))
 POOL = Gauge("pgmodels_pool_connections", "Database connections of the pool: size, idle, in_use and "
              "requests waiting", ["state"], multiprocess_mode="livesum")
 

@@ -85,43 +85,43 @@ _SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilit
           "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) AS s OFFSET 0) q")
 SCORE_DEPLOYED = _SCORE.format(t="%(project)s::text, 0::bigint")
 SCORE_VERSION = _SCORE.format(t="''::text, %(model_id)s::bigint")
+_ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
 _OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label"}
 FLT_MAX = 3.4028234663852886e38
 
 
-def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: tuple):
-    """(statement, params, then): then(rows) gives the second statement of a keyed
-    request, once its rows are read."""
-    base = {"project": project, "model_id": v["model_id"], "outputs": [_OUTPUT[w] for w in wanted]}
+def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: tuple) -> tuple[str, dict]:
+    """One statement, and its parameters, scoring every row of plans of one kind."""
+    params = {"project": project, "model_id": v["model_id"], "outputs": [_OUTPUT[w] for w in wanted]}
+    if plans[0].mode == "keys":
+        numeric, text = _split_features(v)
+        elements = [_ELEMENT.match(n) for n in numeric]
+        params.update(keys=[k for p in plans for k in p.keys], rows_json=json.dumps([r for p in plans for r in p.rows]),
+                      fn=numeric, ft=text, fb=[m.group(1) if m else None for m in elements],
+                      fx=[int(m.group(2)) - 1 if m else None for m in elements])
+        return _keyed(plans[0].source, len(numeric), len(text), versioned), params
     score = SCORE_VERSION if versioned else SCORE_DEPLOYED
-    if plans[0].mode != "keys":
-        rows = [r for p in plans for r in (p.x if p.mode == "matrix" else p.rows)]
-        if plans[0].mode == "matrix":
-            return score, {**base, "x": rows, "texts": None}, None
-        return score, {**base, **_columns(rows, v)}, None
-
-    def then(fetched: list):
-        if len(fetched) != sum(p.n_rows for p in plans):
-            raise bad_request(f"the key column of the feature source of \"{project}\" is not unique")
-        docs, at = [], 0
-        for p in plans:
-            p.found = [fetched[at + i][1] is not None for i in range(p.n_rows)]
-            docs += [_merge(fetched[at + i][1], p.rows[i], v) for i in range(p.n_rows) if p.found[i]]
-            at += p.n_rows
-        return (score, {**base, **_columns(docs, v)}) if docs else None
-
-    keys = [k for p in plans for k in p.keys]
-    return _fetch(plans[0].source), {"keys": keys}, then
+    rows = [r for p in plans for r in (p.x if p.mode == "matrix" else p.rows)]
+    if plans[0].mode == "matrix":
+        return score, {**params, "x": rows, "texts": None}
+    return score, {**params, **_columns(rows, v)}
 
 
 def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
     """Each plan's rows: (version that answered, found, one value per wanted output)."""
-    version, predictions, labels, probabilities, classes = rows[0] if rows else (None,) * 5
+    row = rows[0]
+    if plans[0].mode == "keys":
+        found, n, row = row[0], row[1], row[2:]
+        if n != sum(p.n_rows for p in plans):
+            raise bad_request("the key column of the feature source is not unique")
+        at = 0
+        for p in plans:
+            p.found, at = found[at:at + p.n_rows], at + p.n_rows
+    version, predictions, labels, probabilities, classes = row
     out, at = [], 0
     for p in plans:
-        found = p.found or [True] * p.n_rows
         mine = []
-        for ok in found:
+        for ok in p.found or [True] * p.n_rows:
             if not ok:
                 mine.append((version, False) + (None,) * len(wanted))
                 continue
@@ -139,11 +139,14 @@ def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
     return out
 
 
+def _split_features(v: dict) -> tuple[list, list]:
+    names, types = v["feature_names"], v["feature_types"]
+    return [n for n, t in zip(names, types) if t != "text"], [n for n, t in zip(names, types) if t == "text"]
+
+
 def _columns(rows: list[dict], v: dict) -> dict:
     """Rows of named features as _score_rows takes them: numbers, then texts, in feature order."""
-    names, types = v["feature_names"], v["feature_types"]
-    numeric = [n for n, t in zip(names, types) if t != "text"]
-    text = [n for n, t in zip(names, types) if t == "text"]
+    numeric, text = _split_features(v)
     return {"x": [[_number(r.get(n), n) for n in numeric] for r in rows] if numeric else None,
             "texts": [[_text(r.get(n), n) for n in text] for r in rows] if text else None}
 
@@ -164,36 +167,39 @@ def _text(value, name: str):
     raise bad_request(f"feature \"{name}\" is text: send it as BYTES")
 
 
-_ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
-
-
-def _merge(doc: dict, override: dict, v: dict) -> dict:
-    """A stored row (to_jsonb) as the model's features, the request's features over it."""
-    row = {}
-    for name in v["feature_names"]:
-        if name in doc:
-            row[name] = doc[name]
-        elif (m := _ELEMENT.match(name)) and isinstance(doc.get(m.group(1)), list):
-            flat = _flatten(doc[m.group(1)])
-            i = int(m.group(2)) - 1
-            row[name] = flat[i] if i < len(flat) else None
-    row.update(override)
-    return row
-
-
-def _flatten(items: list) -> list:
-    out = []
-    for item in items:
-        out.extend(_flatten(item) if isinstance(item, list) else [item])
-    return out
 
 
 @functools.lru_cache(maxsize=256)
-def _fetch(source: tuple) -> str:
+def _keyed(source: tuple, n_numeric: int, n_text: int, versioned: bool) -> str:
+    """Read the keyed rows as the role, put the request's features over them, score the
+    rows that were found, all in one statement. Feature names travel as parameters
+    (fn, ft; fb and fx name an array column and the element of a feature col[i])."""
     schema, relation, key_column, key_type = source
-    return sql.SQL("SELECT k.i, pg_catalog.to_jsonb(s) FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
-                   "LEFT JOIN {} AS s ON {} = k.key::{} ORDER BY k.i").format(
-        sql.Identifier(schema, relation), sql.Identifier("s", key_column), sql.SQL(key_type)).as_string(None)
+    key = sql.Identifier("s", key_column)
+    number = ("CASE pg_catalog.jsonb_typeof(v) WHEN 'number' THEN (v #>> '{{}}')::real "
+              "WHEN 'boolean' THEN (v #>> '{{}}')::boolean::integer::real END")
+    numbers = [sql.SQL(number.replace("v", "coalesce(k.doc -> (%(fn)s::text[])[{j}], "
+                                           "k.doc -> (%(fb)s::text[])[{j}] -> (%(fx)s::integer[])[{j}])")
+                       .format(j=j + 1)) for j in range(n_numeric)]
+    texts = [sql.SQL("k.doc ->> (%(ft)s::text[])[{}]").format(sql.Literal(j + 1)) for j in range(n_text)]
+    x = (sql.SQL("pg_catalog.array_agg(ARRAY[{}]::real[] ORDER BY k.i) FILTER (WHERE k.found)").format(
+        sql.SQL(", ").join(numbers)) if numbers else sql.SQL("NULL::real[]"))
+    t = (sql.SQL("pg_catalog.array_agg(ARRAY[{}]::text[] ORDER BY k.i) FILTER (WHERE k.found)").format(
+        sql.SQL(", ").join(texts)) if texts else sql.SQL("NULL::text[]"))
+    target = sql.SQL("''::text, %(model_id)s::bigint" if versioned else "%(project)s::text, 0::bigint")
+    return sql.SQL(
+        "WITH k AS (SELECT k.i, {key} IS NOT NULL AS found, pg_catalog.to_jsonb(s) || r.f AS doc "
+        "FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
+        "JOIN pg_catalog.jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = k.i "
+        "LEFT JOIN {rel} AS s ON {key} = k.key::{key_type}), "
+        "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, count(*) AS n, {x} AS x, {t} AS t FROM k) "
+        "SELECT a.found, a.n, (q.s).model_version, (q.s).predictions, (q.s).labels, (q.s).probabilities, "
+        "(q.s).classes FROM a LEFT JOIN LATERAL (SELECT coalesce(pgmodels._score_rows({target}, "
+        "pg_catalog.array_send(a.x), a.t, %(outputs)s, pgmodels._stamp(), "
+        "pgmodels._lookup({target}, pgmodels._credential())), pgmodels._raise_pending(NULL::pgmodels.scored_rows)) "
+        "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
+        key=key, rel=sql.Identifier(schema, relation), key_type=sql.SQL(key_type), x=x, t=t,
+        target=target).as_string(None)
 
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:
