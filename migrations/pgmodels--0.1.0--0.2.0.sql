@@ -1092,6 +1092,10 @@ CREATE TABLE pgmodels.batch_job (
     -- incremental job the largest value of its column that run covered
     scored_model_id    bigint,
     watermark          text,
+    -- the run in progress: its backend (pid and start time), so that a second run
+    -- skips while it lives and takes over once it is gone
+    runner_pid         integer,
+    runner_start       timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),
     CHECK ((schedule IS NULL) = (cron_job_id IS NULL))
 );
@@ -1121,10 +1125,21 @@ CREATE TABLE pgmodels.batch_run (
     pid            integer,
     backend_start  timestamptz,
     error          text,
-    error_sqlstate text
+    error_sqlstate text,
+    error_detail   text,
+    error_hint     text
 );
 CREATE INDEX batch_run_job_id_id_idx ON pgmodels.batch_run (job_id, id DESC);
 COMMENT ON TABLE pgmodels.batch_run IS 'one row per run of a batch job, updated after every chunk; read it through pgmodels.batch_runs';
+
+-- Whether a backend is still the one that started at that time (pids are reused).
+-- Definer: pg_stat_activity hides other roles' backend_start.
+CREATE OR REPLACE FUNCTION pgmodels._backend_alive(pid integer, backend_start timestamptz) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = $1 AND a.backend_start = $2)
+$$;
+COMMENT ON FUNCTION pgmodels._backend_alive(integer, timestamptz) IS 'internal: whether the backend with this pid is still the one that started at this time';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job_id_seq', '');
@@ -1220,13 +1235,6 @@ COMMENT ON FUNCTION pgmodels._cron_prune(bigint, interval) IS 'internal: deletes
 -- check; what these trust comes from the catalog and from the verified role, never
 -- from the caller's arguments alone.
 
--- The advisory lock a run holds while it runs (session level, so it outlives the run's
--- commits and goes with its backend): (this number, job id).
-CREATE OR REPLACE FUNCTION pgmodels._batch_lock_class() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT 1885824365 $$;
-COMMENT ON FUNCTION pgmodels._batch_lock_class() IS 'internal: the first key of the advisory lock a batch run holds (the second is the job id)';
-
 -- The tuning a job takes, checked before the catalog's constraints would be.
 CREATE OR REPLACE FUNCTION pgmodels._batch_check_settings(chunk_rows integer, max_retries integer,
                                                           retry_delay interval, keep_runs interval)
@@ -1267,6 +1275,10 @@ BEGIN
             HINT = 'An administrator grants EXECUTE on create_batch_job() to the roles that may schedule scoring.';
     END IF;
     PERFORM pgmodels._batch_check_settings(chunk_rows, max_retries, retry_delay, keep_runs);
+    IF job_name IS NULL OR job_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid batch job name %', coalesce(quote_literal(job_name), 'NULL') USING ERRCODE = '22023',
+            DETAIL = 'A job name is 1 to 63 letters, digits, underscores, dots or hyphens.';
+    END IF;
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
@@ -1279,6 +1291,12 @@ BEGIN
        OR (incremental_column IS NOT NULL AND NOT has_column_privilege(caller, source, incremental_column, 'SELECT')) THEN
         RAISE EXCEPTION 'permission denied for relation %', source::regclass USING ERRCODE = '42501',
             DETAIL = 'A batch job reads its source with the rights of the role that creates it.';
+    END IF;
+    -- every column the deployed model reads (array features are read whole)
+    IF EXISTS (SELECT 1 FROM unnest((pgmodels._resolve(project_name, 0, caller, 'predict')).feature_names) f
+                WHERE NOT has_column_privilege(caller, source, regexp_replace(f, '\[[0-9]+\]$', ''), 'SELECT')) THEN
+        RAISE EXCEPTION 'permission denied for relation %', source::regclass USING ERRCODE = '42501',
+            DETAIL = 'A batch job reads its source''s feature columns with the rights of the role that creates it.';
     END IF;
     IF output = source OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = output AND c.relkind IN ('r', 'p')
                                          AND pg_has_role(caller, c.relowner, 'USAGE')) THEN
@@ -1307,6 +1325,17 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._batch_create(text, text, text, oid, name, oid, name, text[], integer, text, integer, interval, interval) IS 'internal: the core of create_batch_job() (definer: it writes the catalog and schedules with pg_cron as the verified caller)';
 
+-- A job's pg_cron entry: unique in the cluster (pg_cron keys entries by name and role,
+-- and replaces an entry of the same name), and the same for the same job name.
+CREATE OR REPLACE FUNCTION pgmodels._batch_cron_name(job_name text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('pgmodels_batch:%s:%s', (SELECT d.oid FROM pg_catalog.pg_database d
+                                             WHERE d.datname = pg_catalog.current_database()),
+                  pg_catalog.left(pg_catalog.md5($1), 20))
+$$;
+COMMENT ON FUNCTION pgmodels._batch_cron_name(text) IS 'internal: the name of a batch job''s pg_cron entry';
+
 -- Schedules a job's run with pg_cron, as the job's owner. The entry's name is unique in
 -- the cluster (pg_cron replaces an entry of the same name and role).
 CREATE OR REPLACE FUNCTION pgmodels._batch_schedule(job_id bigint, schedule text) RETURNS bigint
@@ -1318,7 +1347,7 @@ DECLARE
 BEGIN
     SELECT j.* INTO STRICT job FROM pgmodels.batch_job j WHERE j.id = job_id FOR UPDATE;
     PERFORM pgmodels._cron_unschedule(job.cron_job_id);
-    entry := pgmodels._cron_schedule(format('pgmodels_batch:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), job.id),
+    entry := pgmodels._cron_schedule(pgmodels._batch_cron_name(job.name),
                                      schedule, format('CALL %I.run_batch_job(%L)', '@extschema@', job.name), job.owner);
     UPDATE pgmodels.batch_job j SET schedule = _batch_schedule.schedule, cron_job_id = entry WHERE j.id = job.id;
     RETURN entry;
@@ -1401,8 +1430,10 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._batch_drop(text, text) IS 'internal: the core of drop_batch_job(): unschedules and forgets a job, returns its output table';
 
--- A run's record. A run starts as 'running' only while its backend holds the job's lock,
--- so any other 'running' run of the job is one whose backend ended: it is marked failed.
+-- A run's record. A run claims its job (runner_pid, runner_start, committed with the
+-- run's first commit); while that backend lives, any other run of the job is recorded
+-- as skipped. A 'running' run whose backend is gone was interrupted: it is marked failed.
+-- Nobody but a run of the job's owner can claim a job, so no other role can block it.
 CREATE OR REPLACE FUNCTION pgmodels._batch_run_begin(credential text, job_name text, status text, mode text,
                                                      resumed_from bigint, attempt integer, triggered_by text,
                                                      model_id bigint, model_version integer, low_watermark text,
@@ -1412,33 +1443,54 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, true);
+    me timestamptz := (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid());
     run_id bigint;
 BEGIN
-    IF status = 'running' THEN
-        IF NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
-                          AND l.classid = pgmodels._batch_lock_class()::oid AND l.objid = job.id::oid AND l.objsubid = 2) THEN
-            RAISE EXCEPTION 'batch job "%" is not locked by this session', job_name USING ERRCODE = '55P03';
+    IF status = 'claim' THEN  -- a run starting: claim the job, or be skipped
+        UPDATE pgmodels.batch_job j SET runner_pid = pg_backend_pid(), runner_start = me
+         WHERE j.id = job.id AND (j.runner_pid IS NULL OR (j.runner_pid, j.runner_start) = (pg_backend_pid(), me)
+                                  OR NOT pgmodels._backend_alive(j.runner_pid, j.runner_start));
+        IF NOT FOUND THEN
+            status := 'skipped';
+        ELSE
+            RETURN NULL;
+        END IF;
+    ELSIF status = 'running' THEN
+        IF job.runner_pid IS DISTINCT FROM pg_backend_pid() OR job.runner_start IS DISTINCT FROM me THEN
+            RAISE EXCEPTION 'batch job "%" is not claimed by this session', job_name USING ERRCODE = '55000';
         END IF;
         UPDATE pgmodels.batch_run r
            SET status = 'failed', finished_at = coalesce(r.finished_at, now()),
                error = 'the run was interrupted: its backend ended before it finished', error_sqlstate = '57P01'
          WHERE r.job_id = job.id AND r.status = 'running';
     ELSIF status <> 'skipped' THEN
-        RAISE EXCEPTION 'a run begins as running or skipped' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'a run begins as claim, running or skipped' USING ERRCODE = '22023';
     END IF;
     INSERT INTO pgmodels.batch_run (job_id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version,
                                     low_watermark, high_watermark, cursor_key, cursor_value, pid, backend_start,
                                     finished_at, error)
-    SELECT job.id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version, low_watermark,
-           high_watermark, cursor_key, cursor_value, pg_backend_pid(), a.backend_start,
-           CASE WHEN status = 'skipped' THEN clock_timestamp() END,
-           CASE WHEN status = 'skipped' THEN 'another run of the job was still running' END
-      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+    VALUES (job.id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version, low_watermark,
+            high_watermark, cursor_key, cursor_value, pg_backend_pid(), me,
+            CASE WHEN status = 'skipped' THEN clock_timestamp() END,
+            CASE WHEN status = 'skipped' THEN 'another run of the job was still running' END)
     RETURNING id INTO run_id;
     RETURN run_id;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text) IS 'internal: records the start of a batch run (or a skipped one) for the job''s owner';
+COMMENT ON FUNCTION pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text) IS 'internal: claims a batch job for this session''s run (or records a skipped run), and records a run''s start, for the job''s owner';
+
+-- Lets go of a job this session claimed (at the end of a run, whatever its outcome).
+CREATE OR REPLACE FUNCTION pgmodels._batch_release(credential text, job_name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, true);
+BEGIN
+    UPDATE pgmodels.batch_job j SET runner_pid = NULL, runner_start = NULL
+     WHERE j.id = job.id AND j.runner_pid = pg_backend_pid();
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_release(text, text) IS 'internal: ends this session''s claim on a batch job';
 
 CREATE OR REPLACE FUNCTION pgmodels._batch_run_chunk(credential text, run_id bigint, scored bigint, cursor_key text,
                                                      cursor_value text)
@@ -1460,7 +1512,7 @@ $$;
 COMMENT ON FUNCTION pgmodels._batch_run_chunk(text, bigint, bigint, text, text) IS 'internal: records a committed chunk of a running batch run';
 
 CREATE OR REPLACE FUNCTION pgmodels._batch_run_end(credential text, run_id bigint, status text, removed bigint,
-                                                   error text, error_sqlstate text)
+                                                   error text, error_sqlstate text, error_detail text, error_hint text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1480,7 +1532,8 @@ BEGIN
     END IF;
     UPDATE pgmodels.batch_run r
        SET status = _batch_run_end.status, finished_at = clock_timestamp(), rows_removed = coalesce(removed, 0),
-           error = _batch_run_end.error, error_sqlstate = _batch_run_end.error_sqlstate
+           error = _batch_run_end.error, error_sqlstate = _batch_run_end.error_sqlstate,
+           error_detail = _batch_run_end.error_detail, error_hint = _batch_run_end.error_hint
      WHERE r.id = run.id;
     IF status = 'succeeded' THEN
         UPDATE pgmodels.batch_job j
@@ -1497,7 +1550,7 @@ BEGIN
     PERFORM pgmodels._cron_prune(job.cron_job_id, job.keep_runs);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._batch_run_end(text, bigint, text, bigint, text, text) IS 'internal: records how a batch run ended, moves the job''s watermark after a success and prunes old history (ours and pg_cron''s)';
+COMMENT ON FUNCTION pgmodels._batch_run_end(text, bigint, text, bigint, text, text, text, text) IS 'internal: records how a batch run ended, moves the job''s watermark after a success and prunes old history (ours and pg_cron''s)';
 
 -- sql/072_batch.sql
 -- Batch deployment: create_batch_job(), run_batch_job(), alter_batch_job(),
@@ -1511,9 +1564,8 @@ COMMENT ON FUNCTION pgmodels._batch_run_end(text, bigint, text, bigint, text, te
 -- one statement reads the chunk, scores it in one model run (pgmodels._score_rows) and
 -- upserts it, and the run commits after every chunk, recording where it got to. A run
 -- that dies loses at most its last chunk; the next run goes on from there. Two runs of
--- a job never overlap: a run holds a session-level advisory lock on
--- (pgmodels._batch_lock_class(), job id), and a run that cannot take it is recorded as
--- skipped. The work is in python_udfs/pgmodels/batch/.
+-- a job never overlap: a run claims the job in the catalog (its backend's pid and start
+-- time), and a run that finds the claim's backend alive is recorded as skipped. The work is in python_udfs/pgmodels/batch/.
 
 CREATE OR REPLACE FUNCTION pgmodels._create_batch_job(job_name text, project_name text, relation_name text,
     key_column text, output_table text, schedule text, incremental_column text, outputs text[], chunk_rows integer,
@@ -1577,7 +1629,7 @@ AS $$
 DECLARE
     output regclass := pgmodels._batch_drop(pgmodels._credential(), job_name);
 BEGIN
-    IF drop_output THEN  -- as the caller, who owns it
+    IF drop_output AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = output) THEN  -- as its owner
         EXECUTE format('DROP TABLE %s', output);
     END IF;
 END
@@ -1609,14 +1661,14 @@ SELECT r.id AS run_id,
        r.cursor_value,
        CASE WHEN l.dead THEN 'the run was interrupted: its backend ended before it finished' ELSE r.error END AS error,
        CASE WHEN l.dead THEN '57P01' ELSE r.error_sqlstate END AS error_sqlstate,
+       r.error_detail,
+       r.error_hint,
        r.pid,
        j.owner::text AS owner
 FROM pgmodels.batch_run r
 JOIN pgmodels.batch_job j ON j.id = r.job_id
 JOIN pgmodels.projects p ON p.id = j.project_id
-CROSS JOIN LATERAL (SELECT r.status = 'running' AND NOT EXISTS (
-                        SELECT 1 FROM pg_catalog.pg_stat_activity a
-                         WHERE a.pid = r.pid AND a.backend_start = r.backend_start) AS dead) l
+CROSS JOIN LATERAL (SELECT r.status = 'running' AND NOT pgmodels._backend_alive(r.pid, r.backend_start) AS dead) l
 WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.batch_runs IS 'one row per run of the batch jobs the current role owns: status (running, succeeded, failed, skipped), rows scored so far, chunks, rows/s, the model that scored them, what triggered it, the error; a running run''s progress is visible from any session';
 GRANT SELECT ON pgmodels.batch_runs TO PUBLIC;
@@ -1652,88 +1704,6 @@ LEFT JOIN LATERAL (SELECT r.run_id, r.started_at, r.status, r.rows_scored, r.err
 WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule, watermark, and its last run (not counting skipped ones)';
 GRANT SELECT ON pgmodels.batch_jobs TO PUBLIC;
-
--- sql/075_stream_catalog.sql
--- Streams: rows inserted into a table become events that consumers (models) score as
--- they arrive (see python_udfs/pgmodels/stream/). This file holds the catalog; 076 the
--- definer functions, 077 the user's functions and views.
---
--- The log. Each stream has a private log, pgmodels.stream_<id>_log, with three child
--- tables (inheritance) that take turns, as PgQ's do: a statement-level trigger on the
--- stream's table copies the statement's rows into the current child, one row per event
--- (id, the inserting transaction's id, time, key, and the whole row as the table's row
--- type), whatever the number of consumers. Maintenance moves inserts to the next child
--- and TRUNCATEs a child once every consumer is past all of its events, so the log
--- leaves no dead rows behind.
---
--- Positions. Event ids are handed out at insert and transactions commit in any order,
--- so "the events after id N" is no position. A consumer's position is a transaction
--- snapshot: it has processed exactly the events of the transactions that snapshot sees
--- as committed. A batch is the events of the transactions a newer snapshot sees and the
--- position does not, taken in id order (and in parts of max_events: the batch's
--- snapshot and the last id done are kept until it is finished); an event whose
--- transaction is still open belongs to a later batch. So every committed event is
--- processed exactly once, whatever the order of commits.
-
-CREATE TABLE pgmodels.stream (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name          text NOT NULL UNIQUE,
-    owner         regrole NOT NULL,
-    source        regclass NOT NULL UNIQUE,
-    key_column    name,
-    current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
-    rotated_at    timestamptz NOT NULL DEFAULT now(),
-    rotate_rows   bigint NOT NULL DEFAULT 100000,
-    -- a worker waits for a notification: inserts notify (only then, since a NOTIFY
-    -- serializes the commits of the transactions that send one)
-    waiting       boolean NOT NULL DEFAULT false,
-    created_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';
-
-CREATE TABLE pgmodels.stream_consumer (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name             text NOT NULL UNIQUE,
-    stream_id        bigint NOT NULL REFERENCES pgmodels.stream (id) ON DELETE CASCADE,
-    owner            regrole NOT NULL,
-    project_id       bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
-    output           regclass NOT NULL UNIQUE,
-    enrich           regclass,
-    enrich_key       name,
-    -- the position: the snapshot done, and the batch in progress (its snapshot, the
-    -- last event id of it done)
-    done_snapshot    pg_snapshot NOT NULL,
-    batch_snapshot   pg_snapshot,
-    batch_after      bigint NOT NULL DEFAULT 0,
-    -- the delivery order of predictions, for read_predictions
-    delivered        bigint NOT NULL DEFAULT 0,
-    events_processed bigint NOT NULL DEFAULT 0,
-    failures         bigint NOT NULL DEFAULT 0,
-    last_event_id    bigint,
-    last_activity    timestamptz,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    CHECK ((enrich IS NULL) = (enrich_key IS NULL))
-);
-COMMENT ON TABLE pgmodels.stream_consumer IS 'the models that score a stream, each with its output table and its position in the stream; read it through pgmodels.stream_consumers';
-
--- Events a consumer could not score: the stream goes on without them.
-CREATE TABLE pgmodels.stream_dead_letter (
-    consumer_id    bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,
-    event_id       bigint NOT NULL,
-    event_key      text,
-    event          jsonb,
-    error          text NOT NULL,
-    error_sqlstate text NOT NULL,
-    failed_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_id, event_id)
-);
-COMMENT ON TABLE pgmodels.stream_dead_letter IS 'events a stream consumer could not score, with the error; read them through pgmodels.stream_dead_letters';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
-SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');
-SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_dead_letter', '');
 
 -- sql/080_proxy.sql
 -- Request-response serving: what `pgmodels serve` (python_udfs/pgmodels/proxy/) needs in
@@ -2073,8 +2043,10 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_drop(text, text),
     pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text),
     pgmodels._batch_run_chunk(text, bigint, bigint, text, text),
-    pgmodels._batch_run_end(text, bigint, text, bigint, text, text),
-    pgmodels._batch_lock_class(),
+    pgmodels._batch_run_end(text, bigint, text, bigint, text, text, text, text),
+    pgmodels._batch_release(text, text),
+    -- whether a run's backend still lives (the batch_runs view uses it)
+    pgmodels._backend_alive(integer, timestamptz),
     pgmodels._batch_check_settings(integer, integer, interval, interval)
 TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;

@@ -23,6 +23,10 @@ CREATE TABLE pgmodels.batch_job (
     -- incremental job the largest value of its column that run covered
     scored_model_id    bigint,
     watermark          text,
+    -- the run in progress: its backend (pid and start time), so that a second run
+    -- skips while it lives and takes over once it is gone
+    runner_pid         integer,
+    runner_start       timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),
     CHECK ((schedule IS NULL) = (cron_job_id IS NULL))
 );
@@ -52,10 +56,21 @@ CREATE TABLE pgmodels.batch_run (
     pid            integer,
     backend_start  timestamptz,
     error          text,
-    error_sqlstate text
+    error_sqlstate text,
+    error_detail   text,
+    error_hint     text
 );
 CREATE INDEX batch_run_job_id_id_idx ON pgmodels.batch_run (job_id, id DESC);
 COMMENT ON TABLE pgmodels.batch_run IS 'one row per run of a batch job, updated after every chunk; read it through pgmodels.batch_runs';
+
+-- Whether a backend is still the one that started at that time (pids are reused).
+-- Definer: pg_stat_activity hides other roles' backend_start.
+CREATE OR REPLACE FUNCTION pgmodels._backend_alive(pid integer, backend_start timestamptz) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = $1 AND a.backend_start = $2)
+$$;
+COMMENT ON FUNCTION pgmodels._backend_alive(integer, timestamptz) IS 'internal: whether the backend with this pid is still the one that started at this time';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.batch_job_id_seq', '');

@@ -4,13 +4,6 @@
 -- check; what these trust comes from the catalog and from the verified role, never
 -- from the caller's arguments alone.
 
--- The advisory lock a run holds while it runs (session level, so it outlives the run's
--- commits and goes with its backend): (this number, job id).
-CREATE OR REPLACE FUNCTION pgmodels._batch_lock_class() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT 1885824365 $$;
-COMMENT ON FUNCTION pgmodels._batch_lock_class() IS 'internal: the first key of the advisory lock a batch run holds (the second is the job id)';
-
 -- The tuning a job takes, checked before the catalog's constraints would be.
 CREATE OR REPLACE FUNCTION pgmodels._batch_check_settings(chunk_rows integer, max_retries integer,
                                                           retry_delay interval, keep_runs interval)
@@ -51,6 +44,10 @@ BEGIN
             HINT = 'An administrator grants EXECUTE on create_batch_job() to the roles that may schedule scoring.';
     END IF;
     PERFORM pgmodels._batch_check_settings(chunk_rows, max_retries, retry_delay, keep_runs);
+    IF job_name IS NULL OR job_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid batch job name %', coalesce(quote_literal(job_name), 'NULL') USING ERRCODE = '22023',
+            DETAIL = 'A job name is 1 to 63 letters, digits, underscores, dots or hyphens.';
+    END IF;
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
@@ -63,6 +60,12 @@ BEGIN
        OR (incremental_column IS NOT NULL AND NOT has_column_privilege(caller, source, incremental_column, 'SELECT')) THEN
         RAISE EXCEPTION 'permission denied for relation %', source::regclass USING ERRCODE = '42501',
             DETAIL = 'A batch job reads its source with the rights of the role that creates it.';
+    END IF;
+    -- every column the deployed model reads (array features are read whole)
+    IF EXISTS (SELECT 1 FROM unnest((pgmodels._resolve(project_name, 0, caller, 'predict')).feature_names) f
+                WHERE NOT has_column_privilege(caller, source, regexp_replace(f, '\[[0-9]+\]$', ''), 'SELECT')) THEN
+        RAISE EXCEPTION 'permission denied for relation %', source::regclass USING ERRCODE = '42501',
+            DETAIL = 'A batch job reads its source''s feature columns with the rights of the role that creates it.';
     END IF;
     IF output = source OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = output AND c.relkind IN ('r', 'p')
                                          AND pg_has_role(caller, c.relowner, 'USAGE')) THEN
@@ -91,6 +94,17 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._batch_create(text, text, text, oid, name, oid, name, text[], integer, text, integer, interval, interval) IS 'internal: the core of create_batch_job() (definer: it writes the catalog and schedules with pg_cron as the verified caller)';
 
+-- A job's pg_cron entry: unique in the cluster (pg_cron keys entries by name and role,
+-- and replaces an entry of the same name), and the same for the same job name.
+CREATE OR REPLACE FUNCTION pgmodels._batch_cron_name(job_name text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('pgmodels_batch:%s:%s', (SELECT d.oid FROM pg_catalog.pg_database d
+                                             WHERE d.datname = pg_catalog.current_database()),
+                  pg_catalog.left(pg_catalog.md5($1), 20))
+$$;
+COMMENT ON FUNCTION pgmodels._batch_cron_name(text) IS 'internal: the name of a batch job''s pg_cron entry';
+
 -- Schedules a job's run with pg_cron, as the job's owner. The entry's name is unique in
 -- the cluster (pg_cron replaces an entry of the same name and role).
 CREATE OR REPLACE FUNCTION pgmodels._batch_schedule(job_id bigint, schedule text) RETURNS bigint
@@ -102,7 +116,7 @@ DECLARE
 BEGIN
     SELECT j.* INTO STRICT job FROM pgmodels.batch_job j WHERE j.id = job_id FOR UPDATE;
     PERFORM pgmodels._cron_unschedule(job.cron_job_id);
-    entry := pgmodels._cron_schedule(format('pgmodels_batch:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), job.id),
+    entry := pgmodels._cron_schedule(pgmodels._batch_cron_name(job.name),
                                      schedule, format('CALL %I.run_batch_job(%L)', '@extschema@', job.name), job.owner);
     UPDATE pgmodels.batch_job j SET schedule = _batch_schedule.schedule, cron_job_id = entry WHERE j.id = job.id;
     RETURN entry;
@@ -185,8 +199,10 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._batch_drop(text, text) IS 'internal: the core of drop_batch_job(): unschedules and forgets a job, returns its output table';
 
--- A run's record. A run starts as 'running' only while its backend holds the job's lock,
--- so any other 'running' run of the job is one whose backend ended: it is marked failed.
+-- A run's record. A run claims its job (runner_pid, runner_start, committed with the
+-- run's first commit); while that backend lives, any other run of the job is recorded
+-- as skipped. A 'running' run whose backend is gone was interrupted: it is marked failed.
+-- Nobody but a run of the job's owner can claim a job, so no other role can block it.
 CREATE OR REPLACE FUNCTION pgmodels._batch_run_begin(credential text, job_name text, status text, mode text,
                                                      resumed_from bigint, attempt integer, triggered_by text,
                                                      model_id bigint, model_version integer, low_watermark text,
@@ -196,33 +212,54 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, true);
+    me timestamptz := (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid());
     run_id bigint;
 BEGIN
-    IF status = 'running' THEN
-        IF NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
-                          AND l.classid = pgmodels._batch_lock_class()::oid AND l.objid = job.id::oid AND l.objsubid = 2) THEN
-            RAISE EXCEPTION 'batch job "%" is not locked by this session', job_name USING ERRCODE = '55P03';
+    IF status = 'claim' THEN  -- a run starting: claim the job, or be skipped
+        UPDATE pgmodels.batch_job j SET runner_pid = pg_backend_pid(), runner_start = me
+         WHERE j.id = job.id AND (j.runner_pid IS NULL OR (j.runner_pid, j.runner_start) = (pg_backend_pid(), me)
+                                  OR NOT pgmodels._backend_alive(j.runner_pid, j.runner_start));
+        IF NOT FOUND THEN
+            status := 'skipped';
+        ELSE
+            RETURN NULL;
+        END IF;
+    ELSIF status = 'running' THEN
+        IF job.runner_pid IS DISTINCT FROM pg_backend_pid() OR job.runner_start IS DISTINCT FROM me THEN
+            RAISE EXCEPTION 'batch job "%" is not claimed by this session', job_name USING ERRCODE = '55000';
         END IF;
         UPDATE pgmodels.batch_run r
            SET status = 'failed', finished_at = coalesce(r.finished_at, now()),
                error = 'the run was interrupted: its backend ended before it finished', error_sqlstate = '57P01'
          WHERE r.job_id = job.id AND r.status = 'running';
     ELSIF status <> 'skipped' THEN
-        RAISE EXCEPTION 'a run begins as running or skipped' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'a run begins as claim, running or skipped' USING ERRCODE = '22023';
     END IF;
     INSERT INTO pgmodels.batch_run (job_id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version,
                                     low_watermark, high_watermark, cursor_key, cursor_value, pid, backend_start,
                                     finished_at, error)
-    SELECT job.id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version, low_watermark,
-           high_watermark, cursor_key, cursor_value, pg_backend_pid(), a.backend_start,
-           CASE WHEN status = 'skipped' THEN clock_timestamp() END,
-           CASE WHEN status = 'skipped' THEN 'another run of the job was still running' END
-      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+    VALUES (job.id, status, mode, resumed_from, attempt, triggered_by, model_id, model_version, low_watermark,
+            high_watermark, cursor_key, cursor_value, pg_backend_pid(), me,
+            CASE WHEN status = 'skipped' THEN clock_timestamp() END,
+            CASE WHEN status = 'skipped' THEN 'another run of the job was still running' END)
     RETURNING id INTO run_id;
     RETURN run_id;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text) IS 'internal: records the start of a batch run (or a skipped one) for the job''s owner';
+COMMENT ON FUNCTION pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text) IS 'internal: claims a batch job for this session''s run (or records a skipped run), and records a run''s start, for the job''s owner';
+
+-- Lets go of a job this session claimed (at the end of a run, whatever its outcome).
+CREATE OR REPLACE FUNCTION pgmodels._batch_release(credential text, job_name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, true);
+BEGIN
+    UPDATE pgmodels.batch_job j SET runner_pid = NULL, runner_start = NULL
+     WHERE j.id = job.id AND j.runner_pid = pg_backend_pid();
+END
+$$;
+COMMENT ON FUNCTION pgmodels._batch_release(text, text) IS 'internal: ends this session''s claim on a batch job';
 
 CREATE OR REPLACE FUNCTION pgmodels._batch_run_chunk(credential text, run_id bigint, scored bigint, cursor_key text,
                                                      cursor_value text)
@@ -244,7 +281,7 @@ $$;
 COMMENT ON FUNCTION pgmodels._batch_run_chunk(text, bigint, bigint, text, text) IS 'internal: records a committed chunk of a running batch run';
 
 CREATE OR REPLACE FUNCTION pgmodels._batch_run_end(credential text, run_id bigint, status text, removed bigint,
-                                                   error text, error_sqlstate text)
+                                                   error text, error_sqlstate text, error_detail text, error_hint text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -264,7 +301,8 @@ BEGIN
     END IF;
     UPDATE pgmodels.batch_run r
        SET status = _batch_run_end.status, finished_at = clock_timestamp(), rows_removed = coalesce(removed, 0),
-           error = _batch_run_end.error, error_sqlstate = _batch_run_end.error_sqlstate
+           error = _batch_run_end.error, error_sqlstate = _batch_run_end.error_sqlstate,
+           error_detail = _batch_run_end.error_detail, error_hint = _batch_run_end.error_hint
      WHERE r.id = run.id;
     IF status = 'succeeded' THEN
         UPDATE pgmodels.batch_job j
@@ -281,4 +319,4 @@ BEGIN
     PERFORM pgmodels._cron_prune(job.cron_job_id, job.keep_runs);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._batch_run_end(text, bigint, text, bigint, text, text) IS 'internal: records how a batch run ended, moves the job''s watermark after a success and prunes old history (ours and pg_cron''s)';
+COMMENT ON FUNCTION pgmodels._batch_run_end(text, bigint, text, bigint, text, text, text, text) IS 'internal: records how a batch run ended, moves the job''s watermark after a success and prunes old history (ours and pg_cron''s)';

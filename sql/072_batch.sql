@@ -9,9 +9,8 @@
 -- one statement reads the chunk, scores it in one model run (pgmodels._score_rows) and
 -- upserts it, and the run commits after every chunk, recording where it got to. A run
 -- that dies loses at most its last chunk; the next run goes on from there. Two runs of
--- a job never overlap: a run holds a session-level advisory lock on
--- (pgmodels._batch_lock_class(), job id), and a run that cannot take it is recorded as
--- skipped. The work is in python_udfs/pgmodels/batch/.
+-- a job never overlap: a run claims the job in the catalog (its backend's pid and start
+-- time), and a run that finds the claim's backend alive is recorded as skipped. The work is in python_udfs/pgmodels/batch/.
 
 CREATE OR REPLACE FUNCTION pgmodels._create_batch_job(job_name text, project_name text, relation_name text,
     key_column text, output_table text, schedule text, incremental_column text, outputs text[], chunk_rows integer,
@@ -75,7 +74,7 @@ AS $$
 DECLARE
     output regclass := pgmodels._batch_drop(pgmodels._credential(), job_name);
 BEGIN
-    IF drop_output THEN  -- as the caller, who owns it
+    IF drop_output AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = output) THEN  -- as its owner
         EXECUTE format('DROP TABLE %s', output);
     END IF;
 END
@@ -107,14 +106,14 @@ SELECT r.id AS run_id,
        r.cursor_value,
        CASE WHEN l.dead THEN 'the run was interrupted: its backend ended before it finished' ELSE r.error END AS error,
        CASE WHEN l.dead THEN '57P01' ELSE r.error_sqlstate END AS error_sqlstate,
+       r.error_detail,
+       r.error_hint,
        r.pid,
        j.owner::text AS owner
 FROM pgmodels.batch_run r
 JOIN pgmodels.batch_job j ON j.id = r.job_id
 JOIN pgmodels.projects p ON p.id = j.project_id
-CROSS JOIN LATERAL (SELECT r.status = 'running' AND NOT EXISTS (
-                        SELECT 1 FROM pg_catalog.pg_stat_activity a
-                         WHERE a.pid = r.pid AND a.backend_start = r.backend_start) AS dead) l
+CROSS JOIN LATERAL (SELECT r.status = 'running' AND NOT pgmodels._backend_alive(r.pid, r.backend_start) AS dead) l
 WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.batch_runs IS 'one row per run of the batch jobs the current role owns: status (running, succeeded, failed, skipped), rows scored so far, chunks, rows/s, the model that scored them, what triggered it, the error; a running run''s progress is visible from any session';
 GRANT SELECT ON pgmodels.batch_runs TO PUBLIC;

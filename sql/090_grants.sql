@@ -96,8 +96,10 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_drop(text, text),
     pgmodels._batch_run_begin(text, text, text, text, bigint, integer, text, bigint, integer, text, text, text, text),
     pgmodels._batch_run_chunk(text, bigint, bigint, text, text),
-    pgmodels._batch_run_end(text, bigint, text, bigint, text, text),
-    pgmodels._batch_lock_class(),
+    pgmodels._batch_run_end(text, bigint, text, bigint, text, text, text, text),
+    pgmodels._batch_release(text, text),
+    -- whether a run's backend still lives (the batch_runs view uses it)
+    pgmodels._backend_alive(integer, timestamptz),
     pgmodels._batch_check_settings(integer, integer, interval, interval)
 TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;

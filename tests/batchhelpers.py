@@ -33,7 +33,7 @@ def runs(conn, job: str) -> list[dict]:
     return cur.execute("SELECT * FROM pgmodels.batch_runs WHERE job = %s ORDER BY run_id", [job]).fetchall()
 
 
-def call_in_background(dsn: str, statement: str, params=None):
+def call_in_background(dsn: str, statement: str, params=None, setup: str | None = None):
     """Run a statement in its own session and thread; returns (thread, outcome dict)."""
     outcome: dict = {}
 
@@ -41,6 +41,8 @@ def call_in_background(dsn: str, statement: str, params=None):
         try:
             with psycopg.connect(dsn, autocommit=True) as c:
                 outcome["pid"] = c.info.backend_pid
+                if setup:
+                    c.execute(setup)
                 c.execute(statement, params)
                 outcome["ok"] = True
         except psycopg.Error as e:

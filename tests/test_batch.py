@@ -140,21 +140,34 @@ def test_a_second_run_while_one_runs_is_skipped(conn, connect, test_db, name):
 
 def test_a_failed_run_is_retried_after_its_delay(conn, connect, test_db, name):
     src = make_project(conn, name, rows=600)
-    conn.execute(f"CREATE TABLE {name}_ctl AS SELECT 0::real AS d")
-    conn.execute(f"CREATE VIEW {name}_v AS SELECT id, a / (SELECT d FROM {name}_ctl) AS a, b, c, d FROM {src}")
+    out = name + "_out"
     conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, max_retries => 2, retry_delay => '2 seconds')",
-                 [name, name, name + "_v", name + "_out"])
-    thread, outcome = call_in_background(test_db, "CALL run_batch_job(%s)", [name])
+                 [name, name, src, out])
+    blocker = connect(autocommit=False)
+    blocker.execute(f"LOCK TABLE {out} IN EXCLUSIVE MODE")  # the upsert waits, and times out
+    thread, outcome = call_in_background(test_db, "CALL run_batch_job(%s)", [name], setup="SET lock_timeout = '300ms'")
     deadline = time.time() + 30
     while time.time() < deadline and not any(r["status"] == "failed" for r in runs(conn, name)):
         time.sleep(0.05)
-    conn.execute(f"UPDATE {name}_ctl SET d = 1")  # mended before the retry
+    blocker.rollback()  # gone before the retry
     thread.join(30)
     assert outcome.get("ok"), outcome
     failed, retried = runs(conn, name)
-    assert (failed["status"], failed["attempt"], failed["error_sqlstate"]) == ("failed", 1, "22012")
-    assert "division by zero" in failed["error"]
+    assert (failed["status"], failed["attempt"], failed["error_sqlstate"]) == ("failed", 1, "55P03")
+    assert "lock" in failed["error"]
     assert (retried["status"], retried["attempt"], retried["rows_scored"]) == ("succeeded", 2, 600)
+
+
+def test_errors_a_retry_cannot_mend_are_not_retried(conn, name):
+    src = make_project(conn, name, rows=100)
+    conn.execute(f"CREATE TABLE {name}_ctl AS SELECT 0::real AS d")
+    conn.execute(f"CREATE VIEW {name}_v AS SELECT id, a / (SELECT d FROM {name}_ctl) AS a, b, c, d FROM {src}")
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, max_retries => 2, retry_delay => '5 seconds')",
+                 [name, name, name + "_v", name + "_out"])
+    started = time.time()
+    err = sql_error(conn, "CALL run_batch_job(%s)", [name])
+    assert err.sqlstate == "22012" and time.time() - started < 4
+    assert [(r["status"], r["attempt"]) for r in runs(conn, name)] == [("failed", 1)]
 
 
 def test_a_failed_run_records_the_error_and_keeps_the_committed_chunks(conn, name):

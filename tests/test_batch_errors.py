@@ -141,9 +141,17 @@ def test_a_job_runs_with_its_owners_rights_and_others_cannot_touch_it(conn, make
         assert sql_error(mallory, statement, [name]).sqlstate == "42501"
     assert sql_error(mallory, "SELECT alter_batch_job(%s, chunk_rows => 1)", [name]).sqlstate == "42501"
     run_id = runs(alice, name)[-1]["run_id"]
-    err = sql_error(mallory, "SELECT pgmodels._batch_run_end(pgmodels._credential(), %s, 'failed', 0, 'x', 'x')",
-                    [run_id])
+    err = sql_error(mallory, "SELECT pgmodels._batch_run_end(pgmodels._credential(), %s, 'failed', 0, 'x', 'x', "
+                             "NULL, NULL)", [run_id])
     assert err.sqlstate == "55000"
+    # nor claim it, which would make its runs skip (an advisory lock would not either)
+    err = sql_error(mallory, "SELECT pgmodels._batch_run_begin(pgmodels._credential(), %s, 'claim', NULL, NULL, "
+                             "1, 'x', NULL, NULL, NULL, NULL, NULL, NULL)", [name])
+    assert err.sqlstate == "42501"
+    job_id = alice.execute("SELECT job_id FROM pgmodels.batch_jobs WHERE job = %s", [name]).fetchone()[0]
+    mallory.execute("SELECT pg_advisory_lock(k, %s::integer) FROM (VALUES (0), (1885824365)) v(k)", [job_id])
+    alice.execute("CALL run_batch_job(%s)", [name])
+    assert runs(alice, name)[-1]["status"] == "succeeded"
     err = sql_error(mallory, "SELECT pgmodels._batch_run_begin(pgmodels._credential(), %s, 'running', 'full', NULL, "
                              "1, 'x', NULL, NULL, NULL, NULL, NULL, NULL)", [name])
     assert err.sqlstate == "42501"
@@ -160,3 +168,56 @@ def test_a_job_runs_with_its_owners_rights_and_others_cannot_touch_it(conn, make
     conn.execute("SELECT revoke_project(%s, %s)", [name, alice_role])
     err = sql_error(alice, "CALL run_batch_job(%s)", [name])
     assert err.sqlstate == "42501" and "project" in err.diag.message_primary
+
+
+def test_runs_do_not_depend_on_the_session_settings_nor_on_odd_values(conn, name):
+    src = make_project(conn, name, rows=300)
+    conn.execute(f"ALTER TABLE {src} ADD COLUMN day date, ADD COLUMN seq numeric, ADD COLUMN fkey double precision")
+    conn.execute(f"UPDATE {src} SET day = date '2024-02-01' + id % 20, seq = id, fkey = id / 7.0")
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, incremental_column => 'day')",
+                 [name, name, src, name + "_out"])
+    conn.execute("SET DateStyle = 'SQL, DMY'")
+    conn.execute("CALL run_batch_job(%s)", [name])
+    assert conn.execute("SHOW DateStyle").fetchone() == ("SQL, DMY",)  # restored
+    conn.execute("SET DateStyle = 'ISO, MDY'")
+    conn.execute(f"UPDATE {src} SET day = date '2024-02-25' WHERE id <= 5")
+    conn.execute("CALL run_batch_job(%s)", [name])
+    assert runs(conn, name)[-1]["rows_scored"] == 5
+    # a float key, in chunks, under a setting that rounds floats away: each key once
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'fkey', %s, chunk_rows => 7, max_retries => 0)",
+                 [name + "f", name, src, name + "_fout"])
+    conn.execute("SET extra_float_digits = -14")
+    conn.execute("CALL run_batch_job(%s)", [name + "f"])
+    assert runs(conn, name + "f")[-1]["rows_scored"] == 300
+    # NaN in a numeric incremental column does not stop the watermark
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, incremental_column => 'seq')",
+                 [name + "n", name, src, name + "_nout"])
+    conn.execute(f"UPDATE {src} SET seq = 'NaN' WHERE id = 1")
+    conn.execute("CALL run_batch_job(%s)", [name + "n"])
+    conn.execute(f"UPDATE {src} SET seq = 1000 WHERE id = 2")
+    conn.execute("CALL run_batch_job(%s)", [name + "n"])
+    assert (runs(conn, name + "n")[-1]["mode"], runs(conn, name + "n")[-1]["rows_scored"]) == ("incremental", 1)
+
+
+def test_a_renamed_feature_or_dropped_output_is_a_clear_error(conn, name):
+    src = make_project(conn, name, rows=30)
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, max_retries => 0)", [name, name, src, name + "_out"])
+    conn.execute(f"ALTER TABLE {src} RENAME COLUMN a TO a2")
+    err = sql_error(conn, "CALL run_batch_job(%s)", [name])
+    assert err.sqlstate == "42703" and '"a"' in err.diag.message_primary
+    conn.execute(f"DROP TABLE {name}_out")
+    err = sql_error(conn, "CALL run_batch_job(%s)", [name])
+    assert err.sqlstate == "42P01" and "dropped" in err.diag.message_detail
+    conn.execute("SELECT drop_batch_job(%s, drop_output => true)", [name])
+    assert conn.execute("SELECT count(*) FROM pgmodels.batch_jobs WHERE job = %s", [name]).fetchone() == (0,)
+
+
+def test_a_feature_error_names_the_key(conn, name):
+    src = make_project(conn, name, rows=100)
+    conn.execute(f"UPDATE {src} SET c = 'Infinity' WHERE id = 57")
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, chunk_rows => 20)", [name, name, src, name + "_out"])
+    err = sql_error(conn, "CALL run_batch_job(%s)", [name])
+    assert err.sqlstate == "22023" and "Infinity" in err.diag.message_primary
+    assert "id = 57" in err.diag.message_detail
+    run = runs(conn, name)[-1]
+    assert "id = 57" in run["error_detail"] and run["attempt"] == 1

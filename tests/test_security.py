@@ -189,8 +189,9 @@ PUBLIC_INTERNALS = {
     "pgmodels._batch_alter(text,text,text,boolean,integer,integer,interval,interval)",
     "pgmodels._batch_drop(text,text)",
     "pgmodels._batch_run_begin(text,text,text,text,bigint,integer,text,bigint,integer,text,text,text,text)",
-    "pgmodels._batch_run_chunk(text,bigint,bigint,text,text)", "pgmodels._batch_run_end(text,bigint,text,bigint,text,text)",
-    "pgmodels._batch_lock_class()", "pgmodels._batch_check_settings(integer,integer,interval,interval)",
+    "pgmodels._batch_run_chunk(text,bigint,bigint,text,text)", "pgmodels._batch_run_end(text,bigint,text,bigint,text,text,text,text)",
+    "pgmodels._batch_release(text,text)", "pgmodels._backend_alive(integer,timestamp with time zone)",
+    "pgmodels._batch_check_settings(integer,integer,interval,interval)",
     "pgmodels._run_batch_job(text)",
 }
 

@@ -15,8 +15,10 @@ from .errors import (DATATYPE_MISMATCH, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETE
                       UNDEFINED_TABLE, PgmodelsError, q)
 
 NUMERIC_CATEGORIES = ("N", "B")  # numbers and booleans feed numeric features
-INCREMENTAL_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision", "date",
-                     "timestamp without time zone", "timestamp with time zone")
+INCREMENTAL_TYPES = ("smallint", "integer", "bigint", "numeric", "date", "timestamp without time zone",
+                     "timestamp with time zone")
+# the incremental types with values past every number or time (and NaN, for numeric)
+HAS_INFINITY = ("numeric", "date", "timestamp without time zone", "timestamp with time zone")
 
 
 @dataclass
@@ -52,7 +54,7 @@ def resolve(name: str, what: str, must_exist: bool = True) -> Relation | None:
     try:
         row = query("SELECT pg_catalog.to_regclass($1)::oid AS oid", [name], ["text"])[0]
     except Exception:  # noqa: BLE001 - a malformed name (unbalanced quotes, too many dots)
-        raise PgmodelsError(f"invalid relation name {name!r}", sqlstate=INVALID_PARAMETER_VALUE) from None
+        raise PgmodelsError(f"invalid relation name {q(name)}", sqlstate=INVALID_PARAMETER_VALUE) from None
     if row["oid"] is None:
         if not must_exist:
             return None
@@ -128,7 +130,8 @@ def check_incremental(rel: Relation, name: str) -> Column:
     if col.is_array or col.type not in INCREMENTAL_TYPES:
         raise PgmodelsError(f'incremental column "{name}" is of type {col.type}',
                             detail="An incremental job scores the rows past the last run's largest value of "
-                                   "the column, so it must be a timestamp, a date or a number that grows.",
+                                   "the column, so it must be a timestamp, a date or an integer or numeric "
+                                   "that grows.",
                             hint="Use an updated_at timestamptz or a bigint sequence column.",
                             sqlstate=DATATYPE_MISMATCH)
     return col
@@ -151,9 +154,9 @@ def output_table(name: str, columns: dict[str, str], key: str, not_null: tuple =
     try:
         parts = query("SELECT pg_catalog.parse_ident($1) AS p", [name], ["text"])[0]["p"]
     except Exception:  # noqa: BLE001 - a malformed name
-        raise PgmodelsError(f"invalid table name {name!r}", sqlstate=INVALID_PARAMETER_VALUE) from None
+        raise PgmodelsError(f"invalid table name {q(name)}", sqlstate=INVALID_PARAMETER_VALUE) from None
     if len(parts) > 2:
-        raise PgmodelsError(f"invalid table name {name!r}",
+        raise PgmodelsError(f"invalid table name {q(name)}",
                             detail="Give a table name, optionally with its schema.", sqlstate=INVALID_PARAMETER_VALUE)
     schema = parts[0] if len(parts) == 2 else query("SELECT pg_catalog.current_schema() AS s")[0]["s"]
     if schema is None:
@@ -192,10 +195,14 @@ def _check_shape(out: Relation, want: dict[str, str], key: str, source: Relation
     if problems:
         shape = ", ".join(f"{qi(n)} {t}" for n, t in want.items())
         raise PgmodelsError(f"table {out.display} does not have the shape of the output",
-                            detail="; ".join(problems).capitalize() + ".",
+                            detail=_sentence("; ".join(problems)),
                             hint=f"Drop it or name a new table, which is then created with the primary key "
                                  f"{key}: it needs {shape}.",
                             sqlstate=DATATYPE_MISMATCH)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def _unique(oid: int, column: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .._plpy import qualified, query, require_execute, udf
-from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError, q
 from .. import relations
 from ..relations import Relation
 from . import plan
@@ -33,7 +33,7 @@ def _check_arguments(job_name, outputs, chunk_rows, key_column, output_table, re
         if value is None:
             raise PgmodelsError(f"{what} must not be NULL", sqlstate="22004")
     if not JOB_NAME.match(job_name):
-        raise PgmodelsError(f"invalid batch job name {job_name!r}",
+        raise PgmodelsError(f"invalid batch job name {q(job_name)}",
                             detail="A job name is 1 to 63 letters, digits, underscores, dots or hyphens.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     if not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):

@@ -121,6 +121,8 @@ class Plan:
     next: str  # every later chunk's
     remove_vanished: str  # a full run's last step: keys that left the source leave the output
     high_watermark: str | None  # the incremental column's largest value now
+    keys_first: str = ""  # the keys of a chunk, in order (to name a row an error is about)
+    keys_next: str = ""
 
 
 def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: str, incremental: str | None,
@@ -145,6 +147,10 @@ def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: 
     select = ", ".join(["u.k"] + [values[c] for c in cols]
                        + ["(sc.s).model_id", "(sc.s).model_version", "pg_catalog.now()", "$7"])
     update = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols + ["model_id", "model_version", "scored_at", "run_id"])
+
+    def keys(conditions: list[str]) -> str:
+        return f"SELECT s.{k} AS k FROM {src.qualified} s WHERE {' AND '.join(conditions)} ORDER BY {order} " \
+               f"LIMIT {int(chunk_rows)}"
 
     def statement(conditions: list[str]) -> str:
         return f"""
@@ -180,4 +186,4 @@ SELECT (SELECT pg_catalog.count(*) FROM written) AS written,
 
     remove = f"DELETE FROM {out.qualified} o WHERE NOT EXISTS (SELECT 1 FROM {src.qualified} s WHERE s.{k} = o.{k})"
     high = f"SELECT pg_catalog.max({w})::text AS high FROM {src.qualified} s" if incremental else None
-    return Plan(statement(where), statement(where + [cursor]), remove, high)
+    return Plan(statement(where), statement(where + [cursor]), remove, high, keys(where), keys(where + [cursor]))
