@@ -1705,6 +1705,640 @@ WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule, watermark, and its last run (not counting skipped ones)';
 GRANT SELECT ON pgmodels.batch_jobs TO PUBLIC;
 
+-- sql/075_stream_catalog.sql
+-- Streams: rows inserted into a table become events that consumers (models) score as
+-- they arrive (see python_udfs/pgmodels/stream/). This file holds the catalog; 076 the
+-- definer functions, 077 the user's functions and views.
+--
+-- The log. Each stream has a private log, pgmodels.stream_<id>_log, with three child
+-- tables (inheritance) that take turns, as PgQ's do: a statement-level trigger on the
+-- stream's table copies the statement's rows into the current child, one row per event
+-- (id, the inserting transaction's id, time, key, and the whole row as the table's row
+-- type), whatever the number of consumers. Maintenance moves inserts to the next child
+-- and TRUNCATEs a child once every consumer is past all of its events, so the log
+-- leaves no dead rows behind.
+--
+-- Positions. Event ids are handed out at insert and transactions commit in any order,
+-- so "the events after id N" is no position. A consumer's position is a transaction
+-- snapshot: it has processed exactly the events of the transactions that snapshot sees
+-- as committed. A batch is the events of the transactions a newer snapshot sees and the
+-- position does not, taken in id order (and in parts of max_events: the batch's
+-- snapshot and the last id done are kept until it is finished); an event whose
+-- transaction is still open belongs to a later batch. So every committed event is
+-- processed exactly once, whatever the order of commits.
+
+CREATE TABLE pgmodels.stream (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text NOT NULL UNIQUE,
+    owner         regrole NOT NULL,
+    source        regclass NOT NULL UNIQUE,
+    key_column    name,
+    current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
+    rotated_at    timestamptz NOT NULL DEFAULT now(),
+    rotate_rows   bigint NOT NULL DEFAULT 100000,
+    -- a worker waits for a notification: inserts notify (only then, since a NOTIFY
+    -- serializes the commits of the transactions that send one)
+    waiting       boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';
+
+CREATE TABLE pgmodels.stream_consumer (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name             text NOT NULL UNIQUE,
+    stream_id        bigint NOT NULL REFERENCES pgmodels.stream (id) ON DELETE CASCADE,
+    owner            regrole NOT NULL,
+    project_id       bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    output           regclass NOT NULL UNIQUE,
+    enrich           regclass,
+    enrich_key       name,
+    -- the position: the snapshot done, and the batch in progress (its snapshot, the
+    -- last event id of it done)
+    done_snapshot    pg_snapshot NOT NULL,
+    batch_snapshot   pg_snapshot,
+    batch_after      bigint NOT NULL DEFAULT 0,
+    -- the delivery order of predictions, for read_predictions
+    delivered        bigint NOT NULL DEFAULT 0,
+    events_processed bigint NOT NULL DEFAULT 0,
+    failures         bigint NOT NULL DEFAULT 0,
+    last_event_id    bigint,
+    last_activity    timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    CHECK ((enrich IS NULL) = (enrich_key IS NULL))
+);
+COMMENT ON TABLE pgmodels.stream_consumer IS 'the models that score a stream, each with its output table and its position in the stream; read it through pgmodels.stream_consumers';
+
+-- Events a consumer could not score: the stream goes on without them.
+CREATE TABLE pgmodels.stream_dead_letter (
+    consumer_id    bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,
+    event_id       bigint NOT NULL,
+    event_key      text,
+    event          jsonb,
+    error          text NOT NULL,
+    error_sqlstate text NOT NULL,
+    failed_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_id, event_id)
+);
+COMMENT ON TABLE pgmodels.stream_dead_letter IS 'events a stream consumer could not score, with the error; read them through pgmodels.stream_dead_letters';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_dead_letter', '');
+
+-- sql/076_stream_internal.sql
+-- Streams: the definer functions. They create and drop each stream's private log and
+-- its capture trigger, write the catalog, and hand a consumer's owner its position; the
+-- user's functions (077) run as the caller and pass a credential.
+
+CREATE OR REPLACE FUNCTION pgmodels._stream_log(stream_id bigint, child integer DEFAULT NULL) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 'stream_' || stream_id || '_log' || coalesce('_' || child, '') $$;
+COMMENT ON FUNCTION pgmodels._stream_log(bigint, integer) IS 'internal: the name (in schema pgmodels) of a stream''s log, or of one of its three children';
+
+-- The stream a caller owns (or, with may_consume, may consume: it may read its table).
+CREATE OR REPLACE FUNCTION pgmodels._stream_get(credential text, stream_name text, may_consume boolean DEFAULT false)
+RETURNS pgmodels.stream
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    s pgmodels.stream;
+BEGIN
+    SELECT st.* INTO s FROM pgmodels.stream st WHERE st.name = stream_name;
+    IF s.id IS NULL THEN
+        RAISE EXCEPTION 'stream "%" does not exist', stream_name USING ERRCODE = '42704',
+            HINT = 'See pgmodels.streams for the streams there are.';
+    END IF;
+    IF may_consume AND has_table_privilege(caller, s.source, 'SELECT') THEN
+        RETURN s;
+    ELSIF NOT pg_has_role(caller, s.owner, 'USAGE') THEN
+        RAISE EXCEPTION '%', CASE WHEN may_consume THEN format('permission denied for stream "%s"', stream_name)
+                                  ELSE format('must be owner of stream "%s"', stream_name) END
+            USING ERRCODE = '42501',
+                  DETAIL = CASE WHEN may_consume THEN format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it.', s.source)
+                                ELSE format('Stream "%s" belongs to role "%s".', stream_name, s.owner) END;
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_get(text, text, boolean) IS 'internal: a stream its caller owns (or may consume), or an error';
+
+CREATE OR REPLACE FUNCTION pgmodels._stream_create(credential text, stream_name text, source oid, key_column name)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    rel record;
+    s pgmodels.stream;
+    log text;
+    capture text;
+    branches text := '';
+BEGIN
+    IF NOT has_function_privilege(caller, '@extschema@.create_stream(text, text, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function create_stream' USING ERRCODE = '42501',
+            HINT = 'An administrator grants EXECUTE on create_stream() to the roles that may make streams.';
+    END IF;
+    IF stream_name IS NULL OR stream_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid stream name %', coalesce(quote_literal(stream_name), 'NULL') USING ERRCODE = '22023',
+            DETAIL = 'A stream name is 1 to 63 letters, digits, underscores, dots or hyphens.';
+    END IF;
+    SELECT c.oid, c.relkind, c.relowner, c.oid::regclass::text AS display INTO rel FROM pg_class c WHERE c.oid = source;
+    IF rel.relkind IS NULL OR rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', coalesce(rel.display, source::text) USING ERRCODE = '42809',
+            DETAIL = 'A stream''s events are the rows inserted into a table.';
+    ELSIF NOT pg_has_role(caller, rel.relowner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', rel.display USING ERRCODE = '42501',
+            DETAIL = 'Making a table a stream adds a trigger to it.';
+    END IF;
+    IF key_column IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = source
+                                                 AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
+            DETAIL = 'It was given as the stream''s key column.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgmodels.stream st WHERE st.name = stream_name) THEN
+        RAISE EXCEPTION 'stream "%" already exists', stream_name USING ERRCODE = '42710';
+    END IF;
+    SELECT st.name INTO log FROM pgmodels.stream st WHERE st.source = _stream_create.source;
+    IF log IS NOT NULL THEN
+        RAISE EXCEPTION 'table % is already the table of stream "%"', rel.display, log USING ERRCODE = '42710',
+            HINT = 'Add consumers to that stream: it serves any number of them.';
+    END IF;
+    INSERT INTO pgmodels.stream (name, owner, source, key_column) VALUES (stream_name, caller::regrole, source, key_column)
+    RETURNING * INTO s;
+    log := pgmodels._stream_log(s.id);
+    EXECUTE format('CREATE SEQUENCE pgmodels.%I', log || '_seq');
+    EXECUTE format('CREATE TABLE pgmodels.%I (ev_id bigint NOT NULL, ev_txid xid8 NOT NULL, ev_time timestamptz NOT NULL, '
+                   'ev_key text, ev_row %s)', log, format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = source), NULL));
+    EXECUTE format('COMMENT ON TABLE pgmodels.%I IS %L', log, format('the event log of pgmodels stream "%s"', stream_name));
+    FOR child IN 0..2 LOOP
+        EXECUTE format('CREATE TABLE pgmodels.%I () INHERITS (pgmodels.%I)', pgmodels._stream_log(s.id, child), log);
+        EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_txid)', pgmodels._stream_log(s.id, child));
+        EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_id)', pgmodels._stream_log(s.id, child));
+        branches := branches || format(
+            '%s current = %s THEN INSERT INTO pgmodels.%I (ev_id, ev_txid, ev_time, ev_key, ev_row) '
+            'SELECT pg_catalog.nextval(%L), pg_catalog.pg_current_xact_id(), pg_catalog.now(), %s, ROW(n.*)::%s '
+            'FROM pgmodels_new_rows n; ',
+            CASE WHEN child = 0 THEN 'IF' ELSE 'ELSIF' END, child, pgmodels._stream_log(s.id, child),
+            'pgmodels.' || quote_ident(log || '_seq'),
+            CASE WHEN key_column IS NULL THEN 'NULL' ELSE format('(n.%I)::text', key_column) END,
+            format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = source), NULL));
+    END LOOP;
+    -- The capture trigger: one INSERT ... SELECT per statement into the current child;
+    -- a NOTIFY only while a worker waits. Definer: producers cannot write the log.
+    capture := format('stream_%s_capture', s.id);
+    EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                      SET search_path = pg_catalog, pg_temp AS $body$
+                      DECLARE current smallint; waiting boolean;
+                      BEGIN
+                          SELECT s.current_child, s.waiting INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
+                          %s END IF;
+                          IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
+                          RETURN NULL;
+                      END $body$ $f$, capture, s.id, branches, 'pgmodels_stream_' || s.id);
+    EXECUTE format('COMMENT ON FUNCTION pgmodels.%I() IS %L', capture,
+                   format('captures the rows inserted into %s as events of pgmodels stream "%s"', rel.display, stream_name));
+    EXECUTE format('REVOKE ALL ON FUNCTION pgmodels.%I() FROM PUBLIC', capture);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pgmodels_new_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgmodels.%I()', 'pgmodels_stream_' || s.id, source::regclass, capture);
+    RETURN s.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_create(text, text, oid, name) IS 'internal: the core of create_stream(): the catalog row, the private log and its children, the capture trigger (definer: it writes what producers and consumers cannot)';
+
+CREATE OR REPLACE FUNCTION pgmodels._stream_drop(credential text, stream_name text, cascade boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s pgmodels.stream := pgmodels._stream_get(credential, stream_name);
+    consumers text;
+BEGIN
+    SELECT string_agg(c.name, ', ' ORDER BY c.name) INTO consumers FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id;
+    IF consumers IS NOT NULL AND NOT cascade THEN
+        RAISE EXCEPTION 'stream "%" has consumers', stream_name USING ERRCODE = '2BP01',
+            DETAIL = format('Consumers: %s.', consumers),
+            HINT = 'Drop them first, or call drop_stream(..., cascade => true); their output tables stay.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.source) THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgmodels_stream_' || s.id, s.source);
+    END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS pgmodels.%I()', format('stream_%s_capture', s.id));
+    EXECUTE format('DROP TABLE IF EXISTS pgmodels.%I CASCADE', pgmodels._stream_log(s.id));
+    EXECUTE format('DROP SEQUENCE IF EXISTS pgmodels.%I', pgmodels._stream_log(s.id) || '_seq');
+    DELETE FROM pgmodels.stream st WHERE st.id = s.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_drop(text, text, boolean) IS 'internal: the core of drop_stream(): removes the trigger, the log and the catalog rows';
+
+CREATE OR REPLACE FUNCTION pgmodels._consumer_add(credential text, consumer_name text, stream_name text, project_name text,
+                                                  output oid, enrich oid, enrich_key name, from_beginning boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    s pgmodels.stream := pgmodels._stream_get(credential, stream_name, true);
+    proj pgmodels.projects;
+    c pgmodels.stream_consumer;
+BEGIN
+    IF NOT has_function_privilege(caller, '@extschema@.add_consumer(text, text, text, text, text, text, boolean)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function add_consumer' USING ERRCODE = '42501',
+            HINT = 'An administrator grants EXECUTE on add_consumer() to the roles that may score streams.';
+    END IF;
+    IF consumer_name IS NULL OR consumer_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid consumer name %', coalesce(quote_literal(consumer_name), 'NULL') USING ERRCODE = '22023',
+            DETAIL = 'A consumer name is 1 to 63 letters, digits, underscores, dots or hyphens.';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    ELSIF NOT pgmodels._may(caller, proj.id, 'predict') THEN
+        RAISE EXCEPTION 'permission denied for project "%"', project_name USING ERRCODE = '42501',
+            DETAIL = format('Role "%s" has no predict privilege on it.', caller::regrole);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.source AND r.relrowsecurity)
+       AND NOT pg_has_role(caller, s.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'table % has row-level security, which stream events do not apply', s.source
+            USING ERRCODE = '0A000', HINT = 'Only the stream''s owner may consume it.';
+    END IF;
+    IF output = s.source OR NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = output AND r.relkind IN ('r', 'p')
+                                           AND pg_has_role(caller, r.relowner, 'USAGE')) THEN
+        RAISE EXCEPTION 'must be owner of table %', output::regclass USING ERRCODE = '42501',
+            DETAIL = 'A consumer writes only an output table of its own role, never its stream''s table.';
+    END IF;
+    IF enrich IS NOT NULL AND NOT has_column_privilege(caller, enrich, enrich_key, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', enrich::regclass USING ERRCODE = '42501';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgmodels.stream_consumer x WHERE x.name = consumer_name) THEN
+        RAISE EXCEPTION 'consumer "%" already exists', consumer_name USING ERRCODE = '42710';
+    ELSIF EXISTS (SELECT 1 FROM pgmodels.stream_consumer x WHERE x.output = _consumer_add.output) THEN
+        RAISE EXCEPTION 'table % is already the output of another consumer', output::regclass USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO pgmodels.stream_consumer (name, stream_id, owner, project_id, output, enrich, enrich_key, done_snapshot)
+    VALUES (consumer_name, s.id, caller::regrole, proj.id, output, enrich, enrich_key,
+            CASE WHEN from_beginning THEN '1:1:'::pg_snapshot ELSE pg_current_snapshot() END)
+    RETURNING * INTO c;
+    -- the consumer's owner reads the events it may read anyway (it has SELECT on the table)
+    EXECUTE format('GRANT SELECT ON pgmodels.%I TO %I', pgmodels._stream_log(s.id), caller::regrole::text);
+    RETURN c.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean) IS 'internal: the core of add_consumer() (definer: it writes the catalog and lets the consumer''s owner read the log)';
+
+-- A consumer, its stream and its position, for its owner; with take, the consumer is
+-- locked for the caller's transaction (or, when another worker holds it, nothing is
+-- returned) and a batch is started when none is in progress.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_get(credential text, consumer_name text, take boolean)
+RETURNS TABLE (consumer_id bigint, stream_id bigint, project text, source oid, key_column name, output oid,
+               enrich oid, enrich_key name, done_snapshot pg_snapshot, batch_snapshot pg_snapshot, batch_after bigint,
+               delivered bigint, log text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    c pgmodels.stream_consumer;
+    s pgmodels.stream;
+BEGIN
+    SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.name = consumer_name;
+    IF c.id IS NULL THEN
+        RAISE EXCEPTION 'consumer "%" does not exist', consumer_name USING ERRCODE = '42704',
+            HINT = 'See pgmodels.stream_consumers for the consumers you own.';
+    ELSIF NOT pg_has_role(caller, c.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of consumer "%"', consumer_name USING ERRCODE = '42501',
+            DETAIL = format('Consumer "%s" belongs to role "%s".', consumer_name, c.owner);
+    END IF;
+    SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = c.stream_id;
+    IF take THEN
+        IF NOT has_table_privilege(caller, s.source, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied for stream "%"', s.name USING ERRCODE = '42501',
+                DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it.', s.source);
+        END IF;
+        SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.id = c.id FOR UPDATE SKIP LOCKED;
+        IF c.id IS NULL THEN
+            RETURN;  -- another worker is at it
+        END IF;
+        IF c.batch_snapshot IS NULL THEN
+            UPDATE pgmodels.stream_consumer x SET batch_snapshot = pg_current_snapshot(), batch_after = 0
+             WHERE x.id = c.id RETURNING x.* INTO c;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT c.id, s.id, (SELECT p.name FROM pgmodels.projects p WHERE p.id = c.project_id), s.source::oid,
+                        s.key_column, c.output::oid, c.enrich::oid, c.enrich_key, c.done_snapshot, c.batch_snapshot,
+                        c.batch_after, c.delivered, pgmodels._stream_log(s.id);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_get(text, text, boolean) IS 'internal: a consumer and its position for its owner; take locks it for this transaction and starts a batch';
+
+-- Records what process_stream did, in the transaction that wrote the predictions. The
+-- caller holds the consumer's lock (taken by _consumer_get in this transaction).
+CREATE OR REPLACE FUNCTION pgmodels._consumer_advance(credential text, consumer_id bigint, last_event_id bigint,
+                                                      finished boolean, scored bigint, failed bigint, delivered bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pgmodels.stream_consumer c
+       SET done_snapshot = CASE WHEN finished THEN c.batch_snapshot ELSE c.done_snapshot END,
+           batch_snapshot = CASE WHEN finished THEN NULL ELSE c.batch_snapshot END,
+           batch_after = CASE WHEN finished THEN 0 ELSE greatest(c.batch_after, coalesce(_consumer_advance.last_event_id, 0)) END,
+           delivered = greatest(c.delivered, _consumer_advance.delivered),
+           events_processed = c.events_processed + _consumer_advance.scored + _consumer_advance.failed,
+           failures = c.failures + _consumer_advance.failed,
+           last_event_id = coalesce(_consumer_advance.last_event_id, c.last_event_id),
+           last_activity = CASE WHEN _consumer_advance.scored + _consumer_advance.failed > 0 THEN now() ELSE c.last_activity END
+     WHERE c.id = consumer_id AND c.batch_snapshot IS NOT NULL AND c.owner = pgmodels._verify_caller(credential)::regrole;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'consumer % has no batch in progress for this role', consumer_id USING ERRCODE = '55000';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_advance(text, bigint, bigint, boolean, bigint, bigint, bigint) IS 'internal: moves a consumer''s position past the events process_stream handled, in the same transaction as their predictions';
+
+CREATE OR REPLACE FUNCTION pgmodels._consumer_dead_letters(credential text, consumer_id bigint, event_ids bigint[],
+                                                           event_keys text[], events jsonb[], errors text[],
+                                                           sqlstates text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer c WHERE c.id = consumer_id
+                      AND c.owner = pgmodels._verify_caller(credential)::regrole) THEN
+        RAISE EXCEPTION 'consumer % is not this role''s', consumer_id USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO pgmodels.stream_dead_letter (consumer_id, event_id, event_key, event, error, error_sqlstate)
+    SELECT consumer_id, u.i, u.k, u.e, u.m, u.s FROM unnest(event_ids, event_keys, events, errors, sqlstates) AS u(i, k, e, m, s)
+    ON CONFLICT DO NOTHING;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_dead_letters(text, bigint, bigint[], text[], jsonb[], text[], text[]) IS 'internal: records the events a consumer could not score';
+
+CREATE OR REPLACE FUNCTION pgmodels._consumer_drop(credential text, consumer_name text) RETURNS regclass
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+BEGIN
+    SELECT g.consumer_id, g.stream_id, g.output INTO c FROM pgmodels._consumer_get(credential, consumer_name, false) g;
+    DELETE FROM pgmodels.stream_consumer x WHERE x.id = c.consumer_id;
+    RETURN c.output::regclass;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_drop(text, text) IS 'internal: the core of drop_consumer()';
+
+-- A worker about to wait for events: inserts into the streams it consumes notify while
+-- it waits (wait = true), and stop once it works again.
+CREATE OR REPLACE FUNCTION pgmodels._stream_waiting(credential text, consumer_names text[], wait boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pgmodels.stream s SET waiting = wait
+     WHERE s.waiting IS DISTINCT FROM wait
+       AND s.id IN (SELECT c.stream_id FROM pgmodels.stream_consumer c
+                     WHERE c.name = ANY (consumer_names)
+                       AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE'));
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_waiting(text, text[], boolean) IS 'internal: whether the streams of these consumers should notify on insert (a worker waits for them)';
+
+-- Keeps each log small and free of dead rows: a child every consumer is past is emptied
+-- with TRUNCATE (under a lock taken first, so that no insert slips in between the check
+-- and the TRUNCATE), and inserts move on to the next child once the current one holds
+-- rotate_rows events or a minute's worth. Definer: it alters the private logs; it only
+-- removes events no consumer needs.
+CREATE OR REPLACE FUNCTION pgmodels._stream_maintain(stream_id bigint) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s pgmodels.stream;
+    horizon xid8;
+    newest xid8;
+    child integer;
+    span bigint;
+    done text := '';
+BEGIN
+    SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id FOR UPDATE SKIP LOCKED;
+    IF s.id IS NULL THEN
+        RETURN 'busy';
+    END IF;
+    -- every transaction older than this is one every consumer has processed
+    SELECT min(pg_snapshot_xmin(c.done_snapshot)) INTO horizon FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id;
+    FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
+        BEGIN
+            EXECUTE format('LOCK TABLE pgmodels.%I IN ACCESS EXCLUSIVE MODE NOWAIT', pgmodels._stream_log(s.id, child));
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;
+        END;
+        EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
+        IF newest IS NOT NULL AND (horizon IS NULL OR newest < horizon) THEN
+            EXECUTE format('TRUNCATE pgmodels.%I', pgmodels._stream_log(s.id, child));
+            done := done || format('truncated %s; ', child);
+        END IF;
+    END LOOP;
+    EXECUTE format('SELECT max(ev_id) - min(ev_id) + 1 FROM pgmodels.%I', pgmodels._stream_log(s.id, s.current_child))
+        INTO span;
+    child := (s.current_child + 1) % 3;
+    IF coalesce(span, 0) > 0 AND (span >= s.rotate_rows OR s.rotated_at < now() - interval '1 minute') THEN
+        EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
+        IF newest IS NULL THEN
+            UPDATE pgmodels.stream st SET current_child = child, rotated_at = now() WHERE st.id = s.id;
+            done := done || format('inserts go to %s', child);
+        END IF;
+    END IF;
+    RETURN done;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_maintain(bigint) IS 'internal: rotates a stream''s log and truncates the children every consumer is past';
+
+-- How far behind a consumer is: events not yet processed, and the oldest one's time.
+-- Definer (it reads the log); answers only a role that owns the consumer or its stream.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_lag(consumer_id bigint, OUT pending bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pgmodels.stream_consumer;
+    s pgmodels.stream;
+BEGIN
+    SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.id = consumer_id;
+    SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = c.stream_id;
+    IF c.id IS NULL OR NOT (pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_has_role(pgmodels._me(), s.owner, 'USAGE')) THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT count(*), min(l.ev_time) FROM pgmodels.%I l
+                     WHERE l.ev_txid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(l.ev_txid, $1)
+                       AND NOT (l.ev_id <= $3 AND $2 IS NOT NULL AND pg_visible_in_snapshot(l.ev_txid, $2))',
+                   pgmodels._stream_log(s.id))
+        INTO pending, oldest USING c.done_snapshot, c.batch_snapshot, c.batch_after;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_lag(bigint) IS 'internal: a consumer''s pending events and the oldest one''s time, for the roles that own it or its stream';
+
+-- sql/077_stream.sql
+-- Streaming deployment: create_stream(), add_consumer(), process_stream(),
+-- read_predictions(), latest_prediction(), drop_consumer(), drop_stream(),
+-- stream_maintenance(), and the views pgmodels.streams, pgmodels.stream_consumers and
+-- pgmodels.stream_dead_letters. How the log and positions work: sql/075. The work is in
+-- python_udfs/pgmodels/stream/; workers are `pgmodels stream work`.
+
+CREATE OR REPLACE FUNCTION @extschema@.create_stream(stream_name text, relation_name text, key_column text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    BEGIN
+        rel := pg_catalog.to_regclass(relation_name);  -- as the caller sees it (search_path)
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'invalid relation name "%"', relation_name USING ERRCODE = '22023';
+    END;
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', relation_name USING ERRCODE = '42P01';
+    END IF;
+    RETURN pgmodels._stream_create(pgmodels._credential(), stream_name, rel, key_column);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.create_stream(text, text, text) IS 'makes a table a stream: from now on every row inserted into it is an event, written once into the stream''s log whatever the number of consumers; returns the stream id';
+
+CREATE OR REPLACE FUNCTION pgmodels._add_consumer(stream_name text, consumer_name text, project_name text,
+    output_table text, enrich_relation text, enrich_key text, from_beginning boolean)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.stream.consumers import add; return add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning)
+$$;
+COMMENT ON FUNCTION pgmodels._add_consumer(text, text, text, text, text, text, boolean) IS 'internal: the core of add_consumer(), run as the caller';
+
+CREATE OR REPLACE FUNCTION @extschema@.add_consumer(stream_name text, consumer_name text, project_name text,
+    output_table text DEFAULT NULL, enrich_relation text DEFAULT NULL, enrich_key text DEFAULT NULL,
+    from_beginning boolean DEFAULT false)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(pgmodels._add_consumer($1, $2, $3, $4, $5, $6, $7), pgmodels._raise_pending(NULL::bigint))
+$$;
+COMMENT ON FUNCTION @extschema@.add_consumer(text, text, text, text, text, text, boolean) IS 'adds a model that scores a stream''s events into an output table (created when missing), optionally looking missing features up by key in a relation; starts at the stream''s end unless from_beginning';
+
+CREATE OR REPLACE FUNCTION pgmodels._process_stream(consumer_name text, max_events integer) RETURNS integer
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.stream.process import process; return process(consumer_name, max_events)
+$$;
+COMMENT ON FUNCTION pgmodels._process_stream(text, integer) IS 'internal: the core of process_stream(), run as the caller';
+
+CREATE OR REPLACE FUNCTION @extschema@.process_stream(consumer_name text, max_events integer DEFAULT 1000)
+RETURNS integer LANGUAGE sql VOLATILE
+AS $$ SELECT coalesce(pgmodels._process_stream($1, $2), pgmodels._raise_pending(NULL::integer)) $$;
+COMMENT ON FUNCTION @extschema@.process_stream(text, integer) IS 'scores a consumer''s next events (at most max_events) in one model run, writes the predictions, moves the consumer''s position and notifies subscribers, all in the caller''s transaction; returns the number of events taken (0 when none, or when another worker holds the consumer)';
+
+-- A consumer's output table and channel: what subscribers need, not secret.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_output(consumer_name text, OUT output regclass, OUT channel text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT c.output, 'pgmodels_consumer_' || c.id INTO output, channel FROM pgmodels.stream_consumer c WHERE c.name = consumer_name;
+    IF output IS NULL THEN
+        RAISE EXCEPTION 'consumer "%" does not exist', consumer_name USING ERRCODE = '42704';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_output(text) IS 'internal: a consumer''s output table and notification channel';
+
+CREATE OR REPLACE FUNCTION @extschema@.read_predictions(consumer_name text, after_event_id bigint, max_rows integer DEFAULT 1000)
+RETURNS TABLE (event_id bigint, key text, prediction real, probabilities real[], label text, model_id bigint,
+               model_version integer, event_time timestamptz, predicted_at timestamptz)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    out regclass := (pgmodels._consumer_output(consumer_name)).output;
+    since bigint := 0;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be positive' USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(after_event_id, 0) <> 0 THEN  -- as the caller, who needs SELECT on the output
+        EXECUTE format('SELECT o.delivery FROM %s o WHERE o.event_id = $1', out) INTO since USING after_event_id;
+        IF since IS NULL THEN
+            RAISE EXCEPTION 'event % has no prediction of consumer "%"', after_event_id, consumer_name
+                USING ERRCODE = '22023', HINT = 'Pass the last event id read_predictions returned, or 0 to read from the start.';
+        END IF;
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT o.event_id, o.key, o.prediction, o.probabilities, o.label, o.model_id, '
+                                'o.model_version, o.event_time, o.predicted_at FROM %s o WHERE o.delivery > $1 '
+                                'ORDER BY o.delivery LIMIT $2', out) USING since, max_rows;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.read_predictions(text, bigint, integer) IS 'a durable cursor over a consumer''s predictions in the order they were made: those after the prediction of event after_event_id (0: from the start); for roles with SELECT on its output table';
+
+CREATE OR REPLACE FUNCTION @extschema@.latest_prediction(consumer_name text, key text) RETURNS real
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    answer real;
+BEGIN
+    EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key = $1 ORDER BY o.event_id DESC LIMIT 1',
+                   (pgmodels._consumer_output(consumer_name)).output) INTO answer USING key;
+    RETURN answer;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.latest_prediction(text, text) IS 'the prediction a consumer made for the latest event with this key, or NULL while there is none yet';
+
+CREATE OR REPLACE FUNCTION @extschema@.drop_consumer(consumer_name text, drop_output boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    output regclass := pgmodels._consumer_drop(pgmodels._credential(), consumer_name);
+BEGIN
+    IF drop_output AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = output) THEN  -- as its owner
+        EXECUTE format('DROP TABLE %s', output);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.drop_consumer(text, boolean) IS 'removes a consumer and its dead letters; keeps its output table unless drop_output => true';
+
+CREATE OR REPLACE FUNCTION @extschema@.drop_stream(stream_name text, cascade boolean DEFAULT false) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._stream_drop(pgmodels._credential(), $1, $2) $$;
+COMMENT ON FUNCTION @extschema@.drop_stream(text, boolean) IS 'removes a stream: its trigger, its log, and with cascade => true its consumers (their output tables stay)';
+
+CREATE OR REPLACE FUNCTION @extschema@.stream_maintenance(stream_name text DEFAULT NULL) RETURNS TABLE (stream text, done text)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT s.name, pgmodels._stream_maintain(s.stream_id) FROM pgmodels.streams s
+     WHERE $1 IS NULL OR s.name = $1
+$$;
+COMMENT ON FUNCTION @extschema@.stream_maintenance(text) IS 'rotates the logs of the streams the current role owns or consumes and empties the parts every consumer is past; workers run it, and pg_cron can';
+
+CREATE OR REPLACE VIEW pgmodels.streams WITH (security_barrier) AS
+SELECT s.name, s.id AS stream_id, s.owner::text AS owner, s.source::text AS relation, s.key_column,
+       s.current_child, s.rotated_at, s.created_at,
+       (SELECT count(*) FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id) AS consumers
+FROM pgmodels.stream s
+WHERE pg_catalog.pg_has_role(pgmodels._me(), s.owner, 'USAGE')
+   OR pg_catalog.has_table_privilege(pgmodels._me(), s.source, 'SELECT');
+COMMENT ON VIEW pgmodels.streams IS 'the streams the current role owns or may consume (it may read their table)';
+GRANT SELECT ON pgmodels.streams TO PUBLIC;
+
+CREATE OR REPLACE VIEW pgmodels.stream_consumers WITH (security_barrier) AS
+SELECT c.name AS consumer, s.name AS stream, p.name AS project, c.owner::text AS owner, c.output::text AS output,
+       c.enrich::text AS enrich_relation, c.enrich_key, 'pgmodels_consumer_' || c.id AS channel,
+       c.events_processed, lag.pending AS events_pending, clock_timestamp() - lag.oldest AS oldest_pending_age,
+       c.failures, c.last_event_id, c.last_activity, c.created_at
+FROM pgmodels.stream_consumer c
+JOIN pgmodels.stream s ON s.id = c.stream_id
+JOIN pgmodels.projects p ON p.id = c.project_id
+CROSS JOIN LATERAL pgmodels._consumer_lag(c.id) lag
+WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_catalog.pg_has_role(pgmodels._me(), s.owner, 'USAGE');
+COMMENT ON VIEW pgmodels.stream_consumers IS 'per consumer the current role owns (or whose stream it owns): events processed, events pending, the oldest pending event''s age, failures (dead letters), last activity, and the channel subscribers LISTEN on';
+GRANT SELECT ON pgmodels.stream_consumers TO PUBLIC;
+
+CREATE OR REPLACE VIEW pgmodels.stream_dead_letters WITH (security_barrier) AS
+SELECT c.name AS consumer, d.event_id, d.event_key, d.event, d.error, d.error_sqlstate, d.failed_at
+FROM pgmodels.stream_dead_letter d JOIN pgmodels.stream_consumer c ON c.id = d.consumer_id
+WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE');
+COMMENT ON VIEW pgmodels.stream_dead_letters IS 'the events the current role''s consumers could not score, with the error; the stream went on without them';
+GRANT SELECT ON pgmodels.stream_dead_letters TO PUBLIC;
+
 -- sql/080_proxy.sql
 -- Request-response serving: what `pgmodels serve` (python_udfs/pgmodels/proxy/) needs in
 -- the database. API tokens, stored hashed, each naming the role its requests run as;
@@ -2050,6 +2684,34 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_check_settings(integer, integer, interval, interval)
 TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
+
+-- Streams (sql/075-077). Making a table a stream and adding a consumer are for the roles
+-- an administrator grants them to; the rest acts on what the caller owns (or, to read
+-- predictions, on output tables it may read), so it is open to PUBLIC.
+REVOKE EXECUTE ON FUNCTION
+    @extschema@.create_stream(text, text, text),
+    @extschema@.add_consumer(text, text, text, text, text, text, boolean)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the stream cores: each checks the credential, the caller's ownership or privileges,
+    -- and EXECUTE on create_stream() or add_consumer() where it makes something
+    pgmodels._stream_get(text, text, boolean),
+    pgmodels._stream_create(text, text, oid, name),
+    pgmodels._stream_drop(text, text, boolean),
+    pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean),
+    pgmodels._add_consumer(text, text, text, text, text, text, boolean),
+    pgmodels._consumer_get(text, text, boolean),
+    pgmodels._consumer_advance(text, bigint, bigint, boolean, bigint, bigint, bigint),
+    pgmodels._consumer_dead_letters(text, bigint, bigint[], text[], jsonb[], text[], text[]),
+    pgmodels._consumer_drop(text, text),
+    pgmodels._process_stream(text, integer),
+    pgmodels._stream_waiting(text, text[], boolean),
+    -- maintenance only removes events no consumer needs; the lag answers only owners; a
+    -- consumer's output table and channel are not secret
+    pgmodels._stream_maintain(bigint),
+    pgmodels._consumer_lag(bigint),
+    pgmodels._consumer_output(text)
+TO PUBLIC;
 
 -- migrations/0.1.0--0.2.0/epilogue.sql
 

@@ -103,3 +103,31 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_check_settings(integer, integer, interval, interval)
 TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
+
+-- Streams (sql/075-077). Making a table a stream and adding a consumer are for the roles
+-- an administrator grants them to; the rest acts on what the caller owns (or, to read
+-- predictions, on output tables it may read), so it is open to PUBLIC.
+REVOKE EXECUTE ON FUNCTION
+    @extschema@.create_stream(text, text, text),
+    @extschema@.add_consumer(text, text, text, text, text, text, boolean)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the stream cores: each checks the credential, the caller's ownership or privileges,
+    -- and EXECUTE on create_stream() or add_consumer() where it makes something
+    pgmodels._stream_get(text, text, boolean),
+    pgmodels._stream_create(text, text, oid, name),
+    pgmodels._stream_drop(text, text, boolean),
+    pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean),
+    pgmodels._add_consumer(text, text, text, text, text, text, boolean),
+    pgmodels._consumer_get(text, text, boolean),
+    pgmodels._consumer_advance(text, bigint, bigint, boolean, bigint, bigint, bigint),
+    pgmodels._consumer_dead_letters(text, bigint, bigint[], text[], jsonb[], text[], text[]),
+    pgmodels._consumer_drop(text, text),
+    pgmodels._process_stream(text, integer),
+    pgmodels._stream_waiting(text, text[], boolean),
+    -- maintenance only removes events no consumer needs; the lag answers only owners; a
+    -- consumer's output table and channel are not secret
+    pgmodels._stream_maintain(bigint),
+    pgmodels._consumer_lag(bigint),
+    pgmodels._consumer_output(text)
+TO PUBLIC;

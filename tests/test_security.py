@@ -193,6 +193,17 @@ PUBLIC_INTERNALS = {
     "pgmodels._batch_release(text,text)", "pgmodels._backend_alive(integer,timestamp with time zone)",
     "pgmodels._batch_check_settings(integer,integer,interval,interval)",
     "pgmodels._run_batch_job(text)",
+    # streams: cores that check the credential (and EXECUTE on create_stream or
+    # add_consumer where they make something); maintenance removes only what no consumer
+    # needs; the lag answers owners only; a consumer's output and channel are not secret
+    "pgmodels._stream_get(text,text,boolean)", "pgmodels._stream_create(text,text,oid,name)",
+    "pgmodels._stream_drop(text,text,boolean)", "pgmodels._consumer_add(text,text,text,text,oid,oid,name,boolean)",
+    "pgmodels._add_consumer(text,text,text,text,text,text,boolean)", "pgmodels._consumer_get(text,text,boolean)",
+    "pgmodels._consumer_advance(text,bigint,bigint,boolean,bigint,bigint,bigint)",
+    "pgmodels._consumer_dead_letters(text,bigint,bigint[],text[],jsonb[],text[],text[])",
+    "pgmodels._consumer_drop(text,text)", "pgmodels._process_stream(text,integer)",
+    "pgmodels._stream_waiting(text,text[],boolean)", "pgmodels._stream_maintain(bigint)",
+    "pgmodels._consumer_lag(bigint)", "pgmodels._consumer_output(text)",
 }
 
 

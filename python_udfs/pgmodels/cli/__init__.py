@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     from .serve import add_parsers as add_serve_parsers
 
     add_serve_parsers(sub)  # serve, token
+    from ..stream.worker import add_parser as add_stream_parser
+
+    add_stream_parser(sub)  # stream work
     return p
 
 
@@ -118,6 +121,10 @@ def run(argv: list[str]) -> int:
 
         with _connect(args.dsn) as conn:
             run_demo(conn, rows=args.rows)
+    elif args.command == "stream":
+        from ..stream.worker import run_command as run_stream
+
+        return run_stream(args, lambda: Cluster.from_env().url())
     elif args.command in ("serve", "token"):
         from .serve import run_command
 

@@ -104,9 +104,15 @@ def feed(model: Model, numeric: bytes | None, texts: list | None = None) -> tupl
     rows = len(texts) if numeric is None and texts is not None else None
     X = _matrix(model, numeric, rows)
     rows = X.shape[0]
+    T = None if model.all_float else _texts(model, texts, rows)
+    return feed_arrays(model, X, T), rows
+
+
+def feed_arrays(model: Model, X: np.ndarray, T: np.ndarray | None) -> dict:
+    """The feed for checked matrices: X the numeric features (rows x numeric features,
+    float32), T the text features (rows x text features, object), in the model's order."""
     if model.all_float:
-        return model.engine.feed(model, X, None), rows
-    T = _texts(model, texts, rows)
+        return model.engine.feed(model, X, None)
     columns, ni, ti = {}, 0, 0
     for name, kind in zip(model.feature_names, model.feature_types):
         if kind == "text":
@@ -115,7 +121,7 @@ def feed(model: Model, numeric: bytes | None, texts: list | None = None) -> tupl
         else:
             columns[name] = X[:, ni:ni + 1]
             ni += 1
-    return model.engine.feed(model, None, columns), rows
+    return model.engine.feed(model, None, columns)
 
 
 def answers(model: Model, fed: dict, rows: int, outputs) -> dict:

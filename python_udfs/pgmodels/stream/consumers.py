@@ -1,0 +1,82 @@
+"""add_consumer(): a model scores a stream. Runs as the caller, who must be able to read
+the stream's table (its events are its rows), predict with the project, and own the
+output table, which is created when missing."""
+
+from __future__ import annotations
+
+from .. import relations
+from .._plpy import qualified, query, require_execute, udf
+from ..batch.jobs import serving_model
+from ..batch.plan import ServedModel, _parts
+from ..errors import DATATYPE_MISMATCH, UNDEFINED_COLUMN, PgmodelsError
+from ..relations import NUMERIC_CATEGORIES, Relation
+
+ADD_SIGNATURE = "add_consumer(text, text, text, text, text, text, boolean)"
+# the output table: one prediction per event
+OUTPUT_COLUMNS = {"event_id": "bigint", "key": "text", "prediction": "real", "probabilities": "real[]",
+                  "label": "text", "model_id": "bigint", "model_version": "integer",
+                  "event_time": "timestamp with time zone", "predicted_at": "timestamp with time zone",
+                  "delivery": "bigint"}
+NOT_NULL = ("model_id", "model_version", "event_time", "predicted_at", "delivery")
+
+
+def sources_of_features(model: ServedModel, events: Relation, enrich: Relation | None) -> dict:
+    """Where each of the model's columns comes from: 'event', 'enrich' or 'both' (the
+    event's value, else the enrichment's). A column nobody supplies is an error."""
+    found = {}
+    for column, kind, length in _parts(model):
+        here = [r for r in (events, enrich) if r is not None and column in r.columns]
+        if not here:
+            raise PgmodelsError(f'the events of this stream cannot supply feature "{column}"',
+                                detail=f"{model.describe()} takes it; neither {events.display}"
+                                       + (f" nor {enrich.display}" if enrich else "") + " has such a column.",
+                                hint="Add the column to the stream's table, or look it up by key with "
+                                     "enrich_relation.", sqlstate=UNDEFINED_COLUMN)
+        for rel in here:
+            col = rel.columns[column]
+            numeric = col.category in NUMERIC_CATEGORIES and not col.is_array
+            if (kind == "number" and not numeric) or (kind == "array" and not (col.is_array and col.category == "N")):
+                raise PgmodelsError(f'column "{column}" of {rel.display} is {col.type}',
+                                    detail=f"{model.describe()} takes it as a "
+                                           f"{'numeric' if kind == 'number' else 'numeric array'} feature.",
+                                    sqlstate=DATATYPE_MISMATCH)
+        found[column] = "both" if len(here) == 2 else ("event" if here[0] is events else "enrich")
+    return found
+
+
+@udf
+def add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning) -> int:
+    require_execute(qualified(ADD_SIGNATURE), "add_consumer")
+    if consumer_name is None or project_name is None:
+        raise PgmodelsError("consumer_name and project_name must not be NULL", sqlstate="22004")
+    stream = query("SELECT s.source::oid AS source, s.key_column::text AS key FROM "
+                   "pgmodels._stream_get(pgmodels._credential(), $1, true) s", [stream_name], ["text"])[0]
+    model = serving_model(project_name)
+    events = relations.by_oid(stream["source"])
+    enrich = None
+    if (enrich_relation is None) != (enrich_key is None):
+        raise PgmodelsError("enrich_relation and enrich_key go together", sqlstate="22023")
+    if enrich_relation is not None:
+        if stream["key"] is None:
+            raise PgmodelsError(f'stream "{stream_name}" has no key column to look features up by',
+                                hint="Create the stream with a key_column.", sqlstate="55000")
+        enrich = relations.resolve(enrich_relation, "enrich relation")
+        enrich.column(enrich_key, "enrich key")
+    sources = sources_of_features(model, events, enrich)
+    if enrich is not None:
+        relations.require_select(enrich, [enrich_key] + [c for c, s in sources.items() if s != "event"])
+    out = relations.output_table(output_table or f"{consumer_name}_predictions", OUTPUT_COLUMNS, "event_id", NOT_NULL,
+                                 f"predictions of pgmodels stream consumer {consumer_name}", events)
+    query(f"CREATE UNIQUE INDEX IF NOT EXISTS {_index(out, 'delivery')} ON {out.qualified} (delivery)")
+    query(f"CREATE INDEX IF NOT EXISTS {_index(out, 'key')} ON {out.qualified} (key, event_id)")
+    return query("""SELECT pgmodels._consumer_add(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7) AS id""",
+                 [consumer_name, stream_name, project_name, out.oid, enrich.oid if enrich else None, enrich_key,
+                  bool(from_beginning)],
+                 ["text", "text", "text", "oid", "oid", "name", "boolean"])[0]["id"]
+
+
+def _index(out: Relation, what: str) -> str:
+    import plpy
+
+    name = query("SELECT c.relname::text AS n FROM pg_catalog.pg_class c WHERE c.oid = $1", [out.oid], ["oid"])[0]["n"]
+    return plpy.quote_ident(f"{name[:40]}_{what}_idx")

@@ -1,0 +1,163 @@
+"""process_stream(): a consumer's next events, scored in one model run, in the caller's
+transaction.
+
+1. pgmodels._consumer_get locks the consumer for this transaction (a second worker gets
+   nothing and returns 0) and starts a batch: the events of the transactions committed
+   since the consumer's position (see sql/075_stream_catalog.sql);
+2. one statement reads up to max_events of them in id order, with their features (from
+   the event's row, else looked up by key in the enrich relation);
+3. events whose features cannot be scored (missing, NaN, Infinity, out of range, an
+   array of the wrong length) go to the dead letters; the others are scored in one run of
+   the vectorized path and written to the output table;
+4. the position moves past them (pgmodels._consumer_advance) and subscribers are
+   notified, all in the same transaction: a prediction exists if and only if the
+   position moved past its event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import plpy
+
+from .. import relations
+from .._plpy import query, quote_ident as qi, udf
+from ..batch.plan import ServedModel, _parts
+from ..errors import PgmodelsError
+from ..serving import cache, vectorized
+from ..serving.runtime import FLOAT32_MAX, Model
+from .consumers import sources_of_features
+
+_plans: dict[tuple, object] = {}  # per consumer and model: the statement that reads events
+_inserts: dict[int, object] = {}  # per output table: the statement that writes predictions
+INSERT = """
+INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
+                   predicted_at, delivery)
+SELECT u.i, u.k, u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
+       u.t, pg_catalog.now(), $8 + u.o
+  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
+                  pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[])) WITH ORDINALITY AS u(i, k, p, l, t, o)"""
+INSERT_TYPES = ["bigint[]", "text[]", "real[]", "integer", "real[]", "bigint", "integer", "bigint", "text[]", "text[]"]
+
+
+def _read_sql(c: dict, model: ServedModel, events: relations.Relation, enrich: relations.Relation | None) -> str:
+    sources = sources_of_features(model, events, enrich)
+    numbers, texts = [], []
+    for column, kind, length in _parts(model):
+        ident = qi(column)
+        ref = {"event": f"(ev.r).{ident}", "enrich": f"en.{ident}",
+               "both": f"coalesce((ev.r).{ident}, en.{ident})"}[sources[column]]
+        if kind == "text":
+            texts.append(f"({ref})::text")
+        elif kind == "number":
+            col = (events.columns.get(column) or enrich.columns[column])
+            # float8, not real: a value beyond single precision is the event's problem, not the batch's
+            numbers.append(f"ARRAY[({ref}){'::integer' if col.category == 'B' else ''}::float8]")
+        else:
+            numbers.append(f"(CASE WHEN pg_catalog.array_ndims({ref}) > 1 THEN ARRAY(SELECT pg_catalog.unnest({ref})) "
+                           f"ELSE {ref} END)::float8[]")
+    x = " || ".join(numbers) if numbers else "NULL::float8[]"
+    t = f"ARRAY[{', '.join(texts)}]::text[]" if texts else "NULL::text[]"
+    join = ""
+    if enrich is not None:
+        key_type = enrich.column(c["enrich_key"], "enrich key").type
+        join = f" LEFT JOIN {enrich.qualified} en ON en.{qi(c['enrich_key'])} = ev.ev_key::{key_type}"
+    return f"""
+SELECT ev.ev_id, ev.ev_key, ev.ev_time, {x} AS x, {t} AS t
+  FROM (SELECT l.ev_id, l.ev_key, l.ev_time, l.ev_row AS r FROM pgmodels.{qi(c['log'])} l
+         WHERE l.ev_txid >= pg_catalog.pg_snapshot_xmin($1) AND l.ev_txid < pg_catalog.pg_snapshot_xmax($2)
+           AND pg_catalog.pg_visible_in_snapshot(l.ev_txid, $2) AND NOT pg_catalog.pg_visible_in_snapshot(l.ev_txid, $1)
+           AND l.ev_id > $3
+         ORDER BY l.ev_id LIMIT $4) ev{join}
+ ORDER BY ev.ev_id"""
+
+
+def _problem(model: Model, x: list | None, t: list | None, n_numeric: int, numeric_names: list[str],
+             text_names: list[str]) -> tuple[str, str] | None:
+    """Why an event cannot be scored, as (message, SQLSTATE), or None."""
+    if n_numeric:
+        if x is None or len(x) != n_numeric:
+            return (f"the event has {0 if x is None else len(x)} numeric feature values, the model takes {n_numeric}",
+                    "22023")
+        for v, name in zip(x, numeric_names):
+            if v is None:
+                if name not in model.nullable:
+                    return f'feature "{name}" is missing', "22004"
+            elif not math.isfinite(v):
+                return f'feature "{name}" is {"NaN" if math.isnan(v) else "Infinity"}', "22023"
+            elif abs(v) > FLOAT32_MAX:
+                return f'feature "{name}" is {v}, outside the single-precision range', "22003"
+    for v, name in zip(t or [], text_names):
+        if v is None and name not in model.nullable:
+            return f'feature "{name}" is missing', "22004"
+    return None
+
+
+@udf
+def process(consumer_name: str, max_events: int) -> int:
+    if max_events is None or not 1 <= max_events <= 100000:
+        raise PgmodelsError("max_events must be between 1 and 100000", sqlstate="22023")
+    got = query("SELECT * FROM pgmodels._consumer_get(pgmodels._credential(), $1, true)", [consumer_name], ["text"])
+    if not got:
+        return 0  # another worker holds this consumer
+    c = got[0]
+    loaded = query("SELECT pgmodels._stamp() AS s, pgmodels._lookup($1, 0, pgmodels._credential()) AS ok",
+                   [c["project"]], ["text"])[0]
+    model = cache.current(c["project"], 0, loaded["s"], True)
+    served = ServedModel(model.id, model.project, model.version, model.task, model.feature_names, model.feature_types,
+                         model.array_features)
+    key = (c["consumer_id"], model.id)
+    plan = _plans.get(key)
+    if plan is None:
+        events = relations.by_oid(c["source"])
+        enrich = relations.by_oid(c["enrich"]) if c["enrich"] else None
+        plan = _plans[key] = plpy.prepare(_read_sql(c, served, events, enrich),
+                                          ["pg_snapshot", "pg_snapshot", "bigint", "integer"])
+    rows = plpy.execute(plan, [c["done_snapshot"], c["batch_snapshot"], c["batch_after"], max_events])
+    n = len(rows)
+    good, bad = [], []
+    numeric_names = [f for f, t in zip(model.feature_names, model.feature_types) if t != "text"]
+    text_names = [f for f, t in zip(model.feature_names, model.feature_types) if t == "text"]
+    for r in rows:
+        problem = _problem(model, r["x"], r["t"], len(numeric_names), numeric_names, text_names)
+        (bad if problem else good).append((r, problem))
+    delivered = c["delivered"]
+    if good:
+        X = np.array([[math.nan if v is None else v for v in r["x"]] for r, _ in good], dtype=np.float32) \
+            if numeric_names else np.zeros((len(good), 0), dtype=np.float32)
+        T = np.array([["" if v is None else v for v in r["t"]] for r, _ in good], dtype=object) if text_names else None
+        out = vectorized.answers(model, vectorized.feed_arrays(model, X, T), len(good),
+                                 ["prediction", "label", "probabilities"] if model.task == "classification"
+                                 else ["prediction"])
+        probabilities = out.get("probabilities")
+        classes = int(probabilities.shape[1]) if probabilities is not None else 0
+        insert = _inserts.get(c["output"])
+        if insert is None:
+            insert = _inserts[c["output"]] = plpy.prepare(INSERT.format(out=relations.by_oid(c["output"]).qualified),
+                                                          INSERT_TYPES)
+        plpy.execute(insert, [[r["ev_id"] for r, _ in good], [r["ev_key"] for r, _ in good],
+                              probabilities.reshape(-1).tolist() if classes else None, classes,
+                              out["prediction"], model.id, model.version, delivered, out.get("label"),
+                              [r["ev_time"] for r, _ in good]])
+        delivered += len(good)
+    if bad:
+        ids = [r["ev_id"] for r, _ in bad]
+        payload = {e["ev_id"]: e["j"] for e in query(
+            f"SELECT l.ev_id, pg_catalog.to_jsonb(l.ev_row)::text AS j FROM pgmodels.{qi(c['log'])} l "
+            "WHERE l.ev_id = ANY ($1)", [ids], ["bigint[]"])}
+        query("SELECT pgmodels._consumer_dead_letters(pgmodels._credential(), $1, $2, $3, $4::jsonb[], $5, $6)",
+              [c["consumer_id"], ids, [r["ev_key"] for r, _ in bad], [payload.get(i) for i in ids],
+               [p[0] for _, p in bad], [p[1] for _, p in bad]],
+              ["bigint", "bigint[]", "text[]", "text[]", "text[]", "text[]"])
+    last = rows[n - 1]["ev_id"] if n else None
+    query("SELECT pgmodels._consumer_advance(pgmodels._credential(), $1, $2, $3, $4, $5, $6)",
+          [c["consumer_id"], last, n < max_events, len(good), len(bad), delivered],
+          ["bigint", "bigint", "boolean", "bigint", "bigint", "bigint"])
+    if good:
+        query("SELECT pg_catalog.pg_notify($1, $2)",
+              [f"pgmodels_consumer_{c['consumer_id']}",
+               json.dumps({"consumer": consumer_name, "predictions": len(good), "last_event_id": last,
+                           "delivered": delivered})], ["text", "text"])
+    return n

@@ -1,0 +1,112 @@
+"""``pgmodels stream work [CONSUMER ...]``: a worker for stream consumers.
+
+The loop, as procrastinate's: call process_stream() for each consumer until none has
+anything pending; then say so (inserts into those streams notify only while a worker
+waits, since a NOTIFY serializes its sender's commit), LISTEN, look once more, and wait
+for a notification, or at most ``idle_timeout`` seconds as a safety net. Every call is
+its own transaction. SIGTERM and SIGINT finish the call in progress and stop. A lost
+connection (a server restart) is retried with backoff. Maintenance (rotating the logs)
+runs every ``maintenance_every`` seconds. Any number of workers may run at once: a
+consumer is processed by one of them at a time, and the others move on.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import psycopg
+from psycopg import sql
+
+
+class Worker:
+    def __init__(self, dsn: str, consumers: list[str] | None = None, max_events: int = 1000,
+                 idle_timeout: float = 1.0, maintenance_every: float = 10.0, log=None):
+        self.dsn, self.wanted, self.max_events = dsn, consumers, max_events
+        self.idle_timeout, self.maintenance_every = idle_timeout, maintenance_every
+        self.stopping = False
+        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.processed = 0
+
+    def stop(self, *_):
+        self.stopping = True
+
+    def _consumers(self, conn) -> list[tuple[str, str, int]]:
+        """(consumer, its notification channel, its stream's id): the ones asked for, or
+        all the role owns."""
+        rows = conn.execute("""SELECT c.consumer, s.stream_id FROM pgmodels.stream_consumers c
+                               JOIN pgmodels.streams s ON s.name = c.stream
+                               WHERE pg_has_role(current_user, c.owner, 'USAGE')
+                               ORDER BY c.consumer""").fetchall()
+        found = {name: stream_id for name, stream_id in rows}
+        names = self.wanted or sorted(found)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise SystemExit(f"pgmodels stream work: no consumer {', '.join(missing)} of this role")
+        return [(n, f"pgmodels_stream_{found[n]}", found[n]) for n in names]
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        backoff = 0.5
+        while not self.stopping:
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, application_name="pgmodels stream worker") as conn:
+                    backoff = 0.5
+                    self._loop(conn)
+            except psycopg.OperationalError as e:
+                if self.stopping:
+                    break
+                self.log(f"pgmodels stream work: connection lost ({str(e).strip().splitlines()[0]}); "
+                         f"retrying in {backoff:.1f} s")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        return 0
+
+    def _loop(self, conn) -> None:
+        consumers = self._consumers(conn)
+        names = [c[0] for c in consumers]
+        for channel in sorted({c[1] for c in consumers}):
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self.log(f"pgmodels stream work: consuming {', '.join(names)}")
+        last_maintenance = 0.0
+        while not self.stopping:
+            if time.monotonic() - last_maintenance > self.maintenance_every:
+                for (stream_id,) in {(c[2],) for c in consumers}:
+                    conn.execute("SELECT pgmodels._stream_maintain(%s)", [stream_id])
+                last_maintenance = time.monotonic()
+            if self._round(conn, names):
+                continue
+            # nothing pending: ask to be woken, look once more, then wait
+            conn.execute("SELECT pgmodels._stream_waiting(pgmodels._credential(), %s, true)", [names])
+            if not self._round(conn, names):
+                for _ in conn.notifies(timeout=self.idle_timeout, stop_after=1):
+                    pass
+            conn.execute("SELECT pgmodels._stream_waiting(pgmodels._credential(), %s, false)", [names])
+
+    def _round(self, conn, names: list[str]) -> int:
+        done = 0
+        for name in names:
+            if self.stopping:
+                break
+            n = conn.execute("SELECT process_stream(%s, %s)", [name, self.max_events]).fetchone()[0]
+            done += n
+            self.processed += n
+        return done
+
+
+def add_parser(sub) -> None:
+    stream = sub.add_parser("stream", help="stream consumers")
+    ssub = stream.add_subparsers(dest="action", required=True)
+    work = ssub.add_parser("work", help="run a worker: process the consumers' events as they arrive")
+    work.add_argument("consumers", nargs="*", help="consumers to process (default: all of the role's)")
+    work.add_argument("--dsn", help="database to use (default: the embedded cluster); the worker runs as its role")
+    work.add_argument("--max-events", type=int, default=1000, help="events per process_stream() call")
+    work.add_argument("--idle-timeout", type=float, default=1.0,
+                      help="seconds to wait for a notification before looking again (the safety net)")
+
+
+def run_command(args, default_dsn) -> int:
+    dsn = args.dsn or default_dsn()
+    return Worker(dsn, args.consumers or None, args.max_events, args.idle_timeout).run()
