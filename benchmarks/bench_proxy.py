@@ -152,18 +152,25 @@ def requests_for(prep: dict, base: dict, key: int) -> dict:
 def _post(url: str, body: dict, headers: list[str]) -> dict:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json",
                                                                   **dict(h.split(": ", 1) for h in headers)})
-    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+    try:
+        return json.loads(urllib.request.urlopen(req, timeout=30).read())
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{url} answered {e.code}: {e.read().decode(errors='replace')[:500]}") from None
 
 
 def agreement(reqs: dict) -> dict:
-    """Each side's probability of class 1 for the same row: they must agree."""
+    """Each side's probability of class 1 for the same row. The sides that run the served
+    ONNX artifact must agree; Flask's model is the same recipe fitted again in-process and
+    kept in XGBoost's own format (the database keeps only the converted model), so its
+    probability is reported next to them, not required to match."""
     p1 = {}
     for side, (url, body, headers) in reqs.items():
         answer = _post(url, body, headers)
         if "outputs" in answer:
             answer = {o["name"]: o["data"] for o in answer["outputs"]}
         p1[side] = float(answer["probabilities"][1])
-    return {"p1": p1, "agree": max(p1.values()) - min(p1.values()) < 1e-3}
+    served = [p1[side] for side in ("fastapi_key", "serve", "serve_key")]
+    return {"p1": p1, "agree": max(served) - min(served) < 1e-5, "flask_difference": abs(p1["flask"] - served[0])}
 
 
 def load(url: str, body: dict, headers: list[str], args) -> dict:

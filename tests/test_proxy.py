@@ -84,6 +84,11 @@ def test_tritonclient_grpc(env):
     with pytest.raises(InferenceServerException) as info:
         client.infer("no_such_model", [inp], headers=bearer(env.token))
     assert info.value.status() == "StatusCode.NOT_FOUND"
+    key = tg.InferInput("key", [2], "INT64")  # features by key over gRPC: a key input
+    key.set_data_from_numpy(np.array([5, 9], dtype=np.int64))
+    stored = env.conn.execute(f"SELECT a, b, c, d FROM {env.features} WHERE id IN (5, 9) ORDER BY id").fetchall()
+    keyed = client.infer(env.num, [key], headers=bearer(env.token))
+    assert keyed.as_numpy("predict").tolist() == [e[0] for e in env.sql_predict(env.num, stored)]
     bad = tg.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
     with pytest.raises(InferenceServerException) as info:
