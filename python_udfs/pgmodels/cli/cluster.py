@@ -183,6 +183,8 @@ class Cluster:
             "cron.host": str(self.socket_dir),
             "pgmodels.venv": str(self.venv),
             "max_worker_processes": "16",
+            # streams' events and predictions leave by logical replication (a publication)
+            "wal_level": "logical",
             "logging_collector": "off",
         }
         text = "# written by `pgmodels db create`; rewritten on every run\n" + "".join(
