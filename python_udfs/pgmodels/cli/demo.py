@@ -63,6 +63,13 @@ def run_demo(conn, rows: int = 20000) -> None:
     from .demo_batch import batch_step, cron_step
     scheduled = batch_step(conn, say)
 
+    say("== 3c. streaming: inserted events become predictions of two models, scored by a worker as they arrive")
+    from psycopg.conninfo import make_conninfo
+
+    from .demo_stream import stream_step
+    stream_step(conn, make_conninfo(conn.info.dsn, password=conn.info.password) if conn.info.password
+                else conn.info.dsn, say)
+
     say("== 4. what is there: pgmodels.overview")
     for r in conn.execute("SELECT project, version, algorithm, runtime, round(key_metric::numeric, 3), deployed, "
                           "artifact_bytes FROM pgmodels.overview WHERE project = 'churn' ORDER BY version"):
