@@ -121,3 +121,32 @@ def make_role(conn, cluster):
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [rolname])
         conn.execute(f"DROP OWNED BY {rolname}")
         conn.execute(f"DROP ROLE {rolname}")
+
+
+@pytest.fixture
+def throwaway_cluster(cluster):
+    """A second embedded cluster of its own under /tmp, for tests that stop and restart
+    a server (the server user must reach it); removed at the end."""
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    home = Path(tempfile.mkdtemp(prefix="pgmodels-throwaway-"))
+    home.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    old = os.environ.get("PGMODELS_VENV")
+    os.environ["PGMODELS_VENV"] = str(cluster.venv)
+    c = Cluster(home=home, port=port)
+    try:
+        c.create()
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(home, ignore_errors=True)
+        if old is None:
+            os.environ.pop("PGMODELS_VENV", None)
+        else:
+            os.environ["PGMODELS_VENV"] = old

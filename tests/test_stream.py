@@ -246,3 +246,25 @@ def test_a_worker_reconnects_after_losing_its_connection(conn, test_db, name):
     finally:
         assert stop_worker(worker) == 0
     assert "connection lost" in worker.stderr.read()
+
+
+def test_a_server_restart_loses_and_duplicates_nothing(throwaway_cluster):
+    c = throwaway_cluster
+    with psycopg.connect(c.url(), autocommit=True) as conn:
+        regression_project(conn, "r_m")
+        table = ride_stream(conn, "r")
+        conn.execute("SELECT add_consumer('r', 'r_c', 'r_m')")
+    worker = start_worker(c.url(), "r_c")
+    try:
+        with psycopg.connect(c.url(), autocommit=True) as conn:
+            insert_rides(conn, table, 500)
+        c.stop()  # mid-stream: the worker loses its connection
+        c.start()
+        with psycopg.connect(c.url(), autocommit=True) as conn:
+            insert_rides(conn, table, 500, start=500)
+            wait_until(lambda: pending(conn, "r_c") == 0 and conn.execute(
+                "SELECT count(*) FROM r_c_predictions").fetchone()[0] == 1000, 60, 0.2)
+            assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM r_c_predictions").fetchone() == \
+                (1000, 1000)
+    finally:
+        assert stop_worker(worker) == 0
