@@ -1066,6 +1066,38 @@ WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
 COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner';
 GRANT SELECT ON pgmodels.overview TO PUBLIC;
 
+-- sql/065_modes.sql
+-- What the deployment modes (batch jobs, streams) share in SQL: the checks their
+-- definer cores make before they create anything.
+
+-- Refuses a role without EXECUTE on a user-facing function: the cores are open to
+-- PUBLIC, so they check that the caller may run the function they serve.
+CREATE OR REPLACE FUNCTION pgmodels._require_grant(caller oid, signature text, what text, who text) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT pg_catalog.has_function_privilege(caller, '@extschema@.' || signature, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', what USING ERRCODE = '42501',
+            HINT = format('An administrator grants EXECUTE on %s() to the roles that %s.', what, who);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._require_grant(oid, text, text, text) IS 'internal: raises unless the role may execute the user-facing function';
+
+-- The names of jobs, streams and consumers: they end up in pg_cron entries, channels and
+-- messages, so they stay plain.
+CREATE OR REPLACE FUNCTION pgmodels._check_name(kind text, value text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF value IS NULL OR value !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid % name %', kind, coalesce(quote_literal(value), 'NULL') USING ERRCODE = '22023',
+            DETAIL = format('A %s name is 1 to 63 letters, digits, underscores, dots or hyphens.', kind);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._check_name(text, text) IS 'internal: raises unless a job, stream or consumer name is 1 to 63 plain characters';
+
 -- sql/070_batch_catalog.sql
 -- Batch jobs: scheduled scoring of a table into a prediction table (see
 -- python_udfs/pgmodels/batch/). This file holds the catalog and the one helper over
@@ -1270,15 +1302,10 @@ DECLARE
     job_id bigint;
     entry bigint;
 BEGIN
-    IF NOT has_function_privilege(caller, '@extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function create_batch_job' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on create_batch_job() to the roles that may schedule scoring.';
-    END IF;
+    PERFORM pgmodels._require_grant(caller, 'create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)',
+                                    'create_batch_job', 'may schedule scoring');
     PERFORM pgmodels._batch_check_settings(chunk_rows, max_retries, retry_delay, keep_runs);
-    IF job_name IS NULL OR job_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid batch job name %', coalesce(quote_literal(job_name), 'NULL') USING ERRCODE = '22023',
-            DETAIL = 'A job name is 1 to 63 letters, digits, underscores, dots or hyphens.';
-    END IF;
+    PERFORM pgmodels._check_name('batch job', job_name);
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
@@ -1393,10 +1420,8 @@ AS $$
 DECLARE
     job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, false);
 BEGIN
-    IF NOT has_function_privilege(pgmodels._verify_caller(credential), '@extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function alter_batch_job' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on alter_batch_job() to the roles that may schedule scoring.';
-    END IF;
+    PERFORM pgmodels._require_grant(pgmodels._verify_caller(credential), 'alter_batch_job(text, text, integer, integer, interval, interval, boolean)',
+                                    'alter_batch_job', 'may schedule scoring');
     IF schedule IS NOT NULL AND unschedule THEN
         RAISE EXCEPTION 'a schedule and unschedule => true contradict each other' USING ERRCODE = '22023';
     END IF;
@@ -1837,14 +1862,8 @@ DECLARE
     capture text;
     branches text := '';
 BEGIN
-    IF NOT has_function_privilege(caller, '@extschema@.create_stream(text, text, text)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function create_stream' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on create_stream() to the roles that may make streams.';
-    END IF;
-    IF stream_name IS NULL OR stream_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid stream name %', coalesce(quote_literal(stream_name), 'NULL') USING ERRCODE = '22023',
-            DETAIL = 'A stream name is 1 to 63 letters, digits, underscores, dots or hyphens.';
-    END IF;
+    PERFORM pgmodels._require_grant(caller, 'create_stream(text, text, text)', 'create_stream', 'may make streams');
+    PERFORM pgmodels._check_name('stream', stream_name);
     SELECT c.oid, c.relkind, c.relowner, c.oid::regclass::text AS display INTO rel FROM pg_class c WHERE c.oid = source;
     IF rel.relkind IS NULL OR rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', coalesce(rel.display, source::text) USING ERRCODE = '42809',
@@ -1943,14 +1962,9 @@ DECLARE
     proj pgmodels.projects;
     c pgmodels.stream_consumer;
 BEGIN
-    IF NOT has_function_privilege(caller, '@extschema@.add_consumer(text, text, text, text, text, text, boolean)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function add_consumer' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on add_consumer() to the roles that may score streams.';
-    END IF;
-    IF consumer_name IS NULL OR consumer_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid consumer name %', coalesce(quote_literal(consumer_name), 'NULL') USING ERRCODE = '22023',
-            DETAIL = 'A consumer name is 1 to 63 letters, digits, underscores, dots or hyphens.';
-    END IF;
+    PERFORM pgmodels._require_grant(caller, 'add_consumer(text, text, text, text, text, text, boolean)', 'add_consumer',
+                                    'may score streams');
+    PERFORM pgmodels._check_name('consumer', consumer_name);
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
@@ -2681,7 +2695,9 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_release(text, text),
     -- whether a run's backend still lives (the batch_runs view uses it)
     pgmodels._backend_alive(integer, timestamptz),
-    pgmodels._batch_check_settings(integer, integer, interval, interval)
+    pgmodels._batch_check_settings(integer, integer, interval, interval),
+    -- a name's check (sql/065_modes.sql)
+    pgmodels._check_name(text, text)
 TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
 

@@ -39,15 +39,10 @@ DECLARE
     job_id bigint;
     entry bigint;
 BEGIN
-    IF NOT has_function_privilege(caller, '@extschema@.create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function create_batch_job' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on create_batch_job() to the roles that may schedule scoring.';
-    END IF;
+    PERFORM pgmodels._require_grant(caller, 'create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)',
+                                    'create_batch_job', 'may schedule scoring');
     PERFORM pgmodels._batch_check_settings(chunk_rows, max_retries, retry_delay, keep_runs);
-    IF job_name IS NULL OR job_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid batch job name %', coalesce(quote_literal(job_name), 'NULL') USING ERRCODE = '22023',
-            DETAIL = 'A job name is 1 to 63 letters, digits, underscores, dots or hyphens.';
-    END IF;
+    PERFORM pgmodels._check_name('batch job', job_name);
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
@@ -162,10 +157,8 @@ AS $$
 DECLARE
     job pgmodels.batch_job := pgmodels._batch_owned(credential, job_name, false);
 BEGIN
-    IF NOT has_function_privilege(pgmodels._verify_caller(credential), '@extschema@.alter_batch_job(text, text, integer, integer, interval, interval, boolean)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function alter_batch_job' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on alter_batch_job() to the roles that may schedule scoring.';
-    END IF;
+    PERFORM pgmodels._require_grant(pgmodels._verify_caller(credential), 'alter_batch_job(text, text, integer, integer, interval, interval, boolean)',
+                                    'alter_batch_job', 'may schedule scoring');
     IF schedule IS NOT NULL AND unschedule THEN
         RAISE EXCEPTION 'a schedule and unschedule => true contradict each other' USING ERRCODE = '22023';
     END IF;

@@ -47,14 +47,8 @@ DECLARE
     capture text;
     branches text := '';
 BEGIN
-    IF NOT has_function_privilege(caller, '@extschema@.create_stream(text, text, text)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function create_stream' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on create_stream() to the roles that may make streams.';
-    END IF;
-    IF stream_name IS NULL OR stream_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid stream name %', coalesce(quote_literal(stream_name), 'NULL') USING ERRCODE = '22023',
-            DETAIL = 'A stream name is 1 to 63 letters, digits, underscores, dots or hyphens.';
-    END IF;
+    PERFORM pgmodels._require_grant(caller, 'create_stream(text, text, text)', 'create_stream', 'may make streams');
+    PERFORM pgmodels._check_name('stream', stream_name);
     SELECT c.oid, c.relkind, c.relowner, c.oid::regclass::text AS display INTO rel FROM pg_class c WHERE c.oid = source;
     IF rel.relkind IS NULL OR rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', coalesce(rel.display, source::text) USING ERRCODE = '42809',
@@ -153,14 +147,9 @@ DECLARE
     proj pgmodels.projects;
     c pgmodels.stream_consumer;
 BEGIN
-    IF NOT has_function_privilege(caller, '@extschema@.add_consumer(text, text, text, text, text, text, boolean)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function add_consumer' USING ERRCODE = '42501',
-            HINT = 'An administrator grants EXECUTE on add_consumer() to the roles that may score streams.';
-    END IF;
-    IF consumer_name IS NULL OR consumer_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid consumer name %', coalesce(quote_literal(consumer_name), 'NULL') USING ERRCODE = '22023',
-            DETAIL = 'A consumer name is 1 to 63 letters, digits, underscores, dots or hyphens.';
-    END IF;
+    PERFORM pgmodels._require_grant(caller, 'add_consumer(text, text, text, text, text, text, boolean)', 'add_consumer',
+                                    'may score streams');
+    PERFORM pgmodels._check_name('consumer', consumer_name);
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';

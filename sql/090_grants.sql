@@ -100,7 +100,9 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_release(text, text),
     -- whether a run's backend still lives (the batch_runs view uses it)
     pgmodels._backend_alive(integer, timestamptz),
-    pgmodels._batch_check_settings(integer, integer, interval, interval)
+    pgmodels._batch_check_settings(integer, integer, interval, interval),
+    -- a name's check (sql/065_modes.sql)
+    pgmodels._check_name(text, text)
 TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
 

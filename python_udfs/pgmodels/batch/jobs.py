@@ -4,16 +4,13 @@ nothing behind, neither a job without its pg_cron entry nor an entry without its
 
 from __future__ import annotations
 
-import re
-
 from .._plpy import qualified, query, require_execute, udf
-from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError, q
+from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
 from .. import relations
 from ..relations import Relation
 from . import plan
 
 FILLFACTOR = 70
-JOB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 OUTPUTS = ("prediction", "probabilities", "label")
 # the output table's columns besides the key, and their types
 OUTPUT_COLUMNS = {"prediction": "real", "probabilities": "real[]", "label": "text", "model_id": "bigint",
@@ -32,10 +29,7 @@ def _check_arguments(job_name, outputs, chunk_rows, key_column, output_table, re
                         (key_column, "key_column"), (output_table, "output_table")]:
         if value is None:
             raise PgmodelsError(f"{what} must not be NULL", sqlstate="22004")
-    if not JOB_NAME.match(job_name):
-        raise PgmodelsError(f"invalid batch job name {q(job_name)}",
-                            detail="A job name is 1 to 63 letters, digits, underscores, dots or hyphens.",
-                            sqlstate=INVALID_PARAMETER_VALUE)
+    query("SELECT pgmodels._check_name('batch job', $1)", [job_name], ["text"])
     if not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):
         raise PgmodelsError("outputs must name each of prediction, probabilities and label at most once",
                             detail=f"Got {outputs!r}." if outputs else "Got no outputs.",
