@@ -83,3 +83,46 @@ def test_tiny_batch_run_measures_every_side(test_db, tmp_path):
     assert all(_positive(v) for v in (results["ratios"]["job_vs_script"], results["ratios"]["job_vs_limit"],
                                       results["ratios"]["incremental_fraction"]))
     assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_batch.py")
+
+
+def test_tiny_stream_run_measures_every_figure(test_db, tmp_path):
+    """benchmarks/bench_stream.py at a tiny size: real workers, every figure measured, nothing lost."""
+    out = tmp_path / "stream.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stream.py"), "--dsn", test_db,
+                           "--seconds", "2", "--warmup", "0.5", "--events", "1000", "--repeat", "1", "--producers", "2",
+                           "--steps", "1", "--latency-seconds", "2", "--latency-rate", "500", "--cost-seconds", "1",
+                           "--train-rows", "300", "--trees", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_stream.py")
+    assert "password" not in results["meta"]["dsn"]
+    flat = results["sustained"]["runs"][0]
+    assert _positive(flat["inserted_per_s"]) and all(_positive(v) for v in flat["per_consumer_per_s"].values())
+    assert set(flat["lag_start"]) == set(flat["lag_end"]) == {"bench_stream_a", "bench_stream_b"}
+    for consumer in results["latency"]["consumers"].values():
+        assert consumer["events"] == consumer["expected"] > 0
+        assert consumer["events_without_notification"] == 0 and consumer["listen"]["n"] == consumer["events"]
+    assert _positive(results["latency"]["p99_ms"]) and _positive(results["latency"]["p50_ms"])
+    baseline = results["baseline"]
+    assert baseline["backlog"] == 1000 and _positive(baseline["ratio"])
+    assert _positive(baseline["pgmodels_rows_per_s"]) and _positive(baseline["baseline_rows_per_s"])
+    assert _positive(results["producer_cost"]["fraction"])
+    checks = results["checks"]
+    assert checks["exactly_once"], checks
+    assert checks["baseline_compared"] == 1000 and checks["baseline_differ"] == 0
+    assert [s["figure"] for s in results["summary"]][:2] == ["sustained events/s per consumer",
+                                                             "latency p99 at steady rate"]
+    import psycopg
+
+    with psycopg.connect(test_db, autocommit=True) as conn:  # it cleaned up after itself
+        assert conn.execute("SELECT count(*) FROM pgmodels.streams WHERE name = 'bench_stream'").fetchone()[0] == 0
+    left = []  # and left no worker running
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"work" in argv and test_db.encode() in argv and any(a.startswith(b"bench_stream_") for a in argv):
+            left.append(cmdline.parent.name)
+    assert not left
