@@ -31,7 +31,7 @@ import plpy
 
 from .._plpy import query, udf
 from ..errors import INTERNAL_ERROR, PgmodelsError
-from .. import relations
+from .. import progress, relations
 from . import plan
 from .jobs import serving_model
 
@@ -155,6 +155,7 @@ def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
         first = plpy.prepare(statements.first, plan.PARAM_TYPES)
         later = plpy.prepare(statements.next, plan.PARAM_TYPES)
         while True:
+            progress.batch_chunk(job.name, run_id, job.chunk_rows, job.source, mode)  # its stage, until the commit
             r = plpy.execute(later if cursor[0] is not None else first,
                              [cursor[0], cursor[1], low, high, model.id, job.outputs, run_id])[0]
             if not r["n"]:

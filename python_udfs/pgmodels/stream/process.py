@@ -22,7 +22,7 @@ import math
 import numpy as np
 import plpy
 
-from .. import relations
+from .. import progress, relations
 from .._plpy import query, quote_ident as qi, udf
 from ..batch.plan import ServedModel, _parts
 from ..errors import PgmodelsError
@@ -117,6 +117,7 @@ def process(consumer_name: str, max_events: int) -> int:
                                           ["pg_snapshot", "pg_snapshot", "bigint", "integer"])
     rows = plpy.execute(plan, [c["done_snapshot"], c["batch_snapshot"], c["batch_after"], max_events])
     n = len(rows)
+    progress.stream_batch(consumer_name, c["consumer_id"], n, max_events)  # a full batch is a catch-up's step
     good, bad = [], []
     numeric_names = [f for f, t in zip(model.feature_names, model.feature_types) if t != "text"]
     text_names = [f for f, t in zip(model.feature_names, model.feature_types) if t == "text"]

@@ -16,6 +16,7 @@ the test split. Otherwise the model falls back to a native format (see ``native`
 
 from __future__ import annotations
 
+from .. import progress
 from ..errors import q
 
 import warnings
@@ -40,7 +41,9 @@ def serialize(pipeline, task: str, names: list[str], kinds: list[str], X_check,
         with warnings.catch_warnings():
             # skl2onnx reads attributes scikit-learn has deprecated (SVC.probA_).
             warnings.simplefilter("ignore")
+            progress.report("converting", "converting to ONNX")
             model = to_onnx(pipeline, task, names, kinds)
+            progress.report("verifying", f"verifying the ONNX model against the native one on {len(X_check)} rows")
             record = verify(model, pipeline, task, names, kinds, X_check, y_scale)
         return model, "onnx", record
     except ConversionError as e:

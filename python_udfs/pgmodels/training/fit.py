@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
+from .. import progress
 from . import algorithms, convert, preprocess, search as searching, split
 from .metrics import score
 from .search import jsonable
@@ -80,6 +81,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
     pipeline = _pipeline(preprocess.build_preprocessor(plans, X[train], task), estimator)
     fitted, results, fit_time = _fit(spec, task, pipeline, X[train], y[train])
 
+    progress.report("scoring", f"scoring on {len(test)} test rows")
     metrics = score(task, fitted, X[test], y[test], len(labels) if labels else None)
     metrics["fit_time"] = fit_time
     y_scale = float(np.std(y[train])) if task == "regression" else 1.0
@@ -106,6 +108,7 @@ def _fit(spec: TrainSpec, task: str, pipeline, X, y):
     if spec.search:
         model = searching.make_search(spec.search, spec.search_params, spec.search_args,
                                       pipeline, task)
+    progress.fitting(spec.algorithm, spec.search, getattr(model, "scoring", None), len(y))
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():

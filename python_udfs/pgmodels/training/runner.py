@@ -24,6 +24,7 @@ import tempfile
 import traceback
 from dataclasses import asdict
 
+from .. import progress
 from .._plpy import query
 from ..errors import INTERNAL_ERROR, PgmodelsError
 
@@ -36,16 +37,20 @@ def run(fn, result_type, *args):
     fd, path = tempfile.mkstemp(prefix="pgmodels-train-")
     os.unlink(path)  # nothing left behind, however the backend ends: both ends keep the descriptor
     parent = os.getpid()
+    relay = progress.Relay()  # the child's progress messages, published while we wait
     pid = os.fork()
     if pid == 0:  # the child: never returns
+        relay.in_child()
         _child(fd, parent, fn, args)
+    relay.in_parent()
     try:
-        _wait(pid)
+        _wait(pid, relay.poll)
         os.lseek(fd, 0, os.SEEK_SET)
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()
     finally:
         os.close(fd)
+        relay.close()
     header, _, artifact = data.partition(b"\n")
     outcome = json.loads(header) if header else {"internal": "the training process wrote no result"}
     if "error" in outcome:
@@ -92,11 +97,12 @@ def in_background(fn, *args) -> None:
         raise failure[0]
 
 
-def _wait(pid: int) -> None:
+def _wait(pid: int, on_wait=lambda: None) -> None:
     status = []
 
     def exited() -> bool:
         done, code = os.waitpid(pid, os.WNOHANG)
+        on_wait()  # after waitpid: once the child is gone, all it wrote is in the pipe
         if done:
             status.append(code)
         return bool(done)

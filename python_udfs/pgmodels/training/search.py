@@ -7,6 +7,7 @@ stripped again in the results.
 
 from __future__ import annotations
 
+from .. import progress
 from ..errors import q, INVALID_PARAMETER_VALUE, PgmodelsError
 from .metrics import clean
 
@@ -62,7 +63,9 @@ def make_search(search, search_params, search_args, pipeline, task):
     args = search_args or {}
     grid = {f"{STEP}__{k}": v for k, v in search_params.items()}
     scoring = "f1_macro" if task == "classification" else "r2"
-    common = dict(scoring=scoring, cv=args.get("cv", 3), refit=True, n_jobs=1,
+    scorer = progress.CandidateScorer(scoring, grid, args.get("n_iter", 10) if search == "random" else None,
+                                      args.get("cv", 3))  # the scoring, counting candidates as they finish
+    common = dict(scoring=scorer, cv=args.get("cv", 3), refit=True, n_jobs=1,
                   error_score="raise")
     if search == "grid":
         return GridSearchCV(pipeline, grid, **common)

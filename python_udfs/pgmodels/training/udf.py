@@ -18,6 +18,7 @@ from .._plpy import qualified as _qualified, query, quote_ident, require_execute
 from ..catalog.store import store_model
 from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE,
                       UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
+from .. import progress
 from . import limits, runner
 
 TRAIN_SIGNATURE = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
@@ -222,6 +223,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
 
     require_execute(_qualified(TRAIN_SIGNATURE), "train")
     check_project_name(project_name)
+    progress.start("train", project_name)
     info = query("SELECT task, last_train FROM pgmodels._project_info($1, pgmodels._credential())",
                  [project_name], ["text"])
     previous = json.loads(info[0]["last_train"]) if info and info[0]["last_train"] else None
@@ -242,7 +244,9 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     limits.check_spec(spec, caps)
     runner.in_background(_warm, spec)
     rel = resolve_relation(args["relation_name"])
+    progress.report("reading")
     features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"])
+    progress.report("reading", f"read {len(target.values)} rows of {rel.display} ({len(features)} features)")
     limits.check_data(spec, caps, len(target.values),
                       len({v for v in target.values if v is not None}) if spec.task == "classification" else 0)
     trained = runner.run(train_model, TrainedModel, spec, features, target)
@@ -257,6 +261,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     # relation, whatever the search_path of whoever calls it (a temporary table of the
     # same name cannot stand in for it)
     last["relation_name"] = rel.quoted if not rel.temporary else None  # pg_temp_N is another session's later
+    progress.report("storing", f"storing the model ({trained.runtime}, {len(trained.artifact)} bytes)")
     stored = store_model(
         project_name=project_name, task=args["task"], algorithm=args["algorithm"], runtime=trained.runtime,
         artifact=trained.artifact, hyperparams=trained.hyperparams, metrics=trained.metrics,
@@ -264,5 +269,6 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
         feature_types=trained.feature_types, labels=trained.labels, training=training,
         library_versions=trained.library_versions, last_train=last,
         deploy_mode="if_better" if automatic_deploy else "never")
+    progress.finish(f'trained version {stored["version"]}', ", deployed" if stored["deployed"] else ", not deployed")
     return [(project_name, args["task"], args["algorithm"], stored["deployed"], stored["model_id"],
              stored["version"], trained.runtime, json.dumps(trained.metrics))]
