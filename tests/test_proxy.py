@@ -248,7 +248,10 @@ def test_a_deploy_in_sql_changes_the_version_answering_the_next_request(env):
 def test_metrics(env):
     infer(env, {"inputs": [matrix([ROWS[0]])]})
     infer(env, {"inputs": []})
+    r = httpx.post(f"{env.server.url}/v2/models/made_up_model_x/infer", content=b"{bad", headers=bearer(env.token))
+    assert r.status_code == 404  # the model is looked up first: made-up names never become labels
     text = httpx.get(f"{env.server.url}/metrics").text
+    assert "made_up_model_x" not in text
     assert f'pgmodels_requests_total{{code="200",endpoint="infer",model="{env.num}"}}' in text
     assert f'pgmodels_request_errors_total{{code="400",endpoint="infer",model="{env.num}"}}' in text
     assert f'pgmodels_request_duration_seconds_bucket{{endpoint="infer",le="0.01",model="{env.num}"}}' in text

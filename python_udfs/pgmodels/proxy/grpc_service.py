@@ -19,6 +19,7 @@ from .. import __version__
 from . import metrics
 from .core import Backend
 from .errors import ProxyError
+from .rest import printable
 from .tensors import decode_grpc, encode_grpc
 
 log = logging.getLogger("pgmodels.serve")
@@ -53,7 +54,7 @@ def make_servicer(backend: Backend):
                 return result
             except ProxyError as e:
                 code_http = e.status
-                log.info("grpc %s model=%s status=%s role=%s error=%r", endpoint, model or "-", e.grpc_code,
+                log.info("grpc %s model=%s status=%s role=%s error=%r", endpoint, printable(model), e.grpc_code,
                          role or "-", e.message)
                 await context.abort(getattr(grpc.StatusCode, e.grpc_code), e.message)
             except grpc.aio.AbortError:
@@ -63,8 +64,8 @@ def make_servicer(backend: Backend):
                 log.exception("unexpected error on gRPC %s", endpoint)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error in pgmodels serve; see its log")
             finally:
-                metrics.observe(model if code_http not in (401, 404) else "", "grpc_" + endpoint, code_http,
-                                started, rows)
+                metrics.observe(model if code_http not in (401, 404) and code_http < 500 else "",
+                                "grpc_" + endpoint, code_http, started, rows)
 
         async def ServerLive(self, request, context):
             async def work(role):
@@ -107,9 +108,10 @@ def make_servicer(backend: Backend):
 
         async def ModelInfer(self, request, context):
             async def work(role):
+                (await backend.model(role, request.model_name)).version(request.model_version or None)
                 answer = await backend.infer(role, decode_grpc(request))
                 log.info("grpc infer model=%s version=%s rows=%d role=%s id=%s", answer.model, answer.version,
-                         answer.outputs[0][2][0], role, answer.id or "-")
+                         answer.outputs[0][2][0], role, printable(answer.id))
                 return encode_grpc(answer, pb), answer.outputs[0][2][0]
             return await self._call(context, "infer", request.model_name, work)
 

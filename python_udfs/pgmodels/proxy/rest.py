@@ -27,6 +27,11 @@ log = logging.getLogger("pgmodels.serve")
 EXTENSIONS = ["binary_tensor_data", "features_by_key"]
 
 
+def printable(text: str | None) -> str:
+    """A name from a request, safe in a log line."""
+    return "".join(c if c.isprintable() else "?" for c in text) if text else "-"
+
+
 class _JSON(JSONResponse):
     def render(self, content) -> bytes:
         return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
@@ -67,12 +72,14 @@ def make_routes(backend: Backend) -> list[Route]:
         except Exception:  # noqa: BLE001 - the edge: log it, answer without a traceback
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             status, body = 500, {"error": "internal error in pgmodels serve; see its log"}
-        label = model if status not in (401, 404) else ""
+        # a model label only for a model that exists (each request looks it up before
+        # anything else can fail), so that made-up names cannot grow the metrics
+        label = model if status not in (401, 404) and status < 500 else ""
         metrics.observe(label, endpoint, status, started, rows)
         if endpoint == "infer" or status >= 400:
-            log.info("%s model=%s version=%s rows=%d status=%d role=%s ms=%.2f id=%s%s", endpoint, model or "-",
+            log.info("%s model=%s version=%s rows=%d status=%d role=%s ms=%.2f id=%s%s", endpoint, printable(model),
                      version or "-", rows, status, role or "-", (time.perf_counter() - started) * 1000,
-                     (body.get("id") if isinstance(body, dict) else None) or "-",
+                     printable(body.get("id") if isinstance(body, dict) else None),
                      f" error={body['error']!r}" if status >= 400 and isinstance(body, dict) else "")
         return _JSON(body, status_code=status)
 
@@ -112,6 +119,7 @@ def make_routes(backend: Backend) -> list[Route]:
         name, version = request.path_params["name"], request.path_params.get("version")
 
         async def work(role):
+            (await backend.model(role, name)).version(version)  # 401/403/404 before the body is read
             body = await _body(request, s.max_body_bytes, s.body_timeout)
             header = request.headers.get("inference-header-content-length")
             if header is not None and not header.isdigit():
