@@ -89,6 +89,19 @@ def test_tritonclient_grpc(env):
     stored = env.conn.execute(f"SELECT a, b, c, d FROM {env.features} WHERE id IN (5, 9) ORDER BY id").fetchall()
     keyed = client.infer(env.num, [key], headers=bearer(env.token))
     assert keyed.as_numpy("predict").tolist() == [e[0] for e in env.sql_predict(env.num, stored)]
+    # one tensor per feature over gRPC, the text one as BYTES (raw, length-prefixed)
+    feeds = {"tenure": ("FP32", np.float32, [3]), "monthly": ("FP32", np.float32, [95]),
+             "calls": ("INT32", np.int32, [1]), "paperless": ("BOOL", np.bool_, [False]),
+             "contract": ("BYTES", np.object_, [b"month"])}
+    inputs = []
+    for name, (datatype, dtype, values) in feeds.items():
+        t = tg.InferInput(name, [1], datatype)
+        t.set_data_from_numpy(np.array(values, dtype=dtype))
+        inputs.append(t)
+    labels = client.infer(env.mix, inputs, headers=bearer(env.token)).as_numpy("label")
+    assert [v.decode() for v in labels] == [env.conn.execute(
+        "SELECT predict_label(%s, '{\"tenure\": 3, \"monthly\": 95, \"calls\": 1, \"paperless\": false, "
+        "\"contract\": \"month\"}'::jsonb)", [env.mix]).fetchone()[0]]
     bad = tg.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
     with pytest.raises(InferenceServerException) as info:
