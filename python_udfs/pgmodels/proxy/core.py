@@ -1,12 +1,11 @@
 """The database side of the inference server: tokens, metadata and inference, each run
 through the connection pool as the requesting role.
 
-Every request runs in one transaction that starts with ``set_config('role', <role>,
-true)`` (SET LOCAL ROLE) and ends with COMMIT, sent as one pipeline: the client sends
-no SQL, so nothing can RESET the role, and predict() checks the grants of that role.
-A batch is scored by one statement; the same statement reads the deployed version, so
-the version reported is the one that answered.
-"""
+Every request runs as one query string, ``SELECT set_config('role', <role>, true), ...;
+<statement>``, which PostgreSQL runs as one transaction: SET LOCAL ROLE for exactly that
+statement. The client sends no SQL, so nothing can RESET the role, and predict() checks
+the grants of that role. A batch is scored by one statement, which also says which
+model version answered."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from psycopg import AsyncClientCursor
 from psycopg_pool import AsyncConnectionPool
 
 from .errors import ProxyError, bad_request, from_db_error
@@ -21,6 +21,8 @@ from . import metrics, statements
 from .batching import Batcher
 from .tensors import InferAnswer, InferRequest
 
+_AS_ROLE = ("SELECT pg_catalog.set_config('role', %(_role)s, true), "
+            "pg_catalog.set_config('statement_timeout', %(_timeout)s, true); ")
 CACHE_SECONDS = 1.0  # tokens and metadata: a revoked token stops working within this
 
 
@@ -32,6 +34,10 @@ class Settings:
     pool_max: int = 8
     pool_timeout: float = 3.0
     statement_timeout_ms: int = 10000
+
+    @property
+    def statement_timeout(self) -> str:
+        return f"{int(self.statement_timeout_ms)}ms"
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout: float = 10.0
     grpc_port: int | None = None
@@ -71,7 +77,8 @@ class Backend:
         self.s = settings
         self.pool = AsyncConnectionPool(
             settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max, open=False,
-            kwargs={"autocommit": True, "application_name": "pgmodels serve"}, reconnect_timeout=0)
+            kwargs={"autocommit": True, "application_name": "pgmodels serve", "cursor_factory": AsyncClientCursor},
+            reconnect_timeout=0)
         self._tokens: dict[str, tuple[str | None, float]] = {}
         self._models: dict[tuple[str, str], tuple[Model, float]] = {}
         self.batcher = Batcher()
@@ -83,17 +90,24 @@ class Backend:
         await self.pool.close(timeout=5)
 
     # -- running SQL as a role ------------------------------------------------------
-    async def run(self, role: str | None, statement, params=None) -> list[tuple]:
-        """The rows of a statement run as role (SET LOCAL ROLE) in a transaction of its own."""
+    async def run(self, role: str | None, statement: str, params: dict | None = None) -> list[tuple]:
+        """The rows of a statement run as role, in a transaction of its own.
+
+        The role is set with set_config('role', ..., true), SET LOCAL ROLE, in the same
+        query string as the statement: PostgreSQL runs the statements of one simple query
+        as one transaction, so the role holds for exactly that statement, comes back by
+        itself at its end or on an error, and nothing of the client's runs around it.
+        One round trip; the parameters are bound by psycopg on this side (ClientCursor),
+        quoted as literals."""
         try:
             async with self.pool.connection(timeout=self.s.pool_timeout) as conn:
-                async with conn.pipeline():
-                    async with conn.transaction():
-                        if role is not None:
-                            await conn.execute("SELECT pg_catalog.set_config('role', %s, true), "
-                                               "pg_catalog.set_config('statement_timeout', %s, true)",
-                                               [role, str(self.s.statement_timeout_ms)])
-                        cur = await conn.execute(statement, params)
+                cur = conn.cursor()
+                if role is None:
+                    await cur.execute(statement, params)
+                else:
+                    await cur.execute(_AS_ROLE + statement,
+                                      {**(params or {}), "_role": role, "_timeout": self.s.statement_timeout})
+                    cur.nextset()
                 return await cur.fetchall()
         except ProxyError:
             raise
@@ -129,7 +143,7 @@ class Backend:
         now = time.monotonic()
         hit = self._tokens.get(token)
         if hit is None or hit[1] < now:
-            rows = await self.run(None, "SELECT pgmodels._api_token_role(%s)", [token])
+            rows = await self.run(None, "SELECT pgmodels._api_token_role(%(token)s)", {"token": token})
             if len(self._tokens) > 10000:
                 self._tokens.clear()
             hit = (rows[0][0], now + CACHE_SECONDS)
@@ -144,9 +158,9 @@ class Backend:
         hit = self._models.get((role, name))
         if hit is not None and hit[1] >= now:
             return hit[0]
-        rows = await self.run(role, "SELECT pgmodels._model_metadata(%s, pgmodels._credential()), "
-                                    "(SELECT s.key_type FROM pgmodels.project_feature_sources s WHERE s.project = %s)",
-                              [name, name])
+        rows = await self.run(role, "SELECT pgmodels._model_metadata(%(name)s, pgmodels._credential()), "
+                                    "(SELECT s.key_type FROM pgmodels.project_feature_sources s "
+                                    "WHERE s.project = %(name)s)", {"name": name})
         meta, key_type = rows[0]
         model = Model(meta["name"], meta["task"], meta["deployed"], meta["versions"], meta["feature_source"], key_type)
         if len(self._models) > 10000:
