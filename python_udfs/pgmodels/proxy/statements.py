@@ -175,7 +175,9 @@ def _keyed(source: tuple, n_numeric: int, n_text: int, versioned: bool) -> str:
     rows that were found, all in one statement. Feature names travel as parameters
     (fn, ft; fb and fx name an array column and the element of a feature col[i])."""
     schema, relation, key_column, key_type = source
-    key = sql.Identifier("s", key_column)
+    # names go into a string psycopg binds parameters into: a % in them must be doubled
+    key = sql.SQL(sql.Identifier("s", key_column).as_string(None).replace("%", "%%"))
+    rel = sql.SQL(sql.Identifier(schema, relation).as_string(None).replace("%", "%%"))
     number = ("CASE pg_catalog.jsonb_typeof(v) WHEN 'number' THEN (v #>> '{{}}')::real "
               "WHEN 'boolean' THEN (v #>> '{{}}')::boolean::integer::real END")
     numbers = [sql.SQL(number.replace("v", "coalesce(k.doc -> (%(fn)s::text[])[{j}], "
@@ -198,7 +200,7 @@ def _keyed(source: tuple, n_numeric: int, n_text: int, versioned: bool) -> str:
         "pg_catalog.array_send(a.x), a.t, %(outputs)s, pgmodels._stamp(), "
         "pgmodels._lookup({target}, pgmodels._credential())), pgmodels._raise_pending(NULL::pgmodels.scored_rows)) "
         "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
-        key=key, rel=sql.Identifier(schema, relation), key_type=sql.SQL(key_type), x=x, t=t,
+        key=key, rel=rel, key_type=sql.SQL(key_type), x=x, t=t,
         target=target).as_string(None)
 
 
