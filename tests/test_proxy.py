@@ -299,3 +299,19 @@ def test_concurrent_requests_each_get_their_own_rows_and_errors(env):
         assert r.json()["id"] == str(i)
         assert out["predict"] == [expected[i + 1][0], expected[i + 2][0]]
         assert out["probabilities"] == pytest.approx([*expected[i + 1][1], *expected[i + 2][1]], abs=1e-6)
+
+
+def test_a_regression_model_answers_predict_only(env):
+    from lifecycle_data import make_regression
+
+    project = f"px_reg_{env.tag}"
+    make_regression(env.conn, project)
+    env.conn.execute(f"SELECT * FROM train('{project}', 'regression', '{project}', 'y')").fetchall()
+    env.conn.execute("SELECT grant_project(%s, %s, 'predict')", [project, env.app])
+    meta = httpx.get(f"{env.server.url}/v2/models/{project}", headers=bearer(env.token)).json()
+    assert [o["name"] for o in meta["outputs"]] == ["predict"]
+    r = infer(env, {"inputs": [matrix([[2.0, 3.0], [5.0, 1.0]], datatype="FP64")]}, project=project)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == pytest.approx([3 * 2 - 2 * 3 + 1, 3 * 5 - 2 * 1 + 1], abs=1e-3)
+    r = infer(env, {"inputs": [matrix([[2.0, 3.0]])], "outputs": [{"name": "probabilities"}]}, project=project)
+    assert r.status_code == 400 and "no output" in r.json()["error"]
