@@ -736,7 +736,8 @@ COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a
 
 -- The model a project serves (model_id 0) or a model by id, once the caller's privilege
 -- is checked. Only definer functions call it.
-CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text)
+CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text,
+                                             with_artifact boolean DEFAULT true)
 RETURNS pgmodels.served_model
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -771,14 +772,15 @@ BEGIN
                 HINT = 'Deploy one with deploy(), or train with automatic_deploy => true.';
         END IF;
     END IF;
-    SELECT m.id, proj.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
+    SELECT m.id, proj.name, m.version, m.task, m.runtime, CASE WHEN with_artifact THEN m.artifact END,
+           m.artifact_sha256, m.feature_names,
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
            m.training -> 'array_features', m.algorithm = 'onnx'
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text) IS 'internal: the model a project serves (model_id 0) or a model by id, after checking the role''s privilege on its project';
+COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text, boolean) IS 'internal: the model a project serves (model_id 0) or a model by id, after checking the role''s privilege on its project; with_artifact false leaves the artifact out (the backend may have the model loaded already)';
 
 -- Loads a model into the backend's cache as the one this statement serves for a project
 -- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
@@ -800,6 +802,8 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_cata
 AS $$
 DECLARE
     caller oid;
+    once boolean;
+    loaded boolean;
 BEGIN
     IF project_name IS NULL OR model_id IS NULL THEN
         RETURN NULL;
@@ -808,10 +812,17 @@ BEGIN
     IF pgmodels._activate() IS NOT NULL THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
-    IF NOT coalesce(pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                   pgmodels._resolve(project_name, model_id, caller, 'predict'),
-                                   caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
-                                       nullif(current_setting('role'), 'none'), session_user))), false) THEN
+    once := caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
+                nullif(current_setting('role'), 'none'), session_user));
+    -- Without the artifact first: reading and handing over its bytes costs most of a
+    -- lookup, and the backend usually has the model loaded (by id and sha256) already.
+    loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
+                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once);
+    IF loaded IS NOT NULL AND NOT loaded THEN
+        loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
+                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once);
+    END IF;
+    IF NOT coalesce(loaded, false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     RETURN true;
@@ -2130,6 +2141,7 @@ DECLARE
     newest xid8;
     child integer;
     span bigint;
+    passed boolean;
     done text := '';
 BEGIN
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id FOR UPDATE SKIP LOCKED;
@@ -2145,7 +2157,18 @@ BEGIN
             CONTINUE;
         END;
         EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
-        IF newest IS NOT NULL AND (horizon IS NULL OR newest < horizon) THEN
+        -- every event's transaction has ended (a running one would hold a lock on the
+        -- child); it is done when every consumer's position sees it: all at once when it
+        -- is older than every position's xmin, else event by event (a long transaction
+        -- elsewhere holds the xmins back)
+        IF newest IS NOT NULL AND horizon IS NOT NULL AND newest >= horizon THEN
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e JOIN pgmodels.stream_consumer c '
+                           'ON c.stream_id = $1 WHERE NOT pg_visible_in_snapshot(e.ev_txid, c.done_snapshot))',
+                           pgmodels._stream_log(s.id, child)) INTO passed USING s.id;
+        ELSE
+            passed := newest IS NOT NULL;
+        END IF;
+        IF passed THEN
             EXECUTE format('TRUNCATE pgmodels.%I', pgmodels._stream_log(s.id, child));
             done := done || format('truncated %s; ', child);
         END IF;

@@ -39,7 +39,8 @@ COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a
 
 -- The model a project serves (model_id 0) or a model by id, once the caller's privilege
 -- is checked. Only definer functions call it.
-CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text)
+CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text,
+                                             with_artifact boolean DEFAULT true)
 RETURNS pgmodels.served_model
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -74,14 +75,15 @@ BEGIN
                 HINT = 'Deploy one with deploy(), or train with automatic_deploy => true.';
         END IF;
     END IF;
-    SELECT m.id, proj.name, m.version, m.task, m.runtime, m.artifact, m.artifact_sha256, m.feature_names,
+    SELECT m.id, proj.name, m.version, m.task, m.runtime, CASE WHEN with_artifact THEN m.artifact END,
+           m.artifact_sha256, m.feature_names,
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
            m.training -> 'array_features', m.algorithm = 'onnx'
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text) IS 'internal: the model a project serves (model_id 0) or a model by id, after checking the role''s privilege on its project';
+COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text, boolean) IS 'internal: the model a project serves (model_id 0) or a model by id, after checking the role''s privilege on its project; with_artifact false leaves the artifact out (the backend may have the model loaded already)';
 
 -- Loads a model into the backend's cache as the one this statement serves for a project
 -- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
@@ -103,6 +105,8 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_cata
 AS $$
 DECLARE
     caller oid;
+    once boolean;
+    loaded boolean;
 BEGIN
     IF project_name IS NULL OR model_id IS NULL THEN
         RETURN NULL;
@@ -111,10 +115,17 @@ BEGIN
     IF pgmodels._activate() IS NOT NULL THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
-    IF NOT coalesce(pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                   pgmodels._resolve(project_name, model_id, caller, 'predict'),
-                                   caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
-                                       nullif(current_setting('role'), 'none'), session_user))), false) THEN
+    once := caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
+                nullif(current_setting('role'), 'none'), session_user));
+    -- Without the artifact first: reading and handing over its bytes costs most of a
+    -- lookup, and the backend usually has the model loaded (by id and sha256) already.
+    loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
+                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once);
+    IF loaded IS NOT NULL AND NOT loaded THEN
+        loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
+                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once);
+    END IF;
+    IF NOT coalesce(loaded, false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     RETURN true;

@@ -315,6 +315,7 @@ DECLARE
     newest xid8;
     child integer;
     span bigint;
+    passed boolean;
     done text := '';
 BEGIN
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id FOR UPDATE SKIP LOCKED;
@@ -330,7 +331,18 @@ BEGIN
             CONTINUE;
         END;
         EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
-        IF newest IS NOT NULL AND (horizon IS NULL OR newest < horizon) THEN
+        -- every event's transaction has ended (a running one would hold a lock on the
+        -- child); it is done when every consumer's position sees it: all at once when it
+        -- is older than every position's xmin, else event by event (a long transaction
+        -- elsewhere holds the xmins back)
+        IF newest IS NOT NULL AND horizon IS NOT NULL AND newest >= horizon THEN
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e JOIN pgmodels.stream_consumer c '
+                           'ON c.stream_id = $1 WHERE NOT pg_visible_in_snapshot(e.ev_txid, c.done_snapshot))',
+                           pgmodels._stream_log(s.id, child)) INTO passed USING s.id;
+        ELSE
+            passed := newest IS NOT NULL;
+        END IF;
+        IF passed THEN
             EXECUTE format('TRUNCATE pgmodels.%I', pgmodels._stream_log(s.id, child));
             done := done || format('truncated %s; ', child);
         END IF;

@@ -58,9 +58,13 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
 
 @udf(stamp_arg=2)
 def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False) -> bool:
-    """pgmodels._load: make a catalog model the one this statement (or this call) serves."""
+    """pgmodels._load: make a catalog model the one this statement (or this call) serves.
+    False when the model is not loaded here and the record came without its artifact:
+    _lookup then reads the artifact and calls again."""
     model = _loaded.get(record["id"])
     if model is None or model.sha256 != bytes(record["artifact_sha256"]):
+        if record["artifact"] is None:
+            return False
         model = _load(record)
     key = model_id or project
     if once:
