@@ -229,6 +229,14 @@ def test_oversized_body_and_slow_client(env):
         assert time.monotonic() - started < 8
     assert reply.startswith("HTTP/1.1 408") and '"error"' in reply
 
+    for partial in (b"", b"POST /v2/models/x/infer HTTP/1.1\r\nHost: x\r\n"):  # idle, or headers trickling
+        with socket.create_connection(("127.0.0.1", env.server.port), timeout=10) as s:
+            s.sendall(partial)
+            started = time.monotonic()
+            reply = s.recv(4096).decode()
+            assert 1 < time.monotonic() - started < 8
+        assert reply.startswith("HTTP/1.1 408") and "headers did not arrive" in reply
+
 
 def test_metadata_server_and_openapi(env):
     r = httpx.get(f"{env.server.url}/v2")

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from . import metrics
+from . import metrics, protocol
 from .core import Backend, Settings
 from .rest import make_routes
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings is None:
         settings = Settings.from_json(os.environ[SETTINGS_ENV])
     backend = Backend(settings)
+    protocol.HEADER_TIMEOUT = settings.body_timeout
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

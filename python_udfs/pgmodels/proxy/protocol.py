@@ -1,9 +1,16 @@
-"""uvicorn's HTTP protocol with TCP_NODELAY on every connection.
+"""uvicorn's HTTP protocol with TCP_NODELAY and a deadline for request headers.
 
 asyncio turns Nagle's algorithm off only for sockets it recognises as TCP, and the
 listening socket uvicorn hands its worker processes is rebuilt without that mark, so
 with --workers > 1 each response's second write waited for the client's delayed ACK
 (40 ms on Linux). Setting the option here makes every worker answer at once.
+
+uvicorn bounds the time between requests (keep-alive) but not the time a client takes
+to send a request's headers, so a client that connects and trickles bytes would hold a
+connection forever. Here the headers must be complete within HEADER_TIMEOUT seconds of
+the connection or of the request's first byte (the body has its own deadline, in
+rest.py); otherwise the answer is 408 with the protocol's error body, and the
+connection is closed.
 """
 
 from __future__ import annotations
@@ -15,8 +22,15 @@ try:  # the faster parser, when installed
 except ImportError:  # pragma: no cover - httptools is a dependency
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
 
+HEADER_TIMEOUT = 10.0  # create_app sets it from --body-timeout
+_TOO_SLOW = (b'{"error":"the request headers did not arrive in time"}')
+_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(_TOO_SLOW)).encode() + b"\r\n\r\n" + _TOO_SLOW)
+
 
 class NoDelayProtocol(_Base):
+    _header_timer = None
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -25,3 +39,34 @@ class NoDelayProtocol(_Base):
             except OSError:
                 pass
         super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def _headers_too_slow(self) -> None:
+        # armed only while a request's headers are incomplete (or none has started)
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_408)
+        self.transport.close()  # mid-response (a pipelined request trickling): just close
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
