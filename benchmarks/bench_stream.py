@@ -147,8 +147,8 @@ class Workers:
             for i in range(self.args.workers_per_consumer):
                 log = open(self.logdir / f"worker-{consumer}-{i}.log", "w")
                 proc = subprocess.Popen([str(PGMODELS), "stream", "work", consumer, "--dsn", self.dsn,
-                                         "--max-events", str(self.args.max_events)],
-                                        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         "--max-events", str(self.args.max_events)], stdout=log,
+                                        stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
                 log.close()
                 self.procs.setdefault(consumer, []).append(proc)
 
@@ -360,8 +360,8 @@ def latency(conn, args, workers: Workers) -> dict:
         commit_at[lo - first_id:hi - first_id + 1] = t
     result = {"producer": produced, "consumers": {}}
     for consumer, out in zip(CONSUMERS, OUTPUTS):
-        rows = np.array(conn.execute(f"SELECT key::bigint, event_id, extract(epoch FROM predicted_at)::float8 FROM {out} "
-                                     "WHERE key::bigint BETWEEN %s AND %s ORDER BY key::bigint",
+        rows = np.array(conn.execute(f"SELECT key::bigint, event_id, extract(epoch FROM predicted_at)::float8 "
+                                     f"FROM {out} WHERE key::bigint BETWEEN %s AND %s ORDER BY key::bigint",
                                      [first_id, last_key]).fetchall(), dtype=np.float64).reshape(-1, 3)
         keys, ev_ids, predicted_at = rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2]
         committed = commit_at[keys - first_id]
@@ -479,7 +479,8 @@ def producer_cost(conn, args, workers: Workers) -> dict:
     fractions = [r["fraction"] for r in runs]
     trigger_only = [r["fraction_trigger_only"] for r in runs]
     return {"runs": runs, "fraction": statistics.median(fractions), "fraction_spread": _spread(fractions),
-            "fraction_trigger_only": statistics.median(trigger_only), "fraction_trigger_only_spread": _spread(trigger_only),
+            "fraction_trigger_only": statistics.median(trigger_only),
+            "fraction_trigger_only_spread": _spread(trigger_only),
             "stream_rows_per_s": statistics.median(r["stream"]["rows_per_s"] for r in runs),
             "stream_spread": _spread([r["stream"]["rows_per_s"] for r in runs]),
             "plain_rows_per_s": statistics.median(r["plain"]["rows_per_s"] for r in runs),
@@ -496,7 +497,8 @@ def check_outputs(conn) -> dict:
         n, distinct, missing = conn.execute(
             f"SELECT count(*), count(DISTINCT o.event_id), (SELECT count(*) FROM {EVENTS} e "
             f"WHERE NOT EXISTS (SELECT 1 FROM {out} x WHERE x.key = e.id::text)) FROM {out} o").fetchone()
-        failures = conn.execute("SELECT failures FROM pgmodels.stream_consumer WHERE name = %s", [consumer]).fetchone()[0]
+        failures = conn.execute("SELECT failures FROM pgmodels.stream_consumer WHERE name = %s",
+                                [consumer]).fetchone()[0]
         found[consumer] = {"predictions": n, "distinct_events": distinct, "events_without_prediction": missing,
                            "dead_letters": failures}
     agree = conn.execute(f"SELECT count(*) FILTER (WHERE a.prediction IS DISTINCT FROM b.prediction), count(*) "
