@@ -126,3 +126,20 @@ def test_tiny_stream_run_measures_every_figure(test_db, tmp_path):
         if b"work" in argv and test_db.encode() in argv and any(a.startswith(b"bench_stream_") for a in argv):
             left.append(cmdline.parent.name)
     assert not left
+
+
+def test_tiny_psycopg_run_measures_both_ways(test_db, tmp_path):
+    """benchmarks/bench_psycopg.py at a tiny size: per row and one round trip, alternated, agreeing."""
+    out = tmp_path / "psycopg.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_psycopg.py"), "--dsn", test_db,
+                           "--rows", "20", "--repeat", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_psycopg.py")
+    assert set(results["ways"]) == {"per_row", "predict_batch", "unnest"}
+    for way in results["ways"].values():
+        assert len(way["trials"]) == 2 and all(_positive(t) for t in way["trials"])
+        assert way["min_s"] <= way["median_s"] <= way["max_s"]
+    assert all(_positive(r) for r in results["ratios"].values())
+    assert "per_row / predict_batch = " in done.stdout
