@@ -29,6 +29,35 @@ ALTER TABLE public.churn ADD PRIMARY KEY (customer_id);
 """
 
 
+class _ProgressWatcher:
+    """Polls pgmodels.progress from its own session, as an operator would, and keeps the
+    distinct stages it saw of the demo's backend."""
+
+    def __init__(self, conn):
+        import threading
+
+        import psycopg
+
+        self.pid, self.seen, self.done = conn.info.backend_pid, [], threading.Event()
+        self.other = psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True)
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.02):
+            for stage, step, steps in self.other.execute(
+                    "SELECT stage, step, steps FROM pgmodels.progress WHERE pid = %s", [self.pid]).fetchall():
+                label = stage + (f" {step}/{steps}" if step is not None else "")
+                if label not in self.seen:
+                    self.seen.append(label)
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        self.thread.join(5)
+        self.other.close()
+        return self.seen
+
+
 def run_demo(conn, rows: int = 20000) -> None:
     say = print
     say(f"== 1. a synthetic churn table: {rows} customers")
@@ -38,14 +67,19 @@ def run_demo(conn, rows: int = 20000) -> None:
     conn.execute("CREATE OR REPLACE VIEW public.churn_features AS "
                  "SELECT tenure_months, monthly_charges, support_calls, paperless, contract, churned FROM public.churn")
 
-    say("== 2. train from SQL (the best model is deployed automatically)")
+    say("== 2. train from SQL (the best model is deployed automatically); progress arrives as NOTICEs")
+    progress = lambda d: say(f"   | {d.message_primary}")  # noqa: E731 - psycopg's notice handler
+    conn.add_notice_handler(progress)
+    watcher = _ProgressWatcher(conn)  # another session, reading pgmodels.progress meanwhile
     for sql in ("SELECT * FROM train('churn', 'classification', 'churn_features', 'churned')",
-                "SELECT * FROM train('churn', algorithm => 'xgboost', "
-                "hyperparams => '{\"n_estimators\": 100, \"max_depth\": 4}')"):
+                "SELECT * FROM train('churn', algorithm => 'xgboost', search => 'grid', search_params => "
+                "'{\"n_estimators\": [50, 100], \"max_depth\": [3, 4]}', search_args => '{\"cv\": 2}')"):
         t = time.perf_counter()
         r = conn.execute(sql).fetchone()
         say(f"   {r[2]:<8} version {r[5]}  runtime {r[6]}  f1 {r[7]['f1']:.3f}  deployed {r[3]}"
             f"  ({time.perf_counter() - t:.1f} s)")
+    conn.remove_notice_handler(progress)
+    say("   meanwhile another session saw in pgmodels.progress: " + ", ".join(watcher.stop()))
 
     say("== 3. serve: SELECT predict('churn', row) FROM churn")
     t = time.perf_counter()
