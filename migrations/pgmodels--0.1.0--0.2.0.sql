@@ -1772,9 +1772,9 @@ CREATE TABLE pgmodels.stream (
     current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
     rotated_at    timestamptz NOT NULL DEFAULT now(),
     rotate_rows   bigint NOT NULL DEFAULT 100000,
-    -- a worker waits for a notification: inserts notify (only then, since a NOTIFY
-    -- serializes the commits of the transactions that send one)
-    waiting       boolean NOT NULL DEFAULT false,
+    -- the backends of the workers waiting for a notification: inserts notify only while
+    -- there is one (a NOTIFY serializes the commits of the transactions that send one)
+    waiters       integer[] NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';
@@ -1923,7 +1923,7 @@ BEGIN
                       SET search_path = pg_catalog, pg_temp AS $body$
                       DECLARE current smallint; waiting boolean;
                       BEGIN
-                          SELECT s.current_child, s.waiting INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
+                          SELECT s.current_child, s.waiters <> '{}' INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
                           %s END IF;
                           IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
                           RETURN NULL;
@@ -2112,20 +2112,36 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._consumer_drop(text, text) IS 'internal: the core of drop_consumer()';
 
--- A worker about to wait for events: inserts into the streams it consumes notify while
--- it waits (wait = true), and stop once it works again.
+-- A worker about to wait for events (wait = true) or at work again: inserts into the
+-- streams of these consumers notify while any worker waits.
 CREATE OR REPLACE FUNCTION pgmodels._stream_waiting(credential text, consumer_names text[], wait boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    UPDATE pgmodels.stream s SET waiting = wait
-     WHERE s.waiting IS DISTINCT FROM wait
+    UPDATE pgmodels.stream s
+       SET waiters = CASE WHEN wait THEN array_append(array_remove(s.waiters, pg_backend_pid()), pg_backend_pid())
+                          ELSE array_remove(s.waiters, pg_backend_pid()) END
+     WHERE (pg_backend_pid() = ANY (s.waiters)) IS DISTINCT FROM wait
        AND s.id IN (SELECT c.stream_id FROM pgmodels.stream_consumer c
                      WHERE c.name = ANY (consumer_names)
                        AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE'));
 END
 $$;
-COMMENT ON FUNCTION pgmodels._stream_waiting(text, text[], boolean) IS 'internal: whether the streams of these consumers should notify on insert (a worker waits for them)';
+COMMENT ON FUNCTION pgmodels._stream_waiting(text, text[], boolean) IS 'internal: registers this backend as a worker waiting for the streams of these consumers (inserts then notify), or no longer';
+
+-- Whether a transaction that inserted into these streams' logs is still open: its events
+-- are not visible yet and its commit may not notify (the capture trigger looked for
+-- waiting workers at insert), so a worker about to wait looks again soon instead.
+CREATE OR REPLACE FUNCTION pgmodels._stream_inflight(stream_ids bigint[]) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted
+                      AND l.pid <> pg_catalog.pg_backend_pid()
+                      AND l.relation IN (SELECT pg_catalog.to_regclass('pgmodels.' || pgmodels._stream_log(i, c))
+                                           FROM pg_catalog.unnest(stream_ids) i, pg_catalog.generate_series(0, 2) c))
+$$;
+COMMENT ON FUNCTION pgmodels._stream_inflight(bigint[]) IS 'internal: whether another backend has inserted into these streams'' logs in a transaction still open';
 
 -- Keeps each log small and free of dead rows: a child every consumer is past is emptied
 -- with TRUNCATE (under a lock taken first, so that no insert slips in between the check
@@ -2148,6 +2164,10 @@ BEGIN
     IF s.id IS NULL THEN
         RETURN 'busy';
     END IF;
+    -- workers that died while waiting
+    UPDATE pgmodels.stream st SET waiters = ARRAY(SELECT w FROM unnest(st.waiters) w
+                                                   WHERE EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w))
+     WHERE st.id = s.id AND st.waiters <> '{}';
     -- every transaction older than this is one every consumer has processed
     SELECT min(pg_snapshot_xmin(c.done_snapshot)) INTO horizon FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id;
     FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
@@ -2778,6 +2798,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._consumer_drop(text, text),
     pgmodels._process_stream(text, integer),
     pgmodels._stream_waiting(text, text[], boolean),
+    pgmodels._stream_inflight(bigint[]),
     -- maintenance only removes events no consumer needs; the lag answers only owners; a
     -- consumer's output table and channel are not secret
     pgmodels._stream_maintain(bigint),

@@ -28,9 +28,9 @@ CREATE TABLE pgmodels.stream (
     current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
     rotated_at    timestamptz NOT NULL DEFAULT now(),
     rotate_rows   bigint NOT NULL DEFAULT 100000,
-    -- a worker waits for a notification: inserts notify (only then, since a NOTIFY
-    -- serializes the commits of the transactions that send one)
-    waiting       boolean NOT NULL DEFAULT false,
+    -- the backends of the workers waiting for a notification: inserts notify only while
+    -- there is one (a NOTIFY serializes the commits of the transactions that send one)
+    waiters       integer[] NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';

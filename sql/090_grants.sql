@@ -127,6 +127,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._consumer_drop(text, text),
     pgmodels._process_stream(text, integer),
     pgmodels._stream_waiting(text, text[], boolean),
+    pgmodels._stream_inflight(bigint[]),
     -- maintenance only removes events no consumer needs; the lag answers only owners; a
     -- consumer's output table and channel are not secret
     pgmodels._stream_maintain(bigint),

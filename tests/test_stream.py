@@ -268,3 +268,24 @@ def test_a_server_restart_loses_and_duplicates_nothing(throwaway_cluster):
                 (1000, 1000)
     finally:
         assert stop_worker(worker) == 0
+
+
+def test_a_commit_that_could_not_notify_is_still_seen_at_once(conn, connect, test_db, name):
+    """A producer inserted before the worker started waiting, and commits after: its
+    commit sends no NOTIFY, and the worker, seeing the open transaction, looks again soon
+    instead of sleeping its whole idle timeout."""
+    regression_project(conn, name + "_m")
+    table = ride_stream(conn, name)
+    conn.execute("SELECT add_consumer(%s, %s, %s)", [name, name + "_c", name + "_m"])
+    producer = connect(autocommit=False)
+    insert_rides(producer, table, 3)
+    worker = start_worker(test_db, name + "_c", extra=("--idle-timeout", "30"))
+    try:
+        wait_until(lambda: conn.execute("SELECT waiters <> '{}' FROM pgmodels.stream WHERE name = %s",
+                                        [name]).fetchone()[0], 20, 0.05)
+        producer.commit()
+        started = time.time()
+        wait_until(lambda: conn.execute(f"SELECT count(*) FROM {name}_c_predictions").fetchone()[0] == 3, 10, 0.02)
+        assert time.time() - started < 3
+    finally:
+        assert stop_worker(worker, timeout=5) == 0  # SIGTERM ends its wait at once

@@ -30,7 +30,7 @@ from ..serving import cache, vectorized
 from ..serving.runtime import FLOAT32_MAX, Model
 from .consumers import sources_of_features
 
-_plans: dict[tuple, object] = {}  # per consumer and model: the statement that reads events
+_plans: dict[tuple, str] = {}  # per consumer and model: the statement that reads events
 _inserts: dict[int, object] = {}  # per output table: the statement that writes predictions
 INSERT = """
 INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
@@ -67,10 +67,11 @@ def _read_sql(c: dict, model: ServedModel, events: relations.Relation, enrich: r
     return f"""
 SELECT ev.ev_id, ev.ev_key, ev.ev_time, {x} AS x, {t} AS t
   FROM (SELECT l.ev_id, l.ev_key, l.ev_time, l.ev_row AS r FROM pgmodels.{qi(c['log'])} l
-         WHERE l.ev_txid >= pg_catalog.pg_snapshot_xmin($1) AND l.ev_txid < pg_catalog.pg_snapshot_xmax($2)
-           AND pg_catalog.pg_visible_in_snapshot(l.ev_txid, $2) AND NOT pg_catalog.pg_visible_in_snapshot(l.ev_txid, $1)
-           AND l.ev_id > $3
-         ORDER BY l.ev_id LIMIT $4) ev{join}
+         WHERE l.ev_txid >= pg_catalog.pg_snapshot_xmin(\x00done\x00) AND l.ev_txid < pg_catalog.pg_snapshot_xmax(\x00batch\x00)
+           AND pg_catalog.pg_visible_in_snapshot(l.ev_txid, \x00batch\x00)
+           AND NOT pg_catalog.pg_visible_in_snapshot(l.ev_txid, \x00done\x00)
+           AND l.ev_id > \x00after\x00
+         ORDER BY l.ev_id LIMIT \x00limit\x00) ev{join}
  ORDER BY ev.ev_id"""
 
 
@@ -109,13 +110,22 @@ def process(consumer_name: str, max_events: int) -> int:
     served = ServedModel(model.id, model.project, model.version, model.task, model.feature_names, model.feature_types,
                          model.array_features)
     key = (c["consumer_id"], model.id)
-    plan = _plans.get(key)
-    if plan is None:
+    template = _plans.get(key)
+    if template is None:
         events = relations.by_oid(c["source"])
         enrich = relations.by_oid(c["enrich"]) if c["enrich"] else None
-        plan = _plans[key] = plpy.prepare(_read_sql(c, served, events, enrich),
-                                          ["pg_snapshot", "pg_snapshot", "bigint", "integer"])
-    rows = plpy.execute(plan, [c["done_snapshot"], c["batch_snapshot"], c["batch_after"], max_events])
+        template = _plans[key] = _read_sql(c, served, events, enrich)
+    # The snapshots go in as literals, not parameters: with parameters PostgreSQL soon
+    # settles on a generic plan that sorts every pending event to take the first ones,
+    # where the plan for the values walks the id index.
+    # (NUL marks the places: no identifier can hold one)
+    values = {"done": plpy.quote_literal(c["done_snapshot"]) + "::pg_catalog.pg_snapshot",
+              "batch": plpy.quote_literal(c["batch_snapshot"]) + "::pg_catalog.pg_snapshot",
+              "after": str(int(c["batch_after"])), "limit": str(int(max_events))}
+    statement = template
+    for name, value in values.items():
+        statement = statement.replace(f"\x00{name}\x00", value)
+    rows = plpy.execute(statement)
     n = len(rows)
     progress.stream_batch(consumer_name, c["consumer_id"], n, max_events)  # a full batch is a catch-up's step
     good, bad = [], []

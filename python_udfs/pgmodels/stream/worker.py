@@ -19,6 +19,8 @@ import time
 import psycopg
 from psycopg import sql
 
+INFLIGHT_POLL = 0.02  # seconds between looks while a producer's transaction is open
+
 
 class Worker:
     def __init__(self, dsn: str, consumers: list[str] | None = None, max_events: int = 1000,
@@ -67,6 +69,7 @@ class Worker:
     def _loop(self, conn) -> None:
         consumers = self._consumers(conn)
         names = [c[0] for c in consumers]
+        stream_ids = sorted({c[2] for c in consumers})
         for channel in sorted({c[1] for c in consumers}):
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         self.log(f"pgmodels stream work: consuming {', '.join(names)}")
@@ -81,9 +84,18 @@ class Worker:
             # nothing pending: ask to be woken, look once more, then wait
             conn.execute("SELECT pgmodels._stream_waiting(pgmodels._credential(), %s, true)", [names])
             if not self._round(conn, names):
-                for _ in conn.notifies(timeout=self.idle_timeout, stop_after=1):
-                    pass
+                # a producer whose transaction is still open may commit without notifying
+                # (it looked for waiting workers when it inserted): look again soon then
+                inflight = conn.execute("SELECT pgmodels._stream_inflight(%s)", [stream_ids]).fetchone()[0]
+                self._wait(conn, INFLIGHT_POLL if inflight else self.idle_timeout)
             conn.execute("SELECT pgmodels._stream_waiting(pgmodels._credential(), %s, false)", [names])
+
+    def _wait(self, conn, seconds: float) -> None:
+        """Until a notification, ``seconds``, or a stop signal (checked every quarter second)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            if any(True for _ in conn.notifies(timeout=min(left, 0.25), stop_after=1)):
+                return
 
     def _round(self, conn, names: list[str]) -> int:
         done = 0
