@@ -118,7 +118,7 @@ def start_servers(args, prep: dict, workdir: Path) -> dict:
     base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     for name, url in base.items():
         probe = url + ("/v2/health/ready" if name == "serve" else "/docs" if name == "fastapi" else "/")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded machine starts slowly
         while True:
             try:
                 urllib.request.urlopen(probe, timeout=2)
@@ -129,9 +129,21 @@ def start_servers(args, prep: dict, workdir: Path) -> dict:
             except OSError:
                 pass
             if time.monotonic() > deadline or procs[name].poll() is not None:
+                stop_servers(procs)
                 raise RuntimeError(f"{name} did not start: {(workdir / f'{name}.log').read_text()[-2000:]}")
             time.sleep(0.3)
     return {"procs": procs, "base": base}
+
+
+def stop_servers(procs: dict) -> None:
+    for p in procs.values():
+        try:
+            os.killpg(p.pid, 15)
+            p.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
 
 
 def requests_for(prep: dict, base: dict, key: int) -> dict:
@@ -235,12 +247,7 @@ def run(args) -> dict:
                 runs[side].append(load(*reqs[side], args))
         meta["load_average_at_end"] = os.getloadavg()
     finally:
-        for p in servers["procs"].values():
-            try:
-                os.killpg(p.pid, 15)
-                p.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, 9)
+        stop_servers(servers["procs"])
     return {"meta": meta, "agreement": check, "runs": runs, "summary": summarize(runs), "workdir": str(workdir)}
 
 
