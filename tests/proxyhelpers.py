@@ -37,7 +37,7 @@ class Server:
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         self.wait_live()
 
-    def wait_live(self, timeout: float = 60) -> None:
+    def wait_live(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -50,6 +50,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+        self.stop()
         raise RuntimeError(f"pgmodels serve did not start: {self.log.read_text()}")
 
     def stop(self) -> int:
