@@ -72,7 +72,7 @@ def test_other_sessions_see_the_stage_while_training_runs(connect, name):
     assert fitting and all(r[:2] == ("train", name) and r[4] == 6 and 1 <= r[3] <= 6 and r[5] == "postgres"
                            for r in fitting)
     assert [r[3] for r in fitting] == sorted(r[3] for r in fitting)  # candidates in order
-    assert {r[2] for r in seen} <= {"reading", "fitting", "refitting", "scoring", "converting", "verifying",
+    assert {r[2] for r in seen} <= {"starting", "reading", "fitting", "refitting", "scoring", "converting", "verifying",
                                     "storing", "done"}
     # the caller's own application_name is back, and nothing is left in the view
     assert worker.execute("SELECT current_setting('application_name')").fetchone()[0] == "my app"
@@ -90,7 +90,7 @@ def test_a_training_waiting_to_read_shows_reading(connect, test_db, name):
     try:
         deadline = time.monotonic() + 30
         row = None
-        while time.monotonic() < deadline and row is None:
+        while time.monotonic() < deadline and (row is None or row[2] != "reading"):  # after "starting"
             row = watcher.execute("SELECT operation, name, stage, step FROM pgmodels.progress WHERE name = %s",
                                   [name]).fetchone()
             time.sleep(0.02)
@@ -136,7 +136,9 @@ def test_a_batch_run_reports_each_chunk(connect, test_db, name):
     c.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, chunk_rows => 1000)", [name, name, src, name + "_out"])
     c.execute(f"ANALYZE {src}")
     got = notices_of(c)
+    c.execute("SET application_name = 'batch caller'")
     c.execute("CALL run_batch_job(%s)", [name])
+    assert c.execute("SELECT current_setting('application_name')").fetchone()[0] == "batch caller"
     assert [m for _, _, m in got] == [
         f'batch job "{name}": scoring chunk 1 (rows 1 to 1000 of about 2500)',
         f'batch job "{name}": scoring chunk 2 (rows 1001 to 2000 of about 2500)',

@@ -60,6 +60,7 @@ def start(operation: str, name: str) -> None:
     lvl = level()
     _op = {"operation": operation, "name": name, "original": original, "started": time.monotonic(),
            "level": None if lvl == "off" or original == "pg_cron" else lvl}
+    report("starting")  # seen at once, even while the first training of a session loads its libraries
 
 
 def report(stage: str, message: str | None = None, step: int | None = None, steps: int | None = None) -> None:
