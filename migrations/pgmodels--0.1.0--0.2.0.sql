@@ -1772,9 +1772,6 @@ CREATE TABLE pgmodels.stream (
     current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
     rotated_at    timestamptz NOT NULL DEFAULT now(),
     rotate_rows   bigint NOT NULL DEFAULT 100000,
-    -- the backends of the workers waiting for a notification: inserts notify only while
-    -- there is one (a NOTIFY serializes the commits of the transactions that send one)
-    waiters       integer[] NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';
@@ -1817,6 +1814,17 @@ CREATE TABLE pgmodels.stream_dead_letter (
 );
 COMMENT ON TABLE pgmodels.stream_dead_letter IS 'events a stream consumer could not score, with the error; read them through pgmodels.stream_dead_letters';
 
+-- The backends of the workers waiting for a notification: inserts notify only while
+-- there is one (a NOTIFY serializes the commits of the transactions that send one). A
+-- table of its own, so that waiting never locks the stream's row.
+CREATE TABLE pgmodels.stream_waiter (
+    stream_id bigint NOT NULL REFERENCES pgmodels.stream (id) ON DELETE CASCADE,
+    pid       integer NOT NULL,
+    since     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, pid)
+);
+COMMENT ON TABLE pgmodels.stream_waiter IS 'the worker backends waiting for a stream''s next insert (not dumped: it describes running sessions)';
+
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');
@@ -1833,6 +1841,19 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT 'stream_' || stream_id || '_log' || coalesce('_' || child, '') $$;
 COMMENT ON FUNCTION pgmodels._stream_log(bigint, integer) IS 'internal: the name (in schema pgmodels) of a stream''s log, or of one of its three children';
 
+-- Whether a role may read a stream's events: it may read the stream's table, and the
+-- table has no row-level security unless the role owns it (the log holds whole rows, to
+-- which no policy applies). Asked by the log's own policy at every read, so a revoke or
+-- a policy added later takes effect at once.
+CREATE OR REPLACE FUNCTION pgmodels._may_consume(stream_id bigint, role oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pgmodels.stream s JOIN pg_class c ON c.oid = s.source
+                    WHERE s.id = $1 AND has_table_privilege($2, s.source, 'SELECT')
+                      AND (NOT c.relrowsecurity OR pg_has_role($2, c.relowner, 'USAGE')))
+$$;
+COMMENT ON FUNCTION pgmodels._may_consume(bigint, oid) IS 'internal: whether a role may read a stream''s events (the log''s row-level policy)';
+
 -- The stream a caller owns (or, with may_consume, may consume: it may read its table).
 CREATE OR REPLACE FUNCTION pgmodels._stream_get(credential text, stream_name text, may_consume boolean DEFAULT false)
 RETURNS pgmodels.stream
@@ -1847,14 +1868,12 @@ BEGIN
         RAISE EXCEPTION 'stream "%" does not exist', stream_name USING ERRCODE = '42704',
             HINT = 'See pgmodels.streams for the streams there are.';
     END IF;
-    IF may_consume AND has_table_privilege(caller, s.source, 'SELECT') THEN
-        RETURN s;
-    ELSIF NOT pg_has_role(caller, s.owner, 'USAGE') THEN
-        RAISE EXCEPTION '%', CASE WHEN may_consume THEN format('permission denied for stream "%s"', stream_name)
-                                  ELSE format('must be owner of stream "%s"', stream_name) END
-            USING ERRCODE = '42501',
-                  DETAIL = CASE WHEN may_consume THEN format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it.', s.source)
-                                ELSE format('Stream "%s" belongs to role "%s".', stream_name, s.owner) END;
+    IF may_consume AND NOT pgmodels._may_consume(s.id, caller) THEN
+        RAISE EXCEPTION 'permission denied for stream "%"', stream_name USING ERRCODE = '42501',
+            DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it (and, if it has row-level security, to own it).', s.source);
+    ELSIF NOT may_consume AND NOT pg_has_role(caller, s.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of stream "%"', stream_name USING ERRCODE = '42501',
+            DETAIL = format('Stream "%s" belongs to role "%s".', stream_name, s.owner);
     END IF;
     RETURN s;
 END
@@ -1871,6 +1890,7 @@ DECLARE
     s pgmodels.stream;
     log text;
     capture text;
+    key_type oid;
     branches text := '';
 BEGIN
     PERFORM pgmodels._require_grant(caller, 'create_stream(text, text, text)', 'create_stream', 'may make streams');
@@ -1883,10 +1903,25 @@ BEGIN
         RAISE EXCEPTION 'must be owner of table %', rel.display USING ERRCODE = '42501',
             DETAIL = 'Making a table a stream adds a trigger to it.';
     END IF;
-    IF key_column IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = source
-                                                 AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
-        RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
-            DETAIL = 'It was given as the stream''s key column.';
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = source AND c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'a temporary table cannot be a stream' USING ERRCODE = '0A000',
+            DETAIL = 'It ends with its session, and its stream with it.';
+    END IF;
+    IF key_column IS NOT NULL THEN
+        SELECT a.atttypid INTO key_type FROM pg_attribute a
+         WHERE a.attrelid = source AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF key_type IS NULL THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
+                DETAIL = 'It was given as the stream''s key column.';
+        END IF;
+        -- the capture trigger turns the key into text with the definer's rights: only a
+        -- built-in type's own conversion may run there, never a cast a role defined
+        IF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = key_type AND t.typnamespace = 'pg_catalog'::regnamespace
+                          AND t.typtype = 'b' AND t.typcategory IN ('N', 'S', 'D', 'U', 'B')) THEN
+            RAISE EXCEPTION 'key column "%" is of type %, which cannot be a stream''s key', key_column, key_type::regtype
+                USING ERRCODE = '42804',
+                      DETAIL = 'A stream''s key is an integer, numeric, text, uuid, boolean, date or timestamp column.';
+        END IF;
     END IF;
     IF EXISTS (SELECT 1 FROM pgmodels.stream st WHERE st.name = stream_name) THEN
         RAISE EXCEPTION 'stream "%" already exists', stream_name USING ERRCODE = '42710';
@@ -1903,8 +1938,15 @@ BEGIN
     EXECUTE format('CREATE TABLE pgmodels.%I (ev_id bigint NOT NULL, ev_txid xid8 NOT NULL, ev_time timestamptz NOT NULL, '
                    'ev_key text, ev_row %s)', log, format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = source), NULL));
     EXECUTE format('COMMENT ON TABLE pgmodels.%I IS %L', log, format('the event log of pgmodels stream "%s"', stream_name));
+    -- Consumers' owners read the log directly (SELECT is granted at add_consumer), and only
+    -- while they may read the stream's table: a policy asks at every read.
+    EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ROW LEVEL SECURITY', log);
+    EXECUTE format('CREATE POLICY consumers ON pgmodels.%I FOR SELECT '
+                   'USING ((SELECT pgmodels._may_consume(%s, (SELECT r.oid FROM pg_catalog.pg_roles r '
+                   'WHERE r.rolname = current_user))))', log, s.id);
     FOR child IN 0..2 LOOP
         EXECUTE format('CREATE TABLE pgmodels.%I () INHERITS (pgmodels.%I)', pgmodels._stream_log(s.id, child), log);
+        EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ROW LEVEL SECURITY', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_txid)', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_id)', pgmodels._stream_log(s.id, child));
         branches := branches || format(
@@ -1923,7 +1965,8 @@ BEGIN
                       SET search_path = pg_catalog, pg_temp AS $body$
                       DECLARE current smallint; waiting boolean;
                       BEGIN
-                          SELECT s.current_child, s.waiters <> '{}' INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
+                          SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id)
+                            INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
                           %s END IF;
                           IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
                           RETURN NULL;
@@ -1983,11 +2026,6 @@ BEGIN
         RAISE EXCEPTION 'permission denied for project "%"', project_name USING ERRCODE = '42501',
             DETAIL = format('Role "%s" has no predict privilege on it.', caller::regrole);
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.source AND r.relrowsecurity)
-       AND NOT pg_has_role(caller, s.owner, 'USAGE') THEN
-        RAISE EXCEPTION 'table % has row-level security, which stream events do not apply', s.source
-            USING ERRCODE = '0A000', HINT = 'Only the stream''s owner may consume it.';
-    END IF;
     IF output = s.source OR NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = output AND r.relkind IN ('r', 'p')
                                            AND pg_has_role(caller, r.relowner, 'USAGE')) THEN
         RAISE EXCEPTION 'must be owner of table %', output::regclass USING ERRCODE = '42501',
@@ -2036,9 +2074,9 @@ BEGIN
     END IF;
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = c.stream_id;
     IF take THEN
-        IF NOT has_table_privilege(caller, s.source, 'SELECT') THEN
+        IF NOT pgmodels._may_consume(s.id, caller) THEN
             RAISE EXCEPTION 'permission denied for stream "%"', s.name USING ERRCODE = '42501',
-                DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it.', s.source);
+                DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it (and, if it has row-level security, to own it).', s.source);
         END IF;
         SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.id = c.id FOR UPDATE SKIP LOCKED;
         IF c.id IS NULL THEN
@@ -2073,7 +2111,8 @@ BEGIN
            failures = c.failures + _consumer_advance.failed,
            last_event_id = coalesce(_consumer_advance.last_event_id, c.last_event_id),
            last_activity = CASE WHEN _consumer_advance.scored + _consumer_advance.failed > 0 THEN now() ELSE c.last_activity END
-     WHERE c.id = consumer_id AND c.batch_snapshot IS NOT NULL AND c.owner = pgmodels._verify_caller(credential)::regrole;
+     WHERE c.id = consumer_id AND c.batch_snapshot IS NOT NULL
+       AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE');
     IF NOT FOUND THEN
         RAISE EXCEPTION 'consumer % has no batch in progress for this role', consumer_id USING ERRCODE = '55000';
     END IF;
@@ -2089,7 +2128,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer c WHERE c.id = consumer_id
-                      AND c.owner = pgmodels._verify_caller(credential)::regrole) THEN
+                      AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE')) THEN
         RAISE EXCEPTION 'consumer % is not this role''s', consumer_id USING ERRCODE = '42501';
     END IF;
     INSERT INTO pgmodels.stream_dead_letter (consumer_id, event_id, event_key, event, error, error_sqlstate)
@@ -2105,8 +2144,14 @@ AS $$
 DECLARE
     c record;
 BEGIN
-    SELECT g.consumer_id, g.stream_id, g.output INTO c FROM pgmodels._consumer_get(credential, consumer_name, false) g;
+    SELECT g.consumer_id, g.stream_id, g.output, x.owner INTO c
+      FROM pgmodels._consumer_get(credential, consumer_name, false) g
+      JOIN pgmodels.stream_consumer x ON x.id = g.consumer_id;
     DELETE FROM pgmodels.stream_consumer x WHERE x.id = c.consumer_id;
+    IF NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer x WHERE x.stream_id = c.stream_id AND x.owner = c.owner)
+       AND EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = c.owner) THEN
+        EXECUTE format('REVOKE SELECT ON pgmodels.%I FROM %I', pgmodels._stream_log(c.stream_id), c.owner::regrole::text);
+    END IF;
     RETURN c.output::regclass;
 END
 $$;
@@ -2117,14 +2162,17 @@ COMMENT ON FUNCTION pgmodels._consumer_drop(text, text) IS 'internal: the core o
 CREATE OR REPLACE FUNCTION pgmodels._stream_waiting(credential text, consumer_names text[], wait boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
 BEGIN
-    UPDATE pgmodels.stream s
-       SET waiters = CASE WHEN wait THEN array_append(array_remove(s.waiters, pg_backend_pid()), pg_backend_pid())
-                          ELSE array_remove(s.waiters, pg_backend_pid()) END
-     WHERE (pg_backend_pid() = ANY (s.waiters)) IS DISTINCT FROM wait
-       AND s.id IN (SELECT c.stream_id FROM pgmodels.stream_consumer c
-                     WHERE c.name = ANY (consumer_names)
-                       AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE'));
+    IF wait THEN
+        INSERT INTO pgmodels.stream_waiter (stream_id, pid)
+        SELECT DISTINCT c.stream_id, pg_backend_pid() FROM pgmodels.stream_consumer c
+         WHERE c.name = ANY (consumer_names) AND pg_has_role(caller, c.owner, 'USAGE')
+        ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM pgmodels.stream_waiter w WHERE w.pid = pg_backend_pid();
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_waiting(text, text[], boolean) IS 'internal: registers this backend as a worker waiting for the streams of these consumers (inserts then notify), or no longer';
@@ -2145,13 +2193,15 @@ COMMENT ON FUNCTION pgmodels._stream_inflight(bigint[]) IS 'internal: whether an
 
 -- Keeps each log small and free of dead rows: a child every consumer is past is emptied
 -- with TRUNCATE (under a lock taken first, so that no insert slips in between the check
--- and the TRUNCATE), and inserts move on to the next child once the current one holds
--- rotate_rows events or a minute's worth. Definer: it alters the private logs; it only
--- removes events no consumer needs.
-CREATE OR REPLACE FUNCTION pgmodels._stream_maintain(stream_id bigint) RETURNS text
+-- and the TRUNCATE; in READ COMMITTED, so that the check sees every commit before the
+-- lock), and inserts move on to the next child once the current one holds rotate_rows
+-- events or a minute's worth. Definer: it alters the private logs; it only removes events
+-- no consumer needs, for the stream's owner and its consumers' owners.
+CREATE OR REPLACE FUNCTION pgmodels._stream_maintain(credential text, stream_id bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    caller oid := pgmodels._verify_caller(credential);
     s pgmodels.stream;
     horizon xid8;
     newest xid8;
@@ -2160,14 +2210,19 @@ DECLARE
     passed boolean;
     done text := '';
 BEGIN
-    SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id FOR UPDATE SKIP LOCKED;
-    IF s.id IS NULL THEN
-        RETURN 'busy';
+    SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id;
+    IF s.id IS NULL OR NOT (pg_has_role(caller, s.owner, 'USAGE') OR EXISTS (
+            SELECT 1 FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id AND pg_has_role(caller, c.owner, 'USAGE'))) THEN
+        RAISE EXCEPTION 'permission denied for stream %', stream_id USING ERRCODE = '42501',
+            DETAIL = 'A stream''s log is maintained by its owner and its consumers'' owners.';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'stream maintenance needs READ COMMITTED' USING ERRCODE = '25001',
+            DETAIL = 'It must see every commit made before it locks a part of the log.';
     END IF;
     -- workers that died while waiting
-    UPDATE pgmodels.stream st SET waiters = ARRAY(SELECT w FROM unnest(st.waiters) w
-                                                   WHERE EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w))
-     WHERE st.id = s.id AND st.waiters <> '{}';
+    DELETE FROM pgmodels.stream_waiter w
+     WHERE w.stream_id = s.id AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
     -- every transaction older than this is one every consumer has processed
     SELECT min(pg_snapshot_xmin(c.done_snapshot)) INTO horizon FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id;
     FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
@@ -2198,15 +2253,18 @@ BEGIN
     child := (s.current_child + 1) % 3;
     IF coalesce(span, 0) > 0 AND (span >= s.rotate_rows OR s.rotated_at < now() - interval '1 minute') THEN
         EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
-        IF newest IS NULL THEN
-            UPDATE pgmodels.stream st SET current_child = child, rotated_at = now() WHERE st.id = s.id;
-            done := done || format('inserts go to %s', child);
+        IF newest IS NULL THEN  -- compare and set: another maintainer may have rotated
+            UPDATE pgmodels.stream st SET current_child = child, rotated_at = now()
+             WHERE st.id = s.id AND st.current_child = s.current_child;
+            IF FOUND THEN
+                done := done || format('inserts go to %s', child);
+            END IF;
         END IF;
     END IF;
     RETURN done;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._stream_maintain(bigint) IS 'internal: rotates a stream''s log and truncates the children every consumer is past';
+COMMENT ON FUNCTION pgmodels._stream_maintain(text, bigint) IS 'internal: rotates a stream''s log and truncates the children every consumer is past';
 
 -- How far behind a consumer is: events not yet processed, and the oldest one's time.
 -- Definer (it reads the log); answers only a role that owns the consumer or its stream.
@@ -2361,10 +2419,12 @@ COMMENT ON FUNCTION @extschema@.drop_stream(text, boolean) IS 'removes a stream:
 CREATE OR REPLACE FUNCTION @extschema@.stream_maintenance(stream_name text DEFAULT NULL) RETURNS TABLE (stream text, done text)
 LANGUAGE sql VOLATILE
 AS $$
-    SELECT s.name, pgmodels._stream_maintain(s.stream_id) FROM pgmodels.streams s
-     WHERE $1 IS NULL OR s.name = $1
+    SELECT s.name, pgmodels._stream_maintain(pgmodels._credential(), s.stream_id) FROM pgmodels.streams s
+     WHERE ($1 IS NULL OR s.name = $1)
+       AND (pg_catalog.pg_has_role(pgmodels._me(), s.owner::regrole, 'USAGE')
+            OR EXISTS (SELECT 1 FROM pgmodels.stream_consumers c WHERE c.stream = s.name))
 $$;
-COMMENT ON FUNCTION @extschema@.stream_maintenance(text) IS 'rotates the logs of the streams the current role owns or consumes and empties the parts every consumer is past; workers run it, and pg_cron can';
+COMMENT ON FUNCTION @extschema@.stream_maintenance(text) IS 'rotates the logs of the streams the current role owns or consumes and empties the parts every consumer is past; workers run it, and pg_cron can; in READ COMMITTED';
 
 CREATE OR REPLACE VIEW pgmodels.streams WITH (security_barrier) AS
 SELECT s.name, s.id AS stream_id, s.owner::text AS owner, s.source::text AS relation, s.key_column,
@@ -2799,9 +2859,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._process_stream(text, integer),
     pgmodels._stream_waiting(text, text[], boolean),
     pgmodels._stream_inflight(bigint[]),
-    -- maintenance only removes events no consumer needs; the lag answers only owners; a
+    -- maintenance (for owners) only removes events no consumer needs; the log's policy
+    -- answers as has_table_privilege does; the lag answers only owners; a
     -- consumer's output table and channel are not secret
-    pgmodels._stream_maintain(bigint),
+    pgmodels._stream_maintain(text, bigint),
+    pgmodels._may_consume(bigint, oid),
     pgmodels._consumer_lag(bigint),
     pgmodels._consumer_output(text)
 TO PUBLIC;

@@ -28,9 +28,6 @@ CREATE TABLE pgmodels.stream (
     current_child smallint NOT NULL DEFAULT 0 CHECK (current_child BETWEEN 0 AND 2),
     rotated_at    timestamptz NOT NULL DEFAULT now(),
     rotate_rows   bigint NOT NULL DEFAULT 100000,
-    -- the backends of the workers waiting for a notification: inserts notify only while
-    -- there is one (a NOTIFY serializes the commits of the transactions that send one)
-    waiters       integer[] NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgmodels.stream IS 'streams: a table whose inserted rows are events, captured into a private rotating log; read it through pgmodels.streams';
@@ -72,6 +69,17 @@ CREATE TABLE pgmodels.stream_dead_letter (
     PRIMARY KEY (consumer_id, event_id)
 );
 COMMENT ON TABLE pgmodels.stream_dead_letter IS 'events a stream consumer could not score, with the error; read them through pgmodels.stream_dead_letters';
+
+-- The backends of the workers waiting for a notification: inserts notify only while
+-- there is one (a NOTIFY serializes the commits of the transactions that send one). A
+-- table of its own, so that waiting never locks the stream's row.
+CREATE TABLE pgmodels.stream_waiter (
+    stream_id bigint NOT NULL REFERENCES pgmodels.stream (id) ON DELETE CASCADE,
+    pid       integer NOT NULL,
+    since     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, pid)
+);
+COMMENT ON TABLE pgmodels.stream_waiter IS 'the worker backends waiting for a stream''s next insert (not dumped: it describes running sessions)';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');

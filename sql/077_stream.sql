@@ -127,10 +127,12 @@ COMMENT ON FUNCTION @extschema@.drop_stream(text, boolean) IS 'removes a stream:
 CREATE OR REPLACE FUNCTION @extschema@.stream_maintenance(stream_name text DEFAULT NULL) RETURNS TABLE (stream text, done text)
 LANGUAGE sql VOLATILE
 AS $$
-    SELECT s.name, pgmodels._stream_maintain(s.stream_id) FROM pgmodels.streams s
-     WHERE $1 IS NULL OR s.name = $1
+    SELECT s.name, pgmodels._stream_maintain(pgmodels._credential(), s.stream_id) FROM pgmodels.streams s
+     WHERE ($1 IS NULL OR s.name = $1)
+       AND (pg_catalog.pg_has_role(pgmodels._me(), s.owner::regrole, 'USAGE')
+            OR EXISTS (SELECT 1 FROM pgmodels.stream_consumers c WHERE c.stream = s.name))
 $$;
-COMMENT ON FUNCTION @extschema@.stream_maintenance(text) IS 'rotates the logs of the streams the current role owns or consumes and empties the parts every consumer is past; workers run it, and pg_cron can';
+COMMENT ON FUNCTION @extschema@.stream_maintenance(text) IS 'rotates the logs of the streams the current role owns or consumes and empties the parts every consumer is past; workers run it, and pg_cron can; in READ COMMITTED';
 
 CREATE OR REPLACE VIEW pgmodels.streams WITH (security_barrier) AS
 SELECT s.name, s.id AS stream_id, s.owner::text AS owner, s.source::text AS relation, s.key_column,

@@ -128,9 +128,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._process_stream(text, integer),
     pgmodels._stream_waiting(text, text[], boolean),
     pgmodels._stream_inflight(bigint[]),
-    -- maintenance only removes events no consumer needs; the lag answers only owners; a
+    -- maintenance (for owners) only removes events no consumer needs; the log's policy
+    -- answers as has_table_privilege does; the lag answers only owners; a
     -- consumer's output table and channel are not secret
-    pgmodels._stream_maintain(bigint),
+    pgmodels._stream_maintain(text, bigint),
+    pgmodels._may_consume(bigint, oid),
     pgmodels._consumer_lag(bigint),
     pgmodels._consumer_output(text)
 TO PUBLIC;

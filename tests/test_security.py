@@ -202,7 +202,7 @@ PUBLIC_INTERNALS = {
     "pgmodels._consumer_advance(text,bigint,bigint,boolean,bigint,bigint,bigint)",
     "pgmodels._consumer_dead_letters(text,bigint,bigint[],text[],jsonb[],text[],text[])",
     "pgmodels._consumer_drop(text,text)", "pgmodels._process_stream(text,integer)",
-    "pgmodels._stream_waiting(text,text[],boolean)", "pgmodels._stream_inflight(bigint[])", "pgmodels._stream_maintain(bigint)",
+    "pgmodels._stream_waiting(text,text[],boolean)", "pgmodels._stream_inflight(bigint[])", "pgmodels._stream_maintain(text,bigint)", "pgmodels._may_consume(bigint,oid)",
     "pgmodels._consumer_lag(bigint)", "pgmodels._consumer_output(text)",
 }
 

@@ -281,7 +281,8 @@ def test_a_commit_that_could_not_notify_is_still_seen_at_once(conn, connect, tes
     insert_rides(producer, table, 3)
     worker = start_worker(test_db, name + "_c", extra=("--idle-timeout", "30"))
     try:
-        wait_until(lambda: conn.execute("SELECT waiters <> '{}' FROM pgmodels.stream WHERE name = %s",
+        wait_until(lambda: conn.execute("SELECT count(*) > 0 FROM pgmodels.stream_waiter w "
+                                        "JOIN pgmodels.stream s ON s.id = w.stream_id WHERE s.name = %s",
                                         [name]).fetchone()[0], 20, 0.05)
         producer.commit()
         started = time.time()
@@ -289,3 +290,34 @@ def test_a_commit_that_could_not_notify_is_still_seen_at_once(conn, connect, tes
         assert time.time() - started < 3
     finally:
         assert stop_worker(worker, timeout=5) == 0  # SIGTERM ends its wait at once
+
+
+def test_enrichment_with_duplicate_or_foreign_keys_scores_each_event_once(conn, name):
+    regression_project(conn, name + "_m")
+    conn.execute(f"CREATE TABLE {name}_events (customer text, a float8)")
+    conn.execute(f"CREATE TABLE {name}_features (customer integer, b float8)")  # no unique key, another type
+    conn.execute(f"INSERT INTO {name}_features VALUES (1, 1), (1, 1), (2, 5)")
+    conn.execute("SELECT create_stream(%s, %s, 'customer')", [name, name + "_events"])
+    conn.execute("SELECT add_consumer(%s, %s, %s, enrich_relation => %s, enrich_key => 'customer')",
+                 [name, name + "_c", name + "_m", name + "_features"])
+    conn.execute(f"INSERT INTO {name}_events VALUES ('1', 2), ('abc', 1), ('2', 1)")
+    assert drain(conn, name + "_c") == 3
+    got = dict(conn.execute(f"SELECT key, round(prediction) FROM {name}_c_predictions").fetchall())
+    assert got == {"1": 3 * 2 - 2 * 1 + 1, "2": 3 * 1 - 2 * 5 + 1}
+    assert conn.execute("SELECT event_key FROM pgmodels.stream_dead_letters WHERE consumer = %s",
+                        [name + "_c"]).fetchall() == [("abc",)]
+
+
+def test_a_worker_goes_on_with_its_other_consumers_when_one_fails(conn, test_db, name):
+    regression_project(conn, name + "_m")
+    table = ride_stream(conn, name)
+    conn.execute("SELECT add_consumer(%s, %s, %s)", [name, name + "_bad", name + "_m"])
+    conn.execute("SELECT add_consumer(%s, %s, %s)", [name, name + "_good", name + "_m"])
+    conn.execute(f"ALTER TABLE {name}_bad_predictions RENAME TO {name}_gone")  # every call of _bad fails
+    worker = start_worker(test_db, name + "_bad", name + "_good")
+    try:
+        insert_rides(conn, table, 20)
+        wait_until(lambda: conn.execute(f"SELECT count(*) FROM {name}_good_predictions").fetchone()[0] == 20, 30)
+    finally:
+        assert stop_worker(worker) == 0
+    assert f"{name}_bad" in worker.stderr.read()

@@ -19,6 +19,9 @@ def stream(conn, name):
     conn.execute(f"CREATE TABLE {name}_nokey (a float8, c float8)")
     conn.execute(f"CREATE TABLE {name}_textual (ride_id integer, a text, b float8)")
     conn.execute(f"CREATE TABLE {name}_shape (event_id integer PRIMARY KEY)")
+    conn.execute(f"CREATE TYPE {name}_kt AS (x integer)")
+    conn.execute(f"CREATE TABLE {name}_custom (k {name}_kt, a float8, b float8)")
+    conn.execute(f"CREATE TEMP TABLE {name}_temp (a float8, b float8)")
     return ride_stream(conn, name)
 
 
@@ -29,6 +32,8 @@ BAD = [
     ("a taken stream name", "SELECT create_stream('{n}', '{n}_nokey')", "42710", "already exists"),
     ("a table that is a stream", "SELECT create_stream('{n}_2', '{n}_rides')", "42710", "already the table"),
     ("a bad stream name", "SELECT create_stream('bad name', '{n}_nokey')", "22023", "stream name"),
+    ("a key of a type of the user's", "SELECT create_stream('{n}_2', '{n}_custom', 'k')", "42804", "key"),
+    ("a temporary table", "SELECT create_stream('{n}_2', '{n}_temp')", "0A000", "temporary"),
     ("unknown stream", "SELECT add_consumer('nope', '{n}_c', '{n}_m')", "42704", "stream"),
     ("unknown project", "SELECT add_consumer('{n}', '{n}_c', 'nope')", "42704", "project"),
     ("features the events cannot supply", "SELECT add_consumer('{n}_nokey_s', '{n}_c', '{n}_m')", "42703", '"b"'),
@@ -102,6 +107,16 @@ def test_who_may_make_streams_consume_them_and_read_predictions(conn, make_role,
     insert_rides(conn, name + "_rides", 5, start=30)
     err = sql_error(alice, "SELECT process_stream(%s)", [name + "_c"])
     assert err.sqlstate == "42501"
+    # its access to the log goes with its SELECT on the table (row-level policy), and so
+    # does the log's maintenance; read committed only
+    assert alice.execute(f"SELECT count(*) FROM pgmodels.stream_{sid}_log").fetchone() == (0,)
+    err = sql_error(mallory, "SELECT pgmodels._stream_maintain(pgmodels._credential(), %s)", [sid])
+    assert err.sqlstate == "42501"
+    conn.execute(f"ALTER TABLE {name}_rides OWNER TO {alice_role}")
+    alice.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    assert sql_error(alice, "SELECT * FROM stream_maintenance(%s)", [name]).sqlstate == "25001"
+    alice.execute("ROLLBACK")
+    conn.execute(f"ALTER TABLE {name}_rides OWNER TO postgres")
     # producers need nothing of pgmodels: the trigger writes the log for them
     conn.execute(f"GRANT INSERT ON {name}_rides TO {mallory_role}")
     conn.execute(f"GRANT USAGE ON SEQUENCE {name}_rides_ride_id_seq TO {mallory_role}")

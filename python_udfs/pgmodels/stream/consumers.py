@@ -28,8 +28,9 @@ def sources_of_features(model: ServedModel, events: Relation, enrich: Relation |
         here = [r for r in (events, enrich) if r is not None and column in r.columns]
         if not here:
             raise PgmodelsError(f'the events of this stream cannot supply feature "{column}"',
-                                detail=f"{model.describe()} takes it; neither {events.display}"
-                                       + (f" nor {enrich.display}" if enrich else "") + " has such a column.",
+                                detail=f"{model.describe()} takes it; " + (
+                                    f"neither {events.display} nor {enrich.display} has such a column." if enrich
+                                    else f"{events.display} has no such column."),
                                 hint="Add the column to the stream's table, or look it up by key with "
                                      "enrich_relation.", sqlstate=UNDEFINED_COLUMN)
         for rel in here:

@@ -62,8 +62,14 @@ def _read_sql(c: dict, model: ServedModel, events: relations.Relation, enrich: r
     t = f"ARRAY[{', '.join(texts)}]::text[]" if texts else "NULL::text[]"
     join = ""
     if enrich is not None:
-        key_type = enrich.column(c["enrich_key"], "enrich key").type
-        join = f" LEFT JOIN {enrich.qualified} en ON en.{qi(c['enrich_key'])} = ev.ev_key::{key_type}"
+        enrich_key = enrich.column(c["enrich_key"], "enrich key")
+        stream_key = events.columns.get(c["key_column"]) if c["key_column"] else None
+        # the event's key as text: cast back when it came from a column of the same type
+        # (it always casts), else compared as text (an event never fails on its key)
+        match = f"en.{qi(enrich_key.name)} = ev.ev_key::{enrich_key.type}" \
+            if stream_key is not None and stream_key.type == enrich_key.type else f"en.{qi(enrich_key.name)}::text = ev.ev_key"
+        # one row per key: a feature store with two rows for a key must not score an event twice
+        join = f" LEFT JOIN LATERAL (SELECT * FROM {enrich.qualified} en WHERE {match} LIMIT 1) en ON true"
     return f"""
 SELECT ev.ev_id, ev.ev_key, ev.ev_time, {x} AS x, {t} AS t
   FROM (SELECT l.ev_id, l.ev_key, l.ev_time, l.ev_row AS r FROM pgmodels.{qi(c['log'])} l
@@ -125,7 +131,11 @@ def process(consumer_name: str, max_events: int) -> int:
     statement = template
     for name, value in values.items():
         statement = statement.replace(f"\x00{name}\x00", value)
-    rows = plpy.execute(statement)
+    try:
+        rows = plpy.execute(statement)
+    except plpy.SPIError as e:
+        _plans.pop(key, None)  # a column renamed or dropped since: built again (and checked) next call
+        raise e
     n = len(rows)
     progress.stream_batch(consumer_name, c["consumer_id"], n, max_events)  # a full batch is a catch-up's step
     good, bad = [], []

@@ -20,6 +20,12 @@ import psycopg
 from psycopg import sql
 
 INFLIGHT_POLL = 0.02  # seconds between looks while a producer's transaction is open
+FAILURE_PAUSE = 10.0  # seconds a consumer whose call failed is left alone
+
+
+def _first_line(e: Exception) -> str:
+    diag = getattr(e, "diag", None)
+    return (diag.message_primary if diag is not None and diag.message_primary else str(e)).strip().splitlines()[0]
 
 
 class Worker:
@@ -30,6 +36,7 @@ class Worker:
         self.stopping = False
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.processed = 0
+        self.failing: dict[str, float] = {}  # consumer -> when to try it again
 
     def stop(self, *_):
         self.stopping = True
@@ -60,7 +67,7 @@ class Worker:
             except psycopg.OperationalError as e:
                 if self.stopping:
                     break
-                self.log(f"pgmodels stream work: connection lost ({str(e).strip().splitlines()[0]}); "
+                self.log(f"pgmodels stream work: connection lost ({_first_line(e)}); "
                          f"retrying in {backoff:.1f} s")
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -77,7 +84,12 @@ class Worker:
         while not self.stopping:
             if time.monotonic() - last_maintenance > self.maintenance_every:
                 for (stream_id,) in {(c[2],) for c in consumers}:
-                    conn.execute("SELECT pgmodels._stream_maintain(%s)", [stream_id])
+                    try:
+                        conn.execute("SELECT pgmodels._stream_maintain(pgmodels._credential(), %s)", [stream_id])
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error as e:
+                        self.log(f"pgmodels stream work: maintenance of stream {stream_id}: {_first_line(e)}")
                 last_maintenance = time.monotonic()
             if self._round(conn, names):
                 continue
@@ -98,11 +110,24 @@ class Worker:
                 return
 
     def _round(self, conn, names: list[str]) -> int:
+        """One process_stream() per consumer. A consumer whose call fails (a model its
+        events cannot feed, a privilege lost) is logged and left alone for a while; the
+        others go on."""
         done = 0
         for name in names:
             if self.stopping:
                 break
-            n = conn.execute("SELECT process_stream(%s, %s)", [name, self.max_events]).fetchone()[0]
+            if self.failing.get(name, 0) > time.monotonic():
+                continue
+            try:
+                n = conn.execute("SELECT process_stream(%s, %s)", [name, self.max_events]).fetchone()[0]
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as e:
+                self.log(f"pgmodels stream work: {name}: {_first_line(e)} (retrying in {FAILURE_PAUSE:.0f} s)")
+                self.failing[name] = time.monotonic() + FAILURE_PAUSE
+                continue
+            self.failing.pop(name, None)
             done += n
             self.processed += n
         return done
