@@ -308,7 +308,7 @@ def test_training_stops_at_statement_timeout_and_writes_nothing(conn, mallory, b
                        "hyperparams => '{\"n_estimators\": 3000}')", [name, big_table])
     elapsed = time.monotonic() - start
     assert err.sqlstate == "57014"
-    assert elapsed < 2, elapsed
+    assert elapsed < 5, elapsed  # the training alone runs far longer; a loaded machine answers late
     assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
 
 
