@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from pgmodels.cli.cluster import Cluster
-from proxyhelpers import Env, Server, bearer, free_port, matrix
+from proxyhelpers import Env, Server, bearer, matrix
 
 ONE = {"inputs": [matrix([[3.0, 5.0, 1.0, 2.0]])]}
 SOAK_SECONDS = float(os.environ.get("PGMODELS_SOAK_SECONDS", "60"))
@@ -62,26 +58,6 @@ def test_soak_at_a_fixed_rate_has_no_5xx(test_db, tmp_path):
         assert "Traceback" not in env.server.log_text()
     finally:
         env.close()
-
-
-@pytest.fixture
-def throwaway_cluster(cluster):
-    """A second embedded cluster of its own, under /tmp (the server user must reach it)."""
-    home = Path(tempfile.mkdtemp(prefix="pgmodels-restart-"))
-    home.chmod(0o755)
-    old = os.environ.get("PGMODELS_VENV")
-    os.environ["PGMODELS_VENV"] = str(cluster.venv)
-    c = Cluster(home=home, port=free_port())
-    try:
-        c.create()
-        yield c
-    finally:
-        c.stop()
-        shutil.rmtree(home, ignore_errors=True)
-        if old is None:
-            os.environ.pop("PGMODELS_VENV", None)
-        else:
-            os.environ["PGMODELS_VENV"] = old
 
 
 def test_a_database_restart_gives_503_and_the_server_recovers(throwaway_cluster, tmp_path):
