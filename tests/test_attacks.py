@@ -240,7 +240,7 @@ def test_caller_bytes_never_reach_a_native_loader(conn, mallory, name):
     conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN}, {IMPORT} TO {rolname}")
     for function in ("pgmodels._load(text,bigint,double precision,pgmodels.served_model,boolean)",
                      "pgmodels._take_staged(text)", "pgmodels._activate_core(text,text)",
-                     "pgmodels._resolve(text,bigint,oid,text)"):
+                     "pgmodels._resolve(text,bigint,oid,text,boolean)"):
         assert c.execute("SELECT has_function_privilege(%s, 'EXECUTE')", [function]).fetchone() == (False,)
     err = sql_error(c, "SELECT * FROM pgmodels._store_model('deadbeef')")
     assert err.sqlstate == "42501" and err.diag.message_primary == "no model is staged under this token"
