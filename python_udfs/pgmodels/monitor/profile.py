@@ -1,0 +1,59 @@
+"""The reference profile a model version keeps of its training features.
+
+Per numeric feature: quantile bin edges (deciles by default, the PSI bins), the share of
+the training rows in each bin, mean, standard deviation, min, max, the null rate, and a
+compact quantile function (101 points) from which the Kolmogorov-Smirnov test compares
+current data without keeping the training rows. Per categorical (text) feature: the
+category frequencies (the most frequent ones, the rest pooled as "(other)"), and the null
+rate. The target (label or value) gets the same treatment. Everything is plain JSON, so
+it is kept in the catalog with the model and dumped and restored with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BINS = 10
+QUANTILE_POINTS = 101
+MAX_CATEGORIES = 50
+OTHER = "(other)"
+
+
+def numeric(values) -> dict:
+    """The profile of one numeric column (None and NaN are nulls)."""
+    x = np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    n = len(x)
+    present = x[~np.isnan(x)]
+    profile = {"kind": "numeric", "rows": n, "null_rate": (n - len(present)) / n if n else 0.0}
+    if len(present) == 0:
+        return {**profile, "edges": [], "shares": [], "quantiles": []}
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    return {**profile, "mean": float(present.mean()), "std": float(present.std()),
+            "min": float(present.min()), "max": float(present.max()),
+            "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
+            "quantiles": np.quantile(present, np.linspace(0, 1, QUANTILE_POINTS)).tolist()}
+
+
+def categorical(values) -> dict:
+    """The profile of one text column: its categories' shares among non-null rows."""
+    n = len(values)
+    present = [str(v) for v in values if v is not None]
+    cats, counts = np.unique(np.asarray(present, dtype=object), return_counts=True) if present else ([], [])
+    order = np.argsort(-np.asarray(counts)) if present else []
+    shares = {}
+    for i in list(order)[:MAX_CATEGORIES]:
+        shares[str(cats[i])] = counts[i] / len(present)
+    rest = 1.0 - sum(shares.values())
+    if rest > 1e-12:
+        shares[OTHER] = rest
+    return {"kind": "categorical", "rows": n, "null_rate": (n - len(present)) / n if n else 0.0,
+            "shares": {k: float(v) for k, v in shares.items()}}
+
+
+def of_columns(columns: dict[str, tuple[str, list]]) -> dict:
+    """Profiles of many columns: name -> (kind 'numeric' or 'text', values)."""
+    return {name: (numeric(values) if kind != "text" else categorical(values))
+            for name, (kind, values) in columns.items()}
