@@ -72,10 +72,34 @@ log "pip install pgmodels$EXTRAS into $VENV"
 "$VENV/bin/pip" install -q "$ROOT$EXTRAS"
 # the package itself always follows the source tree, even at an unchanged version
 "$VENV/bin/pip" install -q --no-deps --force-reinstall --no-build-isolation "$ROOT"
+# the edge device runtime (its own package, edge/python; the server signs bundles with it)
+"$VENV/bin/pip" install -q --no-deps --force-reinstall --no-build-isolation "$ROOT/edge/python"
 chmod -R a+rX "$VENV"
+
+# the edge runtimes' tests: Node.js with onnxruntime-node and -web, and headless Chromium
+# (onnxruntime-node's install script fetches GPU binaries from outside npm: skipped, the
+# CPU ones are in the package)
+if [ "$MODE" != system ]; then
+  edge=()
+  command -v node >/dev/null && command -v npm >/dev/null || edge+=(nodejs npm)
+  command -v chromium >/dev/null || edge+=(chromium)
+  if [ ${#edge[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || { echo "install.sh: needs root to install ${edge[*]}" >&2; exit 1; }
+    log "apt-get install ${edge[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${edge[@]}" >/dev/null
+  fi
+  if [ ! -d "$ROOT/edge/js/node_modules/onnxruntime-web" ] || [ "$ROOT/edge/js/package.json" -nt "$ROOT/edge/js/node_modules" ]; then
+    log "npm install (edge/js)"
+    (cd "$ROOT/edge/js" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$ROOT/edge/js/node_modules"
+  fi
+fi
 
 # 5. the extension files ----------------------------------------------------------------
 log "make install (PGXS)"
 make -s -C "$ROOT/extension" PG_CONFIG=$PG_CONFIG install >/dev/null
+# the companion extension pgmodels_pgml (PostgresML's pgml schema over pgmodels)
+make -s -C "$ROOT/extension/pgml" PG_CONFIG=$PG_CONFIG install >/dev/null
 
 echo "$VENV"
