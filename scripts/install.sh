@@ -99,5 +99,7 @@ fi
 # 5. the extension files ----------------------------------------------------------------
 log "make install (PGXS)"
 make -s -C "$ROOT/extension" PG_CONFIG=$PG_CONFIG install >/dev/null
+# the companion extension pgmodels_pgml (PostgresML's pgml schema over pgmodels)
+make -s -C "$ROOT/extension/pgml" PG_CONFIG=$PG_CONFIG install >/dev/null
 
 echo "$VENV"
