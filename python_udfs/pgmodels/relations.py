@@ -88,16 +88,16 @@ def by_oid(oid: int) -> Relation:
                      for c in cols})
 
 
-def require_select(rel: Relation, columns: list[str]) -> None:
+def require_select(rel: Relation, columns: list[str], who: str = "The job's role",
+                   hint: str = "A batch job reads its source with the rights of the role that creates it.") -> None:
     """The calling role may read these columns (table or column privileges)."""
     denied = [c for c in columns if not query(
         "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT') AS ok", [rel.oid, c], ["oid", "text"])[0]["ok"]]
     if denied:
         raise PgmodelsError(f"permission denied for relation {rel.display}",
-                            detail="The job's role may not read column%s %s." % (
-                                "s" if len(denied) > 1 else "", ", ".join(q(c) for c in denied)),
-                            hint="A batch job reads its source with the rights of the role that creates it.",
-                            sqlstate=INSUFFICIENT_PRIVILEGE)
+                            detail="%s may not read column%s %s." % (
+                                who, "s" if len(denied) > 1 else "", ", ".join(q(c) for c in denied)),
+                            hint=hint, sqlstate=INSUFFICIENT_PRIVILEGE)
 
 
 def check_key(rel: Relation, key: str) -> Column:

@@ -46,7 +46,7 @@ class ServedModel:
         return f'model {self.id} (version {self.version} of project "{self.project}")'
 
 
-def _parts(model: ServedModel):
+def parts(model: ServedModel):
     """The model's features grouped by the source column that holds them, in order:
     (column, kind, length), kind 'number', 'text' or 'array'."""
     names, i, out = model.feature_names, 0, []
@@ -66,7 +66,7 @@ def _parts(model: ServedModel):
 def feature_columns(model: ServedModel, rel: Relation) -> list[str]:
     """The source columns the model reads, checked: present and of a usable type."""
     used = []
-    for column, kind, length in _parts(model):
+    for column, kind, length in parts(model):
         col = rel.columns.get(column)
         if col is None:
             raise PgmodelsError(f'relation {rel.display} has no column "{column}"',
@@ -85,13 +85,15 @@ def feature_columns(model: ServedModel, rel: Relation) -> list[str]:
     return used
 
 
-def _numeric_expr(model: ServedModel, rel: Relation) -> str | None:
+def numeric_expr(model: ServedModel, rel: Relation, nan_nulls: bool = False) -> str | None:
+    """One row's numeric features as a real[] in the model's order; ``nan_nulls`` reads a
+    NULL scalar as NaN (so that a block of rows stays NULL-free and numpy reads it in place)."""
     pieces, scalars = [], []
-    for column, kind, length in _parts(model):
+    for column, kind, length in parts(model):
         ref = f"s.{qi(column)}"
         if kind == "number":
             cast = "::integer::real" if rel.columns[column].category == "B" else "::real"
-            scalars.append(f"{ref}{cast}")
+            scalars.append(f"COALESCE({ref}{cast}, 'NaN'::real)" if nan_nulls else f"{ref}{cast}")
         elif kind == "array":
             if scalars:
                 pieces.append(f"ARRAY[{', '.join(scalars)}]::real[]")
@@ -106,8 +108,8 @@ def _numeric_expr(model: ServedModel, rel: Relation) -> str | None:
     return " || ".join(pieces) if pieces else None
 
 
-def _text_expr(model: ServedModel) -> str | None:
-    texts = [f"s.{qi(c)}::text" for c, kind, _ in _parts(model) if kind == "text"]
+def text_expr(model: ServedModel) -> str | None:
+    texts = [f"s.{qi(c)}::text" for c, kind, _ in parts(model) if kind == "text"]
     return f"ARRAY[{', '.join(texts)}]::text[]" if texts else None
 
 
@@ -128,7 +130,7 @@ class Plan:
 def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: str, incremental: str | None,
           incremental_type: str | None, outputs: list[str], chunk_rows: int, mode: str) -> Plan:
     k = qi(key)
-    numeric, texts = _numeric_expr(model, src), _text_expr(model)
+    numeric, texts = numeric_expr(model, src), text_expr(model)
     by_value = mode == "incremental"
     w = f"s.{qi(incremental)}" if incremental else "NULL::text"
     where = [f"s.{k} IS NOT NULL"]

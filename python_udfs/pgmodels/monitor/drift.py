@@ -15,6 +15,7 @@ below alpha (0.01) with a statistic of at least 0.1; 'warning' when PSI >= 0.1; 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -40,15 +41,23 @@ def _reference_cdf(quantiles):
     return cdf
 
 
+def _floats(values) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False)
+    return np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
 def numeric(profile: dict, values, limits: dict = DEFAULTS) -> dict:
-    x = np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    """values: a list (None for NULL) or a float array (NaN for NULL)."""
+    x = _floats(values)
     present = x[~np.isnan(x)]
     out = {"rows": len(x), "null_rate_change": ((len(x) - len(present)) / len(x) if len(x) else 0.0)
            - profile["null_rate"], "psi": None, "ks_statistic": None, "p_value": None}
     if len(present) and profile["edges"]:
         counts = np.bincount(np.searchsorted(np.asarray(profile["edges"]), present, side="right"),
                              minlength=len(profile["shares"]))
-        out["psi"] = psi(profile["shares"], counts / len(present))
+        out["shares"] = (counts / len(present)).tolist()
+        out["psi"] = psi(profile["shares"], out["shares"])
         from scipy import stats
 
         result = stats.ks_1samp(present, _reference_cdf(profile["quantiles"]))
@@ -58,18 +67,19 @@ def numeric(profile: dict, values, limits: dict = DEFAULTS) -> dict:
 
 
 def categorical(profile: dict, values, limits: dict = DEFAULTS) -> dict:
+    values = list(values)
     present = [str(v) for v in values if v is not None]
     known = profile["shares"]
     counts = {k: 0 for k in known}
-    for v in present:
+    for v, c in Counter(present).items():
         key = v if v in known else OTHER
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + c
     total = max(len(present), 1)
     keys = sorted(counts)
     out = {"rows": len(values), "null_rate_change": ((len(values) - len(present)) / len(values) if values else 0.0)
            - profile["null_rate"],
            "psi": psi([known.get(k, 0.0) for k in keys], [counts[k] / total for k in keys]) if present else None,
-           "ks_statistic": None, "p_value": None}
+           "ks_statistic": None, "p_value": None, "shares": {k: counts[k] / total for k in keys}}
     out["status"] = status(out, limits)
     return out
 

@@ -2,7 +2,8 @@
 
 Per numeric feature: quantile bin edges (deciles by default, the PSI bins), the share of
 the training rows in each bin, mean, standard deviation, min, max, the null rate, and a
-compact quantile function (101 points) from which the Kolmogorov-Smirnov test compares
+compact quantile function (101 points), and an equal-width histogram (20 bins from min
+to max) for pictures from which the Kolmogorov-Smirnov test compares
 current data without keeping the training rows. Per categorical (text) feature: the
 category frequencies (the most frequent ones, the rest pooled as "(other)"), and the null
 rate. The target (label or value) gets the same treatment. Everything is plain JSON, so
@@ -16,6 +17,7 @@ import math
 import numpy as np
 
 BINS = 10
+HISTOGRAM_BINS = 20
 QUANTILE_POINTS = 101
 MAX_CATEGORIES = 50
 OTHER = "(other)"
@@ -31,10 +33,12 @@ def numeric(values) -> dict:
         return {**profile, "edges": [], "shares": [], "quantiles": []}
     edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    hist, hist_edges = np.histogram(present, bins=HISTOGRAM_BINS)
     return {**profile, "mean": float(present.mean()), "std": float(present.std()),
             "min": float(present.min()), "max": float(present.max()),
             "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
-            "quantiles": np.quantile(present, np.linspace(0, 1, QUANTILE_POINTS)).tolist()}
+            "quantiles": np.quantile(present, np.linspace(0, 1, QUANTILE_POINTS)).tolist(),
+            "histogram": {"edges": hist_edges.tolist(), "shares": (hist / len(present)).tolist()}}
 
 
 def categorical(values) -> dict:

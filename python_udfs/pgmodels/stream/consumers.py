@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import relations
 from .._plpy import qualified, query, require_execute, udf
 from ..batch.jobs import serving_model
-from ..batch.plan import ServedModel, _parts
+from ..batch.plan import ServedModel, parts
 from ..errors import DATATYPE_MISMATCH, UNDEFINED_COLUMN, PgmodelsError
 from ..relations import NUMERIC_CATEGORIES, Relation
 
@@ -24,7 +24,7 @@ def sources_of_features(model: ServedModel, events: Relation, enrich: Relation |
     """Where each of the model's columns comes from: 'event', 'enrich' or 'both' (the
     event's value, else the enrichment's). A column nobody supplies is an error."""
     found = {}
-    for column, kind, length in _parts(model):
+    for column, kind, length in parts(model):
         here = [r for r in (events, enrich) if r is not None and column in r.columns]
         if not here:
             raise PgmodelsError(f'the events of this stream cannot supply feature "{column}"',

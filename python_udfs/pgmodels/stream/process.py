@@ -24,7 +24,7 @@ import plpy
 
 from .. import progress, relations
 from .._plpy import query, quote_ident as qi, udf
-from ..batch.plan import ServedModel, _parts
+from ..batch.plan import ServedModel, parts
 from ..errors import PgmodelsError
 from ..serving import cache, vectorized
 from ..serving.runtime import FLOAT32_MAX, Model
@@ -45,7 +45,7 @@ INSERT_TYPES = ["bigint[]", "text[]", "real[]", "integer", "real[]", "bigint", "
 def _read_sql(c: dict, model: ServedModel, events: relations.Relation, enrich: relations.Relation | None) -> str:
     sources = sources_of_features(model, events, enrich)
     numbers, texts = [], []
-    for column, kind, length in _parts(model):
+    for column, kind, length in parts(model):
         ident = qi(column)
         ref = {"event": f"(ev.r).{ident}", "enrich": f"en.{ident}",
                "both": f"coalesce((ev.r).{ident}, en.{ident})"}[sources[column]]

@@ -20,6 +20,7 @@ from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVIL
                       UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
 from .. import progress
 from . import limits, runner
+from ..monitor import lineage
 
 TRAIN_SIGNATURE = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
 
@@ -113,9 +114,11 @@ def _check_privileges(rel: Relation, names: list[str]) -> None:
                             sqlstate=INSUFFICIENT_PRIVILEGE)
 
 
-def read_relation(rel: Relation, y_column: str, max_rows: int):
+def read_relation(rel: Relation, y_column: str, max_rows: int, info: dict | None = None):
     """The relation's columns as fit.Column lists: every column but the target is a
-    feature; and the array columns flattened, as {name: length}."""
+    feature; and the array columns flattened, as {name: length}. ``info``, if given,
+    receives the rows' fingerprint (see monitor.lineage.FINGERPRINT_SQL)."""
+    from ..monitor.lineage import FINGERPRINT_SQL, fingerprint
     from .fit import Column
 
     types = dict(rel.columns)
@@ -151,8 +154,10 @@ def read_relation(rel: Relation, y_column: str, max_rows: int):
                if k != "array" else f"pg_catalog.array_agg(pg_catalog.array_to_json({quote_ident(n)}::float8[])::text) AS c{i}"
                for i, (n, k) in enumerate(features)]
     selects.append(f"pg_catalog.array_agg({quote_ident(y_column)}{y_cast}) AS y")
-    row = query(f"SELECT count(*) AS n, {', '.join(selects)} FROM (SELECT * FROM {rel.quoted} LIMIT $1) s",
-                [max_rows + 1], ["bigint"])[0]
+    row = query(f"SELECT count(*) AS n, {FINGERPRINT_SQL} AS fp, {', '.join(selects)} "
+                f"FROM (SELECT * FROM {rel.quoted} LIMIT $1) s", [max_rows + 1], ["bigint"])[0]
+    if info is not None:
+        info["fingerprint"] = fingerprint(row["n"], row["fp"])
     if row["n"] == 0:
         raise PgmodelsError(f'relation "{rel.display}" has no rows', detail="There is nothing to train on.",
                             sqlstate=DATA_EXCEPTION)
@@ -245,7 +250,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     runner.in_background(_warm, spec)
     rel = resolve_relation(args["relation_name"])
     progress.report("reading")
-    features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"])
+    read_info = {}
+    features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"], read_info)
     progress.report("reading", f"read {len(target.values)} rows of {rel.display} ({len(features)} features)")
     limits.check_data(spec, caps, len(target.values),
                       len({v for v in target.values if v is not None}) if spec.task == "classification" else 0)
@@ -255,7 +261,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     training = {"relation": rel.display, "y_column": args["y_column_name"], "test_size": args["test_size"],
                 "test_sampling": args["test_sampling"], "preprocess": args["preprocess"],
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
-                "notes": trained.notes, "array_features": arrays}
+                "notes": trained.notes, "array_features": arrays,
+                **lineage.at_training(spec.task, features, target, read_info)}
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
     # the relation as resolved now, schema-qualified: a later train(project) reads this
     # relation, whatever the search_path of whoever calls it (a temporary table of the

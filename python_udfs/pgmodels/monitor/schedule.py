@@ -1,0 +1,84 @@
+"""monitor() and run_monitor(): drift reports on a pg_cron schedule.
+
+A monitor belongs to the role that creates it; pg_cron runs it as that role (through
+the one pg_cron helper, pgmodels._cron_schedule), so it reads the relation with that
+role's rights. Each run compares the rows since the last report's window with the
+deployed model's reference, writes a report to pgmodels.drift_report, NOTIFYs channel
+``pgmodels_drift`` when a feature drifts (payload: project, report id, status), and,
+for a monitor with retrain, retrains (see retrain.py) and records the decision.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .._plpy import qualified, query, require_execute, udf
+from ..errors import UNDEFINED_COLUMN, PgmodelsError, q
+from ..relations import by_oid, require_select, resolve
+from ..batch.plan import feature_columns
+from .current import Reference, check_window, read
+from .report import compare, worst
+from . import retrain as retraining
+
+
+@udf
+def create(project_name, relation_name, schedule, time_column, retrain):
+    ref = Reference.load(project_name, 0)
+    rel = resolve(relation_name, "relation_name")
+    check_window(rel, None, time_column)
+    columns = feature_columns(ref.model, rel) + ([time_column] if time_column else [])
+    if retrain:
+        if not ref.y_column or ref.y_column not in rel.columns:
+            raise PgmodelsError(f"relation {rel.display} has no target column {q(ref.y_column or '?')}",
+                                detail="A monitor that retrains compares the new model with the deployed one on the "
+                                       "monitored rows whose target is known.",
+                                hint="Monitor a view that joins the outcomes (NULL where not known yet), "
+                                     "or create the monitor with retrain => false.",
+                                sqlstate=UNDEFINED_COLUMN)
+        columns.append(ref.y_column)
+        from ..training.udf import TRAIN_SIGNATURE
+        require_execute(qualified(TRAIN_SIGNATURE), "train")
+    require_select(rel, columns, who="The monitor's role",
+                   hint="A monitor reads its relation with the rights of the role that creates it.")
+    got = query("SELECT pgmodels._monitor_create(pgmodels._credential(), $1, $2, $3, $4, $5) AS id",
+                [project_name, rel.oid, time_column, schedule, bool(retrain)],
+                ["text", "oid", "text", "text", "boolean"])
+    return got[0]["id"]
+
+
+@udf
+def run(monitor_id):
+    """One report of a monitor, as its owner; the report's id (NULL when the window is empty)."""
+    import plpy
+
+    m = query("SELECT * FROM pgmodels._monitor_get(pgmodels._credential(), $1)", [monitor_id], ["bigint"])[0]
+    ref = Reference.load(m["project"], 0)
+    rel = by_oid(m["relation"])
+    y = ref.y_column if m["retrain"] and ref.y_column in rel.columns else None
+    until = m["now"] if m["time_column"] else None
+    try:
+        cur = read(ref, rel, since=m["last_window_end"], time_column=m["time_column"], until=until, y_column=y,
+                   who="The monitor's role")
+    except PgmodelsError as e:
+        if e.sqlstate != "22000":
+            raise
+        plpy.notice(f"monitor {monitor_id}: {e.message}; no report written")
+        return None
+    results = compare(ref, cur)
+    status = worst(results)
+    drifted = [r["feature"] for r in results if r["status"] == "drift"]
+    report_id = query(
+        "SELECT pgmodels._drift_report_write(pgmodels._credential(), $1, $2, $3::timestamptz, $4::timestamptz, "
+        "$5, $6, $7, $8::jsonb, $9::jsonb) AS id",
+        [monitor_id, ref.model.id, _text(cur.window_start), _text(cur.window_end), cur.rows, status, drifted,
+         json.dumps(results), json.dumps(ref.thresholds)],
+        ["bigint", "bigint", "text", "text", "bigint", "text", "text[]", "text", "text"])[0]["id"]
+    if m["retrain"] and status == "drift" and y is not None:
+        decision = retraining.run(ref, cur, report_id, drifted)
+        query("SELECT pgmodels._drift_report_decide(pgmodels._credential(), $1, $2::jsonb)",
+              [report_id, json.dumps(decision)], ["bigint", "text"])
+    return report_id
+
+
+def _text(value):
+    return None if value is None else str(value)

@@ -1,0 +1,178 @@
+-- Monitoring (see python_udfs/pgmodels/monitor/): the catalog of drift reports, the
+-- monitors that write them on a pg_cron schedule, per-project thresholds, and the
+-- definer functions that read and write them for a verified caller. The user's functions
+-- are in 101_monitor.sql.
+--
+-- A model version's reference profile (its training rows, per feature) is kept in
+-- pgmodels.models.training -> 'profile', with the model, so it is dumped and restored
+-- with it. drift() compares a relation's rows with it; monitor() runs drift() on a
+-- schedule and records each report here; with retrain, a report that finds drift
+-- trains a new version and deploys it only if it beats the deployed one on the
+-- monitored rows (their labels), by the project's margin.
+
+CREATE TABLE pgmodels.monitor_settings (
+    project_id        bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    psi_warning       double precision NOT NULL DEFAULT 0.1,
+    psi_drift         double precision NOT NULL DEFAULT 0.2,
+    ks_alpha          double precision NOT NULL DEFAULT 0.01,
+    ks_min_statistic  double precision NOT NULL DEFAULT 0.1,
+    retrain_margin    double precision NOT NULL DEFAULT 0.0,
+    min_holdout_rows  integer NOT NULL DEFAULT 30,
+    CONSTRAINT monitor_settings_psi_check CHECK (psi_warning > 0 AND psi_drift >= psi_warning AND psi_drift <= 10),
+    CONSTRAINT monitor_settings_ks_check CHECK (ks_alpha > 0 AND ks_alpha < 1 AND ks_min_statistic >= 0
+                                                AND ks_min_statistic <= 1),
+    CONSTRAINT monitor_settings_margin_check CHECK (retrain_margin >= 0 AND retrain_margin <= 1),
+    CONSTRAINT monitor_settings_holdout_check CHECK (min_holdout_rows BETWEEN 1 AND 100000000)
+);
+COMMENT ON TABLE pgmodels.monitor_settings IS 'per-project drift thresholds and the retrain margin (set_monitor_thresholds); a project without a row uses the defaults';
+
+CREATE TABLE pgmodels.monitor (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    project_id    bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    owner         regrole NOT NULL,
+    relation      regclass NOT NULL,
+    time_column   name,
+    schedule      text NOT NULL,
+    retrain       boolean NOT NULL DEFAULT false,
+    cron_job_id   bigint,
+    -- the end of the last report's window: the next scheduled report starts there
+    last_window_end timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (project_id, relation)
+);
+COMMENT ON TABLE pgmodels.monitor IS 'drift monitors: a relation compared with a project''s deployed model on a pg_cron schedule, run as the role that created it; read it through pgmodels.monitors';
+
+CREATE TABLE pgmodels.drift_report (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    project_id     bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    monitor_id     bigint REFERENCES pgmodels.monitor (id) ON DELETE SET NULL,
+    model_id       bigint NOT NULL REFERENCES pgmodels.models (id) ON DELETE CASCADE,
+    model_version  integer NOT NULL,
+    relation       text NOT NULL,
+    time_column    name,
+    window_start   timestamptz,
+    window_end     timestamptz,
+    rows           bigint NOT NULL,
+    status         text NOT NULL CHECK (status IN ('ok', 'warning', 'drift')),
+    drifted        text[] NOT NULL DEFAULT '{}',
+    -- one object per feature and one for the predictions: every metric and the current
+    -- shares over the reference bins
+    features       jsonb NOT NULL,
+    thresholds     jsonb NOT NULL,
+    -- the retrain decision, if the monitor retrains: new model, both scores, deployed or not, why
+    retrain        jsonb,
+    created_by     name NOT NULL DEFAULT current_user,
+    created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX drift_report_project_idx ON pgmodels.drift_report (project_id, id DESC);
+COMMENT ON TABLE pgmodels.drift_report IS 'one row per drift report a monitor wrote: window, model version, every metric per feature, the retrain decision; read it through pgmodels.drift_reports';
+
+REVOKE ALL ON pgmodels.monitor_settings, pgmodels.monitor, pgmodels.drift_report FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.monitor_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.monitor', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.monitor_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.drift_report', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.drift_report_id_seq', '');
+
+-- The views: rows of the projects the current role may use (security_barrier, read with
+-- the owner's rights, filtered by current_user), as pgmodels.overview does.
+CREATE OR REPLACE VIEW pgmodels.drift_reports WITH (security_barrier) AS
+SELECT r.id, p.name AS project, r.model_id, r.model_version, r.relation, r.time_column, r.window_start,
+       r.window_end, r.rows, r.status, r.drifted, r.features, r.thresholds, r.retrain, r.monitor_id,
+       r.created_by, r.created_at
+FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.drift_reports IS 'drift reports of the projects the current role may use: window, model version, status, drifted features, every metric (features jsonb) and the retrain decision';
+
+CREATE OR REPLACE VIEW pgmodels.drift_report_features WITH (security_barrier) AS
+SELECT r.id AS report_id, p.name AS project, r.model_version, r.created_at, f ->> 'feature' AS feature,
+       f ->> 'kind' AS kind, (f ->> 'rows')::bigint AS rows, (f ->> 'psi')::double precision AS psi,
+       (f ->> 'ks_statistic')::double precision AS ks_statistic, (f ->> 'p_value')::double precision AS p_value,
+       (f ->> 'null_rate_change')::double precision AS null_rate_change, f ->> 'status' AS status
+FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+CROSS JOIN LATERAL jsonb_array_elements(r.features) f
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.drift_report_features IS 'one row per feature of each drift report (the history of a feature''s PSI), for the projects the current role may use';
+
+CREATE OR REPLACE VIEW pgmodels.monitors WITH (security_barrier) AS
+SELECT m.id, p.name AS project, m.relation::text AS relation, m.time_column, m.schedule, m.retrain,
+       m.owner::text AS owner, m.cron_job_id, m.last_window_end, m.created_at,
+       (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1) AS last_status
+FROM pgmodels.monitor m JOIN pgmodels.projects p ON p.id = m.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report';
+
+GRANT SELECT ON pgmodels.drift_reports, pgmodels.drift_report_features, pgmodels.monitors TO PUBLIC;
+
+-- The deployed (model_id 0) or given model's reference for a caller that may predict
+-- with it, with the project's thresholds. Definer: the catalog is not readable by PUBLIC;
+-- the privilege check is _resolve's.
+CREATE OR REPLACE FUNCTION pgmodels._drift_reference(project_name text, model_id bigint, credential text)
+RETURNS TABLE (model_id bigint, project_id bigint, project text, version integer, task text, feature_names text[],
+               feature_types text[], nullable text[], array_features jsonb, labels jsonb, profile jsonb,
+               y_column text, thresholds jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.id, m.project_id, (s.r).project, m.version, m.task, m.feature_names, m.feature_types, (s.r).nullable,
+           m.training -> 'array_features', m.labels, m.training -> 'profile', m.training ->> 'y_column',
+           jsonb_build_object('psi_warning', coalesce(ms.psi_warning, 0.1), 'psi_drift', coalesce(ms.psi_drift, 0.2),
+                              'ks_alpha', coalesce(ms.ks_alpha, 0.01),
+                              'ks_min_statistic', coalesce(ms.ks_min_statistic, 0.1),
+                              'retrain_margin', coalesce(ms.retrain_margin, 0.0),
+                              'min_holdout_rows', coalesce(ms.min_holdout_rows, 30))
+      FROM (SELECT pgmodels._resolve($1, $2, pgmodels._verify_caller($3), 'predict', false) AS r) s
+      JOIN pgmodels.models m ON m.id = (s.r).id
+      LEFT JOIN pgmodels.monitor_settings ms ON ms.project_id = m.project_id
+$$;
+COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: a model''s reference profile and its project''s drift thresholds, for a caller that may predict with it';
+
+-- Sets a project's thresholds: its owner's.
+CREATE OR REPLACE FUNCTION pgmodels._set_monitor_thresholds(credential text, project_name text,
+    psi_warning double precision, psi_drift double precision, ks_alpha double precision,
+    ks_min_statistic double precision, retrain_margin double precision, min_holdout_rows integer)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    s pgmodels.monitor_settings;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    SELECT ms.* INTO s FROM pgmodels.monitor_settings ms WHERE ms.project_id = proj.id;
+    s.project_id := proj.id;
+    s.psi_warning := coalesce($3, s.psi_warning, 0.1);
+    s.psi_drift := coalesce($4, s.psi_drift, 0.2);
+    s.ks_alpha := coalesce($5, s.ks_alpha, 0.01);
+    s.ks_min_statistic := coalesce($6, s.ks_min_statistic, 0.1);
+    s.retrain_margin := coalesce($7, s.retrain_margin, 0.0);
+    s.min_holdout_rows := coalesce($8, s.min_holdout_rows, 30);
+    IF NOT (s.psi_warning > 0 AND s.psi_drift >= s.psi_warning AND s.psi_drift <= 10) THEN
+        RAISE EXCEPTION 'invalid PSI thresholds: warning %, drift %', s.psi_warning, s.psi_drift USING ERRCODE = '22023',
+            DETAIL = 'The warning threshold must be above 0 and at most the drift threshold, which is at most 10.',
+            HINT = 'The defaults are 0.1 and 0.2.';
+    ELSIF NOT (s.ks_alpha > 0 AND s.ks_alpha < 1) THEN
+        RAISE EXCEPTION 'ks_alpha must be between 0 and 1, not %', s.ks_alpha USING ERRCODE = '22023',
+            HINT = 'The default is 0.01.';
+    ELSIF NOT (s.ks_min_statistic >= 0 AND s.ks_min_statistic <= 1) THEN
+        RAISE EXCEPTION 'ks_min_statistic must be between 0 and 1, not %', s.ks_min_statistic USING ERRCODE = '22023';
+    ELSIF NOT (s.retrain_margin >= 0 AND s.retrain_margin <= 1) THEN
+        RAISE EXCEPTION 'retrain_margin must be between 0 and 1, not %', s.retrain_margin USING ERRCODE = '22023',
+            DETAIL = 'It is how much the new model''s key metric must beat the deployed one''s by.';
+    ELSIF s.min_holdout_rows < 1 OR s.min_holdout_rows > 100000000 THEN
+        RAISE EXCEPTION 'min_holdout_rows must be between 1 and 100000000, not %', s.min_holdout_rows USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO pgmodels.monitor_settings SELECT s.*
+        ON CONFLICT (project_id) DO UPDATE SET psi_warning = EXCLUDED.psi_warning, psi_drift = EXCLUDED.psi_drift,
+            ks_alpha = EXCLUDED.ks_alpha, ks_min_statistic = EXCLUDED.ks_min_statistic,
+            retrain_margin = EXCLUDED.retrain_margin, min_holdout_rows = EXCLUDED.min_holdout_rows;
+    RETURN jsonb_build_object('psi_warning', s.psi_warning, 'psi_drift', s.psi_drift, 'ks_alpha', s.ks_alpha,
+                              'ks_min_statistic', s.ks_min_statistic, 'retrain_margin', s.retrain_margin,
+                              'min_holdout_rows', s.min_holdout_rows);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
