@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     from ..stream.worker import add_parser as add_stream_parser
 
     add_stream_parser(sub)  # stream work
+    from ..edge.cli import add_parser as add_edge_parser
+
+    add_edge_parser(sub)  # edge export, public-key, verify
     return p
 
 
@@ -125,6 +128,10 @@ def run(argv: list[str]) -> int:
         from ..stream.worker import run_command as run_stream
 
         return run_stream(args, lambda: Cluster.from_env().url())
+    elif args.command == "edge":
+        from ..edge.cli import run_command as run_edge
+
+        return run_edge(args, _connect)
     elif args.command in ("serve", "token"):
         from .serve import run_command
 

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from . import metrics, protocol
+from . import bundles, metrics, protocol
 from .core import Backend, Settings
 from .rest import make_routes
 
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await grpc_server.stop(grace=5)
             await backend.close()
 
-    app = Starlette(routes=make_routes(backend), lifespan=lifespan,
+    app = Starlette(routes=make_routes(backend) + bundles.routes(backend), lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error, Exception: _any_error})
     app.state.backend = backend
     return app

@@ -1,0 +1,101 @@
+"""``pgmodels edge``: export a bundle to a directory, print the public key, verify a bundle.
+
+    pgmodels edge export PROJECT [--version N] --out DIR
+    pgmodels edge public-key
+    pgmodels edge verify DIR --public-key HEX
+
+The bundle's files are written under fixed names (manifest.json, model.onnx,
+manifest.sig), never under names read from the archive, so a bundle cannot write
+anywhere else; DIR is written whole into a new directory beside it and renamed into
+place, and an existing DIR is replaced only when it holds a bundle already.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from ..errors import INVALID_PARAMETER_VALUE, UNDEFINED_OBJECT, PgmodelsError
+
+
+def add_parser(sub) -> None:
+    edge = sub.add_parser("edge", help="signed model bundles for devices and browsers")
+    esub = edge.add_subparsers(dest="action", required=True)
+    ex = esub.add_parser("export", help="write the deployed (or a given) version's signed bundle to a directory")
+    ex.add_argument("project")
+    ex.add_argument("--version", type=int, help="the project's model version (default: the deployed one)")
+    ex.add_argument("--out", required=True, help="directory to write (manifest.json, model.onnx, manifest.sig)")
+    ex.add_argument("--dsn", help="database (default: the embedded cluster)")
+    pk = esub.add_parser("public-key", help="print the public key devices pin (64 hex digits)")
+    pk.add_argument("--dsn", help="database (default: the embedded cluster)")
+    ve = esub.add_parser("verify", help="verify a bundle directory against a public key (no database)")
+    ve.add_argument("dir")
+    ve.add_argument("--public-key", help="64 hex digits (default: $PGMODELS_EDGE_PUBLIC_KEY)")
+
+
+def _model_id(conn, project: str, version: int | None) -> int | None:
+    if version is None:
+        return None
+    row = conn.execute("SELECT model_id FROM pgmodels.overview WHERE project = %s AND version = %s",
+                       [project, version]).fetchone()
+    if row is None:
+        raise PgmodelsError(f'project "{project}" has no version {version}',
+                            hint="See pgmodels.overview for the versions there are.", sqlstate=UNDEFINED_OBJECT)
+    return row[0]
+
+
+def write_bundle(data: bytes, out: str, public_key: str) -> dict:
+    """Verify the archive, then write its three files into ``out`` atomically."""
+    from pgmodels_edge import EdgeError, bundle
+
+    try:
+        manifest_bytes, signature, model = bundle.unpack(data)
+        manifest = bundle.verify(manifest_bytes, signature, model, public_key)
+    except EdgeError as e:
+        raise PgmodelsError(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate) from None
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise PgmodelsError(f"{out} exists and is not a directory", sqlstate=INVALID_PARAMETER_VALUE)
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, bundle.MANIFEST)):
+        raise PgmodelsError(f"{out} is not empty and holds no bundle",
+                            hint="Give a new directory, or one a previous export wrote.", sqlstate=INVALID_PARAMETER_VALUE)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".pgmodels-bundle-", dir=parent)
+    try:
+        bundle.write_dir(tmp, manifest_bytes, signature, model)
+        if os.path.isdir(out):
+            old = tmp + ".old"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def run_command(args, connect) -> int:
+    if args.action == "verify":
+        from pgmodels_edge import EdgeError, EdgeModel
+
+        try:
+            model = EdgeModel.load(args.dir, args.public_key)
+        except EdgeError as e:
+            raise PgmodelsError(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate) from None
+        print(f"ok: {model.describe()}, sha256 {model.sha256}, signed by key {model.manifest['signed_by']['key_id']}")
+        return 0
+    with connect(args.dsn) as conn:
+        if args.action == "public-key":
+            print(conn.execute("SELECT edge_public_key()").fetchone()[0])
+            return 0
+        model_id = _model_id(conn, args.project, args.version)
+        data = conn.execute("SELECT export_bundle(%s, %s)", [args.project, model_id]).fetchone()[0]
+        key = conn.execute("SELECT edge_public_key()").fetchone()[0]
+    manifest = write_bundle(bytes(data), args.out, key)
+    print(f"{os.path.abspath(args.out)}: version {manifest['version']} of \"{manifest['project']}\" "
+          f"(model {manifest['model_id']}), model.onnx {manifest['artifact']['bytes']} bytes, "
+          f"sha256 {manifest['artifact']['sha256'][:16]}..., signed by key {manifest['signed_by']['key_id']}")
+    return 0

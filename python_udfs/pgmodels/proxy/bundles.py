@@ -1,0 +1,101 @@
+"""Edge bundles over HTTP: the over-the-air update endpoints of ``pgmodels serve``.
+
+    GET /v2/models/{name}/bundle            the deployed model's signed bundle (zip)
+    GET /v2/models/{name}/bundle/manifest   its manifest, signature and sha256 (JSON)
+
+Both answer with ``ETag: "<sha256 of the bundle's model.onnx>"`` and ``304 Not Modified``
+when ``If-None-Match`` names it, so a device polling an unchanged model costs one small
+query (pgmodels._edge_current) and no bytes. Every request runs as the token's role: the
+query and export_bundle() check that role's export privilege on the project, so a token
+reads only the projects its role may export (an unknown project and a forbidden one both
+stop there). Bundles are cached per worker by the served artifact's sha256: equal models
+give equal bundles (the manifest has no timestamps of its own and Ed25519 signs
+deterministically), so the cache only saves the build.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import time
+import zipfile
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import metrics
+from .core import Backend
+from .errors import ProxyError
+
+log = logging.getLogger("pgmodels.serve")
+_CURRENT = "SELECT * FROM pgmodels._edge_current(%(name)s, pgmodels._credential())"
+_EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, %(id)s, pgmodels._credential()), "
+           "pgmodels._raise_pending(NULL::bytea))")
+CACHE_SIZE = 64
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or any(t.removeprefix("W/").strip('"') == etag for t in tags)
+
+
+def routes(backend: Backend) -> list[Route]:
+    cache: dict[str, tuple[bytes, str, dict]] = {}  # served sha256 -> (bundle, its etag, manifest parts)
+
+    async def current(role: str, name: str) -> tuple[bytes, str, dict]:
+        rows = await backend.run(role, _CURRENT, {"name": name})
+        model_id, _version, served_sha = rows[0]
+        hit = cache.get(served_sha)
+        if hit is None:
+            data = bytes((await backend.run(role, _EXPORT, {"name": name, "id": model_id}))[0][0])
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                manifest, signature = z.read("manifest.json"), z.read("manifest.sig")
+                etag = hashlib.sha256(z.read("model.onnx")).hexdigest()
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            hit = cache[served_sha] = (data, etag, {"manifest": manifest.decode(),
+                                                    "signature": base64.b64encode(signature).decode()})
+        return hit
+
+    async def serve(request: Request, endpoint: str, render) -> Response:
+        name = request.path_params["name"]
+        started, status = time.perf_counter(), 200
+        try:
+            role = await backend.role_for(request.headers.get("authorization"))
+            data, etag, parts = await current(role, name)
+            headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
+            if _matches(request.headers.get("if-none-match"), etag):
+                status = 304
+                response = Response(status_code=304, headers=headers)
+            else:
+                response = render(data, etag, parts, headers)
+        except ProxyError as e:
+            # a model that cannot be bundled (served natively) is a state, not a server fault
+            status = 409 if getattr(e, "sqlstate", None) == "0A000" else e.status
+            response = JSONResponse(e.body(), status_code=status)
+        except Exception:  # noqa: BLE001 - the edge: log it, answer without a traceback
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            status = 500
+            response = JSONResponse({"error": "internal error in pgmodels serve; see its log"}, status_code=500)
+        metrics.observe(name if status not in (401, 404) and status < 500 else "", endpoint, status, started)
+        if status >= 400:
+            log.info("%s model=%s status=%d", endpoint, "".join(c if c.isprintable() else "?" for c in name), status)
+        return response
+
+    async def bundle(request: Request) -> Response:
+        return await serve(request, "bundle", lambda data, etag, parts, headers: Response(
+            data, media_type="application/zip", headers={
+                **headers, "Content-Disposition": 'attachment; filename="bundle.zip"'}))
+
+    async def manifest(request: Request) -> Response:
+        return await serve(request, "bundle_manifest", lambda data, etag, parts, headers: Response(
+            json.dumps({**parts, "sha256": etag}), media_type="application/json", headers=headers))
+
+    return [Route("/v2/models/{name}/bundle", bundle, methods=["GET"]),
+            Route("/v2/models/{name}/bundle/manifest", manifest, methods=["GET"])]
