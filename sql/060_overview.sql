@@ -15,11 +15,12 @@ SELECT p.name AS project,
        m.trained_at,
        m.trained_by,
        length(m.artifact) AS artifact_bytes,
-       p.owner::text AS owner
+       p.owner::text AS owner,
+       m.training -> 'retrain' AS retrain
 FROM pgmodels.models m
 JOIN pgmodels.projects p ON p.id = m.project_id
 LEFT JOIN LATERAL (SELECT d.model_id FROM pgmodels.deployments d
                    WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) d ON true
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner';
+COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner, and for a version a monitor retrained: the model and drift report it answered (see pgmodels.history for every retrain decision)';
 GRANT SELECT ON pgmodels.overview TO PUBLIC;

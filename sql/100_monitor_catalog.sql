@@ -176,3 +176,39 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
+
+-- What happened to each project, newest first: versions trained or imported,
+-- deployments and rollbacks, drift reports, and every retrain decision with its reason
+-- (a failed or rejected retrain included), for the projects the current role may use.
+CREATE OR REPLACE VIEW pgmodels.history WITH (security_barrier) AS
+SELECT e.project, e.at, e.event, e.model_id, e.version, e.detail
+FROM (
+    SELECT m.project_id, p.name AS project, m.trained_at AS at,
+           CASE WHEN m.training ? 'retrain' THEN 'retrained' WHEN (m.training ->> 'imported')::boolean THEN 'imported'
+                ELSE 'trained' END AS event,
+           m.id AS model_id, m.version,
+           format('%s, %s %s', m.algorithm, CASE m.task WHEN 'classification' THEN 'f1' ELSE 'r2' END,
+                  coalesce(round(pgmodels._key_metric(m.task, m.metrics)::numeric, 4)::text, 'undefined')) AS detail
+      FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id
+    UNION ALL
+    SELECT d.project_id, p.name, d.deployed_at, CASE d.strategy WHEN 'rollback' THEN 'rolled back' ELSE 'deployed' END,
+           d.model_id, m.version, format('strategy %s, by %s', d.strategy, d.deployed_by)
+      FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
+      JOIN pgmodels.models m ON m.id = d.model_id
+    UNION ALL
+    SELECT r.project_id, p.name, r.created_at, 'drift report ' || r.status, r.model_id, r.model_version,
+           format('report %s on %s, %s rows%s', r.id, r.relation, r.rows,
+                  CASE WHEN cardinality(r.drifted) > 0 THEN ', drifted: ' || array_to_string(r.drifted, ', ') ELSE '' END)
+      FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+    UNION ALL
+    SELECT r.project_id, p.name, r.created_at,
+           CASE WHEN (r.retrain ->> 'deployed')::boolean THEN 'retrain deployed'
+                WHEN r.retrain ? 'error' THEN 'retrain failed' ELSE 'retrain kept' END,
+           (r.retrain ->> 'new_model_id')::bigint, (r.retrain ->> 'new_version')::integer,
+           concat_ws('; ', r.retrain ->> 'reason', r.retrain ->> 'error', 'report ' || r.id)
+      FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+     WHERE r.retrain IS NOT NULL
+) e
+WHERE pgmodels._may(pgmodels._me(), e.project_id, 'use');
+COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports, and every retrain decision with its reason';
+GRANT SELECT ON pgmodels.history TO PUBLIC;

@@ -52,7 +52,10 @@ def test_extension_layout(conn):
                              "pgmodels.batch_job", "pgmodels.batch_job_id_seq", "pgmodels.batch_run",
                              "pgmodels.batch_run_id_seq", "pgmodels.stream", "pgmodels.stream_id_seq",
                              "pgmodels.stream_consumer", "pgmodels.stream_consumer_id_seq",
-                             "pgmodels.stream_dead_letter"])
+                             "pgmodels.stream_dead_letter",
+                             # monitoring (sql/100)
+                             "pgmodels.monitor_settings", "pgmodels.monitor", "pgmodels.monitor_id_seq",
+                             "pgmodels.drift_report", "pgmodels.drift_report_id_seq"])
 
 
 def test_every_function_is_commented(conn):

@@ -204,6 +204,19 @@ PUBLIC_INTERNALS = {
     "pgmodels._consumer_drop(text,text)", "pgmodels._process_stream(text,integer)",
     "pgmodels._stream_waiting(text,text[],boolean)", "pgmodels._stream_inflight(bigint[])", "pgmodels._stream_maintain(text,bigint)", "pgmodels._may_consume(bigint,oid)",
     "pgmodels._consumer_lag(bigint)", "pgmodels._consumer_output(text)",
+    # monitoring (sql/100-101): cores that check the credential, the project's privileges
+    # and the monitor's owner themselves; the PL/Python cores run as the caller
+    "pgmodels._drift_reference(text,bigint,text)",
+    "pgmodels._set_monitor_thresholds(text,text,double precision,double precision,double precision,"
+    "double precision,double precision,integer)",
+    "pgmodels._monitor_create(text,text,oid,text,text,boolean)", "pgmodels._monitor_get(text,bigint)",
+    "pgmodels._drift_report_write(text,bigint,bigint,timestamp with time zone,timestamp with time zone,bigint,"
+    "text,text[],jsonb,jsonb)",
+    "pgmodels._drift_report_decide(text,bigint,jsonb)", "pgmodels._store_reference(text,bigint,jsonb)",
+    "pgmodels._drop_monitor(text,bigint)", "pgmodels._model_lineage(bigint,text)",
+    "pgmodels._drift(text,text,bigint,timestamp with time zone,text)",
+    "pgmodels._set_reference(text,text,bigint,text)", "pgmodels._monitor(text,text,text,text,boolean)",
+    "pgmodels._run_monitor(bigint)", "pgmodels._model_lineage_rows(bigint)",
 }
 
 
