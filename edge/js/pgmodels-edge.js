@@ -132,7 +132,7 @@ export class EdgeModel {
     const manifest = await verify(parts, publicKey);
     let session;
     try {
-      session = await ort.InferenceSession.create(parts.model.slice(), { executionProviders: ['cpu', 'wasm'].filter(Boolean), intraOpNumThreads: 1 });
+      session = await ort.InferenceSession.create(parts.model.slice(), { intraOpNumThreads: 1 });
     } catch (e) {
       throw new EdgeError("the bundle's model does not load in onnxruntime", { detail: String(e).slice(0, 500), sqlstate: 'XX001' });
     }
@@ -249,7 +249,8 @@ export class EdgeModel {
   }
 
   async _run(rows, names) {
-    const out = await this.session.run(this._feed(rows), names);
+    // every output, picked by name: onnxruntime-node 1.22 names a requested subset wrongly
+    const out = await this.session.run(this._feed(rows));
     return names.map((k) => out[k]);
   }
 
