@@ -7,8 +7,9 @@
 
 CREATE OR REPLACE FUNCTION pgmodels._key_metric(task text, metrics jsonb) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' ELSE 'r2' END)::double precision $$;
-COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression';
+AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' WHEN 'clustering' THEN 'silhouette'
+                                     WHEN 'decomposition' THEN 'cumulative_explained_variance' ELSE 'r2' END)::double precision $$;
+COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression (joint: averaged over the targets), silhouette for clustering, cumulative_explained_variance for decomposition';
 
 
 -- Storing a model version. train() and import_onnx() run with the caller's rights (so

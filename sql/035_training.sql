@@ -12,17 +12,18 @@
 -- hyperparams, search, search_params and search_args only when algorithm is left NULL
 -- too. On a project's first training the defaults are algorithm 'linear',
 -- hyperparams '{}', test_size 0.25 and test_sampling 'stratified'.
+-- materialize_snapshot copies the rows into a snapshot table first and trains on it (sql/120_families.sql).
 CREATE OR REPLACE FUNCTION pgmodels._train(project_name text, task text, relation_name text, y_column_name text,
     algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
-    test_sampling text, automatic_deploy boolean, preprocess jsonb)
+    test_sampling text, automatic_deploy boolean, preprocess jsonb, materialize_snapshot boolean)
 RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
                runtime text, metrics jsonb)
 LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
-from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess)
+from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess, materialize_snapshot)
 $$;
-COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'internal: the core of train()';
+COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'internal: the core of train()';
 
 CREATE OR REPLACE FUNCTION @extschema@.train(
     project_name text,
@@ -37,13 +38,14 @@ CREATE OR REPLACE FUNCTION @extschema@.train(
     test_size real DEFAULT NULL,
     test_sampling text DEFAULT NULL,
     automatic_deploy boolean DEFAULT true,
-    preprocess jsonb DEFAULT NULL)
+    preprocess jsonb DEFAULT NULL,
+    materialize_snapshot boolean DEFAULT false)
 RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
                runtime text, metrics jsonb)
 LANGUAGE sql VOLATILE
 AS $$
-    SELECT * FROM pgmodels._train($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    SELECT * FROM pgmodels._train($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
     UNION ALL  -- raises the error the core recorded, if any, once the core has run
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
 $$;
-COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';
+COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';

@@ -2,14 +2,14 @@
 --
 -- Training and importing are for the roles an administrator grants them to, e.g.
 --   GRANT EXECUTE ON FUNCTION train(text, text, text, text, text, jsonb, text, jsonb,
---                                   jsonb, real, text, boolean, jsonb) TO analyst;
+--                                   jsonb, real, text, boolean, jsonb, boolean) TO analyst;
 -- A project belongs to the role that first trained or imported it; only it (and its
 -- members) train, import, deploy and grant there, so deploy() and grant_project() are
 -- open to PUBLIC. Predicting and exporting need the project's predict or export
 -- privilege (grant_project), and EXECUTE on pgmodels._lookup(text, bigint, text), which
 -- PUBLIC has until an administrator revokes it: the master switch.
 REVOKE EXECUTE ON FUNCTION
-    @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
     @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean)
 FROM PUBLIC;
 -- 0.1.0 revoked deploy() from PUBLIC; say it again so an upgraded database matches.
@@ -52,7 +52,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels.doctor(),
     -- cores that check the caller themselves: EXECUTE on train() or import_onnx(), or a
     -- credential and project ownership, or a model this backend just staged
-    pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
     pgmodels._import_onnx(text, bytea, text[], text, jsonb, text[], boolean),
     pgmodels._store_model(text),
     pgmodels._project_info(text, text),

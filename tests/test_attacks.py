@@ -16,7 +16,7 @@ from dbhelpers import role_connection, sql_error
 from lifecycle_data import make_numeric
 from onnx_models import scaled_sum
 
-TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
+TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)"
 IMPORT = "import_onnx(text, bytea, text[], text, jsonb, text[], boolean)"
 
 

@@ -8,7 +8,7 @@ import psycopg
 from dbhelpers import sql_error
 from lifecycle_data import make_numeric
 
-TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
+TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)"
 ROW = "ARRAY[1, 2, 3, 4]"
 
 
@@ -24,7 +24,7 @@ def test_training_needs_a_grant_and_read_access(conn, make_role, name):
     assert err.sqlstate == "42501" and "train" in err.diag.message_primary
     # the core refuses too: it checks the caller's right to run train() itself
     assert alice.execute("SELECT * FROM pgmodels._train(%s, 'classification', %s, 'y', NULL, NULL, NULL, NULL, "
-                         "NULL, NULL, NULL, true, NULL)", [name, table]).fetchall() == []
+                         "NULL, NULL, NULL, true, NULL, false)", [name, table]).fetchall() == []
     # its error is recorded for that statement only, and raised by nobody else
     assert alice.execute("SELECT * FROM pgmodels._pending_error(pgmodels._stamp())").fetchall() == []
     conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
@@ -168,7 +168,7 @@ PUBLIC_INTERNALS = {
     "pgmodels._activate()", "pgmodels._admin_setting(text)", "pgmodels._cron_status()", "pgmodels._doctor()",
     "pgmodels.doctor()",
     # cores that check the caller themselves
-    "pgmodels._train(text,text,text,text,text,jsonb,text,jsonb,jsonb,real,text,boolean,jsonb)",
+    "pgmodels._train(text,text,text,text,text,jsonb,text,jsonb,jsonb,real,text,boolean,jsonb,boolean)",
     "pgmodels._import_onnx(text,bytea,text[],text,jsonb,text[],boolean)",
     "pgmodels._store_model(text)", "pgmodels._project_info(text,text)",
     "pgmodels._deploy_strategy(text,text,text,text)", "pgmodels._deploy_model(bigint,text)",
@@ -217,6 +217,13 @@ PUBLIC_INTERNALS = {
     "pgmodels._drift(text,text,bigint,timestamp with time zone,text)",
     "pgmodels._set_reference(text,text,bigint,text)", "pgmodels._monitor(text,text,text,text,boolean)",
     "pgmodels._run_monitor(bigint)", "pgmodels._model_lineage_rows(bigint)",
+    # model families and snapshots (sql/120): the joint training core and the snapshot
+    # cores check EXECUTE on train() (and the snapshot ones a credential); the vector
+    # serving cores answer only from models _lookup loaded for this statement
+    "pgmodels._train_joint(text,text,text,text[],text,jsonb,text,jsonb,jsonb,real,text,boolean,jsonb,boolean)",
+    "pgmodels._snapshot_create(oid,text)", "pgmodels._snapshot_seal(text,text)", "pgmodels._snapshot(text)",
+    "pgmodels._predict_vector(text,bigint,double precision[],double precision,boolean,text)",
+    "pgmodels._predict_vector(text,bigint,jsonb,double precision,boolean,text)",
 }
 
 

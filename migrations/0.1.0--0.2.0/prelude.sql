@@ -9,6 +9,14 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_lookup_acl',
        coalesce((SELECT p.proacl::text FROM pg_catalog.pg_proc p
                   WHERE p.oid = 'pgmodels._lookup(text, bigint)'::regprocedure), ''), true);
 
+-- train() gained materialize_snapshot (issue #14): who may train is carried over from
+-- the old signature's grants to the new one (see the epilogue).
+SELECT pg_catalog.set_config('pgmodels.upgrade_train_acl',
+       coalesce((SELECT p.proacl::text FROM pg_catalog.pg_proc p
+                  WHERE p.oid = '@extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)'::regprocedure), ''), true);
+DROP FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb);
+DROP FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb);
+
 -- Functions whose signature or result changed, and the record type the old cores took.
 DROP FUNCTION pgmodels._activate(text, text);
 DROP FUNCTION pgmodels._pending_error();

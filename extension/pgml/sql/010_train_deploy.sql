@@ -74,7 +74,7 @@ AS $$
           $1, $2, $3, $4, pgml._algorithm($1, $2, $5), $6, $7, $8, $9,
           CASE WHEN $3 IS NOT NULL THEN $10 END, CASE WHEN $3 IS NOT NULL THEN $11 END,
           $13 AND pgml._check_runtime($12),
-          CASE WHEN $3 IS NOT NULL THEN $15 END) t
+          CASE WHEN $3 IS NOT NULL THEN $15 END, $14) t
 $$;
 COMMENT ON FUNCTION pgml.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, text, boolean, boolean, jsonb) IS 'PostgresML''s train(): trains a model version with pgmodels'' train() and returns project, task, algorithm and whether it was deployed';
 

@@ -78,8 +78,10 @@ def load(project: str, model_id: int, stamp: float, record: dict, once: bool = F
 def _load(r: dict) -> Model:
     artifact = bytes(r["artifact"])
     verify(r["id"], artifact, r["artifact_sha256"])
+    # a clustering model is served as a classifier is: its label output is the cluster
+    task = "classification" if r["task"] == "clustering" else r["task"]
     model = Model(
-        id=r["id"], project=r["project"], version=r["version"], task=r["task"], runtime=r["runtime"],
+        id=r["id"], project=r["project"], version=r["version"], task=task, runtime=r["runtime"],
         feature_names=list(r["feature_names"]), feature_types=list(r["feature_types"]),
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
         nullable=frozenset(r["nullable"] or ()), engine=None, sha256=bytes(r["artifact_sha256"]),

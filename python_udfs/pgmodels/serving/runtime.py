@@ -174,7 +174,10 @@ class OnnxEngine:
         return _per_row(out, feed)
 
     def values(self, feed: dict) -> np.ndarray:
-        return _per_row(np.asarray(self.run([self.value_output], feed)[0]).reshape(-1), feed)
+        out = np.asarray(self.run([self.value_output], feed)[0])
+        if out.ndim == 2 and out.shape[1] > 1:  # joint regression, PCA: the first value, as PostgresML's predict
+            out = out[:, 0]
+        return _per_row(out.reshape(-1), feed)
 
 
 def _bad_output(what: str, how: str) -> PgmodelsError:

@@ -22,7 +22,7 @@ from .. import progress
 from . import limits, runner
 from ..monitor import lineage
 
-TRAIN_SIGNATURE = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)"
+TRAIN_SIGNATURE = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)"
 
 TASKS = ("classification", "regression")
 DATA_ARGS = ("task", "relation_name", "y_column_name", "test_size", "test_sampling", "preprocess")
@@ -223,8 +223,9 @@ def check_project_name(project_name) -> None:
 
 @udf(empty=[])
 def train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params,
-          search_args, test_size, test_sampling, automatic_deploy, preprocess):
+          search_args, test_size, test_sampling, automatic_deploy, preprocess, materialize_snapshot=False):
     from .fit import TrainedModel, TrainSpec, train_model
+    from . import family_udf, snapshots
 
     require_execute(_qualified(TRAIN_SIGNATURE), "train")
     check_project_name(project_name)
@@ -232,6 +233,10 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     info = query("SELECT task, last_train FROM pgmodels._project_info($1, pgmodels._credential())",
                  [project_name], ["text"])
     previous = json.loads(info[0]["last_train"]) if info and info[0]["last_train"] else None
+    if family_udf.is_family_task(task, info[0]["task"] if info else None):  # clustering, decomposition
+        return family_udf.train_unsupervised(project_name, task, relation_name, y_column_name, algorithm, hyperparams,
+                                             search, search_params, search_args, test_size, test_sampling,
+                                             automatic_deploy, preprocess, materialize_snapshot)
     if info and info[0]["task"] and task is not None and task != info[0]["task"]:
         raise PgmodelsError(f'project "{project_name}" is a {info[0]["task"]} project, not {task}',
                             hint="Use another project name for another task.", sqlstate=INVALID_PARAMETER_VALUE)
@@ -249,6 +254,9 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
     limits.check_spec(spec, caps)
     runner.in_background(_warm, spec)
     rel = resolve_relation(args["relation_name"])
+    snapshot = None
+    if materialize_snapshot:  # train on a copy of the rows, kept (see snapshots.py)
+        rel, snapshot = snapshots.materialize(rel)
     progress.report("reading")
     read_info = {}
     features, target, arrays = read_relation(rel, args["y_column_name"], caps["max_training_rows"], read_info)
@@ -263,6 +271,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
                 "notes": trained.notes, "array_features": arrays,
                 **lineage.at_training(spec.task, features, target, read_info)}
+    if snapshot:
+        training.update(snapshot=snapshot, relation=snapshot["source"])
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
     # the relation as resolved now, schema-qualified: a later train(project) reads this
     # relation, whatever the search_path of whoever calls it (a temporary table of the
