@@ -16,6 +16,7 @@ unreachable server or a bundle that fails any check leaves the current bundle se
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -125,7 +126,9 @@ class Device:
                 return self._result("unchanged", http_status=304)
             body = e.read()[:300].decode("utf-8", "replace")
             return self._result("refused" if e.code < 500 else "offline", f"HTTP {e.code}: {body}", e.code)
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except http.client.IncompleteRead as e:
+            return self._result("refused", f"truncated download: {len(e.partial)} bytes, {e.expected} more expected")
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             return self._result("offline", f"{type(e).__name__}: {e}")
         if length is not None and length.isdigit() and int(length) != len(data):
             return self._result("refused", f"truncated download: {len(data)} of {length} bytes", status)
