@@ -127,3 +127,5 @@ def run_demo(conn, rows: int = 20000) -> None:
     demo_request(conn, say)
     if scheduled:
         cron_step(conn, say)
+    from .demo_edge import edge_step
+    edge_step(conn, say)  # the last word: a prediction on the "device", no database
