@@ -61,7 +61,7 @@ CREATE TABLE pgmodels.drift_report (
     thresholds     jsonb NOT NULL,
     -- the retrain decision, if the monitor retrains: new model, both scores, deployed or not, why
     retrain        jsonb,
-    created_by     name NOT NULL DEFAULT current_user,
+    created_by     name NOT NULL,  -- the monitor's owner who ran it
     created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX drift_report_project_idx ON pgmodels.drift_report (project_id, id DESC);

@@ -117,9 +117,10 @@ BEGIN
         RAISE EXCEPTION 'invalid drift report' USING ERRCODE = '22023';
     END IF;
     INSERT INTO pgmodels.drift_report (project_id, monitor_id, model_id, model_version, relation, time_column,
-                                       window_start, window_end, rows, status, drifted, features, thresholds)
+                                       window_start, window_end, rows, status, drifted, features, thresholds,
+                                       created_by)
     VALUES (mon.project_id, mon.id, model.id, model.version, mon.relation::text, mon.time_column, $4, $5, $6, $7,
-            coalesce($8, '{}'), $9, $10)
+            coalesce($8, '{}'), $9, $10, caller::regrole::text)
     RETURNING id INTO report_id;
     IF mon.time_column IS NOT NULL THEN
         UPDATE pgmodels.monitor m SET last_window_end = $5 WHERE m.id = mon.id;

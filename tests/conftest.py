@@ -150,3 +150,26 @@ def throwaway_cluster(cluster):
             os.environ.pop("PGMODELS_VENV", None)
         else:
             os.environ["PGMODELS_VENV"] = old
+
+
+@pytest.fixture
+def cron_db(cluster, make_role, name):
+    """A superuser connection to pg_cron's database ("pgmodels", cron.database_name), and a
+    LOGIN role with a schema of its own there; its jobs, monitors and projects are dropped
+    at the end."""
+    c = psycopg.connect(cluster.url("pgmodels"), autocommit=True)
+    rolname, _ = make_role(name + "_owner")
+    c.execute(f"CREATE SCHEMA {name} AUTHORIZATION {rolname}")
+    role = role_connection(cluster, "pgmodels", rolname)
+    yield c, rolname, role
+    role.close()
+    c.execute("SELECT pgmodels._cron_unschedule(cron_job_id) FROM pgmodels.monitor WHERE owner::text = %s", [rolname])
+    c.execute("DELETE FROM pgmodels.monitor WHERE owner::text = %s", [rolname])
+    for (job,) in c.execute("SELECT name FROM pgmodels.batch_job WHERE owner::text = %s", [rolname]).fetchall():
+        c.execute("SELECT pgmodels._cron_unschedule(cron_job_id) FROM pgmodels.batch_job WHERE name = %s", [job])
+        c.execute("DELETE FROM pgmodels.batch_job WHERE name = %s", [job])
+    c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE command LIKE %s", [f"%{name}%"])
+    c.execute(f"DROP SCHEMA {name} CASCADE")
+    c.execute("DELETE FROM pgmodels.projects WHERE name = %s", [f"{name}.{name}"])
+    c.execute(f"DROP OWNED BY {rolname}")
+    c.close()

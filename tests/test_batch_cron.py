@@ -13,26 +13,6 @@ from batchhelpers import CREATE, make_project, runs
 from dbhelpers import role_connection, sql_error
 
 
-@pytest.fixture
-def cron_db(cluster, make_role, name):
-    """A superuser connection to the cron database, and a LOGIN role with a schema of its
-    own there; everything made is dropped at the end."""
-    c = psycopg.connect(cluster.url("pgmodels"), autocommit=True)
-    rolname, _ = make_role(name + "_owner")
-    c.execute(f"CREATE SCHEMA {name} AUTHORIZATION {rolname}")
-    role = role_connection(cluster, "pgmodels", rolname)
-    yield c, rolname, role
-    role.close()
-    for (job,) in c.execute("SELECT name FROM pgmodels.batch_job WHERE owner::text = %s", [rolname]).fetchall():
-        c.execute("SELECT pgmodels._cron_unschedule(cron_job_id) FROM pgmodels.batch_job WHERE name = %s", [job])
-        c.execute("DELETE FROM pgmodels.batch_job WHERE name = %s", [job])
-    c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE command LIKE %s", [f"%{name}%"])
-    c.execute(f"DROP SCHEMA {name} CASCADE")
-    c.execute("DELETE FROM pgmodels.projects WHERE name = %s", [f"{name}.{name}"])
-    c.execute(f"DROP OWNED BY {rolname}")
-    c.close()
-
-
 def test_invalid_schedules_are_refused_and_leave_nothing(cron_db, name):
     c, rolname, role = cron_db
     src = make_project(c, f"{name}.{name}", rows=20)
