@@ -143,3 +143,19 @@ def test_tiny_psycopg_run_measures_both_ways(test_db, tmp_path):
         assert way["min_s"] <= way["median_s"] <= way["max_s"]
     assert all(_positive(r) for r in results["ratios"].values())
     assert "per_row / predict_batch = " in done.stdout
+
+
+def test_tiny_edge_run_measures_every_side(test_db, tmp_path):
+    """benchmarks/bench_edge.py at a tiny size: every side measured, edge and SQL agree."""
+    out = tmp_path / "edge.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_edge.py"), "--dsn", test_db,
+                           "--calls", "20", "--repeat", "2", "--trees", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["predictions_that_differ"] == 0
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_edge.py")
+    assert "password" not in results["meta"]["dsn"]
+    assert set(results["sides"]) == {"edge", "ort", "native", "sql", "http", "sync_304"}
+    assert all(_positive(s["median_us"]) and len(s["per_trial_us"]) == 2 for s in results["sides"].values())
+    assert results["ratios_to_edge"]["edge"] == 1.0 and results["bundle"]["model_onnx_bytes"] > 0
