@@ -11,6 +11,7 @@ import math
 import warnings
 
 from ..errors import q, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from . import boosters
 
 TASKS = ("classification", "regression")
 
@@ -53,6 +54,8 @@ _CATALOGUE: dict[str, tuple[str | None, str | None]] = {
     "random_forest": (f"{_ENS}:RandomForestRegressor", f"{_ENS}:RandomForestClassifier"),
     "xgboost": ("xgboost:XGBRegressor", "xgboost:XGBClassifier"),
     "xgboost_random_forest": ("xgboost:XGBRFRegressor", "xgboost:XGBRFClassifier"),
+    "lightgbm": ("lightgbm:LGBMRegressor", "lightgbm:LGBMClassifier"),
+    "catboost": ("catboost:CatBoostRegressor", "catboost:CatBoostClassifier"),
 }
 
 
@@ -109,8 +112,8 @@ def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
     check_hyperparams(algorithm, estimator, hyperparams)
     for name, value in hyperparams.items():
         check_value(task, estimator, name, value)
-    valid = estimator.get_params(deep=False)
-    defaults = {}
+    valid = boosters.param_names(estimator)
+    defaults = dict(boosters.DEFAULTS.get(boosters.library(estimator), {}))
     # Same data, same model: every estimator that draws random numbers gets a fixed seed.
     if "random_state" in valid:
         defaults["random_state"] = 0
@@ -189,7 +192,7 @@ def check_hyperparams(algorithm: str, estimator, hyperparams: dict) -> None:
     if not isinstance(hyperparams, dict):
         raise PgmodelsError("hyperparams must be a JSON object",
                             sqlstate=INVALID_PARAMETER_VALUE)
-    valid = sorted(estimator.get_params(deep=False))
+    valid = boosters.param_names(estimator)
     for name in hyperparams:
         if name not in valid:
             raise PgmodelsError(f"unknown hyperparameter {q(name)} for algorithm {q(algorithm)}",

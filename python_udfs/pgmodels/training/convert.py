@@ -53,6 +53,9 @@ def serialize(pipeline, task: str, names: list[str], kinds: list[str], X_check,
         reason = f"{type(e).__name__}: {lines[0] if lines else ''}"
     # Converter messages can embed whole arrays; the first line says what failed.
     record = {"converted": False, "reason": reason[:300], "max_abs_diff": None}
+    from . import boosters
+    if boosters.library(pipeline[-1]):  # no native format of theirs is safe to load
+        raise boosters.not_converted(pipeline[-1], reason)
     if _is_bare_xgboost(pipeline):
         return dump_xgboost(pipeline[-1]), "xgboost-ubj", record
     return dump_skops(pipeline), "skops", record
@@ -178,7 +181,7 @@ def _verify_classifier(got: dict, pipeline, X) -> dict:
     else:
         margins = np.full(len(X), np.inf)
     labels = np.asarray(got["label"]).reshape(-1)
-    differ = (labels != pipeline.predict(X)) & (margins >= MARGIN)
+    differ = (labels != np.asarray(pipeline.predict(X)).reshape(-1)) & (margins >= MARGIN)  # CatBoost's is [n, 1]
     if differ.any():
         raise ConversionError(f"ONNX labels differ from the native model on {int(differ.sum())} "
                               f"of {len(labels)} test rows")
@@ -225,6 +228,9 @@ def _register_converters() -> None:
         update_registered_converter(cls, f"XGBoost{cls.__name__}",
                                     calculate_linear_regressor_output_shapes, convert_xgboost)
     update_registered_converter(AsFloat, "PgmodelsAsFloat", _as_float_shape, _as_float_convert)
+    from . import boosters  # LightGBM and CatBoost, where installed
+    boosters.register(update_registered_converter, calculate_linear_classifier_output_shapes,
+                      calculate_linear_regressor_output_shapes, classifier_options)
     _registered = True
 
 
