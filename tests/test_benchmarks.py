@@ -159,3 +159,17 @@ def test_tiny_edge_run_measures_every_side(test_db, tmp_path):
     assert set(results["sides"]) == {"edge", "ort", "native", "sql", "http", "sync_304"}
     assert all(_positive(s["median_us"]) and len(s["per_trial_us"]) == 2 for s in results["sides"].values())
     assert results["ratios_to_edge"]["edge"] == 1.0 and results["bundle"]["model_onnx_bytes"] > 0
+
+
+def test_tiny_drift_run_measures_both_sides(test_db, tmp_path):
+    """benchmarks/bench_drift.py at a tiny size: both sides measured and agreeing."""
+    out = tmp_path / "drift.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_drift.py"), "--dsn", test_db,
+                           "--rows", "3000", "--train-rows", "500", "--repeat", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_drift.py")
+    assert results["statuses"]["f3"] == "drift" and len(results["statuses"]) == 9
+    assert len(results["drift"]["all_s"]) == len(results["script"]["all_s"]) == 2
+    assert _positive(results["ratio"]["drift_vs_script"])

@@ -104,6 +104,10 @@ def run_demo(conn, rows: int = 20000) -> None:
     stream_step(conn, make_conninfo(conn.info.dsn, password=conn.info.password) if conn.info.password
                 else conn.info.dsn, say)
 
+    say("== 3d. monitoring: drift since training, a monitor's report, a retrain deployed only if better")
+    from .demo_drift import drift_step
+    drift_step(conn, say)
+
     say("== 4. what is there: pgmodels.overview")
     for r in conn.execute("SELECT project, version, algorithm, runtime, round(key_metric::numeric, 3), deployed, "
                           "artifact_bytes FROM pgmodels.overview WHERE project = 'churn' ORDER BY version"):

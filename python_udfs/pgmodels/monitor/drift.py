@@ -9,7 +9,10 @@
 
 Status: 'drift' when PSI >= the drift threshold (0.2 by default) or the KS p-value is
 below alpha (0.01) with a statistic of at least 0.1; 'warning' when PSI >= 0.1; else
-'ok'. The thresholds are per project (see thresholds()).
+'ok'. The thresholds are per project (set_monitor_thresholds). A discrete feature (at most
+20 distinct values at training: a count, a flag) is compared by its values' shares: PSI,
+and a chi-square p-value for information (no KS: a step distribution has no continuous
+quantile function to test against).
 """
 
 from __future__ import annotations
@@ -30,6 +33,23 @@ def psi(expected, actual) -> float:
     a = np.clip(np.asarray(actual, dtype=np.float64), FLOOR, None)
     e, a = e / e.sum(), a / a.sum()
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+EXACT_KS_ROWS = 10_000
+
+
+def ks(values: np.ndarray, cdf) -> tuple[float, float]:
+    """The one-sample Kolmogorov-Smirnov statistic and p-value, as scipy.stats.ks_1samp
+    gives them (two-sided), with its exact distribution up to 10,000 rows and the
+    asymptotic (Kolmogorov) one above, where they agree and the exact one costs seconds."""
+    from scipy import stats
+
+    x = np.sort(values)
+    n = len(x)
+    c = cdf(x)
+    d = float(max((np.arange(1, n + 1) / n - c).max(), (c - np.arange(n) / n).max()))
+    p = stats.kstwo.sf(d, n) if n <= EXACT_KS_ROWS else stats.kstwobign.sf(d * math.sqrt(n))
+    return d, float(min(max(p, 0.0), 1.0))
 
 
 def _reference_cdf(quantiles):
@@ -53,17 +73,34 @@ def numeric(profile: dict, values, limits: dict = DEFAULTS) -> dict:
     present = x[~np.isnan(x)]
     out = {"rows": len(x), "null_rate_change": ((len(x) - len(present)) / len(x) if len(x) else 0.0)
            - profile["null_rate"], "psi": None, "ks_statistic": None, "p_value": None}
-    if len(present) and profile["edges"]:
+    if len(present) and profile.get("values") is not None:
+        out.update(_discrete(profile, present))
+    elif len(present) and profile["edges"]:
         counts = np.bincount(np.searchsorted(np.asarray(profile["edges"]), present, side="right"),
                              minlength=len(profile["shares"]))
         out["shares"] = (counts / len(present)).tolist()
         out["psi"] = psi(profile["shares"], out["shares"])
-        from scipy import stats
-
-        result = stats.ks_1samp(present, _reference_cdf(profile["quantiles"]))
-        out["ks_statistic"], out["p_value"] = float(result.statistic), float(result.pvalue)
+        out["ks_statistic"], out["p_value"] = ks(present, _reference_cdf(profile["quantiles"]))
     out["status"] = status(out, limits)
     return out
+
+
+def _discrete(profile: dict, present: np.ndarray) -> dict:
+    """A feature with few values: PSI over the reference's values (others pooled) and a
+    chi-square test of the current counts against the reference shares (p-value only:
+    the status goes by PSI, as a large sample makes any difference significant)."""
+    from scipy import stats
+
+    ref_values = np.asarray(profile["values"], dtype=np.float64)
+    index = np.searchsorted(ref_values, present)
+    known = (index < len(ref_values)) & (ref_values[np.minimum(index, len(ref_values) - 1)] == present)
+    counts = np.bincount(np.where(known, index, len(ref_values)), minlength=len(ref_values) + 1).astype(np.float64)
+    expected = np.append(np.asarray(profile["value_shares"], dtype=np.float64), 0.0)
+    shares = counts / len(present)
+    floor = np.clip(expected, FLOOR, None)
+    floor = floor / floor.sum()
+    p_value = float(stats.chisquare(counts, floor * counts.sum()).pvalue)
+    return {"psi": psi(expected, shares), "p_value": p_value, "shares": shares.tolist(), "discrete": True}
 
 
 def categorical(profile: dict, values, limits: dict = DEFAULTS) -> dict:
@@ -88,7 +125,7 @@ def status(result: dict, limits: dict = DEFAULTS) -> str:
     p = result.get("psi")
     ks, pv = result.get("ks_statistic"), result.get("p_value")
     if (p is not None and p >= limits["psi_drift"]) or \
-            (pv is not None and pv < limits["ks_alpha"] and ks >= limits["ks_min_statistic"]):
+            (ks is not None and pv is not None and pv < limits["ks_alpha"] and ks >= limits["ks_min_statistic"]):
         return "drift"
     if p is not None and p >= limits["psi_warning"]:
         return "warning"

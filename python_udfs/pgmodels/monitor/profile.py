@@ -3,7 +3,8 @@
 Per numeric feature: quantile bin edges (deciles by default, the PSI bins), the share of
 the training rows in each bin, mean, standard deviation, min, max, the null rate, and a
 compact quantile function (101 points), and an equal-width histogram (20 bins from min
-to max) for pictures from which the Kolmogorov-Smirnov test compares
+to max) for pictures; a feature with at most 20 distinct values (a count, a flag) also keeps
+the share of each value, and drift compares those instead of a continuous distribution from which the Kolmogorov-Smirnov test compares
 current data without keeping the training rows. Per categorical (text) feature: the
 category frequencies (the most frequent ones, the rest pooled as "(other)"), and the null
 rate. The target (label or value) gets the same treatment. Everything is plain JSON, so
@@ -18,6 +19,7 @@ import numpy as np
 
 BINS = 10
 HISTOGRAM_BINS = 20
+DISCRETE_MAX = 20  # at most this many distinct values: a discrete feature (no KS test)
 QUANTILE_POINTS = 101
 MAX_CATEGORIES = 50
 OTHER = "(other)"
@@ -34,6 +36,10 @@ def numeric(values) -> dict:
     edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     hist, hist_edges = np.histogram(present, bins=HISTOGRAM_BINS)
+    values, value_counts = np.unique(present, return_counts=True)
+    if len(values) <= DISCRETE_MAX:  # a count, a flag, a code: compared by its values' shares
+        profile["values"] = values.tolist()
+        profile["value_shares"] = (value_counts / len(present)).tolist()
     return {**profile, "mean": float(present.mean()), "std": float(present.std()),
             "min": float(present.min()), "max": float(present.max()),
             "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
