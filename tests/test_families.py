@@ -1,0 +1,219 @@
+"""Joint regression, clustering, decomposition, LightGBM, CatBoost and snapshots, through
+pgmodels' own SQL (train, train_joint, predict, predict_proba, predict_joint, decompose).
+
+Parity: each family is served through an ONNX graph; the tests fit the same estimator on
+the same training rows (test_sampling 'last': the first rows train) in this process and
+compare its answers with what SQL serves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dbhelpers import sql_error
+
+TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)"
+
+
+def make_table(conn, table: str, columns: dict, data: np.ndarray, types: dict | None = None):
+    types = types or {}
+    cols = ", ".join(f"{c} {types.get(c, 'real')}" for c in columns)
+    conn.execute(f"CREATE TABLE {table} (id serial, {cols})")
+    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in data:
+            copy.write_row([int(v) if types.get(c) == "integer" else float(v) for c, v in zip(columns, row)])
+    # id is not a feature: train on a view without it, in id order
+    conn.execute(f"CREATE VIEW {table}_v AS SELECT {', '.join(columns)} FROM {table} ORDER BY id")
+
+
+def shuffled(X, y=None, seed=1):
+    order = np.random.default_rng(seed).permutation(len(X))
+    return (X[order], None if y is None else y[order])
+
+
+def test_joint_regression_matches_the_native_model(conn, name):
+    from sklearn.datasets import load_linnerud
+    from sklearn.linear_model import LinearRegression
+
+    d = load_linnerud()
+    X, Y = d.data.astype(np.float32), d.target.astype(np.float32)
+    make_table(conn, name, ["chins", "situps", "jumps", "weight", "waist", "pulse"], np.hstack([X, Y]))
+    row = conn.execute("SELECT task, algorithm, deployed, runtime FROM train_joint(%s, 'regression', %s, "
+                       "ARRAY['weight', 'waist', 'pulse'], test_sampling => 'last')", [name, name + "_v"]).fetchone()
+    assert row == ("regression", "linear", True, "onnx")
+    native = LinearRegression().fit(X[:15].astype(np.float64), Y[:15])
+    got = np.array([r[0] for r in conn.execute(
+        f"SELECT predict_joint(%s, ARRAY[chins, situps, jumps]) FROM {name} ORDER BY id", [name])])
+    assert got.shape == (20, 3)
+    assert np.max(np.abs(got - native.predict(X.astype(np.float64)))) < 1e-2
+    # predict gives the first target, as PostgresML's does; a jsonb object works too
+    first = conn.execute("SELECT predict(%s, ARRAY[5, 162, 60]::real[]), "
+                         "predict_joint(%s, '{\"chins\": 5, \"situps\": 162, \"jumps\": 60}'::jsonb)", [name, name]).fetchone()
+    assert abs(first[0] - first[1][0]) < 1e-4
+    training = conn.execute("SELECT training FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id "
+                            "WHERE p.name = %s", [name]).fetchone()[0]
+    assert training["y_columns"] == ["weight", "waist", "pulse"] and training["conversion"]["converted"]
+    # a retrain reuses the targets; a forest fits several targets itself
+    assert conn.execute("SELECT algorithm FROM train_joint(%s, algorithm => 'random_forest', "
+                        "hyperparams => '{\"n_estimators\": 5}')", [name]).fetchone() == ("random_forest",)
+
+
+def test_clustering_matches_the_native_model(conn, name):
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_iris
+
+    X, _ = shuffled(load_iris().data.astype(np.float32))
+    make_table(conn, name, ["a", "b", "c", "d"], X)
+    row = conn.execute("SELECT task, algorithm, deployed, metrics ->> 'silhouette' IS NOT NULL FROM train(%s, "
+                       "'clustering', %s, hyperparams => '{\"n_clusters\": 3}', test_sampling => 'last')",
+                       [name, name + "_v"]).fetchone()
+    assert row == ("clustering", "kmeans", True, True)
+    native = KMeans(n_clusters=3, random_state=0, n_init=10).fit(X[:112].astype(np.float64))
+    got = [int(r[0]) for r in conn.execute(f"SELECT predict(%s, ARRAY[a, b, c, d]) FROM {name} ORDER BY id", [name])]
+    assert got == native.predict(X.astype(np.float64)).tolist()
+    for algorithm, params in [("mini_batch_kmeans", '{"n_clusters": 3}'), ("birch", '{"n_clusters": 3}'),
+                              ("affinity_propagation", "{}"), ("mean_shift", "{}")]:
+        assert conn.execute("SELECT algorithm, runtime FROM train(%s, algorithm => %s, hyperparams => %s)",
+                            [name, algorithm, params]).fetchone() == (algorithm, "onnx")
+    err = sql_error(conn, "SELECT predict_proba(%s, ARRAY[1, 2, 3, 4]::real[])", [name])
+    assert err.sqlstate == "0A000"
+
+
+def test_decomposition_matches_the_native_model(conn, name):
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    X, _ = shuffled(load_digits().data[:400].astype(np.float32))
+    conn.execute(f"CREATE TABLE {name} (id serial, image smallint[])")
+    with conn.cursor().copy(f"COPY {name} (image) FROM STDIN") as copy:
+        for row in X:
+            copy.write_row([[int(v) for v in row]])
+    conn.execute(f"CREATE VIEW {name}_v AS SELECT image FROM {name} ORDER BY id")
+    row = conn.execute("SELECT task, algorithm, (metrics ->> 'cumulative_explained_variance')::float FROM train(%s, "
+                       "'decomposition', %s, hyperparams => '{\"n_components\": 5}', test_sampling => 'last')",
+                       [name, name + "_v"]).fetchone()
+    assert row[:2] == ("decomposition", "pca") and 0.3 < row[2] < 1
+    native = PCA(n_components=5, random_state=0).fit(X[:300].astype(np.float64))
+    got = np.array([r[0] for r in conn.execute(f"SELECT decompose(%s, image) FROM {name} ORDER BY id", [name])])
+    assert got.shape == (400, 5)
+    assert np.max(np.abs(got - native.transform(X.astype(np.float64)))) < 1e-3
+
+
+@pytest.mark.parametrize("algorithm", ["lightgbm", "catboost"])
+def test_boosters_convert_and_match_the_native_model(conn, name, algorithm):
+    from sklearn.datasets import load_iris
+
+    X, y = shuffled(load_iris().data.astype(np.float32), load_iris().target)
+    make_table(conn, name, ["a", "b", "c", "d", "target"], np.hstack([X, y[:, None]]), {"target": "integer"})
+    row = conn.execute("SELECT algorithm, runtime FROM train(%s, 'classification', %s, 'target', algorithm => %s, "
+                       "hyperparams => '{\"n_estimators\": 10}', test_sampling => 'last')",
+                       [name, name + "_v", algorithm]).fetchone()
+    assert row == (algorithm, "onnx")
+    if algorithm == "lightgbm":
+        from lightgbm import LGBMClassifier
+        native = LGBMClassifier(n_estimators=10, random_state=0, verbose=-1)
+    else:
+        from catboost import CatBoostClassifier
+        native = CatBoostClassifier(n_estimators=10, random_state=0, verbose=False, allow_writing_files=False)
+    native.fit(X[:112], y[:112])
+    got = np.array([r[0] for r in conn.execute(f"SELECT predict_proba(%s, ARRAY[a, b, c, d]) FROM {name} ORDER BY id",
+                                               [name])])
+    assert np.max(np.abs(got - native.predict_proba(X))) < 1e-3
+    # regression too, and its conversion check is recorded
+    conn.execute(f"CREATE VIEW {name}_r AS SELECT a, b, c, d FROM {name}")
+    assert conn.execute("SELECT runtime FROM train(%s, 'regression', %s, 'd', algorithm => %s, "
+                        "hyperparams => '{\"n_estimators\": 10}')", [name + "_reg", name + "_r", algorithm]).fetchone() == ("onnx",)
+    diff = conn.execute("SELECT (training #>> '{conversion,max_abs_diff}')::float FROM pgmodels.models m "
+                        "JOIN pgmodels.projects p ON p.id = m.project_id WHERE p.name = %s", [name + "_reg"]).fetchone()[0]
+    assert diff < 1e-3
+
+
+def test_bad_input(conn, name):
+    from sklearn.datasets import load_linnerud
+
+    d = load_linnerud()
+    make_table(conn, name, ["chins", "situps", "jumps", "weight", "waist", "pulse"], np.hstack([d.data, d.target]))
+    rel = name + "_v"
+    cases = [
+        # one target is not joint regression
+        ("SELECT * FROM train_joint(%s, 'regression', %s, ARRAY['weight'])", [name, rel], "22023", "two or more"),
+        ("SELECT * FROM train_joint(%s, 'regression', %s, ARRAY['weight', 'weight'])", [name, rel], "22023", "distinct"),
+        ("SELECT * FROM train_joint(%s, 'classification', %s, ARRAY['weight', 'waist'])", [name, rel], "22023", "does not do"),
+        ("SELECT * FROM train_joint(%s, 'regression', %s, ARRAY['weight', 'nope'])", [name, rel], "42703", "nope"),
+        # clustering algorithms that cannot place a new row, and unknown names
+        ("SELECT * FROM train(%s, 'clustering', %s, algorithm => 'dbscan')", [name + "_c", rel], "0A000", "cannot predict"),
+        ("SELECT * FROM train(%s, 'clustering', %s, algorithm => 'spectral')", [name + "_c", rel], "0A000", "cannot predict"),
+        ("SELECT * FROM train(%s, 'clustering', %s, algorithm => 'kmeanz')", [name + "_c", rel], "22023", "unknown algorithm"),
+        ("SELECT * FROM train(%s, 'decomposition', %s, algorithm => 'tsne')", [name + "_d", rel], "22023", "unknown algorithm"),
+        ("SELECT * FROM train_joint(%s, 'regression', %s, ARRAY['weight', 'waist'], algorithm => 'nope')",
+         [name, rel], "22023", "unknown algorithm"),
+        ("SELECT * FROM train(%s, 'clustering', %s, 'pulse')", [name + "_c", rel], "22023", "no target"),
+        ("SELECT * FROM train(%s, 'clustering', %s, search => 'grid', search_params => '{\"n_clusters\": [2, 3]}')",
+         [name + "_c", rel], "0A000", "search"),
+        ("SELECT * FROM train(%s, 'clustering', %s, hyperparams => '{\"n_clusterz\": 3}')", [name + "_c", rel],
+         "22023", "unknown hyperparameter"),
+    ]
+    for statement, params, sqlstate, words in cases:
+        err = sql_error(conn, statement, params)
+        assert (err.sqlstate, words in err.diag.message_primary) == (sqlstate, True), (statement, err.diag.message_primary)
+    # nothing half-written: none of these made a project
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name LIKE %s", [name + "%"]).fetchone()[0] == 0
+    conn.execute("SELECT * FROM train(%s, 'clustering', %s, hyperparams => '{\"n_clusters\": 2}')", [name + "_c", rel])
+    conn.execute("SELECT * FROM train(%s, 'regression', %s, 'pulse')", [name + "_r", rel])
+    for statement, params in [("SELECT decompose(%s, ARRAY[1, 2, 3, 4, 5]::real[])", [name + "_c"]),
+                              ("SELECT predict_joint(%s, ARRAY[1, 2, 3, 4, 5]::real[])", [name + "_r"])]:
+        assert sql_error(conn, statement, params).sqlstate == "0A000"
+    # a wrong number of features is the usual error
+    err = sql_error(conn, "SELECT predict(%s, ARRAY[1, 2]::real[])", [name + "_c"])
+    assert err.sqlstate == "22023"
+
+
+def test_train_joint_needs_the_train_privilege(conn, name, make_role):
+    rolname, alice = make_role(name + "_alice")
+    conn.execute(f"CREATE TABLE {name} (a real, b real, c real)")
+    conn.execute(f"INSERT INTO {name} SELECT i, i * 2, i * 3 FROM generate_series(1, 20) i")
+    conn.execute(f"GRANT SELECT ON {name} TO {rolname}")
+    err = sql_error(alice, "SELECT * FROM train_joint(%s, 'regression', %s, ARRAY['b', 'c'])", [name, name])
+    assert err.sqlstate == "42501" and "train" in err.diag.message_primary
+    # the core itself refuses too, and so do the snapshot cores
+    assert alice.execute("SELECT * FROM pgmodels._train_joint(%s, 'regression', %s, ARRAY['b', 'c'], NULL, NULL, "
+                         "NULL, NULL, NULL, NULL, NULL, true, NULL, false)", [name, name]).fetchall() == []
+    err = sql_error(alice, "SELECT pgmodels._snapshot_create(%s::regclass, pgmodels._credential())", [name])
+    assert err.sqlstate == "42501"
+    assert sql_error(alice, "SELECT * FROM snapshot(%s)", [name]).sqlstate == "42501"
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    assert alice.execute("SELECT deployed FROM train_joint(%s, 'regression', %s, ARRAY['b', 'c'])",
+                         [name, name]).fetchone() == (True,)
+
+
+def test_materialized_snapshot_reproduces_training(conn, name, make_role):
+    rolname, alice = make_role(name + "_alice")
+    _, bob = make_role(name + "_bob")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {rolname}")
+    alice.execute(f"CREATE TABLE {name} (x real, y real)")
+    alice.execute(f"INSERT INTO {name} SELECT i, 3 * i + (i % 7) FROM generate_series(1, 200) i")
+    first = alice.execute("SELECT metrics FROM train(%s, 'regression', %s, 'y', materialize_snapshot => true)",
+                          [name, name]).fetchone()[0]
+    snap = conn.execute("SELECT training -> 'snapshot', training ->> 'relation' FROM pgmodels.models m "
+                        "JOIN pgmodels.projects p ON p.id = m.project_id WHERE p.name = %s", [name]).fetchone()
+    record, relation = snap
+    assert record["rows"] == 200 and record["source"] == f"public.{name}" and relation == f"public.{name}"
+    assert record["relation"].startswith("pgmodels_snapshots.snapshot_")
+    # the source changes; a retrain of the project reads the snapshot: same rows, same split, same model
+    alice.execute(f"DELETE FROM {name} WHERE x > 50")
+    again = alice.execute("SELECT metrics FROM train(%s)", [name]).fetchone()[0]
+    assert {k: v for k, v in again.items() if "time" not in k} == {k: v for k, v in first.items() if "time" not in k}
+    training = conn.execute("SELECT training FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id "
+                            "WHERE p.name = %s ORDER BY m.id DESC LIMIT 1", [name]).fetchone()[0]
+    assert training["rows"] == 200 and training["relation"] == record["relation"]
+    # the trainer may read its snapshot and change nothing in it; others may not read it
+    assert alice.execute(f"SELECT count(*) FROM {record['relation']}").fetchone() == (200,)
+    for statement in (f"INSERT INTO {record['relation']} VALUES (1, 1)", f"DELETE FROM {record['relation']}",
+                      f"UPDATE {record['relation']} SET y = 0", f"DROP TABLE {record['relation']}"):
+        assert sql_error(alice, statement).sqlstate == "42501", statement
+    assert sql_error(bob, f"SELECT count(*) FROM {record['relation']}").sqlstate == "42501"
+    # snapshot() alone
+    rel, source, rows = alice.execute("SELECT * FROM snapshot(%s)", [name]).fetchone()
+    assert (source, rows) == (f"public.{name}", 50) and rel.startswith("pgmodels_snapshots.")
