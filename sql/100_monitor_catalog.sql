@@ -212,3 +212,36 @@ FROM (
 WHERE pgmodels._may(pgmodels._me(), e.project_id, 'use');
 COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports, and every retrain decision with its reason';
 GRANT SELECT ON pgmodels.history TO PUBLIC;
+
+-- Traceability of request-response serving: pgmodels serve logs a sample of its
+-- requests (--log-sample, every request by default) with the model id and version that
+-- answered. It writes with its own connection's role: a superuser, or a role an
+-- administrator grants INSERT on this table to (no other role may write it).
+CREATE TABLE pgmodels.request_log (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at             timestamptz NOT NULL,
+    project_id     bigint REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    project        text NOT NULL,
+    model_id       bigint,
+    model_version  integer,
+    role           name NOT NULL,
+    transport      text NOT NULL CHECK (transport IN ('http', 'grpc')),
+    request_id     text,
+    rows           integer,
+    status         integer NOT NULL,
+    error          text,
+    latency_ms     double precision NOT NULL
+);
+CREATE INDEX request_log_project_at_idx ON pgmodels.request_log (project_id, at DESC);
+COMMENT ON TABLE pgmodels.request_log IS 'a sample of the requests pgmodels serve answered: when, project, the model id and version that answered, role, transport, rows, HTTP status, latency; read it through pgmodels.request_logs';
+REVOKE ALL ON pgmodels.request_log FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.request_log', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.request_log_id_seq', '');
+
+CREATE OR REPLACE VIEW pgmodels.request_logs WITH (security_barrier) AS
+SELECT l.id, l.at, l.project, l.model_id, l.model_version, l.role, l.transport, l.request_id, l.rows, l.status,
+       l.error, l.latency_ms
+FROM pgmodels.request_log l
+WHERE pgmodels._may(pgmodels._me(), l.project_id, 'owner');
+COMMENT ON VIEW pgmodels.request_logs IS 'the logged requests of pgmodels serve to the projects the current role owns: which model version answered whom, when, how fast';
+GRANT SELECT ON pgmodels.request_logs TO PUBLIC;

@@ -55,7 +55,8 @@ def test_extension_layout(conn):
                              "pgmodels.stream_dead_letter",
                              # monitoring (sql/100)
                              "pgmodels.monitor_settings", "pgmodels.monitor", "pgmodels.monitor_id_seq",
-                             "pgmodels.drift_report", "pgmodels.drift_report_id_seq"])
+                             "pgmodels.drift_report", "pgmodels.drift_report_id_seq",
+                             "pgmodels.request_log", "pgmodels.request_log_id_seq"])
 
 
 def test_every_function_is_commented(conn):

@@ -323,3 +323,35 @@ def test_a_regression_model_answers_predict_only(env):
     assert r.json()["outputs"][0]["data"] == pytest.approx([3 * 2 - 2 * 3 + 1, 3 * 5 - 2 * 1 + 1], abs=1e-3)
     r = infer(env, {"inputs": [matrix([[2.0, 3.0]])], "outputs": [{"name": "probabilities"}]}, project=project)
     assert r.status_code == 400 and "no output" in r.json()["error"]
+
+
+def test_requests_are_logged_with_the_model_version_that_answered(env):
+    import psycopg
+
+    c = env.conn
+    project = f"px_log_{env.tag}"
+    first = c.execute(f"SELECT model_id FROM train('{project}', 'classification', '{env.num}', 'y')").fetchone()[0]
+    second = c.execute(f"SELECT model_id FROM train('{project}', algorithm => 'xgboost', "
+                       "hyperparams => '{\"n_estimators\": 3}')").fetchone()[0]
+    c.execute("SELECT grant_project(%s, %s, 'predict')", [project, env.app])
+    for model_id in (first, second):
+        c.execute("SELECT * FROM deploy(%s::bigint)", [model_id]).fetchall()
+        assert infer(env, {"id": f"r{model_id}", "inputs": [matrix([ROWS[0], ROWS[1]])]}, project=project).status_code == 200
+    assert infer(env, {"inputs": [matrix([[1.0, 2.0]])]}, project=project).status_code == 400
+    deadline, rows = time.monotonic() + 10, []
+    while time.monotonic() < deadline and len(rows) < 3:
+        time.sleep(0.3)
+        rows = c.execute("SELECT model_id, model_version, status, role, transport, rows, request_id, latency_ms > 0 "
+                         "FROM pgmodels.request_log WHERE project = %s ORDER BY at, id", [project]).fetchall()
+    assert [r[:3] for r in rows] == [(first, 1, 200), (second, 2, 200), (None, None, 400)], rows
+    assert {r[3] for r in rows} == {env.app} and {r[4] for r in rows} == {"http"}
+    assert [r[5] for r in rows[:2]] == [2, 2] and rows[0][6] == f"r{first}" and all(r[7] for r in rows)
+    assert c.execute("SELECT count(*) FROM pgmodels.request_log WHERE project = %s AND transport = 'grpc'",
+                     [env.num]).fetchone()[0] > 0
+    # the log is its project owner's to read: a role with predict sees none of it, and may not write it
+    with psycopg.connect(env.dsn, user=env.app, password="pw", autocommit=True) as app:
+        assert app.execute("SELECT count(*) FROM pgmodels.request_logs WHERE project = %s", [project]).fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("INSERT INTO pgmodels.request_log (at, project, role, transport, status, latency_ms) "
+                        "VALUES (now(), %s, 'x', 'http', 200, 1)", [project])
+    assert c.execute("SELECT count(*) FROM pgmodels.request_logs WHERE project = %s", [project]).fetchone() == (3,)

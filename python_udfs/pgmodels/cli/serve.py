@@ -27,6 +27,9 @@ def add_parsers(sub) -> None:
     serve.add_argument("--body-timeout", type=float, default=10.0,
                        help="seconds a client may take to send a request body (default 10)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-sample", type=float, default=1.0,
+                       help="share of inference requests written to pgmodels.request_log with the model version "
+                            "that answered (default 1: all; 0 turns it off)")
 
     token = sub.add_parser("token", help="API tokens of pgmodels serve")
     tsub = token.add_subparsers(dest="action", required=True)
@@ -103,10 +106,12 @@ def _serve(args) -> int:
         cluster = Cluster.from_env()
         cluster.create()
         dsn = cluster.url()
+    if not 0.0 <= args.log_sample <= 1.0:
+        raise PgmodelsError(f"--log-sample must be between 0 and 1, not {args.log_sample}", sqlstate="22023")
     _check(dsn, args.anonymous_role)
     settings = {"dsn": dsn, "anonymous_role": args.anonymous_role, "pool_max": max(args.pool_size, 1),
                 "statement_timeout_ms": args.statement_timeout, "max_body_bytes": args.max_body, "body_timeout": args.body_timeout,
-                "grpc_port": args.grpc_port or None, "host": args.host}
+                "grpc_port": args.grpc_port or None, "host": args.host, "log_sample": args.log_sample}
     metrics_dir = tempfile.mkdtemp(prefix="pgmodels-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client
     os.environ["PGMODELS_SERVE_SETTINGS"] = json.dumps(settings)

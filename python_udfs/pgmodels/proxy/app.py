@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await asyncio.sleep(1)
 
         gauges = asyncio.create_task(pool_gauges())
+        request_log = asyncio.create_task(backend.request_log.run())
         log.info("worker %d ready (gRPC port %s)", os.getpid(), settings.grpc_port or "off")
         try:
             yield
@@ -66,6 +67,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gauges.cancel()
             if grpc_server is not None:
                 await grpc_server.stop(grace=5)
+            request_log.cancel()  # writes what is left
+            with contextlib.suppress(asyncio.CancelledError):
+                await request_log
             await backend.close()
 
     app = Starlette(routes=make_routes(backend) + bundles.routes(backend), lifespan=lifespan,

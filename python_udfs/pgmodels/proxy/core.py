@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from .errors import ProxyError, bad_request, from_db_error
 from . import metrics, statements
 from .batching import Batcher
+from .requestlog import RequestLog
 from .tensors import InferAnswer, InferRequest
 
 _AS_ROLE = ("SELECT pg_catalog.set_config('role', %(_role)s, true), "
@@ -42,6 +43,7 @@ class Settings:
     body_timeout: float = 10.0
     grpc_port: int | None = None
     host: str = "127.0.0.1"
+    log_sample: float = 1.0  # the share of requests written to pgmodels.request_log
 
     @classmethod
     def from_json(cls, text: str) -> "Settings":
@@ -82,6 +84,7 @@ class Backend:
         self._tokens: dict[str, tuple[str | None, float]] = {}
         self._models: dict[tuple[str, str], tuple[Model, float]] = {}
         self.batcher = Batcher()
+        self.request_log = RequestLog(self, settings.log_sample)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
@@ -195,7 +198,22 @@ class Backend:
         return True
 
     # -- inference ------------------------------------------------------------------
-    async def infer(self, role: str, req: InferRequest) -> InferAnswer:
+    async def infer(self, role: str, req: InferRequest, transport: str = "http") -> InferAnswer:
+        """Answer one request, and log it (sampled) with the model version that answered."""
+        start = time.perf_counter()
+        try:
+            answer, model_id = await self._infer(role, req)
+        except ProxyError as e:
+            self.request_log.record(project=req.model, model_id=None, version=None, role=role, transport=transport,
+                                    request_id=req.id, rows=None, status=e.status, error=e.message,
+                                    latency_s=time.perf_counter() - start)
+            raise
+        self.request_log.record(project=req.model, model_id=model_id, version=answer.version, role=role,
+                                transport=transport, request_id=req.id, rows=_rows(answer), status=200, error=None,
+                                latency_s=time.perf_counter() - start)
+        return answer
+
+    async def _infer(self, role: str, req: InferRequest) -> tuple[InferAnswer, int | None]:
         model = await self.model(role, req.model)
         v = model.version(req.version)
         wanted = req.outputs or model.outputs()
@@ -231,7 +249,12 @@ class Backend:
                 outputs.append(("probabilities", "FP32", [n_rows, width], [float(p) for c in column for p in c]))
             else:
                 outputs.append(("label", "BYTES", [n_rows], list(column)))
-        return InferAnswer(model.name, int(version), req.id, outputs)
+        answered = next((x["model_id"] for x in model.versions if str(x["version"]) == str(version)), v["model_id"])
+        return InferAnswer(model.name, int(version), req.id, outputs), answered
+
+
+def _rows(answer: InferAnswer) -> int | None:
+    return answer.outputs[0][2][0] if answer.outputs and answer.outputs[0][2] else None
 
 
 def _datatype(feature_type: str) -> str:

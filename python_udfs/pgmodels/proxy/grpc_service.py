@@ -109,7 +109,7 @@ def make_servicer(backend: Backend):
         async def ModelInfer(self, request, context):
             async def work(role):
                 (await backend.model(role, request.model_name)).version(request.model_version or None)
-                answer = await backend.infer(role, decode_grpc(request))
+                answer = await backend.infer(role, decode_grpc(request), transport="grpc")
                 log.info("grpc infer model=%s version=%s rows=%d role=%s id=%s", answer.model, answer.version,
                          answer.outputs[0][2][0], role, printable(answer.id))
                 return encode_grpc(answer, pb), answer.outputs[0][2][0]
