@@ -61,17 +61,28 @@ AS $$ BEGIN RETURN encode((pgmodels._edge_key()).public_key, 'hex'); END $$;
 COMMENT ON FUNCTION @extschema@.edge_public_key() IS 'the public half of the Ed25519 key that signs edge bundles, as 64 hex digits, for devices to pin (makes the key on first use)';
 
 CREATE OR REPLACE FUNCTION pgmodels._edge_build(served pgmodels.served_model, metrics jsonb, trained_at text,
-                                                seed bytea) RETURNS bytea
+                                                seed bytea, option text, check_rows jsonb) RETURNS bytea
 LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.edge.build import edge_build; return edge_build(served, metrics, trained_at, seed)
+from pgmodels.edge.build import edge_build; return edge_build(served, metrics, trained_at, seed, option, check_rows)
 $$;
-COMMENT ON FUNCTION pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea) IS 'internal: builds and signs the bundle of a resolved model; only _export_bundle calls it';
+COMMENT ON FUNCTION pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb) IS 'internal: builds and signs the bundle of a resolved model, with a size option checked on the check rows; only _export_bundle calls it';
+
+CREATE OR REPLACE FUNCTION pgmodels._edge_options_report(served pgmodels.served_model, check_rows jsonb) RETURNS text
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.edge.build import edge_options; return edge_options(served, check_rows)
+$$;
+COMMENT ON FUNCTION pgmodels._edge_options_report(pgmodels.served_model, jsonb) IS 'internal: each size option''s size and prediction difference on the check rows; only _edge_options calls it';
 
 -- Definer: it reads the catalog and the signing key; the caller's credential says who
--- is asking, and the export privilege decides (as for export_onnx).
-CREATE OR REPLACE FUNCTION pgmodels._export_bundle(project_name text, model_id bigint, credential text)
+-- is asking, and the export privilege decides (as for export_onnx). check_rows are the
+-- caller's (read by the invoker wrapper with the caller's own rights): they only decide
+-- whether a size option is refused.
+CREATE OR REPLACE FUNCTION pgmodels._export_bundle(project_name text, model_id bigint, option text, check_rows jsonb,
+                                                   credential text)
 RETURNS bytea
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -89,19 +100,75 @@ BEGIN
     served := pgmodels._resolve(project_name, coalesce(model_id, 0), pgmodels._verify_caller(credential), 'export');
     SELECT * INTO m FROM pgmodels.models WHERE id = served.id;
     bundle := pgmodels._edge_build(served, m.metrics, to_char(m.trained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                   (pgmodels._edge_key()).seed);
+                                   (pgmodels._edge_key()).seed, option, check_rows);
     IF bundle IS NULL THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     RETURN bundle;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._export_bundle(text, bigint, text) IS 'internal: the core of export_bundle(): the checks of export_onnx(), then the signed bundle';
+COMMENT ON FUNCTION pgmodels._export_bundle(text, bigint, text, jsonb, text) IS 'internal: the core of export_bundle(): the checks of export_onnx(), then the signed bundle';
 
 CREATE OR REPLACE FUNCTION @extschema@.export_bundle(project_name text, model_id bigint DEFAULT NULL) RETURNS bytea
 LANGUAGE sql VOLATILE
-AS $$ SELECT pgmodels._export_bundle($1, $2, pgmodels._credential()) $$;
+AS $$ SELECT pgmodels._export_bundle($1, $2, NULL, NULL, pgmodels._credential()) $$;
 COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint) IS 'a signed edge bundle (zip: manifest.json, model.onnx, manifest.sig) of the deployed model or the given model id, for devices; needs the export privilege on its project';
+
+-- The rows a size option is checked on, read as the caller (an invoker function: the
+-- caller's privileges and row-level security apply), at most 100,000.
+CREATE OR REPLACE FUNCTION pgmodels._check_rows(check_relation regclass) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    rows jsonb;
+BEGIN
+    IF check_relation IS NULL THEN
+        RAISE EXCEPTION 'a size option needs check rows' USING ERRCODE = '22004',
+            HINT = 'Pass the model''s test split (or rows you trust) as check_relation.';
+    END IF;
+    EXECUTE format('SELECT jsonb_agg(to_jsonb(t)) FROM (SELECT * FROM %s LIMIT 100000) t', check_relation) INTO rows;
+    RETURN coalesce(rows, '[]'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._check_rows(regclass) IS 'internal: a relation''s rows as jsonb, read with the caller''s rights, for checking a size option';
+
+CREATE OR REPLACE FUNCTION @extschema@.export_bundle(project_name text, model_id bigint, size_option text,
+                                                     check_relation regclass) RETURNS bytea
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._export_bundle($1, $2, $3, pgmodels._check_rows($4), pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint, text, regclass) IS 'a signed edge bundle made smaller by a size option (ort, float16 or int8), refused when it changes any class on the check relation''s rows; needs the export privilege';
+
+-- Definer: reads the catalog; the export privilege decides.
+CREATE OR REPLACE FUNCTION pgmodels._edge_options(project_name text, model_id bigint, check_rows jsonb, credential text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    served pgmodels.served_model;
+    report text;
+BEGIN
+    PERFORM pgmodels._export(project_name, model_id, credential);
+    served := pgmodels._resolve(project_name, coalesce(model_id, 0), pgmodels._verify_caller(credential), 'export');
+    report := pgmodels._edge_options_report(served, check_rows);
+    IF report IS NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN report::jsonb;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._edge_options(text, bigint, jsonb, text) IS 'internal: the core of edge_bundle_options()';
+
+CREATE OR REPLACE FUNCTION @extschema@.edge_bundle_options(project_name text, check_relation regclass,
+                                                           model_id bigint DEFAULT NULL)
+RETURNS TABLE (size_option text, bytes integer, bytes_before integer, max_abs_diff double precision,
+               classes_changed integer, check_rows integer, usable boolean, note text)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT r->>'option', (r->>'bytes')::integer, (r->>'bytes_before')::integer, (r->>'max_abs_diff')::float8,
+           (r->>'classes_changed')::integer, (r->>'rows')::integer, (r->>'usable')::boolean, r->>'note'
+    FROM jsonb_array_elements(pgmodels._edge_options($1, $3, pgmodels._check_rows($2), pgmodels._credential())) r
+$$;
+COMMENT ON FUNCTION @extschema@.edge_bundle_options(text, regclass, bigint) IS 'what each size option (ort, float16, int8) would make of a model''s bundle: bytes before and after, the largest prediction difference and the classes changed on the check relation''s rows; needs the export privilege';
 
 -- What a device polling for updates needs to know, cheaply: the deployed model and its
 -- artifact's sha256, for a role with the export privilege. Definer: reads the catalog.
@@ -123,20 +190,27 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version and served artifact sha256 of a project, for a role with the export privilege (pgmodels serve''s bundle ETag)';
 
--- Grants. PUBLIC keeps: the user-facing functions above (export_bundle checks the
--- export privilege itself; edge_public_key gives out the public half only), and
--- _export_bundle and _edge_current, which check the caller's credential and privilege
--- themselves. Never PUBLIC: _edge_key (the private key), _edge_new_key, and
--- _edge_build (it signs what it is given: only definer functions may call it).
+-- Grants. PUBLIC keeps: the user-facing functions above (export_bundle and
+-- edge_bundle_options check the export privilege themselves; edge_public_key gives out
+-- the public half only), _check_rows (an invoker function: the caller's own rights), and
+-- the definer cores, which check the caller's credential and privilege themselves. Never
+-- PUBLIC: _edge_key (the private key), _edge_new_key, _edge_build (it signs what it is
+-- given) and _edge_options_report: only definer functions call them.
 REVOKE EXECUTE ON FUNCTION
     pgmodels._edge_new_key(),
     pgmodels._edge_key(),
-    pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea),
-    pgmodels._export_bundle(text, bigint, text),
+    pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb),
+    pgmodels._edge_options_report(pgmodels.served_model, jsonb),
+    pgmodels._export_bundle(text, bigint, text, jsonb, text),
+    pgmodels._edge_options(text, bigint, jsonb, text),
+    pgmodels._check_rows(regclass),
     pgmodels._edge_current(text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- check the caller's credential and export privilege themselves
-    pgmodels._export_bundle(text, bigint, text),
-    pgmodels._edge_current(text, text)
+    pgmodels._export_bundle(text, bigint, text, jsonb, text),
+    pgmodels._edge_options(text, bigint, jsonb, text),
+    pgmodels._edge_current(text, text),
+    -- reads a relation with the caller's own rights
+    pgmodels._check_rows(regclass)
 TO PUBLIC;

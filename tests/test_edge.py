@@ -194,7 +194,7 @@ def test_signing_key_is_not_readable_by_other_roles(conn, edge, make_role):
     _, c = make_role("edge_nobody")
     for statement in ("SELECT seed FROM pgmodels.edge_signing_key", "SELECT pgmodels._edge_key()",
                       "SELECT pgmodels._edge_new_key()",
-                      "SELECT pgmodels._edge_build(NULL::pgmodels.served_model, NULL, NULL, NULL)"):
+                      "SELECT pgmodels._edge_build(NULL::pgmodels.served_model, NULL, NULL, NULL, NULL, NULL)"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute(statement)
         c.rollback()
@@ -215,7 +215,7 @@ def test_export_bundle_needs_the_export_privilege(conn, edge, make_role):
     c.rollback()
     postgres_oid = conn.execute("SELECT oid FROM pg_roles WHERE rolname = 'postgres'").fetchone()[0]
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="invalid caller credential"):
-        c.execute("SELECT pgmodels._export_bundle('edge_lin', NULL, %s)", [f"{postgres_oid}:" + "0" * 64])
+        c.execute("SELECT pgmodels._export_bundle('edge_lin', NULL, NULL, NULL, %s)", [f"{postgres_oid}:" + "0" * 64])
     c.rollback()
     conn.execute("SELECT grant_project('edge_lin', 'edge_app', 'export')")
     assert EdgeModel.from_bytes(bytes(c.execute("SELECT export_bundle('edge_lin')").fetchone()[0]), edge["key"])

@@ -176,7 +176,8 @@ PUBLIC_INTERNALS = {
     "pgmodels._export(text,bigint,text)",
     # edge: export_bundle's core and the bundle endpoint's ETag query check the caller's
     # credential and export privilege (the signing key's functions are not PUBLIC's)
-    "pgmodels._export_bundle(text,bigint,text)", "pgmodels._edge_current(text,text)",
+    "pgmodels._export_bundle(text,bigint,text,jsonb,text)", "pgmodels._edge_current(text,text)",
+    "pgmodels._edge_options(text,bigint,jsonb,text)", "pgmodels._check_rows(regclass)",
     # request-response serving: cores that check the caller's credential, the token lookup
     "pgmodels._create_api_token(name,text)", "pgmodels._revoke_api_token(bigint,text,text)",
     "pgmodels._may_manage_tokens(oid,oid)", "pgmodels._api_token_role(text)",

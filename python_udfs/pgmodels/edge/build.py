@@ -19,9 +19,9 @@ import zipfile
 
 from .. import __version__
 from .._plpy import udf
-from ..errors import DATA_CORRUPTED, PgmodelsError
+from ..errors import DATA_CORRUPTED, INVALID_PARAMETER_VALUE, PgmodelsError
 from ..serving.runtime import OnnxEngine, check_self_contained
-from . import graph
+from . import graph, optimize
 
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so that equal bundles are equal bytes
 
@@ -35,7 +35,8 @@ def manifest_for(served: dict, metrics: dict, trained_at: str, artifact: bytes, 
         "format": "pgmodels-edge-bundle/1",
         "project": served["project"], "version": served["version"], "model_id": served["id"],
         "task": served["task"], "trained_at": trained_at,
-        "artifact": {"file": "model.onnx", "sha256": hashlib.sha256(artifact).hexdigest(), "bytes": len(artifact)},
+        "artifact": {"file": "model.onnx", "sha256": hashlib.sha256(artifact).hexdigest(), "bytes": len(artifact),
+                     "format": "onnx"},
         "served_sha256": served_sha,
         "features": [{"name": n, "type": t} for n, t in zip(served["feature_names"], served["feature_types"])],
         "nullable": sorted(served.get("nullable") or []),
@@ -62,26 +63,64 @@ def pack(manifest_bytes: bytes, signature: bytes, artifact: bytes) -> bytes:
     return out.getvalue()
 
 
-def build(served: dict, metrics: dict, trained_at: str, seed: bytes) -> bytes:
-    from pgmodels_edge import ed25519
-
+def _plain(served: dict) -> tuple[bytes, bool, float]:
+    """The served artifact, checked, with ZipMap outputs turned into tensors."""
     served_artifact = bytes(served["artifact"])
     if hashlib.sha256(served_artifact).digest() != bytes(served["artifact_sha256"]):
         raise PgmodelsError(f"the artifact of model {served['id']} fails its sha256 check", sqlstate=DATA_CORRUPTED)
     check_self_contained(served_artifact, bool(served.get("imported")))
     artifact, dropped = graph.drop_zipmap(served_artifact)
     max_diff = graph.check_same(served_artifact, artifact, served["feature_names"], served["task"]) if dropped else 0.0
+    return artifact, dropped, max_diff
+
+
+def _answers(artifact: bytes, served: dict) -> dict:
+    engine = OnnxEngine(artifact, served["feature_names"], served["task"])
+    return {"label": engine.label_output, "probabilities": engine.proba_output, "value": engine.value_output}
+
+
+def build(served: dict, metrics: dict, trained_at: str, seed: bytes, option: str | None = None,
+          check_rows: list | None = None) -> bytes:
+    from pgmodels_edge import ed25519
+
+    artifact, dropped, max_diff = _plain(served)
     public = ed25519.public_key(seed)
     manifest = manifest_for(served, metrics, trained_at, artifact, bytes(served["artifact_sha256"]).hex(),
                             dropped, max_diff, public)
+    if option is not None:
+        smaller = optimize.apply(artifact, option)
+        check = optimize.compare(artifact, smaller, check_rows or [], served["feature_names"],
+                                 served["feature_types"], manifest["answers"])
+        if check["classes_changed"]:
+            raise PgmodelsError(f"the {option} option changes predictions of model {served['id']}",
+                                detail=f"It changes the class of {check['classes_changed']} of {check['rows']} "
+                                       f"check rows (largest probability difference {check['max_abs_diff']:.3g}).",
+                                hint="Export without it, or with another option.", sqlstate=INVALID_PARAMETER_VALUE)
+        if option != "ort":
+            manifest.update({k: v for k, v in graph.describe(smaller).items() if k in ("opset", "ir_version")})
+        manifest["artifact"] = {"file": "model.onnx", "sha256": hashlib.sha256(smaller).hexdigest(),
+                                "bytes": len(smaller), "format": "ort" if option == "ort" else "onnx"}
+        manifest["transforms"]["option"] = {"name": option, **check}
+        artifact = smaller
     manifest_bytes = json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
     return pack(manifest_bytes, ed25519.sign(seed, manifest_bytes), artifact)
 
 
 @udf
-def edge_build(served: dict, metrics: str | None, trained_at: str, seed: bytes) -> bytes:
+def edge_build(served: dict, metrics: str | None, trained_at: str, seed: bytes, option: str | None,
+               check_rows: str | None) -> bytes:
     """pgmodels._edge_build: the signed bundle of a model _export_bundle resolved."""
-    return build(served, json.loads(metrics) if metrics else {}, trained_at, bytes(seed))
+    rows = json.loads(check_rows) if check_rows else None
+    return build(served, json.loads(metrics) if metrics else {}, trained_at, bytes(seed), option, rows)
+
+
+@udf
+def edge_options(served: dict, check_rows: str | None) -> str:
+    """pgmodels._edge_options_report: each size option's size and difference on the check rows."""
+    artifact, _, _ = _plain(served)
+    rows = json.loads(check_rows) if check_rows else []
+    return json.dumps(optimize.report(artifact, rows, served["feature_names"], served["feature_types"],
+                                      _answers(artifact, served)))
 
 
 @udf

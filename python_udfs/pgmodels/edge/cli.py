@@ -1,6 +1,7 @@
 """``pgmodels edge``: export a bundle to a directory, print the public key, verify a bundle.
 
-    pgmodels edge export PROJECT [--version N] --out DIR
+    pgmodels edge export PROJECT [--version N] --out DIR [--option ort|float16|int8 --check-relation REL]
+    pgmodels edge options PROJECT --check-relation REL
     pgmodels edge public-key
     pgmodels edge verify DIR --public-key HEX
 
@@ -26,7 +27,15 @@ def add_parser(sub) -> None:
     ex.add_argument("project")
     ex.add_argument("--version", type=int, help="the project's model version (default: the deployed one)")
     ex.add_argument("--out", required=True, help="directory to write (manifest.json, model.onnx, manifest.sig)")
+    ex.add_argument("--option", choices=["ort", "float16", "int8"],
+                    help="make it smaller (refused if any class changes on the --check-relation rows)")
+    ex.add_argument("--check-relation", help="rows to check a --option on: the model's test split, say")
     ex.add_argument("--dsn", help="database (default: the embedded cluster)")
+    op = esub.add_parser("options", help="what each size option makes of a bundle, checked on a relation's rows")
+    op.add_argument("project")
+    op.add_argument("--check-relation", required=True)
+    op.add_argument("--version", type=int)
+    op.add_argument("--dsn", help="database (default: the embedded cluster)")
     pk = esub.add_parser("public-key", help="print the public key devices pin (64 hex digits)")
     pk.add_argument("--dsn", help="database (default: the embedded cluster)")
     ve = esub.add_parser("verify", help="verify a bundle directory against a public key (no database)")
@@ -92,7 +101,19 @@ def run_command(args, connect) -> int:
             print(conn.execute("SELECT edge_public_key()").fetchone()[0])
             return 0
         model_id = _model_id(conn, args.project, args.version)
-        data = conn.execute("SELECT export_bundle(%s, %s)", [args.project, model_id]).fetchone()[0]
+        if args.action == "options":
+            rows = conn.execute("SELECT * FROM edge_bundle_options(%s, %s::regclass, %s)",
+                                [args.project, args.check_relation, model_id]).fetchall()
+            for r in rows:
+                print(f"{r[0]:<8} " + (f"{r[1]:>9} bytes (from {r[2]}), largest difference {r[3]:.3g}, "
+                                       f"classes changed {r[4]} of {r[5]} rows" if r[1] is not None else "")
+                      + (f"  {r[7]}" if r[7] else ""))
+            return 0
+        if args.option:
+            data = conn.execute("SELECT export_bundle(%s, %s, %s, %s::regclass)",
+                                [args.project, model_id, args.option, args.check_relation]).fetchone()[0]
+        else:
+            data = conn.execute("SELECT export_bundle(%s, %s)", [args.project, model_id]).fetchone()[0]
         key = conn.execute("SELECT edge_public_key()").fetchone()[0]
     manifest = write_bundle(bytes(data), args.out, key)
     print(f"{os.path.abspath(args.out)}: version {manifest['version']} of \"{manifest['project']}\" "

@@ -33,7 +33,7 @@ from .errors import ProxyError
 
 log = logging.getLogger("pgmodels.serve")
 _CURRENT = "SELECT * FROM pgmodels._edge_current(%(name)s, pgmodels._credential())"
-_EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, %(id)s, pgmodels._credential()), "
+_EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, %(id)s, NULL, NULL, pgmodels._credential()), "
            "pgmodels._raise_pending(NULL::bytea))")
 CACHE_SIZE = 64
 
