@@ -221,6 +221,10 @@ def test_lineage_after_training_records_the_rows_and_their_fingerprint(conn, nam
     assert rows["training rows"] == "1000" and rows["split"].startswith("test_size 0.25")
     assert rows["trained by"] == "postgres" and rows["pgmodels version"] == "0.2.0"
     assert "library onnxruntime" in rows and "library xgboost" in rows
+    # feature importances at training, per version: the label is f1 + f2 > 0
+    ranked = [r[0] for r in conn.execute("SELECT item FROM model_lineage(%s) WHERE item LIKE 'importance %%'",
+                                         [first])]
+    assert len(ranked) == 9 and set(ranked[:2]) == {"importance f1", "importance f2"}
     # the stored profile: quantile bins, histogram, mean, std, min, max, null rate; the target's shares
     profile = conn.execute("SELECT training -> 'profile' FROM pgmodels.models WHERE id = %s", [first]).fetchone()[0]
     f1 = profile["features"]["f1"]

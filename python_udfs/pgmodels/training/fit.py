@@ -62,6 +62,7 @@ class TrainedModel:
     conversion: dict
     library_versions: dict
     notes: list[str] = field(default_factory=list)  # e.g. why stratification was skipped
+    feature_importances: dict | None = None  # per feature, for tree and linear models (monitor.lineage)
 
 
 def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
@@ -92,7 +93,37 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         labels=labels, metrics=metrics,
         hyperparams=used_hyperparams(fitted[-1]), search_results=results,
         conversion=conversion, library_versions=library_versions(),
-        notes=[note] if note else [])
+        notes=[note] if note else [], feature_importances=importances(fitted, names))
+
+
+def importances(fitted, names: list[str]) -> dict | None:
+    """The fitted model's feature importances (trees) or absolute coefficients (linear
+    models, averaged over classes), summed back onto the relation's features when the
+    preprocessing expanded them (one-hot columns named feature_value); None otherwise."""
+    model = fitted[-1]
+    values = getattr(model, "feature_importances_", None)
+    if values is None and getattr(model, "coef_", None) is not None:
+        coef = np.abs(np.asarray(model.coef_, dtype=np.float64))
+        values = coef.mean(axis=0) if coef.ndim == 2 else coef
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) == len(names):
+        return {n: float(v) for n, v in zip(names, values)}
+    try:
+        out_names = [str(n).split("__", 1)[-1] for n in fitted[:-1].get_feature_names_out(names)]
+    except Exception:  # noqa: BLE001 - a preprocessor that cannot name its columns: no importances
+        return None
+    if len(out_names) != len(values):
+        return None
+    total = {n: 0.0 for n in names}
+    for out, v in zip(out_names, values):
+        owner = out if out in total else next((n for n in sorted(names, key=len, reverse=True)
+                                               if out.startswith(n + "_")), None)
+        if owner is None:
+            return None
+        total[owner] += float(v)
+    return total
 
 
 def _pipeline(preprocessor, estimator):
