@@ -18,6 +18,9 @@ CREATE TABLE pgmodels.monitor_settings (
     ks_min_statistic  double precision NOT NULL DEFAULT 0.1,
     retrain_margin    double precision NOT NULL DEFAULT 0.0,
     min_holdout_rows  integer NOT NULL DEFAULT 30,
+    -- when a monitor with retrain retrains: on drift, on a warning too, or at every report
+    retrain_on        text NOT NULL DEFAULT 'drift' CONSTRAINT monitor_settings_retrain_on_check
+                      CHECK (retrain_on IN ('drift', 'warning', 'always')),
     CONSTRAINT monitor_settings_psi_check CHECK (psi_warning > 0 AND psi_drift >= psi_warning AND psi_drift <= 10),
     CONSTRAINT monitor_settings_ks_check CHECK (ks_alpha > 0 AND ks_alpha < 1 AND ks_min_statistic >= 0
                                                 AND ks_min_statistic <= 1),
@@ -119,7 +122,8 @@ AS $$
                               'ks_alpha', coalesce(ms.ks_alpha, 0.01),
                               'ks_min_statistic', coalesce(ms.ks_min_statistic, 0.1),
                               'retrain_margin', coalesce(ms.retrain_margin, 0.0),
-                              'min_holdout_rows', coalesce(ms.min_holdout_rows, 30))
+                              'min_holdout_rows', coalesce(ms.min_holdout_rows, 30),
+                              'retrain_on', coalesce(ms.retrain_on, 'drift'))
       FROM (SELECT pgmodels._resolve($1, $2, pgmodels._verify_caller($3), 'predict', false) AS r) s
       JOIN pgmodels.models m ON m.id = (s.r).id
       LEFT JOIN pgmodels.monitor_settings ms ON ms.project_id = m.project_id
@@ -129,7 +133,8 @@ COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: 
 -- Sets a project's thresholds: its owner's.
 CREATE OR REPLACE FUNCTION pgmodels._set_monitor_thresholds(credential text, project_name text,
     psi_warning double precision, psi_drift double precision, ks_alpha double precision,
-    ks_min_statistic double precision, retrain_margin double precision, min_holdout_rows integer)
+    ks_min_statistic double precision, retrain_margin double precision, min_holdout_rows integer,
+    retrain_on text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -151,6 +156,7 @@ BEGIN
     s.ks_min_statistic := coalesce($6, s.ks_min_statistic, 0.1);
     s.retrain_margin := coalesce($7, s.retrain_margin, 0.0);
     s.min_holdout_rows := coalesce($8, s.min_holdout_rows, 30);
+    s.retrain_on := coalesce($9, s.retrain_on, 'drift');
     IF NOT (s.psi_warning > 0 AND s.psi_drift >= s.psi_warning AND s.psi_drift <= 10) THEN
         RAISE EXCEPTION 'invalid PSI thresholds: warning %, drift %', s.psi_warning, s.psi_drift USING ERRCODE = '22023',
             DETAIL = 'The warning threshold must be above 0 and at most the drift threshold, which is at most 10.',
@@ -163,19 +169,22 @@ BEGIN
     ELSIF NOT (s.retrain_margin >= 0 AND s.retrain_margin <= 1) THEN
         RAISE EXCEPTION 'retrain_margin must be between 0 and 1, not %', s.retrain_margin USING ERRCODE = '22023',
             DETAIL = 'It is how much the new model''s key metric must beat the deployed one''s by.';
+    ELSIF s.retrain_on NOT IN ('drift', 'warning', 'always') THEN
+        RAISE EXCEPTION 'retrain_on must be drift, warning or always, not "%"', s.retrain_on USING ERRCODE = '22023';
     ELSIF s.min_holdout_rows < 1 OR s.min_holdout_rows > 100000000 THEN
         RAISE EXCEPTION 'min_holdout_rows must be between 1 and 100000000, not %', s.min_holdout_rows USING ERRCODE = '22023';
     END IF;
     INSERT INTO pgmodels.monitor_settings SELECT s.*
         ON CONFLICT (project_id) DO UPDATE SET psi_warning = EXCLUDED.psi_warning, psi_drift = EXCLUDED.psi_drift,
             ks_alpha = EXCLUDED.ks_alpha, ks_min_statistic = EXCLUDED.ks_min_statistic,
-            retrain_margin = EXCLUDED.retrain_margin, min_holdout_rows = EXCLUDED.min_holdout_rows;
+            retrain_margin = EXCLUDED.retrain_margin, min_holdout_rows = EXCLUDED.min_holdout_rows,
+            retrain_on = EXCLUDED.retrain_on;
     RETURN jsonb_build_object('psi_warning', s.psi_warning, 'psi_drift', s.psi_drift, 'ks_alpha', s.ks_alpha,
                               'ks_min_statistic', s.ks_min_statistic, 'retrain_margin', s.retrain_margin,
-                              'min_holdout_rows', s.min_holdout_rows);
+                              'min_holdout_rows', s.min_holdout_rows, 'retrain_on', s.retrain_on);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
+COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer, text) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
 
 -- What happened to each project, newest first: versions trained or imported,
 -- deployments and rollbacks, drift reports, and every retrain decision with its reason

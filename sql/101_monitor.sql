@@ -266,10 +266,11 @@ COMMENT ON FUNCTION @extschema@.set_reference(text, text, bigint, text) IS 'stor
 CREATE OR REPLACE FUNCTION @extschema@.set_monitor_thresholds(project_name text,
     psi_warning double precision DEFAULT NULL, psi_drift double precision DEFAULT NULL,
     ks_alpha double precision DEFAULT NULL, ks_min_statistic double precision DEFAULT NULL,
-    retrain_margin double precision DEFAULT NULL, min_holdout_rows integer DEFAULT NULL)
+    retrain_margin double precision DEFAULT NULL, min_holdout_rows integer DEFAULT NULL,
+    retrain_on text DEFAULT NULL)
 RETURNS jsonb LANGUAGE sql VOLATILE
-AS $$ SELECT pgmodels._set_monitor_thresholds(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7) $$;
-COMMENT ON FUNCTION @extschema@.set_monitor_thresholds(text, double precision, double precision, double precision, double precision, double precision, integer) IS 'sets a project''s drift thresholds (PSI warning 0.1 and drift 0.2, KS alpha 0.01 with a statistic of at least 0.1) and its retrain margin and minimum holdout rows; NULL keeps a value; the project owner''s';
+AS $$ SELECT pgmodels._set_monitor_thresholds(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7, $8) $$;
+COMMENT ON FUNCTION @extschema@.set_monitor_thresholds(text, double precision, double precision, double precision, double precision, double precision, integer, text) IS 'sets a project''s drift thresholds (PSI warning 0.1 and drift 0.2, KS alpha 0.01 with a statistic of at least 0.1), its retrain margin and minimum holdout rows, and when a retraining monitor retrains (drift, warning or always: at every report); NULL keeps a value; the project owner''s';
 
 CREATE OR REPLACE FUNCTION pgmodels._monitor(project_name text, relation_name text, schedule text, time_column text,
                                              retrain boolean)
@@ -327,7 +328,7 @@ COMMENT ON FUNCTION @extschema@.model_lineage(bigint) IS 'where a model version 
 -- themselves (a credential, the project's privileges, the monitor's owner).
 GRANT EXECUTE ON FUNCTION
     -- each checks the caller's credential and privilege itself
-    pgmodels._drift_reference(text, bigint, text), pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer),
+    pgmodels._drift_reference(text, bigint, text), pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer, text),
     pgmodels._monitor_create(text, text, oid, text, text, boolean), pgmodels._monitor_get(text, bigint),
     pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb),
     pgmodels._drift_report_decide(text, bigint, jsonb), pgmodels._store_reference(text, bigint, jsonb),

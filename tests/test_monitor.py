@@ -190,6 +190,18 @@ def test_a_retrain_keeps_the_deployed_model_when_the_new_one_is_not_better(conn,
                         [name]).fetchone()[0] == 1
     assert "retrain kept" in [r[0] for r in conn.execute("SELECT event FROM pgmodels.history WHERE project = %s",
                                                           [name])]
+    # retrain_on => 'always': every report retrains, drift or not (a retrain on the monitor's own schedule)
+    conn.execute(f"CREATE TABLE {name}_calm AS SELECT * FROM {name}_old LIMIT 500")
+    calm = conn.execute("SELECT monitor(%s, %s, NULL, retrain => true)", [name, f"{name}_calm"]).fetchone()[0]
+    report = conn.execute("SELECT run_monitor(%s)", [calm]).fetchone()[0]
+    assert conn.execute("SELECT status, retrain FROM pgmodels.drift_reports WHERE id = %s", [report]).fetchone() == \
+        ("ok", None)
+    conn.execute("SELECT set_monitor_thresholds(%s, retrain_on => 'always')", [name])
+    report = conn.execute("SELECT run_monitor(%s)", [calm]).fetchone()[0]
+    assert conn.execute("SELECT retrain ->> 'new_version' FROM pgmodels.drift_reports WHERE id = %s",
+                        [report]).fetchone()[0] == "3"
+    err = sql_error(conn, "SELECT set_monitor_thresholds(%s, retrain_on => 'sometimes')", [name])
+    assert err.sqlstate == "22023"
 
 
 def test_a_failed_retrain_is_recorded_and_the_deployed_model_keeps_serving(conn, name):

@@ -212,7 +212,7 @@ PUBLIC_INTERNALS = {
     # and the monitor's owner themselves; the PL/Python cores run as the caller
     "pgmodels._drift_reference(text,bigint,text)",
     "pgmodels._set_monitor_thresholds(text,text,double precision,double precision,double precision,"
-    "double precision,double precision,integer)",
+    "double precision,double precision,integer,text)",
     "pgmodels._monitor_create(text,text,oid,text,text,boolean)", "pgmodels._monitor_get(text,bigint)",
     "pgmodels._drift_report_write(text,bigint,bigint,timestamp with time zone,timestamp with time zone,bigint,"
     "text,text[],jsonb,jsonb)",

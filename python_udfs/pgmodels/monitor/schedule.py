@@ -73,7 +73,8 @@ def run(monitor_id):
         [monitor_id, ref.model.id, _text(cur.window_start), _text(cur.window_end), cur.rows, status, drifted,
          json.dumps(results), json.dumps(ref.thresholds)],
         ["bigint", "bigint", "text", "text", "bigint", "text", "text[]", "text", "text"])[0]["id"]
-    if m["retrain"] and status == "drift" and y is not None:
+    due = {"drift": ("drift",), "warning": ("warning", "drift"), "always": ("ok", "warning", "drift")}
+    if m["retrain"] and y is not None and status in due[ref.thresholds.get("retrain_on", "drift")]:
         decision = retraining.run(ref, cur, report_id, drifted)
         query("SELECT pgmodels._drift_report_decide(pgmodels._credential(), $1, $2::jsonb)",
               [report_id, json.dumps(decision)], ["bigint", "text"])
