@@ -13,8 +13,11 @@ trial (rotating which goes first) so drift on a shared machine hits them alike:
 - ``sync_304``: a device's poll of the bundle URL when nothing changed (304).
 
 Reported: per side the median per-call time over trials with the spread (min, max), and
-each side's ratio to ``edge``; the bundle's size (zip and model.onnx). The edge and ort
-predictions must equal SQL's.
+each side's ratio to ``edge``; the bundle's size (zip and model.onnx); and each size
+option's bytes before and after, largest difference and classes changed
+(edge_bundle_options, checked on the training rows) for the benchmark's XGBoost model and
+for an imported neural network (an MLP on the same rows), where float16 and int8 apply.
+The edge and ort predictions must equal SQL's.
 
     .pgmodels/venv/bin/python benchmarks/bench_edge.py --dsn "$(.pgmodels/venv/bin/pgmodels db url)"
 """
@@ -52,6 +55,28 @@ def setup(conn, trees: int) -> list[list[float]]:
     conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y', 'xgboost', %s)",
                  [PROJECT, TABLE, json.dumps({"n_estimators": trees})]).fetchall()
     return [list(r) for r in conn.execute(f"SELECT a, b, c, d FROM {TABLE} ORDER BY random() LIMIT 200")]
+
+
+def size_options(conn, train: np.ndarray) -> dict:
+    """edge_bundle_options for the XGBoost model and an imported MLP, on the training rows."""
+    import warnings
+
+    from skl2onnx import to_onnx
+    from sklearn.neural_network import MLPClassifier
+
+    conn.execute(f"CREATE OR REPLACE VIEW {TABLE}_x AS SELECT a, b, c, d FROM {TABLE}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = MLPClassifier((64, 64), max_iter=200, random_state=0).fit(train[:, :4], train[:, 4].astype(int))
+    onx = to_onnx(mlp, train[:1, :4], options={id(mlp): {"zipmap": False}}, target_opset=17)
+    conn.execute("SELECT * FROM import_onnx('bench_edge_mlp', %s, ARRAY['a', 'b', 'c', 'd'], 'classification', "
+                 "'[0, 1]')", [onx.SerializeToString()]).fetchall()
+    out = {}
+    for project in (PROJECT, "bench_edge_mlp"):
+        cols = ["option", "bytes", "bytes_before", "max_abs_diff", "classes_changed", "rows", "usable", "note"]
+        out[project] = [dict(zip(cols, r)) for r in conn.execute(
+            "SELECT * FROM edge_bundle_options(%s, %s::regclass)", [project, f"{TABLE}_x"])]
+    return out
 
 
 def start_server(dsn: str) -> tuple[subprocess.Popen, str]:
@@ -163,6 +188,7 @@ def main(argv=None) -> int:
 
         shutil.rmtree(home, ignore_errors=True)
 
+    sizes = size_options(conn, train)
     results = {"meta": {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": f"{COMMAND} --calls {args.calls} --repeat {args.repeat} --trees {args.trees}",
@@ -172,7 +198,7 @@ def main(argv=None) -> int:
         "xgboost": xgboost.__version__},
         "predictions_that_differ": differ,
         "bundle": {"zip_bytes": len(data), "model_onnx_bytes": len(artifact)},
-        "sides": {}, "ratios_to_edge": {}}
+        "size_options": sizes, "sides": {}, "ratios_to_edge": {}}
     edge_median = statistics.median(times["edge"])
     print(f"{'side':<9} {'median us':>10} {'min us':>9} {'max us':>9} {'x edge':>8}")
     for name, ts in times.items():
@@ -182,6 +208,10 @@ def main(argv=None) -> int:
         results["ratios_to_edge"][name] = med / edge_median
         print(f"{name:<9} {med * 1e6:>10.1f} {min(ts) * 1e6:>9.1f} {max(ts) * 1e6:>9.1f} {med / edge_median:>8.2f}")
     print(f"bundle: {len(data)} bytes zipped, model.onnx {len(artifact)} bytes; predictions that differ: {differ}")
+    for project, rows_ in sizes.items():
+        for r in rows_:
+            print(f"{project:<14} {r['option']:<8} " + (f"{r['bytes_before']} -> {r['bytes']} bytes, max diff "
+                  f"{r['max_abs_diff']:.3g}, classes changed {r['classes_changed']}" if r["bytes"] else r["note"]))
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
         f"edge-{datetime.date.today().isoformat()}.json")
     out.write_text(json.dumps(results, indent=1))
