@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 import subprocess
-import uuid
-
-import psycopg
 import pytest
 
 from dbhelpers import ROOT
+from pgmlhelpers import fresh_database
 
 EXAMPLES = ROOT / "tests" / "pgml_examples"
 
@@ -23,16 +21,8 @@ EXAMPLES = ROOT / "tests" / "pgml_examples"
 @pytest.fixture
 def example_db(cluster):
     """A fresh database with pgmodels_pgml; (its URL, a connection to it)."""
-    name = "pgml_example_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    try:
-        with psycopg.connect(cluster.url(name), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pgmodels_pgml CASCADE")
-            yield cluster.socket_url(name), conn
-    finally:
-        with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database(cluster) as (url, conn, _):
+        yield url, conn
 
 
 def run_example(url: str, name: str) -> str:
