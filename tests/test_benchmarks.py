@@ -173,3 +173,23 @@ def test_tiny_drift_run_measures_both_sides(test_db, tmp_path):
     assert results["statuses"]["f3"] == "drift" and len(results["statuses"]) == 9
     assert len(results["drift"]["all_s"]) == len(results["script"]["all_s"]) == 2
     assert _positive(results["ratio"]["drift_vs_script"])
+
+
+def test_tiny_pgml_run_measures_every_side(cluster, tmp_path):
+    """benchmarks/bench_pgml.py at a tiny size, in a database of its own: every side
+    measured, the ratios computed, the predictions the same on every side."""
+    from pgmlhelpers import fresh_database
+
+    out = tmp_path / "pgml.json"
+    with fresh_database(cluster, setup=None) as (url, _, _):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_pgml.py"), "--dsn", url,
+                               "--copies", "1", "--repeat", "2", "--trees", "3", "--out", str(out)],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_pgml.py")
+    assert results["meta"]["rows"] == 569 and results["predictions_agree"]
+    assert set(results["sides"]) == {"pgml_predict_rowwise", "pgmodels_predict_rowwise", "pgml_predict_batch",
+                                     "raw_rowwise", "raw_batch"}
+    assert all(len(s["all_s"]) == 2 for s in results["sides"].values())
+    assert all(_positive(v) for v in results["ratio"].values())
