@@ -35,6 +35,27 @@ def test_public_key_is_stable_and_hex(conn, edge):
     assert key == edge["key"] and len(key) == 64 and int(key, 16) >= 0
 
 
+def test_pg_dump_and_restore_keep_the_signing_key(conn, cluster, edge):
+    """A restored database signs with the same key: devices that pinned it keep working."""
+    restored = conn.info.dbname + "_edge_restored"
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {restored}")
+        admin.execute(f"CREATE DATABASE {restored}")
+    try:
+        bindir = "/usr/lib/postgresql/15/bin"
+        dump = subprocess.run([f"{bindir}/pg_dump", "-Fc", cluster.url(conn.info.dbname)], capture_output=True,
+                              check=True)
+        subprocess.run([f"{bindir}/pg_restore", "--no-owner", "-d", cluster.url(restored)], input=dump.stdout,
+                       capture_output=True, check=True)
+        with psycopg.connect(cluster.url(restored), autocommit=True) as c:
+            assert c.execute("SELECT edge_public_key()").fetchone()[0] == edge["key"]
+            data = bytes(c.execute("SELECT export_bundle('edge_lin')").fetchone()[0])
+            assert EdgeModel.from_bytes(data, edge["key"]).version == 1
+    finally:
+        with psycopg.connect(cluster.url("postgres"), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {restored} WITH (FORCE)")
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_python_runtime_matches_sql_predict(conn, edge, name):
     model = EdgeModel.from_bytes(bundle(conn, name), edge["key"])
