@@ -96,6 +96,14 @@ if [ "$MODE" != system ]; then
   fi
 fi
 
+# the scaling tests: PgBouncer (Debian's package) in front of the embedded cluster
+if [ "$MODE" != system ] && ! dpkg-query -W -f='${Status}' pgbouncer 2>/dev/null | grep -q 'install ok installed'; then
+  [ "$(id -u)" = 0 ] || { echo "install.sh: needs root to install pgbouncer" >&2; exit 1; }
+  log "apt-get install pgbouncer"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null
+fi
+
 # 5. the extension files ----------------------------------------------------------------
 log "make install (PGXS)"
 make -s -C "$ROOT/extension" PG_CONFIG=$PG_CONFIG install >/dev/null

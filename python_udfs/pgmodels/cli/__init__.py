@@ -21,8 +21,11 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="manage the embedded local cluster")
     dbsub = db.add_subparsers(dest="action", required=True)
-    for name, text in [("create", "create (idempotent), start, and install the extension"),
-                       ("start", "start the cluster"), ("stop", "stop the cluster"),
+    create = dbsub.add_parser("create", help="create (idempotent), start, and install the extension")
+    from .standby import add_arguments as add_standby_arguments
+
+    add_standby_arguments(create, dbsub)  # --standby-of, --slot, --port; db promote
+    for name, text in [("start", "start the cluster"), ("stop", "stop the cluster"),
                        ("status", "show whether it runs and where its files are"),
                        ("url", "print a libpq connection URL to its pgmodels database")]:
         dbsub.add_parser(name, help=text)
@@ -90,10 +93,11 @@ def run(argv: list[str]) -> int:
         os.execvp("psql", ["psql", cluster.url(), *rest[2:]])
     args = _parser().parse_args(argv)
     if args.command == "db":
-        if args.action == "create":
-            cluster.create()
-            print(cluster.url())
-        elif args.action == "start":
+        if args.action in ("create", "promote"):
+            from .standby import run_action
+
+            return run_action(args, cluster)
+        if args.action == "start":
             cluster.start()
         elif args.action == "stop":
             cluster.stop()

@@ -38,6 +38,16 @@ def _pg_bindir() -> Path:
     return Path(out)
 
 
+def _configured_port(home: Path) -> str | None:
+    """The port an existing cluster was created with (db create --port): its pgmodels.conf."""
+    try:
+        text = (home / "data" / "pgmodels.conf").read_text()
+    except OSError:
+        return None
+    found = [line.split("=", 1)[1].strip().strip("'") for line in text.splitlines() if line.startswith("port =")]
+    return found[0] if found else None
+
+
 @dataclass
 class Cluster:
     home: Path
@@ -59,8 +69,8 @@ class Cluster:
                 chosen = own
             else:
                 chosen = here / ".pgmodels"
-        port = int(os.environ.get("PGMODELS_PORT") or DEFAULT_PORT)
-        return cls(home=Path(chosen).resolve(), port=port)
+        home = Path(chosen).resolve()
+        return cls(home=home, port=int(os.environ.get("PGMODELS_PORT") or _configured_port(home) or DEFAULT_PORT))
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -238,5 +248,10 @@ class Cluster:
 
     def status(self) -> dict[str, str]:
         state = "running" if self.running() else ("stopped" if self.initialized() else "not created")
+        if state == "running" and (self.data / "standby.signal").exists():
+            from .standby import standby_status
+
+            return {"state": state, **standby_status(self), "home": str(self.home), "port": str(self.port),
+                    "log": str(self.log), "venv": str(self.venv)}
         return {"state": state, "home": str(self.home), "data": str(self.data), "port": str(self.port),
                 "socket": str(self.socket_dir), "log": str(self.log), "venv": str(self.venv)}
