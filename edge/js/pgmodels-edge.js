@@ -68,8 +68,15 @@ function parseKey(key) {
 }
 
 // The manifest, once the signature and the model's sha256 check out.
+// WebCrypto: global in browsers and Node.js 19+, node:crypto's webcrypto in Node.js 18
+// (Debian 12's), whose Ed25519 is there too.
+async function webcrypto() {
+  if (globalThis.crypto?.subtle) return globalThis.crypto.subtle;
+  return (await import('node:crypto')).webcrypto.subtle;
+}
+
 export async function verify({ manifest, model, signature }, publicKey) {
-  const subtle = globalThis.crypto.subtle;
+  const subtle = await webcrypto();
   const raw = parseKey(publicKey);
   if (signature.length !== 64) throw new BundleError('the bundle is not signed', { detail: `manifest.sig holds ${signature.length} bytes, not 64.` });
   const key = await subtle.importKey('raw', raw, { name: 'Ed25519' }, false, ['verify']);
