@@ -9,6 +9,7 @@ import io
 import json
 import os
 import threading
+import uuid
 import http.server
 import zipfile
 
@@ -22,6 +23,8 @@ from edgehelpers import make_data, node
 from proxyhelpers import Server, bearer, free_port
 
 P = "edge_ota"
+TAG = uuid.uuid4().hex[:6]  # roles are the cluster's: unique per run
+DEV, PRED, NONE = f"edge_dev_{TAG}", f"edge_pred_{TAG}", f"edge_none_{TAG}"
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +36,24 @@ def ota(test_db, tmp_path_factory):
     first = conn.execute(f"SELECT model_id FROM train('{P}', 'regression', '{P}_v', 'value', 'linear')").fetchone()[0]
     conn.execute(f"CREATE VIEW {P}_other AS SELECT x1, x2, x3, x4, label FROM edge_data")
     conn.execute(f"SELECT * FROM train('{P}_secret', 'classification', '{P}_other', 'label', 'linear')").fetchall()
-    for role in ("edge_dev", "edge_pred", "edge_none"):
+    for role in (DEV, PRED, NONE):
         conn.execute(f"CREATE ROLE {role} LOGIN")
-    conn.execute("SELECT grant_project(%s, 'edge_dev', 'export')", [P])
-    conn.execute("SELECT grant_project(%s, 'edge_pred', 'predict')", [P])
-    tokens = {r: conn.execute("SELECT create_api_token(%s)", [r]).fetchone()[0]
-              for r in ("edge_dev", "edge_pred", "edge_none")}
+    conn.execute("SELECT grant_project(%s, %s, 'export')", [P, DEV])
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [P, PRED])
+    tokens = {r: conn.execute("SELECT create_api_token(%s)", [r]).fetchone()[0] for r in (DEV, PRED, NONE)}
     server = Server(test_db, tmp_path_factory.mktemp("ota"), workers=1)
     yield {"conn": conn, "server": server, "tokens": tokens, "first": first,
            "key": conn.execute("SELECT edge_public_key()").fetchone()[0],
            "url": f"{server.url}/v2/models/{P}/bundle"}
     server.stop()
-    for role in ("edge_dev", "edge_pred", "edge_none"):
+    for role in (DEV, PRED, NONE):
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
     conn.close()
 
 
 def test_etag_and_304(ota):
-    h = bearer(ota["tokens"]["edge_dev"])
+    h = bearer(ota["tokens"][DEV])
     r = httpx.get(ota["url"], headers=h, timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     etag = r.headers["etag"]
@@ -70,12 +72,12 @@ def test_tokens_read_only_what_their_role_may_export(ota):
     cases = [
         (ota["url"], None, 401),
         (ota["url"], "not-a-token", 401),
-        (ota["url"], ota["tokens"]["edge_none"], 403),     # no privilege
-        (ota["url"], ota["tokens"]["edge_pred"], 403),     # predict is not export
-        (f"{s.url}/v2/models/{P}_secret/bundle", ota["tokens"]["edge_dev"], 403),  # another project
-        (f"{s.url}/v2/models/nope/bundle", ota["tokens"]["edge_dev"], 404),
-        (f"{s.url}/v2/models/..%2F..%2Fetc%2Fpasswd/bundle", ota["tokens"]["edge_dev"], 404),  # a name, not a path
-        (f"{s.url}/v2/models/{P}_secret/bundle/manifest", ota["tokens"]["edge_dev"], 403),
+        (ota["url"], ota["tokens"][NONE], 403),     # no privilege
+        (ota["url"], ota["tokens"][PRED], 403),     # predict is not export
+        (f"{s.url}/v2/models/{P}_secret/bundle", ota["tokens"][DEV], 403),  # another project
+        (f"{s.url}/v2/models/nope/bundle", ota["tokens"][DEV], 404),
+        (f"{s.url}/v2/models/..%2F..%2Fetc%2Fpasswd/bundle", ota["tokens"][DEV], 404),  # a name, not a path
+        (f"{s.url}/v2/models/{P}_secret/bundle/manifest", ota["tokens"][DEV], 403),
     ]
     for url, token, status in cases:
         r = httpx.get(url, headers=bearer(token) if token else {}, timeout=30)
@@ -85,10 +87,10 @@ def test_tokens_read_only_what_their_role_may_export(ota):
 
 def test_deploy_and_rollback_reach_the_device(ota, tmp_path):
     conn, key = ota["conn"], ota["key"]
-    device = Device(tmp_path / "py", key, ota["url"], ota["tokens"]["edge_dev"])
+    device = Device(tmp_path / "py", key, ota["url"], ota["tokens"][DEV])
     assert device.sync().status == "updated" and device.model.version == 1
     assert device.sync().status == "unchanged" and device.last.http_status == 304
-    js = lambda: node("tests/node_sync.mjs", ota["url"], key, ota["tokens"]["edge_dev"], str(tmp_path / "js"))  # noqa: E731
+    js = lambda: node("tests/node_sync.mjs", ota["url"], key, ota["tokens"][DEV], str(tmp_path / "js"))  # noqa: E731
     assert js()["statuses"] == ["updated", "unchanged"]
     second = conn.execute(f"SELECT model_id FROM train('{P}', 'regression', '{P}_v', 'value', 'xgboost')").fetchone()[0]
     conn.execute("SELECT * FROM deploy(%s)", [second])
@@ -141,7 +143,7 @@ def _repack(data: bytes, **changed) -> bytes:
 
 def test_bad_bundles_are_refused_and_the_last_good_serves(ota, tmp_path):
     conn, key = ota["conn"], ota["key"]
-    device = Device(tmp_path / "dev", key, ota["url"], ota["tokens"]["edge_dev"])
+    device = Device(tmp_path / "dev", key, ota["url"], ota["tokens"][DEV])
     assert device.sync().status == "updated"
     good = device.model
     row = [0.1, 0.2, 0.3, 0.4]
@@ -183,7 +185,7 @@ def test_bad_bundles_are_refused_and_the_last_good_serves(ota, tmp_path):
 
 def test_server_down_uses_the_last_good_bundle(ota, tmp_path):
     key = ota["key"]
-    device = Device(tmp_path / "d", key, ota["url"], ota["tokens"]["edge_dev"])
+    device = Device(tmp_path / "d", key, ota["url"], ota["tokens"][DEV])
     assert device.sync().status == "updated"
     version = device.model.version
     dead = f"http://127.0.0.1:{free_port()}/v2/models/{P}/bundle"
@@ -191,6 +193,6 @@ def test_server_down_uses_the_last_good_bundle(ota, tmp_path):
     r = restarted.sync()
     assert r.status == "offline" and r.model is not None and r.model.version == version
     assert restarted.model.predict([1.0, 2.0, 3.0, 4.0]) == device.model.predict([1.0, 2.0, 3.0, 4.0])
-    got = node("tests/node_sync.mjs", ota["url"], key, ota["tokens"]["edge_dev"], str(tmp_path / "js"))
+    got = node("tests/node_sync.mjs", ota["url"], key, ota["tokens"][DEV], str(tmp_path / "js"))
     got = node("tests/node_sync.mjs", dead, key, "", str(tmp_path / "js"))
     assert got["statuses"] == ["offline", "offline"] and got["versions"][0] == version
