@@ -113,7 +113,6 @@ auth_query = SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1
 pool_mode = {pool_mode}
 default_pool_size = {pool_size}
 max_client_conn = {max_client_conn}
-max_prepared_statements = 100
 ignore_startup_parameters = extra_float_digits,options
 logfile = {self.dir}/pgbouncer.log
 pidfile = {self.dir}/pgbouncer.pid

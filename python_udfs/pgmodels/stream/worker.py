@@ -61,7 +61,10 @@ class Worker:
         backoff = 0.5
         while not self.stopping:
             try:
-                with psycopg.connect(self.dsn, autocommit=True, application_name="pgmodels stream worker") as conn:
+                # no server-side prepared statements: through a transaction pool (PgBouncer)
+                # the next call may run on another backend, which never prepared them
+                with psycopg.connect(self.dsn, autocommit=True, application_name="pgmodels stream worker",
+                                     prepare_threshold=None) as conn:
                     backoff = 0.5
                     self._loop(conn)
             except psycopg.OperationalError as e:
