@@ -94,15 +94,12 @@ export async function verify({ manifest, model, signature }, publicKey) {
 }
 
 // -- input rules: pgmodels/serving/inputs.py, message for message --------------------
+// A number as Python's repr() writes it in the server's messages (nan, inf, 1e+39, 1e-05).
 const pyRepr = (v) => {
   if (Number.isNaN(v)) return 'nan';
-  if (v === Infinity) return 'inf';
-  if (v === -Infinity) return '-inf';
-  if (Number.isInteger(v) && Math.abs(v) < 1e16) return String(v) + (Math.abs(v) >= 1e16 ? '' : '');
-  let s = String(v);
-  const m = /^(-?[\d.]+)e([+-])(\d+)$/.exec(s);
-  if (m) s = `${m[1]}e${m[2]}${m[3].padStart(2, '0')}`;
-  return s;
+  if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
+  const m = /^(-?[\d.]+)e([+-])(\d+)$/.exec(String(v));
+  return m ? `${m[1]}e${m[2]}${m[3].padStart(2, '0')}` : String(v);
 };
 const isNum = (v) => typeof v === 'number';
 function flatten(values) {

@@ -19,7 +19,7 @@ import zipfile
 
 from .. import __version__
 from .._plpy import udf
-from ..errors import DATA_CORRUPTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
 from ..serving.runtime import OnnxEngine, check_self_contained
 from . import graph, optimize
 
@@ -63,6 +63,18 @@ def pack(manifest_bytes: bytes, signature: bytes, artifact: bytes) -> bytes:
     return out.getvalue()
 
 
+def _ed25519():
+    """The signer, from the device package (one implementation for server and devices)."""
+    try:
+        from pgmodels_edge import ed25519
+    except ImportError:
+        raise PgmodelsError("the pgmodels-edge package is not installed in the server's Python environment",
+                            detail="Edge bundles are signed with its Ed25519 code.",
+                            hint="Install edge/python into the environment pgmodels.venv names "
+                                 "(scripts/install.sh does).", sqlstate=FEATURE_NOT_SUPPORTED) from None
+    return ed25519
+
+
 def _plain(served: dict) -> tuple[bytes, bool, float]:
     """The served artifact, checked, with ZipMap outputs turned into tensors."""
     served_artifact = bytes(served["artifact"])
@@ -81,8 +93,7 @@ def _answers(artifact: bytes, served: dict) -> dict:
 
 def build(served: dict, metrics: dict, trained_at: str, seed: bytes, option: str | None = None,
           check_rows: list | None = None) -> bytes:
-    from pgmodels_edge import ed25519
-
+    ed25519 = _ed25519()
     artifact, dropped, max_diff = _plain(served)
     public = ed25519.public_key(seed)
     manifest = manifest_for(served, metrics, trained_at, artifact, bytes(served["artifact_sha256"]).hex(),
@@ -128,7 +139,5 @@ def new_key() -> list:
     """pgmodels._edge_new_key: a fresh Ed25519 key from the operating system's randomness."""
     import os
 
-    from pgmodels_edge import ed25519
-
     seed = os.urandom(32)
-    return [(seed, ed25519.public_key(seed))]
+    return [(seed, _ed25519().public_key(seed))]
