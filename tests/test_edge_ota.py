@@ -196,3 +196,33 @@ def test_server_down_uses_the_last_good_bundle(ota, tmp_path):
     got = node("tests/node_sync.mjs", ota["url"], key, ota["tokens"][DEV], str(tmp_path / "js"))
     got = node("tests/node_sync.mjs", dead, key, "", str(tmp_path / "js"))
     assert got["statuses"] == ["offline", "offline"] and got["versions"][0] == version
+
+
+def test_a_browser_syncs_across_origins(ota, tmp_path):
+    """Headless Chromium on a page of one origin syncs from pgmodels serve on another: CORS
+    lets it read the bundle and the ETag, and the second poll is a 304."""
+    import shutil
+
+    from edgehelpers import StaticServer
+
+    if shutil.which("chromium") is None:
+        pytest.fail("chromium is missing: scripts/install.sh installs it")
+    static = StaticServer(tmp_path)
+    try:
+        from urllib.parse import urlencode
+
+        query = urlencode({"url": ota["url"], "key": ota["key"], "token": ota["tokens"][DEV],
+                           "row": json.dumps([0.5, -1.0, 1.2, 2.0])})
+        got = node("tests/browser_parity.mjs", f"{static.url}/tests/sync.html?{query}", ota["server"].url)
+    finally:
+        static.close()
+    assert "error" not in got, got
+    assert got["statuses"] == ["updated", "unchanged"] and got["http"] == [200, 304], got
+    row = [0.5, -1.0, 1.2, 2.0]
+    want = ota["conn"].execute(f"SELECT predict('{P}', %s::float8[])", [row]).fetchone()[0]
+    assert abs(got["prediction"] - want) <= 1e-5 * max(1, abs(want))
+    pre = httpx.options(ota["url"], headers={"Origin": "http://example.test",
+                                             "Access-Control-Request-Method": "GET",
+                                             "Access-Control-Request-Headers": "authorization, if-none-match"})
+    assert pre.status_code == 204 and "authorization" in pre.headers["access-control-allow-headers"].lower()
+    assert httpx.get(ota["url"], timeout=30).headers["access-control-allow-origin"] == "*"  # 401, still readable

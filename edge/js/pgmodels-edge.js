@@ -317,8 +317,9 @@ export async function fileStore(dir) {
 }
 
 export class Device {
-  constructor({ url, publicKey, ort, store = memoryStore(), token = null, fetch: f = globalThis.fetch }) {
-    Object.assign(this, { url, publicKey, ort, store, token, fetch: f });
+  constructor({ url, publicKey, ort, store = memoryStore(), token = null, fetch: f = null }) {
+    // a browser's fetch must be called as a function of the window, not as this.fetch
+    Object.assign(this, { url, publicKey, ort, store, token, fetch: f ?? ((...args) => globalThis.fetch(...args)) });
     this.model = null;
   }
 

@@ -11,6 +11,10 @@ reads only the projects its role may export (an unknown project and a forbidden 
 stop there). Bundles are cached per worker by the served artifact's sha256: equal models
 give equal bundles (the manifest has no timestamps of its own and Ed25519 signs
 deterministically), so the cache only saves the build.
+
+Browsers fetch bundles from other origins (the web app's): the bundle routes answer CORS
+preflights and allow any origin. That gives a page nothing its token would not: requests
+carry a bearer token, never a cookie, so a page without the token gets 401.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ _CURRENT = "SELECT * FROM pgmodels._edge_current(%(name)s, pgmodels._credential(
 _EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, %(id)s, NULL, NULL, pgmodels._credential()), "
            "pgmodels._raise_pending(NULL::bytea))")
 CACHE_SIZE = 64
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "ETag",
+        "Access-Control-Allow-Headers": "Authorization, If-None-Match", "Access-Control-Allow-Methods": "GET",
+        "Access-Control-Max-Age": "600"}
 
 
 def _matches(header: str | None, etag: str) -> bool:
@@ -69,7 +76,7 @@ def routes(backend: Backend) -> list[Route]:
         try:
             role = await backend.role_for(request.headers.get("authorization"))
             data, etag, parts = await current(role, name)
-            headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
+            headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache", **CORS}
             if _matches(request.headers.get("if-none-match"), etag):
                 status = 304
                 response = Response(status_code=304, headers=headers)
@@ -78,11 +85,12 @@ def routes(backend: Backend) -> list[Route]:
         except ProxyError as e:
             # a model that cannot be bundled (served natively) is a state, not a server fault
             status = 409 if getattr(e, "sqlstate", None) == "0A000" else e.status
-            response = JSONResponse(e.body(), status_code=status)
+            response = JSONResponse(e.body(), status_code=status, headers=CORS)
         except Exception:  # noqa: BLE001 - the edge: log it, answer without a traceback
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             status = 500
-            response = JSONResponse({"error": "internal error in pgmodels serve; see its log"}, status_code=500)
+            response = JSONResponse({"error": "internal error in pgmodels serve; see its log"}, status_code=500,
+                                    headers=CORS)
         metrics.observe(name if status not in (401, 404) and status < 500 else "", endpoint, status, started)
         if status >= 400:
             log.info("%s model=%s status=%d", endpoint, "".join(c if c.isprintable() else "?" for c in name), status)
@@ -97,5 +105,10 @@ def routes(backend: Backend) -> list[Route]:
         return await serve(request, "bundle_manifest", lambda data, etag, parts, headers: Response(
             json.dumps({**parts, "sha256": etag}), media_type="application/json", headers=headers))
 
+    async def preflight(request: Request) -> Response:
+        return Response(status_code=204, headers=CORS)
+
     return [Route("/v2/models/{name}/bundle", bundle, methods=["GET"]),
-            Route("/v2/models/{name}/bundle/manifest", manifest, methods=["GET"])]
+            Route("/v2/models/{name}/bundle/manifest", manifest, methods=["GET"]),
+            Route("/v2/models/{name}/bundle", preflight, methods=["OPTIONS"]),
+            Route("/v2/models/{name}/bundle/manifest", preflight, methods=["OPTIONS"])]
