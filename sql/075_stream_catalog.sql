@@ -81,6 +81,18 @@ CREATE TABLE pgmodels.stream_waiter (
 );
 COMMENT ON TABLE pgmodels.stream_waiter IS 'the worker backends waiting for a stream''s next insert (not dumped: it describes running sessions)';
 
+-- Each consumer's progress and lag over time, sampled by stream maintenance (every 30 s
+-- at most, kept a day): what the console charts. Not dumped: it is recent history only.
+CREATE TABLE pgmodels.stream_consumer_sample (
+    consumer_id      bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,
+    at               timestamptz NOT NULL,
+    events_processed bigint NOT NULL,
+    events_pending   bigint,
+    PRIMARY KEY (consumer_id, at)
+);
+COMMENT ON TABLE pgmodels.stream_consumer_sample IS 'samples of each stream consumer''s events processed and pending, every 30 seconds at most while a worker maintains its stream, kept a day; read them through pgmodels.stream_consumer_history';
+REVOKE ALL ON pgmodels.stream_consumer_sample FROM PUBLIC;
+
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');

@@ -427,6 +427,18 @@ BEGIN
             END IF;
         END IF;
     END IF;
+    -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
+    -- (the console draws throughput and lag over the last hour from them)
+    INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
+    SELECT c.id, now(), c.events_processed, (pgmodels._consumer_lag(c.id)).pending
+      FROM pgmodels.stream_consumer c
+     WHERE c.stream_id = s.id
+       AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample x
+                        WHERE x.consumer_id = c.id AND x.at > now() - interval '30 seconds')
+    ON CONFLICT DO NOTHING;
+    DELETE FROM pgmodels.stream_consumer_sample x
+     WHERE x.at < now() - interval '1 day'
+       AND x.consumer_id IN (SELECT c.id FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id);
     RETURN done;
 END
 $$;

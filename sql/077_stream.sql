@@ -157,6 +157,15 @@ WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_catalog.pg_
 COMMENT ON VIEW pgmodels.stream_consumers IS 'per consumer the current role owns (or whose stream it owns): events processed, events pending, the oldest pending event''s age, failures (dead letters), last activity, and the channel subscribers LISTEN on';
 GRANT SELECT ON pgmodels.stream_consumers TO PUBLIC;
 
+CREATE OR REPLACE VIEW pgmodels.stream_consumer_history WITH (security_barrier) AS
+SELECT c.name AS consumer, x.at, x.events_processed, x.events_pending
+FROM pgmodels.stream_consumer_sample x
+JOIN pgmodels.stream_consumer c ON c.id = x.consumer_id
+JOIN pgmodels.stream s ON s.id = c.stream_id
+WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_catalog.pg_has_role(pgmodels._me(), s.owner, 'USAGE');
+COMMENT ON VIEW pgmodels.stream_consumer_history IS 'per consumer the current role owns (or whose stream it owns): events processed and pending over the last day, sampled every 30 seconds at most while a worker runs';
+GRANT SELECT ON pgmodels.stream_consumer_history TO PUBLIC;
+
 CREATE OR REPLACE VIEW pgmodels.stream_dead_letters WITH (security_barrier) AS
 SELECT c.name AS consumer, d.event_id, d.event_key, d.event, d.error, d.error_sqlstate, d.failed_at
 FROM pgmodels.stream_dead_letter d JOIN pgmodels.stream_consumer c ON c.id = d.consumer_id

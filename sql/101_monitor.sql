@@ -214,15 +214,18 @@ BEGIN
     END IF;
     RETURN jsonb_build_object(
         'project', proj.name, 'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
-        'runtime', m.runtime, 'training', m.training - 'profile' || jsonb_build_object('profile', jsonb_build_object(
-            'features', coalesce(m.training -> 'profile' -> 'features', '{}'))),
+        'runtime', m.runtime, 'training', m.training,
         'library_versions', m.library_versions, 'trained_by', m.trained_by, 'trained_at', m.trained_at,
         'artifact_sha256', encode(m.artifact_sha256, 'hex'), 'key_metric', pgmodels._key_metric(m.task, m.metrics),
+        'metrics', m.metrics, 'hyperparams', m.hyperparams, 'search_results', m.search_results, 'labels', m.labels,
+        'feature_names', m.feature_names, 'artifact_bytes', length(m.artifact),
+        'deployed', (SELECT d.model_id = m.id FROM pgmodels.deployments d WHERE d.project_id = m.project_id
+                      ORDER BY d.id DESC LIMIT 1),
         'decision', (SELECT r.retrain ->> 'reason' FROM pgmodels.drift_report r
                       WHERE (r.retrain ->> 'new_model_id')::bigint = m.id ORDER BY r.id DESC LIMIT 1));
 END
 $$;
-COMMENT ON FUNCTION pgmodels._model_lineage(bigint, text) IS 'internal: a model version''s catalog record for model_lineage(), for a role that may use its project';
+COMMENT ON FUNCTION pgmodels._model_lineage(bigint, text) IS 'internal: a model version''s catalog record (lineage, metrics, hyperparameters, search results, evaluation; not the artifact) for model_lineage() and the console, for a role that may use its project';
 
 -- PL/Python cores, run as the caller.
 CREATE OR REPLACE FUNCTION pgmodels._drift(project_name text, relation_name text, model_id bigint, since timestamptz,

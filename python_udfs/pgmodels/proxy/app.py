@@ -72,7 +72,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await request_log
             await backend.close()
 
-    app = Starlette(routes=make_routes(backend) + bundles.routes(backend), lifespan=lifespan,
+    from ..console.routes import routes as console_routes
+
+    app = Starlette(routes=make_routes(backend) + bundles.routes(backend) + console_routes(backend), lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error, Exception: _any_error})
     app.state.backend = backend
     return app

@@ -24,7 +24,7 @@ from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VA
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 from .. import progress
 from . import algorithms, convert, preprocess, search as searching, split
-from .metrics import score
+from .metrics import evaluation, score
 from .search import jsonable
 
 
@@ -63,6 +63,7 @@ class TrainedModel:
     library_versions: dict
     notes: list[str] = field(default_factory=list)  # e.g. why stratification was skipped
     feature_importances: dict | None = None  # per feature, for tree and linear models (monitor.lineage)
+    evaluation: dict | None = None  # the confusion matrix or the residuals on the test split
 
 
 def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
@@ -93,7 +94,8 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         labels=labels, metrics=metrics,
         hyperparams=used_hyperparams(fitted[-1]), search_results=results,
         conversion=conversion, library_versions=library_versions(),
-        notes=[note] if note else [], feature_importances=importances(fitted, names))
+        notes=[note] if note else [], feature_importances=importances(fitted, names),
+        evaluation=evaluation(task, fitted, X[test], y[test], len(labels) if labels else None))
 
 
 def importances(fitted, names: list[str]) -> dict | None:

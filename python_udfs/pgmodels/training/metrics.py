@@ -41,6 +41,25 @@ def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> 
     return {k: clean(float(v)) if v is not None else None for k, v in out.items()}
 
 
+def evaluation(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> dict | None:
+    """What a version's page draws: the confusion matrix on the test split (rows: true
+    class, columns: predicted, in label order), or for regression the residuals'
+    quantiles and a 20-bin histogram."""
+    if len(y_test) == 0:
+        return None
+    predicted = np.asarray(pipeline.predict(X_test))
+    if task == "classification":
+        from sklearn import metrics as m
+
+        matrix = m.confusion_matrix(np.asarray(y_test).astype(np.int64), predicted.astype(np.int64).reshape(-1),
+                                    labels=list(range(n_classes or int(max(y_test.max(), predicted.max()) + 1))))
+        return {"confusion_matrix": matrix.tolist()}
+    residuals = np.asarray(y_test, dtype=np.float64) - predicted.astype(np.float64).reshape(-1)
+    counts, edges = np.histogram(residuals, bins=20)
+    return {"residuals": {"quantiles": np.quantile(residuals, [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1]).tolist(),
+                          "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}}
+
+
 def regression_metrics(y, predicted) -> dict:
     from sklearn import metrics as m
 

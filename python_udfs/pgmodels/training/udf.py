@@ -271,7 +271,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
                 "notes": trained.notes, "array_features": arrays,
                 **lineage.at_training(spec.task, features, target, read_info),
-                "feature_importances": trained.feature_importances}
+                "feature_importances": trained.feature_importances, "evaluation": trained.evaluation}
     if snapshot:
         training.update(snapshot=snapshot, relation=snapshot["source"])
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}

@@ -1,0 +1,135 @@
+"""The console's charts, drawn on the server as inline SVG: no JavaScript, no CDN, nothing
+to download, so a page works offline and prints. Every label is escaped. Each chart has
+a class (``chart line``, ``chart bars``, ...) and its marks have classes too, which the
+browser tests count."""
+
+from __future__ import annotations
+
+from html import escape
+
+W, H, PAD = 560, 180, 34
+
+
+def _frame(body: str, kind: str, title: str, width: int = W, height: int = H) -> str:
+    return (f'<svg class="chart {kind}" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{body}</svg>')
+
+
+def _scale(lo: float, hi: float, a: float, b: float):
+    span = (hi - lo) or 1.0
+    return lambda v: a + (v - lo) / span * (b - a)
+
+
+def _axis(lo: float, hi: float, y, width: int) -> str:
+    out = []
+    for v in (lo, (lo + hi) / 2, hi):
+        out.append(f'<line class="grid" x1="{PAD}" x2="{width - 8}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
+                   f'<text class="tick" x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
+    return "".join(out)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def line(points: list[tuple[str, float | None]], markers: dict[int, str] | None = None, title: str = "",
+         highlight: int | None = None) -> str:
+    """A metric across versions: one point per (label, value), markers by point index
+    ('deployed', 'rolled back'), the highlighted point (the deployed version) ringed."""
+    values = [v for _, v in points if v is not None]
+    if not values:
+        return _frame('<text class="empty" x="20" y="90">no values yet</text>', "line", title)
+    lo, hi = min(values), max(values)
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    n = len(points)
+    x = _scale(0, max(n - 1, 1), PAD + 10, W - 20)
+    y = _scale(lo, hi, H - 26, 12)
+    body = [_axis(lo, hi, y, W)]
+    path = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (_, v) in enumerate(points) if v is not None)
+    body.append(f'<polyline class="series" points="{path}"/>')
+    for i, (label, v) in enumerate(points):
+        body.append(f'<text class="tick" x="{x(i):.1f}" y="{H - 8}" text-anchor="middle">{escape(str(label))}</text>')
+        if v is None:
+            continue
+        ring = " deployed" if i == highlight else ""
+        body.append(f'<circle class="point{ring}" cx="{x(i):.1f}" cy="{y(v):.1f}" r="{6 if ring else 4}">'
+                    f'<title>{escape(str(label))}: {_fmt(v)}</title></circle>')
+    for i, kind in (markers or {}).items():
+        cls = "rollback" if "roll" in kind else "deploy"
+        body.append(f'<path class="marker {cls}" d="M{x(i) - 5:.1f},8 L{x(i) + 5:.1f},8 L{x(i):.1f},16 Z">'
+                    f'<title>{escape(kind)}</title></path>')
+    return _frame("".join(body), "line", title)
+
+
+def timeseries(points: list[tuple[float, float]], title: str = "", unit: str = "") -> str:
+    """Values over time (seconds since the window's start on x)."""
+    if not points:
+        return _frame('<text class="empty" x="20" y="90">no samples in the last hour</text>', "timeseries", title)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    lo, hi = min(0.0, min(ys)), max(ys) or 1.0
+    x = _scale(min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1, PAD + 10, W - 20)
+    y = _scale(lo, hi, H - 26, 12)
+    path = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in points)
+    return _frame(_axis(lo, hi, y, W) + f'<polyline class="series" points="{path}"/>'
+                  f'<text class="tick" x="{W - 20}" y="{H - 8}" text-anchor="end">{escape(unit)}</text>',
+                  "timeseries", title)
+
+
+def bars(items: list[tuple[str, float]], title: str = "") -> str:
+    """Horizontal bars, largest first (feature importances)."""
+    items = sorted(items, key=lambda kv: -abs(kv[1]))[:20]
+    height = 18 * len(items) + 10
+    top = max((abs(v) for _, v in items), default=1.0) or 1.0
+    body = []
+    for i, (label, v) in enumerate(items):
+        w = (W - 190) * abs(v) / top
+        body.append(f'<text class="tick" x="150" y="{18 * i + 17}" text-anchor="end">{escape(label[:24])}</text>'
+                    f'<rect class="bar" x="156" y="{18 * i + 5}" width="{w:.1f}" height="13"><title>'
+                    f'{escape(label)}: {_fmt(v)}</title></rect>')
+    return _frame("".join(body), "bars", title, height=max(height, 30))
+
+
+def compare(labels: list[str], reference: list[float], current: list[float] | None, title: str = "") -> str:
+    """Two distributions over the same bins: the training reference and the current data."""
+    n = len(labels)
+    if n == 0:
+        return _frame('<text class="empty" x="20" y="90">no profile</text>', "compare", title)
+    top = max(list(reference) + list(current or [])) or 1.0
+    y = _scale(0, top, H - 26, 12)
+    slot = (W - PAD - 20) / n
+    body = [_axis(0, top, y, W)]
+    for i, label in enumerate(labels):
+        x0 = PAD + 10 + i * slot
+        r = reference[i]
+        body.append(f'<rect class="bar reference" x="{x0:.1f}" y="{y(r):.1f}" width="{slot * 0.42:.1f}" '
+                    f'height="{max(y(0) - y(r), 0):.1f}"><title>training {escape(label)}: {_fmt(r)}</title></rect>')
+        if current is not None:
+            c = current[i]
+            body.append(f'<rect class="bar current" x="{x0 + slot * 0.45:.1f}" y="{y(c):.1f}" '
+                        f'width="{slot * 0.42:.1f}" height="{max(y(0) - y(c), 0):.1f}"><title>current '
+                        f'{escape(label)}: {_fmt(c)}</title></rect>')
+        if n <= 12:
+            body.append(f'<text class="tick" x="{x0 + slot * 0.45:.1f}" y="{H - 8}" text-anchor="middle">'
+                        f'{escape(label[:10])}</text>')
+    return _frame("".join(body), "compare", title)
+
+
+def timeline(runs: list[dict], title: str = "") -> str:
+    """Batch runs, oldest left: one bar per run, its height the duration, its colour the status."""
+    if not runs:
+        return _frame('<text class="empty" x="20" y="90">no runs yet</text>', "timeline", title)
+    top = max(r["seconds"] or 0 for r in runs) or 1.0
+    y = _scale(0, top, H - 26, 12)
+    slot = (W - PAD - 20) / len(runs)
+    body = [_axis(0, top, y, W)]
+    for i, r in enumerate(runs):
+        s = r["seconds"] or 0
+        body.append(f'<rect class="run {escape(r["status"])}" x="{PAD + 10 + i * slot:.1f}" y="{y(s):.1f}" '
+                    f'width="{max(slot * 0.8, 1):.1f}" height="{max(y(0) - y(s), 1):.1f}"><title>run {r["run_id"]}: '
+                    f'{escape(r["status"])}, {r["rows"]} rows in {_fmt(s)} s</title></rect>')
+    body.append(f'<text class="tick" x="{W - 20}" y="{H - 8}" text-anchor="end">seconds per run</text>')
+    return _frame("".join(body), "timeline", title)

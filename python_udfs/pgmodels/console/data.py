@@ -1,0 +1,75 @@
+"""What each console page reads: one statement per page, run as the viewer's role
+(Backend.run sets it for exactly that statement), through the same views and functions a
+psql user of that role has: pgmodels.overview, history, drift_reports, batch_jobs,
+batch_runs, stream_consumers, ... So a viewer sees only the projects, jobs and consumers
+that role may see, and the console can change nothing: it runs only these SELECTs."""
+
+from __future__ import annotations
+
+import json
+
+INDEX = """
+SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.project, o.version), '[]')
+          FROM (SELECT project, version, model_id, task, algorithm, key_metric, deployed, trained_at
+                  FROM pgmodels.overview) o),
+       (SELECT coalesce(jsonb_agg(j ORDER BY j.job), '[]')
+          FROM (SELECT job, project, schedule, output FROM pgmodels.batch_jobs) j),
+       (SELECT coalesce(jsonb_agg(c ORDER BY c.consumer), '[]')
+          FROM (SELECT consumer, stream, project, events_processed, events_pending FROM pgmodels.stream_consumers) c),
+       (SELECT coalesce(jsonb_agg(r ORDER BY r.project), '[]')
+          FROM (SELECT DISTINCT ON (project) project, id, status, drifted, created_at
+                  FROM pgmodels.drift_reports ORDER BY project, id DESC) r)
+"""
+
+PROJECT = """
+SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.version), '[]')
+          FROM (SELECT version, model_id, task, algorithm, runtime, key_metric, metrics, deployed, trained_at,
+                       trained_by, artifact_bytes, retrain FROM pgmodels.overview WHERE project = %(p)s) o),
+       (SELECT coalesce(jsonb_agg(h ORDER BY h.at), '[]')
+          FROM (SELECT at, event, model_id, version, detail FROM pgmodels.history WHERE project = %(p)s) h),
+       (SELECT to_jsonb(r) FROM (SELECT id, model_id, model_version, relation, window_start, window_end, rows, status,
+                                        drifted, features, retrain, created_at
+                                   FROM pgmodels.drift_reports WHERE project = %(p)s ORDER BY id DESC LIMIT 1) r),
+       (SELECT coalesce(jsonb_agg(f ORDER BY f.report_id), '[]')
+          FROM (SELECT report_id, feature, psi, status FROM pgmodels.drift_report_features
+                 WHERE project = %(p)s AND report_id > (SELECT coalesce(max(id), 0) - 50 FROM pgmodels.drift_reports
+                                                         WHERE project = %(p)s)) f)
+"""
+
+VERSION = "SELECT pgmodels._model_lineage(%(id)s, pgmodels._credential()), " \
+          "(SELECT coalesce(jsonb_agg(l), '[]') FROM model_lineage(%(id)s) l)"
+
+REFERENCE = "SELECT pgmodels._model_lineage(%(id)s, pgmodels._credential()) -> 'training' -> 'profile'"
+
+BATCH = """
+SELECT (SELECT coalesce(jsonb_agg(j ORDER BY j.job), '[]')
+          FROM (SELECT job, project, source, output, schedule, incremental_column, chunk_rows, owner
+                  FROM pgmodels.batch_jobs) j),
+       (SELECT coalesce(jsonb_agg(r ORDER BY r.job, r.run_id), '[]')
+          FROM (SELECT * FROM (SELECT run_id, job, status, mode, triggered_by, started_at, finished_at,
+                                      extract(epoch FROM duration)::float8 AS seconds, rows_scored, model_version,
+                                      error, row_number() OVER (PARTITION BY job ORDER BY run_id DESC) AS n
+                                 FROM pgmodels.batch_runs) x WHERE x.n <= 30) r)
+"""
+
+STREAMS = """
+SELECT (SELECT coalesce(jsonb_agg(c ORDER BY c.consumer), '[]')
+          FROM (SELECT consumer, stream, project, output, channel, events_processed, events_pending,
+                       extract(epoch FROM oldest_pending_age)::float8 AS oldest_pending_s, failures, last_activity
+                  FROM pgmodels.stream_consumers) c),
+       (SELECT coalesce(jsonb_agg(h ORDER BY h.consumer, h.at), '[]')
+          FROM (SELECT consumer, extract(epoch FROM at)::float8 AS at, events_processed, events_pending
+                  FROM pgmodels.stream_consumer_history WHERE at > now() - interval '1 hour') h),
+       (SELECT coalesce(jsonb_agg(d ORDER BY d.failed_at DESC), '[]')
+          FROM (SELECT consumer, event_id, event_key, error, error_sqlstate, failed_at
+                  FROM pgmodels.stream_dead_letters ORDER BY failed_at DESC LIMIT 50) d)
+"""
+
+
+def _j(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def fetch(backend, role: str, statement: str, **params) -> list:
+    rows = await backend.run(role, statement, params)
+    return [_j(v) for v in rows[0]]

@@ -1,0 +1,203 @@
+"""The console's pages, served by ``pgmodels serve`` under /console.
+
+Read-only: every page runs SELECTs (console/data.py) as the role the viewer's token maps
+to, exactly as the inference endpoints do, so a viewer sees what that role may see in
+psql and nothing more. The token comes from a login form (kept in an HttpOnly,
+SameSite=Strict cookie scoped to /console) or an ``Authorization: Bearer`` header; with
+``--anonymous-role`` a page opens without one. Pages are rendered on the server (Jinja2
+templates, SVG charts: console/charts.py); no script runs in the page, and the Content
+Security Policy says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..proxy.errors import ProxyError
+from . import charts, data
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "pgmodels_console"
+HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+                                      "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+env.filters["fmt"] = charts._fmt
+env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+env.filters["q"] = lambda v: quote(str(v), safe="")
+env.filters["label"] = lambda v: ("true" if v else "false") if isinstance(v, bool) else str(v)
+env.filters["when"] = lambda v: str(v or "")[:19].replace("T", " ")
+
+
+def _page(template: str, status: int = 200, **context) -> HTMLResponse:
+    html = env.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def routes(backend) -> list[Route]:
+    async def viewer(request: Request) -> str:
+        header = request.headers.get("authorization")
+        token = request.cookies.get(COOKIE)
+        return await backend.role_for(header or (f"Bearer {token}" if token else None))
+
+    def page(render):
+        async def endpoint(request: Request) -> Response:
+            try:
+                role = await viewer(request)
+                return await render(request, role)
+            except ProxyError as e:
+                if e.status == 401:
+                    return RedirectResponse("/console/login", status_code=303, headers=HEADERS)
+                return _page("error.html", status=e.status, message=e.message, role=None)
+        return endpoint
+
+    async def index(request: Request, role: str) -> Response:
+        versions, jobs, consumers, reports = await data.fetch(backend, role, data.INDEX)
+        projects = {}
+        for v in versions:
+            p = projects.setdefault(v["project"], {"name": v["project"], "task": v["task"], "versions": []})
+            p["versions"].append(v)
+            if v["deployed"]:
+                p["deployed"] = v
+        drift = {r["project"]: r for r in reports}
+        for p in projects.values():
+            points = [(f"v{v['version']}", v["key_metric"]) for v in p["versions"]]
+            deployed = next((i for i, v in enumerate(p["versions"]) if v["deployed"]), None)
+            p["chart"] = charts.line(points, highlight=deployed, title=f"{p['name']}: key metric by version")
+            p["drift"] = drift.get(p["name"])
+        return _page("index.html", role=role, projects=list(projects.values()), jobs=jobs, consumers=consumers)
+
+    async def project(request: Request, role: str) -> Response:
+        name = request.path_params["name"]
+        versions, history, report, features = await data.fetch(backend, role, data.PROJECT, p=name)
+        if not versions:
+            raise ProxyError(404, f'no project "{name}" that role "{role}" may use')
+        index = {v["version"]: i for i, v in enumerate(versions)}
+        markers = {index[h["version"]]: h["event"] for h in history
+                   if h["event"] in ("deployed", "rolled back") and h["version"] in index}
+        deployed = next((i for i, v in enumerate(versions) if v["deployed"]), None)
+        metric = "f1" if versions[0]["task"] == "classification" else "r2"
+        chart = charts.line([(f"v{v['version']}", v["key_metric"]) for v in versions], markers, highlight=deployed,
+                            title=f"{metric} by version, deploys and rollbacks marked")
+        psi = {}
+        for f in features:
+            psi.setdefault(f["feature"], []).append((f"#{f['report_id']}", f["psi"]))
+        psi_charts = [(feature, charts.line(points, title=f"PSI of {feature} by report")) for feature, points in psi.items()]
+        compares = []
+        if report:
+            profile = (await data.fetch(backend, role, data.REFERENCE, id=report["model_id"]))[0] or {}
+            compares = _compares(profile, report)
+        return _page("project.html", role=role, name=name, versions=versions, history=history[::-1][:30],
+                     chart=chart, metric=metric, report=report, psi_charts=psi_charts, compares=compares)
+
+    async def version(request: Request, role: str) -> Response:
+        name, wanted = request.path_params["name"], request.path_params["version"]
+        versions = (await data.fetch(backend, role, data.PROJECT, p=name))[0]
+        match = next((v for v in versions if str(v["version"]) == wanted), None)
+        if match is None:
+            raise ProxyError(404, f'project "{name}" has no version {wanted} that role "{role}" may see')
+        record, lineage = await data.fetch(backend, role, data.VERSION, id=match["model_id"])
+        training = record.get("training") or {}
+        importances = training.get("feature_importances") or {}
+        evaluation = training.get("evaluation") or {}
+        residuals = None
+        if "residuals" in evaluation:
+            h = evaluation["residuals"]["histogram"]
+            total = sum(h["counts"]) or 1
+            residuals = charts.compare([charts._fmt(e) for e in h["edges"][:-1]], [c / total for c in h["counts"]],
+                                       None, title="residuals on the test split")
+        return _page("version.html", role=role, name=name, v=match, record=record, lineage=lineage,
+                     importances=charts.bars(list(importances.items()), "feature importances") if importances else None,
+                     confusion=evaluation.get("confusion_matrix"), labels=record.get("labels") or [],
+                     residuals=residuals)
+
+    async def batch(request: Request, role: str) -> Response:
+        jobs, runs = await data.fetch(backend, role, data.BATCH)
+        for j in jobs:
+            mine = [r for r in runs if r["job"] == j["job"]]
+            for r in mine:
+                r["rows"] = r["rows_scored"]
+                r["rows_per_s"] = r["rows_scored"] / r["seconds"] if r["seconds"] else None
+            j["runs"] = mine[::-1]
+            j["chart"] = charts.timeline(mine, title=f"runs of {j['job']}")
+        return _page("batch.html", role=role, jobs=jobs)
+
+    async def streams(request: Request, role: str) -> Response:
+        consumers, samples, dead = await data.fetch(backend, role, data.STREAMS)
+        now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+        for c in consumers:
+            mine = [s for s in samples if s["consumer"] == c["consumer"]]
+            rate = [((b["at"] - now) / 60, (b["events_processed"] - a["events_processed"]) / (b["at"] - a["at"]))
+                    for a, b in zip(mine, mine[1:]) if b["at"] > a["at"]]
+            lag = [((s["at"] - now) / 60, s["events_pending"] or 0) for s in mine]
+            c["throughput"] = charts.timeseries(rate, f"{c['consumer']}: events/s", "minutes ago")
+            c["lag"] = charts.timeseries(lag, f"{c['consumer']}: events pending", "minutes ago")
+        return _page("streams.html", role=role, consumers=consumers, dead=dead)
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return _page("login.html", role=None, error=None)
+        body = (await request.body())[:4096].decode("utf-8", "replace")
+        token = (parse_qs(body).get("token") or [""])[0].strip()
+        try:
+            role = await backend.role_for(f"Bearer {token}")
+        except ProxyError as e:
+            return _page("login.html", status=401, role=None, error=e.message)
+        response = RedirectResponse("/console/", status_code=303, headers=HEADERS)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/console",
+                            secure=request.url.scheme == "https")
+        del role
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
+        response.delete_cookie(COOKIE, path="/console")
+        return response
+
+    async def css(request: Request) -> Response:
+        return Response((HERE / "static" / "console.css").read_bytes(), media_type="text/css",
+                        headers={**HEADERS, "Cache-Control": "max-age=3600"})
+
+    return [Route("/console", lambda r: RedirectResponse("/console/", status_code=308), methods=["GET"]),
+            Route("/console/", page(index), methods=["GET"]),
+            Route("/console/projects/{name}", page(project), methods=["GET"]),
+            Route("/console/projects/{name}/versions/{version}", page(version), methods=["GET"]),
+            Route("/console/batch", page(batch), methods=["GET"]),
+            Route("/console/streams", page(streams), methods=["GET"]),
+            Route("/console/login", login, methods=["GET", "POST"]),
+            Route("/console/logout", logout, methods=["GET"]),
+            Route("/console/static/console.css", css, methods=["GET"])]
+
+
+def _compares(profile: dict, report: dict) -> list[tuple[str, str, str]]:
+    """Per feature of the latest report: the training distribution beside the current one,
+    over the reference's bins (deciles: each about 10 % at training) or categories."""
+    out = []
+    features = profile.get("features") or {}
+    for f in report.get("features") or []:
+        ref = features.get(f["feature"]) if f["kind"] != "prediction" else profile.get("target")
+        current = f.get("shares")
+        if not ref or current is None:
+            continue
+        if ref.get("kind") == "categorical" and isinstance(current, dict):
+            keys = sorted(set(ref["shares"]) | set(current))
+            labels, r, c = keys, [ref["shares"].get(k, 0.0) for k in keys], [current.get(k, 0.0) for k in keys]
+        elif ref.get("values") is not None:
+            labels = [charts._fmt(v) for v in ref["values"]] + ["other"]
+            r, c = list(ref["value_shares"]) + [0.0], list(current)
+        else:
+            edges = ref.get("edges") or []
+            labels = [f"<{charts._fmt(edges[0])}"] + [f"≥{charts._fmt(e)}" for e in edges] if edges else []
+            r, c = list(ref.get("shares") or []), list(current)
+        if len(labels) == len(r) == len(c):
+            out.append((f["feature"], f["status"], charts.compare(labels, r, c, f"{f['feature']}: training vs current")))
+    return out
