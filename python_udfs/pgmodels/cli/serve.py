@@ -181,6 +181,17 @@ def demo_request(conn, say) -> None:
         outputs = {o["name"]: o["data"] for o in answer["outputs"]}
         say(f"   answered by churn v{answer['model_version']} (id {answer['id']}): label={outputs['label'][0]} "
             f"probabilities={[round(p, 3) for p in outputs['probabilities']]}")
+        time.sleep(1.2)  # the request log is written once a second
+        logged = conn.execute("SELECT model_id, model_version, status, round(latency_ms::numeric, 1) "
+                              "FROM pgmodels.request_log WHERE request_id = 'demo-1' ORDER BY id DESC LIMIT 1").fetchone()
+        if logged:
+            say(f"   pgmodels.request_log: model {logged[0]} version {logged[1]} answered, status {logged[2]}, "
+                f"{logged[3]} ms")
+        page = urllib.request.urlopen(urllib.request.Request(f"{base}/console/projects/churn",
+                                                             headers={"Authorization": f"Bearer {token}"}), timeout=30)
+        html = page.read().decode()
+        say(f"   the console: {base}/console/ (log in with the token); /console/projects/churn answered "
+            f"{page.status} with {html.count('<svg')} charts, as role churn_app")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
