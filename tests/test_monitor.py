@@ -92,6 +92,10 @@ def test_bad_input_is_refused_with_a_sqlstate(conn, name):
         ("SELECT set_monitor_thresholds(%s, min_holdout_rows => 0)", [name], "22023", "min_holdout_rows"),
         ("SELECT monitor(%s, %s, NULL, retrain => true)", [name, f"{name}_nofeat"], "42703", None),
         ("SELECT run_monitor(987654321)", [], "42704", "does not exist"),
+        ("SELECT * FROM drift(%s, %s, model_id => 1)", ["another_project", f"{name}_cur"], "22023",
+         "is not a version of project"),
+        ("SELECT * FROM drift(NULL, %s)", [f"{name}_cur"], "22023", "project_name"),
+        ("SELECT * FROM drift(%s, NULL)", [name], "22023", "relation"),
     ]
     for statement, params, sqlstate, text in cases:
         err = sql_error(conn, statement, params)

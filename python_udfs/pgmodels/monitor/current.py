@@ -43,6 +43,10 @@ class Reference:
         row = query("SELECT * FROM pgmodels._drift_reference($1, $2, pgmodels._credential())",
                     [project, model_id or 0], ["text", "bigint"])[0]
         profile = _json(row["profile"])
+        if row["project"] != project:
+            raise PgmodelsError(f'model {row["model_id"]} is not a version of project "{project}"',
+                                detail=f'It is version {row["version"]} of project "{row["project"]}".',
+                                sqlstate=INVALID_PARAMETER_VALUE)
         if need_profile and not profile:
             raise PgmodelsError(f'model {row["model_id"]} (version {row["version"]} of project "{project}") '
                                 "has no reference profile",
