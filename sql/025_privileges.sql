@@ -39,9 +39,13 @@ WHERE r.rolname = current_user;
 COMMENT ON VIEW pgmodels._caller IS 'internal: a credential for current_user and this statement (the view reads the secret key with its owner''s rights)';
 GRANT SELECT ON pgmodels._caller TO PUBLIC;
 
+-- PL/pgSQL, not SQL: it cannot be inlined (it reads a view), and PostgreSQL 15 plans a
+-- SQL function's body anew in every statement that calls it, where PL/pgSQL keeps its
+-- plans for the session; predict pays this once per statement (and through a
+-- transaction-pooling PgBouncer every statement is a new transaction).
 CREATE OR REPLACE FUNCTION pgmodels._credential() RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT c.credential FROM pgmodels._caller c $$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$ BEGIN RETURN (SELECT c.credential FROM pgmodels._caller c); END $$;
 COMMENT ON FUNCTION pgmodels._credential() IS 'internal: a credential for current_user and this statement, for the definer cores';
 
 -- Definer: it reads the secret key.
@@ -69,10 +73,12 @@ COMMENT ON FUNCTION pgmodels._verify_caller(text) IS 'internal: the role a calle
 
 -- Definer: it reads the catalog. It answers about any role, as has_table_privilege does.
 -- privilege: 'owner' (the owner or a member of it), 'predict', 'export', or 'use' (any).
+-- PL/pgSQL for its cached plans, as _credential.
 CREATE OR REPLACE FUNCTION pgmodels._may(role oid, project_id bigint, privilege text) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (
+BEGIN
+    RETURN EXISTS (
         SELECT 1 FROM pgmodels.projects p
          WHERE p.id = _may.project_id
            AND CASE WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = p.owner)
@@ -83,7 +89,8 @@ AS $$
            AND (_may.privilege = 'use' OR g.privilege = _may.privilege)
            AND CASE WHEN g.grantee = 0 THEN true
                     WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee)
-                    THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END)
+                    THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END);
+END
 $$;
 COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export or use (any of them)';
 
