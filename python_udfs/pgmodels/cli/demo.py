@@ -58,8 +58,22 @@ class _ProgressWatcher:
         return self.seen
 
 
+def _reset(conn) -> None:
+    """A second run starts over: the demo's projects (and the monitor, job and stream
+    that use them) go, so that each run tells the same story from version 1."""
+    from .demo_batch import JOB
+    from .demo_stream import reset as reset_stream
+
+    projects = ["churn", "churn_baseline"]
+    conn.execute("SELECT drop_monitor(id) FROM pgmodels.monitors WHERE project = ANY(%s)", [projects])
+    conn.execute("SELECT drop_batch_job(job, drop_output => true) FROM pgmodels.batch_jobs WHERE job = %s", [JOB])
+    reset_stream(conn)
+    conn.execute("DELETE FROM pgmodels.projects WHERE name = ANY(%s)", [projects])
+
+
 def run_demo(conn, rows: int = 20000) -> None:
     say = print
+    _reset(conn)
     say(f"== 1. a synthetic churn table: {rows} customers")
     for statement in CHURN_TABLE.replace("%(rows)s", str(int(rows))).split(";"):
         if statement.strip():

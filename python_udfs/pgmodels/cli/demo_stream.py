@@ -12,12 +12,17 @@ from pathlib import Path
 EVENTS = "public.churn_events"
 
 
-def stream_step(conn, dsn: str, say) -> None:
+def reset(conn) -> None:
+    """What an earlier run left: the consumers, the stream and its table."""
     for consumer in ("churn_live", "churn_live_baseline"):
         conn.execute("SELECT drop_consumer(consumer, drop_output => true) FROM pgmodels.stream_consumers "
                      "WHERE consumer = %s", [consumer])
     conn.execute("SELECT drop_stream(name, cascade => true) FROM pgmodels.streams WHERE name = 'churn_events'")
     conn.execute(f"DROP TABLE IF EXISTS {EVENTS}")
+
+
+def stream_step(conn, dsn: str, say) -> None:
+    reset(conn)
     conn.execute(f"""CREATE TABLE {EVENTS} (event_id bigserial PRIMARY KEY, customer_id integer, tenure_months real,
                      monthly_charges real, support_calls integer, paperless boolean, contract text,
                      at timestamptz DEFAULT now())""")
