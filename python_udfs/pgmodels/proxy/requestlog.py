@@ -20,7 +20,9 @@ log = logging.getLogger("pgmodels.serve")
 FLUSH_SECONDS = 1.0
 MAX_PENDING = 100_000  # beyond this (the database is away), new entries are dropped
 
+# a statement that returns a row (Backend.run fetches one): the count written
 INSERT = """
+WITH written AS (
 INSERT INTO pgmodels.request_log (at, project_id, project, model_id, model_version, role, transport, request_id,
                                   rows, status, error, latency_ms)
 SELECT r.at, p.id, r.project, r.model_id, r.model_version, r.role, r.transport, r.request_id, r.rows, r.status,
@@ -29,7 +31,9 @@ SELECT r.at, p.id, r.project, r.model_id, r.model_version, r.role, r.transport, 
                                                    model_version integer, role name, transport text,
                                                    request_id text, rows integer, status integer, error text,
                                                    latency_ms double precision)
-  LEFT JOIN pgmodels.projects p ON p.name = r.project"""
+  LEFT JOIN pgmodels.projects p ON p.name = r.project
+RETURNING 1)
+SELECT pg_catalog.count(*) FROM written"""
 
 
 class RequestLog:
