@@ -10,7 +10,7 @@ import psycopg
 
 @contextlib.contextmanager
 def fresh_database(cluster, setup: str | None = "CREATE EXTENSION pgmodels_pgml CASCADE"):
-    """(socket URL, superuser connection) of a new database, dropped at the end."""
+    """(URL, superuser connection, name) of a new database, dropped at the end."""
     name = "pgml_test_" + uuid.uuid4().hex[:8]
     with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
@@ -18,7 +18,7 @@ def fresh_database(cluster, setup: str | None = "CREATE EXTENSION pgmodels_pgml 
         with psycopg.connect(cluster.url(name), autocommit=True) as conn:
             if setup:
                 conn.execute(setup)
-            yield cluster.socket_url(name), conn, name
+            yield cluster.url(name), conn, name
     finally:
         with psycopg.connect(cluster.url("postgres"), autocommit=True) as c:
             c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
