@@ -51,13 +51,17 @@ class Standby:
     """A streaming hot standby of the embedded cluster, in a home of its own."""
 
     def __init__(self, primary: Cluster, slot: str | None = None):
+        """With a replication slot (one is made when none is named), so that a standby the
+        tests stop and start again finds the WAL it missed; close() drops it."""
+        import uuid
+
         self.primary = primary
+        slot = slot or "pgmodels_test_" + uuid.uuid4().hex[:12]
+        self.slot = slot
         self.parent = temp_home("pgmodels-standby-")
         self.home = self.parent / "home"
         self.port = free_port()
-        args = ["db", "create", "--standby-of", primary.url(), "--port", str(self.port)]
-        if slot:
-            args += ["--slot", slot]
+        args = ["db", "create", "--standby-of", primary.url(), "--port", str(self.port), "--slot", slot]
         self.url_line = pgmodels_cli(*args, home=self.home, venv=primary.venv).stdout.strip()
         self.cluster = Cluster(home=self.home, port=self.port)
 
@@ -71,6 +75,13 @@ class Standby:
     def close(self) -> None:
         self.cluster.stop()
         shutil.rmtree(self.parent, ignore_errors=True)
+        with psycopg.connect(self.primary.url("postgres"), autocommit=True) as c:
+            deadline = time.monotonic() + 15  # until the primary's walsender has noticed
+            while c.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                            [self.slot]).fetchone() == (True,) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                      "WHERE slot_name = %s AND NOT active", [self.slot])
 
 
 def wait_replayed(primary: psycopg.Connection, standby: psycopg.Connection, timeout: float = 30.0) -> None:

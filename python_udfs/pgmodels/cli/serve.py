@@ -15,6 +15,9 @@ def add_parsers(sub) -> None:
     serve = sub.add_parser("serve", help="serve predictions over HTTP and gRPC (the Open Inference Protocol v2)")
     serve.add_argument("--dsn", help="database to serve from (default: the embedded cluster); its role must be able "
                                      "to SET ROLE to every token's role")
+    serve.add_argument("--read-dsn", action="append", default=[], metavar="URL",
+                       help="a hot standby to send inference to (repeatable): round robin, skipping one that "
+                            "fails; tokens and the request log stay on --dsn, the primary")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (default 8081; 0 turns gRPC off)")
@@ -98,6 +101,19 @@ def _log_config(level: str) -> dict:
     return config
 
 
+def _read_dsns(dsns: list[str]) -> list[str]:
+    """Checked for form only: a standby that is down when the proxy starts is skipped
+    until it answers (proxy/pools.py)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    for dsn in dsns:
+        try:
+            conninfo_to_dict(dsn)
+        except Exception as e:  # noqa: BLE001 - one clean line at the edge
+            raise PgmodelsError("invalid --read-dsn", detail=str(e).strip().splitlines()[0], sqlstate="22023") from None
+    return list(dsns)
+
+
 def _serve(args) -> int:
     from .cluster import Cluster
 
@@ -111,7 +127,8 @@ def _serve(args) -> int:
     _check(dsn, args.anonymous_role)
     settings = {"dsn": dsn, "anonymous_role": args.anonymous_role, "pool_max": max(args.pool_size, 1),
                 "statement_timeout_ms": args.statement_timeout, "max_body_bytes": args.max_body, "body_timeout": args.body_timeout,
-                "grpc_port": args.grpc_port or None, "host": args.host, "log_sample": args.log_sample}
+                "grpc_port": args.grpc_port or None, "host": args.host, "log_sample": args.log_sample,
+                "read_dsns": _read_dsns(args.read_dsn)}
     metrics_dir = tempfile.mkdtemp(prefix="pgmodels-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client
     os.environ["PGMODELS_SERVE_SETTINGS"] = json.dumps(settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import AsyncClientCursor
 from psycopg_pool import AsyncConnectionPool
@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from .errors import ProxyError, bad_request, from_db_error
 from . import metrics, statements
 from .batching import Batcher
+from .pools import ReadPools
 from .requestlog import RequestLog
 from .tensors import InferAnswer, InferRequest
 
@@ -44,6 +45,7 @@ class Settings:
     grpc_port: int | None = None
     host: str = "127.0.0.1"
     log_sample: float = 1.0  # the share of requests written to pgmodels.request_log
+    read_dsns: list[str] = field(default_factory=list)  # hot standbys for inference (proxy/pools.py)
 
     @classmethod
     def from_json(cls, text: str) -> "Settings":
@@ -77,10 +79,10 @@ class Model:
 class Backend:
     def __init__(self, settings: Settings):
         self.s = settings
-        self.pool = AsyncConnectionPool(
-            settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max, open=False,
-            kwargs={"autocommit": True, "application_name": "pgmodels serve", "cursor_factory": AsyncClientCursor},
-            reconnect_timeout=0)
+        kwargs = {"autocommit": True, "application_name": "pgmodels serve", "cursor_factory": AsyncClientCursor}
+        self.pool = AsyncConnectionPool(settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max,
+                                        open=False, kwargs=kwargs, reconnect_timeout=0)
+        self.reads = ReadPools.make(settings.read_dsns, settings.pool_min, settings.pool_max, kwargs)
         self._tokens: dict[str, tuple[str | None, float]] = {}
         self._models: dict[tuple[str, str], tuple[Model, float]] = {}
         self.batcher = Batcher()
@@ -88,12 +90,15 @@ class Backend:
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
+        await self.reads.open()
 
     async def close(self) -> None:
+        await self.reads.close()
         await self.pool.close(timeout=5)
 
     # -- running SQL as a role ------------------------------------------------------
-    async def run(self, role: str | None, statement: str, params: dict | None = None) -> list[tuple]:
+    async def run(self, role: str | None, statement: str, params: dict | None = None, read: bool = False
+                  ) -> list[tuple]:
         """The rows of a statement run as role, in a transaction of its own.
 
         The role is set with set_config('role', ..., true), SET LOCAL ROLE, in the same
@@ -101,9 +106,15 @@ class Backend:
         as one transaction, so the role holds for exactly that statement, comes back by
         itself at its end or on an error, and nothing of the client's runs around it.
         One round trip; the parameters are bound by psycopg on this side (ClientCursor),
-        quoted as literals."""
+        quoted as literals. A read (inference, metadata) goes to the read DSNs when there
+        are any (proxy/pools.py); everything else to the primary."""
+        if read and self.reads:
+            return await self.reads.run(self._run_on, self.pool, role, statement, params)
+        return await self._run_on(self.pool, role, statement, params)
+
+    async def _run_on(self, pool, role, statement, params) -> list[tuple]:
         try:
-            async with self.pool.connection(timeout=self.s.pool_timeout) as conn:
+            async with pool.connection(timeout=self.s.pool_timeout) as conn:
                 cur = conn.cursor()
                 if role is None:
                     await cur.execute(statement, params)
@@ -130,7 +141,7 @@ class Backend:
             return False
 
     def pool_stats(self) -> dict:
-        return self.pool.get_stats()
+        return {**self.pool.get_stats(), **({"read_pools": self.reads.stats()} if self.reads else {})}
 
     # -- who is asking --------------------------------------------------------------
     async def role_for(self, authorization: str | None) -> str:
@@ -163,7 +174,7 @@ class Backend:
             return hit[0]
         rows = await self.run(role, "SELECT pgmodels._model_metadata(%(name)s, pgmodels._credential()), "
                                     "(SELECT s.key_type FROM pgmodels.project_feature_sources s "
-                                    "WHERE s.project = %(name)s)", {"name": name})
+                                    "WHERE s.project = %(name)s)", {"name": name}, read=True)
         meta, key_type = rows[0]
         model = Model(meta["name"], meta["task"], meta["deployed"], meta["versions"], meta["feature_source"], key_type)
         if len(self._models) > 10000:
@@ -227,7 +238,7 @@ class Backend:
         async def execute(plans):
             statement, params = statements.combine(plans, model.name, v, versioned, wanted)
             metrics.BATCHED.observe(len(plans))
-            return statements.split(plans, await self.run(role, statement, params), wanted)
+            return statements.split(plans, await self.run(role, statement, params, read=True), wanted)
 
         rows = await self.batcher.submit((role, model.name, v["model_id"], versioned, wanted, work.kind()), work,
                                          execute)
