@@ -21,7 +21,8 @@ ALTER TABLE pgmodels.models
     ADD CONSTRAINT models_task_check CHECK (task IN ('classification', 'regression', 'clustering', 'decomposition'));
 
 -- Definer: only the extension's owner creates in pgmodels_snapshots. It makes an empty
--- table shaped like the relation (reading no rows, so no row-level policy is bypassed),
+-- table shaped like the relation (its columns read from the catalog: no query on the
+-- relation runs or is planned with definer rights),
 -- for a caller who may execute train() and may read the relation, and lets the caller
 -- insert into it until _snapshot_seal; the caller copies the rows with its own rights.
 CREATE OR REPLACE FUNCTION pgmodels._snapshot_create(relation oid, credential text) RETURNS text
@@ -49,7 +50,11 @@ BEGIN
         REVOKE ALL ON SCHEMA pgmodels_snapshots FROM PUBLIC;
     END IF;
     snapshot := 'pgmodels_snapshots.' || quote_ident('snapshot_' || replace(gen_random_uuid()::text, '-', ''));
-    EXECUTE format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', snapshot, source);
+    -- the columns from the catalog: no query on the relation is planned with definer
+    -- rights (a view's immutable function would be folded, that is run, by the planner)
+    EXECUTE format('CREATE TABLE %s (%s)', snapshot,
+                   (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+                      FROM pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped));
     EXECUTE format('COMMENT ON TABLE %s IS %L', snapshot,
                    format('pgmodels snapshot of %s for role %s, taken at %s', source, caller::regrole, clock_timestamp()));
     EXECUTE format('GRANT USAGE ON SCHEMA pgmodels_snapshots TO %I', caller::regrole::text);

@@ -217,3 +217,21 @@ def test_materialized_snapshot_reproduces_training(conn, name, make_role):
     # snapshot() alone
     rel, source, rows = alice.execute("SELECT * FROM snapshot(%s)", [name]).fetchone()
     assert (source, rows) == (f"public.{name}", 50) and rel.startswith("pgmodels_snapshots.")
+
+
+def test_a_snapshot_runs_nothing_of_the_relation_with_definer_rights(conn, name, make_role):
+    """The snapshot table is made by a definer function: a view whose planning would run
+    its owner's function (an immutable one is folded by the planner) must not run it
+    with the definer's rights."""
+    rolname, mallory = make_role(name + "_mallory")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {rolname}")
+    mallory.execute(f"CREATE FUNCTION {name}_who(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+                    f"$$ BEGIN IF current_user <> '{rolname}' THEN RAISE EXCEPTION 'ran as %', current_user; "
+                    "END IF; RETURN i; END $$")
+    mallory.execute(f"CREATE VIEW {name} AS SELECT {name}_who(1)::real AS x, g::real AS y FROM generate_series(1, 50) g")
+    rel, source, rows = mallory.execute("SELECT * FROM snapshot(%s)", [name]).fetchone()
+    assert rows == 50
+    assert conn.execute("SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+                        "WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY attnum", [rel]).fetchall() == [
+        ("x", "real"), ("y", "real")]
