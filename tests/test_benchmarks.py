@@ -193,3 +193,23 @@ def test_tiny_pgml_run_measures_every_side(cluster, tmp_path):
                                      "raw_rowwise", "raw_batch"}
     assert all(len(s["all_s"]) == 2 for s in results["sides"].values())
     assert all(_positive(v) for v in results["ratio"].values())
+
+
+def test_tiny_pgbouncer_run_measures_both_sides(test_db, tmp_path):
+    """benchmarks/bench_pgbouncer.py at a tiny size: pgbench through a real PgBouncer,
+    predict and the lookup at each client count, alternated, no failed transaction."""
+    out = tmp_path / "pgbouncer.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_pgbouncer.py"), "--dsn", test_db,
+                           "--clients", "1,2", "--seconds", "1", "--repeat", "2", "--rows", "500", "--pool-size", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_pgbouncer.py")
+    assert results["pgbouncer"].startswith("PgBouncer ") and isinstance(results["predict_of_row_1"], float)
+    assert set(results["clients"]) == {"1", "2"}
+    for entry in results["clients"].values():
+        for side in ("predict", "lookup"):
+            assert len(entry[side]["trials"]) == 2 and entry[side]["failed"] == 0
+            assert 0 < entry[side]["min_tps"] <= entry[side]["median_tps"] <= entry[side]["max_tps"]
+        assert _positive(entry["ratio"]) and len(entry["ratio_per_pair"]) == 2
+    assert " 2 clients: predict " in done.stdout
