@@ -145,5 +145,8 @@ def run_demo(conn, rows: int = 20000) -> None:
     demo_request(conn, say)
     if scheduled:
         cron_step(conn, say)
+    say("== 6b. moving over from PostgresML: its SQL, unchanged, with the pgmodels_pgml extension")
+    from .demo_pgml import pgml_step
+    pgml_step(conn, say)
     from .demo_edge import edge_step
     edge_step(conn, say)  # the last word: a prediction on the "device", no database
