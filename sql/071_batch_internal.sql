@@ -112,7 +112,7 @@ BEGIN
     SELECT j.* INTO STRICT job FROM pgmodels.batch_job j WHERE j.id = job_id FOR UPDATE;
     PERFORM pgmodels._cron_unschedule(job.cron_job_id);
     entry := pgmodels._cron_schedule(pgmodels._batch_cron_name(job.name),
-                                     schedule, format('CALL %I.run_batch_job(%L)', '@extschema@', job.name), job.owner);
+                                     schedule, format('CALL %I.run_batch_job(%L::text)', '@extschema@', job.name), job.owner);
     UPDATE pgmodels.batch_job j SET schedule = _batch_schedule.schedule, cron_job_id = entry WHERE j.id = job.id;
     RETURN entry;
 END

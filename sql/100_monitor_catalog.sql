@@ -35,7 +35,7 @@ CREATE TABLE pgmodels.monitor (
     owner         regrole NOT NULL,
     relation      regclass NOT NULL,
     time_column   name,
-    schedule      text NOT NULL,
+    schedule      text,  -- NULL: run by hand (run_monitor)
     retrain       boolean NOT NULL DEFAULT false,
     cron_job_id   bigint,
     -- the end of the last report's window: the next scheduled report starts there
@@ -107,17 +107,19 @@ COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current
 
 GRANT SELECT ON pgmodels.drift_reports, pgmodels.drift_report_features, pgmodels.monitors TO PUBLIC;
 
--- The deployed (model_id 0) or given model's reference for a caller that may predict
--- with it, with the project's thresholds. Definer: the catalog is not readable by PUBLIC;
--- the privilege check is _resolve's.
+-- The deployed (model_id 0) or given model, as drift() needs it, for a caller that may
+-- predict with it, with the project's thresholds; not the profile itself (quantiles, min
+-- and max, category values: details of the training rows that predict does not give;
+-- _stage_profile hands it to drift()'s own code only). Definer: the catalog is not
+-- readable by PUBLIC; the privilege check is _resolve's.
 CREATE OR REPLACE FUNCTION pgmodels._drift_reference(project_name text, model_id bigint, credential text)
 RETURNS TABLE (model_id bigint, project_id bigint, project text, version integer, task text, feature_names text[],
-               feature_types text[], nullable text[], array_features jsonb, labels jsonb, profile jsonb,
+               feature_types text[], nullable text[], array_features jsonb, labels jsonb, has_profile boolean,
                y_column text, thresholds jsonb)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m.id, m.project_id, (s.r).project, m.version, m.task, m.feature_names, m.feature_types, (s.r).nullable,
-           m.training -> 'array_features', m.labels, m.training -> 'profile', m.training ->> 'y_column',
+           m.training -> 'array_features', m.labels, (m.training -> 'profile') IS NOT NULL, m.training ->> 'y_column',
            jsonb_build_object('psi_warning', coalesce(ms.psi_warning, 0.1), 'psi_drift', coalesce(ms.psi_drift, 0.2),
                               'ks_alpha', coalesce(ms.ks_alpha, 0.01),
                               'ks_min_statistic', coalesce(ms.ks_min_statistic, 0.1),
@@ -128,7 +130,16 @@ AS $$
       JOIN pgmodels.models m ON m.id = (s.r).id
       LEFT JOIN pgmodels.monitor_settings ms ON ms.project_id = m.project_id
 $$;
-COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: a model''s reference profile and its project''s drift thresholds, for a caller that may predict with it';
+COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: what drift() needs of a model (not its profile) and its project''s drift thresholds, for a caller that may predict with it';
+
+-- The profile itself goes into the backend's Python state under a one-time token, never
+-- back to the caller: drift()'s code takes it from there. A role that calls this directly
+-- gets a token it can do nothing with (reading Python state needs plpython3u, a
+-- superuser's language). Definer: it reads the catalog, after _resolve's privilege check.
+CREATE OR REPLACE FUNCTION pgmodels._stage_profile(model_id bigint, credential text) RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ from pgmodels.monitor.current import stage_profile; return stage_profile(model_id, credential) $$;
+COMMENT ON FUNCTION pgmodels._stage_profile(bigint, text) IS 'internal: stages a model''s reference profile in the backend for drift()''s code, for a caller that may predict with it; returns a one-time token';
 
 -- Sets a project's thresholds: its owner's.
 CREATE OR REPLACE FUNCTION pgmodels._set_monitor_thresholds(credential text, project_name text,

@@ -4,9 +4,10 @@
 
 -- A monitor, checked and scheduled. Definer: it writes the catalog and schedules with
 -- pg_cron as the verified caller. It trusts nothing it is handed: the caller needs
--- EXECUTE on monitor() (an administrator's grant, like create_batch_job), the predict
--- privilege on the project, SELECT on the relation, and for retrain the project's
--- ownership (and EXECUTE on train(), which train() checks at each retrain).
+-- EXECUTE on monitor() (an administrator's grant, like create_batch_job), the project's
+-- ownership (its reports become part of the project's record, which every role that may
+-- use the project reads), SELECT on the relation (and EXECUTE on train() for retrain,
+-- which train() checks at each retrain).
 CREATE OR REPLACE FUNCTION pgmodels._monitor_create(credential text, project_name text, relation oid,
                                                     time_column text, schedule text, retrain boolean)
 RETURNS bigint
@@ -23,14 +24,8 @@ BEGIN
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
-    ELSIF NOT pgmodels._may(caller, proj.id, 'predict') THEN
-        RAISE EXCEPTION 'permission denied for project "%"', project_name USING ERRCODE = '42501',
-            DETAIL = format('Role "%s" has no predict privilege on it.', caller::regrole);
     END IF;
-    IF retrain THEN
-        -- (each retrain's train() checks EXECUTE on train() again, as the monitor's owner)
-        PERFORM pgmodels._require_owner(caller, proj);
-    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
     IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))
        OR NOT has_table_privilege(caller, relation, 'SELECT')
           AND NOT has_any_column_privilege(caller, relation, 'SELECT') THEN
@@ -56,13 +51,12 @@ BEGIN
          WHERE m.id = mon.id;
     ELSE
         INSERT INTO pgmodels.monitor (project_id, owner, relation, time_column, schedule, retrain)
-        VALUES (proj.id, caller::regrole, $3, $4, coalesce($5, ''), $6) RETURNING * INTO mon;
-        UPDATE pgmodels.monitor m SET schedule = $5 WHERE m.id = mon.id AND $5 IS NOT NULL;
+        VALUES (proj.id, caller::regrole, $3, $4, $5, $6) RETURNING * INTO mon;
     END IF;
     IF schedule IS NOT NULL THEN
         entry := pgmodels._cron_schedule(
             format('pgmodels_monitor:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), mon.id),
-            schedule, format('SELECT %I.run_monitor(%s)', '@extschema@', mon.id), caller);
+            schedule, format('SELECT %I.run_monitor(%s::bigint)', '@extschema@', mon.id), caller);
         UPDATE pgmodels.monitor m SET cron_job_id = entry WHERE m.id = mon.id;
     END IF;
     RETURN mon.id;
@@ -74,13 +68,15 @@ COMMENT ON FUNCTION pgmodels._monitor_create(text, text, oid, text, text, boolea
 CREATE OR REPLACE FUNCTION pgmodels._monitor_get(credential text, monitor_id bigint)
 RETURNS TABLE (project text, relation oid, time_column text, retrain boolean, last_window_end timestamptz,
                now timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
     mon pgmodels.monitor;
 BEGIN
-    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id;
+    -- locked until the run's transaction ends: a second run of the monitor waits, then
+    -- starts where this one's window ended
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id FOR UPDATE;
     IF mon.id IS NULL THEN
         RAISE EXCEPTION 'monitor % does not exist', monitor_id USING ERRCODE = '42704',
             HINT = 'See pgmodels.monitors for the monitors there are.';
@@ -93,7 +89,7 @@ BEGIN
                    FROM pgmodels.projects p WHERE p.id = mon.project_id;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._monitor_get(text, bigint) IS 'internal: a monitor''s settings, for its owner (definer: the catalog is not readable by PUBLIC)';
+COMMENT ON FUNCTION pgmodels._monitor_get(text, bigint) IS 'internal: a monitor''s settings, locked for a run, for its owner (definer: the catalog is not readable by PUBLIC)';
 
 -- A report, written for the monitor's owner; NOTIFY on drift.
 CREATE OR REPLACE FUNCTION pgmodels._drift_report_write(credential text, monitor_id bigint, model_id bigint,
@@ -113,8 +109,10 @@ BEGIN
         RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501';
     END IF;
     SELECT m.* INTO model FROM pgmodels.models m WHERE m.id = $3 AND m.project_id = mon.project_id;
-    IF model.id IS NULL OR jsonb_typeof(features) <> 'array' OR status NOT IN ('ok', 'warning', 'drift') THEN
-        RAISE EXCEPTION 'invalid drift report' USING ERRCODE = '22023';
+    IF model.id IS NULL OR NOT pgmodels._valid_drift_report(features, model.feature_names, status, drifted, rows)
+       OR window_start > window_end THEN
+        RAISE EXCEPTION 'invalid drift report' USING ERRCODE = '22023',
+            DETAIL = 'A report names the monitor''s project''s model, one entry per feature with its metrics, and a status and drifted features that agree with them.';
     END IF;
     INSERT INTO pgmodels.drift_report (project_id, monitor_id, model_id, model_version, relation, time_column,
                                        window_start, window_end, rows, status, drifted, features, thresholds,
@@ -135,22 +133,105 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb) IS 'internal: writes a monitor''s report for its verified owner and notifies channel pgmodels_drift on drift';
 
+-- A retrain decision, recorded once on the report that caused it, for the owner of a
+-- retraining monitor who owns its project. Checked against the catalog: the new model is
+-- the one trained after this report, and "deployed" is what the deployments say.
 CREATE OR REPLACE FUNCTION pgmodels._drift_report_decide(credential text, report_id bigint, decision jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
+    r pgmodels.drift_report;
+    mon pgmodels.monitor;
+    new_model pgmodels.models;
+    current_id bigint;
 BEGIN
-    UPDATE pgmodels.drift_report r SET retrain = decision
-      FROM pgmodels.monitor m
-     WHERE r.id = report_id AND m.id = r.monitor_id AND r.retrain IS NULL AND pg_has_role(caller, m.owner, 'USAGE');
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'must be owner of the monitor of drift report %', report_id USING ERRCODE = '42501';
+    SELECT x.* INTO r FROM pgmodels.drift_report x WHERE x.id = report_id FOR UPDATE;
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = r.monitor_id;
+    IF r.id IS NULL OR mon.id IS NULL OR NOT mon.retrain OR r.retrain IS NOT NULL
+       OR NOT pg_has_role(caller, mon.owner, 'USAGE') OR NOT pgmodels._may(caller, r.project_id, 'owner') THEN
+        RAISE EXCEPTION 'must be owner of the retraining monitor of drift report %', report_id USING ERRCODE = '42501';
     END IF;
+    IF jsonb_typeof(decision) IS DISTINCT FROM 'object' OR jsonb_typeof(decision -> 'deployed') IS DISTINCT FROM 'boolean'
+       OR length(decision::text) > 20000
+       OR EXISTS (SELECT 1 FROM jsonb_each(decision) e
+                   WHERE CASE WHEN e.key IN ('new_model_id', 'new_version', 'deployed_model_id', 'deployed_version', 'holdout_rows')
+                              THEN jsonb_typeof(e.value) <> 'number' OR (e.value)::text !~ '^[0-9]{1,18}$'
+                              WHEN e.key IN ('deployed_score', 'new_score', 'margin')
+                              THEN jsonb_typeof(e.value) NOT IN ('number', 'null')
+                                   OR (jsonb_typeof(e.value) = 'number' AND abs((e.value)::text::numeric) > 1e300)
+                              WHEN e.key IN ('reason', 'error', 'sqlstate', 'metric') THEN jsonb_typeof(e.value) NOT IN ('string', 'null')
+                              WHEN e.key = 'drifted' THEN jsonb_typeof(e.value) <> 'array'
+                              ELSE e.key <> 'deployed' END) THEN
+        RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023';
+    END IF;
+    IF decision ? 'new_model_id' THEN
+        SELECT m.* INTO new_model FROM pgmodels.models m
+         WHERE m.id = (decision ->> 'new_model_id')::bigint AND m.project_id = r.project_id
+           AND m.training -> 'retrain' ->> 'drift_report_id' = r.id::text;
+        SELECT d.model_id INTO current_id FROM pgmodels.deployments d WHERE d.project_id = r.project_id
+         ORDER BY d.id DESC LIMIT 1;
+        IF new_model.id IS NULL OR (decision ->> 'new_version')::integer IS DISTINCT FROM new_model.version
+           OR (decision ->> 'deployed')::boolean <> (current_id = new_model.id) THEN
+            RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023',
+                DETAIL = 'The new model must be the version trained after this report, and "deployed" what the deployments say.';
+        END IF;
+    ELSIF (decision ->> 'deployed')::boolean THEN
+        RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023';
+    END IF;
+    UPDATE pgmodels.drift_report x SET retrain = decision WHERE x.id = r.id;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._drift_report_decide(text, bigint, jsonb) IS 'internal: records a retrain decision on a report, once, for the monitor''s verified owner';
+
+-- Whether a report's content has the shape the views read: one object per feature of the
+-- model (or the predictions), with a kind, a status, a row count and numbers or NULLs as
+-- metrics, and a status and drifted list that agree with them.
+CREATE OR REPLACE FUNCTION pgmodels._valid_drift_report(features jsonb, names text[], status text, drifted text[],
+                                                        rows bigint)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    f jsonb;
+    k text;
+    worst text := 'ok';
+    flagged text[] := '{}';
+BEGIN
+    IF jsonb_typeof(features) IS DISTINCT FROM 'array' OR jsonb_array_length(features) > cardinality(names) + 1
+       OR rows IS NULL OR rows < 0 OR status IS NULL THEN
+        RETURN false;
+    END IF;
+    FOR f IN SELECT e FROM jsonb_array_elements(features) e LOOP
+        IF jsonb_typeof(f) <> 'object' OR jsonb_typeof(f -> 'feature') IS DISTINCT FROM 'string'
+           OR NOT (f ->> 'feature' = ANY (names) OR f ->> 'feature' = '(prediction)')
+           OR coalesce(f ->> 'kind', '') NOT IN ('numeric', 'categorical', 'prediction')
+           OR coalesce(f ->> 'status', '') NOT IN ('ok', 'warning', 'drift')
+           OR jsonb_typeof(f -> 'rows') IS DISTINCT FROM 'number' OR (f -> 'rows')::text !~ '^[0-9]{1,18}$'
+           OR length(f::text) > 100000 THEN
+            RETURN false;
+        END IF;
+        FOREACH k IN ARRAY ARRAY['psi', 'ks_statistic', 'p_value', 'null_rate_change'] LOOP
+            IF jsonb_typeof(f -> k) NOT IN ('number', 'null')
+               OR (jsonb_typeof(f -> k) = 'number' AND abs((f ->> k)::numeric) > 1e300) THEN
+                RETURN false;
+            END IF;
+        END LOOP;
+        IF f ? 'shares' AND jsonb_typeof(f -> 'shares') NOT IN ('array', 'object', 'null') THEN
+            RETURN false;
+        END IF;
+        IF f ->> 'status' = 'drift' THEN
+            worst := 'drift';
+            flagged := flagged || (f ->> 'feature');
+        ELSIF f ->> 'status' = 'warning' AND worst = 'ok' THEN
+            worst := 'warning';
+        END IF;
+    END LOOP;
+    RETURN status = worst AND coalesce(drifted, '{}') = flagged;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._valid_drift_report(jsonb, text[], text, text[], bigint) IS 'internal: whether a drift report''s content has the shape its views read, and its status and drifted features agree with its metrics';
+COMMENT ON FUNCTION pgmodels._drift_report_decide(text, bigint, jsonb) IS 'internal: records a retrain decision on a report, once, checked against the catalog, for the verified owner of the retraining monitor and its project';
 
 -- A model's reference profile, from set_reference(): its project owner's.
 CREATE OR REPLACE FUNCTION pgmodels._store_reference(credential text, model_id bigint, profile jsonb)
@@ -214,7 +295,16 @@ BEGIN
     END IF;
     RETURN jsonb_build_object(
         'project', proj.name, 'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
-        'runtime', m.runtime, 'training', m.training,
+        'runtime', m.runtime,
+        -- the profile's details (quantiles, min and max, category values) describe the
+        -- training rows: for the owner and export holders (the artifact tells as much);
+        -- others see which features it covers
+        'training', CASE WHEN pgmodels._may(caller, proj.id, 'owner') OR pgmodels._may(caller, proj.id, 'export')
+                         THEN m.training
+                         ELSE (m.training - 'profile') || jsonb_build_object('profile', jsonb_build_object('features',
+                              (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('kind', f.value -> 'kind')), '{}')
+                                 FROM jsonb_each(coalesce(m.training -> 'profile' -> 'features', '{}')) f)))
+                    END,
         'library_versions', m.library_versions, 'trained_by', m.trained_by, 'trained_at', m.trained_at,
         'artifact_sha256', encode(m.artifact_sha256, 'hex'), 'key_metric', pgmodels._key_metric(m.task, m.metrics),
         'metrics', m.metrics, 'hyperparams', m.hyperparams, 'search_results', m.search_results, 'labels', m.labels,
@@ -222,7 +312,8 @@ BEGIN
         'deployed', (SELECT d.model_id = m.id FROM pgmodels.deployments d WHERE d.project_id = m.project_id
                       ORDER BY d.id DESC LIMIT 1),
         'decision', (SELECT r.retrain ->> 'reason' FROM pgmodels.drift_report r
-                      WHERE (r.retrain ->> 'new_model_id')::bigint = m.id ORDER BY r.id DESC LIMIT 1));
+                      WHERE r.project_id = m.project_id AND r.retrain ->> 'new_model_id' = m.id::text
+                      ORDER BY r.id DESC LIMIT 1));
 END
 $$;
 COMMENT ON FUNCTION pgmodels._model_lineage(bigint, text) IS 'internal: a model version''s catalog record (lineage, metrics, hyperparameters, search results, evaluation; not the artifact) for model_lineage() and the console, for a role that may use its project';
@@ -336,6 +427,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb),
     pgmodels._drift_report_decide(text, bigint, jsonb), pgmodels._store_reference(text, bigint, jsonb),
     pgmodels._drop_monitor(text, bigint), pgmodels._model_lineage(bigint, text),
+    pgmodels._stage_profile(bigint, text),
     -- the PL/Python cores run as the caller and reach the catalog only through the above
     pgmodels._drift(text, text, bigint, timestamptz, text), pgmodels._set_reference(text, text, bigint, text),
     pgmodels._monitor(text, text, text, text, boolean), pgmodels._run_monitor(bigint),
@@ -343,3 +435,4 @@ GRANT EXECUTE ON FUNCTION
 TO PUBLIC;
 -- Scheduling is for the roles an administrator grants it to, as create_batch_job is.
 REVOKE EXECUTE ON FUNCTION @extschema@.monitor(text, text, text, text, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pgmodels._valid_drift_report(jsonb, text[], text, text[], bigint) FROM PUBLIC;

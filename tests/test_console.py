@@ -180,8 +180,9 @@ def test_a_viewer_sees_only_what_its_role_may(console, browser):
     response = page.goto(console["url"] + f"/console/projects/{console['project']}/versions/1")
     assert response.status == 404
     assert console["consumer"] not in page.goto(console["url"] + "/console/streams").text()
-    page.goto(console["url"] + "/console/logout")
-    assert page.url.endswith("/console/login")
+    page.click("header form.who button")  # log out: a POST
+    page.wait_for_url(console["url"] + "/console/login")
+    assert page.goto(console["url"] + "/console/").url.endswith("/console/login")
     # the two 404 pages asked for above are the only complaints
     assert [p for p in problems if "status of 404" not in p] == [] and len(problems) == 2, problems
     page.close()
@@ -200,5 +201,11 @@ def test_no_token_a_bad_token_and_the_headers(console):
     assert r.status_code == 200 and "script-src" not in r.headers["content-security-policy"]
     assert "default-src 'none'" in r.headers["content-security-policy"]
     assert "<script" not in r.text.lower() and "&lt;img src=x onerror=alert(1)&gt;" in r.text
-    # read-only: nothing but GET (and the login form's POST)
+    # read-only: nothing but GET (and the login and logout forms' POSTs)
     assert httpx.post(url + "/console/", headers={"authorization": f"Bearer {console['token']}"}).status_code == 405
+    # a login form on another site cannot log a browser in under the attacker's token
+    r = httpx.post(url + "/console/login", data={"token": console["token"]}, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    # odd names are a 404, not an error
+    r = httpx.get(url + "/console/projects/a%00b", headers={"authorization": f"Bearer {console['token']}"})
+    assert r.status_code == 404 and "<title>Error" in r.text

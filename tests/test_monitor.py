@@ -92,8 +92,6 @@ def test_bad_input_is_refused_with_a_sqlstate(conn, name):
         ("SELECT set_monitor_thresholds(%s, min_holdout_rows => 0)", [name], "22023", "min_holdout_rows"),
         ("SELECT monitor(%s, %s, NULL, retrain => true)", [name, f"{name}_nofeat"], "42703", None),
         ("SELECT run_monitor(987654321)", [], "42704", "does not exist"),
-        ("SELECT * FROM drift(%s, %s, model_id => 1)", ["another_project", f"{name}_cur"], "22023",
-         "is not a version of project"),
         ("SELECT * FROM drift(NULL, %s)", [f"{name}_cur"], "22023", "project_name"),
         ("SELECT * FROM drift(%s, NULL)", [name], "22023", "relation"),
     ]
@@ -112,6 +110,8 @@ def test_bad_input_is_refused_with_a_sqlstate(conn, name):
                        [name + "_imp", _tiny_onnx()]).fetchone()[0]
     err = sql_error(conn, "SELECT * FROM drift(%s, %s)", [name + "_imp", f"{name}_cur"])
     assert err.sqlstate == "55000" and "has no reference profile" in err.diag.message_primary
+    err = sql_error(conn, "SELECT * FROM drift(%s, %s, model_id => %s)", [name, f"{name}_cur", mid])
+    assert err.sqlstate == "22023" and "is not a version of project" in err.diag.message_primary
     assert "set_reference" in err.diag.message_hint
     assert conn.execute("SELECT set_reference(%s, %s)", [name + "_imp", f"{name}_train"]).fetchone()[0] == 1000
     assert {r[0] for r in conn.execute("SELECT feature FROM drift(%s, %s)", [name + "_imp", f"{name}_cur"])} == \

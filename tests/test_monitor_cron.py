@@ -12,37 +12,38 @@ from dbhelpers import sql_error
 from monitorhelpers import load, train
 
 MONITOR = "monitor(text, text, text, text, boolean)"
+TRAIN = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)"
 
 
 def test_pg_cron_runs_a_monitor_as_its_owner(cron_db, cluster, name):
     c, rolname, role = cron_db
-    project = f"{name}.{name}"
+    project, theirs = f"{name}.{name}", f"{name}.theirs"
     load(c, f"{name}.train", 1500, seed=1)
-    train(c, project, f"{name}.train")
+    c.execute(f"GRANT SELECT ON {name}.train TO {rolname}")
+    c.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    train(role, project, f"{name}.train")  # the role's own project
+    train(c, theirs, f"{name}.train")  # a project of another role, which the role may predict with
+    c.execute("SELECT grant_project(%s, %s, 'predict')", [theirs, rolname])
     load(c, f"{name}.events", 1500, seed=2, shift={"f6": 1.0}, with_time=True)
     c.execute(f"GRANT SELECT ON {name}.events TO {rolname}")
     # no EXECUTE on monitor(): an administrator's grant
     err = sql_error(role, "SELECT monitor(%s, %s, '* * * * *', 'ts')", [project, f"{name}.events"])
     assert err.sqlstate == "42501" and "monitor" in err.diag.message_primary
     c.execute(f"GRANT EXECUTE ON FUNCTION {MONITOR} TO {rolname}")
-    # no predict privilege on the project
-    err = sql_error(role, "SELECT monitor(%s, %s, '* * * * *', 'ts')", [project, f"{name}.events"])
-    assert err.sqlstate == "42501" and "permission denied for project" in err.diag.message_primary
-    c.execute("SELECT grant_project(%s, %s, 'predict')", [project, rolname])
+    # a project it may only predict with: its reports would be another owner's record
+    err = sql_error(role, "SELECT monitor(%s, %s, '* * * * *', 'ts')", [theirs, f"{name}.events"])
+    assert err.sqlstate == "42501"
     for schedule in ("every minute", "61 * * * *", ""):
         err = sql_error(role, "SELECT monitor(%s, %s, %s, 'ts')", [project, f"{name}.events", schedule])
         assert err.sqlstate == "22023" and "cron schedule" in err.diag.message_primary, schedule
-    # retrain needs the project's ownership
-    err = sql_error(role, "SELECT monitor(%s, %s, '* * * * *', 'ts', retrain => true)", [project, f"{name}.events"])
-    assert err.sqlstate == "42501"
     assert c.execute("SELECT count(*) FROM pgmodels.monitor m JOIN pgmodels.projects p ON p.id = m.project_id "
-                     "WHERE p.name = %s", [project]).fetchone() == (0,)
+                     "WHERE p.name IN (%s, %s)", [project, theirs]).fetchone() == (0,)
     listener = psycopg.connect(cluster.url("pgmodels"), autocommit=True)
     listener.execute("LISTEN pgmodels_drift")
     monitor_id = role.execute("SELECT monitor(%s, %s, '* * * * *', 'ts')", [project, f"{name}.events"]).fetchone()[0]
     entry = c.execute("SELECT j.username, j.command, j.schedule FROM cron.job j JOIN pgmodels.monitor m "
                       "ON m.cron_job_id = j.jobid WHERE m.id = %s", [monitor_id]).fetchone()
-    assert entry[0] == rolname and f"run_monitor({monitor_id})" in entry[1] and entry[2] == "* * * * *"
+    assert entry[0] == rolname and f"run_monitor({monitor_id}::bigint)" in entry[1] and entry[2] == "* * * * *"
     deadline = time.monotonic() + 130
     report = None
     while time.monotonic() < deadline and report is None:
@@ -58,7 +59,8 @@ def test_pg_cron_runs_a_monitor_as_its_owner(cron_db, cluster, name):
     assert role.execute("SELECT count(*) FROM pgmodels.drift_reports WHERE project = %s", [project]).fetchone()[0] >= 1
     role.execute("SELECT drop_monitor(%s)", [monitor_id])
     assert c.execute("SELECT count(*) FROM cron.job WHERE command LIKE %s",
-                     [f"%run_monitor({monitor_id})%"]).fetchone() == (0,)
+                     [f"%run_monitor({monitor_id}::%"]).fetchone() == (0,)
+    c.execute("DELETE FROM pgmodels.projects WHERE name = %s", [theirs])
 
 
 def test_attacks_on_monitors_reports_and_lineage_as_a_login_only_role(conn, make_role, name):
@@ -86,7 +88,7 @@ def test_attacks_on_monitors_reports_and_lineage_as_a_login_only_role(conn, make
         (f"SELECT pgmodels._drift_report_decide({cred}, %s, '{{\"deployed\": true}}')", [report_id]),
         (f"SELECT * FROM pgmodels._monitor_get({cred}, %s)", [monitor_id]),
         (f"SELECT pgmodels._store_reference({cred}, %s, '{{\"features\": {{}}}}')", [model_id]),
-        (f"SELECT pgmodels._set_monitor_thresholds({cred}, %s, 9, 9, 0.5, 0.5, 0, 1)", [name]),
+        (f"SELECT pgmodels._set_monitor_thresholds({cred}, %s, 9, 9, 0.5, 0.5, 0, 1, 'drift')", [name]),
         (f"SELECT pgmodels._drop_monitor({cred}, %s)", [monitor_id]),
         ("SELECT set_reference(%s, %s)", [name, f"{name}_train"]),
         # a forged credential is refused before anything is read
@@ -97,6 +99,25 @@ def test_attacks_on_monitors_reports_and_lineage_as_a_login_only_role(conn, make
     for statement, params in attacks:
         err = sql_error(role, statement, params)
         assert err.sqlstate in ("42501", "28000", "22023"), (statement, err.sqlstate, err.diag.message_primary)
+    # the monitor's owner itself cannot store a report or a decision the views cannot read,
+    # or one the catalog contradicts
+    forged = [
+        ("SELECT pgmodels._drift_report_write(pgmodels._credential(), %s, %s, now(), now(), 1, 'ok', '{}', "
+         "'[{\"feature\": \"x1\"}]', '{}')", [monitor_id, model_id]),
+        ("SELECT pgmodels._drift_report_write(pgmodels._credential(), %s, %s, now(), now(), 1, 'ok', '{}', "
+         "'[{\"feature\": \"f1\", \"kind\": \"numeric\", \"rows\": 1, \"status\": \"ok\", \"psi\": \"x\"}]', '{}')",
+         [monitor_id, model_id]),
+        ("SELECT pgmodels._drift_report_write(pgmodels._credential(), %s, %s, now(), now(), 1, 'ok', '{}', "
+         "'[{\"feature\": \"f1\", \"kind\": \"numeric\", \"rows\": 1, \"status\": \"drift\"}]', '{}')",
+         [monitor_id, model_id]),
+        ("SELECT pgmodels._drift_report_write(pgmodels._credential(), %s, %s, now(), now(), -5, 'ok', '{}', '[]', '{}')",
+         [monitor_id, model_id]),
+        ("SELECT pgmodels._drift_report_decide(pgmodels._credential(), %s, "
+         "'{\"deployed\": true, \"new_model_id\": 1, \"new_version\": 1}')", [report_id]),
+    ]
+    for statement, params in forged:
+        err = sql_error(conn, statement, params)
+        assert err.sqlstate in ("22023", "42501"), (statement, err.sqlstate, err.diag.message_primary)
     assert conn.execute("SELECT count(*), bool_and(retrain IS NULL) FROM pgmodels.drift_report "
                         "WHERE project_id = (SELECT id FROM pgmodels.projects WHERE name = %s)",
                         [name]).fetchone() == (1, True)

@@ -218,6 +218,7 @@ PUBLIC_INTERNALS = {
     "text,text[],jsonb,jsonb)",
     "pgmodels._drift_report_decide(text,bigint,jsonb)", "pgmodels._store_reference(text,bigint,jsonb)",
     "pgmodels._drop_monitor(text,bigint)", "pgmodels._model_lineage(bigint,text)",
+    "pgmodels._stage_profile(bigint,text)",
     "pgmodels._drift(text,text,bigint,timestamp with time zone,text)",
     "pgmodels._set_reference(text,text,bigint,text)", "pgmodels._monitor(text,text,text,text,boolean)",
     "pgmodels._run_monitor(bigint)", "pgmodels._model_lineage_rows(bigint)",

@@ -93,7 +93,17 @@ def numeric_expr(model: ServedModel, rel: Relation, nan_nulls: bool = False) -> 
         ref = f"s.{qi(column)}"
         if kind == "number":
             cast = "::integer::real" if rel.columns[column].category == "B" else "::real"
-            scalars.append(f"COALESCE({ref}{cast}, 'NaN'::real)" if nan_nulls else f"{ref}{cast}")
+            if nan_nulls and rel.columns[column].category != "B":
+                # NULL reads as NaN, and a value beyond single precision as an infinity (a
+                # drift report counts it; it must not end the statement)
+                scalars.append(f"(CASE WHEN {ref} IS NULL THEN 'NaN'::real "
+                               f"WHEN {ref}::float8 > 3.4028234663852886e38 THEN 'Infinity'::real "
+                               f"WHEN {ref}::float8 < -3.4028234663852886e38 THEN '-Infinity'::real "
+                               f"ELSE {ref}{cast} END)")
+            elif nan_nulls:
+                scalars.append(f"COALESCE({ref}{cast}, 'NaN'::real)")
+            else:
+                scalars.append(f"{ref}{cast}")
         elif kind == "array":
             if scalars:
                 pieces.append(f"ARRAY[{', '.join(scalars)}]::real[]")

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 COOKIE = "pgmodels_console"
 HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
                                       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 env.filters["fmt"] = charts._fmt
@@ -39,7 +39,7 @@ env.filters["when"] = lambda v: str(v or "")[:19].replace("T", " ")
 
 
 def _page(template: str, status: int = 200, **context) -> HTMLResponse:
-    html = env.get_template(template).render(**context)
+    html = env.get_template(template).render(status=status, **context)
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
@@ -52,6 +52,8 @@ def routes(backend) -> list[Route]:
     def page(render):
         async def endpoint(request: Request) -> Response:
             try:
+                if any("\x00" in str(v) for v in request.path_params.values()):
+                    raise ProxyError(404, "no such page")
                 role = await viewer(request)
                 return await render(request, role)
             except ProxyError as e:
@@ -146,6 +148,10 @@ def routes(backend) -> list[Route]:
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return _page("login.html", role=None, error=None)
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+            # a form on another site cannot log this browser in under its own token
+            return _page("login.html", status=403, role=None, error="a login from another origin is refused")
         body = (await request.body())[:4096].decode("utf-8", "replace")
         token = (parse_qs(body).get("token") or [""])[0].strip()
         try:
@@ -159,6 +165,8 @@ def routes(backend) -> list[Route]:
         return response
 
     async def logout(request: Request) -> Response:
+        if request.method != "POST":
+            return _page("logout.html", role=None)
         response = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
         response.delete_cookie(COOKIE, path="/console")
         return response
@@ -174,7 +182,7 @@ def routes(backend) -> list[Route]:
             Route("/console/batch", page(batch), methods=["GET"]),
             Route("/console/streams", page(streams), methods=["GET"]),
             Route("/console/login", login, methods=["GET", "POST"]),
-            Route("/console/logout", logout, methods=["GET"]),
+            Route("/console/logout", logout, methods=["GET", "POST"]),
             Route("/console/static/console.css", css, methods=["GET"])]
 
 
@@ -184,7 +192,8 @@ def _compares(profile: dict, report: dict) -> list[tuple[str, str, str]]:
     out = []
     features = profile.get("features") or {}
     for f in report.get("features") or []:
-        ref = features.get(f["feature"]) if f["kind"] != "prediction" else profile.get("target")
+        ref = (features.get(f["feature"]) if f["kind"] != "prediction"
+               else profile.get("predictions") or profile.get("target"))
         current = f.get("shares")
         if not ref or current is None:
             continue

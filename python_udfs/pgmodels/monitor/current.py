@@ -42,7 +42,11 @@ class Reference:
     def load(cls, project: str, model_id: int | None, need_profile: bool = True) -> "Reference":
         row = query("SELECT * FROM pgmodels._drift_reference($1, $2, pgmodels._credential())",
                     [project, model_id or 0], ["text", "bigint"])[0]
-        profile = _json(row["profile"])
+        profile = None
+        if row["has_profile"] and need_profile:
+            token = query("SELECT pgmodels._stage_profile($1, pgmodels._credential()) AS t",
+                          [row["model_id"]], ["bigint"])[0]["t"]
+            profile = _staged.pop(token, None)
         if row["project"] != project:
             raise PgmodelsError(f'model {row["model_id"]} is not a version of project "{project}"',
                                 detail=f'It is version {row["version"]} of project "{row["project"]}".',
@@ -56,6 +60,24 @@ class Reference:
         return cls(model=ServedModel.from_row(row), project_id=row["project_id"], profile=profile or {},
                    y_column=row["y_column"], thresholds=_json(row["thresholds"]), nullable=list(row["nullable"] or []),
                    labels=_json(row["labels"]))
+
+
+_staged: dict[str, dict] = {}
+
+
+def stage_profile(model_id: int, credential: str) -> str:
+    """pgmodels._stage_profile (definer): a model's profile, for a caller that may predict
+    with it, kept here under a one-time token for Reference.load to take."""
+    import secrets
+
+    row = query("SELECT m.training -> 'profile' AS p FROM pgmodels.models m "
+                "WHERE m.id = (pgmodels._resolve('', $1, pgmodels._verify_caller($2), 'predict', false)).id",
+                [model_id, credential], ["bigint", "text"])
+    if len(_staged) > 64:  # tokens nobody took (a caller staging by hand)
+        _staged.clear()
+    token = secrets.token_hex(16)
+    _staged[token] = _json(row[0]["p"]) if row else None
+    return token
 
 
 def _json(value):
@@ -151,7 +173,7 @@ def predictions(ref: Reference, cur: Current, model_id: int | None = None, outpu
     model = cache.current(project, mid, got["stamp"], got["loaded"])
     nullable = set(model.nullable or [])
     numeric = [n for n, t in zip(model.feature_names, model.feature_types) if t != "text"]
-    keep = np.ones(cur.rows, dtype=bool)
+    keep = ~np.isinf(cur.X).any(axis=1) if cur.X.size else np.ones(cur.rows, dtype=bool)  # beyond float32
     for j, name in enumerate(numeric):
         if name not in nullable:
             keep &= ~np.isnan(cur.X[:, j])

@@ -40,25 +40,42 @@ EXACT_KS_ROWS = 10_000
 
 def ks(values: np.ndarray, cdf) -> tuple[float, float]:
     """The one-sample Kolmogorov-Smirnov statistic and p-value, as scipy.stats.ks_1samp
-    gives them (two-sided), with its exact distribution up to 10,000 rows and the
-    asymptotic (Kolmogorov) one above, where they agree and the exact one costs seconds."""
+    gives them (two-sided) for a continuous reference, with its exact distribution up to
+    10,000 rows and the asymptotic (Kolmogorov) one above, where they agree and the exact
+    one costs seconds. ``cdf`` is (F, F_left): where the reference has a point mass (many
+    rows of one value, a zero-inflated feature), F jumps there, and the statistic compares
+    the sample with F's left limit below the jump, so a sample that has the same point mass
+    is not called different."""
     from scipy import stats
 
+    right, left = cdf
     x = np.sort(values)
     n = len(x)
-    c = cdf(x)
-    d = float(max((np.arange(1, n + 1) / n - c).max(), (c - np.arange(n) / n).max()))
+    d = float(max((np.arange(1, n + 1) / n - right(x)).max(), (left(x) - np.arange(n) / n).max()))
     p = stats.kstwo.sf(d, n) if n <= EXACT_KS_ROWS else stats.kstwobign.sf(d * math.sqrt(n))
     return d, float(min(max(p, 0.0), 1.0))
 
 
 def _reference_cdf(quantiles):
+    """The reference CDF from its quantile function, and its left limit: a value the
+    quantile function repeats (a point mass) gets the highest level it holds, and the
+    lowest as the left limit."""
     q = np.asarray(quantiles, dtype=np.float64)
     levels = np.linspace(0, 1, len(q))
+    values, first = np.unique(q, return_index=True)
+    last = len(q) - 1 - np.unique(q[::-1], return_index=True)[1]
+    high, low = levels[last], levels[first]
 
-    def cdf(x):
-        return np.interp(x, q, levels, left=0.0, right=1.0)
-    return cdf
+    def right(x):
+        return np.interp(x, values, high, left=0.0, right=1.0)
+
+    def left_limit(x):
+        out = right(x)
+        at = np.searchsorted(values, x)
+        hit = (at < len(values)) & (values[np.minimum(at, len(values) - 1)] == x)
+        out[hit] = low[at[hit]]
+        return out
+    return right, left_limit
 
 
 def _floats(values) -> np.ndarray:
@@ -91,7 +108,10 @@ def _discrete(profile: dict, present: np.ndarray) -> dict:
     the status goes by PSI, as a large sample makes any difference significant)."""
     from scipy import stats
 
-    ref_values = np.asarray(profile["values"], dtype=np.float64)
+    # compared at single precision, as drift() reads the rows (a real[]): a value such as 0.1
+    # must meet itself whatever precision the profile was made at
+    ref_values = np.asarray(profile["values"], dtype=np.float32).astype(np.float64)
+    present = present.astype(np.float32).astype(np.float64)
     index = np.searchsorted(ref_values, present)
     known = (index < len(ref_values)) & (ref_values[np.minimum(index, len(ref_values) - 1)] == present)
     counts = np.bincount(np.where(known, index, len(ref_values)), minlength=len(ref_values) + 1).astype(np.float64)

@@ -34,13 +34,14 @@ def label_text(v) -> str:
     return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
-def at_training(task: str, features, target, read_info: dict) -> dict:
+def at_training(task: str, features, target, read_info: dict, predictions: dict | None = None) -> dict:
     """What train() adds to a model's training record."""
     columns = {c.name: (c.kind, c.values) for c in features}
     target_kind = "text" if task == "classification" else target.kind
     values = [None if v is None else (label_text(v) if target_kind == "text" else v) for v in target.values]
     out = {"profile": {"features": profile.of_columns(columns),
-                       "target": profile.of_columns({target.name: (target_kind, values)})[target.name]},
+                       "target": profile.of_columns({target.name: (target_kind, values)})[target.name],
+                       "predictions": predictions},
            "fingerprint": read_info.get("fingerprint"),
            "pgmodels_version": _version.__version__}
     if retrain_context:

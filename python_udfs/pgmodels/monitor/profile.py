@@ -27,7 +27,8 @@ OTHER = "(other)"
 
 def numeric(values) -> dict:
     """The profile of one numeric column (None and NaN are nulls)."""
-    x = np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    x = (values.astype(np.float64) if isinstance(values, np.ndarray)
+         else np.asarray([math.nan if v is None else v for v in values], dtype=np.float64))
     n = len(x)
     present = x[~np.isnan(x)]
     profile = {"kind": "numeric", "rows": n, "null_rate": (n - len(present)) / n if n else 0.0}
@@ -36,7 +37,7 @@ def numeric(values) -> dict:
     edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     hist, hist_edges = np.histogram(present, bins=HISTOGRAM_BINS)
-    values, value_counts = np.unique(present, return_counts=True)
+    values, value_counts = np.unique(present.astype(np.float32), return_counts=True)  # as drift reads them
     if len(values) <= DISCRETE_MAX:  # a count, a flag, a code: compared by its values' shares
         profile["values"] = values.tolist()
         profile["value_shares"] = (value_counts / len(present)).tolist()

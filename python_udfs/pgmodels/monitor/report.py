@@ -18,6 +18,16 @@ COLUMNS = ("feature", "kind", "rows", "psi", "ks_statistic", "p_value", "null_ra
 
 def compare(ref: Reference, cur: Current) -> list[dict]:
     """One result per feature of the model, then one for its predictions."""
+    try:
+        return _compare(ref, cur)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise PgmodelsError(f"the reference profile of model {ref.model.id} is not usable",
+                            detail=f"It lacks or mistypes {e!s:.200}.",
+                            hint="Its owner can store a new one with set_reference(project_name, relation_name).",
+                            sqlstate=INVALID_PARAMETER_VALUE) from None
+
+
+def _compare(ref: Reference, cur: Current) -> list[dict]:
     limits = {k: float(ref.thresholds.get(k, v)) for k, v in metrics.DEFAULTS.items()}
     features = ref.profile.get("features") or {}
     out = []
@@ -31,7 +41,9 @@ def compare(ref: Reference, cur: Current) -> list[dict]:
         if prof is None or prof.get("kind") != "categorical":
             continue
         out.append({"feature": name, "kind": "categorical", **metrics.categorical(prof, cur.T[:, j], limits)})
-    target = ref.profile.get("target")
+    # the model's answers now against its answers on its training rows (profiles made
+    # before 0.2.0's final form have only the target's distribution)
+    target = ref.profile.get("predictions") or ref.profile.get("target")
     if target:
         keep, answers = predictions(ref, cur)
         if target.get("kind") == "numeric":
@@ -75,15 +87,12 @@ def set_reference(project_name, relation_name, model_id, y_column_name):
     columns = {name: ("float", cur.X[:, j]) for j, name in enumerate(cur.numeric_names)}
     columns.update({name: ("text", list(cur.T[:, j])) for j, name in enumerate(cur.text_names)})
     prof = {"features": profiles.of_columns(columns)}
+    _, answers = predictions(ref, cur)  # what drift() compares the answers on current rows with
+    prof["predictions"] = (profiles.categorical(answers) if ref.model.task == "classification"
+                           else profiles.numeric(list(answers)))
     if y_column_name is not None:
         prof["target"] = (profiles.categorical(cur.y) if ref.model.task == "classification"
                           else profiles.numeric([None if v is None else float(v) for v in cur.y]))
-        prof["target_source"] = f"column {y_column_name}"
-    else:  # the model's own answers on the reference rows stand for the target's distribution
-        _, answers = predictions(ref, cur)
-        prof["target"] = (profiles.categorical(answers) if ref.model.task == "classification"
-                          else profiles.numeric(list(answers)))
-        prof["target_source"] = "predictions"
     prof["source"] = {"relation": rel.display, "rows": cur.rows}
     got = query("SELECT pgmodels._store_reference(pgmodels._credential(), $1, $2::jsonb) AS ok",
                 [ref.model.id, json.dumps(prof)], ["bigint", "text"])

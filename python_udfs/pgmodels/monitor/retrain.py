@@ -21,6 +21,7 @@ import numpy as np
 
 from .._plpy import qualified, query
 from . import lineage
+from ..errors import PgmodelsError
 from .current import Current, Reference, predictions
 
 
@@ -34,19 +35,32 @@ def key_score(task: str, truth: list, answers) -> tuple[str, float | None]:
     return "r2", float(m.r2_score(np.asarray(truth, dtype=np.float64), np.asarray(answers, dtype=np.float64)))
 
 
-def _holdout(ref: Reference, cur: Current, model_id: int) -> tuple[list, list]:
-    """(truth, answers) on the labelled rows the model can score."""
-    keep, answers = predictions(ref, cur, model_id=model_id)
+def _label(v) -> str:
+    """A class label as text, the same whichever way it came: '1', '1.0' and 1 are one
+    class (the target read as text from the relation, the label the model answers)."""
+    text = str(v)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return repr(int(number)) if number.is_integer() else repr(number)
+
+
+def _holdout(ref: Reference, cur: Current) -> tuple[list, list]:
+    """(truth, answers) on the labelled rows the model (ref's) can score, cur read for it."""
+    keep, answers = predictions(ref, cur)
     y = np.asarray(cur.y, dtype=object)[keep]
     labelled = np.array([v is not None for v in y], dtype=bool)
     answers = np.asarray(answers, dtype=object)[labelled]
     truth = y[labelled]
     if ref.model.task == "classification":
-        return [str(v) for v in truth], [str(v) for v in answers]
+        return [_label(v) for v in truth], [_label(v) for v in answers]
     return [float(v) for v in truth], [float(v) for v in answers]
 
 
-def run(ref: Reference, cur: Current, report_id: int, drifted: list[str]) -> dict:
+def run(ref: Reference, cur: Current, report_id: int, drifted: list[str], reread) -> dict:
+    """reread(reference): the monitored window read again for another model (its own
+    features, which a retrain on a changed relation may have changed)."""
     import plpy
 
     decision = {"drifted": drifted, "deployed_model_id": ref.model.id, "deployed_version": ref.model.version,
@@ -66,11 +80,13 @@ def run(ref: Reference, cur: Current, report_id: int, drifted: list[str]) -> dic
     decision.update(new_model_id=new_id, new_version=trained["version"])
     try:
         with plpy.subtransaction():
-            truth, old = _holdout(ref, cur, ref.model.id)
-            truth_new, new = _holdout(ref, cur, new_id)
-    except plpy.SPIError as e:
-        decision.update(reason="the new model could not be scored on the holdout; kept the deployed one",
-                        error=e.args[0] if e.args else str(e), sqlstate=getattr(e, "sqlstate", None))
+            truth, old = _holdout(ref, cur)
+            new_ref = Reference.load(ref.model.project, new_id, need_profile=False)
+            truth_new, new = _holdout(new_ref, reread(new_ref))
+    except (plpy.SPIError, PgmodelsError) as e:
+        message = e.message if isinstance(e, PgmodelsError) else (e.args[0] if e.args else str(e))
+        decision.update(reason="kept the deployed model: the new one could not be scored on the monitored rows",
+                        error=message, sqlstate=getattr(e, "sqlstate", None))
         return decision
     margin = float(ref.thresholds.get("retrain_margin", 0.0))
     need = int(ref.thresholds.get("min_holdout_rows", 30))

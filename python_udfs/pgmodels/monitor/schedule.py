@@ -11,6 +11,7 @@ for a monitor with retrain, retrains (see retrain.py) and records the decision.
 from __future__ import annotations
 
 import json
+import math
 
 from .._plpy import qualified, query, require_execute, udf
 from ..errors import UNDEFINED_COLUMN, PgmodelsError, q
@@ -56,9 +57,15 @@ def run(monitor_id):
     rel = by_oid(m["relation"])
     y = ref.y_column if m["retrain"] and ref.y_column in rel.columns else None
     until = m["now"] if m["time_column"] else None
+    if until is not None and rel.columns.get(m["time_column"]) and rel.columns[m["time_column"]].type == "date":
+        # a date column: whole days only, so that rows dated today are in tomorrow's window
+        until = query("SELECT pg_catalog.date_trunc('day', $1::timestamptz) AS d", [str(until)], ["text"])[0]["d"]
+
+    def window(reference):
+        return read(reference, rel, since=m["last_window_end"], time_column=m["time_column"], until=until,
+                    y_column=y, who="The monitor's role")
     try:
-        cur = read(ref, rel, since=m["last_window_end"], time_column=m["time_column"], until=until, y_column=y,
-                   who="The monitor's role")
+        cur = window(ref)
     except PgmodelsError as e:
         if e.sqlstate != "22000":
             raise
@@ -71,14 +78,25 @@ def run(monitor_id):
         "SELECT pgmodels._drift_report_write(pgmodels._credential(), $1, $2, $3::timestamptz, $4::timestamptz, "
         "$5, $6, $7, $8::jsonb, $9::jsonb) AS id",
         [monitor_id, ref.model.id, _text(cur.window_start), _text(cur.window_end), cur.rows, status, drifted,
-         json.dumps(results), json.dumps(ref.thresholds)],
+         json.dumps(_finite(results)), json.dumps(ref.thresholds)],
         ["bigint", "bigint", "text", "text", "bigint", "text", "text[]", "text", "text"])[0]["id"]
     due = {"drift": ("drift",), "warning": ("warning", "drift"), "always": ("ok", "warning", "drift")}
     if m["retrain"] and y is not None and status in due[ref.thresholds.get("retrain_on", "drift")]:
-        decision = retraining.run(ref, cur, report_id, drifted)
+        decision = retraining.run(ref, cur, report_id, drifted, window)
         query("SELECT pgmodels._drift_report_decide(pgmodels._credential(), $1, $2::jsonb)",
               [report_id, json.dumps(decision)], ["bigint", "text"])
     return report_id
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such a metric is written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _text(value):

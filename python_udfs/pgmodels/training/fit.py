@@ -64,6 +64,7 @@ class TrainedModel:
     notes: list[str] = field(default_factory=list)  # e.g. why stratification was skipped
     feature_importances: dict | None = None  # per feature, for tree and linear models (monitor.lineage)
     evaluation: dict | None = None  # the confusion matrix or the residuals on the test split
+    prediction_profile: dict | None = None  # the model's answers on its training rows (monitor.profile)
 
 
 def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
@@ -95,7 +96,20 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         hyperparams=used_hyperparams(fitted[-1]), search_results=results,
         conversion=conversion, library_versions=library_versions(),
         notes=[note] if note else [], feature_importances=importances(fitted, names),
-        evaluation=evaluation(task, fitted, X[test], y[test], len(labels) if labels else None))
+        evaluation=evaluation(task, fitted, X[test], y[test], len(labels) if labels else None),
+        prediction_profile=prediction_profile(task, fitted, X, labels))
+
+
+def prediction_profile(task: str, fitted, X, labels) -> dict | None:
+    """The distribution of the model's own answers on the rows it was trained and tested
+    on: what drift() compares the answers on current rows with (the true labels' would
+    flag any imperfect model)."""
+    from ..monitor import lineage, profile
+
+    predicted = np.asarray(fitted.predict(X)).reshape(-1)
+    if task == "classification":
+        return profile.categorical([lineage.label_text(labels[int(i)]) for i in predicted])
+    return profile.numeric(predicted.astype(np.float64))
 
 
 def importances(fitted, names: list[str]) -> dict | None:

@@ -270,7 +270,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 "test_sampling": args["test_sampling"], "preprocess": args["preprocess"],
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
                 "notes": trained.notes, "array_features": arrays,
-                **lineage.at_training(spec.task, features, target, read_info),
+                **lineage.at_training(spec.task, features, target, read_info, trained.prediction_profile),
                 "feature_importances": trained.feature_importances, "evaluation": trained.evaluation}
     if snapshot:
         training.update(snapshot=snapshot, relation=snapshot["source"])
