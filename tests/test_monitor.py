@@ -110,9 +110,9 @@ def test_bad_input_is_refused_with_a_sqlstate(conn, name):
                        [name + "_imp", _tiny_onnx()]).fetchone()[0]
     err = sql_error(conn, "SELECT * FROM drift(%s, %s)", [name + "_imp", f"{name}_cur"])
     assert err.sqlstate == "55000" and "has no reference profile" in err.diag.message_primary
+    assert "set_reference" in err.diag.message_hint
     err = sql_error(conn, "SELECT * FROM drift(%s, %s, model_id => %s)", [name, f"{name}_cur", mid])
     assert err.sqlstate == "22023" and "is not a version of project" in err.diag.message_primary
-    assert "set_reference" in err.diag.message_hint
     assert conn.execute("SELECT set_reference(%s, %s)", [name + "_imp", f"{name}_train"]).fetchone()[0] == 1000
     assert {r[0] for r in conn.execute("SELECT feature FROM drift(%s, %s)", [name + "_imp", f"{name}_cur"])} == \
         {"f1", "(prediction)"}
