@@ -50,8 +50,9 @@ BEGIN
         REVOKE ALL ON SCHEMA pgmodels_snapshots FROM PUBLIC;
     END IF;
     snapshot := 'pgmodels_snapshots.' || quote_ident('snapshot_' || replace(gen_random_uuid()::text, '-', ''));
-    -- the columns from the catalog: no query on the relation is planned with definer
-    -- rights (a view's immutable function would be folded, that is run, by the planner)
+    -- the columns from the catalog: no statement that names the caller's relation runs
+    -- with definer rights (CREATE TABLE AS ... WITH NO DATA does not plan it today; this
+    -- does not depend on that)
     EXECUTE format('CREATE TABLE %s (%s)', snapshot,
                    (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
                       FROM pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped));

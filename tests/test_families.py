@@ -220,9 +220,9 @@ def test_materialized_snapshot_reproduces_training(conn, name, make_role):
 
 
 def test_a_snapshot_runs_nothing_of_the_relation_with_definer_rights(conn, name, make_role):
-    """The snapshot table is made by a definer function: a view whose planning would run
-    its owner's function (an immutable one is folded by the planner) must not run it
-    with the definer's rights."""
+    """The snapshot table is made by a definer function, from the catalog's columns: a
+    function in the caller's view runs only in the caller's own copy of the rows, as the
+    caller (it raises otherwise)."""
     rolname, mallory = make_role(name + "_mallory")
     conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
     conn.execute(f"GRANT CREATE ON SCHEMA public TO {rolname}")
