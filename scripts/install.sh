@@ -17,8 +17,9 @@ export DEBIAN_FRONTEND=noninteractive
 log() { printf '[install] %s\n' "$*" >&2; }
 
 # 1. system packages ---------------------------------------------------------------
+# (libgomp1: LightGBM's OpenMP runtime, which its wheel does not bundle)
 packages=(postgresql-$PGVER postgresql-plpython3-$PGVER postgresql-$PGVER-cron
-          postgresql-server-dev-$PGVER make python3-venv ca-certificates git)
+          postgresql-server-dev-$PGVER make python3-venv ca-certificates git libgomp1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
