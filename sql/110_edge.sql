@@ -135,7 +135,8 @@ COMMENT ON FUNCTION pgmodels._check_rows(regclass) IS 'internal: a relation''s r
 CREATE OR REPLACE FUNCTION @extschema@.export_bundle(project_name text, model_id bigint, size_option text,
                                                      check_relation regclass) RETURNS bytea
 LANGUAGE sql VOLATILE
-AS $$ SELECT pgmodels._export_bundle($1, $2, $3, pgmodels._check_rows($4), pgmodels._credential()) $$;
+AS $$ SELECT pgmodels._export_bundle($1, $2, $3, CASE WHEN $3 IS NOT NULL THEN pgmodels._check_rows($4) END,
+                                      pgmodels._credential()) $$;
 COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint, text, regclass) IS 'a signed edge bundle made smaller by a size option (ort, float16 or int8), refused when it changes any class on the check relation''s rows; needs the export privilege';
 
 -- Definer: reads the catalog; the export privilege decides.
@@ -170,10 +171,11 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.edge_bundle_options(text, regclass, bigint) IS 'what each size option (ort, float16, int8) would make of a model''s bundle: bytes before and after, the largest prediction difference and the classes changed on the check relation''s rows; needs the export privilege';
 
--- What a device polling for updates needs to know, cheaply: the deployed model and its
--- artifact's sha256, for a role with the export privilege. Definer: reads the catalog.
+-- What a device polling for updates needs to know, cheaply: the deployed model, its
+-- artifact's sha256 and the signing key's id (a rotated key changes it), for a role with
+-- the export privilege. Definer: reads the catalog and the key's public half.
 CREATE OR REPLACE FUNCTION pgmodels._edge_current(project_name text, credential text)
-RETURNS TABLE (model_id bigint, version integer, artifact_sha256 text)
+RETURNS TABLE (model_id bigint, version integer, artifact_sha256 text, key_id text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -185,10 +187,11 @@ BEGIN
             DETAIL = 'The administrator has turned predicting and exporting off for this role.';
     END IF;
     served := pgmodels._resolve(project_name, 0, caller, 'export', false);
-    RETURN QUERY SELECT served.id, served.version, encode(served.artifact_sha256, 'hex');
+    RETURN QUERY SELECT served.id, served.version, encode(served.artifact_sha256, 'hex'),
+        (SELECT left(encode(sha256(k.public_key), 'hex'), 16) FROM pgmodels.edge_signing_key k WHERE k.id = 1);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version and served artifact sha256 of a project, for a role with the export privilege (pgmodels serve''s bundle ETag)';
+COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version, served artifact sha256 and signing key id of a project, for a role with the export privilege (pgmodels serve''s bundle cache key)';
 
 -- Grants. PUBLIC keeps: the user-facing functions above (export_bundle and
 -- edge_bundle_options check the export privilege themselves; edge_public_key gives out

@@ -5,6 +5,7 @@ may not read a project."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -58,13 +59,15 @@ def test_etag_and_304(ota):
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     etag = r.headers["etag"]
     manifest = json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("manifest.json"))
-    assert etag == f'"{manifest["artifact"]["sha256"]}"'
+    raw = zipfile.ZipFile(io.BytesIO(r.content)).read("manifest.json")
+    assert etag == f'"{hashlib.sha256(raw).hexdigest()}"'  # the manifest names artifact, model, key
     again = httpx.get(ota["url"], headers={**h, "If-None-Match": etag}, timeout=30)
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert httpx.get(ota["url"], headers={**h, "If-None-Match": '"00"'}, timeout=30).status_code == 200
     m = httpx.get(ota["url"] + "/manifest", headers=h, timeout=30)
     assert m.status_code == 200 and m.headers["etag"] == etag
-    assert json.loads(m.json()["manifest"]) == manifest and m.json()["sha256"] == etag.strip('"')
+    assert json.loads(m.json()["manifest"]) == manifest and m.json()["etag"] == etag.strip('"')
+    assert m.json()["sha256"] == manifest["artifact"]["sha256"]
 
 
 def test_tokens_read_only_what_their_role_may_export(ota):
@@ -177,7 +180,7 @@ def test_bad_bundles_are_refused_and_the_last_good_serves(ota, tmp_path):
     # the JS runtime refuses the same tampered bundle
     evil = _Evil(cases["sha256"][0])
     try:
-        got = node("tests/node_sync.mjs", evil.url, key, "", str(tmp_path / "js-evil"))
+        got = node("tests/node_sync.mjs", evil.url, key, "", str(tmp_path / "js-evil"), P)
     finally:
         evil.close()
     assert got["statuses"][0] == "refused" and "sha256" in got["errors"][0]

@@ -41,11 +41,11 @@ export function unzip(bytes) {
   const files = {};
   for (let n = 0; n < count; n++) {
     if (p + 46 > u8.length || dv.getUint32(p, true) !== 0x02014b50) throw new BundleError('the bundle is not a valid archive');
-    const method = dv.getUint16(p + 10, true), size = dv.getUint32(p + 20, true);
+    const method = dv.getUint16(p + 10, true), size = dv.getUint32(p + 20, true), csize = dv.getUint32(p + 24, true);
     const nameLen = dv.getUint16(p + 28, true), extraLen = dv.getUint16(p + 30, true), commentLen = dv.getUint16(p + 32, true);
     const local = dv.getUint32(p + 42, true);
     const name = new TextDecoder().decode(u8.subarray(p + 46, p + 46 + nameLen));
-    if (method !== 0) throw new BundleError('the bundle is not a valid archive', { detail: 'Its entries must be stored, not compressed.' });
+    if (method !== 0 || csize !== size) throw new BundleError('the bundle is not a valid archive', { detail: 'Its entries must be stored, not compressed.' });
     if (local + 30 > u8.length) throw new BundleError('the bundle is not a valid archive');
     const start = local + 30 + dv.getUint16(local + 26, true) + dv.getUint16(local + 28, true);
     if (start + size > u8.length) throw new BundleError('the bundle is not a valid archive', { hint: 'The download may have been truncated; fetch it again.' });
@@ -75,7 +75,9 @@ async function webcrypto() {
   return (await import('node:crypto')).webcrypto.subtle;
 }
 
-export async function verify({ manifest, model, signature }, publicKey) {
+// With a project, a bundle of another project is refused: one server key signs every
+// project's bundles, so the signature alone does not say which project's model it is.
+export async function verify({ manifest, model, signature }, publicKey, project = null) {
   const subtle = await webcrypto();
   const raw = parseKey(publicKey);
   if (signature.length !== 64) throw new BundleError('the bundle is not signed', { detail: `manifest.sig holds ${signature.length} bytes, not 64.` });
@@ -86,6 +88,14 @@ export async function verify({ manifest, model, signature }, publicKey) {
   let m;
   try { m = JSON.parse(new TextDecoder().decode(manifest)); } catch { throw new BundleError("the bundle's manifest is not JSON"); }
   if (!m || m.format !== FORMAT) throw new BundleError("the bundle's manifest is not a pgmodels edge manifest");
+  if (project != null && m.project !== project) {
+    throw new BundleError(`the bundle is for project "${m.project}", not "${project}"`,
+      { detail: "Its signature is valid, but the device expects another project's model.",
+        hint: "Sync from the expected project's URL, or pass the right project." });
+  }
+  if (!m.artifact || m.artifact.bytes !== model.length) {
+    throw new BundleError("the bundle's model has the wrong size", { hint: 'The download was truncated or the file was changed; fetch the bundle again.' });
+  }
   const got = hex(new Uint8Array(await subtle.digest('SHA-256', model)));
   if (got !== m.artifact.sha256) {
     throw new BundleError("the bundle's model fails its sha256 check", { hint: 'The download was truncated or the file was changed; fetch the bundle again.' });
@@ -102,6 +112,13 @@ const pyRepr = (v) => {
   return m ? `${m[1]}e${m[2]}${m[3].padStart(2, '0')}` : String(v);
 };
 const isNum = (v) => typeof v === 'number';
+// A BigInt is the number Python's float() makes of an int; past float32 it is out of range
+// (22003), written as the Python runtime writes it.
+function bigRepr(v) {
+  if (Number.isFinite(Number(v))) return pyRepr(Number(v));
+  const digits = (v < 0n ? -v : v).toString();
+  return `${v < 0n ? '-' : ''}${digits[0]}.${digits.slice(1, 3)}e+${digits.length - 1}`;
+}
 function flatten(values) {
   return values.some(Array.isArray) ? values.flatMap((v) => (Array.isArray(v) ? flatten(v) : [v])) : values;
 }
@@ -131,16 +148,19 @@ export class EdgeModel {
     this.singleInput = inputs.length === 1 && this.featureTypes.every((t) => t === 'float') ? inputs[0] : null;
   }
 
-  static async fromBundle(bytes, { publicKey, ort }) {
+  static async fromBundle(bytes, { publicKey, ort, project = null }) {
     const parts = unzip(bytes);
-    const manifest = await verify(parts, publicKey);
+    const manifest = await verify(parts, publicKey, project);
     let session;
     try {
       session = await ort.InferenceSession.create(parts.model.slice(), { intraOpNumThreads: 1 });
     } catch (e) {
       throw new EdgeError("the bundle's model does not load in onnxruntime", { detail: String(e).slice(0, 500), sqlstate: 'XX001' });
     }
-    return new EdgeModel(manifest, session, ort);
+    const model = new EdgeModel(manifest, session, ort);
+    // the ETag pgmodels serve answers: the sha256 of manifest.json
+    model.etag = hex(new Uint8Array(await (await webcrypto()).digest('SHA-256', parts.manifest)));
+    return model;
   }
 
   get allFloat() { return !this.featureTypes.includes('text'); }
@@ -175,8 +195,14 @@ export class EdgeModel {
     return v;
   }
 
+  _big(name, v) {
+    if (typeof v !== 'bigint') return v;
+    if (Math.abs(Number(v)) > FLOAT32_MAX) throw this._outOfRange(name, bigRepr(v));
+    return Number(v);
+  }
+
   _outOfRange(name, v) {
-    return new EdgeError(`feature "${name}" is ${pyRepr(v)}, outside the single-precision range`,
+    return new EdgeError(`feature "${name}" is ${typeof v === 'string' ? v : pyRepr(v)}, outside the single-precision range`,
       { detail: 'Models take single-precision (real) inputs, whose magnitude is at most 3.4028235e38.', sqlstate: '22003' });
   }
 
@@ -184,6 +210,18 @@ export class EdgeModel {
   // an object by feature name. Returns the row's values in feature order.
   _row(features) {
     const n = this.featureNames.length;
+    if (ArrayBuffer.isView(features) && !(features instanceof DataView)) features = Array.from(features);
+    if (typeof features === 'bigint' || typeof features === 'number' || typeof features === 'string' || typeof features === 'boolean') {
+      const py = { bigint: 'int', number: Number.isInteger(features) ? 'int' : 'float', string: 'str', boolean: 'bool' }[typeof features];
+      throw new EdgeError('jsonb features must be an object keyed by feature name, or an array', { detail: `Got a JSON ${py}.` });
+    }
+    if (Array.isArray(features)) features = features.map((v) => (ArrayBuffer.isView(v) ? Array.from(v) : v));
+    if (Array.isArray(features) && features.some((v) => typeof v === 'bigint')) {
+      features = features.map((v, i) => this._big(this.featureNames[i] ?? String(i), v));
+    } else if (features && typeof features === 'object' && !Array.isArray(features)
+             && Object.values(features).some((v) => typeof v === 'bigint')) {
+      features = Object.fromEntries(Object.entries(features).map(([k, v]) => [k, this._big(k, v)]));
+    }
     if (Array.isArray(features)) {
       if (numericList(features)) {
         const values = flatten(features);
@@ -316,10 +354,28 @@ export async function fileStore(dir) {
   };
 }
 
+// The project a pgmodels serve bundle URL names (/v2/models/{name}/bundle), or null.
+export function projectFromUrl(url) {
+  if (!url) return null;
+  let path;
+  try { path = new URL(url, globalThis.location?.href).pathname; } catch { return null; }
+  const m = /\/v2\/models\/([^/]+)\/bundle\/?$/.exec(path);
+  if (!m) return null;
+  try { return decodeURIComponent(m[1]); } catch { return null; }
+}
+
+export const MAX_BYTES = 1 << 30;
+
+// A device runs one project's model: `project`, or the one the URL names. A validly signed
+// bundle of another project is refused (one server key signs every project's bundles).
+// A signature does not prove a bundle is the newest: an older signed bundle of the same
+// project (a server rollback, or a replay by someone on the network) is accepted; use HTTPS.
 export class Device {
-  constructor({ url, publicKey, ort, store = memoryStore(), token = null, fetch: f = null }) {
+  constructor({ url, publicKey, ort, store = memoryStore(), token = null, fetch: f = null, project = null,
+    maxBytes = MAX_BYTES }) {
     // a browser's fetch must be called as a function of the window, not as this.fetch
-    Object.assign(this, { url, publicKey, ort, store, token, fetch: f ?? ((...args) => globalThis.fetch(...args)) });
+    Object.assign(this, { url, publicKey, ort, store, token, maxBytes, fetch: f ?? ((...args) => globalThis.fetch(...args)) });
+    this.project = project ?? projectFromUrl(url);
     this.model = null;
   }
 
@@ -327,21 +383,35 @@ export class Device {
   async open() {
     const bytes = await this.store.read();
     if (bytes) {
-      try { this.model = await EdgeModel.fromBundle(bytes, { publicKey: this.publicKey, ort: this.ort }); } catch { this.model = null; }
+      try {
+        this.model = await EdgeModel.fromBundle(bytes, { publicKey: this.publicKey, ort: this.ort, project: this.project });
+        this.project ??= this.model.project;
+      } catch { this.model = null; }
     }
     return this.model;
   }
 
   // One poll: {status: 'updated' | 'unchanged' | 'offline' | 'refused', model, error}.
   async sync(url = this.url) {
+    const project = this.project ?? projectFromUrl(url);
+    if (project == null) {
+      throw new EdgeError('sync needs the project this device runs', { detail: `The URL ${url} does not name one (/v2/models/{name}/bundle).`, hint: 'Pass project to new Device().' });
+    }
     const headers = { Accept: 'application/zip' };
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    if (this.model) headers['If-None-Match'] = `"${this.model.sha256}"`;
+    if (this.model?.etag) headers['If-None-Match'] = `"${this.model.etag}"`;
     let response, bytes;
     try {
       response = await this.fetch(url, { headers, cache: 'no-store' });
       if (response.status === 304) return { status: 'unchanged', model: this.model, httpStatus: 304 };
+      const declared = response.headers.get('content-length');
+      if (declared !== null && Number(declared) > this.maxBytes) {
+        return { status: 'refused', model: this.model, httpStatus: response.status, error: `the bundle is larger than ${this.maxBytes} bytes (Content-Length ${declared})` };
+      }
       bytes = new Uint8Array(await response.arrayBuffer());
+      if (bytes.length > this.maxBytes) {
+        return { status: 'refused', model: this.model, httpStatus: response.status, error: `the bundle is larger than ${this.maxBytes} bytes` };
+      }
     } catch (e) {
       return { status: 'offline', model: this.model, error: String(e) };
     }
@@ -354,8 +424,9 @@ export class Device {
       return { status: 'refused', model: this.model, httpStatus: 200, error: `truncated download: ${bytes.length} of ${length} bytes` };
     }
     try {
-      const model = await EdgeModel.fromBundle(bytes, { publicKey: this.publicKey, ort: this.ort });
+      const model = await EdgeModel.fromBundle(bytes, { publicKey: this.publicKey, ort: this.ort, project });
       await this.store.write(bytes);
+      this.project = project;
       this.model = model;
       return { status: 'updated', model, httpStatus: 200 };
     } catch (e) {

@@ -20,7 +20,8 @@ from .errors import BundleError, EdgeError
 
 FORMAT = "pgmodels-edge-bundle/1"
 MANIFEST, MODEL, SIGNATURE = "manifest.json", "model.onnx", "manifest.sig"
-MAX_BYTES = 1 << 30
+MAX_BYTES = 1 << 30          # the largest model.onnx (and download) a device accepts
+MAX_MANIFEST = 1 << 20       # manifest.json is a few kilobytes; anything past 1 MB is not one
 
 
 def parse_public_key(key) -> bytes:
@@ -50,8 +51,24 @@ def key_id(public: bytes) -> str:
     return hashlib.sha256(public).hexdigest()[:16]
 
 
-def verify(manifest_bytes: bytes, signature: bytes, model: bytes, public_key) -> dict:
-    """The manifest, once its signature and the model's sha256 check out; else BundleError."""
+def etag(manifest_bytes: bytes) -> str:
+    """What ``pgmodels serve`` answers as the bundle's ETag: the sha256 of manifest.json,
+    which names the artifact's sha256, the model id and version, the project and the
+    signing key's id, so any change a device must refetch for changes it."""
+    return hashlib.sha256(manifest_bytes).hexdigest()
+
+
+def check_project(manifest: dict, project: str | None) -> None:
+    """A bundle of another project is refused: one server key signs every project's bundles."""
+    if project is not None and manifest.get("project") != project:
+        raise BundleError(f'the bundle is for project "{manifest.get("project")}", not "{project}"',
+                          detail="Its signature is valid, but the device expects another project's model.",
+                          hint="Sync from the expected project's URL, or pass the right project.")
+
+
+def verify_manifest(manifest_bytes: bytes, signature: bytes, public_key, project: str | None = None) -> dict:
+    """The manifest, once its signature, format and project check out (before any model
+    byte is looked at); else BundleError."""
     public = parse_public_key(public_key)
     if len(signature) != 64:
         raise BundleError("the bundle is not signed", detail=f"{SIGNATURE} holds {len(signature)} bytes, not 64.")
@@ -68,26 +85,66 @@ def verify(manifest_bytes: bytes, signature: bytes, model: bytes, public_key) ->
         raise BundleError("the bundle's manifest is not a pgmodels edge manifest",
                           detail=f"Its format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
                                  f"not {FORMAT!r}.")
-    want = manifest.get("artifact", {}).get("sha256")
+    artifact = manifest.get("artifact")
+    if not isinstance(artifact, dict) or not isinstance(artifact.get("bytes"), int) \
+            or not 0 < artifact["bytes"] <= MAX_BYTES or not isinstance(artifact.get("sha256"), str):
+        raise BundleError("the bundle's manifest declares no valid artifact size and sha256")
+    check_project(manifest, project)
+    return manifest
+
+
+def verify(manifest_bytes: bytes, signature: bytes, model: bytes, public_key, project: str | None = None) -> dict:
+    """The manifest, once its signature, project and the model's size and sha256 check out;
+    else BundleError."""
+    manifest = verify_manifest(manifest_bytes, signature, public_key, project)
+    check_model(manifest, model)
+    return manifest
+
+
+def check_model(manifest: dict, model: bytes) -> None:
+    if len(model) != manifest["artifact"]["bytes"]:
+        raise BundleError("the bundle's model has the wrong size",
+                          detail=f"{MODEL} holds {len(model)} bytes, the signed manifest says "
+                                 f"{manifest['artifact']['bytes']}.",
+                          hint="The download was truncated or the file was changed; fetch the bundle again.")
+    want = manifest["artifact"]["sha256"]
     got = hashlib.sha256(model).hexdigest()
     if got != want:
         raise BundleError("the bundle's model fails its sha256 check",
                           detail=f"{MODEL} hashes to {got[:16]}..., the signed manifest says {str(want)[:16]}....",
                           hint="The download was truncated or the file was changed; fetch the bundle again.")
-    return manifest
 
 
-def unpack(data: bytes) -> tuple[bytes, bytes, bytes]:
-    """(manifest, signature, model) from a bundle archive; BundleError if it is not one."""
+def unpack(data: bytes, public_key=None, project: str | None = None) -> tuple[bytes, bytes, bytes]:
+    """(manifest, signature, model) from a bundle archive; BundleError if it is not one.
+
+    Entries must be stored, not compressed (export_bundle() stores them; JS refuses
+    compressed ones too), so reading one never inflates anything. With ``public_key``, the
+    manifest's signature and project are checked and model.onnx's size compared with the
+    size the signed manifest declares before model.onnx is read."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = set(z.namelist())
-            missing = [n for n in (MANIFEST, MODEL, SIGNATURE) if n not in names]
+            infos = {i.filename: i for i in z.infolist()}
+            missing = [n for n in (MANIFEST, MODEL, SIGNATURE) if n not in infos]
             if missing:
                 raise BundleError("the bundle is incomplete", detail="Missing: %s." % ", ".join(missing))
-            if sum(i.file_size for i in z.infolist()) > MAX_BYTES:
-                raise BundleError("the bundle is larger than 1 GB")
-            return z.read(MANIFEST), z.read(SIGNATURE), z.read(MODEL)
+            for name in (MANIFEST, MODEL, SIGNATURE):
+                if infos[name].compress_type != zipfile.ZIP_STORED:
+                    raise BundleError("the bundle is not a valid archive",
+                                      detail=f"Its entry {name} is compressed; bundle entries must be stored.")
+            if infos[MANIFEST].file_size > MAX_MANIFEST or infos[SIGNATURE].file_size > 64 \
+                    or infos[MODEL].file_size > MAX_BYTES:
+                raise BundleError("the bundle is larger than a bundle may be",
+                                  detail="manifest.json may hold 1 MB, manifest.sig 64 bytes, model.onnx 1 GB.")
+            manifest, signature = z.read(MANIFEST), z.read(SIGNATURE)
+            if public_key is not None:
+                m = verify_manifest(manifest, signature, public_key, project)
+                if infos[MODEL].file_size != m["artifact"]["bytes"]:
+                    raise BundleError("the bundle's model has the wrong size",
+                                      detail=f"{MODEL} holds {infos[MODEL].file_size} bytes, the signed manifest "
+                                             f"says {m['artifact']['bytes']}.",
+                                      hint="The download was truncated or the file was changed; fetch it again.")
+            return manifest, signature, z.read(MODEL)
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         raise BundleError("the bundle is not a valid archive", detail=f"{e}.",
                           hint="The download may have been truncated; fetch it again.") from None
@@ -95,12 +152,17 @@ def unpack(data: bytes) -> tuple[bytes, bytes, bytes]:
 
 def read_dir(path: str) -> tuple[bytes, bytes, bytes]:
     files = []
-    for name in (MANIFEST, SIGNATURE, MODEL):
+    for name, limit in ((MANIFEST, MAX_MANIFEST), (SIGNATURE, 64), (MODEL, MAX_BYTES)):
         try:
             with open(os.path.join(path, name), "rb") as f:
-                files.append(f.read())
+                data = f.read(limit + 1)
         except FileNotFoundError:
             raise BundleError(f"{path} is not a bundle", detail=f"It has no {name}.") from None
+        except OSError as e:
+            raise BundleError(f"{path} cannot be read", detail=f"{e.strerror or e}.") from None
+        if len(data) > limit:
+            raise BundleError(f"{path} is not a bundle", detail=f"Its {name} is larger than a bundle's may be.")
+        files.append(data)
     return files[0], files[1], files[2]
 
 

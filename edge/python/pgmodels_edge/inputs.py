@@ -110,6 +110,9 @@ def row_array(model, values: list) -> np.ndarray:
         raise _wrong_count(model, len(values))
     if not model.all_float:
         raise _needs_row(model)
+    for i, v in enumerate(values):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > FLOAT32_MAX:  # past float64 too, maybe
+            raise _out_of_range(model, i, _big(v))
     values = [float(v) if v is not None else None for v in values]
     if any(v is not None and not math.isfinite(v) for v in values):
         raise _not_finite(model, values)
@@ -118,6 +121,15 @@ def row_array(model, values: list) -> np.ndarray:
         raise _out_of_range(model, bad, values[bad])
     values = [_null(model, i) if v is None else v for i, v in enumerate(values)]
     return np.array(values, dtype=np.float32).reshape(1, -1)
+
+
+def _big(v: int) -> str:
+    """A huge integer as a short number (float() of it may overflow)."""
+    try:
+        return repr(float(v))
+    except OverflowError:
+        digits = str(abs(v))
+        return f"{'-' if v < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
 
 
 def _number(model, name: str, value) -> float:
@@ -207,4 +219,7 @@ def one_row(model, features):
         return mapping(model, positional(model, features))
     if isinstance(features, dict):
         return mapping(model, features)
+    if features is None or isinstance(features, (str, int, float, bool)):  # a JSON scalar, as SQL's jsonb
+        raise EdgeError("jsonb features must be an object keyed by feature name, or an array",
+                        detail=f"Got a JSON {type(features).__name__}.", sqlstate=INVALID_PARAMETER_VALUE)
     raise EdgeError("features must be a numeric array, a row or a jsonb object", sqlstate=DATATYPE_MISMATCH)

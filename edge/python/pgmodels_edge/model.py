@@ -15,11 +15,12 @@ class EdgeModel:
     ``predict_label`` answer as their SQL namesakes do for one row; the ``*_batch``
     forms take many rows and run them at once."""
 
-    def __init__(self, manifest: dict, model_bytes: bytes, path: str | None = None):
+    def __init__(self, manifest: dict, model_bytes: bytes, path: str | None = None, etag: str | None = None):
         import onnxruntime as ort
 
         self.manifest = manifest
         self.path = path
+        self.etag = etag  # the sha256 of manifest.json: what pgmodels serve answers as ETag
         self.project = manifest["project"]
         self.version = manifest["version"]
         self.id = manifest["model_id"]
@@ -49,20 +50,37 @@ class EdgeModel:
 
     # -- loading --------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str, public_key=None) -> "EdgeModel":
+    def load(cls, path: str, public_key=None, project: str | None = None) -> "EdgeModel":
         """The bundle in directory ``path`` (or a bundle archive file), verified against
-        the pinned public key (argument, or PGMODELS_EDGE_PUBLIC_KEY)."""
+        the pinned public key (argument, or PGMODELS_EDGE_PUBLIC_KEY); with ``project``, a
+        bundle of another project is refused (one server key signs every project's)."""
+        path = os.fspath(path)
         if os.path.isdir(path):
             manifest_bytes, signature, model = bundle.read_dir(path)
         else:
-            with open(path, "rb") as f:
-                manifest_bytes, signature, model = bundle.unpack(f.read())
-        return cls(bundle.verify(manifest_bytes, signature, model, public_key), model, path)
+            try:
+                size = os.path.getsize(path)
+                if size > bundle.MAX_BYTES + bundle.MAX_MANIFEST:
+                    raise bundle.BundleError(f"{path} is larger than a bundle may be")
+                with open(path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                raise bundle.BundleError(f"{path} does not exist",
+                                         hint="Give a bundle directory or a bundle archive.") from None
+            except OSError as e:
+                raise bundle.BundleError(f"{path} cannot be read", detail=f"{e.strerror or e}.") from None
+            return cls.from_bytes(data, public_key, project, path)
+        manifest = bundle.verify(manifest_bytes, signature, model, public_key, project)
+        return cls(manifest, model, path, bundle.etag(manifest_bytes))
 
     @classmethod
-    def from_bytes(cls, data: bytes, public_key=None) -> "EdgeModel":
-        manifest_bytes, signature, model = bundle.unpack(data)
-        return cls(bundle.verify(manifest_bytes, signature, model, public_key), model)
+    def from_bytes(cls, data: bytes, public_key=None, project: str | None = None,
+                   path: str | None = None) -> "EdgeModel":
+        if public_key is None:
+            public_key = bundle.parse_public_key(None)
+        manifest_bytes, signature, model = bundle.unpack(data, public_key, project)
+        manifest = bundle.verify(manifest_bytes, signature, model, public_key, project)
+        return cls(manifest, model, path, bundle.etag(manifest_bytes))
 
     # -- what serving needs to know ------------------------------------------------
     @property

@@ -19,9 +19,10 @@ import zipfile
 
 from .. import __version__
 from .._plpy import udf
-from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import DATA_CORRUPTED, INVALID_PARAMETER_VALUE, PgmodelsError
 from ..serving.runtime import OnnxEngine, check_self_contained
 from . import graph, optimize
+from .signer import ed25519 as _ed25519
 
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so that equal bundles are equal bytes
 
@@ -61,18 +62,6 @@ def pack(manifest_bytes: bytes, signature: bytes, artifact: bytes) -> bytes:
         for name, data in (("manifest.json", manifest_bytes), ("manifest.sig", signature), ("model.onnx", artifact)):
             z.writestr(zipfile.ZipInfo(name, ZIP_DATE), data)
     return out.getvalue()
-
-
-def _ed25519():
-    """The signer, from the device package (one implementation for server and devices)."""
-    try:
-        from pgmodels_edge import ed25519
-    except ImportError:
-        raise PgmodelsError("the pgmodels-edge package is not installed in the server's Python environment",
-                            detail="Edge bundles are signed with its Ed25519 code.",
-                            hint="Install edge/python into the environment pgmodels.venv names "
-                                 "(scripts/install.sh does).", sqlstate=FEATURE_NOT_SUPPORTED) from None
-    return ed25519
 
 
 def _plain(served: dict) -> tuple[bytes, bool, float]:

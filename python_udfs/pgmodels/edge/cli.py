@@ -8,7 +8,7 @@
 The bundle's files are written under fixed names (manifest.json, model.onnx,
 manifest.sig), never under names read from the archive, so a bundle cannot write
 anywhere else; DIR is written whole into a new directory beside it and renamed into
-place, and an existing DIR is replaced only when it holds a bundle already.
+place, and an existing DIR is replaced only when it holds exactly a bundle's three files.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import shutil
 import tempfile
 
 from ..errors import INVALID_PARAMETER_VALUE, UNDEFINED_OBJECT, PgmodelsError
+
+BUNDLE_FILES = {"manifest.json", "manifest.sig", "model.onnx"}
 
 
 def add_parser(sub) -> None:
@@ -66,8 +68,10 @@ def write_bundle(data: bytes, out: str, public_key: str) -> dict:
     out = os.path.abspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise PgmodelsError(f"{out} exists and is not a directory", sqlstate=INVALID_PARAMETER_VALUE)
-    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, bundle.MANIFEST)):
-        raise PgmodelsError(f"{out} is not empty and holds no bundle",
+    if os.path.isdir(out) and os.listdir(out) and set(os.listdir(out)) != BUNDLE_FILES:
+        # only a directory holding exactly a bundle's files is replaced (a web app's folder
+        # with its own manifest.json is not a bundle)
+        raise PgmodelsError(f"{out} is not empty and holds no bundle (only {', '.join(sorted(BUNDLE_FILES))})",
                             hint="Give a new directory, or one a previous export wrote.", sqlstate=INVALID_PARAMETER_VALUE)
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)

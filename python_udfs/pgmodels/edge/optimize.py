@@ -22,7 +22,9 @@ import tempfile
 
 import numpy as np
 
-from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, INVALID_TEXT_REPRESENTATION, PgmodelsError
+
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
 OPTIONS = ("ort", "float16", "int8")
 MIN_WEIGHTS = 16
@@ -114,8 +116,54 @@ def _int8(artifact: bytes) -> bytes:
     return out
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _number(value, name: str, index: int) -> float:
+    """A check row's numeric feature as a float, or a PostgreSQL-style error."""
+    if value is None:
+        return np.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (list, dict)):
+        raise PgmodelsError(f'check row {index + 1}: feature "{name}" must be a number, not an array or object',
+                            detail="The check relation's column for a numeric feature holds a "
+                                   f"{'json array' if isinstance(value, list) else 'json object'}.",
+                            hint="Pass rows with a numeric column per feature (the model's test split).",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = float("inf")
+    except (TypeError, ValueError):
+        raise PgmodelsError(f'check row {index + 1}: feature "{name}" must be a number, not {str(value)[:40]!r}',
+                            hint="Pass rows with a numeric column per feature (the model's test split).",
+                            sqlstate=INVALID_TEXT_REPRESENTATION) from None
+    if not abs(number) <= FLOAT32_MAX:
+        shown = str(value)[:40]
+        raise PgmodelsError(f'check row {index + 1}: feature "{name}" is {shown}, outside the single-precision range',
+                            detail="Models take single-precision (real) inputs: finite, magnitude at most "
+                                   "3.4028235e38.", sqlstate=NUMERIC_VALUE_OUT_OF_RANGE)
+    return number
+
+
+def check_rows(rows) -> list:
+    """The check rows as a list of objects (what _check_rows makes); else 22023."""
+    if isinstance(rows, list):
+        bad = next((r for r in rows if not isinstance(r, dict)), None)
+        got = None if bad is None else f"an array holding a {type(bad).__name__}"
+    else:
+        got = f"a {type(rows).__name__}"
+    if got is not None:
+        raise PgmodelsError("check rows must be a json array of objects keyed by feature name",
+                            detail=f"Got {got}.", hint="Pass a relation as check_relation (the model's test split).",
+                            sqlstate=INVALID_PARAMETER_VALUE)
+    return rows
+
+
 def feed(rows: list, names: list[str], kinds: list[str], session) -> dict:
     """The check rows (objects keyed by feature name) as the graph's inputs."""
+    rows = check_rows(rows)
     if not rows:
         raise PgmodelsError("the check relation has no rows", sqlstate=INVALID_PARAMETER_VALUE)
     missing = [n for n in names if n not in rows[0]]
@@ -125,14 +173,14 @@ def feed(rows: list, names: list[str], kinds: list[str], session) -> dict:
                             sqlstate=INVALID_PARAMETER_VALUE)
     inputs = session.get_inputs()
     if len(inputs) == 1 and inputs[0].type == "tensor(float)":
-        X = np.array([[np.nan if r.get(n) is None else float(r[n]) for n in names] for r in rows], dtype=np.float32)
+        X = np.array([[_number(r.get(n), n, i) for n in names] for i, r in enumerate(rows)], dtype=np.float32)
         return {inputs[0].name: X}
     out = {}
     for n, k in zip(names, kinds):
         if k == "text":
             out[n] = np.array([["" if r.get(n) is None else str(r[n])] for r in rows], dtype=object)
         else:
-            out[n] = np.array([[np.nan if r.get(n) is None else float(r[n])] for r in rows], dtype=np.float32)
+            out[n] = np.array([[_number(r.get(n), n, i)] for i, r in enumerate(rows)], dtype=np.float32)
     return out
 
 
@@ -159,6 +207,7 @@ def compare(served: bytes, candidate: bytes, rows: list, names, kinds, answers: 
 
 def report(served: bytes, rows: list, names, kinds, answers: dict) -> list[dict]:
     """Every option on the check rows: its size, difference and whether it may be used."""
+    rows = check_rows(rows)
     out = []
     for option in OPTIONS:
         try:

@@ -1,14 +1,18 @@
 """Edge bundles over HTTP: the over-the-air update endpoints of ``pgmodels serve``.
 
     GET /v2/models/{name}/bundle            the deployed model's signed bundle (zip)
-    GET /v2/models/{name}/bundle/manifest   its manifest, signature and sha256 (JSON)
+    GET /v2/models/{name}/bundle/manifest   its manifest, signature, model sha256 and etag (JSON)
 
-Both answer with ``ETag: "<sha256 of the bundle's model.onnx>"`` and ``304 Not Modified``
-when ``If-None-Match`` names it, so a device polling an unchanged model costs one small
-query (pgmodels._edge_current) and no bytes. Every request runs as the token's role: the
-query and export_bundle() check that role's export privilege on the project, so a token
-reads only the projects its role may export (an unknown project and a forbidden one both
-stop there). Bundles are cached per worker by the served artifact's sha256: equal models
+Both answer with ``ETag: "<sha256 of the bundle's manifest.json>"`` and ``304 Not
+Modified`` when ``If-None-Match`` names it. The manifest names the project, the model id
+and version, model.onnx's sha256 and the signing key's id, so a new deploy, a rollback, a
+new artifact or a rotated key each change the ETag and reach a polling device. Every
+request runs as the token's role: the query (pgmodels._edge_current) and export_bundle()
+check that role's export privilege on the project, so a token reads only the projects its
+role may export (an unknown project and a forbidden one both stop there). Bundles are
+cached per worker by (project, model id, served artifact sha256, signing key id), read
+from the catalog on every request: a key a superuser deleted is never served from the
+cache, and two projects serving the same ONNX bytes never share a manifest. Equal keys
 give equal bundles (the manifest has no timestamps of its own and Ed25519 signs
 deterministically), so the cache only saves the build.
 
@@ -53,21 +57,24 @@ def _matches(header: str | None, etag: str) -> bool:
 
 
 def routes(backend: Backend) -> list[Route]:
-    cache: dict[str, tuple[bytes, str, dict]] = {}  # served sha256 -> (bundle, its etag, manifest parts)
+    cache: dict[tuple, tuple[bytes, str, dict]] = {}  # (project, model id, served sha256, key id) -> bundle
 
     async def current(role: str, name: str) -> tuple[bytes, str, dict]:
         rows = await backend.run(role, _CURRENT, {"name": name})
-        model_id, _version, served_sha = rows[0]
-        hit = cache.get(served_sha)
+        model_id, _version, served_sha, key_id = rows[0]
+        key = (name, model_id, served_sha, key_id)
+        hit = cache.get(key)
         if hit is None:
             data = bytes((await backend.run(role, _EXPORT, {"name": name, "id": model_id}))[0][0])
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 manifest, signature = z.read("manifest.json"), z.read("manifest.sig")
-                etag = hashlib.sha256(z.read("model.onnx")).hexdigest()
+            etag = hashlib.sha256(manifest).hexdigest()
             if len(cache) >= CACHE_SIZE:
                 cache.clear()
-            hit = cache[served_sha] = (data, etag, {"manifest": manifest.decode(),
-                                                    "signature": base64.b64encode(signature).decode()})
+            hit = (data, etag, {"manifest": manifest.decode(), "signature": base64.b64encode(signature).decode(),
+                                "sha256": json.loads(manifest)["artifact"]["sha256"]})
+            if key_id is not None:  # the first export made the key: the next request reads its id
+                cache[key] = hit
         return hit
 
     async def serve(request: Request, endpoint: str, render) -> Response:
@@ -75,6 +82,8 @@ def routes(backend: Backend) -> list[Route]:
         started, status = time.perf_counter(), 200
         try:
             role = await backend.role_for(request.headers.get("authorization"))
+            if "\x00" in name:  # no project has one (PostgreSQL text cannot hold it)
+                raise ProxyError(404, f'project "{name.replace(chr(0), "?")}" does not exist')
             data, etag, parts = await current(role, name)
             headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache", **CORS}
             if _matches(request.headers.get("if-none-match"), etag):
@@ -103,7 +112,7 @@ def routes(backend: Backend) -> list[Route]:
 
     async def manifest(request: Request) -> Response:
         return await serve(request, "bundle_manifest", lambda data, etag, parts, headers: Response(
-            json.dumps({**parts, "sha256": etag}), media_type="application/json", headers=headers))
+            json.dumps({**parts, "etag": etag}), media_type="application/json", headers=headers))
 
     async def preflight(request: Request) -> Response:
         return Response(status_code=204, headers=CORS)
