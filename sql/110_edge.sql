@@ -137,7 +137,7 @@ CREATE OR REPLACE FUNCTION @extschema@.export_bundle(project_name text, model_id
 LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._export_bundle($1, $2, $3, CASE WHEN $3 IS NOT NULL THEN pgmodels._check_rows($4) END,
                                       pgmodels._credential()) $$;
-COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint, text, regclass) IS 'a signed edge bundle made smaller by a size option (ort, float16 or int8), refused when it changes any class on the check relation''s rows; needs the export privilege';
+COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint, text, regclass) IS 'a signed edge bundle made smaller by a size option (ort, float16 or int8), refused when it changes any class on the check relation''s rows (a NULL option: the plain bundle); needs the export privilege';
 
 -- Definer: reads the catalog; the export privilege decides.
 CREATE OR REPLACE FUNCTION pgmodels._edge_options(project_name text, model_id bigint, check_rows jsonb, credential text)
