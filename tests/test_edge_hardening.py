@@ -254,6 +254,12 @@ def test_the_token_does_not_follow_a_redirect_to_another_origin(hard, tmp_path):
         assert r.status == "updated"
         assert first.seen[0][1].get("Authorization") == "Bearer s3cret"
         assert other.seen and "Authorization" not in other.seen[0][1]
+        # JS: fetch drops it on a cross-origin redirect too
+        got = node("tests/node_sync.mjs", f"{first.url}/v2/models/{P}/bundle", hard["key"], "s3cret",
+                   str(tmp_path / "js"))
+        assert got["statuses"][0] == "updated", got
+        assert first.seen[-1][1].get("Authorization") == "Bearer s3cret"
+        assert len(other.seen) >= 2 and all("Authorization" not in h for _, h in other.seen)
     finally:
         first.close()
         other.close()
