@@ -213,3 +213,20 @@ def test_tiny_pgbouncer_run_measures_both_sides(test_db, tmp_path):
             assert 0 < entry[side]["min_tps"] <= entry[side]["median_tps"] <= entry[side]["max_tps"]
         assert _positive(entry["ratio"]) and len(entry["ratio_per_pair"]) == 2
     assert " 2 clients: predict " in done.stdout
+
+
+def test_tiny_workers_run_measures_both_sides(test_db, tmp_path):
+    """benchmarks/bench_workers.py at a tiny size: 1 and 2 stream workers, one batch run
+    and two partition runs, every event and key once."""
+    out = tmp_path / "workers.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_workers.py"), "--dsn", test_db,
+                           "--events", "500", "--rows", "2000", "--repeat", "2", "--trees", "3", "--chunk", "500",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_workers.py")
+    assert results["stream"]["each_event_once"] is True and results["batch"]["every_key_once"] is True
+    for side in (results["stream"]["1_worker"], results["stream"]["2_workers"], results["batch"]["1_run"],
+                 results["batch"]["2_runs"]):
+        assert len(side["trials"]) == 2 and side["min"] <= side["median"] <= side["max"]
+    assert _positive(results["stream"]["ratio"]) and _positive(results["batch"]["ratio"])
