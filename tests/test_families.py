@@ -235,3 +235,77 @@ def test_a_snapshot_runs_nothing_of_the_relation_with_definer_rights(conn, name,
     assert conn.execute("SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
                         "WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY attnum", [rel]).fetchall() == [
         ("x", "real"), ("y", "real")]
+
+
+def test_booster_hyperparameters_cannot_touch_server_files(conn, name, make_role, tmp_path):
+    """Review finding 1, 5, 6: CatBoost and LightGBM take only model settings. A role that
+    may train cannot write, read or probe files as the server's OS user, start threads,
+    or pass pgmodels.max_trees by another name of the tree count; bad values are 22023
+    before any fitting."""
+    import os
+
+    rolname, mallory = make_role(name + "_mallory")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"CREATE TABLE {name} (a real, b real, y integer)")
+    conn.execute(f"INSERT INTO {name} SELECT i, i % 7, (i % 3 = 0)::int FROM generate_series(1, 60) i")
+    conn.execute(f"GRANT SELECT ON {name} TO {rolname}")
+    victim = "/tmp/pgmodels_victim_" + name
+    with open(victim, "w") as f:
+        f.write("keep me\n")
+    os.chmod(victim, 0o666)
+    target = f"/tmp/pgmodels_snap_{name}"
+    datadir = conn.execute("SHOW data_directory").fetchone()[0]
+    info = os.path.join(datadir, "catboost_info")
+
+    def written():  # what CatBoost would have written in the data directory, with its time
+        return [(e.name, e.stat().st_mtime_ns) for e in os.scandir(info)] if os.path.exists(info) else None
+    before = written()
+    refused = [
+        ("catboost", {"iterations": 10, "output_borders": victim}, "output_borders"),
+        ("catboost", {"allow_writing_files": True, "save_snapshot": True, "snapshot_file": target}, "save_snapshot"),
+        ("catboost", {"save_snapshot": True}, "save_snapshot"),
+        ("catboost", {"train_dir": "reldir_" + name}, "train_dir"),
+        ("catboost", {"input_borders": "/etc/passwd"}, "input_borders"),
+        ("catboost", {"thread_count": 64}, "thread_count"),
+        ("catboost", {"task_type": "GPU"}, "task_type"),
+        ("catboost", {"logging_level": "Debug"}, "logging_level"),
+        ("lightgbm", {"output_model": victim}, "output_model"),
+        ("lightgbm", {"input_model": victim}, "input_model"),
+        ("lightgbm", {"save_binary": True}, "save_binary"),
+        ("lightgbm", {"device_type": "gpu"}, "device_type"),
+        ("lightgbm", {"num_threads": 64}, "num_threads"),
+        ("lightgbm", {"n_jobs": 64}, "n_jobs"),
+        ("lightgbm", {"num_leaves": 100000000}, "num_leaves"),
+        ("catboost", {"depth": 40}, "depth"),
+    ]
+    for algorithm, params, word in refused:
+        err = sql_error(mallory, "SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => %s, hyperparams => %s)",
+                        [name, name, algorithm, psycopg_json(params)])
+        assert (err.sqlstate, word in err.diag.message_primary) == ("22023", True), (params, err.diag.message_primary)
+    # search_params are held to the same list
+    err = sql_error(mallory, "SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => 'catboost', "
+                    "search => 'grid', search_params => '{\"allow_writing_files\": [true]}')", [name, name])
+    assert err.sqlstate == "22023" and "allow_writing_files" in err.diag.message_primary
+    # every name of the tree count is capped by pgmodels.max_trees (5000 by default)
+    for algorithm, alias in (("catboost", "iterations"), ("catboost", "num_trees"), ("catboost", "num_boost_round"),
+                             ("lightgbm", "num_iterations"), ("lightgbm", "num_round"), ("lightgbm", "n_iter")):
+        err = sql_error(mallory, "SELECT * FROM train(%s, 'classification', %s, 'y', algorithm => %s, hyperparams => %s)",
+                        [name, name, algorithm, psycopg_json({alias: 1_000_000})])
+        assert err.sqlstate in ("54000", "22023") and alias in err.diag.message_primary, (alias, err.diag.message_primary)
+    assert open(victim).read() == "keep me\n"
+    assert not os.path.exists(target)
+    assert not os.path.exists(os.path.join(datadir, "reldir_" + name))
+    assert written() == before
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name]).fetchone() == (0,)
+    # model settings train, and CatBoost wrote nothing
+    assert mallory.execute("SELECT runtime FROM train(%s, 'classification', %s, 'y', algorithm => 'catboost', "
+                           "hyperparams => '{\"iterations\": 10, \"depth\": 3, \"l2_leaf_reg\": 2}')",
+                           [name, name]).fetchone() == ("onnx",)
+    assert written() == before
+    os.unlink(victim)
+
+
+def psycopg_json(value):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)

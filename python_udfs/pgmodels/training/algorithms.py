@@ -120,7 +120,7 @@ def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
     # predict_proba is needed for probabilities, roc_auc and log_loss.
     if "probability" in valid:
         defaults["probability"] = True
-    estimator.set_params(**{**defaults, **hyperparams})
+    estimator.set_params(**{**defaults, **hyperparams, **boosters.FORCED.get(boosters.library(estimator), {})})
     return estimator
 
 
@@ -128,7 +128,8 @@ def make_estimator(algorithm: str, task: str, hyperparams: dict | None):
 # checks (XGBoost's are lax: zero trees, a NaN learning rate). name -> (low, high, kind):
 # kind "int" (a whole number), "num" (any finite number); low is exclusive for "(" ranges.
 _VALUE_RULES = {
-    "n_estimators": (1, None, "int"), "max_iter": (1, None, "int"), "max_depth": (0, None, "int"),
+    "n_estimators": (1, None, "int"), "iterations": (1, None, "int"), "num_trees": (1, None, "int"),
+    "num_boost_round": (1, None, "int"), "max_iter": (1, None, "int"), "max_depth": (0, None, "int"),
     "num_parallel_tree": (1, None, "int"),
     "max_leaf_nodes": (2, None, "int"), "max_bins": (2, 255, "int"),
     "learning_rate": ((0, "("), 1e4, "num"), "eta": ((0, "("), 1e4, "num"),
@@ -167,6 +168,7 @@ def check_value(task: str, estimator, name: str, value) -> None:
                             detail="Training runs in one child process of the backend, with the threads the "
                                    "server allows; it starts no workers of its own.",
                             hint=f"Leave {name} out.", sqlstate=INVALID_PARAMETER_VALUE)
+    boosters.check_value(estimator, name, value)
     rule = _VALUE_RULES.get(name)
     if name == "gamma" and isinstance(value, str):  # SVMs take 'scale' / 'auto'
         return
@@ -194,6 +196,8 @@ def check_hyperparams(algorithm: str, estimator, hyperparams: dict) -> None:
                             sqlstate=INVALID_PARAMETER_VALUE)
     valid = boosters.param_names(estimator)
     for name in hyperparams:
+        if name not in valid and boosters.refused(estimator, name) is not None:
+            raise boosters.refused(estimator, name)
         if name not in valid:
             raise PgmodelsError(f"unknown hyperparameter {q(name)} for algorithm {q(algorithm)}",
                                 detail=f"{type(estimator).__name__} accepts: "

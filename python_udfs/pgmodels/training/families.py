@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import q, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
 from .. import progress
-from . import algorithms, family_onnx, split
+from . import algorithms, boosters, family_onnx, split
 
 _CL = "sklearn.cluster"
 CLUSTERING = {
@@ -132,7 +132,7 @@ def fit_family(spec: FamilySpec, X: np.ndarray, Y: np.ndarray | None) -> FamilyM
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             estimator.fit(X[train], Y[train] if Y is not None else None)
-    except (ValueError, TypeError, ArithmeticError) as e:
+    except (ValueError, TypeError, ArithmeticError, *boosters.fit_errors()) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise PgmodelsError(f"could not fit algorithm {q(spec.algorithm)}", detail=first,
                             hint="Check the hyperparameters.", sqlstate=INVALID_PARAMETER_VALUE) from None

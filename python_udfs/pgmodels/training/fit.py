@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 from .. import progress
-from . import algorithms, convert, preprocess, search as searching, split
+from . import algorithms, boosters, convert, preprocess, search as searching, split
 from .metrics import evaluation, score
 from .search import jsonable
 
@@ -163,7 +163,7 @@ def _fit(spec: TrainSpec, task: str, pipeline, X, y):
             # metrics tell the user how well the model did.
             warnings.simplefilter("ignore")
             model.fit(X, y)
-    except (ValueError, TypeError, ArithmeticError) as e:  # InvalidParameterError, XGBoostError
+    except (ValueError, TypeError, ArithmeticError, *boosters.fit_errors()) as e:  # InvalidParameterError, XGBoostError
         raise PgmodelsError(f"could not fit algorithm {q(spec.algorithm)}",
                             detail=_first_line(e),
                             hint="Check the hyperparameters and search_params values.",

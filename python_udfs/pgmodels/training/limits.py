@@ -20,7 +20,7 @@ from .algorithms import finite, short
 PROGRAM_LIMIT_EXCEEDED = "54000"
 DEFAULTS = {"max_training_rows": 10_000_000, "max_trees": 5_000, "max_iterations": 100_000,
             "max_search_candidates": 200, "max_search_fits": 1_000}
-TREE_PARAMS = ("n_estimators",)
+TREE_PARAMS = ("n_estimators", "iterations", "num_trees", "num_boost_round")  # and CatBoost's aliases
 ITERATION_PARAMS = ("max_iter", "max_iter_predict", "n_restarts_optimizer", "max_trials", "max_subpopulation")
 TREE_MAX_ITER = ("hist_gradient_boosting",)  # there max_iter is the number of trees
 

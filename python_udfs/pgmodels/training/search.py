@@ -29,8 +29,12 @@ def check_search(search, search_params, search_args, estimator) -> None:
         raise PgmodelsError(f"{search} search needs search_params",
                             hint='Pass search_params => \'{"max_depth": [2, 4, 6]}\'.',
                             sqlstate=INVALID_PARAMETER_VALUE)
-    valid = sorted(estimator.get_params(deep=False))
+    from . import boosters
+
+    valid = boosters.param_names(estimator)  # LightGBM's and CatBoost's allow-lists
     for name, values in search_params.items():
+        if name not in valid and boosters.refused(estimator, name) is not None:
+            raise boosters.refused(estimator, name)
         if name not in valid:
             raise PgmodelsError(f"unknown hyperparameter {q(name)} in search_params",
                                 detail=f"{type(estimator).__name__} accepts: "
