@@ -36,6 +36,7 @@ def test_the_standby_is_a_streaming_hot_standby(standby, conn):
     status = pgmodels_cli("db", "status", home=standby.home).stdout
     assert "role: standby" in status and "wal_receiver: streaming" in status
     assert f"port: {standby.port}" in status  # the port it was made with, without PGMODELS_PORT
+    assert f"venv: {standby.primary.venv}" in status  # the server's, from its pgmodels.conf
 
 
 def test_a_model_trained_on_the_primary_serves_on_the_standby(standby, conn, name, make_role):
@@ -78,6 +79,33 @@ def test_deploy_and_rollback_reach_the_standbys_next_statement(standby, conn, na
         assert s.execute("SELECT predict(%s, '{\"a\": 1, \"b\": 2}'::jsonb)", [name]).fetchone()[0] == 3.0
         assert s.execute("SELECT array_agg(p) FROM predict_batch(%s, ARRAY[[1, 2], [2, 2]]::real[]) p",
                          [name]).fetchone()[0] == [3.0, 4.0]
+
+
+def test_one_standby_statement_never_mixes_versions_while_a_deploy_replays(standby, conn, name):
+    """A statement that spans the replay of a deploy (and the cache's one-second look-up
+    again) serves one version throughout: the statement's snapshot is a replayed state."""
+    import threading
+    import time
+
+    _import(conn, name, 1.0)
+    second = _import(conn, name, 10.0, deploy=False)
+    result = {}
+    with standby.connect(conn.info.dbname) as s:
+        wait_replayed(conn, s)
+
+        def slow_scoring():
+            result["values"] = s.execute(
+                "SELECT array_agg(predict(%s, ARRAY[i, 0])) FROM generate_series(1, 60) i, "
+                "LATERAL (SELECT pg_sleep(0.03)) z", [name]).fetchone()[0]
+
+        t = threading.Thread(target=slow_scoring)
+        t.start()
+        time.sleep(0.3)
+        conn.execute("SELECT * FROM deploy(%s::bigint)", [second])
+        t.join()
+        assert {v / i for i, v in enumerate(result["values"], start=1)} == {1.0}
+        wait_replayed(conn, s)
+        assert s.execute("SELECT predict(%s, ARRAY[1, 0])", [name]).fetchone()[0] == 10.0
 
 
 def test_predict_on_the_standby_writes_nothing(standby, conn, name):

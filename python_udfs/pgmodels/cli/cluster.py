@@ -252,6 +252,6 @@ class Cluster:
             from .standby import standby_status
 
             return {"state": state, **standby_status(self), "home": str(self.home), "port": str(self.port),
-                    "log": str(self.log), "venv": str(self.venv)}
+                    "log": str(self.log)}
         return {"state": state, "home": str(self.home), "data": str(self.data), "port": str(self.port),
                 "socket": str(self.socket_dir), "log": str(self.log), "venv": str(self.venv)}

@@ -192,7 +192,18 @@ def standby_status(cluster: Cluster) -> dict[str, str]:
     except psycopg.Error:
         return {"role": "standby"}
     return {"role": "standby", "wal_receiver": row[0] or "not running", "received_lsn": row[1] or "",
-            "replayed_lsn": row[2] or "", "replay_paused": row[3], "last_replayed_commit": row[4]}
+            "replayed_lsn": row[2] or "", "replay_paused": row[3], "last_replayed_commit": row[4],
+            "venv": _configured(cluster, "pgmodels.venv") or ""}
+
+
+def _configured(cluster: Cluster, name: str) -> str | None:
+    """A setting as the standby's pgmodels.conf has it (the server's own, not this shell's)."""
+    try:
+        lines = (cluster.data / "pgmodels.conf").read_text().splitlines()
+    except OSError:
+        return None
+    found = [x.split("=", 1)[1].strip().strip("'") for x in lines if x.split("=", 1)[0].strip() == name]
+    return found[-1] if found else None
 
 
 def add_arguments(create, dbsub) -> None:
