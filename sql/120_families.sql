@@ -20,65 +20,126 @@ ALTER TABLE pgmodels.models
     DROP CONSTRAINT models_task_check,
     ADD CONSTRAINT models_task_check CHECK (task IN ('classification', 'regression', 'clustering', 'decomposition'));
 
--- Definer: only the extension's owner creates in pgmodels_snapshots. It makes an empty
--- table shaped like the relation (its columns read from the catalog: no query on the
--- relation runs or is planned with definer rights),
--- for a caller who may execute train() and may read the relation, and lets the caller
--- insert into it until _snapshot_seal; the caller copies the rows with its own rights.
-CREATE OR REPLACE FUNCTION pgmodels._snapshot_create(relation oid, credential text) RETURNS text
+-- Snapshot tables live in schema pgmodels_snapshots, a member of the extension owned by
+-- its owner (so nobody else can create the schema first, or put anything in it; CREATE
+-- fails if a schema of that name exists already). DROP EXTENSION pgmodels CASCADE drops
+-- it with the snapshots in it (without CASCADE the drop is refused while snapshots exist).
+CREATE SCHEMA pgmodels_snapshots;
+COMMENT ON SCHEMA pgmodels_snapshots IS 'pgmodels: training snapshots (train(..., materialize_snapshot => true)); each table is readable by the role that trained on it';
+REVOKE ALL ON SCHEMA pgmodels_snapshots FROM PUBLIC;
+
+-- The type of a snapshot's column: domains replaced by their base types (an array of a
+-- domain by an array of its base type), and a type someone created (an enum, a composite,
+-- a range) by text, so that no type's owner can DROP ... CASCADE a column of a snapshot.
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_type(typ oid, typmod integer) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t oid := typ;
+    m integer := typmod;
+    is_array boolean := false;
+    r record;
+BEGIN
+    LOOP
+        SELECT y.typtype, y.typbasetype, y.typtypmod, y.typelem, y.typcategory INTO r FROM pg_catalog.pg_type y WHERE y.oid = t;
+        IF r.typtype = 'd' THEN
+            t := r.typbasetype;
+            m := CASE WHEN r.typtypmod <> -1 THEN r.typtypmod ELSE m END;
+        ELSIF r.typcategory = 'A' AND r.typelem <> 0 AND NOT is_array THEN
+            is_array := true;
+            t := r.typelem;
+        ELSE
+            EXIT;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN t >= 16384 THEN 'text' ELSE pg_catalog.format_type(t, m) END  -- 16384: FirstNormalObjectId
+           || CASE WHEN is_array THEN '[]' ELSE '' END;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot_type(oid, integer) IS 'internal: the built-in type a snapshot column of a given type gets (domains by their base type, user-made types as text)';
+
+-- Definer: only the extension's owner creates in pgmodels_snapshots. The caller has
+-- copied the relation's rows, with its own rights (row security, column grants), into a
+-- plain temporary table of its own; this makes the snapshot table from that copy's
+-- columns (read from the catalog, domains replaced by their base types so no domain's
+-- owner can drop a column of a sealed snapshot), fills it from the copy (ONLY the copy: a
+-- plain table runs nothing when read) and gives the caller SELECT, in one step: no caller
+-- ever holds INSERT on a snapshot. It refuses when the schema is not the extension's.
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_create(relation oid, copy oid, credential text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
+    owner oid := (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels');
     source text;
     snapshot text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
         RAISE EXCEPTION 'relation with oid % does not exist', relation USING ERRCODE = '42P01';
     END IF;
     source := relation::regclass::text;
-    IF NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_extension e ON p.pronamespace = e.extnamespace
-                    WHERE e.extname = 'pgmodels' AND p.proname = 'train' AND has_function_privilege(caller, p.oid, 'EXECUTE')) THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_extension e ON p.pronamespace = e.extnamespace
+                    WHERE e.extname = 'pgmodels' AND p.proname = 'train' AND pg_catalog.has_function_privilege(caller, p.oid, 'EXECUTE')) THEN
         RAISE EXCEPTION 'permission denied for function train' USING ERRCODE = '42501',
             DETAIL = 'Materializing a snapshot is part of training.';
-    ELSIF NOT has_table_privilege(caller, relation, 'SELECT') AND NOT has_any_column_privilege(caller, relation, 'SELECT') THEN
+    ELSIF NOT pg_catalog.has_table_privilege(caller, relation, 'SELECT') AND NOT pg_catalog.has_any_column_privilege(caller, relation, 'SELECT') THEN
         RAISE EXCEPTION 'permission denied for relation %', source USING ERRCODE = '42501';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'pgmodels_snapshots') THEN
-        CREATE SCHEMA pgmodels_snapshots;
-        COMMENT ON SCHEMA pgmodels_snapshots IS 'pgmodels: training snapshots (train(..., materialize_snapshot => true)); each table is readable by the role that trained on it';
-        REVOKE ALL ON SCHEMA pgmodels_snapshots FROM PUBLIC;
+    -- the copy: a plain table of the caller's own session (temporary), owned by the caller
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = copy AND c.relkind = 'r' AND c.relpersistence = 't'
+                     AND c.relowner = caller AND c.relnamespace = pg_catalog.pg_my_temp_schema()) THEN
+        RAISE EXCEPTION 'the rows of a snapshot must come from a temporary table of the caller''s session'
+            USING ERRCODE = '42501';
     END IF;
-    snapshot := 'pgmodels_snapshots.' || quote_ident('snapshot_' || replace(gen_random_uuid()::text, '-', ''));
-    -- the columns from the catalog: no statement that names the caller's relation runs
-    -- with definer rights (CREATE TABLE AS ... WITH NO DATA does not plan it today; this
-    -- does not depend on that)
-    EXECUTE format('CREATE TABLE %s (%s)', snapshot,
-                   (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
-                      FROM pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped));
-    EXECUTE format('COMMENT ON TABLE %s IS %L', snapshot,
-                   format('pgmodels snapshot of %s for role %s, taken at %s', source, caller::regrole, clock_timestamp()));
-    EXECUTE format('GRANT USAGE ON SCHEMA pgmodels_snapshots TO %I', caller::regrole::text);
-    EXECUTE format('GRANT SELECT, INSERT ON %s TO %I', snapshot, caller::regrole::text);
+    PERFORM pgmodels._snapshot_schema_check();
+    snapshot := 'pgmodels_snapshots.' || pg_catalog.quote_ident('snapshot_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''));
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', snapshot,
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pgmodels._snapshot_type(a.atttypid, a.atttypmod)),
+                                      ', ' ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = copy AND a.attnum > 0 AND NOT a.attisdropped));
+    EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM ONLY %s', snapshot, copy::regclass);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', snapshot,
+                   pg_catalog.format('pgmodels snapshot of %s for role %s, taken at %s', source, caller::regrole, pg_catalog.clock_timestamp()));
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA pgmodels_snapshots TO %I', caller::regrole::text);
+    EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %I', snapshot, caller::regrole::text);
     RETURN snapshot;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._snapshot_create(oid, text) IS 'internal: an empty snapshot table shaped like a relation the caller may read and train on, which the caller may fill until _snapshot_seal';
+COMMENT ON FUNCTION pgmodels._snapshot_create(oid, oid, text) IS 'internal: a sealed snapshot table, filled from the caller''s temporary copy of a relation the caller may read and train on; the caller may only read it';
 
-CREATE OR REPLACE FUNCTION pgmodels._snapshot_seal(snapshot text, credential text) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Before a snapshot is created or read: schema pgmodels_snapshots must be the extension's
+-- own (a member, owned by the extension's owner), else 42501.
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_schema_check() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    caller oid := pgmodels._verify_caller(credential);
-    rel oid := to_regclass(snapshot);
 BEGIN
-    IF rel IS NULL OR (SELECT c.relnamespace::regnamespace::text FROM pg_class c WHERE c.oid = rel) <> 'pgmodels_snapshots' THEN
-        RAISE EXCEPTION 'snapshot % does not exist', snapshot USING ERRCODE = '42P01';
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_extension e ON e.extname = 'pgmodels'
+                     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.objid = n.oid AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                      AND d.refobjid = e.oid AND d.deptype = 'e'
+                    WHERE n.nspname = 'pgmodels_snapshots' AND n.nspowner = e.extowner) THEN
+        RAISE EXCEPTION 'schema pgmodels_snapshots is not pgmodels''s own' USING ERRCODE = '42501',
+            DETAIL = 'Snapshots are kept only in the schema the extension created, owned by the extension''s owner.';
     END IF;
-    EXECUTE format('REVOKE INSERT ON %s FROM %I', rel::regclass, caller::regrole::text);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._snapshot_seal(text, text) IS 'internal: takes the caller''s INSERT on its snapshot back once the rows are copied';
+COMMENT ON FUNCTION pgmodels._snapshot_schema_check() IS 'internal: refuses (42501) unless schema pgmodels_snapshots is the extension''s own';
+
+-- Before training reads a relation of schema pgmodels_snapshots: it must be a snapshot
+-- pgmodels made (a plain table owned by the extension's owner, in the extension's schema).
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_check(snapshot oid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgmodels._snapshot_schema_check();
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_extension e ON e.extname = 'pgmodels'
+                    WHERE c.oid = snapshot AND c.relkind = 'r' AND c.relowner = e.extowner) THEN
+        RAISE EXCEPTION 'relation % is not a pgmodels snapshot', snapshot::regclass USING ERRCODE = '42501',
+            DETAIL = 'A snapshot is a plain table owned by the extension''s owner.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot_check(oid) IS 'internal: refuses (42501) a relation of schema pgmodels_snapshots that is not a plain table owned by the extension''s owner';
 
 CREATE OR REPLACE FUNCTION pgmodels._train_joint(project_name text, task text, relation_name text, y_column_name text[],
     algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
@@ -190,7 +251,8 @@ COMMENT ON FUNCTION @extschema@.snapshot(text) IS 'copies a relation''s rows int
 
 -- Grants of this area. Functions are created executable by PUBLIC; internal ones are not.
 REVOKE EXECUTE ON FUNCTION
-    pgmodels._snapshot_create(oid, text), pgmodels._snapshot_seal(text, text), pgmodels._snapshot(text),
+    pgmodels._snapshot_create(oid, oid, text), pgmodels._snapshot(text), pgmodels._snapshot_type(oid, integer),
+    pgmodels._snapshot_schema_check(), pgmodels._snapshot_check(oid),
     pgmodels._train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
     pgmodels._predict_vector(text, bigint, double precision[], double precision, boolean, text),
     pgmodels._predict_vector(text, bigint, jsonb, double precision, boolean, text)
@@ -199,7 +261,10 @@ GRANT EXECUTE ON FUNCTION
     -- check the caller themselves: a credential for this statement and EXECUTE on train()
     -- (the snapshot functions), EXECUTE on train() (the joint core, which train_joint()
     -- calls as the caller)
-    pgmodels._snapshot_create(oid, text), pgmodels._snapshot_seal(text, text), pgmodels._snapshot(text),
+    pgmodels._snapshot_create(oid, oid, text), pgmodels._snapshot(text),
+    -- the checks training runs as the caller before it reads a snapshot: they only read
+    -- the catalog and raise
+    pgmodels._snapshot_schema_check(), pgmodels._snapshot_check(oid),
     pgmodels._train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
     -- the serving cores the inlined predict_joint and decompose wrappers call as the
     -- caller: they answer only from models _lookup loaded for this statement

@@ -179,7 +179,9 @@ def test_train_joint_needs_the_train_privilege(conn, name, make_role):
     # the core itself refuses too, and so do the snapshot cores
     assert alice.execute("SELECT * FROM pgmodels._train_joint(%s, 'regression', %s, ARRAY['b', 'c'], NULL, NULL, "
                          "NULL, NULL, NULL, NULL, NULL, true, NULL, false)", [name, name]).fetchall() == []
-    err = sql_error(alice, "SELECT pgmodels._snapshot_create(%s::regclass, pgmodels._credential())", [name])
+    alice.execute(f"CREATE TEMPORARY TABLE {name}_copy AS SELECT 1 AS a")
+    err = sql_error(alice, "SELECT pgmodels._snapshot_create(%s::regclass, %s::regclass, pgmodels._credential())",
+                    [name, f"{name}_copy"])
     assert err.sqlstate == "42501"
     assert sql_error(alice, "SELECT * FROM snapshot(%s)", [name]).sqlstate == "42501"
     conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
@@ -309,3 +311,63 @@ def psycopg_json(value):
     from psycopg.types.json import Jsonb
 
     return Jsonb(value)
+
+
+def test_snapshots_cannot_be_hijacked_or_changed(conn, name, make_role):
+    """Review findings 2, 3, 7: schema pgmodels_snapshots is the extension's own; training
+    reads from it only plain tables of the extension's owner; a snapshot is sealed when it
+    is made (no caller ever holds INSERT on one); its columns have built-in types, so the
+    owner of a domain or enum in the source cannot drop a snapshot's column."""
+    rolname, mallory = make_role(name + "_mallory")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {TRAIN} TO {rolname}")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {rolname}")
+    conn.execute(f"GRANT CREATE ON DATABASE {conn.info.dbname} TO {rolname}")
+    # the schema exists with the extension, a member of it, owned by the extension's owner
+    assert conn.execute("SELECT n.nspowner = e.extowner, EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = n.oid "
+                        "AND d.refobjid = e.oid AND d.deptype = 'e') FROM pg_namespace n, pg_extension e "
+                        "WHERE n.nspname = 'pgmodels_snapshots' AND e.extname = 'pgmodels'").fetchone() == (True, True)
+    assert sql_error(mallory, "CREATE SCHEMA pgmodels_snapshots").sqlstate == "42P06"
+    # domain and enum columns become their base type and text
+    mallory.execute(f"CREATE DOMAIN {name}_pos AS real CHECK (VALUE >= 0)")
+    mallory.execute(f"CREATE TYPE {name}_kind AS ENUM ('a', 'b')")
+    mallory.execute(f"CREATE TABLE {name} (x {name}_pos, k {name}_kind, v {name}_pos[], y real)")
+    mallory.execute(f"INSERT INTO {name} SELECT i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END::{name}_kind, "
+                    f"ARRAY[i, i]::{name}_pos[], 2 * i FROM generate_series(1, 40) i")
+    rel, _, rows = mallory.execute("SELECT * FROM snapshot(%s)", [name]).fetchone()
+    assert rows == 40
+    types = "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute " \
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    assert conn.execute(types, [rel]).fetchall() == [("x", "real"), ("k", "text"), ("v", "real[]"), ("y", "real")]
+    # sealed at once: the caller reads it, and may not change it, even through the core
+    assert sql_error(mallory, f"INSERT INTO {rel} (y) VALUES (1)").sqlstate == "42501"
+    mallory.execute(f"CREATE TEMPORARY TABLE {name}_copy AS SELECT 1::real AS x")
+    other = mallory.execute("SELECT pgmodels._snapshot_create(%s::regclass, %s::regclass, pgmodels._credential())",
+                            [name, f"{name}_copy"]).fetchone()[0]
+    assert sql_error(mallory, f"INSERT INTO {other} VALUES (2)").sqlstate == "42501"
+    # the core takes rows only from a temporary table of the caller's own session
+    err = sql_error(mallory, "SELECT pgmodels._snapshot_create(%s::regclass, %s::regclass, pgmodels._credential())",
+                    [name, name])
+    assert err.sqlstate == "42501"
+    mallory.execute(f"DROP DOMAIN {name}_pos CASCADE")
+    mallory.execute(f"DROP TYPE {name}_kind CASCADE")
+    assert conn.execute(types, [rel]).fetchall() == [("x", "real"), ("k", "text"), ("v", "real[]"), ("y", "real")]
+    assert conn.execute(f"SELECT count(*) FROM {rel}").fetchone() == (40,)
+    # training refuses anything in the schema that pgmodels did not make: a view, a table of another owner
+    conn.execute(f"CREATE VIEW pgmodels_snapshots.{name}_v AS SELECT 1::real AS x, 2::real AS y")
+    conn.execute(f"CREATE TABLE pgmodels_snapshots.{name}_t (x real, y real)")
+    conn.execute(f"ALTER TABLE pgmodels_snapshots.{name}_t OWNER TO {rolname}")
+    conn.execute(f"GRANT USAGE ON SCHEMA pgmodels_snapshots TO {rolname}")
+    conn.execute(f"GRANT SELECT ON pgmodels_snapshots.{name}_v TO {rolname}")
+    for fake in (f"pgmodels_snapshots.{name}_v", f"pgmodels_snapshots.{name}_t"):
+        err = sql_error(mallory, "SELECT * FROM train(%s, 'regression', %s, 'y')", [name + "_p", fake])
+        assert (err.sqlstate, "not a pgmodels snapshot" in err.diag.message_primary) == ("42501", True), fake
+    # a schema of that name that is not the extension owner's: nothing is created or read in it
+    conn.execute(f"ALTER SCHEMA pgmodels_snapshots OWNER TO {rolname}")
+    try:
+        for statement, params in (("SELECT * FROM snapshot(%s)", [name]),
+                                  ("SELECT * FROM train(%s, 'regression', %s, 'y')", [name + "_p", rel])):
+            err = sql_error(mallory, statement, params)
+            assert (err.sqlstate, "pgmodels_snapshots" in err.diag.message_primary) == ("42501", True), statement
+    finally:
+        conn.execute("ALTER SCHEMA pgmodels_snapshots OWNER TO CURRENT_USER")
+    assert conn.execute("SELECT count(*) FROM pgmodels.projects WHERE name = %s", [name + "_p"]).fetchone() == (0,)

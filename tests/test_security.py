@@ -226,7 +226,9 @@ PUBLIC_INTERNALS = {
     # cores check EXECUTE on train() (and the snapshot ones a credential); the vector
     # serving cores answer only from models _lookup loaded for this statement
     "pgmodels._train_joint(text,text,text,text[],text,jsonb,text,jsonb,jsonb,real,text,boolean,jsonb,boolean)",
-    "pgmodels._snapshot_create(oid,text)", "pgmodels._snapshot_seal(text,text)", "pgmodels._snapshot(text)",
+    "pgmodels._snapshot_create(oid,oid,text)", "pgmodels._snapshot(text)",
+    # and the snapshot checks training runs before reading one (they read the catalog)
+    "pgmodels._snapshot_schema_check()", "pgmodels._snapshot_check(oid)",
     "pgmodels._predict_vector(text,bigint,double precision[],double precision,boolean,text)",
     "pgmodels._predict_vector(text,bigint,jsonb,double precision,boolean,text)",
 }

@@ -6,12 +6,15 @@ recorded as the project's relation), so a retrain, or an audit, sees the same ro
 same order, and so the same split, even when the source has changed since. The model's
 training record keeps {"relation", "source", "rows"} under "snapshot".
 
-Who does what: the table is created by pgmodels._snapshot_create (definer: it lives in
-schema pgmodels_snapshots, which only the extension's owner may create in) with the
-source's columns and no rows; the rows are copied by the caller, with the caller's rights
-(row-level security and column grants apply as to any read); then
-pgmodels._snapshot_seal takes the caller's INSERT back, leaving SELECT, so nobody but
-the extension's owner can change a snapshot afterwards.
+Who does what: the caller copies the rows, with the caller's rights (row-level security
+and column grants apply as to any read), into a temporary table of its own session;
+pgmodels._snapshot_create (definer: schema pgmodels_snapshots is the extension's, owned by
+its owner) makes the snapshot table from that copy, fills it and gives the caller SELECT,
+in one step, so no caller ever holds INSERT on a snapshot and nobody but the extension's
+owner can change one. Column types are built-in (domains by their base type, types
+someone created as text), so no type's owner can drop a snapshot's column. Before
+training reads a relation of pgmodels_snapshots, :func:`check` makes sure it is one of
+these tables (pgmodels._snapshot_check).
 """
 
 from __future__ import annotations
@@ -21,15 +24,27 @@ from .._plpy import qualified, query, require_execute, udf
 
 def materialize(rel):
     """(the snapshot as a udf.Relation, the record kept in the model's training jsonb)."""
+    import uuid
+
     from .udf import resolve_relation
 
-    name = query("SELECT pgmodels._snapshot_create($1, pgmodels._credential()) AS s", [rel.oid], ["oid"])[0]["s"]
+    copy = "pg_temp." + _quote("pgmodels_snapshot_copy_" + uuid.uuid4().hex)
     columns = ", ".join(_quote(c) for c, _ in rel.columns)
-    rows = query(f"WITH moved AS (INSERT INTO {name} ({columns}) SELECT {columns} FROM {rel.quoted} RETURNING 1) "
-                 "SELECT count(*) AS n FROM moved")[0]["n"]
-    query("SELECT pgmodels._snapshot_seal($1, pgmodels._credential())", [name], ["text"])
+    query(f"CREATE TEMPORARY TABLE {copy} AS SELECT {columns} FROM {rel.quoted}")
+    try:
+        rows = query(f"SELECT pg_catalog.count(*) AS n FROM {copy}")[0]["n"]
+        name = query(f"SELECT pgmodels._snapshot_create($1, pg_catalog.to_regclass($2)::oid, pgmodels._credential()) AS s",
+                     [rel.oid, copy], ["oid", "text"])[0]["s"]
+    finally:
+        query(f"DROP TABLE IF EXISTS {copy}")
     snap = resolve_relation(name)
     return snap, {"relation": snap.display, "source": rel.display, "rows": int(rows)}
+
+
+def check(oid) -> None:
+    """Refuse (42501) to read a relation of schema pgmodels_snapshots that pgmodels did not
+    make there (a view, a table of someone else's), or a schema of that name not its own."""
+    query("SELECT pgmodels._snapshot_check($1)", [oid], ["oid"])
 
 
 def _quote(identifier: str) -> str:

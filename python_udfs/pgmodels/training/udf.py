@@ -93,9 +93,14 @@ def resolve_relation(name: str) -> Relation:
         raise PgmodelsError(f'relation "{name}" does not exist', sqlstate=UNDEFINED_TABLE,
                             hint="Name a table or view the caller can see, schema-qualified if it is not on the search_path.")
     meta = query("""SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS quoted,
-                           n.nspname || '.' || c.relname AS display, c.relpersistence = 't' AS temporary
+                           n.nspname || '.' || c.relname AS display, c.relpersistence = 't' AS temporary,
+                           n.nspname = 'pgmodels_snapshots' AS snapshot
                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                     WHERE c.oid = $1""", [oid], ["oid"])[0]
+    if meta["snapshot"]:  # only a table pgmodels made there (training/snapshots.py)
+        from .snapshots import check
+
+        check(oid)
     cols = query("""SELECT a.attname::text AS name,
                            pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), NULL) AS type
                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
