@@ -62,7 +62,11 @@ class Standby:
         self.home = self.parent / "home"
         self.port = free_port()
         args = ["db", "create", "--standby-of", primary.url(), "--port", str(self.port), "--slot", slot]
-        self.url_line = pgmodels_cli(*args, home=self.home, venv=primary.venv).stdout.strip()
+        try:
+            self.url_line = pgmodels_cli(*args, home=self.home, venv=primary.venv).stdout.strip()
+        except BaseException:
+            shutil.rmtree(self.parent, ignore_errors=True)
+            raise
         self.cluster = Cluster(home=self.home, port=self.port)
 
     def url(self, dbname: str) -> str:
