@@ -195,3 +195,20 @@ def test_every_pgml_function_is_documented(cluster):
     for line in section.splitlines():
         if line.startswith("| `pgml."):
             assert line.rstrip().endswith("| 0.2.0 |"), line
+
+
+@pytest.mark.parametrize("algorithm", ["linear", "xgboost"])
+def test_target_encoded_classifier_predicts(cluster, algorithm):
+    """Review finding 4: a classifier with a target-encoded text feature is served by its
+    own library (skops or XGBoost's format); its mixed features reach it as the one object
+    matrix it was fitted on (this failed with XX000 since 0.1.0's native serving)."""
+    with fresh_database(cluster) as (_, conn, _):
+        conn.execute("SELECT pgml.load_dataset('iris')")
+        conn.execute("CREATE VIEW x AS SELECT petal_length, sepal_width::text AS sw, target FROM pgml.iris")
+        conn.execute("SELECT * FROM pgml.train('x', 'classification', 'x', 'target', algorithm => %s, "
+                     "preprocess => '{\"sw\": {\"encode\": \"target\"}}')", [algorithm])
+        row = conn.execute("SELECT predict('x', '{\"petal_length\": 1.4, \"sw\": \"3.5\"}'::jsonb), "
+                           "pgml.predict_proba('x', '{\"petal_length\": 1.4, \"sw\": \"3.5\"}'::jsonb)").fetchone()
+        assert row[0] == 0 and len(row[1]) == 3 and max(row[1]) == row[1][0]
+        right = conn.execute("SELECT avg((pgml.predict('x', x.*) = target)::int) FROM x").fetchone()[0]
+        assert right > 0.8

@@ -206,7 +206,11 @@ class NativeEngine:
     def feed(self, model: Model, X: np.ndarray | None, columns: dict | None):
         if X is not None:
             return X
-        return columns
+        # mixed features: the native pipeline was fitted on one object matrix in feature
+        # order (training.preprocess.design_matrix), not on ONNX's one input per feature
+        return np.concatenate([np.asarray(columns[n]).astype(np.float64).astype(object)
+                               if np.asarray(columns[n]).dtype != object else np.asarray(columns[n])
+                               for n in model.feature_names], axis=1)
 
     def labels(self, feed) -> np.ndarray:
         return np.asarray(self.model.predict(feed)).reshape(-1)
