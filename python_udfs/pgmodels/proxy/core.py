@@ -112,9 +112,9 @@ class Backend:
             return await self.reads.run(self._run_on, self.pool, role, statement, params)
         return await self._run_on(self.pool, role, statement, params)
 
-    async def _run_on(self, pool, role, statement, params) -> list[tuple]:
+    async def _run_on(self, pool, role, statement, params, timeout: float | None = None) -> list[tuple]:
         try:
-            async with pool.connection(timeout=self.s.pool_timeout) as conn:
+            async with pool.connection(timeout=timeout or self.s.pool_timeout) as conn:
                 cur = conn.cursor()
                 if role is None:
                     await cur.execute(statement, params)

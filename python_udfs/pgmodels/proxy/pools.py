@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from .errors import ProxyError
 
 OUT_FOR = 2.0  # seconds a read pool that failed is left out
+EMPTY_TIMEOUT = 0.5  # seconds to wait on a read pool with no connection (its server may be down)
 log = logging.getLogger("pgmodels.serve")
 
 
@@ -81,11 +82,14 @@ class ReadPools:
         return [p for p in (self.pools[(start + i) % n] for i in range(n)) if p.healthy(now)]
 
     async def run(self, run_on, primary, role, statement, params):
-        """run_on(pool, role, statement, params) on the next healthy read pool; on a
+        """run_on(pool, role, statement, params, timeout) on the next healthy read pool; on a
         retryable failure the next one, and the primary last."""
         for p in self.order():
+            # a pool with no connection at all is reconnecting (a server that went away):
+            # wait for it briefly, not the whole pool timeout, before the next one is asked
+            empty = p.pool.get_stats().get("pool_size", 0) == 0
             try:
-                rows = await run_on(p.pool, role, statement, params)
+                rows = await run_on(p.pool, role, statement, params, EMPTY_TIMEOUT if empty else None)
             except ProxyError as e:
                 if not retryable(e):
                     raise
