@@ -212,3 +212,95 @@ def test_target_encoded_classifier_predicts(cluster, algorithm):
         assert row[0] == 0 and len(row[1]) == 3 and max(row[1]) == row[1][0]
         right = conn.execute("SELECT avg((pgml.predict('x', x.*) = target)::int) FROM x").fetchone()[0]
         assert right > 0.8
+
+
+def test_predict_batch_flattens_joint_and_pca_outputs(cluster):
+    """Review finding 8: PostgresML's predict_batch returns the bindings' flattened output
+    (rows x outputs) for joint regression and PCA models (api.rs predict_batch ->
+    model.rs predict_batch -> sklearn.py predictor: .flatten())."""
+    with fresh_database(cluster) as (_, conn, _):
+        conn.execute("SELECT pgml.load_dataset('linnerud')")
+        conn.execute("SELECT * FROM pgml.train_joint('j', 'regression', 'pgml.linnerud', ARRAY['weight', 'waist', 'pulse'])")
+        conn.execute("CREATE VIEW lx AS SELECT chins, situps, jumps FROM pgml.linnerud")
+        conn.execute("SELECT * FROM pgml.train('p', 'decomposition', 'lx', hyperparams => '{\"n_components\": 2}')")
+        rows = "ARRAY[5, 162, 60, 2, 110, 60]::real[]"
+        for project, fn, width in (("j", "predict_joint", 3), ("p", "decompose", 2)):
+            batch = conn.execute(f"SELECT array_agg(v) FROM pgml.predict_batch(%s, {rows}) v", [project]).fetchone()[0]
+            one = conn.execute(f"SELECT pgml.{fn}(%s, ARRAY[5, 162, 60]::real[]) || pgml.{fn}(%s, ARRAY[2, 110, 60]::real[])",
+                               [project, project]).fetchone()[0]
+            assert len(batch) == 2 * width and batch == pytest.approx(one, rel=1e-5)
+            by_id = conn.execute(f"SELECT array_agg(v) FROM pgml.predict_batch((SELECT id FROM pgml.deployed_models "
+                                 f"WHERE name = %s), {rows}) v", [project]).fetchone()[0]
+            assert by_id == batch
+        err = sql_error(conn, "SELECT * FROM pgml.predict_batch('p', ARRAY[1, 2, 3, 4]::real[])")
+        assert err.sqlstate == "22023" and "whole number of rows" in err.diag.message_primary
+
+
+def test_deploy_new_score_runtime_and_messages(cluster, make_role, name):
+    """Review findings 9, 10, 12: new_score deploys the newest model only if it beats the
+    deployed one; an unknown algorithm is 22023; the runtime is checked whatever
+    automatic_deploy says, and NULL does not deploy; clear messages for bad input."""
+    with fresh_database(cluster) as (url, conn, dbname):
+        conn.execute("SELECT pgml.load_dataset('diabetes')")
+        conn.execute("SELECT * FROM pgml.train('d', 'regression', 'pgml.diabetes', 'target')")               # v1 linear
+        conn.execute("SELECT * FROM pgml.train('d', algorithm => 'ridge', hyperparams => '{\"alpha\": 1000}', "
+                     "automatic_deploy => false)")                                                            # v2 worse
+        conn.execute("SELECT * FROM pgml.train('d', algorithm => 'lasso', hyperparams => '{\"alpha\": 0.01}', "
+                     "automatic_deploy => false)")                                                            # v3
+        metrics = dict(conn.execute("SELECT algorithm, key_metric FROM pgmodels.overview WHERE project = 'd'").fetchall())
+        deployed = "SELECT algorithm FROM pgmodels.overview WHERE project = 'd' AND deployed"
+        # the newest (lasso) against the deployed (linear): deployed only if it is better
+        expect = "lasso" if metrics["lasso"] > metrics["linear"] else "linear"
+        assert conn.execute("SELECT * FROM pgml.deploy('d', 'new_score')").fetchall() == [("d", "new_score", expect)]
+        assert conn.execute(deployed).fetchone() == (expect,)
+        # the newest ridge model scores worse: no change, and no old model is picked instead
+        assert conn.execute("SELECT * FROM pgml.deploy('d', 'new_score', 'ridge')").fetchall() == [("d", "new_score", expect)]
+        assert conn.execute(deployed).fetchone() == (expect,)
+        assert conn.execute("SELECT strategy FROM pgml.deployments ORDER BY id DESC LIMIT 1").fetchone() != ("specific",)
+        # an algorithm without a model: the error the other strategies give (not a silent no-op)
+        other = sql_error(conn, "SELECT * FROM pgml.deploy('d', 'best_score', 'nope')")
+        err = sql_error(conn, "SELECT * FROM pgml.deploy('d', 'new_score', 'nope')")
+        assert (err.sqlstate, err.diag.message_primary) == (other.sqlstate, other.diag.message_primary)
+        assert "nope" in err.diag.message_primary
+        # runtime is checked even without automatic deployment; NULL automatic_deploy does not deploy
+        err = sql_error(conn, "SELECT * FROM pgml.train('d', algorithm => 'ridge', runtime => 'java', automatic_deploy => false)")
+        assert err.sqlstate == "22023" and "runtime" in err.diag.message_primary
+        conn.execute("SELECT * FROM pgml.train('d2', 'regression', 'pgml.diabetes', 'target', automatic_deploy => NULL)")
+        assert conn.execute("SELECT count(*) FROM pgml.deployed_models WHERE name = 'd2'").fetchone() == (0,)
+        # messages
+        conn.execute("CREATE VIEW dx AS SELECT age, sex, bmi FROM pgml.diabetes")
+        conn.execute("SELECT * FROM pgml.train('pca', 'decomposition', 'dx')")
+        for statement, sqlstate, words in (
+                ("SELECT * FROM pgml.snapshot(NULL, NULL)", "22004", "must not be NULL"),
+                ("SELECT pgml.predict('d', 'null'::jsonb)", "22023", "JSON null"),
+                ("SELECT pgml.predict('d', now())", "22023", "timestamp"),
+                ("SELECT pgml.predict_proba('pca', ARRAY[1, 2, 3]::real[])", "0A000", "decomposition model"),
+                ("SELECT * FROM pgml.train('c', 'clustering', 'dx', algorithm => 'agglomerative')", "0A000", "cannot predict")):
+            err = sql_error(conn, statement)
+            text = " ".join(filter(None, (err.diag.message_primary, err.diag.message_detail, err.diag.message_hint)))
+            assert (err.sqlstate, words in text) == (sqlstate, True), (statement, text)
+
+
+def test_pgml_functions_ignore_a_hostile_search_path(cluster, make_role, name):
+    """Review finding 13: a superuser whose search_path puts a planted schema first runs
+    none of its functions through the pgml layer (built-ins are qualified, the helpers pin
+    search_path)."""
+    with fresh_database(cluster) as (url, conn, dbname):
+        conn.execute("SELECT pgml.load_dataset('iris')")
+        conn.execute("CREATE SCHEMA planted")
+        for fn, args in (("format", "text, VARIADIC \"any\""), ("coalesce", "text, text"), ("cardinality", "anyarray"),
+                         ("quote_ident", "text"), ("replace", "text, text, text"), ("split_part", "text, text, integer"),
+                         ("unnest", "anyarray"), ("has_schema_privilege", "text, text"), ("to_regclass", "text")):
+            if fn == "format":
+                conn.execute("CREATE FUNCTION planted.format(text, VARIADIC text[]) RETURNS text LANGUAGE plpgsql "
+                             "AS $$ BEGIN RAISE EXCEPTION 'planted ran'; END $$")
+                continue
+            ret = "SETOF integer" if fn == "unnest" else "integer" if fn == "cardinality" else "text"
+            conn.execute(f"CREATE FUNCTION planted.{fn}({args}) RETURNS {ret} LANGUAGE plpgsql "
+                         "AS $$ BEGIN RAISE EXCEPTION 'planted ran'; END $$")
+        conn.execute("SET search_path = planted, pg_catalog, public")
+        conn.execute("SELECT * FROM pgml.load_dataset('iris')")
+        conn.execute("SELECT * FROM pgml.train('i', 'classification', 'pgml.iris', 'target', runtime => 'python')")
+        conn.execute("SELECT * FROM pgml.deploy('i', 'new_score')")
+        assert conn.execute("SELECT count(*) FROM pgml.predict_batch('i', ARRAY[5.1, 3.5, 1.4, 0.2]::real[])").fetchone() == (1,)
+        conn.execute("SELECT * FROM pgml.snapshot('pgml.iris', 'target')")

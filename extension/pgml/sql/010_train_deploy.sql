@@ -22,7 +22,7 @@ COMMENT ON FUNCTION pgml.version() IS 'the pgmodels version behind the pgml sche
 -- same here (pgmodels fits with Python and serves through ONNX, or natively where ONNX
 -- cannot represent the model), anything else is an error.
 CREATE OR REPLACE FUNCTION pgml._check_runtime(runtime text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF runtime IS NOT NULL AND runtime NOT IN ('python', 'rust') THEN
@@ -37,7 +37,7 @@ COMMENT ON FUNCTION pgml._check_runtime(text) IS 'internal: refuses a runtime Po
 -- The algorithm PostgresML trains when it is left at its default 'linear': k-means for a
 -- clustering project, PCA for a decomposition one.
 CREATE OR REPLACE FUNCTION pgml._algorithm(project_name text, task text, algorithm text) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN $3 = 'linear' THEN
                 CASE coalesce($2, (SELECT o.task FROM pgmodels.overview o WHERE o.project = $1 LIMIT 1))
@@ -73,37 +73,42 @@ AS $$
       FROM @pgmodels@.train(
           $1, $2, $3, $4, pgml._algorithm($1, $2, $5), $6, $7, $8, $9,
           CASE WHEN $3 IS NOT NULL THEN $10 END, CASE WHEN $3 IS NOT NULL THEN $11 END,
-          $13 AND pgml._check_runtime($12),
+          CASE WHEN pgml._check_runtime($12) THEN coalesce($13, false) END,
           CASE WHEN $3 IS NOT NULL THEN $15 END, $14) t
 $$;
 COMMENT ON FUNCTION pgml.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, text, boolean, boolean, jsonb) IS 'PostgresML''s train(): trains a model version with pgmodels'' train() and returns project, task, algorithm and whether it was deployed';
 
 -- PostgresML's strategies: best_score, most_recent, rollback, and new_score, which
--- deploys the newest model when it scores better than the deployed one (the rule
--- automatic deployment follows) and otherwise leaves the deployment as it is.
+-- deploys the newest model (of the algorithm, if one is given) when it scores better than
+-- the deployed one (the rule automatic deployment follows; recorded as most_recent, which
+-- is what it deployed) and otherwise leaves the deployment as it is. An algorithm with no
+-- model is the error the other strategies give.
 -- (PL/pgSQL cannot name an argument and a result column alike, hence the core.)
 CREATE OR REPLACE FUNCTION pgml._deploy(project_name text, strategy_name text, algorithm_name text)
 RETURNS TABLE (project_out text, strategy_out text, algorithm_out text)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     strategy text := strategy_name;
     algorithm text := algorithm_name;
-    newest bigint;
+    newest record;
+    current_metric double precision;
 BEGIN
     IF strategy = 'new_score' THEN
-        SELECT o.model_id INTO newest FROM pgmodels.overview o
+        SELECT o.model_id, o.key_metric, o.deployed INTO newest FROM pgmodels.overview o
          WHERE o.project = _deploy.project_name AND (algorithm_name IS NULL OR o.algorithm = algorithm_name)
-           AND o.key_metric IS NOT NULL
-           AND o.key_metric > coalesce((SELECT d.key_metric FROM pgmodels.overview d
-                                         WHERE d.project = _deploy.project_name AND d.deployed), '-Infinity')
          ORDER BY o.version DESC LIMIT 1;
-        IF newest IS NOT NULL THEN
-            RETURN QUERY SELECT d.project, 'new_score'::text, d.algorithm FROM @pgmodels@.deploy(newest) d;
+        current_metric := (SELECT d.key_metric FROM pgmodels.overview d WHERE d.project = _deploy.project_name AND d.deployed
+                            LIMIT 1);
+        IF newest.model_id IS NULL OR (NOT newest.deployed AND newest.key_metric IS NOT NULL
+                                       AND newest.key_metric > coalesce(current_metric, '-Infinity')) THEN
+            -- the newest model of the algorithm (or the error for an algorithm without one)
+            RETURN QUERY SELECT d.project, 'new_score'::text, d.algorithm
+                           FROM @pgmodels@.deploy(project_name, 'most_recent', algorithm_name) d;
         ELSIF NOT @pgmodels@.has_project_privilege(current_user::text, project_name, 'owner') THEN
             RAISE EXCEPTION 'permission denied for project "%"', project_name
                 USING ERRCODE = '42501', DETAIL = 'Only the project''s owner may deploy its models.';
-        ELSE  -- nothing scores better: the deployed model stays
+        ELSE  -- the newest does not score better: the deployed model stays
             RETURN QUERY SELECT o.project, 'new_score'::text, o.algorithm FROM pgmodels.overview o
                           WHERE o.project = _deploy.project_name AND o.deployed;
         END IF;

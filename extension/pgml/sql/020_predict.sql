@@ -20,24 +20,53 @@ BEGIN
         FOREACH target IN ARRAY ARRAY['project_name text', 'model_id bigint'] LOOP
             FOREACH ftype IN ARRAY ARRAY['real[]', 'double precision[]', 'numeric[]', 'integer[]', 'bigint[]',
                                          'smallint[]', 'boolean[]', 'jsonb', 'anyelement'] LOOP
-                EXECUTE format('CREATE OR REPLACE FUNCTION pgml.%I(%s, %s %s) RETURNS %s '
+                EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION pgml.%I(%s, %s %s) RETURNS %s '
                                'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
                                answer.name, target, CASE WHEN ftype = 'anyelement' THEN '"row"' ELSE 'features' END,
                                ftype, answer.rettype,
-                               format('SELECT %s.%I($1, $2)', s, answer.name));
-                EXECUTE format('COMMENT ON FUNCTION pgml.%I(%s, %s) IS %L', answer.name, split_part(target, ' ', 2), ftype,
-                               format('PostgresML''s %s(): %s, from %s (pgmodels'' %s)', answer.name, answer.what,
+                               pg_catalog.format('SELECT %s.%I($1, $2)', s, answer.name));
+                EXECUTE pg_catalog.format('COMMENT ON FUNCTION pgml.%I(%s, %s) IS %L', answer.name, pg_catalog.split_part(target, ' ', 2), ftype,
+                               pg_catalog.format('PostgresML''s %s(): %s, from %s (pgmodels'' %s)', answer.name, answer.what,
                                       CASE ftype WHEN 'anyelement' THEN 'a row' WHEN 'jsonb' THEN 'a jsonb object'
                                                  ELSE 'features as ' || ftype END, answer.name));
             END LOOP;
         END LOOP;
     END LOOP;
+    -- predict_batch: as PostgresML's (pgml-extension/src/api.rs, bindings/sklearn), the
+    -- model's outputs for every row, flattened row by row: one value per row for a
+    -- classifier or a regressor of one target, one per target for a joint regression model
+    -- and one per component for a PCA model (rows x outputs values).
     FOREACH target IN ARRAY ARRAY['project_name text', 'model_id bigint'] LOOP
-        EXECUTE format('CREATE OR REPLACE FUNCTION pgml.predict_batch(%s, features real[]) RETURNS SETOF real '
-                       'LANGUAGE sql STABLE STRICT PARALLEL SAFE ROWS 1000 AS %L',
-                       target, format('SELECT %s.predict_batch($1, $2)', s));
-        EXECUTE format('COMMENT ON FUNCTION pgml.predict_batch(%s, real[]) IS %L', split_part(target, ' ', 2),
-                       'PostgresML''s predict_batch(): one prediction per row for rows given flattened into one array (pgmodels'' predict_batch)');
+        EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION pgml.predict_batch(%1$s, features real[]) RETURNS SETOF real
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000 SET search_path = pg_catalog, pg_temp
+AS $b$
+DECLARE
+    kind text;
+    n integer;
+    total integer := pg_catalog.cardinality(features);
+    fn text;
+BEGIN
+    SELECT CASE WHEN m.task = 'decomposition' THEN 'decompose'
+                WHEN pg_catalog.cardinality(sn.y_column_name) > 1 THEN 'predict_joint' END, m.num_features
+      INTO kind, n
+      FROM pgml.models m JOIN pgml.snapshots sn ON sn.id = m.id
+     WHERE m.id = %2$s;
+    IF kind IS NULL OR n IS NULL OR n = 0 OR total %% n <> 0 THEN  -- one value per row (or pgmodels' error)
+        RETURN QUERY SELECT %3$s.predict_batch($1, $2);
+        RETURN;
+    END IF;
+    FOR r IN 0 .. total / n - 1 LOOP
+        RETURN QUERY EXECUTE pg_catalog.format('SELECT pg_catalog.unnest(%3$s.%%I($1, $2))', kind)
+            USING $1, features[r * n + 1:(r + 1) * n];
+    END LOOP;
+END
+$b$
+$f$, target,
+            CASE WHEN target LIKE 'model_id%' THEN '$1'
+                 ELSE '(SELECT d.id FROM pgml.deployed_models d WHERE d.name = $1)' END, s);
+        EXECUTE pg_catalog.format('COMMENT ON FUNCTION pgml.predict_batch(%s, real[]) IS %L', pg_catalog.split_part(target, ' ', 2),
+                       'PostgresML''s predict_batch(): the model''s outputs for rows given flattened into one array, flattened row by row (one per row; one per target or component for joint regression and PCA models)');
     END LOOP;
 END
 $pgml$;

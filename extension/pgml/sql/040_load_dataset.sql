@@ -12,7 +12,7 @@ BEGIN
 EXECUTE $sql$
 
 CREATE OR REPLACE FUNCTION pgml._dataset_rows(name text, max_rows bigint) RETURNS jsonb
-LANGUAGE plpython3u VOLATILE
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.pgml.datasets import rows_json; return rows_json(name, max_rows)
@@ -22,7 +22,7 @@ COMMENT ON FUNCTION pgml._dataset_rows(text, bigint) IS 'internal: the rows of o
 CREATE OR REPLACE FUNCTION pgml.load_dataset(source text, subset text DEFAULT NULL, "limit" bigint DEFAULT NULL,
                                              kwargs jsonb DEFAULT '{}')
 RETURNS TABLE (table_name text, rows bigint)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ddl text;
@@ -71,11 +71,11 @@ BEGIN
                   HINT = 'The schema''s owner may GRANT CREATE ON SCHEMA pgml to the role.';
     END IF;
     data := coalesce(pgml._dataset_rows(source, "limit"), pgmodels._raise_pending(NULL::jsonb));
-    IF pg_catalog.to_regclass(format('pgml.%I', source)) IS NOT NULL THEN  -- no NOTICE when absent
-        EXECUTE format('DROP TABLE pgml.%I', source);
+    IF pg_catalog.to_regclass(pg_catalog.format('pgml.%I', source)) IS NOT NULL THEN  -- no NOTICE when absent
+        EXECUTE pg_catalog.format('DROP TABLE pgml.%I', source);
     END IF;
     EXECUTE ddl;
-    EXECUTE format('INSERT INTO pgml.%1$I SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgml.%1$I, $1)', source)
+    EXECUTE pg_catalog.format('INSERT INTO pgml.%1$I SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::pgml.%1$I, $1)', source)
         USING data;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN QUERY SELECT 'pgml.' || source, n;

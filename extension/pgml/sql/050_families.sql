@@ -33,7 +33,7 @@ AS $$
       FROM @pgmodels@.train_joint(
           $1, $2, $3, $4, $5, $6, $7, nullif($8, '{}'), nullif($9, '{}'),
           CASE WHEN $3 IS NOT NULL THEN $10 END, CASE WHEN $3 IS NOT NULL THEN $11 END,
-          $13 AND pgml._check_runtime($12),
+          CASE WHEN pgml._check_runtime($12) THEN coalesce($13, false) END,
           CASE WHEN $3 IS NOT NULL THEN nullif($15, '{}') END, $14) t
 $$;
 COMMENT ON FUNCTION pgml.train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, text, boolean, boolean, jsonb) IS 'PostgresML''s train_joint(): trains a joint regression model on several target columns with pgmodels'' train_joint()';
@@ -50,11 +50,11 @@ $sql$, '@pgmodels@', s);
         FOREACH target IN ARRAY ARRAY['project_name text', 'model_id bigint'] LOOP
             FOREACH ftype IN ARRAY ARRAY['real[]', 'double precision[]', 'numeric[]', 'integer[]', 'bigint[]',
                                          'smallint[]', 'jsonb'] LOOP
-                EXECUTE format('CREATE OR REPLACE FUNCTION pgml.%I(%s, features %s) RETURNS real[] '
+                EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION pgml.%I(%s, features %s) RETURNS real[] '
                                'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
-                               fn, target, ftype, format('SELECT %s.%I($1, $2)', s, fn));
-                EXECUTE format('COMMENT ON FUNCTION pgml.%I(%s, %s) IS %L', fn, split_part(target, ' ', 2), ftype,
-                               format('PostgresML''s %s(): %s (pgmodels'' %s)', fn,
+                               fn, target, ftype, pg_catalog.format('SELECT %s.%I($1, $2)', s, fn));
+                EXECUTE pg_catalog.format('COMMENT ON FUNCTION pgml.%I(%s, %s) IS %L', fn, pg_catalog.split_part(target, ' ', 2), ftype,
+                               pg_catalog.format('PostgresML''s %s(): %s (pgmodels'' %s)', fn,
                                       CASE fn WHEN 'decompose' THEN 'a PCA model''s components'
                                               ELSE 'a joint regression model''s values, one per target' END, fn));
             END LOOP;

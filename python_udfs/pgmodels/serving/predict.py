@@ -27,8 +27,13 @@ def _feed(model: Model, features):
         elif isinstance(features, list):
             features = inputs.positional(model, features)
         elif not isinstance(features, dict):
+            kind = "null" if features is None else "boolean" if isinstance(features, bool) \
+                else "string" if isinstance(features, str) else "number"
             raise PgmodelsError("jsonb features must be an object keyed by feature name, or an array",
-                                detail=f"Got a JSON {type(features).__name__}.", sqlstate=INVALID_PARAMETER_VALUE)
+                                detail=f"Got a JSON {kind}.",
+                                hint="A value that is neither a row nor an array (a timestamp, a text) reaches "
+                                     "predict as JSON: pass a row, an array of numbers or a jsonb object.",
+                                sqlstate=INVALID_PARAMETER_VALUE)
     if not isinstance(features, dict):
         raise PgmodelsError("features must be a numeric array, a row or a jsonb object",
                             sqlstate=DATATYPE_MISMATCH)
@@ -73,8 +78,11 @@ def _predict(project: str, model_id: int, features, stamp: float, loaded) -> flo
 def _classifier(project, model_id, stamp, loaded, function: str) -> Model | None:
     model = cache.current(project, model_id, stamp, loaded)
     if model is not None and model.task != "classification":
-        raise PgmodelsError(f"{model.describe()} is a regression model; {function} needs a classifier",
-                            hint="Use predict() for its values.", sqlstate=FEATURE_NOT_SUPPORTED)
+        raise PgmodelsError(f"{model.describe()} is a {model.task} model; {function} needs a classifier",
+                            hint={"decomposition": "Use decompose() for its components.",
+                                  "clustering": "Use predict() for its cluster."}.get(model.task,
+                                                                                      "Use predict() for its values."),
+                            sqlstate=FEATURE_NOT_SUPPORTED)
     return model
 
 

@@ -133,7 +133,7 @@ def answers(model: Model, fed: dict, rows: int, outputs) -> dict:
     wanted = set(outputs)
     if model.task != "classification":
         if wanted - {"prediction"}:
-            raise PgmodelsError(f"{model.describe()} is a regression model; outputs probabilities and label "
+            raise PgmodelsError(f"{model.describe()} is a {model.task} model; outputs probabilities and label "
                                 "need a classifier", sqlstate=FEATURE_NOT_SUPPORTED)
         out["prediction"] = model.engine.values(fed).astype(np.float64).tolist()
         return out

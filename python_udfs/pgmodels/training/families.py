@@ -35,7 +35,7 @@ CLUSTERING = {
     "mean_shift": f"{_CL}:MeanShift",
 }
 # PostgresML's names for algorithms that cannot place a new row in a cluster
-NO_PREDICT = ("dbscan", "optics", "spectral", "spectral_bi", "spectral_co", "feature_agglomeration")
+NO_PREDICT = ("agglomerative", "dbscan", "optics", "spectral", "spectral_bi", "spectral_co", "feature_agglomeration")
 DECOMPOSITION = {"pca": "sklearn.decomposition:PCA"}
 UNSUPERVISED = ("clustering", "decomposition")
 

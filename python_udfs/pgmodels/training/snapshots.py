@@ -59,5 +59,10 @@ def snapshot_udf(relation_name):
     from .udf import TRAIN_SIGNATURE, resolve_relation
 
     require_execute(qualified(TRAIN_SIGNATURE), "snapshot")
+    if relation_name is None:
+        from ..errors import PgmodelsError
+
+        raise PgmodelsError("relation_name must not be NULL", hint="Name the table or view to copy.",
+                            sqlstate="22004")
     snap, record = materialize(resolve_relation(relation_name))
     return [(record["relation"], record["source"], record["rows"])]
