@@ -304,3 +304,18 @@ def test_pgml_functions_ignore_a_hostile_search_path(cluster, make_role, name):
         conn.execute("SELECT * FROM pgml.deploy('i', 'new_score')")
         assert conn.execute("SELECT count(*) FROM pgml.predict_batch('i', ARRAY[5.1, 3.5, 1.4, 0.2]::real[])").fetchone() == (1,)
         conn.execute("SELECT * FROM pgml.snapshot('pgml.iris', 'target')")
+
+
+def test_drop_extension_and_snapshots(cluster):
+    """Review finding 11: schema pgmodels_snapshots belongs to the extension: DROP EXTENSION
+    refuses while snapshots exist, CASCADE drops them with the schema, and a new CREATE
+    EXTENSION makes the schema again."""
+    with fresh_database(cluster, setup="CREATE EXTENSION pgmodels CASCADE") as (_, conn, _):
+        conn.execute("CREATE TABLE t AS SELECT i::real AS x, (2 * i)::real AS y FROM generate_series(1, 10) i")
+        rel = conn.execute("SELECT relation FROM snapshot('t')").fetchone()[0]
+        assert sql_error(conn, "DROP EXTENSION pgmodels").sqlstate == "2BP01"
+        assert conn.execute(f"SELECT count(*) FROM {rel}").fetchone() == (10,)
+        conn.execute("DROP EXTENSION pgmodels CASCADE")
+        assert conn.execute("SELECT to_regnamespace('pgmodels_snapshots')").fetchone() == (None,)
+        conn.execute("CREATE EXTENSION pgmodels CASCADE")
+        assert conn.execute("SELECT relation FROM snapshot('t')").fetchone()[0].startswith("pgmodels_snapshots.")
