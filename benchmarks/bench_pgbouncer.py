@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def run(args) -> dict:
             print(line(clients, entry), flush=True)
     finally:
         bouncer.close()
+        shutil.rmtree(work, ignore_errors=True)
     return results
 
 

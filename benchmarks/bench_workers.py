@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=10000)
     p.add_argument("--out")
     args = p.parse_args(argv)
+    # killed (timeout, SIGTERM): unwind, so that the trial's finally stops its workers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         conn.execute("SET pgmodels.progress_level = 'off'")
         setup(conn, args.rows, args.trees)

@@ -185,8 +185,17 @@ def test_a_promoted_standby_takes_writes_and_follows_no_more(cluster, conn, name
     assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()[0] == 0
 
 
-def test_bad_standby_requests_fail_cleanly_and_leave_nothing(cluster):
-    home = temp_home("pgmodels-badstandby-") / "home"
+@pytest.fixture
+def bad_home():
+    import shutil
+
+    parent = temp_home("pgmodels-badstandby-")
+    yield parent / "home"
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_bad_standby_requests_fail_cleanly_and_leave_nothing(cluster, bad_home):
+    home = bad_home
     # nobody listens there
     dead = f"postgresql://postgres:x@127.0.0.1:{free_port()}/pgmodels"
     r = pgmodels_cli("db", "create", "--standby-of", dead, "--port", str(free_port()), home=home, check=False)
