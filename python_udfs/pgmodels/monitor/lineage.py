@@ -16,6 +16,7 @@ import json
 from .. import _version
 from .._plpy import query, udf
 from . import profile
+from .profile import label_text
 
 FINGERPRINT_SQL = ("pg_catalog.sum(('x' || pg_catalog.substr(pg_catalog.md5(s::text), 1, 16))"
                    "::bit(64)::bigint::numeric)")
@@ -27,11 +28,6 @@ retrain_context: dict | None = None
 def fingerprint(rows: int, total) -> str:
     value = int(total or 0) % (1 << 64)
     return f"rows-md5-sum:{rows}:{value:016x}"
-
-
-def label_text(v) -> str:
-    """A class label as predict_label() writes it."""
-    return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
 def at_training(task: str, features, target, read_info: dict, predictions: dict | None = None) -> dict:

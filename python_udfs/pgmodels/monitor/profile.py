@@ -25,6 +25,11 @@ MAX_CATEGORIES = 50
 OTHER = "(other)"
 
 
+def label_text(v) -> str:
+    """A class label as predict_label() writes it."""
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
 def numeric(values) -> dict:
     """The profile of one numeric column (None and NaN are nulls)."""
     x = (values.astype(np.float64) if isinstance(values, np.ndarray)

@@ -104,11 +104,11 @@ def prediction_profile(task: str, fitted, X, labels) -> dict | None:
     """The distribution of the model's own answers on the rows it was trained and tested
     on: what drift() compares the answers on current rows with (the true labels' would
     flag any imperfect model)."""
-    from ..monitor import lineage, profile
+    from ..monitor import profile  # pure numpy: this runs in the training child, and in unit tests
 
     predicted = np.asarray(fitted.predict(X)).reshape(-1)
     if task == "classification":
-        return profile.categorical([lineage.label_text(labels[int(i)]) for i in predicted])
+        return profile.categorical([profile.label_text(labels[int(i)]) for i in predicted])
     return profile.numeric(predicted.astype(np.float64))
 
 
