@@ -42,7 +42,7 @@ def test_pg_cron_runs_scheduled_jobs_as_their_owner_here_and_in_other_databases(
                            JOIN pgmodels.batch_job b ON b.cron_job_id = j.jobid WHERE b.name = %s""",
                       [name]).fetchone()
     assert entry[0] == rolname and entry[1] == "pgmodels" and entry[3] == "* * * * *"
-    assert re.fullmatch(r"CALL \w+\.run_batch_job\('" + name + r"'\)", entry[2])
+    assert re.fullmatch(r"CALL \w+\.run_batch_job\('" + name + r"'::text\)", entry[2])
 
     # another database: refused with a hint a superuser can follow
     other_src = make_project(conn, name, rows=300)
