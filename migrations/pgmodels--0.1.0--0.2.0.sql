@@ -12,6 +12,14 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_lookup_acl',
        coalesce((SELECT p.proacl::text FROM pg_catalog.pg_proc p
                   WHERE p.oid = 'pgmodels._lookup(text, bigint)'::regprocedure), ''), true);
 
+-- train() gained materialize_snapshot (issue #14): who may train is carried over from
+-- the old signature's grants to the new one (see the epilogue).
+SELECT pg_catalog.set_config('pgmodels.upgrade_train_acl',
+       coalesce((SELECT p.proacl::text FROM pg_catalog.pg_proc p
+                  WHERE p.oid = '@extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb)'::regprocedure), ''), true);
+DROP FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb);
+DROP FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb);
+
 -- Functions whose signature or result changed, and the record type the old cores took.
 DROP FUNCTION pgmodels._activate(text, text);
 DROP FUNCTION pgmodels._pending_error();
@@ -295,9 +303,13 @@ WHERE r.rolname = current_user;
 COMMENT ON VIEW pgmodels._caller IS 'internal: a credential for current_user and this statement (the view reads the secret key with its owner''s rights)';
 GRANT SELECT ON pgmodels._caller TO PUBLIC;
 
+-- PL/pgSQL, not SQL: it cannot be inlined (it reads a view), and PostgreSQL 15 plans a
+-- SQL function's body anew in every statement that calls it, where PL/pgSQL keeps its
+-- plans for the session; predict pays this once per statement (and through a
+-- transaction-pooling PgBouncer every statement is a new transaction).
 CREATE OR REPLACE FUNCTION pgmodels._credential() RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT c.credential FROM pgmodels._caller c $$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$ BEGIN RETURN (SELECT c.credential FROM pgmodels._caller c); END $$;
 COMMENT ON FUNCTION pgmodels._credential() IS 'internal: a credential for current_user and this statement, for the definer cores';
 
 -- Definer: it reads the secret key.
@@ -325,10 +337,12 @@ COMMENT ON FUNCTION pgmodels._verify_caller(text) IS 'internal: the role a calle
 
 -- Definer: it reads the catalog. It answers about any role, as has_table_privilege does.
 -- privilege: 'owner' (the owner or a member of it), 'predict', 'export', or 'use' (any).
+-- PL/pgSQL for its cached plans, as _credential.
 CREATE OR REPLACE FUNCTION pgmodels._may(role oid, project_id bigint, privilege text) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (
+BEGIN
+    RETURN EXISTS (
         SELECT 1 FROM pgmodels.projects p
          WHERE p.id = _may.project_id
            AND CASE WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = p.owner)
@@ -339,7 +353,8 @@ AS $$
            AND (_may.privilege = 'use' OR g.privilege = _may.privilege)
            AND CASE WHEN g.grantee = 0 THEN true
                     WHEN EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee)
-                    THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END)
+                    THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END);
+END
 $$;
 COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export or use (any of them)';
 
@@ -448,8 +463,9 @@ GRANT SELECT ON pgmodels.project_privileges TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION pgmodels._key_metric(task text, metrics jsonb) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' ELSE 'r2' END)::double precision $$;
-COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression';
+AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' WHEN 'clustering' THEN 'silhouette'
+                                     WHEN 'decomposition' THEN 'cumulative_explained_variance' ELSE 'r2' END)::double precision $$;
+COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression (joint: averaged over the targets), silhouette for clustering, cumulative_explained_variance for decomposition';
 
 
 -- Storing a model version. train() and import_onnx() run with the caller's rights (so
@@ -658,17 +674,18 @@ COMMENT ON FUNCTION @extschema@.deploy(bigint) IS 'deploys one model version, ch
 -- hyperparams, search, search_params and search_args only when algorithm is left NULL
 -- too. On a project's first training the defaults are algorithm 'linear',
 -- hyperparams '{}', test_size 0.25 and test_sampling 'stratified'.
+-- materialize_snapshot copies the rows into a snapshot table first and trains on it (sql/120_families.sql).
 CREATE OR REPLACE FUNCTION pgmodels._train(project_name text, task text, relation_name text, y_column_name text,
     algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
-    test_sampling text, automatic_deploy boolean, preprocess jsonb)
+    test_sampling text, automatic_deploy boolean, preprocess jsonb, materialize_snapshot boolean)
 RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
                runtime text, metrics jsonb)
 LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
-from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess)
+from pgmodels.training.udf import train; return train(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess, materialize_snapshot)
 $$;
-COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'internal: the core of train()';
+COMMENT ON FUNCTION pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'internal: the core of train()';
 
 CREATE OR REPLACE FUNCTION @extschema@.train(
     project_name text,
@@ -683,16 +700,17 @@ CREATE OR REPLACE FUNCTION @extschema@.train(
     test_size real DEFAULT NULL,
     test_sampling text DEFAULT NULL,
     automatic_deploy boolean DEFAULT true,
-    preprocess jsonb DEFAULT NULL)
+    preprocess jsonb DEFAULT NULL,
+    materialize_snapshot boolean DEFAULT false)
 RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
                runtime text, metrics jsonb)
 LANGUAGE sql VOLATILE
 AS $$
-    SELECT * FROM pgmodels._train($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    SELECT * FROM pgmodels._train($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
     UNION ALL  -- raises the error the core recorded, if any, once the core has run
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
 $$;
-COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';
+COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';
 
 -- sql/040_serving.sql
 -- Serving: predict(), predict_proba(), predict_label(), predict_batch().
@@ -1068,13 +1086,14 @@ SELECT p.name AS project,
        m.trained_at,
        m.trained_by,
        length(m.artifact) AS artifact_bytes,
-       p.owner::text AS owner
+       p.owner::text AS owner,
+       m.training -> 'retrain' AS retrain
 FROM pgmodels.models m
 JOIN pgmodels.projects p ON p.id = m.project_id
 LEFT JOIN LATERAL (SELECT d.model_id FROM pgmodels.deployments d
                    WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) d ON true
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner';
+COMMENT ON VIEW pgmodels.overview IS 'one row per model version of the projects the current role may use: project, version, algorithm, key metric (f1 or r2), deployed or not, who trained it when, artifact size, owner, and for a version a monitor retrained: the model and drift report it answered (see pgmodels.history for every retrain decision)';
 GRANT SELECT ON pgmodels.overview TO PUBLIC;
 
 -- sql/065_modes.sql
@@ -1386,7 +1405,7 @@ BEGIN
     SELECT j.* INTO STRICT job FROM pgmodels.batch_job j WHERE j.id = job_id FOR UPDATE;
     PERFORM pgmodels._cron_unschedule(job.cron_job_id);
     entry := pgmodels._cron_schedule(pgmodels._batch_cron_name(job.name),
-                                     schedule, format('CALL %I.run_batch_job(%L)', '@extschema@', job.name), job.owner);
+                                     schedule, format('CALL %I.run_batch_job(%L::text)', '@extschema@', job.name), job.owner);
     UPDATE pgmodels.batch_job j SET schedule = _batch_schedule.schedule, cron_job_id = entry WHERE j.id = job.id;
     RETURN entry;
 END
@@ -1825,6 +1844,18 @@ CREATE TABLE pgmodels.stream_waiter (
 );
 COMMENT ON TABLE pgmodels.stream_waiter IS 'the worker backends waiting for a stream''s next insert (not dumped: it describes running sessions)';
 
+-- Each consumer's progress and lag over time, sampled by stream maintenance (every 30 s
+-- at most, kept a day): what the console charts. Not dumped: it is recent history only.
+CREATE TABLE pgmodels.stream_consumer_sample (
+    consumer_id      bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,
+    at               timestamptz NOT NULL,
+    events_processed bigint NOT NULL,
+    events_pending   bigint,
+    PRIMARY KEY (consumer_id, at)
+);
+COMMENT ON TABLE pgmodels.stream_consumer_sample IS 'samples of each stream consumer''s events processed and pending, every 30 seconds at most while a worker maintains its stream, kept a day; read them through pgmodels.stream_consumer_history';
+REVOKE ALL ON pgmodels.stream_consumer_sample FROM PUBLIC;
+
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');
@@ -2261,6 +2292,18 @@ BEGIN
             END IF;
         END IF;
     END IF;
+    -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
+    -- (the console draws throughput and lag over the last hour from them)
+    INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
+    SELECT c.id, now(), c.events_processed, (pgmodels._consumer_lag(c.id)).pending
+      FROM pgmodels.stream_consumer c
+     WHERE c.stream_id = s.id
+       AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample x
+                        WHERE x.consumer_id = c.id AND x.at > now() - interval '30 seconds')
+    ON CONFLICT DO NOTHING;
+    DELETE FROM pgmodels.stream_consumer_sample x
+     WHERE x.at < now() - interval '1 day'
+       AND x.consumer_id IN (SELECT c.id FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id);
     RETURN done;
 END
 $$;
@@ -2448,6 +2491,15 @@ CROSS JOIN LATERAL pgmodels._consumer_lag(c.id) lag
 WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_catalog.pg_has_role(pgmodels._me(), s.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.stream_consumers IS 'per consumer the current role owns (or whose stream it owns): events processed, events pending, the oldest pending event''s age, failures (dead letters), last activity, and the channel subscribers LISTEN on';
 GRANT SELECT ON pgmodels.stream_consumers TO PUBLIC;
+
+CREATE OR REPLACE VIEW pgmodels.stream_consumer_history WITH (security_barrier) AS
+SELECT c.name AS consumer, x.at, x.events_processed, x.events_pending
+FROM pgmodels.stream_consumer_sample x
+JOIN pgmodels.stream_consumer c ON c.id = x.consumer_id
+JOIN pgmodels.stream s ON s.id = c.stream_id
+WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_catalog.pg_has_role(pgmodels._me(), s.owner, 'USAGE');
+COMMENT ON VIEW pgmodels.stream_consumer_history IS 'per consumer the current role owns (or whose stream it owns): events processed and pending over the last day, sampled every 30 seconds at most while a worker runs';
+GRANT SELECT ON pgmodels.stream_consumer_history TO PUBLIC;
 
 CREATE OR REPLACE VIEW pgmodels.stream_dead_letters WITH (security_barrier) AS
 SELECT c.name AS consumer, d.event_id, d.event_key, d.event, d.error, d.error_sqlstate, d.failed_at
@@ -2733,14 +2785,14 @@ GRANT SELECT ON pgmodels.progress TO PUBLIC;
 --
 -- Training and importing are for the roles an administrator grants them to, e.g.
 --   GRANT EXECUTE ON FUNCTION train(text, text, text, text, text, jsonb, text, jsonb,
---                                   jsonb, real, text, boolean, jsonb) TO analyst;
+--                                   jsonb, real, text, boolean, jsonb, boolean) TO analyst;
 -- A project belongs to the role that first trained or imported it; only it (and its
 -- members) train, import, deploy and grant there, so deploy() and grant_project() are
 -- open to PUBLIC. Predicting and exporting need the project's predict or export
 -- privilege (grant_project), and EXECUTE on pgmodels._lookup(text, bigint, text), which
 -- PUBLIC has until an administrator revokes it: the master switch.
 REVOKE EXECUTE ON FUNCTION
-    @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
     @extschema@.import_onnx(text, bytea, text[], text, jsonb, text[], boolean)
 FROM PUBLIC;
 -- 0.1.0 revoked deploy() from PUBLIC; say it again so an upgraded database matches.
@@ -2783,7 +2835,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels.doctor(),
     -- cores that check the caller themselves: EXECUTE on train() or import_onnx(), or a
     -- credential and project ownership, or a model this backend just staged
-    pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb),
+    pgmodels._train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
     pgmodels._import_onnx(text, bytea, text[], text, jsonb, text[], boolean),
     pgmodels._store_model(text),
     pgmodels._project_info(text, text),
@@ -2868,6 +2920,1211 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._consumer_output(text)
 TO PUBLIC;
 
+-- sql/100_monitor_catalog.sql
+-- Monitoring (see python_udfs/pgmodels/monitor/): the catalog of drift reports, the
+-- monitors that write them on a pg_cron schedule, per-project thresholds, and the
+-- definer functions that read and write them for a verified caller. The user's functions
+-- are in 101_monitor.sql.
+--
+-- A model version's reference profile (its training rows, per feature) is kept in
+-- pgmodels.models.training -> 'profile', with the model, so it is dumped and restored
+-- with it. drift() compares a relation's rows with it; monitor() runs drift() on a
+-- schedule and records each report here; with retrain, a report that finds drift
+-- trains a new version and deploys it only if it beats the deployed one on the
+-- monitored rows (their labels), by the project's margin.
+
+CREATE TABLE pgmodels.monitor_settings (
+    project_id        bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    psi_warning       double precision NOT NULL DEFAULT 0.1,
+    psi_drift         double precision NOT NULL DEFAULT 0.2,
+    ks_alpha          double precision NOT NULL DEFAULT 0.01,
+    ks_min_statistic  double precision NOT NULL DEFAULT 0.1,
+    retrain_margin    double precision NOT NULL DEFAULT 0.0,
+    min_holdout_rows  integer NOT NULL DEFAULT 30,
+    -- when a monitor with retrain retrains: on drift, on a warning too, or at every report
+    retrain_on        text NOT NULL DEFAULT 'drift' CONSTRAINT monitor_settings_retrain_on_check
+                      CHECK (retrain_on IN ('drift', 'warning', 'always')),
+    CONSTRAINT monitor_settings_psi_check CHECK (psi_warning > 0 AND psi_drift >= psi_warning AND psi_drift <= 10),
+    CONSTRAINT monitor_settings_ks_check CHECK (ks_alpha > 0 AND ks_alpha < 1 AND ks_min_statistic >= 0
+                                                AND ks_min_statistic <= 1),
+    CONSTRAINT monitor_settings_margin_check CHECK (retrain_margin >= 0 AND retrain_margin <= 1),
+    CONSTRAINT monitor_settings_holdout_check CHECK (min_holdout_rows BETWEEN 1 AND 100000000)
+);
+COMMENT ON TABLE pgmodels.monitor_settings IS 'per-project drift thresholds and the retrain margin (set_monitor_thresholds); a project without a row uses the defaults';
+
+CREATE TABLE pgmodels.monitor (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    project_id    bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    owner         regrole NOT NULL,
+    relation      regclass NOT NULL,
+    time_column   name,
+    schedule      text,  -- NULL: run by hand (run_monitor)
+    retrain       boolean NOT NULL DEFAULT false,
+    cron_job_id   bigint,
+    -- the end of the last report's window: the next scheduled report starts there
+    last_window_end timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (project_id, relation)
+);
+COMMENT ON TABLE pgmodels.monitor IS 'drift monitors: a relation compared with a project''s deployed model on a pg_cron schedule, run as the role that created it; read it through pgmodels.monitors';
+
+CREATE TABLE pgmodels.drift_report (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    project_id     bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    monitor_id     bigint REFERENCES pgmodels.monitor (id) ON DELETE SET NULL,
+    model_id       bigint NOT NULL REFERENCES pgmodels.models (id) ON DELETE CASCADE,
+    model_version  integer NOT NULL,
+    relation       text NOT NULL,
+    time_column    name,
+    window_start   timestamptz,
+    window_end     timestamptz,
+    rows           bigint NOT NULL,
+    status         text NOT NULL CHECK (status IN ('ok', 'warning', 'drift')),
+    drifted        text[] NOT NULL DEFAULT '{}',
+    -- one object per feature and one for the predictions: every metric and the current
+    -- shares over the reference bins
+    features       jsonb NOT NULL,
+    thresholds     jsonb NOT NULL,
+    -- the retrain decision, if the monitor retrains: new model, both scores, deployed or not, why
+    retrain        jsonb,
+    created_by     name NOT NULL,  -- the monitor's owner who ran it
+    created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX drift_report_project_idx ON pgmodels.drift_report (project_id, id DESC);
+COMMENT ON TABLE pgmodels.drift_report IS 'one row per drift report a monitor wrote: window, model version, every metric per feature, the retrain decision; read it through pgmodels.drift_reports';
+
+REVOKE ALL ON pgmodels.monitor_settings, pgmodels.monitor, pgmodels.drift_report FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.monitor_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.monitor', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.monitor_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.drift_report', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.drift_report_id_seq', '');
+
+-- The views: rows of the projects the current role may use (security_barrier, read with
+-- the owner's rights, filtered by current_user), as pgmodels.overview does.
+CREATE OR REPLACE VIEW pgmodels.drift_reports WITH (security_barrier) AS
+SELECT r.id, p.name AS project, r.model_id, r.model_version, r.relation, r.time_column, r.window_start,
+       r.window_end, r.rows, r.status, r.drifted, r.features, r.thresholds, r.retrain, r.monitor_id,
+       r.created_by, r.created_at
+FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.drift_reports IS 'drift reports of the projects the current role may use: window, model version, status, drifted features, every metric (features jsonb) and the retrain decision';
+
+CREATE OR REPLACE VIEW pgmodels.drift_report_features WITH (security_barrier) AS
+SELECT r.id AS report_id, p.name AS project, r.model_version, r.created_at, f ->> 'feature' AS feature,
+       f ->> 'kind' AS kind, (f ->> 'rows')::bigint AS rows, (f ->> 'psi')::double precision AS psi,
+       (f ->> 'ks_statistic')::double precision AS ks_statistic, (f ->> 'p_value')::double precision AS p_value,
+       (f ->> 'null_rate_change')::double precision AS null_rate_change, f ->> 'status' AS status
+FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+CROSS JOIN LATERAL jsonb_array_elements(r.features) f
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.drift_report_features IS 'one row per feature of each drift report (the history of a feature''s PSI), for the projects the current role may use';
+
+CREATE OR REPLACE VIEW pgmodels.monitors WITH (security_barrier) AS
+SELECT m.id, p.name AS project, m.relation::text AS relation, m.time_column, m.schedule, m.retrain,
+       m.owner::text AS owner, m.cron_job_id, m.last_window_end, m.created_at,
+       (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1) AS last_status
+FROM pgmodels.monitor m JOIN pgmodels.projects p ON p.id = m.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report';
+
+GRANT SELECT ON pgmodels.drift_reports, pgmodels.drift_report_features, pgmodels.monitors TO PUBLIC;
+
+-- The deployed (model_id 0) or given model, as drift() needs it, for a caller that may
+-- predict with it, with the project's thresholds; not the profile itself (quantiles, min
+-- and max, category values: details of the training rows that predict does not give;
+-- _stage_profile hands it to drift()'s own code only). Definer: the catalog is not
+-- readable by PUBLIC; the privilege check is _resolve's.
+CREATE OR REPLACE FUNCTION pgmodels._drift_reference(project_name text, model_id bigint, credential text)
+RETURNS TABLE (model_id bigint, project_id bigint, project text, version integer, task text, feature_names text[],
+               feature_types text[], nullable text[], array_features jsonb, labels jsonb, has_profile boolean,
+               y_column text, thresholds jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.id, m.project_id, (s.r).project, m.version, m.task, m.feature_names, m.feature_types, (s.r).nullable,
+           m.training -> 'array_features', m.labels, (m.training -> 'profile') IS NOT NULL, m.training ->> 'y_column',
+           jsonb_build_object('psi_warning', coalesce(ms.psi_warning, 0.1), 'psi_drift', coalesce(ms.psi_drift, 0.2),
+                              'ks_alpha', coalesce(ms.ks_alpha, 0.01),
+                              'ks_min_statistic', coalesce(ms.ks_min_statistic, 0.1),
+                              'retrain_margin', coalesce(ms.retrain_margin, 0.0),
+                              'min_holdout_rows', coalesce(ms.min_holdout_rows, 30),
+                              'retrain_on', coalesce(ms.retrain_on, 'drift'))
+      FROM (SELECT pgmodels._resolve($1, $2, pgmodels._verify_caller($3), 'predict', false) AS r) s
+      JOIN pgmodels.models m ON m.id = (s.r).id
+      LEFT JOIN pgmodels.monitor_settings ms ON ms.project_id = m.project_id
+$$;
+COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: what drift() needs of a model (not its profile) and its project''s drift thresholds, for a caller that may predict with it';
+
+-- The profile itself goes into the backend's Python state under a one-time token, never
+-- back to the caller: drift()'s code takes it from there. A role that calls this directly
+-- gets a token it can do nothing with (reading Python state needs plpython3u, a
+-- superuser's language). Definer: it reads the catalog, after _resolve's privilege check.
+CREATE OR REPLACE FUNCTION pgmodels._stage_profile(model_id bigint, credential text) RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ from pgmodels.monitor.current import stage_profile; return stage_profile(model_id, credential) $$;
+COMMENT ON FUNCTION pgmodels._stage_profile(bigint, text) IS 'internal: stages a model''s reference profile in the backend for drift()''s code, for a caller that may predict with it; returns a one-time token';
+
+-- Sets a project's thresholds: its owner's.
+CREATE OR REPLACE FUNCTION pgmodels._set_monitor_thresholds(credential text, project_name text,
+    psi_warning double precision, psi_drift double precision, ks_alpha double precision,
+    ks_min_statistic double precision, retrain_margin double precision, min_holdout_rows integer,
+    retrain_on text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    s pgmodels.monitor_settings;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    SELECT ms.* INTO s FROM pgmodels.monitor_settings ms WHERE ms.project_id = proj.id;
+    s.project_id := proj.id;
+    s.psi_warning := coalesce($3, s.psi_warning, 0.1);
+    s.psi_drift := coalesce($4, s.psi_drift, 0.2);
+    s.ks_alpha := coalesce($5, s.ks_alpha, 0.01);
+    s.ks_min_statistic := coalesce($6, s.ks_min_statistic, 0.1);
+    s.retrain_margin := coalesce($7, s.retrain_margin, 0.0);
+    s.min_holdout_rows := coalesce($8, s.min_holdout_rows, 30);
+    s.retrain_on := coalesce($9, s.retrain_on, 'drift');
+    IF NOT (s.psi_warning > 0 AND s.psi_drift >= s.psi_warning AND s.psi_drift <= 10) THEN
+        RAISE EXCEPTION 'invalid PSI thresholds: warning %, drift %', s.psi_warning, s.psi_drift USING ERRCODE = '22023',
+            DETAIL = 'The warning threshold must be above 0 and at most the drift threshold, which is at most 10.',
+            HINT = 'The defaults are 0.1 and 0.2.';
+    ELSIF NOT (s.ks_alpha > 0 AND s.ks_alpha < 1) THEN
+        RAISE EXCEPTION 'ks_alpha must be between 0 and 1, not %', s.ks_alpha USING ERRCODE = '22023',
+            HINT = 'The default is 0.01.';
+    ELSIF NOT (s.ks_min_statistic >= 0 AND s.ks_min_statistic <= 1) THEN
+        RAISE EXCEPTION 'ks_min_statistic must be between 0 and 1, not %', s.ks_min_statistic USING ERRCODE = '22023';
+    ELSIF NOT (s.retrain_margin >= 0 AND s.retrain_margin <= 1) THEN
+        RAISE EXCEPTION 'retrain_margin must be between 0 and 1, not %', s.retrain_margin USING ERRCODE = '22023',
+            DETAIL = 'It is how much the new model''s key metric must beat the deployed one''s by.';
+    ELSIF s.retrain_on NOT IN ('drift', 'warning', 'always') THEN
+        RAISE EXCEPTION 'retrain_on must be drift, warning or always, not "%"', s.retrain_on USING ERRCODE = '22023';
+    ELSIF s.min_holdout_rows < 1 OR s.min_holdout_rows > 100000000 THEN
+        RAISE EXCEPTION 'min_holdout_rows must be between 1 and 100000000, not %', s.min_holdout_rows USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO pgmodels.monitor_settings SELECT s.*
+        ON CONFLICT (project_id) DO UPDATE SET psi_warning = EXCLUDED.psi_warning, psi_drift = EXCLUDED.psi_drift,
+            ks_alpha = EXCLUDED.ks_alpha, ks_min_statistic = EXCLUDED.ks_min_statistic,
+            retrain_margin = EXCLUDED.retrain_margin, min_holdout_rows = EXCLUDED.min_holdout_rows,
+            retrain_on = EXCLUDED.retrain_on;
+    RETURN jsonb_build_object('psi_warning', s.psi_warning, 'psi_drift', s.psi_drift, 'ks_alpha', s.ks_alpha,
+                              'ks_min_statistic', s.ks_min_statistic, 'retrain_margin', s.retrain_margin,
+                              'min_holdout_rows', s.min_holdout_rows, 'retrain_on', s.retrain_on);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer, text) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
+
+-- What happened to each project, newest first: versions trained or imported,
+-- deployments and rollbacks, drift reports, and every retrain decision with its reason
+-- (a failed or rejected retrain included), for the projects the current role may use.
+CREATE OR REPLACE VIEW pgmodels.history WITH (security_barrier) AS
+SELECT e.project, e.at, e.event, e.model_id, e.version, e.detail
+FROM (
+    SELECT m.project_id, p.name AS project, m.trained_at AS at,
+           CASE WHEN m.training ? 'retrain' THEN 'retrained' WHEN (m.training ->> 'imported')::boolean THEN 'imported'
+                ELSE 'trained' END AS event,
+           m.id AS model_id, m.version,
+           format('%s, %s %s', m.algorithm, CASE m.task WHEN 'classification' THEN 'f1' ELSE 'r2' END,
+                  coalesce(round(pgmodels._key_metric(m.task, m.metrics)::numeric, 4)::text, 'undefined')) AS detail
+      FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id
+    UNION ALL
+    SELECT d.project_id, p.name, d.deployed_at, CASE d.strategy WHEN 'rollback' THEN 'rolled back' ELSE 'deployed' END,
+           d.model_id, m.version, format('strategy %s, by %s', d.strategy, d.deployed_by)
+      FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
+      JOIN pgmodels.models m ON m.id = d.model_id
+    UNION ALL
+    SELECT r.project_id, p.name, r.created_at, 'drift report ' || r.status, r.model_id, r.model_version,
+           format('report %s on %s, %s rows%s', r.id, r.relation, r.rows,
+                  CASE WHEN cardinality(r.drifted) > 0 THEN ', drifted: ' || array_to_string(r.drifted, ', ') ELSE '' END)
+      FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+    UNION ALL
+    SELECT r.project_id, p.name, r.created_at,
+           CASE WHEN (r.retrain ->> 'deployed')::boolean THEN 'retrain deployed'
+                WHEN r.retrain ? 'error' THEN 'retrain failed' ELSE 'retrain kept' END,
+           (r.retrain ->> 'new_model_id')::bigint, (r.retrain ->> 'new_version')::integer,
+           concat_ws('; ', r.retrain ->> 'reason', r.retrain ->> 'error', 'report ' || r.id)
+      FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+     WHERE r.retrain IS NOT NULL
+) e
+WHERE pgmodels._may(pgmodels._me(), e.project_id, 'use');
+COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports, and every retrain decision with its reason';
+GRANT SELECT ON pgmodels.history TO PUBLIC;
+
+-- Traceability of request-response serving: pgmodels serve logs a sample of its
+-- requests (--log-sample, every request by default) with the model id and version that
+-- answered. It writes with its own connection's role: a superuser, or a role an
+-- administrator grants INSERT on this table to (no other role may write it).
+CREATE TABLE pgmodels.request_log (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at             timestamptz NOT NULL,
+    project_id     bigint REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    project        text NOT NULL,
+    model_id       bigint,
+    model_version  integer,
+    role           name NOT NULL,
+    transport      text NOT NULL CHECK (transport IN ('http', 'grpc')),
+    request_id     text,
+    rows           integer,
+    status         integer NOT NULL,
+    error          text,
+    latency_ms     double precision NOT NULL
+);
+CREATE INDEX request_log_project_at_idx ON pgmodels.request_log (project_id, at DESC);
+COMMENT ON TABLE pgmodels.request_log IS 'a sample of the requests pgmodels serve answered: when, project, the model id and version that answered, role, transport, rows, HTTP status, latency; read it through pgmodels.request_logs';
+REVOKE ALL ON pgmodels.request_log FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.request_log', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.request_log_id_seq', '');
+
+CREATE OR REPLACE VIEW pgmodels.request_logs WITH (security_barrier) AS
+SELECT l.id, l.at, l.project, l.model_id, l.model_version, l.role, l.transport, l.request_id, l.rows, l.status,
+       l.error, l.latency_ms
+FROM pgmodels.request_log l
+WHERE pgmodels._may(pgmodels._me(), l.project_id, 'owner');
+COMMENT ON VIEW pgmodels.request_logs IS 'the logged requests of pgmodels serve to the projects the current role owns: which model version answered whom, when, how fast';
+GRANT SELECT ON pgmodels.request_logs TO PUBLIC;
+
+-- sql/101_monitor.sql
+-- Monitoring, the user's side: drift(), set_reference(), set_monitor_thresholds(),
+-- monitor(), run_monitor(), drop_monitor(), model_lineage(); and the definer functions
+-- that write monitors and reports for a verified caller. See 100_monitor_catalog.sql.
+
+-- A monitor, checked and scheduled. Definer: it writes the catalog and schedules with
+-- pg_cron as the verified caller. It trusts nothing it is handed: the caller needs
+-- EXECUTE on monitor() (an administrator's grant, like create_batch_job), the project's
+-- ownership (its reports become part of the project's record, which every role that may
+-- use the project reads), SELECT on the relation (and EXECUTE on train() for retrain,
+-- which train() checks at each retrain).
+CREATE OR REPLACE FUNCTION pgmodels._monitor_create(credential text, project_name text, relation oid,
+                                                    time_column text, schedule text, retrain boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    mon pgmodels.monitor;
+    entry bigint;
+BEGIN
+    PERFORM pgmodels._require_grant(caller, 'monitor(text, text, text, text, boolean)', 'monitor',
+                                    'may schedule drift monitors');
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))
+       OR NOT has_table_privilege(caller, relation, 'SELECT')
+          AND NOT has_any_column_privilege(caller, relation, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', relation::regclass USING ERRCODE = '42501',
+            DETAIL = 'A monitor reads its relation with the rights of the role that creates it.';
+    END IF;
+    IF time_column IS NOT NULL AND NOT has_column_privilege(caller, relation, time_column, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', relation::regclass USING ERRCODE = '42501';
+    END IF;
+    IF schedule IS NOT NULL AND (btrim(schedule) = '' OR length(schedule) > 100) THEN
+        RAISE EXCEPTION 'invalid cron schedule "%"', schedule USING ERRCODE = '22023',
+            HINT = 'Use a five-field cron expression such as ''*/5 * * * *'', or NULL to run the monitor by hand.';
+    END IF;
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.project_id = proj.id AND m.relation = $3 FOR UPDATE;
+    IF mon.id IS NOT NULL THEN
+        IF NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
+            RAISE EXCEPTION 'project "%" is already monitored on relation % by role "%"', project_name,
+                relation::regclass, mon.owner USING ERRCODE = '42710',
+                HINT = 'Its owner can drop_monitor() it.';
+        END IF;
+        PERFORM pgmodels._cron_unschedule(mon.cron_job_id);
+        UPDATE pgmodels.monitor m SET time_column = $4, schedule = $5, retrain = $6, cron_job_id = NULL, owner = caller::regrole
+         WHERE m.id = mon.id;
+    ELSE
+        INSERT INTO pgmodels.monitor (project_id, owner, relation, time_column, schedule, retrain)
+        VALUES (proj.id, caller::regrole, $3, $4, $5, $6) RETURNING * INTO mon;
+    END IF;
+    IF schedule IS NOT NULL THEN
+        entry := pgmodels._cron_schedule(
+            format('pgmodels_monitor:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), mon.id),
+            schedule, format('SELECT %I.run_monitor(%s::bigint)', '@extschema@', mon.id), caller);
+        UPDATE pgmodels.monitor m SET cron_job_id = entry WHERE m.id = mon.id;
+    END IF;
+    RETURN mon.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._monitor_create(text, text, oid, text, text, boolean) IS 'internal: the core of monitor() (definer: it writes the catalog and schedules with pg_cron as the verified caller)';
+
+-- A monitor, for the role that owns it (or a member): what a run needs.
+CREATE OR REPLACE FUNCTION pgmodels._monitor_get(credential text, monitor_id bigint)
+RETURNS TABLE (project text, relation oid, time_column text, retrain boolean, last_window_end timestamptz,
+               now timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    mon pgmodels.monitor;
+BEGIN
+    -- locked until the run's transaction ends: a second run of the monitor waits, then
+    -- starts where this one's window ended
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id FOR UPDATE;
+    IF mon.id IS NULL THEN
+        RAISE EXCEPTION 'monitor % does not exist', monitor_id USING ERRCODE = '42704',
+            HINT = 'See pgmodels.monitors for the monitors there are.';
+    ELSIF NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501',
+            DETAIL = format('It runs as role "%s", with that role''s rights.', mon.owner);
+    END IF;
+    RETURN QUERY SELECT p.name, mon.relation::oid, mon.time_column::text, mon.retrain, mon.last_window_end,
+                        statement_timestamp()
+                   FROM pgmodels.projects p WHERE p.id = mon.project_id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._monitor_get(text, bigint) IS 'internal: a monitor''s settings, locked for a run, for its owner (definer: the catalog is not readable by PUBLIC)';
+
+-- A report, written for the monitor's owner; NOTIFY on drift.
+CREATE OR REPLACE FUNCTION pgmodels._drift_report_write(credential text, monitor_id bigint, model_id bigint,
+    window_start timestamptz, window_end timestamptz, rows bigint, status text, drifted text[], features jsonb,
+    thresholds jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    mon pgmodels.monitor;
+    model pgmodels.models;
+    report_id bigint;
+BEGIN
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id FOR UPDATE;
+    IF mon.id IS NULL OR NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501';
+    END IF;
+    SELECT m.* INTO model FROM pgmodels.models m WHERE m.id = $3 AND m.project_id = mon.project_id;
+    IF model.id IS NULL OR NOT pgmodels._valid_drift_report(features, model.feature_names, status, drifted, rows)
+       OR window_start > window_end THEN
+        RAISE EXCEPTION 'invalid drift report' USING ERRCODE = '22023',
+            DETAIL = 'A report names the monitor''s project''s model, one entry per feature with its metrics, and a status and drifted features that agree with them.';
+    END IF;
+    INSERT INTO pgmodels.drift_report (project_id, monitor_id, model_id, model_version, relation, time_column,
+                                       window_start, window_end, rows, status, drifted, features, thresholds,
+                                       created_by)
+    VALUES (mon.project_id, mon.id, model.id, model.version, mon.relation::text, mon.time_column, $4, $5, $6, $7,
+            coalesce($8, '{}'), $9, $10, caller::regrole::text)
+    RETURNING id INTO report_id;
+    IF mon.time_column IS NOT NULL THEN
+        UPDATE pgmodels.monitor m SET last_window_end = $5 WHERE m.id = mon.id;
+    END IF;
+    IF status = 'drift' THEN
+        PERFORM pg_notify('pgmodels_drift', json_build_object('project', (SELECT p.name FROM pgmodels.projects p
+                                                                          WHERE p.id = mon.project_id),
+                                                             'report_id', report_id, 'status', status)::text);
+    END IF;
+    RETURN report_id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb) IS 'internal: writes a monitor''s report for its verified owner and notifies channel pgmodels_drift on drift';
+
+-- A retrain decision, recorded once on the report that caused it, for the owner of a
+-- retraining monitor who owns its project. Checked against the catalog: the new model is
+-- the one trained after this report, and "deployed" is what the deployments say.
+CREATE OR REPLACE FUNCTION pgmodels._drift_report_decide(credential text, report_id bigint, decision jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    r pgmodels.drift_report;
+    mon pgmodels.monitor;
+    new_model pgmodels.models;
+    current_id bigint;
+BEGIN
+    SELECT x.* INTO r FROM pgmodels.drift_report x WHERE x.id = report_id FOR UPDATE;
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = r.monitor_id;
+    IF r.id IS NULL OR mon.id IS NULL OR NOT mon.retrain OR r.retrain IS NOT NULL
+       OR NOT pg_has_role(caller, mon.owner, 'USAGE') OR NOT pgmodels._may(caller, r.project_id, 'owner') THEN
+        RAISE EXCEPTION 'must be owner of the retraining monitor of drift report %', report_id USING ERRCODE = '42501';
+    END IF;
+    IF jsonb_typeof(decision) IS DISTINCT FROM 'object' OR jsonb_typeof(decision -> 'deployed') IS DISTINCT FROM 'boolean'
+       OR length(decision::text) > 20000
+       OR EXISTS (SELECT 1 FROM jsonb_each(decision) e
+                   WHERE CASE WHEN e.key IN ('new_model_id', 'new_version', 'deployed_model_id', 'deployed_version', 'holdout_rows')
+                              THEN jsonb_typeof(e.value) <> 'number' OR (e.value)::text !~ '^[0-9]{1,18}$'
+                              WHEN e.key IN ('deployed_score', 'new_score', 'margin')
+                              THEN jsonb_typeof(e.value) NOT IN ('number', 'null')
+                                   OR (jsonb_typeof(e.value) = 'number' AND abs((e.value)::text::numeric) > 1e300)
+                              WHEN e.key IN ('reason', 'error', 'sqlstate', 'metric') THEN jsonb_typeof(e.value) NOT IN ('string', 'null')
+                              WHEN e.key = 'drifted' THEN jsonb_typeof(e.value) <> 'array'
+                              ELSE e.key <> 'deployed' END) THEN
+        RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023';
+    END IF;
+    IF decision ? 'new_model_id' THEN
+        SELECT m.* INTO new_model FROM pgmodels.models m
+         WHERE m.id = (decision ->> 'new_model_id')::bigint AND m.project_id = r.project_id
+           AND m.training -> 'retrain' ->> 'drift_report_id' = r.id::text;
+        SELECT d.model_id INTO current_id FROM pgmodels.deployments d WHERE d.project_id = r.project_id
+         ORDER BY d.id DESC LIMIT 1;
+        IF new_model.id IS NULL OR (decision ->> 'new_version')::integer IS DISTINCT FROM new_model.version
+           OR (decision ->> 'deployed')::boolean <> (current_id = new_model.id) THEN
+            RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023',
+                DETAIL = 'The new model must be the version trained after this report, and "deployed" what the deployments say.';
+        END IF;
+    ELSIF (decision ->> 'deployed')::boolean THEN
+        RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023';
+    END IF;
+    UPDATE pgmodels.drift_report x SET retrain = decision WHERE x.id = r.id;
+END
+$$;
+
+-- Whether a report's content has the shape the views read: one object per feature of the
+-- model (or the predictions), with a kind, a status, a row count and numbers or NULLs as
+-- metrics, and a status and drifted list that agree with them.
+CREATE OR REPLACE FUNCTION pgmodels._valid_drift_report(features jsonb, names text[], status text, drifted text[],
+                                                        rows bigint)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    f jsonb;
+    k text;
+    worst text := 'ok';
+    flagged text[] := '{}';
+BEGIN
+    IF jsonb_typeof(features) IS DISTINCT FROM 'array' OR jsonb_array_length(features) > cardinality(names) + 1
+       OR rows IS NULL OR rows < 0 OR status IS NULL THEN
+        RETURN false;
+    END IF;
+    FOR f IN SELECT e FROM jsonb_array_elements(features) e LOOP
+        IF jsonb_typeof(f) <> 'object' OR jsonb_typeof(f -> 'feature') IS DISTINCT FROM 'string'
+           OR NOT (f ->> 'feature' = ANY (names) OR f ->> 'feature' = '(prediction)')
+           OR coalesce(f ->> 'kind', '') NOT IN ('numeric', 'categorical', 'prediction')
+           OR coalesce(f ->> 'status', '') NOT IN ('ok', 'warning', 'drift')
+           OR jsonb_typeof(f -> 'rows') IS DISTINCT FROM 'number' OR (f -> 'rows')::text !~ '^[0-9]{1,18}$'
+           OR length(f::text) > 100000 THEN
+            RETURN false;
+        END IF;
+        FOREACH k IN ARRAY ARRAY['psi', 'ks_statistic', 'p_value', 'null_rate_change'] LOOP
+            IF jsonb_typeof(f -> k) NOT IN ('number', 'null')
+               OR (jsonb_typeof(f -> k) = 'number' AND abs((f ->> k)::numeric) > 1e300) THEN
+                RETURN false;
+            END IF;
+        END LOOP;
+        IF f ? 'shares' AND jsonb_typeof(f -> 'shares') NOT IN ('array', 'object', 'null') THEN
+            RETURN false;
+        END IF;
+        IF f ->> 'status' = 'drift' THEN
+            worst := 'drift';
+            flagged := flagged || (f ->> 'feature');
+        ELSIF f ->> 'status' = 'warning' AND worst = 'ok' THEN
+            worst := 'warning';
+        END IF;
+    END LOOP;
+    RETURN status = worst AND coalesce(drifted, '{}') = flagged;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._valid_drift_report(jsonb, text[], text, text[], bigint) IS 'internal: whether a drift report''s content has the shape its views read, and its status and drifted features agree with its metrics';
+COMMENT ON FUNCTION pgmodels._drift_report_decide(text, bigint, jsonb) IS 'internal: records a retrain decision on a report, once, checked against the catalog, for the verified owner of the retraining monitor and its project';
+
+-- A model's reference profile, from set_reference(): its project owner's.
+CREATE OR REPLACE FUNCTION pgmodels._store_reference(credential text, model_id bigint, profile jsonb)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id WHERE m.id = model_id;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    IF jsonb_typeof(profile -> 'features') IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'invalid reference profile' USING ERRCODE = '22023';
+    END IF;
+    UPDATE pgmodels.models m SET training = m.training || jsonb_build_object('profile', profile) WHERE m.id = $2;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._store_reference(text, bigint, jsonb) IS 'internal: stores a model''s reference profile for its project''s verified owner';
+
+CREATE OR REPLACE FUNCTION pgmodels._drop_monitor(credential text, monitor_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    mon pgmodels.monitor;
+BEGIN
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id FOR UPDATE;
+    IF mon.id IS NULL THEN
+        RAISE EXCEPTION 'monitor % does not exist', monitor_id USING ERRCODE = '42704';
+    ELSIF NOT pg_has_role(caller, mon.owner, 'USAGE')
+          AND NOT pgmodels._may(caller, mon.project_id, 'owner') THEN
+        RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501',
+            DETAIL = 'The role that created it, or the project''s owner, may drop it.';
+    END IF;
+    PERFORM pgmodels._cron_unschedule(mon.cron_job_id);
+    DELETE FROM pgmodels.monitor m WHERE m.id = mon.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._drop_monitor(text, bigint) IS 'internal: the core of drop_monitor(): its owner''s or the project owner''s; the reports stay';
+
+-- A model version's lineage, for a role that may use its project.
+CREATE OR REPLACE FUNCTION pgmodels._model_lineage(model_id bigint, credential text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    m pgmodels.models;
+    proj pgmodels.projects;
+BEGIN
+    SELECT x.* INTO m FROM pgmodels.models x WHERE x.id = model_id;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.id = m.project_id;
+    IF m.id IS NULL OR NOT pgmodels._may(caller, proj.id, 'use') THEN
+        -- the same answer for a model that is not there and one the caller may not see
+        RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = '42704',
+            HINT = 'pgmodels.overview lists the models of the projects you may use.';
+    END IF;
+    RETURN jsonb_build_object(
+        'project', proj.name, 'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
+        'runtime', m.runtime,
+        -- the profile's details (quantiles, min and max, category values) describe the
+        -- training rows: for the owner and export holders (the artifact tells as much);
+        -- others see which features it covers
+        'training', CASE WHEN pgmodels._may(caller, proj.id, 'owner') OR pgmodels._may(caller, proj.id, 'export')
+                         THEN m.training
+                         ELSE (m.training - 'profile') || jsonb_build_object('profile', jsonb_build_object('features',
+                              (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('kind', f.value -> 'kind')), '{}')
+                                 FROM jsonb_each(coalesce(m.training -> 'profile' -> 'features', '{}')) f)))
+                    END,
+        'library_versions', m.library_versions, 'trained_by', m.trained_by, 'trained_at', m.trained_at,
+        'artifact_sha256', encode(m.artifact_sha256, 'hex'), 'key_metric', pgmodels._key_metric(m.task, m.metrics),
+        'metrics', m.metrics, 'hyperparams', m.hyperparams, 'search_results', m.search_results, 'labels', m.labels,
+        'feature_names', m.feature_names, 'artifact_bytes', length(m.artifact),
+        'deployed', (SELECT d.model_id = m.id FROM pgmodels.deployments d WHERE d.project_id = m.project_id
+                      ORDER BY d.id DESC LIMIT 1),
+        'decision', (SELECT r.retrain ->> 'reason' FROM pgmodels.drift_report r
+                      WHERE r.project_id = m.project_id AND r.retrain ->> 'new_model_id' = m.id::text
+                      ORDER BY r.id DESC LIMIT 1));
+END
+$$;
+COMMENT ON FUNCTION pgmodels._model_lineage(bigint, text) IS 'internal: a model version''s catalog record (lineage, metrics, hyperparameters, search results, evaluation; not the artifact) for model_lineage() and the console, for a role that may use its project';
+
+-- PL/Python cores, run as the caller.
+CREATE OR REPLACE FUNCTION pgmodels._drift(project_name text, relation_name text, model_id bigint, since timestamptz,
+                                           time_column text)
+RETURNS TABLE (feature text, kind text, rows bigint, psi double precision, ks_statistic double precision,
+               p_value double precision, null_rate_change double precision, status text)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.monitor.report import drift_udf; return drift_udf(project_name, relation_name, model_id, since, time_column)
+$$;
+COMMENT ON FUNCTION pgmodels._drift(text, text, bigint, timestamptz, text) IS 'internal: the core of drift()';
+
+CREATE OR REPLACE FUNCTION @extschema@.drift(project_name text, relation_name text, model_id bigint DEFAULT NULL,
+                                             since timestamptz DEFAULT NULL, time_column text DEFAULT NULL)
+RETURNS TABLE (feature text, kind text, rows bigint, psi double precision, ks_statistic double precision,
+               p_value double precision, null_rate_change double precision, status text)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM pgmodels._drift($1, $2, $3, $4, $5)
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
+$$;
+COMMENT ON FUNCTION @extschema@.drift(text, text, bigint, timestamptz, text) IS 'compares a relation (or the rows since a time) with the deployed or given model''s training profile: per feature PSI, Kolmogorov-Smirnov statistic and p-value, null-rate change and a status (ok, warning, drift), plus one row for the predictions';
+
+CREATE OR REPLACE FUNCTION pgmodels._set_reference(project_name text, relation_name text, model_id bigint,
+                                                   y_column_name text)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.report import set_reference; return set_reference(project_name, relation_name, model_id, y_column_name)
+$$;
+COMMENT ON FUNCTION pgmodels._set_reference(text, text, bigint, text) IS 'internal: the core of set_reference()';
+
+CREATE OR REPLACE FUNCTION @extschema@.set_reference(project_name text, relation_name text, model_id bigint DEFAULT NULL,
+                                                     y_column_name text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$ SELECT coalesce(pgmodels._set_reference($1, $2, $3, $4), pgmodels._raise_pending(NULL::bigint)) $$;
+COMMENT ON FUNCTION @extschema@.set_reference(text, text, bigint, text) IS 'stores the reference profile drift() compares with for the deployed or given model (an imported one, say) from a relation''s rows; the target''s distribution from y_column_name, or else from the model''s own predictions; returns the rows read; the project owner''s';
+
+CREATE OR REPLACE FUNCTION @extschema@.set_monitor_thresholds(project_name text,
+    psi_warning double precision DEFAULT NULL, psi_drift double precision DEFAULT NULL,
+    ks_alpha double precision DEFAULT NULL, ks_min_statistic double precision DEFAULT NULL,
+    retrain_margin double precision DEFAULT NULL, min_holdout_rows integer DEFAULT NULL,
+    retrain_on text DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._set_monitor_thresholds(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7, $8) $$;
+COMMENT ON FUNCTION @extschema@.set_monitor_thresholds(text, double precision, double precision, double precision, double precision, double precision, integer, text) IS 'sets a project''s drift thresholds (PSI warning 0.1 and drift 0.2, KS alpha 0.01 with a statistic of at least 0.1), its retrain margin and minimum holdout rows, and when a retraining monitor retrains (drift, warning or always: at every report); NULL keeps a value; the project owner''s';
+
+CREATE OR REPLACE FUNCTION pgmodels._monitor(project_name text, relation_name text, schedule text, time_column text,
+                                             retrain boolean)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.schedule import create; return create(project_name, relation_name, schedule, time_column, retrain)
+$$;
+COMMENT ON FUNCTION pgmodels._monitor(text, text, text, text, boolean) IS 'internal: the core of monitor()';
+
+CREATE OR REPLACE FUNCTION @extschema@.monitor(project_name text, relation_name text, schedule text,
+                                               time_column text DEFAULT NULL, retrain boolean DEFAULT false)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$ SELECT coalesce(pgmodels._monitor($1, $2, $3, $4, $5), pgmodels._raise_pending(NULL::bigint)) $$;
+COMMENT ON FUNCTION @extschema@.monitor(text, text, text, text, boolean) IS 'monitors a relation for drift against a project''s deployed model on a pg_cron schedule (NULL: by hand with run_monitor()), writing pgmodels.drift_reports and notifying channel pgmodels_drift; with retrain, retrains on drift and deploys only a better model; returns the monitor id';
+
+CREATE OR REPLACE FUNCTION pgmodels._run_monitor(monitor_id bigint)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.schedule import run; return run(monitor_id)
+$$;
+COMMENT ON FUNCTION pgmodels._run_monitor(bigint) IS 'internal: the core of run_monitor()';
+
+CREATE OR REPLACE FUNCTION @extschema@.run_monitor(monitor_id bigint)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN pgmodels._raise_pending(NULL::boolean) IS NULL THEN r END
+      FROM (SELECT pgmodels._run_monitor($1) AS r) s
+$$;
+COMMENT ON FUNCTION @extschema@.run_monitor(bigint) IS 'writes one drift report of a monitor now, as its owner (pg_cron calls it on the monitor''s schedule); returns the report id, or NULL when the window has no rows';
+
+CREATE OR REPLACE FUNCTION @extschema@.drop_monitor(monitor_id bigint) RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._drop_monitor(pgmodels._credential(), $1) $$;
+COMMENT ON FUNCTION @extschema@.drop_monitor(bigint) IS 'drops a monitor and its pg_cron entry (its reports stay); the monitor owner''s or the project owner''s';
+
+CREATE OR REPLACE FUNCTION pgmodels._model_lineage_rows(model_id bigint)
+RETURNS TABLE (item text, value text, detail text) LANGUAGE plpython3u STABLE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.monitor.lineage import lineage_udf; return lineage_udf(model_id)
+$$;
+COMMENT ON FUNCTION pgmodels._model_lineage_rows(bigint) IS 'internal: the core of model_lineage()';
+
+CREATE OR REPLACE FUNCTION @extschema@.model_lineage(model_id bigint)
+RETURNS TABLE (item text, value text, detail text) LANGUAGE sql STABLE
+AS $$
+    SELECT * FROM pgmodels._model_lineage_rows($1)
+    UNION ALL
+    SELECT NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
+$$;
+COMMENT ON FUNCTION @extschema@.model_lineage(bigint) IS 'where a model version came from: training relation, row count and fingerprint, split, snapshot, who trained it when, library and pgmodels versions, for a retrain the model and drift report it answered; for roles that may use its project';
+
+-- Grants. Internal functions: none for PUBLIC but the cores, which check the caller
+-- themselves (a credential, the project's privileges, the monitor's owner).
+GRANT EXECUTE ON FUNCTION
+    -- each checks the caller's credential and privilege itself
+    pgmodels._drift_reference(text, bigint, text), pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer, text),
+    pgmodels._monitor_create(text, text, oid, text, text, boolean), pgmodels._monitor_get(text, bigint),
+    pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb),
+    pgmodels._drift_report_decide(text, bigint, jsonb), pgmodels._store_reference(text, bigint, jsonb),
+    pgmodels._drop_monitor(text, bigint), pgmodels._model_lineage(bigint, text),
+    pgmodels._stage_profile(bigint, text),
+    -- the PL/Python cores run as the caller and reach the catalog only through the above
+    pgmodels._drift(text, text, bigint, timestamptz, text), pgmodels._set_reference(text, text, bigint, text),
+    pgmodels._monitor(text, text, text, text, boolean), pgmodels._run_monitor(bigint),
+    pgmodels._model_lineage_rows(bigint)
+TO PUBLIC;
+-- Scheduling is for the roles an administrator grants it to, as create_batch_job is.
+REVOKE EXECUTE ON FUNCTION @extschema@.monitor(text, text, text, text, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pgmodels._valid_drift_report(jsonb, text[], text, text[], bigint) FROM PUBLIC;
+
+-- sql/110_edge.sql
+-- Edge deployment: the served model as a signed bundle for devices and browsers.
+--
+-- export_bundle() returns a zip archive of manifest.json, model.onnx and manifest.sig:
+-- the artifact the model serves from (with ZipMap outputs turned into plain tensors, the
+-- only change ever made), a manifest describing it (features, inputs, outputs, labels,
+-- metrics, opset, the sha256 of model.onnx) and the Ed25519 signature of the manifest's
+-- bytes by the server's signing key. Devices pin the public key (edge_public_key()).
+--
+-- The signing key lives in pgmodels.edge_signing_key, one row, made on first use from the
+-- operating system's randomness. No role but the extension's owner (a superuser) may
+-- read it: PUBLIC has no privilege on the table, and the only functions that touch it are
+-- definer functions that sign nothing but a manifest they built from the catalog after
+-- checking the caller's export privilege. pg_dump keeps it (pg_extension_config_dump),
+-- so a restored database signs with the same key and pinned devices keep working; a
+-- dump is therefore as secret as the key. Rotating it: a superuser deletes the row, and
+-- the next export makes a new key (devices must then pin the new public key).
+
+CREATE TABLE pgmodels.edge_signing_key (
+    id          integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    seed        bytea NOT NULL CHECK (length(seed) = 32),
+    public_key  bytea NOT NULL CHECK (length(public_key) = 32),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgmodels.edge_signing_key IS 'the Ed25519 key that signs edge bundles (one row, made on first use); readable by superusers only';
+REVOKE ALL ON pgmodels.edge_signing_key FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.edge_signing_key', '');
+
+CREATE OR REPLACE FUNCTION pgmodels._edge_new_key() RETURNS TABLE (seed bytea, public_key bytea)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.edge.build import new_key; return new_key()
+$$;
+COMMENT ON FUNCTION pgmodels._edge_new_key() IS 'internal: a fresh Ed25519 key (seed and public key) from os.urandom; only _edge_key calls it';
+
+-- Definer: the key table is the owner's alone. Makes the key on first use (concurrent
+-- first calls agree on one row: ON CONFLICT keeps the first).
+CREATE OR REPLACE FUNCTION pgmodels._edge_key() RETURNS pgmodels.edge_signing_key
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k pgmodels.edge_signing_key;
+BEGIN
+    SELECT * INTO k FROM pgmodels.edge_signing_key WHERE id = 1;
+    IF k.id IS NULL THEN
+        INSERT INTO pgmodels.edge_signing_key (id, seed, public_key)
+        SELECT 1, n.seed, n.public_key FROM pgmodels._edge_new_key() n
+        ON CONFLICT (id) DO NOTHING;
+        PERFORM pgmodels._raise_pending(NULL::integer);
+        SELECT * INTO k FROM pgmodels.edge_signing_key WHERE id = 1;
+    END IF;
+    RETURN k;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._edge_key() IS 'internal: the signing key, made on first use; not for PUBLIC';
+
+-- Definer: reads the key's public half only.
+CREATE OR REPLACE FUNCTION @extschema@.edge_public_key() RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN encode((pgmodels._edge_key()).public_key, 'hex'); END $$;
+COMMENT ON FUNCTION @extschema@.edge_public_key() IS 'the public half of the Ed25519 key that signs edge bundles, as 64 hex digits, for devices to pin (makes the key on first use)';
+
+CREATE OR REPLACE FUNCTION pgmodels._edge_build(served pgmodels.served_model, metrics jsonb, trained_at text,
+                                                seed bytea, option text, check_rows jsonb) RETURNS bytea
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.edge.build import edge_build; return edge_build(served, metrics, trained_at, seed, option, check_rows)
+$$;
+COMMENT ON FUNCTION pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb) IS 'internal: builds and signs the bundle of a resolved model, with a size option checked on the check rows; only _export_bundle calls it';
+
+CREATE OR REPLACE FUNCTION pgmodels._edge_options_report(served pgmodels.served_model, check_rows jsonb) RETURNS text
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.edge.build import edge_options; return edge_options(served, check_rows)
+$$;
+COMMENT ON FUNCTION pgmodels._edge_options_report(pgmodels.served_model, jsonb) IS 'internal: each size option''s size and prediction difference on the check rows; only _edge_options calls it';
+
+-- Definer: it reads the catalog and the signing key; the caller's credential says who
+-- is asking, and the export privilege decides (as for export_onnx). check_rows are the
+-- caller's (read by the invoker wrapper with the caller's own rights): they only decide
+-- whether a size option is refused.
+CREATE OR REPLACE FUNCTION pgmodels._export_bundle(project_name text, model_id bigint, option text, check_rows jsonb,
+                                                   credential text)
+RETURNS bytea
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    artifact bytea;
+    served pgmodels.served_model;
+    m pgmodels.models;
+    bundle bytea;
+BEGIN
+    IF project_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- every check of export_onnx: privilege, master switch, project, runtime, sha256
+    artifact := pgmodels._export(project_name, model_id, credential);
+    served := pgmodels._resolve(project_name, coalesce(model_id, 0), pgmodels._verify_caller(credential), 'export');
+    SELECT * INTO m FROM pgmodels.models WHERE id = served.id;
+    bundle := pgmodels._edge_build(served, m.metrics, to_char(m.trained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                   (pgmodels._edge_key()).seed, option, check_rows);
+    IF bundle IS NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN bundle;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._export_bundle(text, bigint, text, jsonb, text) IS 'internal: the core of export_bundle(): the checks of export_onnx(), then the signed bundle';
+
+CREATE OR REPLACE FUNCTION @extschema@.export_bundle(project_name text, model_id bigint DEFAULT NULL) RETURNS bytea
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._export_bundle($1, $2, NULL, NULL, pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint) IS 'a signed edge bundle (zip: manifest.json, model.onnx, manifest.sig) of the deployed model or the given model id, for devices; needs the export privilege on its project';
+
+-- The rows a size option is checked on, read as the caller (an invoker function: the
+-- caller's privileges and row-level security apply), at most 100,000.
+CREATE OR REPLACE FUNCTION pgmodels._check_rows(check_relation regclass) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    rows jsonb;
+BEGIN
+    IF check_relation IS NULL THEN
+        RAISE EXCEPTION 'a size option needs check rows' USING ERRCODE = '22004',
+            HINT = 'Pass the model''s test split (or rows you trust) as check_relation.';
+    END IF;
+    EXECUTE format('SELECT jsonb_agg(to_jsonb(t)) FROM (SELECT * FROM %s LIMIT 100000) t', check_relation) INTO rows;
+    RETURN coalesce(rows, '[]'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._check_rows(regclass) IS 'internal: a relation''s rows as jsonb, read with the caller''s rights, for checking a size option';
+
+CREATE OR REPLACE FUNCTION @extschema@.export_bundle(project_name text, model_id bigint, size_option text,
+                                                     check_relation regclass) RETURNS bytea
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._export_bundle($1, $2, $3, CASE WHEN $3 IS NOT NULL THEN pgmodels._check_rows($4) END,
+                                      pgmodels._credential()) $$;
+COMMENT ON FUNCTION @extschema@.export_bundle(text, bigint, text, regclass) IS 'a signed edge bundle made smaller by a size option (ort, float16 or int8), refused when it changes any class on the check relation''s rows (a NULL option: the plain bundle); needs the export privilege';
+
+-- Definer: reads the catalog; the export privilege decides.
+CREATE OR REPLACE FUNCTION pgmodels._edge_options(project_name text, model_id bigint, check_rows jsonb, credential text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    served pgmodels.served_model;
+    report text;
+BEGIN
+    PERFORM pgmodels._export(project_name, model_id, credential);
+    served := pgmodels._resolve(project_name, coalesce(model_id, 0), pgmodels._verify_caller(credential), 'export');
+    report := pgmodels._edge_options_report(served, check_rows);
+    IF report IS NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN report::jsonb;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._edge_options(text, bigint, jsonb, text) IS 'internal: the core of edge_bundle_options()';
+
+CREATE OR REPLACE FUNCTION @extschema@.edge_bundle_options(project_name text, check_relation regclass,
+                                                           model_id bigint DEFAULT NULL)
+RETURNS TABLE (size_option text, bytes integer, bytes_before integer, max_abs_diff double precision,
+               classes_changed integer, check_rows integer, usable boolean, note text)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT r->>'option', (r->>'bytes')::integer, (r->>'bytes_before')::integer, (r->>'max_abs_diff')::float8,
+           (r->>'classes_changed')::integer, (r->>'rows')::integer, (r->>'usable')::boolean, r->>'note'
+    FROM jsonb_array_elements(pgmodels._edge_options($1, $3, pgmodels._check_rows($2), pgmodels._credential())) r
+$$;
+COMMENT ON FUNCTION @extschema@.edge_bundle_options(text, regclass, bigint) IS 'what each size option (ort, float16, int8) would make of a model''s bundle: bytes before and after, the largest prediction difference and the classes changed on the check relation''s rows; needs the export privilege';
+
+-- What a device polling for updates needs to know, cheaply: the deployed model, its
+-- artifact's sha256 and the signing key's id (a rotated key changes it), for a role with
+-- the export privilege. Definer: reads the catalog and the key's public half.
+CREATE OR REPLACE FUNCTION pgmodels._edge_current(project_name text, credential text)
+RETURNS TABLE (model_id bigint, version integer, artifact_sha256 text, key_id text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    served pgmodels.served_model;
+BEGIN
+    IF NOT has_function_privilege(caller, 'pgmodels._lookup(text, bigint, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function _lookup' USING ERRCODE = '42501',
+            DETAIL = 'The administrator has turned predicting and exporting off for this role.';
+    END IF;
+    served := pgmodels._resolve(project_name, 0, caller, 'export', false);
+    RETURN QUERY SELECT served.id, served.version, encode(served.artifact_sha256, 'hex'),
+        (SELECT left(encode(sha256(k.public_key), 'hex'), 16) FROM pgmodels.edge_signing_key k WHERE k.id = 1);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version, served artifact sha256 and signing key id of a project, for a role with the export privilege (pgmodels serve''s bundle cache key)';
+
+-- Grants. PUBLIC keeps: the user-facing functions above (export_bundle and
+-- edge_bundle_options check the export privilege themselves; edge_public_key gives out
+-- the public half only), _check_rows (an invoker function: the caller's own rights), and
+-- the definer cores, which check the caller's credential and privilege themselves. Never
+-- PUBLIC: _edge_key (the private key), _edge_new_key, _edge_build (it signs what it is
+-- given) and _edge_options_report: only definer functions call them.
+REVOKE EXECUTE ON FUNCTION
+    pgmodels._edge_new_key(),
+    pgmodels._edge_key(),
+    pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb),
+    pgmodels._edge_options_report(pgmodels.served_model, jsonb),
+    pgmodels._export_bundle(text, bigint, text, jsonb, text),
+    pgmodels._edge_options(text, bigint, jsonb, text),
+    pgmodels._check_rows(regclass),
+    pgmodels._edge_current(text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- check the caller's credential and export privilege themselves
+    pgmodels._export_bundle(text, bigint, text, jsonb, text),
+    pgmodels._edge_options(text, bigint, jsonb, text),
+    pgmodels._edge_current(text, text),
+    -- reads a relation with the caller's own rights
+    pgmodels._check_rows(regclass)
+TO PUBLIC;
+
+-- sql/120_families.sql
+-- The model families PostgresML has beyond one-target supervised learning, and
+-- materialized snapshots (issue #14).
+--
+-- Joint regression: train_joint(project, task, relation, y_column_name text[], ...) fits
+-- several numeric targets at once; predict_joint() gives one value per target. Clustering
+-- and decomposition are tasks of train() (no y_column_name); predict() gives a clustering
+-- model's cluster, decompose() a PCA model's components. predict() on a joint or PCA model
+-- gives the first value, as PostgresML's does. All three are served only through ONNX,
+-- each graph checked against the native model at training (see
+-- python_udfs/pgmodels/training/families.py and family_onnx.py).
+--
+-- Snapshots: train(..., materialize_snapshot => true) copies the relation's rows into a
+-- table in schema pgmodels_snapshots, trains on it, and records it as the project's
+-- relation, so a retrain or an audit reads the same rows (see training/snapshots.py).
+
+ALTER TABLE pgmodels.projects
+    DROP CONSTRAINT projects_task_check,
+    ADD CONSTRAINT projects_task_check CHECK (task IN ('classification', 'regression', 'clustering', 'decomposition'));
+ALTER TABLE pgmodels.models
+    DROP CONSTRAINT models_task_check,
+    ADD CONSTRAINT models_task_check CHECK (task IN ('classification', 'regression', 'clustering', 'decomposition'));
+
+-- Snapshot tables live in schema pgmodels_snapshots, a member of the extension owned by
+-- its owner (so nobody else can create the schema first, or put anything in it; CREATE
+-- fails if a schema of that name exists already). DROP EXTENSION pgmodels CASCADE drops
+-- it with the snapshots in it (without CASCADE the drop is refused while snapshots exist).
+CREATE SCHEMA pgmodels_snapshots;
+COMMENT ON SCHEMA pgmodels_snapshots IS 'pgmodels: training snapshots (train(..., materialize_snapshot => true)); each table is readable by the role that trained on it';
+REVOKE ALL ON SCHEMA pgmodels_snapshots FROM PUBLIC;
+
+-- The type of a snapshot's column: domains replaced by their base types (an array of a
+-- domain by an array of its base type), and a type someone created (an enum, a composite,
+-- a range) by text, so that no type's owner can DROP ... CASCADE a column of a snapshot.
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_type(typ oid, typmod integer) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t oid := typ;
+    m integer := typmod;
+    is_array boolean := false;
+    r record;
+BEGIN
+    LOOP
+        SELECT y.typtype, y.typbasetype, y.typtypmod, y.typelem, y.typcategory INTO r FROM pg_catalog.pg_type y WHERE y.oid = t;
+        IF r.typtype = 'd' THEN
+            t := r.typbasetype;
+            m := CASE WHEN r.typtypmod <> -1 THEN r.typtypmod ELSE m END;
+        ELSIF r.typcategory = 'A' AND r.typelem <> 0 AND NOT is_array THEN
+            is_array := true;
+            t := r.typelem;
+        ELSE
+            EXIT;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN t >= 16384 THEN 'text' ELSE pg_catalog.format_type(t, m) END  -- 16384: FirstNormalObjectId
+           || CASE WHEN is_array THEN '[]' ELSE '' END;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot_type(oid, integer) IS 'internal: the built-in type a snapshot column of a given type gets (domains by their base type, user-made types as text)';
+
+-- Definer: only the extension's owner creates in pgmodels_snapshots. The caller has
+-- copied the relation's rows, with its own rights (row security, column grants), into a
+-- plain temporary table of its own; this makes the snapshot table from that copy's
+-- columns (read from the catalog, domains replaced by their base types so no domain's
+-- owner can drop a column of a sealed snapshot), fills it from the copy (ONLY the copy: a
+-- plain table runs nothing when read) and gives the caller SELECT, in one step: no caller
+-- ever holds INSERT on a snapshot. It refuses when the schema is not the extension's.
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_create(relation oid, copy oid, credential text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    owner oid := (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels');
+    source text;
+    snapshot text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
+        RAISE EXCEPTION 'relation with oid % does not exist', relation USING ERRCODE = '42P01';
+    END IF;
+    source := relation::regclass::text;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_extension e ON p.pronamespace = e.extnamespace
+                    WHERE e.extname = 'pgmodels' AND p.proname = 'train' AND pg_catalog.has_function_privilege(caller, p.oid, 'EXECUTE')) THEN
+        RAISE EXCEPTION 'permission denied for function train' USING ERRCODE = '42501',
+            DETAIL = 'Materializing a snapshot is part of training.';
+    ELSIF NOT pg_catalog.has_table_privilege(caller, relation, 'SELECT') AND NOT pg_catalog.has_any_column_privilege(caller, relation, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', source USING ERRCODE = '42501';
+    END IF;
+    -- the copy: a plain table of the caller's own session (temporary), owned by the caller
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = copy AND c.relkind = 'r' AND c.relpersistence = 't'
+                     AND c.relowner = caller AND c.relnamespace = pg_catalog.pg_my_temp_schema()) THEN
+        RAISE EXCEPTION 'the rows of a snapshot must come from a temporary table of the caller''s session'
+            USING ERRCODE = '42501';
+    END IF;
+    PERFORM pgmodels._snapshot_schema_check();
+    snapshot := 'pgmodels_snapshots.' || pg_catalog.quote_ident('snapshot_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''));
+    EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', snapshot,
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pgmodels._snapshot_type(a.atttypid, a.atttypmod)),
+                                      ', ' ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = copy AND a.attnum > 0 AND NOT a.attisdropped));
+    EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM ONLY %s', snapshot, copy::regclass);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', snapshot,
+                   pg_catalog.format('pgmodels snapshot of %s for role %s, taken at %s', source, caller::regrole, pg_catalog.clock_timestamp()));
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA pgmodels_snapshots TO %I', caller::regrole::text);
+    EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %I', snapshot, caller::regrole::text);
+    RETURN snapshot;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot_create(oid, oid, text) IS 'internal: a sealed snapshot table, filled from the caller''s temporary copy of a relation the caller may read and train on; the caller may only read it';
+
+-- Before a snapshot is created or read: schema pgmodels_snapshots must be the extension's
+-- own (a member, owned by the extension's owner), else 42501.
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_schema_check() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_extension e ON e.extname = 'pgmodels'
+                     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.objid = n.oid AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                      AND d.refobjid = e.oid AND d.deptype = 'e'
+                    WHERE n.nspname = 'pgmodels_snapshots' AND n.nspowner = e.extowner) THEN
+        RAISE EXCEPTION 'schema pgmodels_snapshots is not pgmodels''s own' USING ERRCODE = '42501',
+            DETAIL = 'Snapshots are kept only in the schema the extension created, owned by the extension''s owner.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot_schema_check() IS 'internal: refuses (42501) unless schema pgmodels_snapshots is the extension''s own';
+
+-- Before training reads a relation of schema pgmodels_snapshots: it must be a snapshot
+-- pgmodels made (a plain table owned by the extension's owner, in the extension's schema).
+CREATE OR REPLACE FUNCTION pgmodels._snapshot_check(snapshot oid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgmodels._snapshot_schema_check();
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_extension e ON e.extname = 'pgmodels'
+                    WHERE c.oid = snapshot AND c.relkind = 'r' AND c.relowner = e.extowner) THEN
+        RAISE EXCEPTION 'relation % is not a pgmodels snapshot', snapshot::regclass USING ERRCODE = '42501',
+            DETAIL = 'A snapshot is a plain table owned by the extension''s owner.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot_check(oid) IS 'internal: refuses (42501) a relation of schema pgmodels_snapshots that is not a plain table owned by the extension''s owner';
+
+CREATE OR REPLACE FUNCTION pgmodels._train_joint(project_name text, task text, relation_name text, y_column_name text[],
+    algorithm text, hyperparams jsonb, search text, search_params jsonb, search_args jsonb, test_size real,
+    test_sampling text, automatic_deploy boolean, preprocess jsonb, materialize_snapshot boolean)
+RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
+               runtime text, metrics jsonb)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.training.family_udf import train_joint; return train_joint(project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args, test_size, test_sampling, automatic_deploy, preprocess, materialize_snapshot)
+$$;
+COMMENT ON FUNCTION pgmodels._train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'internal: the core of train_joint()';
+
+-- Like train(): the caller's rights, NULL arguments reuse the project's previous
+-- training; only roles that may execute train() may (the core checks it).
+CREATE OR REPLACE FUNCTION @extschema@.train_joint(
+    project_name text,
+    task text DEFAULT NULL,
+    relation_name text DEFAULT NULL,
+    y_column_name text[] DEFAULT NULL,
+    algorithm text DEFAULT NULL,
+    hyperparams jsonb DEFAULT NULL,
+    search text DEFAULT NULL,
+    search_params jsonb DEFAULT NULL,
+    search_args jsonb DEFAULT NULL,
+    test_size real DEFAULT NULL,
+    test_sampling text DEFAULT NULL,
+    automatic_deploy boolean DEFAULT true,
+    preprocess jsonb DEFAULT NULL,
+    materialize_snapshot boolean DEFAULT false)
+RETURNS TABLE (project text, task text, algorithm text, deployed boolean, model_id bigint, version integer,
+               runtime text, metrics jsonb)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM pgmodels._train_joint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    UNION ALL  -- raises the error the core recorded, if any, once the core has run
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
+$$;
+COMMENT ON FUNCTION @extschema@.train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'trains a joint (multi-output) regression model version on several target columns at once, converted to ONNX and checked';
+
+-- The vector answers' cores, like the predict cores (sql/040_serving.sql): they answer
+-- only from a model pgmodels._lookup loaded for this statement.
+DO $do$
+DECLARE
+    core text;
+    target record;
+    ftype record;
+    fn record;
+BEGIN
+    FOREACH core IN ARRAY ARRAY['float8[]', 'jsonb'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION pgmodels._predict_vector(project_name text, model_id bigint, features %s, '
+            'stamp double precision, loaded boolean, kind text) RETURNS real[] LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
+            core, E'f = GD.get(\'pgmodels.predict_vector\')\n'
+                  || E'if f is None and \'pgmodels.active\' in GD: from pgmodels.serving.vectors import predict_vector as f; GD[\'pgmodels.predict_vector\'] = f\n'
+                  || 'return f(project_name, model_id, features, stamp, loaded, kind) if f else None');
+        EXECUTE format('COMMENT ON FUNCTION pgmodels._predict_vector(text, bigint, %s, double precision, boolean, text) IS %L',
+                       core, 'internal: the core of predict_joint() and decompose()');
+    END LOOP;
+    FOR fn IN SELECT * FROM (VALUES
+        ('predict_joint', 'joint', 'the values of a joint regression model''s targets, in the order they were trained'),
+        ('decompose', 'decompose', 'the components of a decomposition (PCA) model')) AS f(name, kind, what)
+    LOOP
+        FOR target IN SELECT * FROM (VALUES
+            ('project_name text', '$1, 0', 'the deployed model of a project'),
+            ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
+        LOOP
+            FOR ftype IN SELECT * FROM (VALUES
+                ('real[]', '$2::float8[]'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
+                ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
+                ('jsonb', '$2')) AS f(sqltype, cast_expr)
+            LOOP
+                EXECUTE format(
+                    'CREATE OR REPLACE FUNCTION @extschema@.%I(%s, features %s) RETURNS real[] '
+                    'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
+                    fn.name, target.arg, ftype.sqltype,
+                    format('SELECT coalesce(pgmodels._predict_vector(%1$s, %2$s, pgmodels._stamp(), NULL, %3$L), '
+                           'pgmodels._predict_vector(%1$s, %2$s, pgmodels._stamp(), pgmodels._lookup(%1$s, pgmodels._credential()), %3$L), '
+                           'pgmodels._raise_pending(NULL::real[]))', target.pass, ftype.cast_expr, fn.kind));
+                EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L', fn.name, split_part(target.arg, ' ', 2),
+                               ftype.sqltype, format('%s for %s, from features given as %s', fn.what, target.what,
+                                                     CASE ftype.sqltype WHEN 'jsonb' THEN 'a jsonb object keyed by feature name'
+                                                                        ELSE 'an array in feature order' END));
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
+CREATE OR REPLACE FUNCTION pgmodels._snapshot(relation_name text)
+RETURNS TABLE (relation text, source text, rows bigint)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return []
+from pgmodels.training.snapshots import snapshot_udf; return snapshot_udf(relation_name)
+$$;
+COMMENT ON FUNCTION pgmodels._snapshot(text) IS 'internal: the core of snapshot()';
+
+-- For roles that may execute train() (the core checks it), with the caller's rights.
+CREATE OR REPLACE FUNCTION @extschema@.snapshot(relation_name text)
+RETURNS TABLE (relation text, source text, rows bigint)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM pgmodels._snapshot($1)
+    UNION ALL
+    SELECT NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
+$$;
+COMMENT ON FUNCTION @extschema@.snapshot(text) IS 'copies a relation''s rows into a snapshot table of pgmodels'' own (schema pgmodels_snapshots), readable by the caller, that train() can train on again and again';
+
+-- Grants of this area. Functions are created executable by PUBLIC; internal ones are not.
+REVOKE EXECUTE ON FUNCTION
+    pgmodels._snapshot_create(oid, oid, text), pgmodels._snapshot(text), pgmodels._snapshot_type(oid, integer),
+    pgmodels._snapshot_schema_check(), pgmodels._snapshot_check(oid),
+    pgmodels._train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
+    pgmodels._predict_vector(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict_vector(text, bigint, jsonb, double precision, boolean, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- check the caller themselves: a credential for this statement and EXECUTE on train()
+    -- (the snapshot functions), EXECUTE on train() (the joint core, which train_joint()
+    -- calls as the caller)
+    pgmodels._snapshot_create(oid, oid, text), pgmodels._snapshot(text),
+    -- the checks training runs as the caller before it reads a snapshot: they only read
+    -- the catalog and raise
+    pgmodels._snapshot_schema_check(), pgmodels._snapshot_check(oid),
+    pgmodels._train_joint(text, text, text, text[], text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean),
+    -- the serving cores the inlined predict_joint and decompose wrappers call as the
+    -- caller: they answer only from models _lookup loaded for this statement
+    pgmodels._predict_vector(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict_vector(text, bigint, jsonb, double precision, boolean, text)
+TO PUBLIC;
+
 -- migrations/0.1.0--0.2.0/epilogue.sql
 
 -- The master switch carried over: the old pgmodels._lookup's grants, on the new one.
@@ -2887,6 +4144,28 @@ BEGIN
         ELSE
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) TO %I',
                                       item.grantee::regrole::text);
+        END IF;
+    END LOOP;
+END
+$upgrade$;
+
+-- Who may train carried over: the old train()'s grants (0.1.0 revoked it from PUBLIC and
+-- an administrator granted it to roles), on the new signature.
+DO $upgrade$
+DECLARE
+    saved text := pg_catalog.current_setting('pgmodels.upgrade_train_acl', true);
+    item record;
+    fn regprocedure := '@extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)'::regprocedure;
+BEGIN
+    IF coalesce(saved, '') = '' THEN
+        RETURN;
+    END IF;
+    FOR item IN SELECT a.grantee FROM pg_catalog.aclexplode(saved::aclitem[]) a
+                 WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor LOOP
+        IF item.grantee = 0 THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
+        ELSE
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, item.grantee::regrole::text);
         END IF;
     END LOOP;
 END
