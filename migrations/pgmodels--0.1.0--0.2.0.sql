@@ -1977,6 +1977,9 @@ BEGIN
                    'WHERE r.rolname = current_user))))', log, s.id);
     FOR child IN 0..2 LOOP
         EXECUTE format('CREATE TABLE pgmodels.%I () INHERITS (pgmodels.%I)', pgmodels._stream_log(s.id, child), log);
+        EXECUTE format('COMMENT ON TABLE pgmodels.%I IS %L', pgmodels._stream_log(s.id, child),
+                       format('part %s of the event log of pgmodels stream "%s" (inserts go to one part at a time; '
+                              'maintenance empties the parts every consumer is past)', child, stream_name));
         EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ROW LEVEL SECURITY', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_txid)', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_id)', pgmodels._stream_log(s.id, child));

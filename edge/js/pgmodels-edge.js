@@ -212,8 +212,8 @@ export class EdgeModel {
     const n = this.featureNames.length;
     if (ArrayBuffer.isView(features) && !(features instanceof DataView)) features = Array.from(features);
     if (typeof features === 'bigint' || typeof features === 'number' || typeof features === 'string' || typeof features === 'boolean') {
-      const py = { bigint: 'int', number: Number.isInteger(features) ? 'int' : 'float', string: 'str', boolean: 'bool' }[typeof features];
-      throw new EdgeError('jsonb features must be an object keyed by feature name, or an array', { detail: `Got a JSON ${py}.` });
+      const kind = { bigint: 'number', number: 'number', string: 'string', boolean: 'boolean' }[typeof features];
+      throw new EdgeError('jsonb features must be an object keyed by feature name, or an array', { detail: `Got a JSON ${kind}.` });
     }
     if (Array.isArray(features)) features = features.map((v) => (ArrayBuffer.isView(v) ? Array.from(v) : v));
     if (Array.isArray(features) && features.some((v) => typeof v === 'bigint')) {

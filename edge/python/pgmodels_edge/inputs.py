@@ -220,6 +220,8 @@ def one_row(model, features):
     if isinstance(features, dict):
         return mapping(model, features)
     if features is None or isinstance(features, (str, int, float, bool)):  # a JSON scalar, as SQL's jsonb
+        kind = "null" if features is None else "boolean" if isinstance(features, bool) \
+            else "string" if isinstance(features, str) else "number"  # JSON's names, as SQL's message
         raise EdgeError("jsonb features must be an object keyed by feature name, or an array",
-                        detail=f"Got a JSON {type(features).__name__}.", sqlstate=INVALID_PARAMETER_VALUE)
+                        detail=f"Got a JSON {kind}.", sqlstate=INVALID_PARAMETER_VALUE)
     raise EdgeError("features must be a numeric array, a row or a jsonb object", sqlstate=DATATYPE_MISMATCH)
