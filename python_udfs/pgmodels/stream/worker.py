@@ -100,9 +100,15 @@ class Worker:
             conn.execute("SELECT pgmodels._stream_waiting(pgmodels._credential(), %s, true)", [names])
             if not self._round(conn, names):
                 # a producer whose transaction is still open may commit without notifying
-                # (it looked for waiting workers when it inserted): look again soon then
+                # (it looked for waiting workers when it inserted): look again soon then.
+                # When none is open, one may have committed since the round above looked:
+                # one more round sees it (any later insert finds this worker waiting, and
+                # notifies)
                 inflight = conn.execute("SELECT pgmodels._stream_inflight(%s)", [stream_ids]).fetchone()[0]
-                self._wait(conn, INFLIGHT_POLL if inflight else self.idle_timeout)
+                if inflight:
+                    self._wait(conn, INFLIGHT_POLL)
+                elif not self._round(conn, names):
+                    self._wait(conn, self.idle_timeout)
             conn.execute("SELECT pgmodels._stream_waiting(pgmodels._credential(), %s, false)", [names])
 
     def _wait(self, conn, seconds: float) -> None:
