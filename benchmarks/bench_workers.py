@@ -77,9 +77,11 @@ def stream_trial(conn, dsn: str, workers: int, events: int, max_events: int) -> 
     try:
         # the workers started and waiting (LISTEN): their start-up is not what is measured
         deadline = time.monotonic() + 60
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgmodels stream worker' "
-                           "AND datname = current_database() AND state = 'idle' "
-                           "AND query ~ '^SELECT pgmodels._stream_(inflight|waiting)'").fetchone()[0] < workers:
+        # (a waiting worker's backend is registered in pgmodels.stream_waiter while it waits)
+        while conn.execute("SELECT count(*) FROM pgmodels.stream_waiter w JOIN pgmodels.stream s ON s.id = w.stream_id "
+                           "JOIN pg_stat_activity a ON a.pid = w.pid "
+                           "WHERE s.name = %s AND a.application_name = 'pgmodels stream worker'",
+                           [P]).fetchone()[0] < workers:
             if time.monotonic() > deadline:
                 raise SystemExit("the stream workers did not start waiting within 60 s")
             time.sleep(0.05)
