@@ -197,6 +197,8 @@ def _compares(profile: dict, report: dict) -> list[tuple[str, str, str]]:
         current = f.get("shares")
         if not ref or current is None:
             continue
+        if "shares" not in ref and "value_shares" not in ref:
+            continue  # the profile's details are the owner's and export holders' (model_lineage)
         if ref.get("kind") == "categorical" and isinstance(current, dict):
             keys = sorted(set(ref["shares"]) | set(current))
             labels, r, c = keys, [ref["shares"].get(k, 0.0) for k in keys], [current.get(k, 0.0) for k in keys]
