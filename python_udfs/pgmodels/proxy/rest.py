@@ -81,7 +81,10 @@ def make_routes(backend: Backend) -> list[Route]:
                      version or "-", rows, status, role or "-", (time.perf_counter() - started) * 1000,
                      printable(body.get("id") if isinstance(body, dict) else None),
                      f" error={body['error']!r}" if status >= 400 and isinstance(body, dict) else "")
-        return _JSON(body, status_code=status)
+        # the rest of a body that was too slow or too large is still on its way: the
+        # connection cannot carry another request, so it is closed after the answer
+        headers = {"connection": "close"} if status in (408, 413) else None
+        return _JSON(body, status_code=status, headers=headers)
 
     async def live(request: Request) -> Response:
         async def work(role):
