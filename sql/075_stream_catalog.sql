@@ -41,12 +41,11 @@ CREATE TABLE pgmodels.stream_consumer (
     output           regclass NOT NULL UNIQUE,
     enrich           regclass,
     enrich_key       name,
-    -- the position: the snapshot done, and the batch in progress (its snapshot, the
-    -- last event id of it done)
-    done_snapshot    pg_snapshot NOT NULL,
-    batch_snapshot   pg_snapshot,
-    batch_after      bigint NOT NULL DEFAULT 0,
-    -- the delivery order of predictions, for read_predictions
+    -- the events are split by key into this many partitions, each with its own position
+    -- (stream_consumer_part), so that as many workers can score them at once
+    partitions       integer NOT NULL DEFAULT 1 CHECK (partitions BETWEEN 1 AND 64),
+    -- the delivery order of predictions, for read_predictions: handed out under this
+    -- row's lock, held to commit, so deliveries number in commit order
     delivered        bigint NOT NULL DEFAULT 0,
     events_processed bigint NOT NULL DEFAULT 0,
     failures         bigint NOT NULL DEFAULT 0,
@@ -56,6 +55,30 @@ CREATE TABLE pgmodels.stream_consumer (
     CHECK ((enrich IS NULL) = (enrich_key IS NULL))
 );
 COMMENT ON TABLE pgmodels.stream_consumer IS 'the models that score a stream, each with its output table and its position in the stream; read it through pgmodels.stream_consumers';
+
+-- A consumer's position, per partition. An event belongs to partition
+-- pgmodels._event_part(key, id, partitions): all the events of a key go to one, in id
+-- order (events without a key are spread by id). A worker locks one partition's row for
+-- its transaction (FOR UPDATE SKIP LOCKED), so workers on different partitions score at
+-- once and no event is taken twice. The position: the snapshot done, and the batch in
+-- progress (its snapshot, the last event id of it done).
+CREATE TABLE pgmodels.stream_consumer_part (
+    consumer_id    bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,
+    part           integer NOT NULL CHECK (part >= 0),
+    done_snapshot  pg_snapshot NOT NULL,
+    batch_snapshot pg_snapshot,
+    batch_after    bigint NOT NULL DEFAULT 0,
+    taken_at       timestamptz,
+    PRIMARY KEY (consumer_id, part)
+);
+COMMENT ON TABLE pgmodels.stream_consumer_part IS 'each stream consumer''s position, per partition of its events (one row unless the consumer was added with partitions)';
+
+-- The partition of an event (the worker's read inlines the same expression).
+CREATE OR REPLACE FUNCTION pgmodels._event_part(key text, id bigint, partitions integer) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $3 <= 1 THEN 0
+             ELSE ((pg_catalog.hashtextextended(coalesce($1, $2::text), 0) % $3 + $3) % $3)::integer END $$;
+COMMENT ON FUNCTION pgmodels._event_part(text, bigint, integer) IS 'internal: the partition of a consumer''s events an event belongs to: by its key (else its id)';
 
 -- Events a consumer could not score: the stream goes on without them.
 CREATE TABLE pgmodels.stream_dead_letter (
@@ -97,4 +120,5 @@ SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_consumer_part', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.stream_dead_letter', '');

@@ -175,7 +175,8 @@ $$;
 COMMENT ON FUNCTION pgmodels._stream_drop(text, text, boolean) IS 'internal: the core of drop_stream(): removes the trigger, the log and the catalog rows';
 
 CREATE OR REPLACE FUNCTION pgmodels._consumer_add(credential text, consumer_name text, stream_name text, project_name text,
-                                                  output oid, enrich oid, enrich_key name, from_beginning boolean)
+                                                  output oid, enrich oid, enrich_key name, from_beginning boolean,
+                                                  partitions integer)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -185,9 +186,14 @@ DECLARE
     proj pgmodels.projects;
     c pgmodels.stream_consumer;
 BEGIN
-    PERFORM pgmodels._require_grant(caller, 'add_consumer(text, text, text, text, text, text, boolean)', 'add_consumer',
-                                    'may score streams');
+    PERFORM pgmodels._require_grant(caller, 'add_consumer(text, text, text, text, text, text, boolean, integer)',
+                                    'add_consumer', 'may score streams');
     PERFORM pgmodels._check_name('consumer', consumer_name);
+    IF partitions IS NULL OR partitions NOT BETWEEN 1 AND 64 THEN
+        RAISE EXCEPTION 'partitions must be between 1 and 64' USING ERRCODE = '22023',
+            DETAIL = format('It was %s.', coalesce(partitions::text, 'NULL')),
+            HINT = 'One partition per worker that should score this consumer''s events at once.';
+    END IF;
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name;
     IF proj.id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
@@ -208,30 +214,34 @@ BEGIN
     ELSIF EXISTS (SELECT 1 FROM pgmodels.stream_consumer x WHERE x.output = _consumer_add.output) THEN
         RAISE EXCEPTION 'table % is already the output of another consumer', output::regclass USING ERRCODE = '42710';
     END IF;
-    INSERT INTO pgmodels.stream_consumer (name, stream_id, owner, project_id, output, enrich, enrich_key, done_snapshot)
-    VALUES (consumer_name, s.id, caller::regrole, proj.id, output, enrich, enrich_key,
-            CASE WHEN from_beginning THEN '1:1:'::pg_snapshot ELSE pg_current_snapshot() END)
+    INSERT INTO pgmodels.stream_consumer (name, stream_id, owner, project_id, output, enrich, enrich_key, partitions)
+    VALUES (consumer_name, s.id, caller::regrole, proj.id, output, enrich, enrich_key, partitions)
     RETURNING * INTO c;
+    INSERT INTO pgmodels.stream_consumer_part (consumer_id, part, done_snapshot)
+    SELECT c.id, g, CASE WHEN from_beginning THEN '1:1:'::pg_snapshot ELSE pg_current_snapshot() END
+      FROM generate_series(0, partitions - 1) g;
     -- the consumer's owner reads the events it may read anyway (it has SELECT on the table)
     EXECUTE format('GRANT SELECT ON pgmodels.%I TO %I', pgmodels._stream_log(s.id), caller::regrole::text);
     RETURN c.id;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean) IS 'internal: the core of add_consumer() (definer: it writes the catalog and lets the consumer''s owner read the log)';
+COMMENT ON FUNCTION pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean, integer) IS 'internal: the core of add_consumer() (definer: it writes the catalog and lets the consumer''s owner read the log)';
 
--- A consumer, its stream and its position, for its owner; with take, the consumer is
--- locked for the caller's transaction (or, when another worker holds it, nothing is
--- returned) and a batch is started when none is in progress.
+-- A consumer and its stream, for its owner; with take, also one partition's position:
+-- the partition with a batch in progress, else the one taken longest ago, that no other
+-- transaction holds, locked for the caller's transaction (when every one is held,
+-- nothing is returned), with a batch started when none is in progress.
 CREATE OR REPLACE FUNCTION pgmodels._consumer_get(credential text, consumer_name text, take boolean)
 RETURNS TABLE (consumer_id bigint, stream_id bigint, project text, source oid, key_column name, output oid,
-               enrich oid, enrich_key name, done_snapshot pg_snapshot, batch_snapshot pg_snapshot, batch_after bigint,
-               delivered bigint, log text)
+               enrich oid, enrich_key name, partitions integer, part integer, done_snapshot pg_snapshot,
+               batch_snapshot pg_snapshot, batch_after bigint, log text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
     c pgmodels.stream_consumer;
     s pgmodels.stream;
+    p pgmodels.stream_consumer_part;
 BEGIN
     SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.name = consumer_name;
     IF c.id IS NULL THEN
@@ -247,47 +257,64 @@ BEGIN
             RAISE EXCEPTION 'permission denied for stream "%"', s.name USING ERRCODE = '42501',
                 DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it (and, if it has row-level security, to own it).', s.source);
         END IF;
-        SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.id = c.id FOR UPDATE SKIP LOCKED;
-        IF c.id IS NULL THEN
-            RETURN;  -- another worker is at it
+        SELECT x.* INTO p FROM pgmodels.stream_consumer_part x WHERE x.consumer_id = c.id
+         ORDER BY x.batch_snapshot IS NULL, x.taken_at NULLS FIRST, x.part
+         LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF p.consumer_id IS NULL THEN
+            RETURN;  -- other workers hold every partition
         END IF;
-        IF c.batch_snapshot IS NULL THEN
-            UPDATE pgmodels.stream_consumer x SET batch_snapshot = pg_current_snapshot(), batch_after = 0
-             WHERE x.id = c.id RETURNING x.* INTO c;
-        END IF;
+        UPDATE pgmodels.stream_consumer_part x
+           SET batch_snapshot = coalesce(x.batch_snapshot, pg_current_snapshot()),
+               batch_after = CASE WHEN x.batch_snapshot IS NULL THEN 0 ELSE x.batch_after END,
+               taken_at = clock_timestamp()
+         WHERE x.consumer_id = p.consumer_id AND x.part = p.part RETURNING x.* INTO p;
     END IF;
-    RETURN QUERY SELECT c.id, s.id, (SELECT p.name FROM pgmodels.projects p WHERE p.id = c.project_id), s.source::oid,
-                        s.key_column, c.output::oid, c.enrich::oid, c.enrich_key, c.done_snapshot, c.batch_snapshot,
-                        c.batch_after, c.delivered, pgmodels._stream_log(s.id);
+    RETURN QUERY SELECT c.id, s.id, (SELECT j.name FROM pgmodels.projects j WHERE j.id = c.project_id), s.source::oid,
+                        s.key_column, c.output::oid, c.enrich::oid, c.enrich_key, c.partitions, p.part, p.done_snapshot,
+                        p.batch_snapshot, p.batch_after, pgmodels._stream_log(s.id);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._consumer_get(text, text, boolean) IS 'internal: a consumer and its position for its owner; take locks it for this transaction and starts a batch';
+COMMENT ON FUNCTION pgmodels._consumer_get(text, text, boolean) IS 'internal: a consumer for its owner; take locks one of its partitions for this transaction and starts a batch there';
 
--- Records what process_stream did, in the transaction that wrote the predictions. The
--- caller holds the consumer's lock (taken by _consumer_get in this transaction).
-CREATE OR REPLACE FUNCTION pgmodels._consumer_advance(credential text, consumer_id bigint, last_event_id bigint,
-                                                      finished boolean, scored bigint, failed bigint, delivered bigint)
-RETURNS void
+-- Records what process_stream did, in the transaction that wrote the predictions: the
+-- partition's position (the caller holds its lock, taken by _consumer_get in this
+-- transaction) and the consumer's counters. Returns the delivery number after which the
+-- scored events' predictions go: the consumer's row stays locked to commit, so a
+-- partition scored in parallel numbers its deliveries after this one's.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_advance(credential text, consumer_id bigint, part integer,
+                                                      last_event_id bigint, finished boolean, scored bigint,
+                                                      failed bigint)
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    base bigint;
 BEGIN
-    UPDATE pgmodels.stream_consumer c
-       SET done_snapshot = CASE WHEN finished THEN c.batch_snapshot ELSE c.done_snapshot END,
-           batch_snapshot = CASE WHEN finished THEN NULL ELSE c.batch_snapshot END,
-           batch_after = CASE WHEN finished THEN 0 ELSE greatest(c.batch_after, coalesce(_consumer_advance.last_event_id, 0)) END,
-           delivered = greatest(c.delivered, _consumer_advance.delivered),
-           events_processed = c.events_processed + _consumer_advance.scored + _consumer_advance.failed,
-           failures = c.failures + _consumer_advance.failed,
-           last_event_id = coalesce(_consumer_advance.last_event_id, c.last_event_id),
-           last_activity = CASE WHEN _consumer_advance.scored + _consumer_advance.failed > 0 THEN now() ELSE c.last_activity END
-     WHERE c.id = consumer_id AND c.batch_snapshot IS NOT NULL
+    UPDATE pgmodels.stream_consumer_part p
+       SET done_snapshot = CASE WHEN finished THEN p.batch_snapshot ELSE p.done_snapshot END,
+           batch_snapshot = CASE WHEN finished THEN NULL ELSE p.batch_snapshot END,
+           batch_after = CASE WHEN finished THEN 0 ELSE greatest(p.batch_after, coalesce(_consumer_advance.last_event_id, 0)) END
+      FROM pgmodels.stream_consumer c
+     WHERE p.consumer_id = _consumer_advance.consumer_id AND p.part = _consumer_advance.part
+       AND p.batch_snapshot IS NOT NULL AND c.id = p.consumer_id
        AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE');
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'consumer % has no batch in progress for this role', consumer_id USING ERRCODE = '55000';
+        RAISE EXCEPTION 'partition % of consumer % has no batch in progress for this role', part, consumer_id
+            USING ERRCODE = '55000';
     END IF;
+    UPDATE pgmodels.stream_consumer c
+       SET delivered = c.delivered + scored,
+           events_processed = c.events_processed + scored + failed,
+           failures = c.failures + failed,
+           last_event_id = CASE WHEN _consumer_advance.last_event_id IS NULL THEN c.last_event_id
+                                ELSE greatest(c.last_event_id, _consumer_advance.last_event_id) END,
+           last_activity = CASE WHEN scored + failed > 0 THEN now() ELSE c.last_activity END
+     WHERE c.id = consumer_id
+    RETURNING c.delivered - scored INTO base;
+    RETURN base;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._consumer_advance(text, bigint, bigint, boolean, bigint, bigint, bigint) IS 'internal: moves a consumer''s position past the events process_stream handled, in the same transaction as their predictions';
+COMMENT ON FUNCTION pgmodels._consumer_advance(text, bigint, integer, bigint, boolean, bigint, bigint) IS 'internal: moves a consumer partition''s position past the events process_stream handled, in the same transaction as their predictions; returns the delivery number they follow';
 
 CREATE OR REPLACE FUNCTION pgmodels._consumer_dead_letters(credential text, consumer_id bigint, event_ids bigint[],
                                                            event_keys text[], events jsonb[], errors text[],
@@ -393,7 +420,9 @@ BEGIN
     DELETE FROM pgmodels.stream_waiter w
      WHERE w.stream_id = s.id AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
     -- every transaction older than this is one every consumer has processed
-    SELECT min(pg_snapshot_xmin(c.done_snapshot)) INTO horizon FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id;
+    SELECT min(pg_snapshot_xmin(p.done_snapshot)) INTO horizon
+      FROM pgmodels.stream_consumer c JOIN pgmodels.stream_consumer_part p ON p.consumer_id = c.id
+     WHERE c.stream_id = s.id;
     FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
         BEGIN
             EXECUTE format('LOCK TABLE pgmodels.%I IN ACCESS EXCLUSIVE MODE NOWAIT', pgmodels._stream_log(s.id, child));
@@ -407,7 +436,8 @@ BEGIN
         -- elsewhere holds the xmins back)
         IF newest IS NOT NULL AND horizon IS NOT NULL AND newest >= horizon THEN
             EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e JOIN pgmodels.stream_consumer c '
-                           'ON c.stream_id = $1 WHERE NOT pg_visible_in_snapshot(e.ev_txid, c.done_snapshot))',
+                           'ON c.stream_id = $1 JOIN pgmodels.stream_consumer_part p ON p.consumer_id = c.id '
+                           'WHERE NOT pg_visible_in_snapshot(e.ev_txid, p.done_snapshot))',
                            pgmodels._stream_log(s.id, child)) INTO passed USING s.id;
         ELSE
             passed := newest IS NOT NULL;
@@ -461,11 +491,17 @@ BEGIN
     IF c.id IS NULL OR NOT (pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_has_role(pgmodels._me(), s.owner, 'USAGE')) THEN
         RETURN;
     END IF;
-    EXECUTE format('SELECT count(*), min(l.ev_time) FROM pgmodels.%I l
-                     WHERE l.ev_txid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(l.ev_txid, $1)
-                       AND NOT (l.ev_id <= $3 AND $2 IS NOT NULL AND pg_visible_in_snapshot(l.ev_txid, $2))',
-                   pgmodels._stream_log(s.id))
-        INTO pending, oldest USING c.done_snapshot, c.batch_snapshot, c.batch_after;
+    -- per partition, the events of its part its position has not passed
+    EXECUTE format('SELECT sum(n), min(t) FROM pgmodels.stream_consumer_part p CROSS JOIN LATERAL (
+                      SELECT count(*) AS n, min(l.ev_time) AS t FROM pgmodels.%I l
+                       WHERE l.ev_txid >= pg_snapshot_xmin(p.done_snapshot)
+                         AND NOT pg_visible_in_snapshot(l.ev_txid, p.done_snapshot)
+                         AND NOT (l.ev_id <= p.batch_after AND p.batch_snapshot IS NOT NULL
+                                  AND pg_visible_in_snapshot(l.ev_txid, p.batch_snapshot))
+                         AND ($2 = 1 OR pgmodels._event_part(l.ev_key, l.ev_id, $2) = p.part)) x
+                    WHERE p.consumer_id = $1', pgmodels._stream_log(s.id))
+        INTO pending, oldest USING c.id, c.partitions;
+    pending := coalesce(pending, 0);
 END
 $$;
 COMMENT ON FUNCTION pgmodels._consumer_lag(bigint) IS 'internal: a consumer''s pending events and the oldest one''s time, for the roles that own it or its stream';

@@ -24,22 +24,22 @@ $$;
 COMMENT ON FUNCTION @extschema@.create_stream(text, text, text) IS 'makes a table a stream: from now on every row inserted into it is an event, written once into the stream''s log whatever the number of consumers; returns the stream id';
 
 CREATE OR REPLACE FUNCTION pgmodels._add_consumer(stream_name text, consumer_name text, project_name text,
-    output_table text, enrich_relation text, enrich_key text, from_beginning boolean)
+    output_table text, enrich_relation text, enrich_key text, from_beginning boolean, partitions integer)
 RETURNS bigint LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.stream.consumers import add; return add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning)
+from pgmodels.stream.consumers import add; return add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning, partitions)
 $$;
-COMMENT ON FUNCTION pgmodels._add_consumer(text, text, text, text, text, text, boolean) IS 'internal: the core of add_consumer(), run as the caller';
+COMMENT ON FUNCTION pgmodels._add_consumer(text, text, text, text, text, text, boolean, integer) IS 'internal: the core of add_consumer(), run as the caller';
 
 CREATE OR REPLACE FUNCTION @extschema@.add_consumer(stream_name text, consumer_name text, project_name text,
     output_table text DEFAULT NULL, enrich_relation text DEFAULT NULL, enrich_key text DEFAULT NULL,
-    from_beginning boolean DEFAULT false)
+    from_beginning boolean DEFAULT false, partitions integer DEFAULT 1)
 RETURNS bigint LANGUAGE sql VOLATILE
 AS $$
-    SELECT coalesce(pgmodels._add_consumer($1, $2, $3, $4, $5, $6, $7), pgmodels._raise_pending(NULL::bigint))
+    SELECT coalesce(pgmodels._add_consumer($1, $2, $3, $4, $5, $6, $7, $8), pgmodels._raise_pending(NULL::bigint))
 $$;
-COMMENT ON FUNCTION @extschema@.add_consumer(text, text, text, text, text, text, boolean) IS 'adds a model that scores a stream''s events into an output table (created when missing), optionally looking missing features up by key in a relation; starts at the stream''s end unless from_beginning';
+COMMENT ON FUNCTION @extschema@.add_consumer(text, text, text, text, text, text, boolean, integer) IS 'adds a model that scores a stream''s events into an output table (created when missing), optionally looking missing features up by key in a relation; starts at the stream''s end unless from_beginning; with partitions > 1, that many workers score its events at once (split by key)';
 
 CREATE OR REPLACE FUNCTION pgmodels._process_stream(consumer_name text, max_events integer) RETURNS integer
 LANGUAGE plpython3u VOLATILE
@@ -52,7 +52,7 @@ COMMENT ON FUNCTION pgmodels._process_stream(text, integer) IS 'internal: the co
 CREATE OR REPLACE FUNCTION @extschema@.process_stream(consumer_name text, max_events integer DEFAULT 1000)
 RETURNS integer LANGUAGE sql VOLATILE
 AS $$ SELECT coalesce(pgmodels._process_stream($1, $2), pgmodels._raise_pending(NULL::integer)) $$;
-COMMENT ON FUNCTION @extschema@.process_stream(text, integer) IS 'scores a consumer''s next events (at most max_events) in one model run, writes the predictions, moves the consumer''s position and notifies subscribers, all in the caller''s transaction; returns the number of events taken (0 when none, or when another worker holds the consumer)';
+COMMENT ON FUNCTION @extschema@.process_stream(text, integer) IS 'scores a consumer''s next events (at most max_events; of one partition, when it has several) in one model run, writes the predictions, moves the position and notifies subscribers, all in the caller''s transaction; returns the number of events taken (0 when none, or when other workers hold every partition)';
 
 -- A consumer's output table and channel: what subscribers need, not secret.
 CREATE OR REPLACE FUNCTION pgmodels._consumer_output(consumer_name text, OUT output regclass, OUT channel text)
@@ -146,7 +146,7 @@ GRANT SELECT ON pgmodels.streams TO PUBLIC;
 
 CREATE OR REPLACE VIEW pgmodels.stream_consumers WITH (security_barrier) AS
 SELECT c.name AS consumer, s.name AS stream, p.name AS project, c.owner::text AS owner, c.output::text AS output,
-       c.enrich::text AS enrich_relation, c.enrich_key, 'pgmodels_consumer_' || c.id AS channel,
+       c.enrich::text AS enrich_relation, c.enrich_key, 'pgmodels_consumer_' || c.id AS channel, c.partitions,
        c.events_processed, lag.pending AS events_pending, clock_timestamp() - lag.oldest AS oldest_pending_age,
        c.failures, c.last_event_id, c.last_activity, c.created_at
 FROM pgmodels.stream_consumer c

@@ -111,7 +111,7 @@ GRANT EXECUTE ON PROCEDURE pgmodels._run_batch_job(text) TO PUBLIC;
 -- predictions, on output tables it may read), so it is open to PUBLIC.
 REVOKE EXECUTE ON FUNCTION
     @extschema@.create_stream(text, text, text),
-    @extschema@.add_consumer(text, text, text, text, text, text, boolean)
+    @extschema@.add_consumer(text, text, text, text, text, text, boolean, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- the stream cores: each checks the credential, the caller's ownership or privileges,
@@ -119,10 +119,10 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._stream_get(text, text, boolean),
     pgmodels._stream_create(text, text, oid, name),
     pgmodels._stream_drop(text, text, boolean),
-    pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean),
-    pgmodels._add_consumer(text, text, text, text, text, text, boolean),
+    pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean, integer),
+    pgmodels._add_consumer(text, text, text, text, text, text, boolean, integer),
     pgmodels._consumer_get(text, text, boolean),
-    pgmodels._consumer_advance(text, bigint, bigint, boolean, bigint, bigint, bigint),
+    pgmodels._consumer_advance(text, bigint, integer, bigint, boolean, bigint, bigint),
     pgmodels._consumer_dead_letters(text, bigint, bigint[], text[], jsonb[], text[], text[]),
     pgmodels._consumer_drop(text, text),
     pgmodels._process_stream(text, integer),

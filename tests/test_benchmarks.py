@@ -216,8 +216,9 @@ def test_tiny_pgbouncer_run_measures_both_sides(test_db, tmp_path):
 
 
 def test_tiny_workers_run_measures_both_sides(test_db, tmp_path):
-    """benchmarks/bench_workers.py at a tiny size: 1 and 2 stream workers, one batch run
-    and two partition runs, every event and key once."""
+    """benchmarks/bench_workers.py at a tiny size: 1 and 2 stream workers (on two consumers,
+    and on one consumer of two partitions), one batch run and two partition runs, every
+    event and key once."""
     out = tmp_path / "workers.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_workers.py"), "--dsn", test_db,
                            "--events", "500", "--rows", "2000", "--repeat", "2", "--trees", "3", "--chunk", "500",
@@ -226,7 +227,9 @@ def test_tiny_workers_run_measures_both_sides(test_db, tmp_path):
     results = json.loads(out.read_text())
     assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_workers.py")
     assert results["stream"]["each_event_once"] is True and results["batch"]["every_key_once"] is True
-    for side in (results["stream"]["1_worker"], results["stream"]["2_workers"], results["batch"]["1_run"],
-                 results["batch"]["2_runs"]):
+    assert results["split"]["each_event_once"] is True
+    for side in (results["stream"]["1_worker"], results["stream"]["2_workers"], results["split"]["1_worker"],
+                 results["split"]["2_workers"], results["batch"]["1_run"], results["batch"]["2_runs"]):
         assert len(side["trials"]) == 2 and side["min"] <= side["median"] <= side["max"]
-    assert _positive(results["stream"]["ratio"]) and _positive(results["batch"]["ratio"])
+    assert _positive(results["stream"]["ratio"]) and _positive(results["split"]["ratio"])
+    assert _positive(results["batch"]["ratio"])

@@ -254,6 +254,9 @@ def test_cli_export_verify_and_device_predict(conn, edge, tmp_path):
     key = _cli("edge", "public-key", "--dsn", edge["dsn"]).stdout.strip()
     assert key == edge["key"]
     assert _cli("edge", "verify", str(out), "--public-key", key).returncode == 0
+    assert _cli("edge", "verify", str(out), "--public-key", key, "--project", "edge_txt").returncode == 0
+    other = _cli("edge", "verify", str(out), "--public-key", key, "--project", "another")
+    assert other.returncode == 1 and 'the bundle is for project "edge_txt", not "another"' in other.stderr
     # --version: an older version by number; a version that does not exist
     assert _cli("edge", "export", "edge_txt", "--version", "1", "--out", str(out), "--dsn", edge["dsn"]).returncode == 0
     bad = _cli("edge", "export", "edge_txt", "--version", "7", "--out", str(out), "--dsn", edge["dsn"])

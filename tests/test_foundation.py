@@ -51,7 +51,7 @@ def test_extension_layout(conn):
                              # batch jobs and streams (sql/070, sql/075)
                              "pgmodels.batch_job", "pgmodels.batch_job_id_seq", "pgmodels.batch_run",
                              "pgmodels.batch_run_id_seq", "pgmodels.stream", "pgmodels.stream_id_seq",
-                             "pgmodels.stream_consumer", "pgmodels.stream_consumer_id_seq",
+                             "pgmodels.stream_consumer", "pgmodels.stream_consumer_id_seq", "pgmodels.stream_consumer_part",
                              "pgmodels.stream_dead_letter",
                              # monitoring (sql/100)
                              "pgmodels.monitor_settings", "pgmodels.monitor", "pgmodels.monitor_id_seq",

@@ -93,7 +93,7 @@ def test_who_may_make_streams_consume_them_and_read_predictions(conn, make_role,
                       f"INSERT INTO pgmodels.stream_{sid}_log_0 (ev_id, ev_txid, ev_time) VALUES (1, '1', now())"):
         assert sql_error(mallory, statement).sqlstate == "42501"
     cid = conn.execute("SELECT id FROM pgmodels.stream_consumer WHERE name = %s", [name + "_c"]).fetchone()[0]
-    err = sql_error(mallory, "SELECT pgmodels._consumer_advance(pgmodels._credential(), %s, 1000000, true, 0, 0, 0)",
+    err = sql_error(mallory, "SELECT pgmodels._consumer_advance(pgmodels._credential(), %s, 0, 1000000, true, 0, 0)",
                     [cid])
     assert err.sqlstate == "55000"
     assert mallory.execute("SELECT count(*) FROM pgmodels.stream_consumers").fetchone() == (0,)

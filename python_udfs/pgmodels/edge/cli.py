@@ -3,7 +3,7 @@
     pgmodels edge export PROJECT [--version N] --out DIR [--option ort|float16|int8 --check-relation REL]
     pgmodels edge options PROJECT --check-relation REL
     pgmodels edge public-key
-    pgmodels edge verify DIR --public-key HEX
+    pgmodels edge verify DIR --public-key HEX [--project NAME]
 
 The bundle's files are written under fixed names (manifest.json, model.onnx,
 manifest.sig), never under names read from the archive, so a bundle cannot write
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     ve = esub.add_parser("verify", help="verify a bundle directory against a public key (no database)")
     ve.add_argument("dir")
     ve.add_argument("--public-key", help="64 hex digits (default: $PGMODELS_EDGE_PUBLIC_KEY)")
+    ve.add_argument("--project", help="the project the bundle must be of (one server key signs every project's)")
 
 
 def _model_id(conn, project: str, version: int | None) -> int | None:
@@ -95,7 +96,7 @@ def run_command(args, connect) -> int:
         from pgmodels_edge import EdgeError, EdgeModel
 
         try:
-            model = EdgeModel.load(args.dir, args.public_key)
+            model = EdgeModel.load(args.dir, args.public_key, args.project)
         except EdgeError as e:
             raise PgmodelsError(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate) from None
         print(f"ok: {model.describe()}, sha256 {model.sha256}, signed by key {model.manifest['signed_by']['key_id']}")

@@ -11,7 +11,7 @@ from ..batch.plan import ServedModel, parts
 from ..errors import DATATYPE_MISMATCH, UNDEFINED_COLUMN, PgmodelsError
 from ..relations import NUMERIC_CATEGORIES, Relation
 
-ADD_SIGNATURE = "add_consumer(text, text, text, text, text, text, boolean)"
+ADD_SIGNATURE = "add_consumer(text, text, text, text, text, text, boolean, integer)"
 # the output table: one prediction per event
 OUTPUT_COLUMNS = {"event_id": "bigint", "key": "text", "prediction": "real", "probabilities": "real[]",
                   "label": "text", "model_id": "bigint", "model_version": "integer",
@@ -46,10 +46,15 @@ def sources_of_features(model: ServedModel, events: Relation, enrich: Relation |
 
 
 @udf
-def add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning) -> int:
+def add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning,
+        partitions=1) -> int:
     require_execute(qualified(ADD_SIGNATURE), "add_consumer")
     if consumer_name is None or project_name is None:
         raise PgmodelsError("consumer_name and project_name must not be NULL", sqlstate="22004")
+    if partitions is None or not 1 <= partitions <= 64:
+        raise PgmodelsError("partitions must be between 1 and 64", detail=f"It was {partitions}.",
+                            hint="One partition per worker that should score this consumer's events at once.",
+                            sqlstate="22023")
     stream = query("SELECT s.source::oid AS source, s.key_column::text AS key FROM "
                    "pgmodels._stream_get(pgmodels._credential(), $1, true) s", [stream_name], ["text"])[0]
     model = serving_model(project_name)
@@ -70,10 +75,10 @@ def add(stream_name, consumer_name, project_name, output_table, enrich_relation,
                                  f"predictions of pgmodels stream consumer {consumer_name}", events)
     query(f"CREATE UNIQUE INDEX IF NOT EXISTS {_index(out, 'delivery')} ON {out.qualified} (delivery)")
     query(f"CREATE INDEX IF NOT EXISTS {_index(out, 'key')} ON {out.qualified} (key, event_id)")
-    return query("""SELECT pgmodels._consumer_add(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7) AS id""",
+    return query("""SELECT pgmodels._consumer_add(pgmodels._credential(), $1, $2, $3, $4, $5, $6, $7, $8) AS id""",
                  [consumer_name, stream_name, project_name, out.oid, enrich.oid if enrich else None, enrich_key,
-                  bool(from_beginning)],
-                 ["text", "text", "text", "oid", "oid", "name", "boolean"])[0]["id"]
+                  bool(from_beginning), partitions],
+                 ["text", "text", "text", "oid", "oid", "name", "boolean", "integer"])[0]["id"]
 
 
 def _index(out: Relation, what: str) -> str:

@@ -1,17 +1,20 @@
 """process_stream(): a consumer's next events, scored in one model run, in the caller's
 transaction.
 
-1. pgmodels._consumer_get locks the consumer for this transaction (a second worker gets
-   nothing and returns 0) and starts a batch: the events of the transactions committed
-   since the consumer's position (see sql/075_stream_catalog.sql);
-2. one statement reads up to max_events of them in id order, with their features (from
-   the event's row, else looked up by key in the enrich relation);
+1. pgmodels._consumer_get locks one of the consumer's partitions for this transaction (a
+   worker that finds every partition held gets nothing and returns 0) and starts a batch
+   there: the events of the transactions committed since the partition's position (see
+   sql/075_stream_catalog.sql);
+2. one statement reads up to max_events of them (of that partition) in id order, with
+   their features (from the event's row, else looked up by key in the enrich relation);
 3. events whose features cannot be scored (missing, NaN, Infinity, out of range, an
    array of the wrong length) go to the dead letters; the others are scored in one run of
    the vectorized path and written to the output table;
-4. the position moves past them (pgmodels._consumer_advance) and subscribers are
-   notified, all in the same transaction: a prediction exists if and only if the
-   position moved past its event.
+4. the position moves past them (pgmodels._consumer_advance, which hands out their
+   delivery numbers under the consumer's row lock, so deliveries number in commit order
+   however many partitions are scored at once), the predictions are written and
+   subscribers are notified, all in the same transaction: a prediction exists if and
+   only if the position moved past its event.
 """
 
 from __future__ import annotations
@@ -76,9 +79,18 @@ SELECT ev.ev_id, ev.ev_key, ev.ev_time, {x} AS x, {t} AS t
          WHERE l.ev_txid >= pg_catalog.pg_snapshot_xmin(\x00done\x00) AND l.ev_txid < pg_catalog.pg_snapshot_xmax(\x00batch\x00)
            AND pg_catalog.pg_visible_in_snapshot(l.ev_txid, \x00batch\x00)
            AND NOT pg_catalog.pg_visible_in_snapshot(l.ev_txid, \x00done\x00)
-           AND l.ev_id > \x00after\x00
+           AND l.ev_id > \x00after\x00{_part_filter(c)}
          ORDER BY l.ev_id LIMIT \x00limit\x00) ev{join}
  ORDER BY ev.ev_id"""
+
+
+def _part_filter(c: dict) -> str:
+    """The partition's events (pgmodels._event_part, inlined): none to filter with one."""
+    n = int(c["partitions"])
+    if n <= 1:
+        return ""
+    return (f"\n           AND ((pg_catalog.hashtextextended(coalesce(l.ev_key, l.ev_id::text), 0) % {n} + {n}) % {n})"
+            " = \x00part\x00")
 
 
 def _problem(model: Model, x: list | None, t: list | None, n_numeric: int, numeric_names: list[str],
@@ -115,7 +127,7 @@ def process(consumer_name: str, max_events: int) -> int:
     model = cache.current(c["project"], 0, loaded["s"], True)
     served = ServedModel(model.id, model.project, model.version, model.task, model.feature_names, model.feature_types,
                          model.array_features)
-    key = (c["consumer_id"], model.id)
+    key = (c["consumer_id"], model.id, c["partitions"])
     template = _plans.get(key)
     if template is None:
         events = relations.by_oid(c["source"])
@@ -127,7 +139,7 @@ def process(consumer_name: str, max_events: int) -> int:
     # (NUL marks the places: no identifier can hold one)
     values = {"done": plpy.quote_literal(c["done_snapshot"]) + "::pg_catalog.pg_snapshot",
               "batch": plpy.quote_literal(c["batch_snapshot"]) + "::pg_catalog.pg_snapshot",
-              "after": str(int(c["batch_after"])), "limit": str(int(max_events))}
+              "after": str(int(c["batch_after"])), "limit": str(int(max_events)), "part": str(int(c["part"]))}
     statement = template
     for name, value in values.items():
         statement = statement.replace(f"\x00{name}\x00", value)
@@ -144,14 +156,20 @@ def process(consumer_name: str, max_events: int) -> int:
     for r in rows:
         problem = _problem(model, r["x"], r["t"], len(numeric_names), numeric_names, text_names)
         (bad if problem else good).append((r, problem))
-    delivered = c["delivered"]
-    if good:
+    last = rows[n - 1]["ev_id"] if n else None
+    if good:  # scored first: the lock below is held to commit, so only writes follow it
         X = np.array([[math.nan if v is None else v for v in r["x"]] for r, _ in good], dtype=np.float32) \
             if numeric_names else np.zeros((len(good), 0), dtype=np.float32)
         T = np.array([["" if v is None else v for v in r["t"]] for r, _ in good], dtype=object) if text_names else None
         out = vectorized.answers(model, vectorized.feed_arrays(model, X, T), len(good),
                                  ["prediction", "label", "probabilities"] if model.task == "classification"
                                  else ["prediction"])
+    # the position and the counters: the delivery numbers come with the consumer's row
+    # lock (this transaction writes the predictions too, so both or neither happen)
+    delivered = query("SELECT pgmodels._consumer_advance(pgmodels._credential(), $1, $2, $3, $4, $5, $6) AS d",
+                      [c["consumer_id"], c["part"], last, n < max_events, len(good), len(bad)],
+                      ["bigint", "integer", "bigint", "boolean", "bigint", "bigint"])[0]["d"]
+    if good:
         probabilities = out.get("probabilities")
         classes = int(probabilities.shape[1]) if probabilities is not None else 0
         insert = _inserts.get(c["output"])
@@ -172,10 +190,6 @@ def process(consumer_name: str, max_events: int) -> int:
               [c["consumer_id"], ids, [r["ev_key"] for r, _ in bad], [payload.get(i) for i in ids],
                [p[0] for _, p in bad], [p[1] for _, p in bad]],
               ["bigint", "bigint[]", "text[]", "text[]", "text[]", "text[]"])
-    last = rows[n - 1]["ev_id"] if n else None
-    query("SELECT pgmodels._consumer_advance(pgmodels._credential(), $1, $2, $3, $4, $5, $6)",
-          [c["consumer_id"], last, n < max_events, len(good), len(bad), delivered],
-          ["bigint", "bigint", "boolean", "bigint", "bigint", "bigint"])
     if good:
         query("SELECT pg_catalog.pg_notify($1, $2)",
               [f"pgmodels_consumer_{c['consumer_id']}",
