@@ -7,7 +7,8 @@
   is taken by one worker at a time, so they share the two). Events scored per second,
   from the insert to the last prediction. Every event must be scored once per consumer.
 - ``split``: one consumer of the same stream whose events are split into two partitions
-  (``add_consumer(..., partitions => 2)``): 1 worker against 2 on that one consumer.
+  (``add_consumer(..., partitions => 2)``): 1 worker against 2 on that one consumer; and,
+  as the user's baseline, 1 worker on the same consumer unpartitioned.
 - ``batch``: --rows keyed rows; one job over the whole table against the same rows split
   into two jobs over two halves (views on ``id % 2``), run at once in two sessions
   (``CALL run_batch_job``). Rows scored per second, wall time of the slowest run.
@@ -63,9 +64,9 @@ def setup(conn, rows: int, trees: int) -> None:
         conn.execute("SELECT create_stream(%s, %s, 'ride_id')", [P, P + "_rides"])
 
 
-def _consumers(conn, split: bool) -> list[str]:
-    """Two consumers (one partition each), or one consumer split into two partitions."""
-    wanted = [(f"{P}_split", "m1", 2)] if split else [(f"{P}_c1", "m1", 1), (f"{P}_c2", "m2", 1)]
+def _consumers(conn, split: int) -> list[str]:
+    """Two consumers (one partition each), or (split > 0) one consumer of split partitions."""
+    wanted = [(f"{P}_split", "m1", split)] if split else [(f"{P}_c1", "m1", 1), (f"{P}_c2", "m2", 1)]
     for name in (f"{P}_c1", f"{P}_c2", f"{P}_split"):
         conn.execute("SELECT drop_consumer(%s, true) FROM pgmodels.stream_consumers WHERE consumer = %s", [name, name])
         conn.execute(f"DROP TABLE IF EXISTS {name}_predictions")  # left by a stream dropped with its consumers
@@ -74,7 +75,7 @@ def _consumers(conn, split: bool) -> list[str]:
     return [w[0] for w in wanted]
 
 
-def stream_trial(conn, dsn: str, workers: int, events: int, max_events: int, split: bool = False) -> dict:
+def stream_trial(conn, dsn: str, workers: int, events: int, max_events: int, split: int = 0) -> dict:
     names = _consumers(conn, split)
     procs = [subprocess.Popen([PGMODELS, "stream", "work", *names, "--dsn", dsn, "--max-events", str(max_events)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
@@ -159,18 +160,19 @@ def main(argv=None) -> int:
         setup(conn, args.rows, args.trees)
         load = os.getloadavg()
         stream: dict = {1: [], 2: []}
-        split: dict = {1: [], 2: []}
+        split: dict = {0: [], 1: [], 2: []}  # 0: one worker, one partition
         batch: dict = {1: [], 2: []}
         for i in range(args.repeat):
             order = (1, 2) if i % 2 == 0 else (2, 1)
             for n in order:
                 stream[n].append(stream_trial(conn, args.dsn, n, args.events, args.max_events))
-            for n in order:
-                split[n].append(stream_trial(conn, args.dsn, n, args.events, args.max_events, split=True))
+            for n in (0, *order):
+                split[n].append(stream_trial(conn, args.dsn, max(n, 1), args.events, args.max_events,
+                                             split=1 if n == 0 else 2))
             for n in order:
                 batch[n].append(batch_trial(args.dsn, conn, n, args.chunk))
     s1, s2 = summary(stream[1], "events_per_s"), summary(stream[2], "events_per_s")
-    p1, p2 = summary(split[1], "events_per_s"), summary(split[2], "events_per_s")
+    p0, p1, p2 = (summary(split[n], "events_per_s") for n in (0, 1, 2))
     b1, b2 = summary(batch[1], "rows_per_s"), summary(batch[2], "rows_per_s")
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -179,8 +181,9 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count(), "load_average_at_start": load,
         "stream": {"1_worker": s1, "2_workers": s2, "ratio": s2["median"] / s1["median"],
                    "each_event_once": all(t["each_event_once_per_consumer"] for t in stream[1] + stream[2])},
-        "split": {"1_worker": p1, "2_workers": p2, "ratio": p2["median"] / p1["median"],
-                  "each_event_once": all(t["each_event_once_per_consumer"] for t in split[1] + split[2])},
+        "split": {"unpartitioned_1_worker": p0, "1_worker": p1, "2_workers": p2, "ratio": p2["median"] / p1["median"],
+                  "ratio_to_unpartitioned": p2["median"] / p0["median"],
+                  "each_event_once": all(t["each_event_once_per_consumer"] for t in split[0] + split[1] + split[2])},
         "batch": {"1_run": b1, "2_runs": b2, "ratio": b2["median"] / b1["median"],
                   "every_key_once": all(t["rows"] == t["distinct_keys"] == args.rows for t in batch[1] + batch[2])},
     }
@@ -188,8 +191,9 @@ def main(argv=None) -> int:
           f"2 workers {s2['median']:,.0f} [{s2['min']:,.0f}-{s2['max']:,.0f}], ratio {results['stream']['ratio']:.2f}, "
           f"each event once: {results['stream']['each_event_once']}")
     print(f"one consumer, 2 partitions: 1 worker {p1['median']:,.0f} events/s [{p1['min']:,.0f}-{p1['max']:,.0f}], "
-          f"2 workers {p2['median']:,.0f} [{p2['min']:,.0f}-{p2['max']:,.0f}], ratio {results['split']['ratio']:.2f}, "
-          f"each event once: {results['split']['each_event_once']}")
+          f"2 workers {p2['median']:,.0f} [{p2['min']:,.0f}-{p2['max']:,.0f}], ratio {results['split']['ratio']:.2f}; "
+          f"unpartitioned, 1 worker {p0['median']:,.0f} [{p0['min']:,.0f}-{p0['max']:,.0f}], 2 workers on 2 partitions / "
+          f"that {results['split']['ratio_to_unpartitioned']:.2f}; each event once: {results['split']['each_event_once']}")
     print(f"batch: 1 run {b1['median']:,.0f} rows/s [{b1['min']:,.0f}-{b1['max']:,.0f}], "
           f"2 runs {b2['median']:,.0f} [{b2['min']:,.0f}-{b2['max']:,.0f}], ratio {results['batch']['ratio']:.2f}, "
           f"every key once: {results['batch']['every_key_once']}")
