@@ -69,6 +69,7 @@ CREATE TABLE pgmodels.stream_consumer_part (
     batch_snapshot pg_snapshot,
     batch_after    bigint NOT NULL DEFAULT 0,
     taken_at       timestamptz,
+    taken_by       xid8,  -- the transaction that took it last (only it may advance it)
     PRIMARY KEY (consumer_id, part)
 );
 COMMENT ON TABLE pgmodels.stream_consumer_part IS 'each stream consumer''s position, per partition of its events (one row unless the consumer was added with partitions)';

@@ -229,9 +229,11 @@ COMMENT ON FUNCTION pgmodels._consumer_add(text, text, text, text, oid, oid, nam
 
 -- A consumer and its stream, for its owner; with take, also one partition's position:
 -- the partition with a batch in progress, else the one taken longest ago, that no other
--- transaction holds, locked for the caller's transaction (when every one is held,
--- nothing is returned), with a batch started when none is in progress.
-CREATE OR REPLACE FUNCTION pgmodels._consumer_get(credential text, consumer_name text, take boolean)
+-- transaction holds and that is not in skip (the ones this call found empty), locked for
+-- the caller's transaction (when there is none, nothing is returned), with a batch
+-- started when none is in progress.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_get(credential text, consumer_name text, take boolean,
+                                                  skip integer[] DEFAULT '{}')
 RETURNS TABLE (consumer_id bigint, stream_id bigint, project text, source oid, key_column name, output oid,
                enrich oid, enrich_key name, partitions integer, part integer, done_snapshot pg_snapshot,
                batch_snapshot pg_snapshot, batch_after bigint, log text)
@@ -257,7 +259,8 @@ BEGIN
             RAISE EXCEPTION 'permission denied for stream "%"', s.name USING ERRCODE = '42501',
                 DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it (and, if it has row-level security, to own it).', s.source);
         END IF;
-        SELECT x.* INTO p FROM pgmodels.stream_consumer_part x WHERE x.consumer_id = c.id
+        SELECT x.* INTO p FROM pgmodels.stream_consumer_part x
+         WHERE x.consumer_id = c.id AND x.part <> ALL (coalesce(skip, '{}'))
          ORDER BY x.batch_snapshot IS NULL, x.taken_at NULLS FIRST, x.part
          LIMIT 1 FOR UPDATE SKIP LOCKED;
         IF p.consumer_id IS NULL THEN
@@ -266,7 +269,7 @@ BEGIN
         UPDATE pgmodels.stream_consumer_part x
            SET batch_snapshot = coalesce(x.batch_snapshot, pg_current_snapshot()),
                batch_after = CASE WHEN x.batch_snapshot IS NULL THEN 0 ELSE x.batch_after END,
-               taken_at = clock_timestamp()
+               taken_at = clock_timestamp(), taken_by = pg_current_xact_id()
          WHERE x.consumer_id = p.consumer_id AND x.part = p.part RETURNING x.* INTO p;
     END IF;
     RETURN QUERY SELECT c.id, s.id, (SELECT j.name FROM pgmodels.projects j WHERE j.id = c.project_id), s.source::oid,
@@ -274,43 +277,58 @@ BEGIN
                         p.batch_snapshot, p.batch_after, pgmodels._stream_log(s.id);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._consumer_get(text, text, boolean) IS 'internal: a consumer for its owner; take locks one of its partitions for this transaction and starts a batch there';
+COMMENT ON FUNCTION pgmodels._consumer_get(text, text, boolean, integer[]) IS 'internal: a consumer for its owner; take locks one of its partitions for this transaction and starts a batch there';
 
 -- Records what process_stream did, in the transaction that wrote the predictions: the
--- partition's position (the caller holds its lock, taken by _consumer_get in this
--- transaction) and the consumer's counters. Returns the delivery number after which the
--- scored events' predictions go: the consumer's row stays locked to commit, so a
--- partition scored in parallel numbers its deliveries after this one's.
+-- partition's position (only the transaction that took it, with _consumer_get, may) and,
+-- when it handled events, the consumer's counters. Returns the delivery number after
+-- which the scored events' predictions go: the consumer's row then stays locked to
+-- commit, so a partition scored in parallel numbers its deliveries after this one's (it
+-- waits for this commit to write, not to score). A call that handled no events takes no
+-- lock on the consumer.
 CREATE OR REPLACE FUNCTION pgmodels._consumer_advance(credential text, consumer_id bigint, part integer,
                                                       last_event_id bigint, finished boolean, scored bigint,
                                                       failed bigint)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10s'
 AS $$
 DECLARE
     base bigint;
 BEGIN
+    IF scored IS NULL OR failed IS NULL OR scored < 0 OR failed < 0 THEN
+        RAISE EXCEPTION 'the counts of scored and failed events must not be negative' USING ERRCODE = '22023';
+    END IF;
     UPDATE pgmodels.stream_consumer_part p
        SET done_snapshot = CASE WHEN finished THEN p.batch_snapshot ELSE p.done_snapshot END,
            batch_snapshot = CASE WHEN finished THEN NULL ELSE p.batch_snapshot END,
            batch_after = CASE WHEN finished THEN 0 ELSE greatest(p.batch_after, coalesce(_consumer_advance.last_event_id, 0)) END
       FROM pgmodels.stream_consumer c
      WHERE p.consumer_id = _consumer_advance.consumer_id AND p.part = _consumer_advance.part
-       AND p.batch_snapshot IS NOT NULL AND c.id = p.consumer_id
+       AND p.batch_snapshot IS NOT NULL AND c.id = p.consumer_id AND p.taken_by = pg_current_xact_id()
        AND pg_has_role(pgmodels._verify_caller(credential), c.owner, 'USAGE');
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'partition % of consumer % has no batch in progress for this role', part, consumer_id
+        RAISE EXCEPTION 'partition % of consumer % has no batch in progress for this transaction', part, consumer_id
             USING ERRCODE = '55000';
     END IF;
-    UPDATE pgmodels.stream_consumer c
-       SET delivered = c.delivered + scored,
-           events_processed = c.events_processed + scored + failed,
-           failures = c.failures + failed,
-           last_event_id = CASE WHEN _consumer_advance.last_event_id IS NULL THEN c.last_event_id
-                                ELSE greatest(c.last_event_id, _consumer_advance.last_event_id) END,
-           last_activity = CASE WHEN scored + failed > 0 THEN now() ELSE c.last_activity END
-     WHERE c.id = consumer_id
-    RETURNING c.delivered - scored INTO base;
+    IF scored + failed = 0 THEN
+        RETURN NULL;  -- nothing to number or count
+    END IF;
+    BEGIN
+        UPDATE pgmodels.stream_consumer c
+           SET delivered = c.delivered + scored,
+               events_processed = c.events_processed + scored + failed,
+               failures = c.failures + failed,
+               last_event_id = CASE WHEN _consumer_advance.last_event_id IS NULL THEN c.last_event_id
+                                    ELSE greatest(c.last_event_id, _consumer_advance.last_event_id) END,
+               last_activity = now()
+         WHERE c.id = consumer_id
+        RETURNING c.delivered - scored INTO base;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE EXCEPTION 'consumer % is held by a transaction that scored its events and has not ended', consumer_id
+            USING ERRCODE = '55P03',
+                  DETAIL = 'Predictions are numbered in commit order, so partitions wait for each other''s commit; this one waited 10 seconds.',
+                  HINT = 'End transactions that call process_stream promptly (workers run each call on its own). This call''s work was undone; nothing is lost.';
+    END;
     RETURN base;
 END
 $$;
@@ -463,7 +481,7 @@ BEGIN
     -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
     -- (the console draws throughput and lag over the last hour from them)
     INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
-    SELECT c.id, now(), c.events_processed, (pgmodels._consumer_lag(c.id)).pending
+    SELECT c.id, now(), c.events_processed, (pgmodels._consumer_lag(c.id, credential)).pending
       FROM pgmodels.stream_consumer c
      WHERE c.stream_id = s.id
        AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample x
@@ -477,31 +495,34 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_maintain(text, bigint) IS 'internal: rotates a stream''s log and truncates the children every consumer is past';
 
--- How far behind a consumer is: events not yet processed, and the oldest one's time.
--- Definer (it reads the log); answers only a role that owns the consumer or its stream.
-CREATE OR REPLACE FUNCTION pgmodels._consumer_lag(consumer_id bigint, OUT pending bigint, OUT oldest timestamptz)
+-- How far behind a consumer is: events not yet processed, and the oldest one's time, in
+-- one pass over the log (each event checked against its partition's position). Definer
+-- (it reads the log); answers only a role that owns the consumer or its stream, as the
+-- credential proves (inside a definer function current_user is the definer).
+CREATE OR REPLACE FUNCTION pgmodels._consumer_lag(consumer_id bigint, credential text, OUT pending bigint,
+                                                  OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    caller oid := pgmodels._verify_caller(credential);
     c pgmodels.stream_consumer;
     s pgmodels.stream;
 BEGIN
     SELECT x.* INTO c FROM pgmodels.stream_consumer x WHERE x.id = consumer_id;
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = c.stream_id;
-    IF c.id IS NULL OR NOT (pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_has_role(pgmodels._me(), s.owner, 'USAGE')) THEN
+    IF c.id IS NULL OR NOT (pg_has_role(caller, c.owner, 'USAGE') OR pg_has_role(caller, s.owner, 'USAGE')) THEN
         RETURN;
     END IF;
-    -- per partition, the events of its part its position has not passed
-    EXECUTE format('SELECT sum(n), min(t) FROM pgmodels.stream_consumer_part p CROSS JOIN LATERAL (
-                      SELECT count(*) AS n, min(l.ev_time) AS t FROM pgmodels.%I l
-                       WHERE l.ev_txid >= pg_snapshot_xmin(p.done_snapshot)
-                         AND NOT pg_visible_in_snapshot(l.ev_txid, p.done_snapshot)
-                         AND NOT (l.ev_id <= p.batch_after AND p.batch_snapshot IS NOT NULL
-                                  AND pg_visible_in_snapshot(l.ev_txid, p.batch_snapshot))
-                         AND ($2 = 1 OR pgmodels._event_part(l.ev_key, l.ev_id, $2) = p.part)) x
-                    WHERE p.consumer_id = $1', pgmodels._stream_log(s.id))
+    EXECUTE format('SELECT count(*), min(l.ev_time) FROM pgmodels.%I l
+                      JOIN pgmodels.stream_consumer_part p ON p.consumer_id = $1
+                       AND p.part = CASE WHEN $2 = 1 THEN 0 ELSE pgmodels._event_part(l.ev_key, l.ev_id, $2) END
+                     WHERE l.ev_txid >= (SELECT min(pg_snapshot_xmin(q.done_snapshot))
+                                           FROM pgmodels.stream_consumer_part q WHERE q.consumer_id = $1)
+                       AND l.ev_txid >= pg_snapshot_xmin(p.done_snapshot)
+                       AND NOT pg_visible_in_snapshot(l.ev_txid, p.done_snapshot)
+                       AND NOT (l.ev_id <= p.batch_after AND p.batch_snapshot IS NOT NULL
+                                AND pg_visible_in_snapshot(l.ev_txid, p.batch_snapshot))', pgmodels._stream_log(s.id))
         INTO pending, oldest USING c.id, c.partitions;
-    pending := coalesce(pending, 0);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._consumer_lag(bigint) IS 'internal: a consumer''s pending events and the oldest one''s time, for the roles that own it or its stream';
+COMMENT ON FUNCTION pgmodels._consumer_lag(bigint, text) IS 'internal: a consumer''s pending events and the oldest one''s time, for the roles that own it or its stream';

@@ -52,7 +52,7 @@ COMMENT ON FUNCTION pgmodels._process_stream(text, integer) IS 'internal: the co
 CREATE OR REPLACE FUNCTION @extschema@.process_stream(consumer_name text, max_events integer DEFAULT 1000)
 RETURNS integer LANGUAGE sql VOLATILE
 AS $$ SELECT coalesce(pgmodels._process_stream($1, $2), pgmodels._raise_pending(NULL::integer)) $$;
-COMMENT ON FUNCTION @extschema@.process_stream(text, integer) IS 'scores a consumer''s next events (at most max_events; of one partition, when it has several) in one model run, writes the predictions, moves the position and notifies subscribers, all in the caller''s transaction; returns the number of events taken (0 when none, or when other workers hold every partition)';
+COMMENT ON FUNCTION @extschema@.process_stream(text, integer) IS 'scores a consumer''s next events (at most max_events; of one partition, when it has several) in one model run, writes the predictions, moves the position and notifies subscribers, all in the caller''s transaction; returns the number of events taken (0 when there are none, in any partition no other transaction holds)';
 
 -- A consumer's output table and channel: what subscribers need, not secret.
 CREATE OR REPLACE FUNCTION pgmodels._consumer_output(consumer_name text, OUT output regclass, OUT channel text)
@@ -152,7 +152,7 @@ SELECT c.name AS consumer, s.name AS stream, p.name AS project, c.owner::text AS
 FROM pgmodels.stream_consumer c
 JOIN pgmodels.stream s ON s.id = c.stream_id
 JOIN pgmodels.projects p ON p.id = c.project_id
-CROSS JOIN LATERAL pgmodels._consumer_lag(c.id) lag
+CROSS JOIN LATERAL pgmodels._consumer_lag(c.id, pgmodels._credential()) lag
 WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE') OR pg_catalog.pg_has_role(pgmodels._me(), s.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.stream_consumers IS 'per consumer the current role owns (or whose stream it owns): events processed, events pending, the oldest pending event''s age, failures (dead letters), last activity, and the channel subscribers LISTEN on';
 GRANT SELECT ON pgmodels.stream_consumers TO PUBLIC;

@@ -121,7 +121,7 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._stream_drop(text, text, boolean),
     pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean, integer),
     pgmodels._add_consumer(text, text, text, text, text, text, boolean, integer),
-    pgmodels._consumer_get(text, text, boolean),
+    pgmodels._consumer_get(text, text, boolean, integer[]),
     pgmodels._consumer_advance(text, bigint, integer, bigint, boolean, bigint, bigint),
     pgmodels._consumer_dead_letters(text, bigint, bigint[], text[], jsonb[], text[], text[]),
     pgmodels._consumer_drop(text, text),
@@ -133,6 +133,6 @@ GRANT EXECUTE ON FUNCTION
     -- consumer's output table and channel are not secret
     pgmodels._stream_maintain(text, bigint),
     pgmodels._may_consume(bigint, oid),
-    pgmodels._consumer_lag(bigint),
+    pgmodels._consumer_lag(bigint, text),
     pgmodels._consumer_output(text)
 TO PUBLIC;

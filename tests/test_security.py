@@ -202,12 +202,12 @@ PUBLIC_INTERNALS = {
     # needs; the lag answers owners only; a consumer's output and channel are not secret
     "pgmodels._stream_get(text,text,boolean)", "pgmodels._stream_create(text,text,oid,name)",
     "pgmodels._stream_drop(text,text,boolean)", "pgmodels._consumer_add(text,text,text,text,oid,oid,name,boolean,integer)",
-    "pgmodels._add_consumer(text,text,text,text,text,text,boolean,integer)", "pgmodels._consumer_get(text,text,boolean)",
+    "pgmodels._add_consumer(text,text,text,text,text,text,boolean,integer)", "pgmodels._consumer_get(text,text,boolean,integer[])",
     "pgmodels._consumer_advance(text,bigint,integer,bigint,boolean,bigint,bigint)",
     "pgmodels._consumer_dead_letters(text,bigint,bigint[],text[],jsonb[],text[],text[])",
     "pgmodels._consumer_drop(text,text)", "pgmodels._process_stream(text,integer)",
     "pgmodels._stream_waiting(text,text[],boolean)", "pgmodels._stream_inflight(bigint[])", "pgmodels._stream_maintain(text,bigint)", "pgmodels._may_consume(bigint,oid)",
-    "pgmodels._consumer_lag(bigint)", "pgmodels._consumer_output(text)",
+    "pgmodels._consumer_lag(bigint,text)", "pgmodels._consumer_output(text)",
     # monitoring (sql/100-101): cores that check the credential, the project's privileges
     # and the monitor's owner themselves; the PL/Python cores run as the caller
     "pgmodels._drift_reference(text,bigint,text)",

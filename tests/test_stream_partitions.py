@@ -5,6 +5,7 @@ events of a key go to one partition in order, and deliveries number in commit or
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -143,3 +144,71 @@ def test_bad_partitions_are_refused_and_leave_nothing(conn, name, partitions):
     assert conn.execute("SELECT count(*) FROM pgmodels.stream_consumers WHERE consumer = %s",
                         [name + "_c"]).fetchone() == (0,)
     assert conn.execute("SELECT to_regclass(%s)", [name + "_c_predictions"]).fetchone() == (None,)
+
+
+def test_open_transactions_never_leave_a_worker_waiting_for_long(conn, connect, name):
+    """A call that found nothing, left open, holds the partitions it looked at (others get
+    0 at once, as from a consumer another worker holds) and never the consumer; one that
+    scored events and stays open makes another partition's commit wait at most 10 s, then
+    fail with a clear error, its work undone."""
+    regression_project(conn, name + "_m")
+    table = _keyed_stream(conn, name)
+    conn.execute("SELECT add_consumer(%s, %s, %s, partitions => 2)", [name, name + "_c", name + "_m"])
+    idle = connect()
+    idle.execute("BEGIN")
+    assert idle.execute("SELECT process_stream(%s)", [name + "_c"]).fetchone()[0] == 0
+    _insert(conn, table, 50)
+    other = connect()
+    started = time.monotonic()
+    assert other.execute("SELECT process_stream(%s)", [name + "_c"]).fetchone()[0] == 0
+    assert time.monotonic() - started < 5
+    idle.execute("COMMIT")
+    busy = connect()
+    busy.execute("BEGIN")
+    first = busy.execute("SELECT process_stream(%s)", [name + "_c"]).fetchone()[0]
+    assert 0 < first < 50
+    err = sql_error(other, "SELECT process_stream(%s)", [name + "_c"])
+    assert err.sqlstate == "55P03" and "has not ended" in err.diag.message_primary and err.diag.message_hint
+    busy.execute("COMMIT")
+    assert drain(other, name + "_c") == 50 - first and pending(conn, name + "_c") == 0
+    assert conn.execute(f"SELECT count(*), count(DISTINCT event_id), max(delivery) FROM {name}_c_predictions"
+                        ).fetchone() == (50, 50, 50)
+
+
+def test_zero_means_no_free_partition_has_events(conn, name):
+    """Events of one key (one partition): the first call finds them whichever partition it
+    takes first, so a loop until 0 leaves nothing pending."""
+    regression_project(conn, name + "_m")
+    table = _keyed_stream(conn, name)
+    conn.execute("SELECT add_consumer(%s, %s, %s, partitions => 4)", [name, name + "_c", name + "_m"])
+    for _ in range(3):
+        conn.execute("SELECT process_stream(%s)", [name + "_c"])  # rotates which partition comes first
+        conn.execute(f"INSERT INTO {table} (customer, a, b) SELECT 'hot', i, 1 FROM generate_series(1, 10) i")
+        assert conn.execute("SELECT process_stream(%s)", [name + "_c"]).fetchone()[0] == 10
+        assert conn.execute("SELECT process_stream(%s)", [name + "_c"]).fetchone()[0] == 0
+        assert pending(conn, name + "_c") == 0
+
+
+def test_positions_and_lag_are_the_owners_alone(conn, name, make_role):
+    regression_project(conn, name + "_m")
+    table = _keyed_stream(conn, name)
+    cid = conn.execute("SELECT add_consumer(%s, %s, %s, partitions => 2)", [name, name + "_c", name + "_m"]
+                       ).fetchone()[0]
+    _insert(conn, table, 20)
+    _, mallory = make_role(name + "_mallory")
+    # the lag is answered to the roles that own the consumer or its stream only
+    assert mallory.execute("SELECT * FROM pgmodels._consumer_lag(%s, pgmodels._credential())", [cid]).fetchone() == \
+        (None, None)
+    for statement in ("SELECT * FROM pgmodels.stream_consumer_part",
+                      "UPDATE pgmodels.stream_consumer_part SET batch_after = 0"):
+        assert sql_error(mallory, statement).sqlstate == "42501"
+    assert sql_error(mallory, "SELECT pgmodels._consumer_advance(pgmodels._credential(), %s, 1, 1000000, true, 0, 0)",
+                     [cid]).sqlstate == "55000"
+    # the owner cannot move a partition it did not take in this transaction, nor count backwards
+    err = sql_error(conn, "SELECT pgmodels._consumer_advance(pgmodels._credential(), %s, 0, 1000000, true, 0, 0)",
+                    [cid])
+    assert err.sqlstate == "55000" and "no batch in progress for this transaction" in err.diag.message_primary
+    err = sql_error(conn, "SELECT pgmodels._consumer_advance(pgmodels._credential(), g.consumer_id, g.part, 1, true, "
+                          "-50, 0) FROM pgmodels._consumer_get(pgmodels._credential(), %s, true) g", [name + "_c"])
+    assert err.sqlstate == "22023"
+    assert pending(conn, name + "_c") == 20 and drain(conn, name + "_c") == 20

@@ -215,7 +215,7 @@ def stream_batch(consumer: str, consumer_id: int, taken: int, max_events: int) -
         return
     if state is None:
         start("stream", consumer)
-        lag = _query("SELECT l.pending FROM pgmodels._consumer_lag($1) l", [consumer_id], ["bigint"])
+        lag = _query("SELECT l.pending FROM pgmodels._consumer_lag($1, pgmodels._credential()) l", [consumer_id], ["bigint"])
         state = _stream[consumer] = [0, (lag[0]["pending"] if lag else None) or taken, _op]
     _op = state[2]
     first = state[0] + 1

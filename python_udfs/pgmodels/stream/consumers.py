@@ -52,7 +52,7 @@ def add(stream_name, consumer_name, project_name, output_table, enrich_relation,
     if consumer_name is None or project_name is None:
         raise PgmodelsError("consumer_name and project_name must not be NULL", sqlstate="22004")
     if partitions is None or not 1 <= partitions <= 64:
-        raise PgmodelsError("partitions must be between 1 and 64", detail=f"It was {partitions}.",
+        raise PgmodelsError("partitions must be between 1 and 64", detail=f"It was {'NULL' if partitions is None else partitions}.",
                             hint="One partition per worker that should score this consumer's events at once.",
                             sqlstate="22023")
     stream = query("SELECT s.source::oid AS source, s.key_column::text AS key FROM "

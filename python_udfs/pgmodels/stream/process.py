@@ -114,17 +114,14 @@ def _problem(model: Model, x: list | None, t: list | None, n_numeric: int, numer
     return None
 
 
-@udf
-def process(consumer_name: str, max_events: int) -> int:
-    if max_events is None or not 1 <= max_events <= 100000:
-        raise PgmodelsError("max_events must be between 1 and 100000", sqlstate="22023")
-    got = query("SELECT * FROM pgmodels._consumer_get(pgmodels._credential(), $1, true)", [consumer_name], ["text"])
-    if not got:
-        return 0  # another worker holds this consumer
-    c = got[0]
-    loaded = query("SELECT pgmodels._stamp() AS s, pgmodels._lookup($1, 0, pgmodels._credential()) AS ok",
-                   [c["project"]], ["text"])[0]
-    model = cache.current(c["project"], 0, loaded["s"], True)
+def _take(consumer_name: str, skip: list[int]) -> dict | None:
+    got = query("SELECT * FROM pgmodels._consumer_get(pgmodels._credential(), $1, true, $2)", [consumer_name, skip],
+                ["text", "integer[]"])
+    return got[0] if got else None
+
+
+def _read(c: dict, model: Model, max_events: int) -> list:
+    """Up to max_events of the taken partition's batch, in id order, with their features."""
     served = ServedModel(model.id, model.project, model.version, model.task, model.feature_names, model.feature_types,
                          model.array_features)
     key = (c["consumer_id"], model.id, c["partitions"])
@@ -144,10 +141,41 @@ def process(consumer_name: str, max_events: int) -> int:
     for name, value in values.items():
         statement = statement.replace(f"\x00{name}\x00", value)
     try:
-        rows = plpy.execute(statement)
+        return plpy.execute(statement)
     except plpy.SPIError as e:
         _plans.pop(key, None)  # a column renamed or dropped since: built again (and checked) next call
         raise e
+
+
+def _advance(c: dict, last: int | None, finished: bool, scored: int, failed: int) -> int | None:
+    return query("SELECT pgmodels._consumer_advance(pgmodels._credential(), $1, $2, $3, $4, $5, $6) AS d",
+                 [c["consumer_id"], c["part"], last, finished, scored, failed],
+                 ["bigint", "integer", "bigint", "boolean", "bigint", "bigint"])[0]["d"]
+
+
+@udf
+def process(consumer_name: str, max_events: int) -> int:
+    if max_events is None or not 1 <= max_events <= 100000:
+        raise PgmodelsError("max_events must be between 1 and 100000", sqlstate="22023")
+    c = _take(consumer_name, [])
+    if c is None:
+        return 0  # other workers hold every partition
+    loaded = query("SELECT pgmodels._stamp() AS s, pgmodels._lookup($1, 0, pgmodels._credential()) AS ok",
+                   [c["project"]], ["text"])[0]
+    model = cache.current(c["project"], 0, loaded["s"], True)
+    rows = _read(c, model, max_events)
+    skip = []
+    # a partition with nothing: its batch is finished (its position moves on) and the next
+    # free one is tried, so that 0 means no free partition has anything
+    while not rows and c["partitions"] > 1:
+        _advance(c, None, True, 0, 0)
+        skip.append(c["part"])
+        taken = _take(consumer_name, skip)
+        if taken is None:
+            progress.stream_batch(consumer_name, c["consumer_id"], 0, max_events)
+            return 0
+        c = taken
+        rows = _read(c, model, max_events)
     n = len(rows)
     progress.stream_batch(consumer_name, c["consumer_id"], n, max_events)  # a full batch is a catch-up's step
     good, bad = [], []
@@ -166,9 +194,7 @@ def process(consumer_name: str, max_events: int) -> int:
                                  else ["prediction"])
     # the position and the counters: the delivery numbers come with the consumer's row
     # lock (this transaction writes the predictions too, so both or neither happen)
-    delivered = query("SELECT pgmodels._consumer_advance(pgmodels._credential(), $1, $2, $3, $4, $5, $6) AS d",
-                      [c["consumer_id"], c["part"], last, n < max_events, len(good), len(bad)],
-                      ["bigint", "integer", "bigint", "boolean", "bigint", "bigint"])[0]["d"]
+    delivered = _advance(c, last, n < max_events, len(good), len(bad))
     if good:
         probabilities = out.get("probabilities")
         classes = int(probabilities.shape[1]) if probabilities is not None else 0

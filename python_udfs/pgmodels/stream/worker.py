@@ -8,8 +8,7 @@ its own transaction. SIGTERM and SIGINT finish the call in progress and stop. A 
 connection (a server restart) is retried with backoff. Maintenance (rotating the logs)
 runs every ``maintenance_every`` seconds. Any number of workers may run at once: a
 consumer's partition is processed by one of them at a time, and the others move on (to
-its other partitions, or other consumers); a round calls process_stream() once per
-partition of each consumer.
+its other partitions, or other consumers).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ class Worker:
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.processed = 0
         self.failing: dict[str, float] = {}  # consumer -> when to try it again
-        self.partitions: dict[str, int] = {}  # consumer -> its partitions (calls per round)
 
     def stop(self, *_):
         self.stopping = True
@@ -47,12 +45,11 @@ class Worker:
     def _consumers(self, conn) -> list[tuple[str, str, int]]:
         """(consumer, its notification channel, its stream's id): the ones asked for, or
         all the role owns."""
-        rows = conn.execute("""SELECT c.consumer, s.stream_id, c.partitions FROM pgmodels.stream_consumers c
+        rows = conn.execute("""SELECT c.consumer, s.stream_id FROM pgmodels.stream_consumers c
                                JOIN pgmodels.streams s ON s.name = c.stream
                                WHERE pg_has_role(current_user, c.owner::regrole, 'USAGE')
                                ORDER BY c.consumer""").fetchall()
-        found = {name: stream_id for name, stream_id, _ in rows}
-        self.partitions = {name: partitions for name, _, partitions in rows}
+        found = {name: stream_id for name, stream_id in rows}
         names = self.wanted or sorted(found)
         missing = [n for n in names if n not in found]
         if missing:
@@ -123,11 +120,11 @@ class Worker:
                 return
 
     def _round(self, conn, names: list[str]) -> int:
-        """One process_stream() per partition of each consumer. A consumer whose call
-        fails (a model its events cannot feed, a privilege lost) is logged and left alone
-        for a while; the others go on."""
+        """One process_stream() per consumer (it takes the next free partition that has
+        events). A consumer whose call fails (a model its events cannot feed, a privilege
+        lost) is logged and left alone for a while; the others go on."""
         done = 0
-        for name in [n for n in names for _ in range(self.partitions.get(n, 1))]:
+        for name in names:
             if self.stopping:
                 break
             if self.failing.get(name, 0) > time.monotonic():
