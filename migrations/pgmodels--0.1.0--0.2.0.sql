@@ -3778,13 +3778,14 @@ AS $$ BEGIN RETURN encode((pgmodels._edge_key()).public_key, 'hex'); END $$;
 COMMENT ON FUNCTION @extschema@.edge_public_key() IS 'the public half of the Ed25519 key that signs edge bundles, as 64 hex digits, for devices to pin (makes the key on first use)';
 
 CREATE OR REPLACE FUNCTION pgmodels._edge_build(served pgmodels.served_model, metrics jsonb, trained_at text,
-                                                seed bytea, option text, check_rows jsonb) RETURNS bytea
+                                                seed bytea, option text, check_rows jsonb, deployment bigint)
+RETURNS bytea
 LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
-from pgmodels.edge.build import edge_build; return edge_build(served, metrics, trained_at, seed, option, check_rows)
+from pgmodels.edge.build import edge_build; return edge_build(served, metrics, trained_at, seed, option, check_rows, deployment)
 $$;
-COMMENT ON FUNCTION pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb) IS 'internal: builds and signs the bundle of a resolved model, with a size option checked on the check rows; only _export_bundle calls it';
+COMMENT ON FUNCTION pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb, bigint) IS 'internal: builds and signs the bundle of a resolved model (with the deployment that made it current, for the deployed one), with a size option checked on the check rows; only _export_bundle calls it';
 
 CREATE OR REPLACE FUNCTION pgmodels._edge_options_report(served pgmodels.served_model, check_rows jsonb) RETURNS text
 LANGUAGE plpython3u VOLATILE
@@ -3808,16 +3809,27 @@ DECLARE
     served pgmodels.served_model;
     m pgmodels.models;
     bundle bytea;
+    deployment bigint;
+    chosen bigint := model_id;
 BEGIN
     IF project_name IS NULL THEN
         RETURN NULL;
     END IF;
+    -- The deployed model: the newest deployment, read once, so that the bundle and the
+    -- deployment number it carries agree. Devices refuse a bundle whose number is lower
+    -- than the one they run (an older bundle replayed), and a deploy or a rollback makes
+    -- a new, higher one. Nothing is said before the checks below.
+    IF model_id IS NULL THEN
+        SELECT d.id, d.model_id INTO deployment, chosen
+          FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
+         WHERE p.name = project_name ORDER BY d.id DESC LIMIT 1;
+    END IF;
     -- every check of export_onnx: privilege, master switch, project, runtime, sha256
-    artifact := pgmodels._export(project_name, model_id, credential);
-    served := pgmodels._resolve(project_name, coalesce(model_id, 0), pgmodels._verify_caller(credential), 'export');
+    artifact := pgmodels._export(project_name, chosen, credential);
+    served := pgmodels._resolve(project_name, coalesce(chosen, 0), pgmodels._verify_caller(credential), 'export');
     SELECT * INTO m FROM pgmodels.models WHERE id = served.id;
     bundle := pgmodels._edge_build(served, m.metrics, to_char(m.trained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                                   (pgmodels._edge_key()).seed, option, check_rows);
+                                   (pgmodels._edge_key()).seed, option, check_rows, deployment);
     IF bundle IS NULL THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
@@ -3892,7 +3904,7 @@ COMMENT ON FUNCTION @extschema@.edge_bundle_options(text, regclass, bigint) IS '
 -- artifact's sha256 and the signing key's id (a rotated key changes it), for a role with
 -- the export privilege. Definer: reads the catalog and the key's public half.
 CREATE OR REPLACE FUNCTION pgmodels._edge_current(project_name text, credential text)
-RETURNS TABLE (model_id bigint, version integer, artifact_sha256 text, key_id text)
+RETURNS TABLE (model_id bigint, version integer, artifact_sha256 text, key_id text, deployment bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -3905,10 +3917,12 @@ BEGIN
     END IF;
     served := pgmodels._resolve(project_name, 0, caller, 'export', false);
     RETURN QUERY SELECT served.id, served.version, encode(served.artifact_sha256, 'hex'),
-        (SELECT left(encode(sha256(k.public_key), 'hex'), 16) FROM pgmodels.edge_signing_key k WHERE k.id = 1);
+        (SELECT left(encode(sha256(k.public_key), 'hex'), 16) FROM pgmodels.edge_signing_key k WHERE k.id = 1),
+        (SELECT max(d.id) FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
+          WHERE p.name = project_name);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version, served artifact sha256 and signing key id of a project, for a role with the export privilege (pgmodels serve''s bundle cache key)';
+COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version, served artifact sha256, signing key id and deployment number of a project, for a role with the export privilege (pgmodels serve''s bundle cache key)';
 
 -- Grants. PUBLIC keeps: the user-facing functions above (export_bundle and
 -- edge_bundle_options check the export privilege themselves; edge_public_key gives out
@@ -3919,7 +3933,7 @@ COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deploye
 REVOKE EXECUTE ON FUNCTION
     pgmodels._edge_new_key(),
     pgmodels._edge_key(),
-    pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb),
+    pgmodels._edge_build(pgmodels.served_model, jsonb, text, bytea, text, jsonb, bigint),
     pgmodels._edge_options_report(pgmodels.served_model, jsonb),
     pgmodels._export_bundle(text, bigint, text, jsonb, text),
     pgmodels._edge_options(text, bigint, jsonb, text),

@@ -215,7 +215,7 @@ def test_signing_key_is_not_readable_by_other_roles(conn, edge, make_role):
     _, c = make_role("edge_nobody")
     for statement in ("SELECT seed FROM pgmodels.edge_signing_key", "SELECT pgmodels._edge_key()",
                       "SELECT pgmodels._edge_new_key()",
-                      "SELECT pgmodels._edge_build(NULL::pgmodels.served_model, NULL, NULL, NULL, NULL, NULL)"):
+                      "SELECT pgmodels._edge_build(NULL::pgmodels.served_model, NULL, NULL, NULL, NULL, NULL, NULL)"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute(statement)
         c.rollback()

@@ -201,6 +201,39 @@ def test_server_down_uses_the_last_good_bundle(ota, tmp_path):
     assert got["statuses"] == ["offline", "offline"] and got["versions"][0] == version
 
 
+def test_an_older_signed_bundle_replayed_is_refused(ota, tmp_path):
+    """The deployed model's bundle carries the deployment number: a device refuses, as an
+    update, a validly signed bundle of an older deployment (or one with none), and keeps
+    the model it runs; a rollback on the server is a new, higher deployment and passes."""
+    conn, key, h = ota["conn"], ota["key"], bearer(ota["tokens"][DEV])
+    old = httpx.get(ota["url"], headers=h, timeout=30).content
+    old_deployment = json.loads(zipfile.ZipFile(io.BytesIO(old)).read("manifest.json"))["deployment"]
+    newer = conn.execute(f"SELECT model_id FROM train('{P}', 'regression', '{P}_v', 'value', 'lasso')").fetchone()[0]
+    conn.execute("SELECT * FROM deploy(%s)", [newer])
+    device = Device(tmp_path / "py", key, ota["url"], ota["tokens"][DEV])
+    assert device.sync().status == "updated" and device.model.id == newer
+    assert device.model.manifest["deployment"] > old_deployment
+    js_dir = str(tmp_path / "js")
+    assert node("tests/node_sync.mjs", ota["url"], key, ota["tokens"][DEV], js_dir)["statuses"][0] == "updated"
+    by_id = bytes(conn.execute("SELECT export_bundle(%s, %s)", [P, ota["first"]]).fetchone()[0])  # no deployment
+    for replayed in (old, by_id):
+        evil = _Evil(replayed)
+        try:
+            r = Device(tmp_path / "py", key, evil.url, project=P).sync()
+            got = node("tests/node_sync.mjs", evil.url, key, "", js_dir, P)
+        finally:
+            evil.close()
+        assert r.status == "refused" and "older than the one this device runs" in r.error
+        assert r.model is not None and r.model.id == newer
+        assert got["statuses"][0] == "refused" and "older than the one this device runs" in got["errors"][0]
+    # a rollback is a new deployment: it reaches the device
+    conn.execute(f"SELECT * FROM deploy('{P}', 'rollback')")
+    r = device.sync()
+    assert r.status == "updated" and r.model.id != newer
+    # install() by hand takes any verified bundle (going back on purpose)
+    assert device.install(old).manifest["deployment"] == old_deployment
+
+
 def test_a_browser_syncs_across_origins(ota, tmp_path):
     """Headless Chromium on a page of one origin syncs from pgmodels serve on another: CORS
     lets it read the bundle and the ETag, and the second poll is a 304."""

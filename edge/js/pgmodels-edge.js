@@ -368,8 +368,19 @@ export const MAX_BYTES = 1 << 30;
 
 // A device runs one project's model: `project`, or the one the URL names. A validly signed
 // bundle of another project is refused (one server key signs every project's bundles).
-// A signature does not prove a bundle is the newest: an older signed bundle of the same
-// project (a server rollback, or a replay by someone on the network) is accepted; use HTTPS.
+// A signature does not prove a bundle is the newest, so the deployed model's bundle
+// carries the server's deployment number (raised by every deploy and rollback): sync()
+// refuses a bundle of a lower one than the device runs (an older bundle replayed).
+export function checkNotOlder(manifest, running) {
+  const have = running?.deployment;
+  const offered = manifest.deployment;
+  if (Number.isInteger(have) && !(Number.isInteger(offered) && offered >= have)) {
+    throw new BundleError('the bundle is older than the one this device runs', {
+      detail: `It is of deployment ${offered ?? '(none)'}; the device runs deployment ${have}. An older signed bundle is refused as an update, so that nobody can replay one to take the device back.`,
+      hint: 'Deploy or roll back on the server (a new deployment is numbered higher).' });
+  }
+}
+
 export class Device {
   constructor({ url, publicKey, ort, store = memoryStore(), token = null, fetch: f = null, project = null,
     maxBytes = MAX_BYTES }) {
@@ -425,6 +436,7 @@ export class Device {
     }
     try {
       const model = await EdgeModel.fromBundle(bytes, { publicKey: this.publicKey, ort: this.ort, project });
+      if (this.model) checkNotOlder(model.manifest, this.model.manifest);
       await this.store.write(bytes);
       this.project = project;
       this.model = model;

@@ -66,6 +66,19 @@ def check_project(manifest: dict, project: str | None) -> None:
                           hint="Sync from the expected project's URL, or pass the right project.")
 
 
+def check_not_older(manifest: dict, running: dict) -> None:
+    """A bundle offered as an update must not be of an older deployment than the running
+    one's (deployment numbers rise with every deploy and rollback on the server)."""
+    have, offered = running.get("deployment"), manifest.get("deployment")
+    if isinstance(have, int) and not (isinstance(offered, int) and offered >= have):
+        raise BundleError("the bundle is older than the one this device runs",
+                          detail=f"It is of deployment {offered if offered is not None else '(none)'}; the device "
+                                 f"runs deployment {have}. An older signed bundle is refused as an update, so that "
+                                 "nobody can replay one to take the device back.",
+                          hint="Deploy or roll back on the server (a new deployment is numbered higher), or "
+                               "install() the bundle by hand to go back on purpose.")
+
+
 def verify_manifest(manifest_bytes: bytes, signature: bytes, public_key, project: str | None = None) -> dict:
     """The manifest, once its signature, format and project check out (before any model
     byte is looked at); else BundleError."""

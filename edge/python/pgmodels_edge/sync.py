@@ -15,10 +15,13 @@ that onnxruntime loads it) before anything moves; only then does ``current`` swi
 one rename. An unreachable server or a bundle that fails any check leaves the current
 bundle serving.
 
-What a signature does not prove: that a bundle is the newest. A signed bundle of an
-older version of the same project (a rollback the server made, or one an attacker on the
-network replays) is accepted like a new one; use HTTPS so that nobody but the server
-chooses which signed bundle a device gets.
+A signature alone does not prove that a bundle is the newest, so the deployed model's
+bundle carries the server's deployment number (in the signed manifest), which every
+deploy and every rollback raises. ``sync()`` refuses a bundle whose number is lower than
+the one the device runs, or that has none when the device's has one: an older signed
+bundle replayed by someone on the network cannot take a device back. (A database rebuilt
+from scratch numbers deployments from 1 again: install its first bundle by hand, with
+``install()``, which takes any verified bundle.)
 """
 
 from __future__ import annotations
@@ -142,14 +145,18 @@ class Device:
             if entry not in keep:
                 shutil.rmtree(os.path.join(self.directory, "bundles", entry), ignore_errors=True)
 
-    def install(self, data: bytes) -> EdgeModel:
-        """A bundle archive, verified and made current; BundleError leaves all as it was."""
+    def install(self, data: bytes, newer_only: bool = False) -> EdgeModel:
+        """A bundle archive, verified and made current; BundleError leaves all as it was.
+        With newer_only (as sync() does), a bundle of an older deployment than the one in
+        use is refused too."""
         if self.project is None:
             raise EdgeError("the device does not know which project it runs",
                             detail="One server key signs every project's bundles, so a device checks the project.",
                             hint="Pass project= to Device() (or sync from a /v2/models/{name}/bundle URL).")
         manifest_bytes, signature, model_bytes = bundle.unpack(data, self.public_key, self.project)
         manifest = bundle.verify(manifest_bytes, signature, model_bytes, self.public_key, self.project)
+        if newer_only and self.model is not None:
+            bundle.check_not_older(manifest, self.model.manifest)
         etag = bundle.etag(manifest_bytes)
         model = EdgeModel(manifest, model_bytes, etag=etag)  # onnxruntime must load it too
         final = os.path.join(self.directory, "bundles", etag)
@@ -206,7 +213,7 @@ class Device:
         if length is not None and length.isdigit() and int(length) != len(data):
             return self._result("refused", f"truncated download: {len(data)} of {length} bytes", status)
         try:
-            self.install(data)
+            self.install(data, newer_only=True)
         except EdgeError as e:
             return self._result("refused", e.message + (f" ({e.detail})" if e.detail else ""), status)
         except OSError as e:  # the directory: full disk, permissions, removed underneath

@@ -81,12 +81,15 @@ def _answers(artifact: bytes, served: dict) -> dict:
 
 
 def build(served: dict, metrics: dict, trained_at: str, seed: bytes, option: str | None = None,
-          check_rows: list | None = None) -> bytes:
+          check_rows: list | None = None, deployment: int | None = None) -> bytes:
     ed25519 = _ed25519()
     artifact, dropped, max_diff = _plain(served)
     public = ed25519.public_key(seed)
     manifest = manifest_for(served, metrics, trained_at, artifact, bytes(served["artifact_sha256"]).hex(),
                             dropped, max_diff, public)
+    if deployment is not None:
+        # the deployment that made this model current: devices refuse a lower one
+        manifest["deployment"] = int(deployment)
     if option is not None:
         smaller = optimize.apply(artifact, option)
         check = optimize.compare(artifact, smaller, check_rows or [], served["feature_names"],
@@ -108,10 +111,10 @@ def build(served: dict, metrics: dict, trained_at: str, seed: bytes, option: str
 
 @udf
 def edge_build(served: dict, metrics: str | None, trained_at: str, seed: bytes, option: str | None,
-               check_rows: str | None) -> bytes:
+               check_rows: str | None, deployment: int | None = None) -> bytes:
     """pgmodels._edge_build: the signed bundle of a model _export_bundle resolved."""
     rows = json.loads(check_rows) if check_rows else None
-    return build(served, json.loads(metrics) if metrics else {}, trained_at, bytes(seed), option, rows)
+    return build(served, json.loads(metrics) if metrics else {}, trained_at, bytes(seed), option, rows, deployment)
 
 
 @udf

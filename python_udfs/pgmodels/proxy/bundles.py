@@ -10,9 +10,12 @@ new artifact or a rotated key each change the ETag and reach a polling device. E
 request runs as the token's role: the query (pgmodels._edge_current) and export_bundle()
 check that role's export privilege on the project, so a token reads only the projects its
 role may export (an unknown project and a forbidden one both stop there). Bundles are
-cached per worker by (project, model id, served artifact sha256, signing key id), read
-from the catalog on every request: a key a superuser deleted is never served from the
-cache, and two projects serving the same ONNX bytes never share a manifest. Equal keys
+cached per worker by (project, model id, served artifact sha256, signing key id,
+deployment number), read from the catalog on every request: a key a superuser deleted is
+never served from the cache, and two projects serving the same ONNX bytes never share a
+manifest. The bundle is the deployed model's (export_bundle without a model id), so its
+manifest carries the deployment number devices use to refuse an older bundle replayed;
+it is cached under the key its own manifest gives. Equal keys
 give equal bundles (the manifest has no timestamps of its own and Ed25519 signs
 deterministically), so the cache only saves the build.
 
@@ -41,7 +44,7 @@ from .errors import ProxyError
 
 log = logging.getLogger("pgmodels.serve")
 _CURRENT = "SELECT * FROM pgmodels._edge_current(%(name)s, pgmodels._credential())"
-_EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, %(id)s, NULL, NULL, pgmodels._credential()), "
+_EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, NULL, NULL, NULL, pgmodels._credential()), "
            "pgmodels._raise_pending(NULL::bytea))")
 CACHE_SIZE = 64
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "ETag",
@@ -57,24 +60,27 @@ def _matches(header: str | None, etag: str) -> bool:
 
 
 def routes(backend: Backend) -> list[Route]:
-    cache: dict[tuple, tuple[bytes, str, dict]] = {}  # (project, model id, served sha256, key id) -> bundle
+    # (project, model id, served sha256, key id, deployment) -> bundle
+    cache: dict[tuple, tuple[bytes, str, dict]] = {}
 
     async def current(role: str, name: str) -> tuple[bytes, str, dict]:
         rows = await backend.run(role, _CURRENT, {"name": name})
-        model_id, _version, served_sha, key_id = rows[0]
-        key = (name, model_id, served_sha, key_id)
-        hit = cache.get(key)
+        model_id, _version, served_sha, key_id, deployment = rows[0]
+        hit = cache.get((name, model_id, served_sha, key_id, deployment))
         if hit is None:
-            data = bytes((await backend.run(role, _EXPORT, {"name": name, "id": model_id}))[0][0])
+            data = bytes((await backend.run(role, _EXPORT, {"name": name}))[0][0])
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 manifest, signature = z.read("manifest.json"), z.read("manifest.sig")
             etag = hashlib.sha256(manifest).hexdigest()
+            m = json.loads(manifest)
             if len(cache) >= CACHE_SIZE:
                 cache.clear()
             hit = (data, etag, {"manifest": manifest.decode(), "signature": base64.b64encode(signature).decode(),
-                                "sha256": json.loads(manifest)["artifact"]["sha256"]})
+                                "sha256": m["artifact"]["sha256"]})
             if key_id is not None:  # the first export made the key: the next request reads its id
-                cache[key] = hit
+                # under what the bundle itself says (a deploy between the two queries
+                # gives the newer bundle, which is then the current one)
+                cache[(name, m["model_id"], m["served_sha256"], m["signed_by"]["key_id"], m.get("deployment"))] = hit
         return hit
 
     async def serve(request: Request, endpoint: str, render) -> Response:
