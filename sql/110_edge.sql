@@ -101,9 +101,11 @@ BEGIN
     -- The deployed model: the newest deployment, read once, so that the bundle and the
     -- deployment number it carries agree. Devices refuse a bundle whose number is lower
     -- than the one they run (an older bundle replayed), and a deploy or a rollback makes
-    -- a new, higher one. Nothing is said before the checks below.
+    -- a new, higher one. Only the plain bundle (what serve serves) is numbered: a size
+    -- option's variant, checked on rows the caller chooses, is not offered as the same
+    -- deployment. Nothing is said before the checks below.
     IF model_id IS NULL THEN
-        SELECT d.id, d.model_id INTO deployment, chosen
+        SELECT CASE WHEN option IS NULL THEN d.id END, d.model_id INTO deployment, chosen
           FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
          WHERE p.name = project_name ORDER BY d.id DESC LIMIT 1;
     END IF;

@@ -226,6 +226,21 @@ def test_an_older_signed_bundle_replayed_is_refused(ota, tmp_path):
         assert r.status == "refused" and "older than the one this device runs" in r.error
         assert r.model is not None and r.model.id == newer
         assert got["statuses"][0] == "refused" and "older than the one this device runs" in got["errors"][0]
+    # a second device object on the same folder, made before the update (a cron sync beside
+    # the app): it checks against what is current on disk, not what it loaded
+    stale = Device(tmp_path / "py2", key, project=P)
+    Device(tmp_path / "py2", key, ota["url"], ota["tokens"][DEV]).sync()
+    evil = _Evil(old)
+    try:
+        r = stale.sync(evil.url)
+    finally:
+        evil.close()
+    assert r.status == "refused" and "older" in r.error
+    assert Device(tmp_path / "py2", key, project=P).model.id == newer
+    # a size option's variant, made on rows the caller chooses, carries no deployment number
+    conn.execute(f"CREATE VIEW {P}_check AS SELECT x1, x2, x3, x4 FROM edge_data LIMIT 20")
+    variant = bytes(conn.execute("SELECT export_bundle(%s, NULL, 'ort', %s::regclass)", [P, P + "_check"]).fetchone()[0])
+    assert "deployment" not in json.loads(zipfile.ZipFile(io.BytesIO(variant)).read("manifest.json"))
     # a rollback is a new deployment: it reaches the device
     conn.execute(f"SELECT * FROM deploy('{P}', 'rollback')")
     r = device.sync()

@@ -347,7 +347,7 @@ export async function fileStore(dir) {
   return {
     async read() { try { return new Uint8Array(await fs.readFile(file)); } catch { return null; } },
     async write(bytes) {
-      const tmp = `${file}.${process.pid}.tmp`;
+      const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
       await fs.writeFile(tmp, bytes);
       await fs.rename(tmp, file);
     },
@@ -388,10 +388,13 @@ export class Device {
     Object.assign(this, { url, publicKey, ort, store, token, maxBytes, fetch: f ?? ((...args) => globalThis.fetch(...args)) });
     this.project = project ?? projectFromUrl(url);
     this.model = null;
+    this.opened = false;
+    this.queue = Promise.resolve(); // syncs of one device run one after another
   }
 
   // The stored bundle, verified again (offline start).
   async open() {
+    this.opened = true;
     const bytes = await this.store.read();
     if (bytes) {
       try {
@@ -403,7 +406,16 @@ export class Device {
   }
 
   // One poll: {status: 'updated' | 'unchanged' | 'offline' | 'refused', model, error}.
-  async sync(url = this.url) {
+  // Syncs run one at a time per device, so that one never checks against a model another
+  // is replacing; the stored bundle is opened first if open() was not called.
+  sync(url = this.url) {
+    const run = this.queue.then(() => this.syncNow(url));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async syncNow(url) {
+    if (!this.opened) await this.open();
     const project = this.project ?? projectFromUrl(url);
     if (project == null) {
       throw new EdgeError('sync needs the project this device runs', { detail: `The URL ${url} does not name one (/v2/models/{name}/bundle).`, hint: 'Pass project to new Device().' });

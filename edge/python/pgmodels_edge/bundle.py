@@ -70,7 +70,7 @@ def check_not_older(manifest: dict, running: dict) -> None:
     """A bundle offered as an update must not be of an older deployment than the running
     one's (deployment numbers rise with every deploy and rollback on the server)."""
     have, offered = running.get("deployment"), manifest.get("deployment")
-    if isinstance(have, int) and not (isinstance(offered, int) and offered >= have):
+    if type(have) is int and not (type(offered) is int and offered >= have):
         raise BundleError("the bundle is older than the one this device runs",
                           detail=f"It is of deployment {offered if offered is not None else '(none)'}; the device "
                                  f"runs deployment {have}. An older signed bundle is refused as an update, so that "

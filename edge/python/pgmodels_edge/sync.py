@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -122,6 +123,14 @@ class Device:
             return model
         return None
 
+    def _current_manifest(self) -> dict | None:
+        """The manifest of the bundle ``current`` points at (verified when installed), or None."""
+        try:
+            with open(os.path.join(os.path.realpath(self._link("current")), bundle.MANIFEST), "rb") as f:
+                return json.loads(f.read(bundle.MAX_MANIFEST))
+        except (OSError, ValueError):
+            return None
+
     def _locked(self):
         """An exclusive lock on the directory (held until the returned file is closed)."""
         f = open(os.path.join(self.directory, ".lock"), "a+b")
@@ -155,12 +164,16 @@ class Device:
                             hint="Pass project= to Device() (or sync from a /v2/models/{name}/bundle URL).")
         manifest_bytes, signature, model_bytes = bundle.unpack(data, self.public_key, self.project)
         manifest = bundle.verify(manifest_bytes, signature, model_bytes, self.public_key, self.project)
-        if newer_only and self.model is not None:
-            bundle.check_not_older(manifest, self.model.manifest)
         etag = bundle.etag(manifest_bytes)
         model = EdgeModel(manifest, model_bytes, etag=etag)  # onnxruntime must load it too
         final = os.path.join(self.directory, "bundles", etag)
         with self._locked():
+            if newer_only:  # against what is current on disk now (another sync may have moved it)
+                running = self._current_manifest()
+                if running is None and self.model is not None:
+                    running = self.model.manifest
+                if running is not None:
+                    bundle.check_not_older(manifest, running)
             if not os.path.isdir(final):
                 tmp = tempfile.mkdtemp(prefix=".incoming-", dir=os.path.join(self.directory, "bundles"))
                 try:

@@ -111,7 +111,7 @@ def run_demo(conn, rows: int = 20000) -> None:
     from .demo_batch import batch_step, cron_step
     scheduled = batch_step(conn, say)
 
-    say("== 3c. streaming: inserted events become predictions of two models, scored by a worker as they arrive")
+    say("== 3c. streaming: inserted events become predictions of two models, scored by two workers as they arrive")
     from psycopg.conninfo import make_conninfo
 
     from .demo_stream import stream_step

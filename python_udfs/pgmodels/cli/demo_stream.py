@@ -1,5 +1,6 @@
 """The demo's streaming step: customer events become predictions of two models, scored by
-a real worker process as they arrive, read by a subscriber that LISTENs."""
+two real worker processes (one consumer split into two partitions) as they arrive, read
+by a subscriber that LISTENs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def reset(conn) -> None:
                      "WHERE consumer = %s", [consumer])
     conn.execute("SELECT drop_stream(name, cascade => true) FROM pgmodels.streams WHERE name = 'churn_events'")
     conn.execute(f"DROP TABLE IF EXISTS {EVENTS}")
+    # outputs a catalog dropped some other way (DROP EXTENSION ... CASCADE) left behind
+    conn.execute("DROP TABLE IF EXISTS churn_live_predictions, churn_live_baseline_predictions")
 
 
 def stream_step(conn, dsn: str, say) -> None:
@@ -30,14 +33,15 @@ def stream_step(conn, dsn: str, say) -> None:
     conn.execute("SELECT * FROM train('churn_baseline', 'classification', 'churn_features', 'churned', 'linear')")
     say(f"   a second model for the stream: churn_baseline (linear, {time.perf_counter() - t:.1f} s)")
     conn.execute("SELECT create_stream('churn_events', 'public.churn_events', 'customer_id')")
-    conn.execute("SELECT add_consumer('churn_events', 'churn_live', 'churn')")
+    conn.execute("SELECT add_consumer('churn_events', 'churn_live', 'churn', partitions => 2)")
     conn.execute("SELECT add_consumer('churn_events', 'churn_live_baseline', 'churn_baseline')")
-    say("   create_stream('churn_events', ...); add_consumer(... 'churn_live', 'churn'); "
+    say("   create_stream('churn_events', ...); add_consumer(... 'churn_live', 'churn', partitions => 2); "
         "add_consumer(... 'churn_live_baseline', 'churn_baseline')")
     channel = conn.execute("SELECT channel FROM pgmodels.stream_consumers WHERE consumer = 'churn_live'").fetchone()[0]
     conn.execute(f'LISTEN "{channel}"')
-    worker = subprocess.Popen([str(Path(sys.executable).with_name("pgmodels")), "stream", "work", "churn_live",
-                               "churn_live_baseline", "--dsn", dsn], stderr=subprocess.DEVNULL)
+    # two workers: churn_live's two partitions are scored at once, the baseline by either
+    workers = [subprocess.Popen([str(Path(sys.executable).with_name("pgmodels")), "stream", "work", "churn_live",
+                                 "churn_live_baseline", "--dsn", dsn], stderr=subprocess.DEVNULL) for _ in range(2)]
     try:
         time.sleep(1.0)  # the worker connects and waits
         started = time.perf_counter()
@@ -57,7 +61,8 @@ def stream_step(conn, dsn: str, say) -> None:
                 break
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        say(f"   1000 events inserted in 10 transactions; both consumers done {elapsed:.2f} s after the first insert")
+        say(f"   1000 events inserted in 10 transactions; both consumers done {elapsed:.2f} s after the first insert, "
+            "by two workers")
         for r in conn.execute("SELECT consumer, events_processed, events_pending, failures FROM pgmodels.stream_consumers "
                               "WHERE stream = 'churn_events' ORDER BY consumer"):
             say(f"   {r[0]:<20} processed {r[1]}, pending {r[2]}, dead letters {r[3]}")
@@ -67,6 +72,8 @@ def stream_step(conn, dsn: str, say) -> None:
             f"latest_prediction('churn_live', '42') = "
             f"{conn.execute('SELECT latest_prediction(%s, %s)', ['churn_live', '42']).fetchone()[0]}")
     finally:
-        worker.terminate()
-        worker.wait(15)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(15)
         conn.execute(f'UNLISTEN "{channel}"')
