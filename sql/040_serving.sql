@@ -31,12 +31,6 @@
 -- marked 'pgmodels:record'; a record with other column names, a subquery's row, is
 -- matched by name).
 
-CREATE TYPE pgmodels.served_model AS (
-    id bigint, project text, version integer, task text, runtime text, artifact bytea,
-    artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[],
-    array_features jsonb, imported boolean);
-COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a model version';
-
 -- The model a project serves (model_id 0) or a model by id, once the caller's privilege
 -- is checked. Only definer functions call it.
 CREATE OR REPLACE FUNCTION pgmodels._resolve(project_name text, model_id bigint, caller oid, privilege text,

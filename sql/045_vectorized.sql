@@ -9,10 +9,6 @@
 --                        pgmodels._lookup(project, 0, pgmodels._credential()))
 -- and then PERFORM pgmodels._raise_pending(NULL::integer) (or checks for a NULL result).
 
-CREATE TYPE pgmodels.scored_rows AS (
-    model_id bigint, model_version integer, predictions real[], labels text[], probabilities real[], classes integer);
-COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row';
-
 CREATE OR REPLACE FUNCTION pgmodels._score_rows(project_name text, model_id bigint, numeric_features bytea,
                                                 text_features text[], outputs text[], stamp double precision,
                                                 loaded boolean)

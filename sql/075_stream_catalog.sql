@@ -74,13 +74,6 @@ CREATE TABLE pgmodels.stream_consumer_part (
 );
 COMMENT ON TABLE pgmodels.stream_consumer_part IS 'each stream consumer''s position, per partition of its events (one row unless the consumer was added with partitions)';
 
--- The partition of an event (the worker's read inlines the same expression).
-CREATE OR REPLACE FUNCTION pgmodels._event_part(key text, id bigint, partitions integer) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT CASE WHEN $3 <= 1 THEN 0
-             ELSE ((pg_catalog.hashtextextended(coalesce($1, $2::text), 0) % $3 + $3) % $3)::integer END $$;
-COMMENT ON FUNCTION pgmodels._event_part(text, bigint, integer) IS 'internal: the partition of a consumer''s events an event belongs to: by its key (else its id)';
-
 -- Events a consumer could not score: the stream goes on without them.
 CREATE TABLE pgmodels.stream_dead_letter (
     consumer_id    bigint NOT NULL REFERENCES pgmodels.stream_consumer (id) ON DELETE CASCADE,

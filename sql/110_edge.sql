@@ -15,16 +15,6 @@
 -- dump is therefore as secret as the key. Rotating it: a superuser deletes the row, and
 -- the next export makes a new key (devices must then pin the new public key).
 
-CREATE TABLE pgmodels.edge_signing_key (
-    id          integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-    seed        bytea NOT NULL CHECK (length(seed) = 32),
-    public_key  bytea NOT NULL CHECK (length(public_key) = 32),
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE pgmodels.edge_signing_key IS 'the Ed25519 key that signs edge bundles (one row, made on first use); readable by superusers only';
-REVOKE ALL ON pgmodels.edge_signing_key FROM PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('pgmodels.edge_signing_key', '');
-
 CREATE OR REPLACE FUNCTION pgmodels._edge_new_key() RETURNS TABLE (seed bytea, public_key bytea)
 LANGUAGE plpython3u VOLATILE
 AS $$

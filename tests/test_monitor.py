@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from dbhelpers import sql_error
+from pgmodels import __version__
 from monitorhelpers import FEATURES, load, train
 
 MONITOR = "monitor(text, text, text, text, boolean)"
@@ -235,7 +236,7 @@ def test_lineage_after_training_records_the_rows_and_their_fingerprint(conn, nam
     assert fp[first] == fp[again] != fp[changed]
     rows = dict(conn.execute("SELECT item, value FROM model_lineage(%s)", [first]).fetchall())
     assert rows["training rows"] == "1000" and rows["split"].startswith("test_size 0.25")
-    assert rows["trained by"] == "postgres" and rows["pgmodels version"] == "0.2.0"
+    assert rows["trained by"] == "postgres" and rows["pgmodels version"] == __version__
     assert "library onnxruntime" in rows and "library xgboost" in rows
     # feature importances at training, per version: the label is f1 + f2 > 0
     ranked = [r[0] for r in conn.execute("SELECT item FROM model_lineage(%s) WHERE item LIKE 'importance %%'",

@@ -13,6 +13,7 @@ import pytest
 
 from dbhelpers import ROOT, role_connection, sql_error
 from pgmlhelpers import fresh_database
+from pgmodels import __version__
 
 VIEWS = ("projects", "models", "deployments", "snapshots", "overview", "trained_models", "deployed_models")
 IRIS = "ARRAY[sepal_length, sepal_width, petal_length, petal_width]"
@@ -147,7 +148,7 @@ def test_train_and_deploy_follow_postgresml(cluster):
         assert conn.execute("SELECT materialized, rows FROM pgml.snapshots ORDER BY id DESC LIMIT 1").fetchone() == (True, 150)
         assert conn.execute("SELECT relation FROM pgml.snapshot('pgml.iris', 'target')").fetchone()[0].startswith(
             "pgmodels_snapshots.")
-        assert conn.execute("SELECT pgml.version()").fetchone()[0].startswith("pgmodels 0.2.0")
+        assert conn.execute("SELECT pgml.version()").fetchone()[0].startswith(f"pgmodels {__version__}")
 
 
 def test_create_drop_extension_round_trip(cluster):

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from pgmodels import __version__
 from proxyhelpers import Env, bearer, matrix
 
 ROWS = [[3.0, 5.0, 1.0, 2.0], [16.0, 20.0, 9.0, 4.0], [0.0, 1.0, 0.0, 0.0]]
@@ -248,7 +249,7 @@ def test_oversized_body_and_slow_client(env):
 
 def test_metadata_server_and_openapi(env):
     r = httpx.get(f"{env.server.url}/v2")
-    assert r.json()["name"] == "pgmodels" and r.json()["version"] == "0.2.0"
+    assert r.json()["name"] == "pgmodels" and r.json()["version"] == __version__
     r = httpx.get(f"{env.server.url}/v2/models/{env.mix}", headers=bearer(env.token))
     inputs = {i["name"]: i["datatype"] for i in r.json()["inputs"]}
     assert inputs["contract"] == "BYTES" and inputs["tenure"] == "FP32"

@@ -1,5 +1,6 @@
-"""Releases: 0.1.0 installed, then ALTER EXTENSION pgmodels UPDATE, equals a fresh install,
-keeps the data and the administrator's master switch; the upgrade script is up to date."""
+"""Releases: 0.1.0 installed, then updated to 0.2.0 and to this release, equals a fresh
+install, keeps the data and the administrator's master switch; the upgrade script into
+this release is up to date."""
 
 from __future__ import annotations
 
@@ -86,6 +87,9 @@ def test_upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_the_data(two_databa
                    SELECT project_id, id, 'import' FROM pgmodels.models""")
     old.execute("REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) FROM PUBLIC")
     old.execute(f"GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint) TO {name}_analyst")
+    old.execute("ALTER EXTENSION pgmodels UPDATE TO '0.2.0'")
+    assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgmodels'").fetchone() == ("0.2.0",)
+    assert old.execute("SELECT predict('kept', ARRAY[1, 2])").fetchone() == (6.0,)
     old.execute("ALTER EXTENSION pgmodels UPDATE")
     assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgmodels'").fetchone() == (__version__,)
 
@@ -107,7 +111,7 @@ def test_upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_the_data(two_databa
 
 
 def test_the_upgrade_script_is_up_to_date():
-    script = ROOT / "migrations" / "pgmodels--0.1.0--0.2.0.sql"
+    script = ROOT / "migrations" / f"pgmodels--0.2.0--{__version__}.sql"
     before = script.read_text()
     subprocess.run(["make", "-s", "-B", "-C", str(ROOT / "extension"), "upgrade-scripts"], check=True,
                    capture_output=True)

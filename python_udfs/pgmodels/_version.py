@@ -4,4 +4,4 @@ The extension's control file, META.json, pyproject and the built install script 
 take the version from here (see extension/Makefile and pyproject.toml).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

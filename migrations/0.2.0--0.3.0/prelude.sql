@@ -1,0 +1,14 @@
+-- pgmodels 0.2.0 -> 0.3.0. Built by extension/Makefile: this prelude, then every file of
+-- sql/ that is not created once (functions and views: CREATE OR REPLACE, so functions
+-- whose signature did not change keep their grants) and the files new in 0.3.0, then
+-- the epilogue.
+\echo Use "ALTER EXTENSION pgmodels UPDATE" to load this file. \quit
+
+-- The grants of every function, as an administrator left them: replaying the sources
+-- re-runs their GRANT and REVOKE statements, and the epilogue puts back what an
+-- administrator had changed (a function revoked from PUBLIC, granted to a role).
+SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
+    SELECT pg_catalog.jsonb_object_agg(p.oid::pg_catalog.regprocedure::text, coalesce(p.proacl::text, ''))
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
+        ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'), '{}')::text, true);

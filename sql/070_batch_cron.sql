@@ -1,0 +1,93 @@
+-- The functions and views of 070_batch_catalog.sql (created once: tables and types), which
+-- every upgrade replays (CREATE OR REPLACE).
+
+-- Whether a backend is still the one that started at that time (pids are reused).
+-- Definer: pg_stat_activity hides other roles' backend_start.
+CREATE OR REPLACE FUNCTION pgmodels._backend_alive(pid integer, backend_start timestamptz) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = $1 AND a.backend_start = $2)
+$$;
+COMMENT ON FUNCTION pgmodels._backend_alive(integer, timestamptz) IS 'internal: whether the backend with this pid is still the one that started at this time';
+
+-- The one helper over pg_cron. pg_cron lives in one database of a cluster
+-- (cron.database_name) and runs each job's command in the database and as the role its
+-- entry names. Definer, so that a role needs no privilege on pg_cron's schema: the entry
+-- it makes is always for a role the caller verified (never taken from a user) and a
+-- command the caller built. Not for PUBLIC.
+CREATE OR REPLACE FUNCTION pgmodels._cron_schedule(entry_name text, schedule text, command text, role_oid oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+    here text := current_database();
+    entry bigint;
+    message text;
+BEGIN
+    IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule_in_database') IS NULL THEN
+        IF cron_db IS NULL THEN
+            RAISE EXCEPTION 'pg_cron is not installed'
+                USING ERRCODE = '55000',
+                      DETAIL = 'A schedule needs pg_cron, which this server does not load.',
+                      HINT = 'Add pg_cron to shared_preload_libraries, restart, run CREATE EXTENSION pg_cron in the database cron.database_name names, or create the job without a schedule and CALL run_batch_job() from your own scheduler.';
+        END IF;
+        IF cron_db = here THEN
+            RAISE EXCEPTION 'pg_cron is not installed in database "%"', here
+                USING ERRCODE = '55000',
+                      HINT = 'A superuser runs CREATE EXTENSION pg_cron here.';
+        END IF;
+        RAISE EXCEPTION 'pg_cron runs in database "%", not in "%"', cron_db, here
+            USING ERRCODE = '55000',
+                  DETAIL = 'pg_cron keeps its jobs in one database of the cluster (cron.database_name), and schedules from there only.',
+                  HINT = format('Create the job here without a schedule; then a superuser schedules it from database "%s" with: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L); or set cron.database_name to "%s" if this is the only database with jobs.',
+                                cron_db, entry_name, coalesce(schedule, '*/5 * * * *'), command, here,
+                                role_oid::regrole::text, here);
+    END IF;
+    IF schedule IS NULL OR btrim(schedule) = '' THEN
+        RAISE EXCEPTION 'invalid cron schedule ""' USING ERRCODE = '22023',
+            HINT = 'Use cron syntax: five fields (minute hour day month weekday), for example ''*/5 * * * *''.';
+    END IF;
+    BEGIN
+        entry := cron.schedule_in_database(entry_name, schedule, command, here, role_oid::regrole::text, true);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        IF message LIKE 'invalid schedule%' THEN
+            RAISE EXCEPTION 'invalid cron schedule "%"', schedule USING ERRCODE = '22023',
+                DETAIL = format('pg_cron %s refused it: %s.', (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron'), message),
+                HINT = 'Use cron syntax: five fields (minute hour day month weekday), for example ''*/5 * * * *''; pg_cron 1.4 schedules to the minute, pg_cron 1.5 and later also take ''30 seconds''.';
+        END IF;
+        RAISE;
+    END;
+    RETURN entry;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_schedule(text, text, text, oid) IS 'internal: registers a command with pg_cron, to run in this database as the given role (definer: the role needs no rights on pg_cron); not for PUBLIC';
+
+CREATE OR REPLACE FUNCTION pgmodels._cron_unschedule(entry bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- nested, so that nothing names pg_cron's schema where it is not installed
+    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
+            PERFORM cron.unschedule(entry);
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_unschedule(bigint) IS 'internal: removes a pg_cron entry, if it is still there; not for PUBLIC';
+
+-- pg_cron never purges cron.job_run_details; this purges the rows of one entry.
+CREATE OR REPLACE FUNCTION pgmodels._cron_prune(entry bigint, keep interval) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF entry IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+        IF true THEN  -- planned only when pg_cron is installed here
+            DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_prune(bigint, interval) IS 'internal: deletes a pg_cron entry''s run details older than keep (pg_cron keeps them forever); not for PUBLIC';
