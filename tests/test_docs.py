@@ -20,7 +20,7 @@ def test_every_user_function_has_a_readme_row(conn):
     assert names == rows
     for line in reference.splitlines():
         if line.startswith("| `"):
-            assert re.search(r"\| 0\.[12]\.0 \|$", line.rstrip()), line
+            assert re.search(r"\| 0\.[123]\.0 \|$", line.rstrip()), line
 
 
 def test_every_catalog_object_is_commented(conn, name):
