@@ -355,6 +355,10 @@ def test_the_server_signs_with_cryptography():
     signer = _ed25519()
     assert getattr(signer, "name", None) == "cryptography"
     seed = bytes(range(32))
-    assert signer.public_key(seed) == ed25519.public_key(seed)
-    assert signer.sign(seed, b"manifest") == ed25519.sign(seed, b"manifest")
+    # RFC 8032's first test vector (seed 9d61...7f60): the server signs as the RFC does
+    rfc = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    assert signer.public_key(rfc).hex() == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    assert signer.sign(rfc, b"").hex().startswith("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb88215")
     assert ed25519.verify(signer.public_key(seed), b"manifest", signer.sign(seed, b"manifest"))
+    assert not ed25519.verify(signer.public_key(seed), b"manifest!", signer.sign(seed, b"manifest"))
+    assert not ed25519.verify(signer.public_key(seed), b"manifest", bytes(64))

@@ -1,4 +1,4 @@
-"""Reference profiles and drift, without a database (issue #13, work in progress)."""
+"""Reference profiles and drift, without a database."""
 
 from __future__ import annotations
 
