@@ -5,21 +5,26 @@
 #
 #   scripts/install.sh          developer/embedded: home in ./.pgmodels, test extras too
 #   scripts/install.sh system   a server install (the Dockerfile): venv in /opt/pgmodels/venv
+#   scripts/install.sh runtime  only the packages a server runs pgmodels with, no build tools
+#                               (the Dockerfile's final stage; it copies in a system install)
+#   ... --packages              (after the mode) only the mode's system packages, then stop
 #
-# Prints the virtual environment's path on its last line.
+# Prints the virtual environment's path on its last line (dev and system).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=${1:-dev}
+PACKAGES_ONLY=$([ "${2:-}" = --packages ] && echo 1 || true)
 PGVER=${PGVER:-15}
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
 # 1. system packages ---------------------------------------------------------------
-# (libgomp1: LightGBM's OpenMP runtime, which its wheel does not bundle)
-packages=(postgresql-$PGVER postgresql-plpython3-$PGVER postgresql-$PGVER-cron
-          postgresql-server-dev-$PGVER make python3-venv ca-certificates git libgomp1)
+# (libgomp1: LightGBM's OpenMP runtime, which its wheel does not bundle; the build tools
+# are what the venv and `make install` need: PGXS, make, python3-venv)
+packages=(postgresql-$PGVER postgresql-plpython3-$PGVER postgresql-$PGVER-cron python3 ca-certificates libgomp1)
+[ "$MODE" = runtime ] || packages+=(postgresql-server-dev-$PGVER make python3-venv git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -30,6 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+[ "$MODE" = runtime ] || [ -n "$PACKAGES_ONLY" ] && exit 0
 PG_CONFIG=/usr/lib/postgresql/$PGVER/bin/pg_config
 
 # 2. the server's Python: the interpreter plpython3.so links against ----------------
@@ -40,7 +46,7 @@ SERVER_PYTHON=/usr/bin/python$libpython
 # 3. where the files live -------------------------------------------------------------
 if [ "$MODE" = system ]; then
   VENV=${PGMODELS_VENV:-/opt/pgmodels/venv}
-  EXTRAS=""
+  EXTRAS="[server]"
 else
   # The embedded cluster's home is ./.pgmodels. The server runs as "postgres", which must
   # be able to reach it; when the checkout sits where it cannot (under /root, say), the
@@ -57,7 +63,7 @@ else
     fi
   fi
   VENV=$(cd "$HOME_DIR" && pwd -P)/venv
-  EXTRAS="[test]"
+  EXTRAS="[server,test]"
 fi
 
 # 4. the virtual environment ----------------------------------------------------------

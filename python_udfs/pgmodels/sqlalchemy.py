@@ -11,7 +11,8 @@
 
 Each is a ``GenericFunction`` whose type gives the Python value back: ``predict`` a float,
 ``predict_proba`` a list of floats, ``predict_label`` a str, ``predict_batch`` one float per
-row (a set-returning function: use it as a column, or ``.table_valued("prediction")``).
+row (a set-returning function: use it as a column, or
+``.table_valued("prediction").render_derived()``, which names its column ``prediction``).
 Importing this module also registers them, so ``sqlalchemy.func.predict(...)`` is typed too.
 
 The functions are called unqualified, so the extension's schema (public by default) must
