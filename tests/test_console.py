@@ -188,6 +188,22 @@ def test_a_viewer_sees_only_what_its_role_may(console, browser):
     page.close()
 
 
+def test_the_login_page_names_commands_that_exist(console):
+    """Every command the login page tells a user to run runs (as printed, with --help)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    page = httpx.get(console["url"] + "/console/login").text
+    commands = re.findall(r"<code>(pgmodels [^<]*?) ROLE</code>", page)
+    assert commands == ["pgmodels token create"]
+    tool = Path(sys.executable).with_name("pgmodels")
+    for command in commands:
+        run = subprocess.run([str(tool), *command.split()[1:], "--help"], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+
+
 def test_no_token_a_bad_token_and_the_headers(console):
     url = console["url"]
     r = httpx.get(url + "/console/", follow_redirects=False)

@@ -157,6 +157,26 @@ def test_the_generic_test_fails_without_a_good_deployed_model(project):
     assert [v for k, v in nothing.results().items() if k.startswith(target)] == [("fail", 1)]
 
 
+def test_a_predictions_model_without_a_deployed_model_fails_with_pgmodels_error(project):
+    """Built before anything is deployed, the predictions model fails with pgmodels' own
+    error and hint (not OK [SELECT 0]), and the table it would have replaced is kept."""
+    before = rows(project, "SELECT count(*) FROM churn_predictions")[0][0]
+    assert before > 0
+    undeployed = "undeployed_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(project.dsn, autocommit=True) as c:
+        c.execute("SET pgmodels.progress_level = 'off'")
+        c.execute(f"SELECT * FROM train(%s, 'classification', '{project.schema}.churn_training', 'churned', "
+                  "algorithm => 'linear', automatic_deploy => false)", [undeployed])
+    for name, message in ((undeployed, f'project "{undeployed}" has no deployed model'),
+                          ("no_such_project", 'project "no_such_project" does not exist')):
+        other = Project(project.path, project.env, project.schema, name, project.dsn)
+        out = other.dbt("run", "--select", "churn_predictions", "--full-refresh", ok=False)
+        assert out.returncode == 1, out.stdout[-3000:]
+        assert message in out.stdout, out.stdout[-3000:]
+        assert "SELECT 0" not in out.stdout
+    assert rows(project, "SELECT count(*) FROM churn_predictions")[0][0] == before
+
+
 def test_the_macros_feature_forms(project):
     """Named columns, a mapping, a row, a model id: the same answer as predict() itself;
     an array compiles to real[] in feature order."""

@@ -23,10 +23,18 @@
 {%- endmacro %}
 
 {#- The deployed model of a project as a one-row relation (model_id, model_version, key_metric):
-    join it to store with each prediction which model made it. -#}
+    join it to store with each prediction which model made it. With no deployed model (or
+    no such project, or no privilege on it) the model fails with pgmodels' own error and
+    hint, instead of building an empty table: predict() is asked, and raises it. A model
+    that uses this must run after the one that trains: `-- depends_on: {{ ref('...') }}`. -#}
 {% macro deployed(project) -%}
     (select o.model_id, o.version as model_version, o.key_metric
-       from pgmodels.overview o where o.project = {{ pgmodels._literal(project) }} and o.deployed)
+       from pgmodels.overview o where o.project = {{ pgmodels._literal(project) }} and o.deployed
+     union all
+     select null, null, null
+      where case when exists (select 1 from pgmodels.overview o
+                               where o.project = {{ pgmodels._literal(project) }} and o.deployed) then false
+                 else {{ pgmodels._fn('predict') }}({{ pgmodels._literal(project) }}::text, '{}'::jsonb) is null end)
 {%- endmacro %}
 
 {#- A bigint for this dbt invocation, as batch jobs store their run's id: the run's start
