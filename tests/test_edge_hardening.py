@@ -331,11 +331,11 @@ def test_inputs_match_sql_and_js(hard, tmp_path):
 
 
 # 11. and 12. a NUL in a name; NULL options; the device CLI on a missing path ----------
-def test_nul_in_a_bundle_name_is_a_404(hard):
-    for suffix in ("", "/manifest"):
+def test_nul_in_a_bundle_name_is_a_400(hard):
+    for suffix in ("", "/manifest"):  # refused before the route (tests/test_proxy_nul.py)
         r = httpx.get(f"{hard['server'].url}/v2/models/{P}%00/bundle{suffix}", headers=bearer(hard["token"]),
                       timeout=30)
-        assert r.status_code == 404 and "error" in r.json()
+        assert r.status_code == 400 and "NUL" in r.json()["error"]
 
 
 def test_null_option_is_the_two_argument_form(hard, tmp_path):

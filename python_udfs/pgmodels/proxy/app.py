@@ -16,10 +16,11 @@ import os
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from . import bundles, metrics, protocol
+from . import bundles, metrics, nul, protocol
 from .core import Backend, Settings
 from .rest import make_routes
 
@@ -74,7 +75,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     from ..console.routes import routes as console_routes
 
+    # a NUL in a path, query string or header is refused before any route runs (proxy/nul.py)
     app = Starlette(routes=make_routes(backend) + bundles.routes(backend) + console_routes(backend), lifespan=lifespan,
+                    middleware=[Middleware(nul.RefuseNul)],
                     exception_handlers={HTTPException: _http_error, Exception: _any_error})
     app.state.backend = backend
     return app

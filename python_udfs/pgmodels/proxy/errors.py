@@ -71,6 +71,11 @@ def from_db_error(e: BaseException) -> ProxyError:
         return ProxyError(503, "database unavailable: no connection within the pool timeout", "UNAVAILABLE", "08000")
     sqlstate = getattr(e, "sqlstate", None)
     diag = getattr(e, "diag", None)
+    if isinstance(e, psycopg.DataError) and not sqlstate and "NUL" in str(e):
+        # psycopg refused to send a text value holding NUL: the request's (proxy/nul.py
+        # refuses most of them earlier); PostgreSQL says 22021 for the same byte
+        return ProxyError(400, "a value of the request contains a NUL character, which PostgreSQL's text cannot "
+                               "hold", "INVALID_ARGUMENT", "22021")
     if isinstance(e, psycopg.OperationalError) and not sqlstate:
         sqlstate = "08006"  # a connection that broke: the server went away
     http, grpc_code = status_for(sqlstate)

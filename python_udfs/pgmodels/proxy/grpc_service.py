@@ -120,7 +120,11 @@ def make_servicer(backend: Backend):
 
 async def start(backend: Backend, host: str, port: int, max_message: int):
     _, services = compiled()
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", max_message),
+    from .nul import grpc_interceptor
+
+    # a NUL in the metadata or a string field is refused before any method runs (proxy/nul.py)
+    server = grpc.aio.server(interceptors=[grpc_interceptor()],
+                             options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", max_message),
                                       ("grpc.max_send_message_length", max_message)])
     services.add_GRPCInferenceServiceServicer_to_server(make_servicer(backend), server)
     server.add_insecure_port(f"{host}:{port}")

@@ -11,6 +11,10 @@ connection forever. Here the headers must be complete within HEADER_TIMEOUT seco
 the connection or of the request's first byte (the body has its own deadline, in
 rest.py); otherwise the answer is 408 with the protocol's error body, and the
 connection is closed.
+
+A request the HTTP parser refuses (a NUL or another control character in the request
+line or a header, broken framing) never reaches the application: uvicorn answers 400
+itself, in plain text. Here that answer carries the protocol's error body too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ except ImportError:  # pragma: no cover - httptools is a dependency
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
 
 HEADER_TIMEOUT = 10.0  # create_app sets it from --body-timeout
+_MALFORMED = (b'{"error":"the request is not valid HTTP/1.1: a NUL or another control character in its request '
+              b'line or a header, or broken framing"}')
+_400 = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(_MALFORMED)).encode() + b"\r\n\r\n" + _MALFORMED)
 _TOO_SLOW = (b'{"error":"the request headers did not arrive in time"}')
 _408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
         b"content-length: " + str(len(_TOO_SLOW)).encode() + b"\r\n\r\n" + _TOO_SLOW)
@@ -66,6 +74,12 @@ class NoDelayProtocol(_Base):
         if self.cycle is None or self.cycle.response_complete:
             self.transport.write(_408)
         self.transport.close()  # mid-response (a pipelined request trickling): just close
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(_400)
+            self.transport.close()
 
     def connection_lost(self, exc) -> None:
         self._disarm()

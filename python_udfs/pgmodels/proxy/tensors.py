@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import nul
 from .errors import ProxyError, bad_request
 
 DTYPES = {"BOOL": np.bool_, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
@@ -70,6 +71,10 @@ def _flatten(data) -> list:
     return out
 
 
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def make_tensor(name: str, datatype: str, shape, values) -> Tensor:
     """A tensor from decoded values: numbers (any nesting) or, for BYTES, strings."""
     if not isinstance(name, str) or not name:
@@ -86,6 +91,8 @@ def make_tensor(name: str, datatype: str, shape, values) -> Tensor:
                     raise bad_request(f"input \"{name}\": BYTES elements must be UTF-8 text") from None
             if not isinstance(v, str):
                 raise bad_request(f"input \"{name}\": BYTES elements must be strings")
+            if "\x00" in v:  # PostgreSQL's text cannot hold it
+                raise bad_request(f"input \"{printable(name)}\": a BYTES element contains a NUL character")
             texts.append(v)
         data = texts
     elif datatype in DTYPES:
@@ -162,6 +169,11 @@ def decode_rest(model: str, version: str | None, body: bytes, header_length: int
         raise bad_request("malformed JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise bad_request("the request must be a JSON object")
+    # a NUL in any string (a name, a datatype, the id, a parameter, a key, BYTES data) can
+    # only be spelled \u0000 (or come in UTF-16 or UTF-32, whose bytes hold zeros): only
+    # then is the document walked
+    if (b"\\u0000" in head or b"\x00" in head) and nul.in_json(doc):
+        raise bad_request(nul.message("JSON"))
     req = InferRequest(model, version, _request_id(doc.get("id")), parameters=_parameters(doc.get("parameters"), "request"))
     inputs = doc.get("inputs", [] if "keys" in req.parameters else None)
     if not isinstance(inputs, list) or not (inputs or "keys" in req.parameters):
