@@ -46,6 +46,114 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_get(text, text, boolean) IS 'internal: a stream its caller owns (or may consume), or an error';
 
+-- What each stream's capture trigger checks at every statement, before it writes
+-- anything (and create_stream once). The trigger runs with the definer's rights, and
+-- PostgreSQL runs a cast, a domain's check or an operator with the rights of whoever
+-- evaluates it: so the trigger may only evaluate conversions that are built in. It
+-- converts two things. The key column, named in its body, into text: that column, as
+-- the table has it now (it can be dropped and added again with another type, and a
+-- type its owner made can gain a cast at any time), must be of a built-in base type,
+-- whose text form is built in (only a superuser can add a cast from or to one). And the
+-- inserted rows into the table's row type, named in its body: that name must still be
+-- the table's row type (renamed, the table leaves its name free for a type someone
+-- else makes, with casts of its own); the row type's own columns need no conversion.
+-- Not a definer itself: the trigger calls it with the definer's rights.
+CREATE OR REPLACE FUNCTION pgmodels._stream_capture_check(source oid, key_column name, row_type text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type oid;
+    display text := source::regclass::text;
+BEGIN
+    IF row_type IS NOT NULL
+       AND to_regtype(row_type) IS DISTINCT FROM (SELECT c.reltype FROM pg_class c WHERE c.oid = source) THEN
+        RAISE EXCEPTION 'the table of stream "%" was renamed', (SELECT s.name FROM pgmodels.stream s WHERE s.source = _stream_capture_check.source)
+            USING ERRCODE = '55000',
+                  DETAIL = format('Its capture trigger writes rows of type %s; the table is now called %s.', row_type, display),
+                  HINT = 'Rename the table back, or drop the stream and create it again.';
+    END IF;
+    IF key_column IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT a.atttypid INTO key_type FROM pg_attribute a
+     WHERE a.attrelid = source AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF key_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, display USING ERRCODE = '42703',
+            DETAIL = 'It is the stream''s key column.';
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = key_type AND t.oid < 16384  -- FirstNormalObjectId
+                         AND t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
+                         AND t.typcategory IN ('N', 'S', 'D', 'U', 'B')) THEN
+        RAISE EXCEPTION 'key column "%" of % is of type %, which cannot be a stream''s key', key_column, display,
+                key_type::regtype
+            USING ERRCODE = '42804',
+                  DETAIL = 'A stream''s key is a column of a built-in integer, numeric, text, uuid, boolean, date or timestamp type: its events'' keys are made with the rights of the extension''s owner, and no conversion but a built-in one runs there.',
+                  HINT = 'Give the key column such a type again, or drop the stream and make it on a key column of such a type.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_capture_check(oid, name, text) IS 'internal: refuses (42804, 42703, 55000) a stream''s table whose key column is not of a built-in key type, or whose row type is no longer the one its capture trigger names; checked by the trigger at every statement';
+
+-- A stream's capture trigger and its function, made (or made again, on an upgrade) from
+-- the catalog: one INSERT ... SELECT per statement into the current child of the log,
+-- after _stream_capture_check; a NOTIFY only while a worker waits. The function is a
+-- definer so that producers cannot write the log; it evaluates no code a role defined
+-- (see _stream_capture_check). Made during an extension script (an upgrade), the
+-- function would belong to the extension: it is handed back to the stream.
+CREATE OR REPLACE FUNCTION pgmodels._stream_capture_define(stream_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s pgmodels.stream;
+    capture text := format('stream_%s_capture', stream_id);
+    trigger_name text := 'pgmodels_stream_' || stream_id;
+    row_type text;
+    branches text := '';
+BEGIN
+    SELECT st.* INTO STRICT s FROM pgmodels.stream st WHERE st.id = stream_id;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.source) THEN
+        RETURN;  -- its table is gone: nothing to capture
+    END IF;
+    row_type := format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = s.source), NULL);
+    FOR child IN 0..2 LOOP
+        branches := branches || format(
+            '%s current = %s THEN INSERT INTO pgmodels.%I (ev_id, ev_txid, ev_time, ev_key, ev_row) '
+            'SELECT pg_catalog.nextval(%L), pg_catalog.pg_current_xact_id(), pg_catalog.now(), %s, ROW(n.*)::%s '
+            'FROM pgmodels_new_rows n; ',
+            CASE WHEN child = 0 THEN 'IF' ELSE 'ELSIF' END, child, pgmodels._stream_log(s.id, child),
+            'pgmodels.' || quote_ident(pgmodels._stream_log(s.id) || '_seq'),
+            CASE WHEN s.key_column IS NULL THEN 'NULL' ELSE format('(n.%I)::text', s.key_column) END,
+            row_type);
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = s.source AND t.tgname = trigger_name) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, s.source);
+    END IF;
+    IF to_regprocedure(format('pgmodels.%I()', capture)) IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION pgmodels.%I()', capture);
+    END IF;
+    EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                      SET search_path = pg_catalog, pg_temp AS $body$
+                      DECLARE current smallint; waiting boolean;
+                      BEGIN
+                          PERFORM pgmodels._stream_capture_check(%s, %L, %L);
+                          SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id)
+                            INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
+                          %s END IF;
+                          IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
+                          RETURN NULL;
+                      END $body$ $f$, capture, s.source::oid, s.key_column, row_type, s.id, branches, trigger_name);
+    IF EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = format('pgmodels.%I()', capture)::regprocedure AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pgmodels DROP FUNCTION pgmodels.%I()', capture);
+    END IF;
+    EXECUTE format('COMMENT ON FUNCTION pgmodels.%I() IS %L', capture,
+                   format('captures the rows inserted into %s as events of pgmodels stream "%s"', s.source, s.name));
+    EXECUTE format('REVOKE ALL ON FUNCTION pgmodels.%I() FROM PUBLIC', capture);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pgmodels_new_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgmodels.%I()', trigger_name, s.source, capture);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_capture_define(bigint) IS 'internal: (re)makes a stream''s capture trigger and its definer function from the catalog';
+
 CREATE OR REPLACE FUNCTION pgmodels._stream_create(credential text, stream_name text, source oid, key_column name)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -55,9 +163,7 @@ DECLARE
     rel record;
     s pgmodels.stream;
     log text;
-    capture text;
     key_type oid;
-    branches text := '';
 BEGIN
     PERFORM pgmodels._require_grant(caller, 'create_stream(text, text, text)', 'create_stream', 'may make streams');
     PERFORM pgmodels._check_name('stream', stream_name);
@@ -80,14 +186,7 @@ BEGIN
             RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
                 DETAIL = 'It was given as the stream''s key column.';
         END IF;
-        -- the capture trigger turns the key into text with the definer's rights: only a
-        -- built-in type's own conversion may run there, never a cast a role defined
-        IF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = key_type AND t.typnamespace = 'pg_catalog'::regnamespace
-                          AND t.typtype = 'b' AND t.typcategory IN ('N', 'S', 'D', 'U', 'B')) THEN
-            RAISE EXCEPTION 'key column "%" is of type %, which cannot be a stream''s key', key_column, key_type::regtype
-                USING ERRCODE = '42804',
-                      DETAIL = 'A stream''s key is an integer, numeric, text, uuid, boolean, date or timestamp column.';
-        END IF;
+        PERFORM pgmodels._stream_capture_check(source, key_column, NULL);
     END IF;
     IF EXISTS (SELECT 1 FROM pgmodels.stream st WHERE st.name = stream_name) THEN
         RAISE EXCEPTION 'stream "%" already exists', stream_name USING ERRCODE = '42710';
@@ -118,37 +217,21 @@ BEGIN
         EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ROW LEVEL SECURITY', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_txid)', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_id)', pgmodels._stream_log(s.id, child));
-        branches := branches || format(
-            '%s current = %s THEN INSERT INTO pgmodels.%I (ev_id, ev_txid, ev_time, ev_key, ev_row) '
-            'SELECT pg_catalog.nextval(%L), pg_catalog.pg_current_xact_id(), pg_catalog.now(), %s, ROW(n.*)::%s '
-            'FROM pgmodels_new_rows n; ',
-            CASE WHEN child = 0 THEN 'IF' ELSE 'ELSIF' END, child, pgmodels._stream_log(s.id, child),
-            'pgmodels.' || quote_ident(log || '_seq'),
-            CASE WHEN key_column IS NULL THEN 'NULL' ELSE format('(n.%I)::text', key_column) END,
-            format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = source), NULL));
     END LOOP;
-    -- The capture trigger: one INSERT ... SELECT per statement into the current child;
-    -- a NOTIFY only while a worker waits. Definer: producers cannot write the log.
-    capture := format('stream_%s_capture', s.id);
-    EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                      SET search_path = pg_catalog, pg_temp AS $body$
-                      DECLARE current smallint; waiting boolean;
-                      BEGIN
-                          SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id)
-                            INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
-                          %s END IF;
-                          IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
-                          RETURN NULL;
-                      END $body$ $f$, capture, s.id, branches, 'pgmodels_stream_' || s.id);
-    EXECUTE format('COMMENT ON FUNCTION pgmodels.%I() IS %L', capture,
-                   format('captures the rows inserted into %s as events of pgmodels stream "%s"', rel.display, stream_name));
-    EXECUTE format('REVOKE ALL ON FUNCTION pgmodels.%I() FROM PUBLIC', capture);
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pgmodels_new_rows '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION pgmodels.%I()', 'pgmodels_stream_' || s.id, source::regclass, capture);
+    PERFORM pgmodels._stream_capture_define(s.id);
     RETURN s.id;
 END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_create(text, text, oid, name) IS 'internal: the core of create_stream(): the catalog row, the private log and its children, the capture trigger (definer: it writes what producers and consumers cannot)';
+
+-- Every stream's capture trigger made again from the definitions above: an upgrade
+-- brings the triggers of streams an earlier release made up to date (a new install has
+-- no streams yet).
+DO $capture$
+BEGIN
+    PERFORM pgmodels._stream_capture_define(s.id) FROM pgmodels.stream s ORDER BY s.id;
+END
+$capture$;
 
 CREATE OR REPLACE FUNCTION pgmodels._stream_drop(credential text, stream_name text, cascade boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
