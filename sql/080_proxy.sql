@@ -201,7 +201,8 @@ BEGIN
         'versions', coalesce((SELECT jsonb_agg(jsonb_build_object(
                         'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
                         'runtime', m.runtime, 'feature_names', to_jsonb(m.feature_names),
-                        'feature_types', to_jsonb(m.feature_types), 'labels', m.labels) ORDER BY m.version)
+                        'feature_types', to_jsonb(m.feature_types), 'labels', m.labels,
+                        'column_types', m.training -> 'column_types') ORDER BY m.version)
                       FROM pgmodels.models m WHERE m.project_id = proj.id), '[]'::jsonb),
         'feature_source', (SELECT jsonb_build_object('schema', s.relation_schema, 'relation', s.relation_name,
                                                      'key_column', s.key_column)

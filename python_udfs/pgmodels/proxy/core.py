@@ -3,8 +3,12 @@ through the connection pool as the requesting role.
 
 Every request runs as one query string, ``SELECT set_config('role', <role>, true), ...;
 <statement>``, which PostgreSQL runs as one transaction: SET LOCAL ROLE for exactly that
-statement. The client sends no SQL, so nothing can RESET the role, and predict() checks
-the grants of that role. A batch is scored by one statement, which also says which
+statement, and predict() checks the grants of that role. Nothing may RESET the role: the
+client sends no SQL, and no function a role wrote runs in the statement (any such
+function, run here, could RESET ROLE and act as the server's login role). The statement's
+names are pg_catalog's or qualified, under a pinned search path; the one relation of a
+role's it reads, a feature source, is read only when reading it runs no such function
+(pgmodels._feature_rows). A batch is scored by one statement, which also says which
 model version answered."""
 
 from __future__ import annotations
@@ -23,8 +27,15 @@ from .pools import ReadPools
 from .requestlog import RequestLog
 from .tensors import InferAnswer, InferRequest
 
+# The search path too, for the statement: with the session's, a role's schema ("$user")
+# or a schema it may create in could hold a function that matches a call better than
+# pg_catalog's (unnest(text[]) beats unnest(anyarray)), and it would run here, where the
+# role could RESET ROLE to the server's login role. Every name here is pg_catalog's or
+# qualified.
+_PINNED = "pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
 _AS_ROLE = ("SELECT pg_catalog.set_config('role', %(_role)s, true), "
-            "pg_catalog.set_config('statement_timeout', %(_timeout)s, true); ")
+            "pg_catalog.set_config('statement_timeout', %(_timeout)s, true), " + _PINNED + "; ")
+_AS_SERVER = "SELECT " + _PINNED + "; "
 CACHE_SECONDS = 1.0  # tokens and metadata: a revoked token stops working within this
 
 
@@ -117,11 +128,11 @@ class Backend:
             async with pool.connection(timeout=timeout or self.s.pool_timeout) as conn:
                 cur = conn.cursor()
                 if role is None:
-                    await cur.execute(statement, params)
+                    await cur.execute(_AS_SERVER + statement, params)
                 else:
                     await cur.execute(_AS_ROLE + statement,
                                       {**(params or {}), "_role": role, "_timeout": self.s.statement_timeout})
-                    cur.nextset()
+                cur.nextset()
                 return await cur.fetchall()
         except ProxyError:
             raise
@@ -188,7 +199,8 @@ class Backend:
         inputs, runtime = [], None
         if v is not None:
             runtime = v["runtime"]
-            inputs = [{"name": f, "datatype": _datatype(t), "shape": [-1]}
+            sql_types = v.get("column_types") or {}
+            inputs = [{"name": f, "datatype": datatype(t, sql_types.get(f)), "shape": [-1]}
                       for f, t in zip(v["feature_names"], v["feature_types"])]
         outputs = [{"name": "predict", "datatype": "FP32", "shape": [-1]}]
         if model.task == "classification":
@@ -268,5 +280,13 @@ def _rows(answer: InferAnswer) -> int | None:
     return answer.outputs[0][2][0] if answer.outputs and answer.outputs[0][2] else None
 
 
-def _datatype(feature_type: str) -> str:
-    return "BYTES" if feature_type == "text" else "FP32"
+# The Open Inference Protocol datatype a feature is advertised as: its column's own SQL
+# type where training recorded it (0.3.0), else FP32 for numbers.
+_DATATYPES = {"smallint": "INT16", "integer": "INT32", "bigint": "INT64", "boolean": "BOOL", "real": "FP32",
+              "double precision": "FP64", "numeric": "FP64"}
+
+
+def datatype(feature_type: str, sql_type: str | None) -> str:
+    if feature_type == "text":
+        return "BYTES"
+    return _DATATYPES.get(sql_type or "", "FP32")

@@ -41,8 +41,22 @@ class Plan:
         return self.mode, self.n, self.source
 
 
+def _check_values(name: str, sql_type: str | None, values) -> None:
+    """An integer feature takes whole numbers, a boolean one true, false, 0 or 1: anything
+    else is the client's mistake, not something to score silently."""
+    if sql_type in ("smallint", "integer", "bigint"):
+        for value in values:
+            if isinstance(value, float) and value == value and not value.is_integer():
+                raise bad_request(f"input \"{name}\" is an integer feature ({sql_type}): {value!r} is not a whole number")
+    elif sql_type == "boolean":
+        for value in values:
+            if value is not None and not isinstance(value, bool) and value not in (0, 1):
+                raise bad_request(f"input \"{name}\" is a boolean feature: {value!r} is not true, false, 0 or 1")
+
+
 def plan(model, v: dict, req: InferRequest) -> Plan:
     names, types = v["feature_names"], v["feature_types"]
+    sql_types = v.get("column_types") or {}
     by_name = {t.name: t for t in req.inputs if t.name in names}
     keys = _keys(req, names)
     others = [t for t in req.inputs if t.name not in by_name and not (t.name in ("key", "keys") and keys is not None)]
@@ -51,6 +65,8 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
             raise bad_request(f"unknown input \"{others[-1].name}\": send one [batch, {len(names)}] tensor, or one "
                               f"tensor per feature named {', '.join(names)}")
         x, n_rows = _matrix(others[0], names, types)
+        for j, name in enumerate(names):
+            _check_values(name, sql_types.get(name), x[j::len(names)])
         return Plan("matrix", n_rows, x=[x[i:i + len(names)] for i in range(0, len(x), len(names))], n=len(names))
     n_rows = len(keys) if keys is not None else _batch(by_name)
     if keys is None:
@@ -63,6 +79,7 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
         if _batch({name: t}) != n_rows:
             raise bad_request(f"input \"{name}\" has {_batch({name: t})} rows, the request {n_rows}")
         values = t.data if t.datatype == "BYTES" else t.data.tolist()
+        _check_values(name, sql_types.get(name), values)
         for i, value in enumerate(values):
             rows[i][name] = value
     if keys is None:
@@ -96,10 +113,12 @@ def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: t
     if plans[0].mode == "keys":
         numeric, text = _split_features(v)
         elements = [_ELEMENT.match(n) for n in numeric]
+        schema, relation, key_column, _key_type = plans[0].source
         params.update(keys=[k for p in plans for k in p.keys], rows_json=json.dumps([r for p in plans for r in p.rows]),
                       fn=numeric, ft=text, fb=[m.group(1) if m else None for m in elements],
-                      fx=[int(m.group(2)) - 1 if m else None for m in elements])
-        return _keyed(plans[0].source, len(numeric), len(text), versioned), params
+                      fx=[int(m.group(2)) - 1 if m else None for m in elements],
+                      fs_schema=schema, fs_relation=relation, fs_key=key_column)
+        return _keyed(len(numeric), len(text), versioned), params
     score = SCORE_VERSION if versioned else SCORE_DEPLOYED
     rows = [r for p in plans for r in (p.x if p.mode == "matrix" else p.rows)]
     if plans[0].mode == "matrix":
@@ -170,14 +189,13 @@ def _text(value, name: str):
 
 
 @functools.lru_cache(maxsize=256)
-def _keyed(source: tuple, n_numeric: int, n_text: int, versioned: bool) -> str:
+def _keyed(n_numeric: int, n_text: int, versioned: bool) -> str:
     """Read the keyed rows as the role, put the request's features over them, score the
     rows that were found, all in one statement. Feature names travel as parameters
-    (fn, ft; fb and fx name an array column and the element of a feature col[i])."""
-    schema, relation, key_column, key_type = source
-    # names go into a string psycopg binds parameters into: a % in them must be doubled
-    key = sql.SQL(sql.Identifier("s", key_column).as_string(None).replace("%", "%%"))
-    rel = sql.SQL(sql.Identifier(schema, relation).as_string(None).replace("%", "%%"))
+    (fn, ft; fb and fx name an array column and the element of a feature col[i]), and so
+    does the feature source: pgmodels._feature_rows reads it, and only if reading it runs
+    no function a role wrote (this session's role is the request's only until such a
+    function would RESET ROLE; sql/080_proxy.sql)."""
     number = ("CASE pg_catalog.jsonb_typeof(v) WHEN 'number' THEN (v #>> '{{}}')::real "
               "WHEN 'boolean' THEN (v #>> '{{}}')::boolean::integer::real END")
     numbers = [sql.SQL(number.replace("v", "coalesce(k.doc -> (%(fn)s::text[])[{j}], "
@@ -190,18 +208,17 @@ def _keyed(source: tuple, n_numeric: int, n_text: int, versioned: bool) -> str:
         sql.SQL(", ").join(texts)) if texts else sql.SQL("NULL::text[]"))
     target = sql.SQL("''::text, %(model_id)s::bigint" if versioned else "%(project)s::text, 0::bigint")
     return sql.SQL(
-        "WITH k AS (SELECT k.i, {key} IS NOT NULL AS found, pg_catalog.to_jsonb(s) || r.f AS doc "
-        "FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS k(key, i) "
-        "JOIN pg_catalog.jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = k.i "
-        "LEFT JOIN {rel} AS s ON {key} = k.key::{key_type}), "
-        "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, count(*) AS n, {x} AS x, {t} AS t FROM k) "
+        "WITH k AS (SELECT f.i, f.found, f.doc || r.f AS doc "
+        "FROM pgmodels._feature_rows(%(fs_schema)s, %(fs_relation)s, %(fs_key)s, %(keys)s::text[]) AS f "
+        "JOIN pg_catalog.jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = f.i), "
+        "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, pg_catalog.count(*) AS n, {x} AS x, "
+        "{t} AS t FROM k) "
         "SELECT a.found, a.n, (q.s).model_version, (q.s).predictions, (q.s).labels, (q.s).probabilities, "
         "(q.s).classes FROM a LEFT JOIN LATERAL (SELECT coalesce(pgmodels._score_rows({target}, "
         "pg_catalog.array_send(a.x), a.t, %(outputs)s, pgmodels._stamp(), "
         "pgmodels._lookup({target}, pgmodels._credential())), pgmodels._raise_pending(NULL::pgmodels.scored_rows)) "
         "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
-        key=key, rel=rel, key_type=sql.SQL(key_type), x=x, t=t,
-        target=target).as_string(None)
+        x=x, t=t, target=target).as_string(None)
 
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:

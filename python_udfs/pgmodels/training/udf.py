@@ -275,6 +275,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 "test_sampling": args["test_sampling"], "preprocess": args["preprocess"],
                 "rows": len(target.values), "conversion": trained.conversion, "nullable": nullable,
                 "notes": trained.notes, "array_features": arrays,
+                # each feature column's SQL type: the inference server advertises it
+                "column_types": {n: t for n, t in rel.columns if n != args["y_column_name"]},
                 **lineage.at_training(spec.task, features, target, read_info, trained.prediction_profile),
                 "feature_importances": trained.feature_importances, "evaluation": trained.evaluation}
     if snapshot:
