@@ -1,17 +1,19 @@
 -- Catalog tables added in 0.2.0: per-project grants and the credential key.
 -- (Upgrades from 0.1.0 run this file as it is: see migrations/.)
 
--- Who else may use a project: predict with its models, or export their artifacts.
--- grantee 0 ('-'::regrole) is PUBLIC.
+-- Who else may use a project: predict with its models, export their artifacts, or compare
+-- data with its training profile (monitor: drift statistics, which reveal the training
+-- rows' distribution). grantee 0 ('-'::regrole) is PUBLIC.
 CREATE TABLE pgmodels.project_grants (
     project_id  bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
     grantee     regrole NOT NULL,
-    privilege   text NOT NULL CHECK (privilege IN ('predict', 'export')),
+    privilege   text NOT NULL CONSTRAINT project_grants_privilege_check
+                CHECK (privilege IN ('predict', 'export', 'monitor')),
     granted_by  name NOT NULL DEFAULT session_user,
     granted_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (project_id, grantee, privilege)
 );
-COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict and export, to roles or PUBLIC (grantee 0)';
+COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export and monitor, to roles or PUBLIC (grantee 0)';
 
 -- A per-database random key that authenticates the caller credentials of
 -- sql/025_privileges.sql. Made anew by CREATE EXTENSION (so not dumped), readable by no one

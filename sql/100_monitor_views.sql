@@ -2,14 +2,17 @@
 -- every upgrade replays (CREATE OR REPLACE).
 
 -- The views: rows of the projects the current role may use (security_barrier, read with
--- the owner's rights, filtered by current_user), as pgmodels.overview does.
+-- the owner's rights, filtered by current_user), as pgmodels.overview does. A report's
+-- statistics and status (every metric, the current shares over the reference's bins and
+-- categories, which name the training categories) describe the training rows: the reports
+-- are for the project's owner and the roles granted monitor, as drift() is.
 CREATE OR REPLACE VIEW pgmodels.drift_reports WITH (security_barrier) AS
 SELECT r.id, p.name AS project, r.model_id, r.model_version, r.relation, r.time_column, r.window_start,
        r.window_end, r.rows, r.status, r.drifted, r.features, r.thresholds, r.retrain, r.monitor_id,
        r.created_by, r.created_at
 FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
-WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.drift_reports IS 'drift reports of the projects the current role may use: window, model version, status, drifted features, every metric (features jsonb) and the retrain decision';
+WHERE pgmodels._may(pgmodels._me(), p.id, 'monitor');
+COMMENT ON VIEW pgmodels.drift_reports IS 'drift reports of the projects the current role owns or was granted monitor on: window, model version, status, drifted features, every metric (features jsonb) and the retrain decision';
 
 CREATE OR REPLACE VIEW pgmodels.drift_report_features WITH (security_barrier) AS
 SELECT r.id AS report_id, p.name AS project, r.model_version, r.created_at, f ->> 'feature' AS feature,
@@ -18,24 +21,26 @@ SELECT r.id AS report_id, p.name AS project, r.model_version, r.created_at, f ->
        (f ->> 'null_rate_change')::double precision AS null_rate_change, f ->> 'status' AS status
 FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
 CROSS JOIN LATERAL jsonb_array_elements(r.features) f
-WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.drift_report_features IS 'one row per feature of each drift report (the history of a feature''s PSI), for the projects the current role may use';
+WHERE pgmodels._may(pgmodels._me(), p.id, 'monitor');
+COMMENT ON VIEW pgmodels.drift_report_features IS 'one row per feature of each drift report (the history of a feature''s PSI), for the projects the current role owns or was granted monitor on';
 
 CREATE OR REPLACE VIEW pgmodels.monitors WITH (security_barrier) AS
 SELECT m.id, p.name AS project, m.relation::text AS relation, m.time_column, m.schedule, m.retrain,
        m.owner::text AS owner, m.cron_job_id, m.last_window_end, m.created_at,
-       (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1) AS last_status
+       CASE WHEN pgmodels._may(pgmodels._me(), p.id, 'monitor')
+            THEN (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1)
+       END AS last_status
 FROM pgmodels.monitor m JOIN pgmodels.projects p ON p.id = m.project_id
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report';
+COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report (for the project''s owner and the roles granted monitor)';
 
 GRANT SELECT ON pgmodels.drift_reports, pgmodels.drift_report_features, pgmodels.monitors TO PUBLIC;
 
 -- The deployed (model_id 0) or given model, as drift() needs it, for a caller that may
 -- predict with it, with the project's thresholds; not the profile itself (quantiles, min
 -- and max, category values: details of the training rows that predict does not give;
--- _stage_profile hands it to drift()'s own code only). Definer: the catalog is not
--- readable by PUBLIC; the privilege check is _resolve's.
+-- _stage_profile hands it to drift()'s own code only, for the owner and monitor grantees).
+-- Definer: the catalog is not readable by PUBLIC; the privilege check is _resolve's.
 CREATE OR REPLACE FUNCTION pgmodels._drift_reference(project_name text, model_id bigint, credential text)
 RETURNS TABLE (model_id bigint, project_id bigint, project text, version integer, task text, feature_names text[],
                feature_types text[], nullable text[], array_features jsonb, labels jsonb, has_profile boolean,
@@ -59,11 +64,36 @@ COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: 
 -- The profile itself goes into the backend's Python state under a one-time token, never
 -- back to the caller: drift()'s code takes it from there. A role that calls this directly
 -- gets a token it can do nothing with (reading Python state needs plpython3u, a
--- superuser's language). Definer: it reads the catalog, after _resolve's privilege check.
+-- superuser's language). It is staged only for a caller that may predict with the model
+-- and owns its project or was granted monitor on it: the statistics drift() computes
+-- from it over rows the caller chooses give the profile back (_require_monitor). Every
+-- comparison with a training profile (drift(), a monitor's run) takes it from here.
+-- Definer: it reads the catalog, after those checks (PL/pgSQL, so that a refusal reaches
+-- the caller in PostgreSQL's words).
 CREATE OR REPLACE FUNCTION pgmodels._stage_profile(model_id bigint, credential text) RETURNS text
-LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ from pgmodels.monitor.current import stage_profile; return stage_profile(model_id, credential) $$;
-COMMENT ON FUNCTION pgmodels._stage_profile(bigint, text) IS 'internal: stages a model''s reference profile in the backend for drift()''s code, for a caller that may predict with it; returns a one-time token';
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    m record;
+BEGIN
+    SELECT x.project_id, x.training -> 'profile' AS profile INTO m
+      FROM pgmodels.models x WHERE x.id = (pgmodels._resolve('', model_id, caller, 'predict', false)).id;
+    PERFORM pgmodels._require_monitor(caller, m.project_id);
+    RETURN pgmodels._stage(m.profile);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stage_profile(bigint, text) IS 'internal: stages a model''s reference profile in the backend for drift()''s code, for a caller that may predict with it and owns its project or was granted monitor on it; returns a one-time token';
+
+-- Keeps a profile in the backend's Python state; only _stage_profile calls it.
+CREATE OR REPLACE FUNCTION pgmodels._stage(profile jsonb) RETURNS text
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.current import stage; return stage(profile)
+$$;
+COMMENT ON FUNCTION pgmodels._stage(jsonb) IS 'internal: keeps a reference profile in the backend under a one-time token; called by _stage_profile only, after its checks';
+REVOKE EXECUTE ON FUNCTION pgmodels._stage(jsonb) FROM PUBLIC;  -- (created after sql/090_grants.sql revoked the rest)
 
 -- Sets a project's thresholds: its owner's.
 CREATE OR REPLACE FUNCTION pgmodels._set_monitor_thresholds(credential text, project_name text,
@@ -122,8 +152,9 @@ $$;
 COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer, text) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
 
 -- What happened to each project, newest first: versions trained or imported,
--- deployments and rollbacks, drift reports, and every retrain decision with its reason
--- (a failed or rejected retrain included), for the projects the current role may use.
+-- deployments and rollbacks, drift reports (for the owner and monitor grantees, as
+-- pgmodels.drift_reports), and every retrain decision with its reason (a failed or
+-- rejected retrain included), for the projects the current role may use.
 CREATE OR REPLACE VIEW pgmodels.history WITH (security_barrier) AS
 SELECT e.project, e.at, e.event, e.model_id, e.version, e.detail
 FROM (
@@ -144,6 +175,7 @@ FROM (
            format('report %s on %s, %s rows%s', r.id, r.relation, r.rows,
                   CASE WHEN cardinality(r.drifted) > 0 THEN ', drifted: ' || array_to_string(r.drifted, ', ') ELSE '' END)
       FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+     WHERE pgmodels._may(pgmodels._me(), r.project_id, 'monitor')  -- as pgmodels.drift_reports
     UNION ALL
     SELECT r.project_id, p.name, r.created_at,
            CASE WHEN (r.retrain ->> 'deployed')::boolean THEN 'retrain deployed'
@@ -154,7 +186,7 @@ FROM (
      WHERE r.retrain IS NOT NULL
 ) e
 WHERE pgmodels._may(pgmodels._me(), e.project_id, 'use');
-COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports, and every retrain decision with its reason';
+COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports (for its owner and monitor grantees), and every retrain decision with its reason';
 GRANT SELECT ON pgmodels.history TO PUBLIC;
 
 CREATE OR REPLACE VIEW pgmodels.request_logs WITH (security_barrier) AS

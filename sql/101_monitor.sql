@@ -297,9 +297,10 @@ BEGIN
         'project', proj.name, 'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
         'runtime', m.runtime,
         -- the profile's details (quantiles, min and max, category values) describe the
-        -- training rows: for the owner and export holders (the artifact tells as much);
-        -- others see which features it covers
+        -- training rows: for the owner, export holders (the artifact tells as much) and
+        -- monitor holders (drift statistics tell as much); others see which features it covers
         'training', CASE WHEN pgmodels._may(caller, proj.id, 'owner') OR pgmodels._may(caller, proj.id, 'export')
+                              OR pgmodels._may(caller, proj.id, 'monitor')
                          THEN m.training
                          ELSE (m.training - 'profile') || jsonb_build_object('profile', jsonb_build_object('features',
                               (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('kind', f.value -> 'kind')), '{}')
@@ -340,7 +341,7 @@ AS $$
     UNION ALL
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
 $$;
-COMMENT ON FUNCTION @extschema@.drift(text, text, bigint, timestamptz, text) IS 'compares a relation (or the rows since a time) with the deployed or given model''s training profile: per feature PSI, Kolmogorov-Smirnov statistic and p-value, null-rate change and a status (ok, warning, drift), plus one row for the predictions';
+COMMENT ON FUNCTION @extschema@.drift(text, text, bigint, timestamptz, text) IS 'compares a relation (or the rows since a time) with the deployed or given model''s training profile: per feature PSI, Kolmogorov-Smirnov statistic and p-value, null-rate change and a status (ok, warning, drift), plus one row for the predictions; for the project''s owner and roles granted predict and monitor';
 
 CREATE OR REPLACE FUNCTION pgmodels._set_reference(project_name text, relation_name text, model_id bigint,
                                                    y_column_name text)

@@ -70,10 +70,14 @@ def test_attacks_on_monitors_reports_and_lineage_as_a_login_only_role(conn, make
     monitor_id = conn.execute("SELECT monitor(%s, %s, NULL)", [name, f"{name}_cur"]).fetchone()[0]
     report_id = conn.execute("SELECT run_monitor(%s)", [monitor_id]).fetchone()[0]
     rolname, role = make_role(name + "_x")
-    # drift needs the predict privilege, and then SELECT on the relation
+    # drift needs the predict privilege, then monitor (drift statistics reveal the training
+    # distribution: issue #24), and then SELECT on the relation
     err = sql_error(role, "SELECT * FROM drift(%s, %s)", [name, f"{name}_cur"])
     assert err.sqlstate == "42501" and "permission denied for project" in err.diag.message_primary
     conn.execute("SELECT grant_project(%s, %s, 'predict')", [name, rolname])
+    err = sql_error(role, "SELECT * FROM drift(%s, %s)", [name, f"{name}_cur"])
+    assert err.sqlstate == "42501" and "training profile" in err.diag.message_primary
+    conn.execute("SELECT grant_project(%s, %s, 'monitor')", [name, rolname])
     err = sql_error(role, "SELECT * FROM drift(%s, %s)", [name, f"{name}_cur"])
     assert err.sqlstate == "42501" and "permission denied for relation" in err.diag.message_primary
     conn.execute(f"REVOKE EXECUTE ON FUNCTION {MONITOR} FROM PUBLIC")  # (as the extension ships it)
@@ -122,10 +126,11 @@ def test_attacks_on_monitors_reports_and_lineage_as_a_login_only_role(conn, make
                         "WHERE project_id = (SELECT id FROM pgmodels.projects WHERE name = %s)",
                         [name]).fetchone() == (1, True)
     assert conn.execute("SELECT count(*) FROM pgmodels.monitor WHERE id = %s", [monitor_id]).fetchone() == (1,)
-    # reports and lineage: visible with a grant, and the same "does not exist" without one
+    # reports and lineage: visible with the grants (reports need monitor), and the same
+    # "does not exist" without them
     assert role.execute("SELECT count(*) FROM pgmodels.drift_reports WHERE id = %s", [report_id]).fetchone() == (1,)
     assert role.execute("SELECT count(*) FROM model_lineage(%s)", [model_id]).fetchone()[0] > 10
-    conn.execute("SELECT revoke_project(%s, %s, 'predict')", [name, rolname])
+    conn.execute("SELECT revoke_project(%s, %s, 'all')", [name, rolname])
     for view in ("drift_reports", "monitors", "history", "drift_report_features"):
         assert role.execute(f"SELECT count(*) FROM pgmodels.{view} WHERE project = %s", [name]).fetchone() == (0,)
     err = sql_error(role, "SELECT * FROM model_lineage(%s)", [model_id])

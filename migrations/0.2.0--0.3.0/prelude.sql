@@ -12,3 +12,9 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
         ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e'
       JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'), '{}')::text, true);
+
+-- The monitor privilege (sql/015_catalog_grants.sql): drift statistics against a project's
+-- training profile, granted by name.
+ALTER TABLE pgmodels.project_grants DROP CONSTRAINT project_grants_privilege_check,
+    ADD CONSTRAINT project_grants_privilege_check CHECK (privilege IN ('predict', 'export', 'monitor'));
+COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export and monitor, to roles or PUBLIC (grantee 0)';

@@ -42,15 +42,17 @@ class Reference:
     def load(cls, project: str, model_id: int | None, need_profile: bool = True) -> "Reference":
         row = query("SELECT * FROM pgmodels._drift_reference($1, $2, pgmodels._credential())",
                     [project, model_id or 0], ["text", "bigint"])[0]
-        profile = None
-        if row["has_profile"] and need_profile:
-            token = query("SELECT pgmodels._stage_profile($1, pgmodels._credential()) AS t",
-                          [row["model_id"]], ["bigint"])[0]["t"]
-            profile = _staged.pop(token, None)
         if row["project"] != project:
             raise PgmodelsError(f'model {row["model_id"]} is not a version of project "{project}"',
                                 detail=f'It is version {row["version"]} of project "{row["project"]}".',
                                 sqlstate=INVALID_PARAMETER_VALUE)
+        profile = None
+        if need_profile:
+            # staged (or refused: monitor privilege) whether or not the model has a profile,
+            # so that a role without monitor learns nothing of it
+            token = query("SELECT pgmodels._stage_profile($1, pgmodels._credential()) AS t",
+                          [row["model_id"]], ["bigint"])[0]["t"]
+            profile = _staged.pop(token, None)
         if need_profile and not profile:
             raise PgmodelsError(f'model {row["model_id"]} (version {row["version"]} of project "{project}") '
                                 "has no reference profile",
@@ -65,18 +67,16 @@ class Reference:
 _staged: dict[str, dict] = {}
 
 
-def stage_profile(model_id: int, credential: str) -> str:
-    """pgmodels._stage_profile (definer): a model's profile, for a caller that may predict
-    with it, kept here under a one-time token for Reference.load to take."""
+def stage(profile) -> str:
+    """pgmodels._stage, called only by pgmodels._stage_profile (definer) once it has checked
+    the caller: a model's profile kept here under a one-time token for Reference.load to
+    take."""
     import secrets
 
-    row = query("SELECT m.training -> 'profile' AS p FROM pgmodels.models m "
-                "WHERE m.id = (pgmodels._resolve('', $1, pgmodels._verify_caller($2), 'predict', false)).id",
-                [model_id, credential], ["bigint", "text"])
     if len(_staged) > 64:  # tokens nobody took (a caller staging by hand)
         _staged.clear()
     token = secrets.token_hex(16)
-    _staged[token] = _json(row[0]["p"]) if row else None
+    _staged[token] = _json(profile) if profile is not None else None
     return token
 
 
