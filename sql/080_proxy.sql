@@ -145,6 +145,9 @@ BEGIN
                                                   AND a.attnum > 0 AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'column "%" of relation "%" does not exist', key_column, relation_text USING ERRCODE = '42703';
     END IF;
+    -- what every read checks again (pgmodels._feature_rows), said now; row-level security
+    -- depends on the reading role, so only the read can tell
+    PERFORM pgmodels._feature_source_check(rel.oid, key_column, false);
     INSERT INTO pgmodels.feature_sources (project_id, relation_schema, relation_name, key_column)
     VALUES (proj.id, rel.relnamespace::regnamespace::name, rel.relname, key_column)
     ON CONFLICT (project_id) DO UPDATE
@@ -153,6 +156,99 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._register_feature_source(text, regclass, text, text, text) IS 'internal: the core of register_feature_source() (definer: only it writes the feature sources)';
+
+-- What pgmodels serve may read as a request's role. A request runs in the proxy's pooled
+-- session under SET LOCAL ROLE, and a function another role wrote, run there, could RESET
+-- ROLE and act as the proxy's login role (a superuser, often). Reading a view runs its
+-- functions, a policy of row-level security is an expression, and converting a value of
+-- a type a role made can run that role's functions (its cast to json, a domain's check on
+-- the key). So a feature source is a table, partitioned table, materialized view or
+-- foreign table, without row-level security for the reading role (reader), whose key
+-- column is of a built-in type (made by initdb: oid below 16384, FirstNormalObjectId) and
+-- whose other columns are of built-in types or domains over them (to_jsonb reads a
+-- domain as its base type). Returns the key column's type, as a cast names it.
+CREATE OR REPLACE FUNCTION pgmodels._feature_source_check(relation oid, key_column name, reader boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    bad record;
+    key_type text;
+    why constant text := 'pgmodels serve reads a feature source as the request''s role inside its own pooled '
+                         'session, where a function another role wrote could take the session''s login role '
+                         '(RESET ROLE); so it reads nothing that runs such a function.';
+BEGIN
+    SELECT c.oid, c.relkind, c.oid::regclass::text AS display INTO rel FROM pg_class c WHERE c.oid = relation;
+    IF rel.oid IS NULL THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', relation USING ERRCODE = '42P01';
+    ELSIF rel.relkind NOT IN ('r', 'p', 'm', 'f') THEN
+        RAISE EXCEPTION 'feature source % is not a table', rel.display USING ERRCODE = '55000',
+            DETAIL = why || ' A view runs its functions when it is read.',
+            HINT = 'Register a table or a materialized view (refreshed on your schedule) instead.';
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a
+     WHERE a.attrelid = relation AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.atttypid < 16384;
+    IF key_type IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = key_column
+                                                      AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
+                DETAIL = 'It is the key column of the feature source.';
+        END IF;
+        RAISE EXCEPTION 'key column "%" of feature source % is not of a built-in type', key_column, rel.display
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' A request''s keys are converted to the key column''s type, which for a type a role made (a domain with a check, say) runs its functions.',
+                  HINT = 'Use a key column of a built-in type: an integer, text or uuid.';
+    END IF;
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type INTO bad
+      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped
+       AND (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END) >= 16384
+     ORDER BY a.attnum LIMIT 1;
+    IF bad.attname IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of feature source % is of type %, which pgmodels serve does not read',
+                bad.attname, rel.display, bad.type
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' Reading a value of a type a role made can run that role''s functions (a cast to json).',
+                  HINT = 'Give the column a built-in type (text for an enum), or register a materialized view that converts it.';
+    END IF;
+    IF reader AND row_security_active(relation) THEN
+        RAISE EXCEPTION 'feature source % has row-level security for role %', rel.display, current_user
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' The policies of row-level security are expressions that run when the rows are read.',
+                  HINT = 'Serve keys from a table without policies for this role: a materialized view of the rows it may see, say.';
+    END IF;
+    RETURN key_type;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._feature_source_check(oid, name, boolean) IS 'internal: the feature source''s key type, or an error (55000) for a relation pgmodels serve does not read: a view, row-level security for the reading role, a column of a type a role made';
+
+-- The rows of a feature source for a request's keys, read as the request's role (an
+-- invoker function): locked first, then checked (so no ALTER comes between the check and
+-- the read), then read. One row per key and match, in the keys' order: i (from 1), found,
+-- and the row as jsonb (NULL when no row has the key).
+CREATE OR REPLACE FUNCTION pgmodels._feature_rows(relation_schema name, relation_name name, key_column name, keys text[])
+RETURNS TABLE (i bigint, found boolean, doc jsonb)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    relation oid := format('%I.%I', relation_schema, relation_name)::regclass;
+    key_type text := pgmodels._feature_source_check(relation, key_column, true);
+BEGIN
+    -- a lock that reads nothing (the condition is false before any row), then the check
+    -- again: what holds now holds until the transaction ends (a view, a policy, a column
+    -- type all change only under a lock that conflicts with this one)
+    EXECUTE format('SELECT FROM ONLY %I.%I WHERE false', relation_schema, relation_name);
+    key_type := pgmodels._feature_source_check(relation, key_column, true);
+    RETURN QUERY EXECUTE format(
+        'SELECT k.i, s.%1$I IS NOT NULL, CASE WHEN s.%1$I IS NOT NULL THEN pg_catalog.to_jsonb(s) END '
+        'FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, i) '
+        'LEFT JOIN %2$I.%3$I AS s ON s.%1$I = k.key::%4$s ORDER BY k.i',
+        key_column, relation_schema, relation_name, key_type) USING keys;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._feature_rows(name, name, name, text[]) IS 'internal: a feature source''s rows for keys, read with the caller''s rights once pgmodels._feature_source_check allows the relation (pgmodels serve''s keyed requests)';
 
 CREATE OR REPLACE FUNCTION @extschema@.register_feature_source(project_name text, relation_name text, key_column text)
 RETURNS void LANGUAGE sql VOLATILE STRICT

@@ -68,7 +68,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._may_manage_tokens(oid, oid),
     pgmodels._api_token_role(text),
     pgmodels._register_feature_source(text, regclass, text, text, text),
-    pgmodels._model_metadata(text, text)
+    pgmodels._model_metadata(text, text),
+    -- the keyed read of the proxy: an invoker function (the caller's own rights) that reads
+    -- only relations whose reading runs no function a role wrote; its check reads the catalog
+    pgmodels._feature_rows(name, name, name, text[]),
+    pgmodels._feature_source_check(oid, name, boolean)
 TO PUBLIC;
 
 -- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)

@@ -182,6 +182,8 @@ PUBLIC_INTERNALS = {
     "pgmodels._create_api_token(name,text)", "pgmodels._revoke_api_token(bigint,text,text)",
     "pgmodels._may_manage_tokens(oid,oid)", "pgmodels._api_token_role(text)",
     "pgmodels._register_feature_source(text,regclass,text,text,text)", "pgmodels._model_metadata(text,text)",
+    # the proxy's keyed read: an invoker function, and its check, which reads the catalog
+    "pgmodels._feature_rows(name,name,name,text[])", "pgmodels._feature_source_check(oid,name,boolean)",
     # batch: the vectorized core (answers only from _lookup's models), a row's error, the
     # deployed model's features for a caller that may predict; the job cores, which check
     # the credential (and EXECUTE on create/alter_batch_job) and act on its role's jobs

@@ -36,8 +36,11 @@ SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.version), '[]')
                                                          WHERE project = %(p)s)) f)
 """
 
+# model_lineage() as its body (the console's statements see pg_catalog and qualified names
+# only: proxy/core.py)
 VERSION = "SELECT pgmodels._model_lineage(%(id)s, pgmodels._credential()), " \
-          "(SELECT coalesce(jsonb_agg(l), '[]') FROM model_lineage(%(id)s) l)"
+          "(SELECT coalesce(jsonb_agg(l), '[]') FROM (SELECT * FROM pgmodels._model_lineage_rows(%(id)s) " \
+          "UNION ALL SELECT NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)) l)"
 
 REFERENCE = "SELECT pgmodels._model_lineage(%(id)s, pgmodels._credential()) -> 'training' -> 'profile'"
 
