@@ -153,8 +153,8 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
     "pgmodels._drift_reference(text,bigint,text)": (f"{CATALOG} (models, monitor_settings), through _resolve",
                                                     CREDENTIAL),
     "pgmodels._stage_profile(bigint,text)": (
-        "PL/Python (monitor/current.stage_profile): one query on pgmodels.models through _resolve; the profile "
-        "stays in the backend",
+        f"{CATALOG} (models, through _resolve and _require_monitor); hands the jsonb profile to _stage "
+        "(PL/Python: keeps it in the backend's state, no query)",
         "checks the credential and the caller's privilege; the caller gets only a one-time token"),
     "pgmodels._set_monitor_thresholds(text,text,double precision,double precision,double precision,"
     "double precision,double precision,integer,text)": (f"{CATALOG} (projects, monitor_settings)", OWNER),
@@ -189,9 +189,10 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
                                           CREDENTIAL),
     # sql/120_families.sql
     "pgmodels._snapshot_create(oid,oid,text)": (
-        f"the caller's relation: {THROUGH_CATALOG}; fills the snapshot from the caller's own temporary copy, "
-        "whose columns the caller already converted, with its own rights, to the built-in types the snapshot "
-        "has (_snapshot_type): the copy's columns are checked to be those built-in types, so no conversion runs",
+        f"the caller's relation: {THROUGH_CATALOG}; reads only the caller's own temporary copy (ONLY), refused "
+        "unless it is a plain table with no policy, rule or trigger and every column of a built-in type (the "
+        "caller converted each column as itself: _snapshot_type), into a table of exactly those types: no "
+        "conversion runs",
         "checks the credential, EXECUTE on train() and the caller's privilege on the relation itself"),
     # made at run time by create_stream (sql/076_stream_internal.sql, _stream_capture_define)
     "pgmodels.stream_{id}_capture()": (
