@@ -1,0 +1,343 @@
+"""Exact path-dependent TreeSHAP over a tree ensemble, vectorized with numpy.
+
+This is Lundberg et al.'s Algorithm 2 ("Consistent Individualized Feature Attribution
+for Tree Ensembles", 2018) rearranged per leaf so that numpy can run it over many rows
+and leaves at once. For one leaf, with value v, let P be the distinct features split on
+along its path from the root (a feature split on twice is merged, as EXTEND/UNWIND
+merge it). For each j in P:
+
+- z_j, the "zero fraction": the product of cover(child) / cover(parent) over the path's
+  splits on j (the share of training rows that went the path's way);
+- o_j, the "one fraction": 1 if the row satisfies every split on j along the path, else 0.
+
+The leaf adds to feature i in P
+
+    phi_i += v * (o_i - z_i) * sum_k w(k, d) * [t^k] prod_{j in P, j != i} (z_j + o_j t)
+
+with d = |P| and w(k, d) = k! (d - 1 - k)! / d!, which is what EXTEND builds and UNWIND
+takes apart. The expected value (the base) is the cover-weighted mean of the leaves.
+
+Since the o_j are 0 or 1, a leaf's contributions depend only on which of its d features
+the row satisfies: for d <= TABLE_DEPTH they are tabulated at load time for all 2**d
+patterns, and a row costs a lookup per leaf; deeper paths are computed per row from the
+polynomial (d**2 steps over rows x leaves arrays). Either way each leaf's d numbers are
+summed onto features with one sparse product, straight onto the user's input columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TABLE_DEPTH = 8              # tabulate a leaf's contributions when its path has <= 8 features
+TABLE_BUDGET = 4_000_000     # ... while all tables take at most this many numbers
+TABLE_WORK = 12_000_000      # ... and this many steps to make
+DENSE_LOOKUP = 8_000_000     # numbers in a lookup kept dense (else sparse)
+CHUNK = 2_000_000            # rows x leaves x depth elements per step (memory)
+
+
+@dataclass
+class Ensemble:
+    """Trees as flat node arrays (every tree's nodes, one after another).
+
+    A split sends a row left when x < threshold (a "<=" split is stored with the next
+    float up), and a missing value (NaN) the way missing_left says. value holds each
+    leaf's K outputs (zero for inner nodes); base is added once; the model's raw output
+    is base + the sum over trees of the leaf each row reaches."""
+    offsets: np.ndarray       # int64 (T + 1): where each tree's nodes start
+    left: np.ndarray          # int32 (N): child index within the tree, -1 for a leaf
+    right: np.ndarray         # int32 (N)
+    feature: np.ndarray       # int32 (N): model-space column, -1 for a leaf
+    threshold: np.ndarray     # float64 (N)
+    missing_left: np.ndarray  # bool (N)
+    cover: np.ndarray         # float64 (N): training rows (or hessian) through the node
+    value: np.ndarray         # float64 (N, K)
+    base: np.ndarray          # float64 (K)
+    float32: bool = True      # the library compares single-precision inputs
+
+    def arrays(self) -> dict:
+        return {"offsets": self.offsets, "left": self.left, "right": self.right, "feature": self.feature,
+                "threshold": self.threshold, "missing_left": self.missing_left, "cover": self.cover,
+                "value": self.value, "base": self.base, "float32": np.array(self.float32)}
+
+    @classmethod
+    def from_arrays(cls, a: dict) -> "Ensemble":
+        return cls(offsets=a["offsets"].astype(np.int64), left=a["left"].astype(np.int32),
+                   right=a["right"].astype(np.int32), feature=a["feature"].astype(np.int32),
+                   threshold=a["threshold"].astype(np.float64), missing_left=a["missing_left"].astype(bool),
+                   cover=a["cover"].astype(np.float64), value=np.atleast_2d(a["value"].astype(np.float64)),
+                   base=a["base"].astype(np.float64).reshape(-1), float32=bool(a["float32"]))
+
+    @property
+    def outputs(self) -> int:
+        return self.value.shape[1]
+
+    def check(self) -> None:
+        """Refuse arrays that do not form trees (a damaged record)."""
+        n = len(self.left)
+        if not (len(self.right) == len(self.feature) == len(self.threshold) == len(self.missing_left)
+                == len(self.cover) == self.value.shape[0] == n) or self.offsets[0] != 0 \
+                or self.offsets[-1] != n or np.any(np.diff(self.offsets) <= 0) or len(self.base) != self.outputs:
+            raise ValueError("tree arrays of different lengths")
+        sizes = np.repeat(np.diff(self.offsets), np.diff(self.offsets))
+        inner = self.left >= 0
+        if np.any((self.right >= 0) != inner) or np.any(self.left[inner] >= sizes[inner]) \
+                or np.any(self.right[inner] >= sizes[inner]) or np.any(self.feature[inner] < 0):
+            raise ValueError("tree children out of range")
+        local = np.arange(n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
+        if np.any(self.left[inner] <= local[inner]) or np.any(self.right[inner] <= local[inner]):
+            raise ValueError("tree children must follow their parent")
+
+    def prepare(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        return X.astype(np.float32).astype(np.float64) if self.float32 else X
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """The ensemble's raw output for each row (rows x K): what SHAP values add up to."""
+        X = self.prepare(X)
+        n = X.shape[0]
+        out = np.tile(self.base, (n, 1))
+        rows = np.arange(n)
+        for t in range(len(self.offsets) - 1):
+            start = self.offsets[t]
+            node = np.zeros(n, dtype=np.int64)
+            while True:
+                g = start + node
+                inner = self.left[g] >= 0
+                if not inner.any():
+                    break
+                x = X[rows, np.maximum(self.feature[g], 0)]
+                go_left = np.where(np.isnan(x), self.missing_left[g], x < self.threshold[g])
+                node = np.where(inner, np.where(go_left, self.left[g], self.right[g]), node)
+            out += self.value[start + node]
+        return out
+
+    def expected_value(self) -> np.ndarray:
+        """The base of path-dependent TreeSHAP: the cover-weighted mean of every tree's leaves."""
+        leaves = self.left < 0
+        roots = np.repeat(self.offsets[:-1], np.diff(self.offsets))
+        weight = np.where(leaves, self.cover / np.where(self.cover[roots] > 0, self.cover[roots], 1.0), 0.0)
+        return self.base + (self.value * weight[:, None]).sum(axis=0)
+
+
+@dataclass
+class PathGroup:
+    """The leaves whose paths split on the same number d of distinct features."""
+    d: int
+    feature: np.ndarray   # int32 (P, d) model-space columns
+    low: np.ndarray       # float64 (P, d): the row satisfies feature j's splits when low <= x < high
+    high: np.ndarray
+    missing: np.ndarray   # bool (P, d): ... or when x is NaN and every split on j sends NaN the path's way
+    zero: np.ndarray      # float64 (P, d): z_j
+    value: np.ndarray     # float64 (P, K)
+    start: int = 0                    # tabulated: where its block of the lookup starts
+    spread: object = None             # computed: sparse (n_inputs * K, P * d), leaf values onto input columns
+
+
+@dataclass
+class Paths:
+    """An ensemble's leaves, ready to explain rows: the tabulated groups share one lookup
+    (row p * 2**d + pattern of a group's block: the leaf's contributions to each input
+    column and output), the others are computed per row."""
+    n_inputs: int
+    outputs: int
+    tabled: list = field(default_factory=list)
+    computed: list = field(default_factory=list)
+    lookup: object = None
+    width: int = 0                    # leaves in tabulated groups
+    bases: list = field(default_factory=list)   # each tabulated leaf's first row in the lookup
+
+
+def leaf_paths(ens: Ensemble) -> tuple[np.ndarray, np.ndarray]:
+    """For every leaf, its ancestors' splits: (leaf node indices, a (leaves x depth) array
+    of (global node, went left) pairs packed as node * 2 + left, -1 padded)."""
+    n = len(ens.left)
+    base = np.repeat(ens.offsets[:-1], np.diff(ens.offsets))
+    parent = np.full(n, -1, dtype=np.int64)
+    inner = np.flatnonzero(ens.left >= 0)
+    parent[base[inner] + ens.left[inner]] = inner * 2 + 1
+    parent[base[inner] + ens.right[inner]] = inner * 2
+    leaves = np.flatnonzero(ens.left < 0)
+    steps, current = [], leaves.copy()
+    while True:
+        up = parent[current]
+        if (up < 0).all():
+            break
+        steps.append(up)
+        current = np.where(up >= 0, up // 2, current)
+    ancestors = np.stack(steps, axis=1) if steps else np.zeros((len(leaves), 0), dtype=np.int64)
+    # a finished path repeats -1 from where its root was reached
+    return leaves, ancestors
+
+
+def build_paths(ens: Ensemble, owner: np.ndarray, n_inputs: int) -> "Paths":
+    """The ensemble's leaves grouped by their number of distinct split features, with
+    their tables, and the matrices that spread contributions onto input columns
+    (owner[c] is the input column model column c belongs to)."""
+    from scipy import sparse
+
+    leaves, anc = leaf_paths(ens)
+    P, D = anc.shape
+    valid = anc >= 0
+    node = np.where(valid, anc // 2, 0)
+    went_left = (anc % 2 == 1) & valid
+    feat = np.where(valid, ens.feature[node], np.iinfo(np.int32).max)
+    base = np.repeat(ens.offsets[:-1], np.diff(ens.offsets))
+    child = np.where(went_left, base[node] + ens.left[node], base[node] + ens.right[node])
+    parent_cover = ens.cover[node]
+    ratio = np.where(valid, np.where(parent_cover > 0, ens.cover[child] / np.where(parent_cover > 0, parent_cover, 1), 0.0), 1.0)
+    thr = ens.threshold[node]
+    low = np.where(valid & ~went_left, thr, -np.inf)
+    high = np.where(went_left, thr, np.inf)
+    miss = np.where(valid, ens.missing_left[node] == went_left, True)
+
+    # merge the splits on one feature: sort each path by feature, reduce each run
+    order = np.argsort(feat, axis=1, kind="stable")
+    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    feat, ratio, low, high, miss, valid = map(take, (feat, ratio, low, high, miss, valid))
+    first = np.ones_like(valid)
+    if D:
+        first[:, 1:] = feat[:, 1:] != feat[:, :-1]
+    first &= valid
+    slot = np.cumsum(first, axis=1) - 1                 # the run each split belongs to
+    d = first.sum(axis=1)
+    width = int(d.max()) if P else 0
+    flat = (np.arange(P)[:, None] * max(width, 1) + np.maximum(slot, 0))[valid]
+    size = P * max(width, 1)
+    z = np.ones(size)
+    np.multiply.at(z, flat, ratio[valid])
+    lo = np.full(size, -np.inf)
+    np.maximum.at(lo, flat, low[valid])
+    hi = np.full(size, np.inf)
+    np.minimum.at(hi, flat, high[valid])
+    ms = np.ones(size, dtype=bool)
+    np.logical_and.at(ms, flat, miss[valid])
+    fm = np.zeros(size, dtype=np.int64)
+    fm[flat] = feat[valid]
+    shape = (P, max(width, 1))
+    z, lo, hi, ms, fm = (a.reshape(shape) for a in (z, lo, hi, ms, fm))
+
+    K = ens.outputs
+    paths = Paths(n_inputs=n_inputs, outputs=K)
+    lookup, budget = [], (TABLE_BUDGET, TABLE_WORK)
+    for k in range(1, width + 1):
+        rows = np.flatnonzero(d == k)
+        if len(rows) == 0:
+            continue
+        g = PathGroup(d=k, feature=fm[rows, :k].astype(np.int32), low=lo[rows, :k], high=hi[rows, :k],
+                      missing=ms[rows, :k], zero=z[rows, :k], value=ens.value[leaves[rows]])
+        size = len(rows) * (2 ** k) * k
+        if k <= TABLE_DEPTH and budget[0] >= size * K and budget[1] >= size * k:
+            budget = (budget[0] - size * K, budget[1] - size * k)
+            # row p * 2**k + pattern of this group's block: each feature's share, times the
+            # leaf's values, on the input columns
+            table = _tables(g)                                           # (P * 2**k, k)
+            cols = (owner[g.feature][:, None, :, None] * K + np.arange(K)[None, None, None, :])
+            cols = np.broadcast_to(cols, (len(rows), 2 ** k, k, K)).reshape(-1)
+            vals = (table.reshape(len(rows), 2 ** k, k, 1) * g.value[:, None, None, :]).reshape(-1)
+            rws = np.broadcast_to(np.arange(len(rows) * 2 ** k).reshape(len(rows), 2 ** k, 1, 1),
+                                  (len(rows), 2 ** k, k, K)).reshape(-1)
+            g.start = sum(len(h.feature) * 2 ** h.d for h in paths.tabled)
+            lookup.append(sparse.coo_matrix((vals, (rws + g.start, cols)),
+                                            shape=(g.start + len(rows) * 2 ** k, n_inputs * K)))
+            paths.tabled.append(g)
+        else:
+            cols = (owner[g.feature.reshape(-1)][:, None] * K + np.arange(K)[None, :]).reshape(-1)
+            vals = np.repeat(g.value, k, axis=0).reshape(-1)
+            rws = np.repeat(np.arange(len(rows) * k), K)
+            g.spread = sparse.csr_matrix((vals, (rws, cols)), shape=(len(rows) * k, n_inputs * K)).T.tocsr()
+            paths.computed.append(g)
+    if lookup:
+        total = sum(len(h.feature) * 2 ** h.d for h in paths.tabled)
+        rws = np.concatenate([m.row for m in lookup])
+        cls = np.concatenate([m.col for m in lookup])
+        vls = np.concatenate([m.data for m in lookup])
+        table = sparse.csr_matrix((vls, (rws, cls)), shape=(total, n_inputs * K))
+        paths.lookup = table.toarray() if total * n_inputs * K <= DENSE_LOOKUP else table
+        paths.width = sum(len(h.feature) for h in paths.tabled)
+        paths.bases = [g.start + (np.arange(len(g.feature), dtype=np.int64) << g.d) for g in paths.tabled]
+    return paths
+
+
+def _weights(d: int) -> np.ndarray:
+    return np.array([math.factorial(k) * math.factorial(d - 1 - k) / math.factorial(d) for k in range(d)])
+
+
+def _contributions(o: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The v-free contribution of each of a leaf's d features: o (..., P, d) in {0, 1},
+    z (P, d) broadcast against it; returns (..., P, d)."""
+    d = z.shape[-1]
+    o = o.astype(np.float64)
+    shape = np.broadcast_shapes(o.shape, z.shape)
+    # C: coefficients of prod_j (z_j + o_j t), lowest degree first
+    C = np.zeros(shape[:-1] + (d + 1,))
+    C[..., 0] = 1.0
+    for j in range(d):
+        zj, oj = z[..., j:j + 1], o[..., j:j + 1]
+        C[..., 1:j + 2] = C[..., 1:j + 2] * zj + C[..., 0:j + 1] * oj
+        C[..., 0:1] = C[..., 0:1] * zj
+    w = _weights(d)
+    out = np.empty(shape)
+    for i in range(d):
+        zi, oi = np.broadcast_to(z[..., i], shape[:-1]), np.broadcast_to(o[..., i], shape[:-1])
+        # C / (z_i + t) by synthetic division (the row satisfied feature i) ...
+        q = np.empty(shape[:-1] + (d,))
+        q[..., d - 1] = C[..., d]
+        for k in range(d - 1, 0, -1):
+            q[..., k - 1] = C[..., k] - zi * q[..., k]
+        with_one = q @ w
+        # ... or C / z_i (it did not)
+        safe = np.where(zi > 0, zi, 1.0)
+        with_zero = np.where(zi > 0, (C[..., :d] @ w) / safe, 0.0)
+        out[..., i] = (oi - zi) * np.where(oi > 0, with_one, with_zero)
+    return out
+
+
+def _tables(g: PathGroup) -> np.ndarray:
+    d = g.d
+    patterns = ((np.arange(2 ** d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float64)
+    t = _contributions(patterns[:, None, :], g.zero[None, :, :])   # (2**d, P, d)
+    return np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(-1, d)
+
+
+def _satisfied(g: PathGroup, X: np.ndarray) -> np.ndarray:
+    x = X[:, g.feature]                                              # (n, P, d)
+    o = (x >= g.low) & (x < g.high)
+    nan = np.isnan(x)
+    if nan.any():
+        o = np.where(nan, g.missing, o)
+    return o
+
+
+def shap_values(paths: "Paths", X: np.ndarray) -> np.ndarray:
+    """SHAP values (rows x inputs x K) of prepared rows X (model space)."""
+    from scipy import sparse
+
+    n, K = X.shape[0], paths.outputs
+    phi = np.zeros((n, paths.n_inputs * K))
+    if paths.tabled:
+        deepest = max(g.d for g in paths.tabled)
+        step = max(1, CHUNK // max(paths.width * deepest, 1))
+        for s in range(0, n, step):
+            Xs = X[s:s + step]
+            rows = len(Xs)
+            # each row's pattern at each leaf: which of the path's features it satisfies
+            cols = np.concatenate([np.packbits(_satisfied(g, Xs), axis=-1, bitorder="little")[..., 0] + b[None, :]
+                                   for g, b in zip(paths.tabled, paths.bases)], axis=1)
+            if rows <= 8 and not sparse.issparse(paths.lookup):   # a few rows: gather and add
+                phi[s:s + step] += paths.lookup[cols].sum(axis=1)
+                continue
+            S = sparse.csr_matrix((np.ones(cols.size), cols.reshape(-1), np.arange(0, cols.size + 1, paths.width)),
+                                  shape=(rows, paths.lookup.shape[0]))
+            part = S @ paths.lookup
+            phi[s:s + step] += part.toarray() if sparse.issparse(part) else part
+    for g in paths.computed:
+        P, d = g.feature.shape
+        step = max(1, CHUNK // max(P * d, 1))
+        for s in range(0, n, step):
+            Xs = X[s:s + step]
+            G = _contributions(_satisfied(g, Xs), g.zero[None, :, :])
+            phi[s:s + step] += (g.spread @ G.reshape(len(Xs), P * d).T).T
+    return phi.reshape(n, paths.n_inputs, K)
