@@ -88,7 +88,10 @@ CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, st
                                           model pgmodels.served_model, once boolean)
 RETURNS boolean
 LANGUAGE plpython3u STABLE PARALLEL SAFE
-AS $$ from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once) $$;
+AS $$
+if 'pgmodels.active' not in GD: return None  # _lookup activates first; a direct call has nothing to load into
+from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once)
+$$;
 COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call); called by _lookup only';
 
 -- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
@@ -195,6 +198,7 @@ CREATE OR REPLACE FUNCTION pgmodels._predict_batch(project_name text, model_id b
                                         loaded boolean)
 RETURNS SETOF real LANGUAGE plpython3u STABLE PARALLEL SAFE ROWS 1000
 AS $$
+if 'pgmodels.active' not in GD: return []  # _lookup activates first: without it no model is loaded to answer
 from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, loaded)
 $$;
 COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, double precision, boolean) IS 'internal: the core of predict_batch(); features come as array_send(real[]), which Python reads in place';

@@ -14,6 +14,7 @@ CREATE OR REPLACE FUNCTION pgmodels._score_rows(project_name text, model_id bigi
                                                 loaded boolean)
 RETURNS pgmodels.scored_rows LANGUAGE plpython3u STABLE PARALLEL SAFE
 AS $$
+if 'pgmodels.active' not in GD: return None  # _lookup activates first: without it no model is loaded to answer
 from pgmodels.serving.predict import score_rows; return score_rows(project_name, model_id, numeric_features, text_features, outputs, stamp, loaded)
 $$;
 COMMENT ON FUNCTION pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean) IS 'internal: scores a block of rows in one model run (numeric features as array_send of a rows x n real[], text features as a rows x m text[]); answers only from a model _lookup loaded for this statement';

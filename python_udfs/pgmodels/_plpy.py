@@ -96,7 +96,8 @@ def _unexpected(name: str, e: Exception) -> tuple:
                     None, "53200")
         return ("the model could not be evaluated on these features", text[:500],
                 "The model's graph refused the input; check the features' count and types.", "22000")
-    return (f"internal error in pgmodels.{name}", f"{type(e).__name__}: {text}"[:1000],
+    # no Python class name or traceback in a user's face: the text is what there is to say
+    return (f"internal error in pgmodels.{name}", text[:1000] or None,
             "This is a bug in pgmodels; please report it with the statement that raised it.", INTERNAL_ERROR)
 
 

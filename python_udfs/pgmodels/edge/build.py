@@ -109,19 +109,36 @@ def build(served: dict, metrics: dict, trained_at: str, seed: bytes, option: str
     return pack(manifest_bytes, ed25519.sign(seed, manifest_bytes), artifact)
 
 
+def _arguments(served: dict | None, check_rows: str | None, metrics: str | None = None) -> tuple[list, dict]:
+    """What _export_bundle hands the two cores, checked: they are private, but a superuser
+    calling one by hand gets an error in PostgreSQL's words, not an internal one."""
+    if not served or any(served.get(k) is None for k in ("id", "artifact", "artifact_sha256", "feature_names",
+                                                             "feature_types", "task")):
+        raise PgmodelsError("no model to bundle",
+                            detail="The edge cores take a model that pgmodels._export_bundle resolved.",
+                            hint="Call export_bundle().")
+    rows = (json.loads(check_rows) if check_rows else None) or []
+    parsed = (json.loads(metrics) if metrics else None) or {}
+    if not isinstance(rows, list) or not isinstance(parsed, dict):
+        raise PgmodelsError("check rows must be a jsonb array and metrics a jsonb object")
+    return rows, parsed
+
+
 @udf
 def edge_build(served: dict, metrics: str | None, trained_at: str, seed: bytes, option: str | None,
                check_rows: str | None, deployment: int | None = None) -> bytes:
     """pgmodels._edge_build: the signed bundle of a model _export_bundle resolved."""
-    rows = json.loads(check_rows) if check_rows else None
-    return build(served, json.loads(metrics) if metrics else {}, trained_at, bytes(seed), option, rows, deployment)
+    rows, parsed = _arguments(served, check_rows, metrics)
+    if seed is None or len(seed) != 32:
+        raise PgmodelsError("the signing key's seed must be 32 bytes")
+    return build(served, parsed, trained_at, bytes(seed), option, rows or None, deployment)
 
 
 @udf
 def edge_options(served: dict, check_rows: str | None) -> str:
     """pgmodels._edge_options_report: each size option's size and difference on the check rows."""
+    rows, _ = _arguments(served, check_rows)
     artifact, _, _ = _plain(served)
-    rows = json.loads(check_rows) if check_rows else []
     return json.dumps(optimize.report(artifact, rows, served["feature_names"], served["feature_types"],
                                       _answers(artifact, served)))
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 
+from .._plpy import udf
+from ..errors import PgmodelsError, q
+
 NAMES = ("breast_cancer", "diabetes", "digits", "iris", "linnerud", "wine")
 
 
@@ -38,10 +41,13 @@ def rows(name: str, limit: int | None) -> list[dict]:
     elif name == "wine":
         d = sk.load_wine()
         out = [{**dict(zip(d.feature_names, map(float, x))), "target": int(t)} for x, t in zip(d.data, d.target)]
-    else:  # the SQL side checks the name first
-        raise ValueError(name)
+    else:  # the SQL side checks the name first; this is for a direct call of the core
+        raise PgmodelsError(f"unknown data set {q(name)}", detail="The data sets are " + ", ".join(NAMES) + ".")
     return out if limit is None else out[:limit]
 
 
+@udf
 def rows_json(name: str, limit: int | None) -> str:
+    if limit is not None and limit < 0:
+        raise PgmodelsError("limit must not be negative")
     return json.dumps(rows(name, limit))
