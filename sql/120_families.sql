@@ -16,6 +16,8 @@
 -- The type of a snapshot's column: domains replaced by their base types (an array of a
 -- domain by an array of its base type), and a type someone created (an enum, a composite,
 -- a range) by text, so that no type's owner can DROP ... CASCADE a column of a snapshot.
+-- Built in: made by initdb (an oid below 16384, FirstNormalObjectId) in pg_catalog. The
+-- caller converts each column to this type while it copies (training/snapshots.py).
 CREATE OR REPLACE FUNCTION pgmodels._snapshot_type(typ oid, typmod integer) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -26,7 +28,8 @@ DECLARE
     r record;
 BEGIN
     LOOP
-        SELECT y.typtype, y.typbasetype, y.typtypmod, y.typelem, y.typcategory INTO r FROM pg_catalog.pg_type y WHERE y.oid = t;
+        SELECT y.typtype, y.typbasetype, y.typtypmod, y.typelem, y.typcategory, y.typnamespace INTO r
+          FROM pg_catalog.pg_type y WHERE y.oid = t;
         IF r.typtype = 'd' THEN
             t := r.typbasetype;
             m := CASE WHEN r.typtypmod <> -1 THEN r.typtypmod ELSE m END;
@@ -37,7 +40,8 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
-    RETURN CASE WHEN t >= 16384 THEN 'text' ELSE pg_catalog.format_type(t, m) END  -- 16384: FirstNormalObjectId
+    RETURN CASE WHEN t >= 16384 OR r.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace THEN 'text'
+                ELSE pg_catalog.format_type(t, m) END
            || CASE WHEN is_array THEN '[]' ELSE '' END;
 END
 $$;
@@ -45,11 +49,16 @@ COMMENT ON FUNCTION pgmodels._snapshot_type(oid, integer) IS 'internal: the buil
 
 -- Definer: only the extension's owner creates in pgmodels_snapshots. The caller has
 -- copied the relation's rows, with its own rights (row security, column grants), into a
--- plain temporary table of its own; this makes the snapshot table from that copy's
--- columns (read from the catalog, domains replaced by their base types so no domain's
--- owner can drop a column of a sealed snapshot), fills it from the copy (ONLY the copy: a
--- plain table runs nothing when read) and gives the caller SELECT, in one step: no caller
--- ever holds INSERT on a snapshot. It refuses when the schema is not the extension's.
+-- plain temporary table of its own, converting each column to the built-in type the
+-- snapshot gives it (pgmodels._snapshot_type: domains by their base types, types someone
+-- made as text), so that any cast, domain check or function of the caller's runs as the
+-- caller. This makes the snapshot table with exactly the copy's column types, fills it
+-- from the copy (ONLY the copy, with no conversion) and gives the caller SELECT, in one
+-- step: no caller ever holds INSERT on a snapshot. PostgreSQL runs a cast, a domain's
+-- check, a policy or a rule with the rights of whoever evaluates it, here the extension's
+-- owner: so it refuses a copy with a column of a type that is not built in (42804), or
+-- with row-level security, rules or triggers (42501), before it makes anything. It
+-- refuses when the schema is not the extension's.
 CREATE OR REPLACE FUNCTION pgmodels._snapshot_create(relation oid, copy oid, credential text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -58,6 +67,7 @@ DECLARE
     owner oid := (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels');
     source text;
     snapshot text;
+    bad record;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
         RAISE EXCEPTION 'relation with oid % does not exist', relation USING ERRCODE = '42P01';
@@ -76,10 +86,31 @@ BEGIN
         RAISE EXCEPTION 'the rows of a snapshot must come from a temporary table of the caller''s session'
             USING ERRCODE = '42501';
     END IF;
+    -- ... that runs nothing when read
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = copy
+                  AND (c.relrowsecurity OR c.relforcerowsecurity OR c.relhasrules OR c.relhastriggers
+                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
+                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid)
+                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid))) THEN
+        RAISE EXCEPTION 'the copy a snapshot is made from must be a plain table' USING ERRCODE = '42501',
+            DETAIL = 'It has row-level security, a policy, a rule or a trigger, which would run with the rights of the extension''s owner when the snapshot reads it.';
+    END IF;
+    -- ... whose columns are all of built-in types: the snapshot reads them with no conversion
+    SELECT a.attname, a.atttypid::pg_catalog.regtype AS typ INTO bad
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = copy AND a.attnum > 0 AND NOT a.attisdropped
+       AND NOT (t.oid < 16384 AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.typtype <> 'd')  -- 16384: FirstNormalObjectId
+     ORDER BY a.attnum LIMIT 1;
+    IF bad.attname IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of the copy a snapshot is made from is of type %, which is not built in', bad.attname, bad.typ
+            USING ERRCODE = '42804',
+                  DETAIL = 'A snapshot is filled with the rights of the extension''s owner, so it takes only values of built-in types: the caller converts the rest (domains to their base types, types a role made to text) while it copies the rows.',
+                  HINT = 'Call snapshot() or train(..., materialize_snapshot => true), which convert each column as the caller.';
+    END IF;
     PERFORM pgmodels._snapshot_schema_check();
     snapshot := 'pgmodels_snapshots.' || pg_catalog.quote_ident('snapshot_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''));
     EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', snapshot,
-        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pgmodels._snapshot_type(a.atttypid, a.atttypmod)),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)),
                                       ', ' ORDER BY a.attnum)
            FROM pg_catalog.pg_attribute a WHERE a.attrelid = copy AND a.attnum > 0 AND NOT a.attisdropped));
     EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM ONLY %s', snapshot, copy::regclass);
@@ -247,6 +278,8 @@ GRANT EXECUTE ON FUNCTION
     -- (the snapshot functions), EXECUTE on train() (the joint core, which train_joint()
     -- calls as the caller)
     pgmodels._snapshot_create(oid, oid, text), pgmodels._snapshot(text),
+    -- the type a snapshot gives a column, which the caller converts it to: it reads pg_type
+    pgmodels._snapshot_type(oid, integer),
     -- the checks training runs as the caller before it reads a snapshot: they only read
     -- the catalog and raise
     pgmodels._snapshot_schema_check(), pgmodels._snapshot_check(oid),

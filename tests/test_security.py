@@ -231,8 +231,12 @@ PUBLIC_INTERNALS = {
     "pgmodels._snapshot_create(oid,oid,text)", "pgmodels._snapshot(text)",
     # and the snapshot checks training runs before reading one (they read the catalog)
     "pgmodels._snapshot_schema_check()", "pgmodels._snapshot_check(oid)",
+    # and the type a snapshot gives a column, which the caller converts it to (reads pg_type)
+    "pgmodels._snapshot_type(oid,integer)",
     "pgmodels._predict_vector(text,bigint,double precision[],double precision,boolean,text)",
     "pgmodels._predict_vector(text,bigint,jsonb,double precision,boolean,text)",
+    # explanations (sql/125_explain.sql): stores only a record this backend's train() staged
+    "pgmodels._store_explainer(text)",
 }
 
 

@@ -12,7 +12,10 @@ pgmodels._snapshot_create (definer: schema pgmodels_snapshots is the extension's
 its owner) makes the snapshot table from that copy, fills it and gives the caller SELECT,
 in one step, so no caller ever holds INSERT on a snapshot and nobody but the extension's
 owner can change one. Column types are built-in (domains by their base type, types
-someone created as text), so no type's owner can drop a snapshot's column. Before
+someone created as text), so no type's owner can drop a snapshot's column; the caller
+converts them while it copies (its casts run as itself), and the definer refuses a copy
+with any other type, or with anything that runs code when read (row-level security,
+rules, triggers), and converts nothing. Before
 training reads a relation of pgmodels_snapshots, :func:`check` makes sure it is one of
 these tables (pgmodels._snapshot_check).
 """
@@ -29,7 +32,13 @@ def materialize(rel):
     from .udf import resolve_relation
 
     copy = "pg_temp." + _quote("pgmodels_snapshot_copy_" + uuid.uuid4().hex)
-    columns = ", ".join(_quote(c) for c, _ in rel.columns)
+    # each column converted here, as the caller, to the built-in type the snapshot gives
+    # it: the definer that fills the snapshot takes only built-in types and converts none
+    types = {r["name"]: r["type"] for r in query(
+        """SELECT a.attname::text AS name, pgmodels._snapshot_type(a.atttypid, a.atttypmod) AS type
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped""",
+        [rel.oid], ["oid"])}
+    columns = ", ".join(f"{_quote(c)}::{types[c]} AS {_quote(c)}" for c, _ in rel.columns)
     query(f"CREATE TEMPORARY TABLE {copy} AS SELECT {columns} FROM {rel.quoted}")
     try:
         rows = query(f"SELECT pg_catalog.count(*) AS n FROM {copy}")[0]["n"]
