@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, PgmodelsError
+from ..serving import guard
 
 DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 8: "string", 9: "bool",
           10: "float16", 11: "float64"}
@@ -97,8 +98,8 @@ def check_same(served: bytes, bundled: bytes, feature_names: list[str], task: st
     a = ort.InferenceSession(served, providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(bundled, providers=["CPUExecutionProvider"])
     feed = probe_feed(a, feature_names)
-    out_a = dict(zip([o.name for o in a.get_outputs()], a.run(None, feed)))
-    out_b = dict(zip([o.name for o in b.get_outputs()], b.run(None, feed)))
+    out_a = dict(zip([o.name for o in a.get_outputs()], guard.run(a.run, None, feed)))
+    out_b = dict(zip([o.name for o in b.get_outputs()], guard.run(b.run, None, feed)))
     if task == "classification":
         label = next(iter(out_a))
         if not np.array_equal(np.asarray(out_a[label]).reshape(-1), np.asarray(out_b[label]).reshape(-1)):

@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, INVALID_TEXT_REPRESENTATION, PgmodelsError
+from ..serving import guard
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 
@@ -193,13 +194,13 @@ def compare(served: bytes, candidate: bytes, rows: list, names, kinds, answers: 
     f = feed(rows, names, kinds, a)
     changed, diff = 0, 0.0
     if answers.get("label"):
-        la = np.asarray(a.run([answers["label"]], f)[0]).reshape(-1)
-        lb = np.asarray(b.run([answers["label"]], f)[0]).reshape(-1)
+        la = np.asarray(guard.run(a.run, [answers["label"]], f)[0]).reshape(-1)
+        lb = np.asarray(guard.run(b.run, [answers["label"]], f)[0]).reshape(-1)
         changed = int((la != lb).sum())
     for key in ("probabilities", "value"):
         if answers.get(key):
-            va = np.asarray(a.run([answers[key]], f)[0], dtype=np.float64)
-            vb = np.asarray(b.run([answers[key]], f)[0], dtype=np.float64)
+            va = np.asarray(guard.run(a.run, [answers[key]], f)[0], dtype=np.float64)
+            vb = np.asarray(guard.run(b.run, [answers[key]], f)[0], dtype=np.float64)
             diff = max(diff, float(np.max(np.abs(va - vb))) if va.size else 0.0)
     return {"rows": len(rows), "classes_changed": changed, "max_abs_diff": diff,
             "bytes_before": len(served), "bytes": len(candidate)}

@@ -24,6 +24,7 @@ import time
 
 from .._plpy import udf
 from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
+from . import guard
 from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
 
@@ -60,7 +61,9 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
 def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False) -> bool:
     """pgmodels._load: make a catalog model the one this statement (or this call) serves.
     False when the model is not loaded here and the record came without its artifact:
-    _lookup then reads the artifact and calls again."""
+    _lookup then reads the artifact and calls again. A statement whose model run a cancel
+    or timeout stopped loads nothing more: the error is raised again (guard.py)."""
+    guard.check_statement(stamp)
     model = _loaded.get(record["id"])
     if model is None or model.sha256 != bytes(record["artifact_sha256"]):
         if record["artifact"] is None:
@@ -86,7 +89,8 @@ def _load(r: dict) -> Model:
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
         nullable=frozenset(r["nullable"] or ()), engine=None, sha256=bytes(r["artifact_sha256"]),
         array_features=json.loads(r["array_features"]) if r.get("array_features") else {})
-    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, bool(r.get("imported")))
+    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, bool(r.get("imported")),
+                              r.get("work_per_row"))
     model.row = fast_row_predict(model, row_array)
     _loaded[model.id] = model
     return model

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, PgmodelsError
+from .guard import Budget, Interrupted, rows_of
 
 
 @dataclass
@@ -103,7 +104,8 @@ def _session(artifact: bytes, options):
 class OnnxEngine:
     """An onnxruntime session and the names of what goes in and comes out."""
 
-    def __init__(self, artifact: bytes, feature_names: list[str], task: str, imported: bool = False):
+    def __init__(self, artifact: bytes, feature_names: list[str], task: str, imported: bool = False,
+                 work_per_row: float | None = None):
         import onnxruntime as ort
 
         check_self_contained(artifact, imported)
@@ -122,8 +124,10 @@ class OnnxEngine:
         # every call, a good part of a single row's cost; the public run() stays the
         # fallback should a release drop it.
         binding = getattr(self.session, "_sess", None)
-        self.run = (lambda outputs, feed: binding.run(outputs, feed, None)) if binding is not None \
-            else self.session.run
+        self.plain_run = binding.run if binding is not None else self.session.run
+        # which runs a cancel must be able to stop (see guard.py): an imported model's
+        # work is bounded by its static estimate, or unknown
+        self.budget = Budget(work_per_row, bounded=not imported or work_per_row is not None)
         inputs = self.session.get_inputs()
         self.single_input = inputs[0].name if len(inputs) == 1 and inputs[0].type == "tensor(float)" else None
         self.input_types = {i.name: i.type for i in inputs}
@@ -146,6 +150,14 @@ class OnnxEngine:
                                     sqlstate=DATA_CORRUPTED)
         else:
             self.value_output = "value" if "value" in by_name else outputs[0].name
+
+    def run(self, outputs: list, feed: dict) -> list:
+        """onnxruntime's run: in the backend's thread when it is expected to be short,
+        else one that statement_timeout and pg_cancel_backend stop (guard.py)."""
+        rows = rows_of(feed)
+        if rows <= self.budget.inline_rows:
+            return self.plain_run(outputs, feed, None)
+        return self.budget.run(self.plain_run, outputs, feed, rows)
 
     def feed(self, model: Model, X: np.ndarray | None, columns: dict | None) -> dict:
         if self.single_input is not None:
@@ -252,7 +264,23 @@ def fast_row_predict(model: Model, checked_row):
     if output is None:
         return None
     n = model.n_features
-    call = _bound_call(engine, output, n) or _plain_call(engine, output)
+    if not engine.budget.could_inline(1):  # a row may take long: every row's run is guarded
+        return None
+    probe = np.arange(n, dtype=np.float32).reshape(1, n) / max(n, 1)
+    try:
+        # the first runs of a model are guarded (guard.py) and tell how long a row takes;
+        # a second one when the first seems slow, which may be a cold start
+        for _ in range(2):
+            expected = engine.run([output], {engine.single_input: probe})[0]
+            if engine.budget.inline_rows >= 1:
+                break
+    except Interrupted:
+        raise
+    except Exception:  # noqa: BLE001 - a graph that will not run on the probe: the checked path says why
+        return None
+    if engine.budget.inline_rows < 1:
+        return None
+    call = _bound_call(engine, output, n, probe, expected) or _plain_call(engine, output)
     answers = None
     if model.task == "classification":
         # the answer for each class index: the label itself when numeric, else the index
@@ -287,10 +315,10 @@ def _plain_call(engine: OnnxEngine, output: str):
     return call
 
 
-def _bound_call(engine: OnnxEngine, output: str, n: int):
+def _bound_call(engine: OnnxEngine, output: str, n: int, probe: np.ndarray, expected):
     """The I/O-bound form of one row's run, or None when the graph's output cannot be
     preallocated (an unknown shape or type) or the binding gives another answer than a
-    plain run on a probe row."""
+    plain run on the probe row (which gave expected)."""
     import onnxruntime as ort
 
     info = next(o for o in engine.session.get_outputs() if o.name == output)
@@ -305,10 +333,8 @@ def _bound_call(engine: OnnxEngine, output: str, n: int):
         io.bind_ortvalue_input(engine.single_input, ort.OrtValue.ortvalue_from_numpy(inbuf))
         io.bind_ortvalue_output(output, ort.OrtValue.ortvalue_from_numpy(outbuf))
         binding, sess, options = io._iobinding, engine.session._sess, ort.RunOptions()
-        probe = np.arange(n, dtype=np.float32).reshape(1, n) / max(n, 1)
         inbuf[0] = probe[0]
         sess.run_with_iobinding(binding, options)
-        expected = engine.run([output], {engine.single_input: probe})[0]
         if not np.array_equal(np.asarray(expected).reshape(-1), outbuf.reshape(-1)):
             return None
     except Exception:  # noqa: BLE001 - a private API or a graph that will not bind: the plain run
@@ -322,7 +348,8 @@ def _bound_call(engine: OnnxEngine, output: str, n: int):
     return call
 
 
-def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str, imported: bool = False):
+def engine_for(runtime: str, artifact: bytes, feature_names: list[str], task: str, imported: bool = False,
+               work_per_row: float | None = None):
     if runtime == "onnx":
-        return OnnxEngine(artifact, feature_names, task, imported)
+        return OnnxEngine(artifact, feature_names, task, imported, work_per_row)
     return NativeEngine(runtime, artifact)
