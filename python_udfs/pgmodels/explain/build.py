@@ -12,7 +12,7 @@ Tried in order, each checked on training rows before it is kept:
 
 Exact kinds also need the preprocessing replayed (:mod:`.transform`), checked against
 the pipeline's own transform. The global importance, the mean absolute contribution of
-each feature over up to IMPORTANCE_ROWS training rows (and over the output columns), is
+each feature over up to CHECK_ROWS training rows (and over the output columns), is
 computed here and stored with the version. Nothing here may fail a training: a model
 that cannot be explained at all gets no record, and the reason is kept.
 """
@@ -26,9 +26,9 @@ import numpy as np
 from . import linear, record, sampling, transform, trees
 from .explainer import Explainer, split_design
 
-SAMPLE_ROWS = 1000            # training rows the checks use
-IMPORTANCE_ROWS = 500         # ... and the global importance of an exact explainer
-IMPORTANCE_ROWS_SAMPLED = 16  # ... of a sampling estimate
+SAMPLE_ROWS = 1000            # training rows the preprocessing check uses
+CHECK_ROWS = 200              # ... the trees' check, and the global importance of an exact explainer
+IMPORTANCE_ROWS_SAMPLED = 16  # ... the global importance of a sampling estimate
 SEED = 0
 
 
@@ -75,8 +75,8 @@ def _build(fitted, task, names, kinds, X_train):
         reason = str(e) if reason is None else f"{reason}; {e}"
         return _sampled(fitted, classifier, meta, X, rng, reason)
     blob = record.pack(meta, arrays)
-    explainer = Explainer.load(blob)
-    sample = X[:IMPORTANCE_ROWS]
+    explainer = Explainer(*record.unpack(blob))   # what serving will load
+    sample = X[:CHECK_ROWS]
     got = explainer.explain(sample)
     total = got.contributions.sum(axis=1) + got.base
     want = explainer.raw(sample)
@@ -106,11 +106,11 @@ def _mean(preprocessor, X: np.ndarray, chunk: int = 20_000) -> np.ndarray:
 def _trees(estimator, classifier: bool, Xt: np.ndarray):
     ens, raw = trees.read(estimator, classifier)
     try:
-        return trees.finish(ens, raw, Xt[:500])
+        return trees.finish(ens, raw, Xt[:CHECK_ROWS])
     except trees.Unsupported:
         if not type(estimator).__module__.startswith("catboost"):
             raise
-        return trees.finish(trees.catboost(estimator, low_bit_first=False), raw, Xt[:500])
+        return trees.finish(trees.catboost(estimator, low_bit_first=False), raw, Xt[:CHECK_ROWS])
 
 
 def _tree_output(estimator, classifier: bool) -> str:

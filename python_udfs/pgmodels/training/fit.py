@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 from .. import progress
+from ..explain import build as explain_build
 from . import algorithms, boosters, convert, preprocess, search as searching, split
 from .metrics import evaluation, score
 from .search import jsonable
@@ -65,6 +66,8 @@ class TrainedModel:
     feature_importances: dict | None = None  # per feature, for tree and linear models (monitor.lineage)
     evaluation: dict | None = None  # the confusion matrix or the residuals on the test split
     prediction_profile: dict | None = None  # the model's answers on its training rows (monitor.profile)
+    explainer: bytes | None = None  # the explainer record (explain.build), None when there is none
+    explainer_info: dict | None = None  # its kind, method, global importance, or why there is none
 
 
 def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
@@ -90,6 +93,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
     y_scale = float(np.std(y[train])) if task == "regression" else 1.0
     names, kinds = [f.name for f in features], [f.kind for f in features]
     artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale)
+    explainer, explainer_info = explain_build.build(fitted, task, names, kinds, X[train])
     return TrainedModel(
         artifact=artifact, runtime=runtime, feature_names=names, feature_types=kinds,
         labels=labels, metrics=metrics,
@@ -97,7 +101,8 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         conversion=conversion, library_versions=library_versions(),
         notes=[note] if note else [], feature_importances=importances(fitted, names),
         evaluation=evaluation(task, fitted, X[test], y[test], len(labels) if labels else None),
-        prediction_profile=prediction_profile(task, fitted, X, labels))
+        prediction_profile=prediction_profile(task, fitted, X, labels),
+        explainer=explainer, explainer_info=explainer_info)
 
 
 def prediction_profile(task: str, fitted, X, labels) -> dict | None:

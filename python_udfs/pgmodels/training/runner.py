@@ -32,8 +32,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def run(fn, result_type, *args):
-    """fn(*args) in a forked child; its result (a dataclass with an ``artifact`` field)
-    or its PgmodelsError comes back as if it had run here."""
+    """fn(*args) in a forked child; its result (a dataclass with an ``artifact`` field, and
+    perhaps other bytes fields) or its PgmodelsError comes back as if it had run here."""
     fd, path = tempfile.mkstemp(prefix="pgmodels-train-")
     os.unlink(path)  # nothing left behind, however the backend ends: both ends keep the descriptor
     parent = os.getpid()
@@ -51,7 +51,7 @@ def run(fn, result_type, *args):
     finally:
         os.close(fd)
         relay.close()
-    header, _, artifact = data.partition(b"\n")
+    header, _, payload = data.partition(b"\n")
     outcome = json.loads(header) if header else {"internal": "the training process wrote no result"}
     if "error" in outcome:
         raise PgmodelsError(**outcome["error"])
@@ -59,7 +59,11 @@ def run(fn, result_type, *args):
         raise PgmodelsError("internal error in pgmodels training", detail=outcome["internal"][-1000:],
                             hint="This is a bug in pgmodels; please report it with the statement that raised it.",
                             sqlstate=INTERNAL_ERROR)
-    return result_type(artifact=artifact, **outcome["result"])
+    # the result's bytes fields follow the header, the artifact last: (name, length) each
+    blobs, at = {}, 0
+    for name, length in outcome.get("blobs", []):
+        blobs[name], at = payload[at:at + length], at + length
+    return result_type(artifact=payload[at:], **blobs, **outcome["result"])
 
 
 def _poll(done) -> None:
@@ -133,8 +137,11 @@ def _child(fd: int, parent: int, fn, args) -> None:
                 os._exit(1)
             _widen_threads()
             result = fn(*args)
-            body = {k: v for k, v in asdict(result).items() if k != "artifact"}
-            out = json.dumps({"result": body}).encode() + b"\n" + bytes(result.artifact)
+            fields = asdict(result)
+            blobs = [(k, bytes(v)) for k, v in fields.items() if k != "artifact" and isinstance(v, (bytes, bytearray))]
+            body = {k: v for k, v in fields.items() if k != "artifact" and k not in dict(blobs)}
+            out = (json.dumps({"result": body, "blobs": [(k, len(v)) for k, v in blobs]}).encode() + b"\n"
+                   + b"".join(v for _, v in blobs) + bytes(result.artifact))
         except PgmodelsError as e:
             out = json.dumps({"error": {"message": e.message, "detail": e.detail, "hint": e.hint,
                                         "sqlstate": e.sqlstate}}).encode() + b"\n"

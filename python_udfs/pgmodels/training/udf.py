@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .._json import read_json
 from .._plpy import qualified as _qualified, query, quote_ident, require_execute, udf
 from ..catalog.store import store_model
+from ..explain.store import store_explainer
 from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE,
                       UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
 from .. import progress
@@ -278,7 +279,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 # each feature column's SQL type: the inference server advertises it
                 "column_types": {n: t for n, t in rel.columns if n != args["y_column_name"]},
                 **lineage.at_training(spec.task, features, target, read_info, trained.prediction_profile),
-                "feature_importances": trained.feature_importances, "evaluation": trained.evaluation}
+                "feature_importances": trained.feature_importances, "evaluation": trained.evaluation,
+                "explainer": {k: v for k, v in (trained.explainer_info or {}).items() if k != "importance"}}
     if snapshot:
         training.update(snapshot=snapshot, relation=snapshot["source"])
     last = {k: args[k] for k in DATA_ARGS + MODEL_ARGS}
@@ -294,6 +296,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
         feature_types=trained.feature_types, labels=trained.labels, training=training,
         library_versions=trained.library_versions, last_train=last,
         deploy_mode="if_better" if automatic_deploy else "never")
+    if trained.explainer is not None:
+        store_explainer(stored["model_id"], trained.explainer, trained.explainer_info, "training")
     progress.finish(f'trained version {stored["version"]}', ", deployed" if stored["deployed"] else ", not deployed")
     return [(project_name, args["task"], args["algorithm"], stored["deployed"], stored["model_id"],
              stored["version"], trained.runtime, json.dumps(trained.metrics))]
