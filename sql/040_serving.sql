@@ -72,7 +72,9 @@ BEGIN
     SELECT m.id, proj.name, m.version, m.task, m.runtime, CASE WHEN with_artifact THEN m.artifact END,
            m.artifact_sha256, m.feature_names,
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
-           m.training -> 'array_features', m.algorithm = 'onnx'
+           m.training -> 'array_features', m.algorithm = 'onnx',
+           CASE WHEN jsonb_typeof(m.training -> 'work_per_row') = 'number'
+                THEN (m.training ->> 'work_per_row')::double precision END
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END

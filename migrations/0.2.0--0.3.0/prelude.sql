@@ -18,3 +18,7 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
 ALTER TABLE pgmodels.project_grants DROP CONSTRAINT project_grants_privilege_check,
     ADD CONSTRAINT project_grants_privilege_check CHECK (privilege IN ('predict', 'export', 'monitor'));
 COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export and monitor, to roles or PUBLIC (grantee 0)';
+
+-- An imported model's static work estimate (python_udfs/pgmodels/catalog/onnx_cost.py),
+-- which serving reads to decide which runs a cancel must be able to stop.
+ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;

@@ -9,7 +9,8 @@ from .._json import read_json
 from .._plpy import query, require_execute, udf
 from .store import store_model
 from ..errors import DATA_CORRUPTED, INVALID_PARAMETER_VALUE, PgmodelsError
-from ..serving.runtime import OnnxEngine
+from ..serving.runtime import OnnxEngine, check_self_contained
+from . import onnx_cost
 
 IMPORT_SIGNATURE = "import_onnx(text, bytea, text[], text, jsonb, text[], boolean)"
 
@@ -35,11 +36,23 @@ def _refuse(message: str, detail: str | None = None) -> PgmodelsError:
     return PgmodelsError(message, detail=detail, sqlstate=INVALID_PARAMETER_VALUE)
 
 
+def _cost_limit() -> int:
+    raw = query("SELECT pgmodels._admin_setting($1) AS v", [onnx_cost.SETTING], ["text"])[0]["v"]
+    try:
+        return int(float(raw)) if raw not in (None, "") else onnx_cost.DEFAULT_LIMIT
+    except (ValueError, OverflowError):
+        return onnx_cost.DEFAULT_LIMIT
+
+
 def _check_graph(artifact: bytes, feature_names: list[str], types: list[str], task: str,
                  labels: list | None) -> OnnxEngine:
-    """Load the graph and try it on two rows, so a model that cannot serve as described
-    is refused now rather than failing at predict time."""
-    engine = OnnxEngine(artifact, feature_names, task, imported=True)
+    """Bound the graph's work per row from its shapes (onnx_cost.py), then load it and
+    try it on two rows, so a model that cannot serve as described is refused now rather
+    than failing at predict time. The runs are stopped by a cancel (serving/guard.py)."""
+    check_self_contained(artifact, imported=True)  # no Loop, Scan or local function to estimate
+    work_per_row = onnx_cost.check(artifact, _cost_limit())
+    engine = OnnxEngine(artifact, feature_names, task, imported=True, work_per_row=work_per_row)
+    engine.work_per_row = work_per_row
     if engine.single_input is not None:
         shape = engine.session.get_inputs()[0].shape
         width = shape[-1] if len(shape) == 2 else None
@@ -125,14 +138,16 @@ def import_onnx(project_name, model, feature_names, task, labels, feature_types,
         raise PgmodelsError("labels must be a non-empty jsonb array of numbers or strings, for a classification model",
                             sqlstate=INVALID_PARAMETER_VALUE)
     try:
-        _check_graph(artifact, feature_names, types, task, label_list)
+        engine = _check_graph(artifact, feature_names, types, task, label_list)
     except PgmodelsError as e:
         if e.sqlstate == DATA_CORRUPTED:
             e.sqlstate = INVALID_PARAMETER_VALUE
         raise
     import onnxruntime
 
-    training = {"imported": True, "conversion": {"converted": True, "source": "import_onnx"}, "nullable": []}
+    training = {"imported": True, "conversion": {"converted": True, "source": "import_onnx"}, "nullable": [],
+                # operations per row, estimated from the graph's shapes (null: they depend on the input)
+                "work_per_row": engine.work_per_row}
     stored = store_model(
         project_name=project_name, task=task, algorithm="onnx", runtime="onnx", artifact=artifact,
         hyperparams={}, metrics={}, feature_names=feature_names, feature_types=types, labels=label_list,
