@@ -194,6 +194,12 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         "caller converted each column as itself: _snapshot_type), into a table of exactly those types: no "
         "conversion runs",
         "checks the credential, EXECUTE on train() and the caller's privilege on the relation itself"),
+    # sql/125_explain.sql
+    "pgmodels._store_explainer(text)": (
+        "takes the explainer record this backend staged (_take_staged_explainer, PL/Python, runs no query) as "
+        f"built-in values (oid, bigint, text, boolean, bytea, jsonb) and writes model_explainers; {CATALOG}",
+        "stores only the record this backend's own train() or set_reference() staged under that one-time token, "
+        "for a role that owns the model's project"),
     # made at run time by create_stream (sql/076_stream_internal.sql, _stream_capture_define)
     "pgmodels.stream_{id}_capture()": (
         "a trigger on the stream's table: first _stream_capture_check (the key column must be of a built-in "
