@@ -10,11 +10,27 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgmodels._backend_alive(integer, timestamptz) IS 'internal: whether the backend with this pid is still the one that started at this time';
 
--- The one helper over pg_cron. pg_cron lives in one database of a cluster
--- (cron.database_name) and runs each job's command in the database and as the role its
--- entry names. Definer, so that a role needs no privilege on pg_cron's schema: the entry
--- it makes is always for a role the caller verified (never taken from a user) and a
--- command the caller built. Not for PUBLIC.
+-- Whether pg_cron is installed in this database. pg_cron lives in one database of a
+-- cluster (cron.database_name); in every other one the name "cron" is free, and a role
+-- that may create schemas there could make a schema cron of its own, with a function
+-- cron.schedule_in_database or a table cron.job: the definer functions below would run
+-- its code as the extension's owner. So schema cron counts only when it is pg_cron's own:
+-- a member of the extension pg_cron (which only a superuser installs, and adds to).
+CREATE OR REPLACE FUNCTION pgmodels._cron_here() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.objid = n.oid AND d.deptype = 'e'
+                     JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_cron'
+                    WHERE n.nspname = 'cron')
+$$;
+COMMENT ON FUNCTION pgmodels._cron_here() IS 'internal: whether pg_cron is installed in this database (schema cron is the extension pg_cron''s, not a schema someone made)';
+
+-- The one helper over pg_cron, which runs each job's command in the database and as the
+-- role its entry names. Definer, so that a role needs no privilege on pg_cron's schema:
+-- the entry it makes is always for a role the caller verified (never taken from a user)
+-- and a command the caller built. Not for PUBLIC.
 CREATE OR REPLACE FUNCTION pgmodels._cron_schedule(entry_name text, schedule text, command text, role_oid oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -25,7 +41,7 @@ DECLARE
     entry bigint;
     message text;
 BEGIN
-    IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule_in_database') IS NULL THEN
+    IF NOT pgmodels._cron_here() OR to_regproc('cron.schedule_in_database') IS NULL THEN
         IF cron_db IS NULL THEN
             RAISE EXCEPTION 'pg_cron is not installed'
                 USING ERRCODE = '55000',
@@ -68,8 +84,9 @@ CREATE OR REPLACE FUNCTION pgmodels._cron_unschedule(entry bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- nested, so that nothing names pg_cron's schema where it is not installed
-    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL THEN
+    -- nested, so that nothing names pg_cron's schema where it is not installed (nor a
+    -- schema cron someone made: pgmodels._cron_here)
+    IF entry IS NOT NULL AND pgmodels._cron_here() AND to_regclass('cron.job') IS NOT NULL THEN
         IF EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
             PERFORM cron.unschedule(entry);
         END IF;
@@ -83,7 +100,7 @@ CREATE OR REPLACE FUNCTION pgmodels._cron_prune(entry bigint, keep interval) RET
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF entry IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+    IF entry IS NOT NULL AND pgmodels._cron_here() AND to_regclass('cron.job_run_details') IS NOT NULL THEN
         IF true THEN  -- planned only when pg_cron is installed here
             DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
         END IF;

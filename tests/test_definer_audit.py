@@ -300,3 +300,74 @@ def test_functions_in_the_role_s_own_schema_do_not_run_in_the_server_s_session(c
         r = httpx.get(server.url + page, headers=bearer(t.token), timeout=60)
         assert_never_above_itself(conn, t, 1)
         assert r.status_code == 200 and "<title>Error" not in r.text, (page, r.status_code)
+
+
+# -- the attacks: a schema named cron ----------------------------------------------------
+
+CREATE_BATCH_JOB = "create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, " \
+                   "interval)"
+ALTER_BATCH_JOB = "alter_batch_job(text, text, integer, integer, interval, interval, boolean)"
+
+# pg_cron, as a role that may create schemas makes it in a database where pg_cron is not
+# installed (it lives in the one database cron.database_name names): each piece a trap
+FAKE_CRON = """
+CREATE SCHEMA cron;
+CREATE FUNCTION cron.schedule_in_database(n text, s text, c text, d text, u text, a boolean) RETURNS bigint
+LANGUAGE plpgsql AS $f$ BEGIN PERFORM {r}.trap('schedule_in_database'); RETURN 4242; END $f$;
+CREATE VIEW cron.job AS SELECT 4242::bigint AS jobid WHERE {r}.trap('cron.job');
+CREATE FUNCTION cron.unschedule(j bigint) RETURNS boolean
+LANGUAGE plpgsql AS $f$ BEGIN PERFORM {r}.trap('unschedule'); RETURN true; END $f$;
+CREATE TABLE cron.job_run_details (jobid bigint, end_time timestamptz);
+INSERT INTO cron.job_run_details VALUES (4242, now() - interval '1 year');
+CREATE FUNCTION cron.deleted() RETURNS trigger
+LANGUAGE plpgsql AS $f$ BEGIN PERFORM {r}.trap('job_run_details'); RETURN OLD; END $f$;
+CREATE TRIGGER deleted BEFORE DELETE ON cron.job_run_details FOR EACH ROW EXECUTE FUNCTION cron.deleted();
+"""
+
+
+@pytest.fixture
+def cron_squatter(conn, make_role, name):
+    """A role with LOGIN, CREATE on the database (as the owner of an application's database
+    has), EXECUTE on create_batch_job() and alter_batch_job(), predict on a project, a
+    schema and a trap of its own, and a schema cron it made."""
+    rolname, c = make_role(name + "_c")
+    db = conn.info.dbname
+    assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'cron'").fetchone() == (0,)
+    conn.execute(f"GRANT CREATE ON DATABASE {db} TO {rolname}")
+    conn.execute(f"CREATE SCHEMA {rolname} AUTHORIZATION {rolname}")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {CREATE_BATCH_JOB}, {ALTER_BATCH_JOB} TO {rolname}")
+    make_numeric(conn, name)
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y')", [name, name]).fetchall()
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [name, rolname])
+    c.execute(TRAP.format(r=rolname))
+    c.execute(f"CREATE TABLE {rolname}.src AS SELECT i AS id, (i % 17)::real AS a, ((i * 7) % 23)::real AS b, "
+              f"((i * 3) % 11)::real AS c, (i % 5)::real AS d FROM generate_series(1, 50) AS i")
+    c.execute(f"ALTER TABLE {rolname}.src ADD PRIMARY KEY (id)")
+    c.execute(FAKE_CRON.format(r=rolname))
+    yield Tenant(rolname, c, name, "")
+    conn.execute("DELETE FROM pgmodels.batch_job WHERE owner = %s::regrole", [rolname])
+    conn.execute("DROP SCHEMA IF EXISTS cron CASCADE")
+    conn.execute(f"DROP SCHEMA {rolname} CASCADE")
+    conn.execute("DELETE FROM pgmodels.projects WHERE name = %s", [name])
+
+
+def test_a_schema_named_cron_that_is_not_pg_cron_s_is_never_called(conn, cron_squatter):
+    t, c = cron_squatter, cron_squatter.conn
+    job = t.role + "_job"
+    # scheduling: pg_cron is not here, whatever schema cron holds
+    e = sql_error(c, "SELECT create_batch_job(%s, %s, %s, 'id', %s, schedule => '*/5 * * * *')",
+                  [job, t.project, f"{t.role}.src", f"{t.role}.out"])
+    assert e.sqlstate == "55000" and "pg_cron" in e.diag.message_primary, e.diag.message_primary
+    assert_never_above_itself(conn, t, 0)
+    c.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s)", [job, t.project, f"{t.role}.src", f"{t.role}.out"])
+    e = sql_error(c, "SELECT alter_batch_job(%s, schedule => '*/5 * * * *')", [job])
+    assert e.sqlstate == "55000" and "pg_cron" in e.diag.message_primary
+    assert_never_above_itself(conn, t, 0)
+    # a job that has a pg_cron entry from elsewhere (restored from a dump of the database
+    # pg_cron runs in): its run prunes pg_cron's history, its drop unschedules it
+    conn.execute("UPDATE pgmodels.batch_job SET schedule = '*/5 * * * *', cron_job_id = 4242 WHERE name = %s", [job])
+    c.execute("CALL run_batch_job(%s)", [job])
+    assert c.execute(f"SELECT count(*) FROM {t.role}.out").fetchone() == (50,)
+    c.execute("SELECT drop_batch_job(%s)", [job])
+    assert_never_above_itself(conn, t, 0)
+    assert conn.execute("SELECT count(*) FROM cron.job_run_details").fetchone() == (1,)
