@@ -23,6 +23,10 @@ CREATE TABLE pgmodels.projects (
     owner       regrole NOT NULL
 );
 COMMENT ON TABLE pgmodels.projects IS 'one row per project: a named prediction task whose models are versions';
+-- No two projects whose names differ only in case: one would pass for the other in the
+-- console, /metrics and bundles (pgmodels._check_new_project says so first, in words; this
+-- index settles two sessions making both at once).
+CREATE UNIQUE INDEX projects_name_lower_key ON pgmodels.projects (lower(name));
 
 CREATE TABLE pgmodels.models (
     id               bigserial PRIMARY KEY,

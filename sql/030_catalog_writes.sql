@@ -12,6 +12,32 @@ AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' WHEN 'cluste
 COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression (joint: averaged over the targets), silhouette for clustering, cumulative_explained_variance for decomposition';
 
 
+-- A new project's name: plain enough to pass for no other (pgmodels._check_name) and not
+-- an existing project's but for case, which would pose as it in the console, /metrics
+-- and bundles. The unique index projects_name_lower_key (sql/010_catalog.sql) refuses
+-- the same when two sessions make both at once. Case is as the database's lower() sees
+-- it (with a C collation, ASCII letters only). Not a definer: the definer functions that
+-- make projects call it, and only they.
+CREATE OR REPLACE FUNCTION pgmodels._check_new_project(project_name text) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    existing text;
+BEGIN
+    PERFORM pgmodels._check_name('project', project_name);
+    SELECT p.name INTO existing FROM pgmodels.projects p
+     WHERE lower(p.name) = lower(project_name) AND p.name <> project_name
+     ORDER BY p.id LIMIT 1;
+    IF existing IS NOT NULL THEN
+        RAISE EXCEPTION 'project "%" differs from project "%" only in case', project_name, existing
+            USING ERRCODE = '42710',
+                  DETAIL = 'Project names that differ only in case would pass for one another in the console, in /metrics and in bundles.',
+                  HINT = format('Use project "%s", or a name that differs by more than case.', existing);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._check_new_project(text) IS 'internal: raises unless a new project''s name passes _check_name and is no existing project''s but for case';
+
 -- Storing a model version. train() and import_onnx() run with the caller's rights (so
 -- training reads only what the caller may read); when they have a checked model they
 -- stage it in the backend's Python state under a one-time random token, together with
@@ -47,9 +73,20 @@ BEGIN
     ELSIF s.deploy_mode IS NULL OR s.deploy_mode NOT IN ('if_better', 'always', 'never') THEN
         RAISE EXCEPTION 'unknown deploy mode "%"', s.deploy_mode USING ERRCODE = '22023';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pgmodels.projects p WHERE p.name = s.project_name) THEN
+        PERFORM pgmodels._check_new_project(s.project_name);
+    END IF;
+    -- no conflict target: a project of this name, or of this name but for case that another
+    -- session has just made (projects_name_lower_key), leaves the insert undone
     INSERT INTO pgmodels.projects AS p (name, task, owner) VALUES (s.project_name, s.task, s.role)
-        ON CONFLICT (name) DO NOTHING;
+        ON CONFLICT DO NOTHING;
     SELECT * INTO proj FROM pgmodels.projects p WHERE p.name = s.project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        PERFORM pgmodels._check_new_project(s.project_name);  -- raises: the other session's name is seen now
+        RAISE EXCEPTION 'could not create project "%"', s.project_name USING ERRCODE = '40001',
+            DETAIL = 'Another session was creating a project of the same name but for case.',
+            HINT = 'Try again.';
+    END IF;
     PERFORM pgmodels._require_owner(s.role, proj);
     IF proj.task <> s.task THEN
         RAISE EXCEPTION 'project "%" is a % project, not %', s.project_name, proj.task, s.task
@@ -98,10 +135,13 @@ BEGIN
         PERFORM pgmodels._require_owner(caller, proj);
         task := proj.task;
         last_train := proj.last_train;
+    ELSE
+        -- a new project: its name is checked before any training (and again when stored)
+        PERFORM pgmodels._check_new_project(project_name);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._project_info(text, text) IS 'internal: a project''s task and last train() arguments, for its owner (definer: the catalog is not readable by PUBLIC)';
+COMMENT ON FUNCTION pgmodels._project_info(text, text) IS 'internal: a project''s task and last train() arguments, for its owner, or for a new project the check of its name (definer: the catalog is not readable by PUBLIC)';
 
 -- deploy() is a SQL function over these two: PL/pgSQL cannot have an argument and a
 -- result column of the same name, and pgml's deploy() has both (strategy, algorithm).

@@ -22,3 +22,23 @@ COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner gr
 -- An imported model's static work estimate (python_udfs/pgmodels/catalog/onnx_cost.py),
 -- which serving reads to decide which runs a cancel must be able to stop.
 ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
+
+-- No two projects whose names differ only in case (sql/010_catalog.sql). A database that
+-- has some cannot take the index: the upgrade stops and names them, for the administrator
+-- to rename or drop one of each. Names that only look odd (spaces at an end, invisible
+-- characters) stay as they are: the name rules apply to projects made from now on.
+DO $$
+DECLARE
+    clashes text;
+BEGIN
+    SELECT pg_catalog.string_agg(c.names, '; ' ORDER BY c.names) INTO clashes
+      FROM (SELECT pg_catalog.string_agg(pg_catalog.format('%L (id %s)', p.name, p.id), ', ' ORDER BY p.id) AS names
+              FROM pgmodels.projects p GROUP BY pg_catalog.lower(p.name) HAVING pg_catalog.count(*) > 1) c;
+    IF clashes IS NOT NULL THEN
+        RAISE EXCEPTION 'projects whose names differ only in case: %', clashes USING ERRCODE = '23505',
+            DETAIL = 'pgmodels 0.3.0 keeps project names unique regardless of case (a unique index on lower(name)): one would pass for the other in the console, in /metrics and in bundles.',
+            HINT = 'Rename one of each (as a superuser: UPDATE pgmodels.projects SET name = ''...'' WHERE id = ...) or drop it (DELETE FROM pgmodels.projects WHERE id = ...), then run ALTER EXTENSION pgmodels UPDATE again.';
+    END IF;
+END
+$$;
+CREATE UNIQUE INDEX projects_name_lower_key ON pgmodels.projects (lower(name));
