@@ -200,6 +200,11 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         f"built-in values (oid, bigint, text, boolean, bytea, jsonb) and writes model_explainers; {CATALOG}",
         "stores only the record this backend's own train() or set_reference() staged under that one-time token, "
         "for a role that owns the model's project"),
+    "pgmodels._explain_lookup(text,bigint,text)": (
+        f"as _lookup: the credential, activation, {CATALOG} (through _resolve, and model_explainers), then "
+        "_explain_load (PL/Python: the backend's caches, no query) with the catalog's record; the features "
+        "reach the explain cores as jsonb or arrays made by the invoker wrappers",
+        "the gate of explain_prediction() and explain_batch(): checks the credential and the explain privilege"),
     # made at run time by create_stream (sql/076_stream_internal.sql, _stream_capture_define)
     "pgmodels.stream_{id}_capture()": (
         "a trigger on the stream's table: first _stream_capture_check (the key column must be of a built-in "
