@@ -138,7 +138,7 @@ BEGIN
     IF to_run AND caller <> job.owner THEN
         RAISE EXCEPTION 'batch job "%" runs as role "%"', job_name, job.owner USING ERRCODE = '42501',
             DETAIL = 'A job reads and writes with the rights of the role that created it, and runs only as that role.',
-            HINT = format('SET ROLE %I first, or let pg_cron run it.', job.owner::text);
+            HINT = format('Log in as role "%s" to run it, or let pg_cron run it (a SET ROLE from a more privileged session would let the job''s code RESET ROLE).', job.owner);
     ELSIF NOT to_run AND NOT pg_has_role(caller, job.owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of batch job "%"', job_name USING ERRCODE = '42501',
             DETAIL = format('Batch job "%s" belongs to role "%s".', job_name, job.owner);

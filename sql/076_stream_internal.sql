@@ -310,7 +310,8 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean, integer) IS 'internal: the core of add_consumer() (definer: it writes the catalog and lets the consumer''s owner read the log)';
 
--- A consumer and its stream, for its owner; with take, also one partition's position:
+-- A consumer and its stream, for its owner (a member will do, but to take: only the
+-- owner itself); with take, also one partition's position:
 -- the partition with a batch in progress, else the one taken longest ago, that no other
 -- transaction holds and that is not in skip (the ones this call found empty), locked for
 -- the caller's transaction (when there is none, nothing is returned), with a batch
@@ -338,6 +339,14 @@ BEGIN
     END IF;
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = c.stream_id;
     IF take THEN
+        -- processing runs the owner's code (a trigger or default of its output table, a
+        -- cast of a column's type it made) with the rights of the role that processes: so
+        -- only the owner itself may, as only a batch job's owner runs the job
+        IF caller <> c.owner THEN
+            RAISE EXCEPTION 'consumer "%" is processed as role "%"', consumer_name, c.owner USING ERRCODE = '42501',
+                DETAIL = 'Processing reads the events and writes the output table with exactly the consumer''s owner''s rights, and runs only as that role: another role''s rights would run code the owner wrote (a trigger on its output table, a cast of a type it made) with them.',
+                HINT = format('Log in as role "%s" to process it (pgmodels stream work --dsn with that role).', c.owner);
+        END IF;
         IF NOT pgmodels._may_consume(s.id, caller) THEN
             RAISE EXCEPTION 'permission denied for stream "%"', s.name USING ERRCODE = '42501',
                 DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it (and, if it has row-level security, to own it).', s.source);

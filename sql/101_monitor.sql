@@ -64,7 +64,7 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._monitor_create(text, text, oid, text, text, boolean) IS 'internal: the core of monitor() (definer: it writes the catalog and schedules with pg_cron as the verified caller)';
 
--- A monitor, for the role that owns it (or a member): what a run needs.
+-- A monitor, for the role that owns it (itself, not a member): what a run needs.
 CREATE OR REPLACE FUNCTION pgmodels._monitor_get(credential text, monitor_id bigint)
 RETURNS TABLE (project text, relation oid, time_column text, retrain boolean, last_window_end timestamptz,
                now timestamptz)
@@ -83,6 +83,12 @@ BEGIN
     ELSIF NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501',
             DETAIL = format('It runs as role "%s", with that role''s rights.', mon.owner);
+    ELSIF caller <> mon.owner THEN
+        -- a run reads the owner's relation (a view's functions, casts of the types it made)
+        -- with the rights of the role that runs it: only the owner itself, as pg_cron does
+        RAISE EXCEPTION 'monitor % runs as role "%"', monitor_id, mon.owner USING ERRCODE = '42501',
+            DETAIL = 'A run reads its relation with exactly its owner''s rights, and runs only as that role: another role''s rights would run code the owner wrote (a view''s functions, a cast of a type it made) with them.',
+            HINT = format('Log in as role "%s" to run it, or let pg_cron run it on its schedule.', mon.owner);
     END IF;
     RETURN QUERY SELECT p.name, mon.relation::oid, mon.time_column::text, mon.retrain, mon.last_window_end,
                         statement_timestamp()

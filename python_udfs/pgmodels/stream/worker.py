@@ -44,10 +44,12 @@ class Worker:
 
     def _consumers(self, conn) -> list[tuple[str, str, int]]:
         """(consumer, its notification channel, its stream's id): the ones asked for, or
-        all the role owns."""
+        all the role owns. Owns itself, not as a member (a superuser is a member of every
+        role): a consumer is processed only as its owner (pgmodels._consumer_get)."""
         rows = conn.execute("""SELECT c.consumer, s.stream_id FROM pgmodels.stream_consumers c
                                JOIN pgmodels.streams s ON s.name = c.stream
-                               WHERE pg_has_role(current_user, c.owner::regrole, 'USAGE')
+                               WHERE c.owner::regrole = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                                          WHERE r.rolname = current_user)::regrole
                                ORDER BY c.consumer""").fetchall()
         found = {name: stream_id for name, stream_id in rows}
         names = self.wanted or sorted(found)
