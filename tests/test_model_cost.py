@@ -347,3 +347,21 @@ def test_pgmodels_serve_statement_timeout_stops_inference(conn, importer, slow_p
         conn.execute(f"DROP OWNED BY {app}")
         conn.execute(f"DROP ROLE {app}")
     assert "Traceback" not in server.log_text()
+
+
+def test_a_long_batch_is_cut_into_runs_and_answers_as_one(connect, conn, name):
+    """A batch expected to run long is cut into runs (of about a quarter second each, from
+    the time a row took before): its answers are the row-wise ones, in order."""
+    from lifecycle_data import make_numeric
+
+    make_numeric(conn, name, 400)
+    conn.execute("SELECT * FROM train(%s, 'classification', %s, 'y', 'xgboost', '{\"n_estimators\": 50}')",
+                 [name, name]).fetchall()
+    conn.execute(f"CREATE TABLE {name}_rows AS SELECT i, ARRAY[(i % 17), (i * 7) % 23, (i * 3) % 11, i % 5]::real[] "
+                 "AS f FROM generate_series(1, 60000) i")
+    fresh = connect()  # a backend whose only measure of the model is its first row
+    fresh.execute("SELECT predict(%s, ARRAY[1, 2, 3, 4])", [name])
+    batch = fresh.execute(f"SELECT array_agg(p) FROM predict_batch(%s, (SELECT array_agg(x ORDER BY i, o) "
+                          f"FROM {name}_rows, unnest(f) WITH ORDINALITY u(x, o))) p", [name]).fetchone()[0]
+    rows = fresh.execute(f"SELECT array_agg(predict(%s, f) ORDER BY i) FROM {name}_rows", [name]).fetchone()[0]
+    assert len(batch) == 60000 and batch == rows

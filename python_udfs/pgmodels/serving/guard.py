@@ -243,10 +243,12 @@ class Budget:
             result, seconds = call(run_fn, (outputs, feed, options), options)
             self._measure(seconds, rows)
             return result
-        parts = []
-        for start in range(0, rows, self.chunk_rows):
-            part = {k: v[start:start + self.chunk_rows] for k, v in feed.items()}
-            n = min(self.chunk_rows, rows - start)
+        parts, start = [], 0
+        while start < rows:
+            step = self.chunk_rows  # each run's measure may change it: the next run follows
+            part = {k: v[start:start + step] for k, v in feed.items()}
+            n = min(step, rows - start)
+            start += n
             options = ort.RunOptions()
             result, seconds = call(run_fn, (outputs, part, options), options)
             self._measure(seconds, n)

@@ -268,12 +268,10 @@ def fast_row_predict(model: Model, checked_row):
         return None
     probe = np.arange(n, dtype=np.float32).reshape(1, n) / max(n, 1)
     try:
-        # the first runs of a model are guarded (guard.py) and tell how long a row takes;
-        # a second one when the first seems slow, which may be a cold start
+        # the first runs of a model are guarded (guard.py) and tell how long a row takes:
+        # two, the first being a cold start
         for _ in range(2):
             expected = engine.run([output], {engine.single_input: probe})[0]
-            if engine.budget.inline_rows >= 1:
-                break
     except Interrupted:
         raise
     except Exception:  # noqa: BLE001 - a graph that will not run on the probe: the checked path says why
