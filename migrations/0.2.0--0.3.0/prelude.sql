@@ -4,6 +4,11 @@
 -- the epilogue.
 \echo Use "ALTER EXTENSION pgmodels UPDATE" to load this file. \quit
 
+-- Open to PUBLIC from 0.3.0 (a snapshot's caller converts its columns to the types it
+-- names, sql/120_families.sql): granted before the grants are saved, so that the epilogue
+-- does not take 0.2.0's own revoke for an administrator's.
+GRANT EXECUTE ON FUNCTION pgmodels._snapshot_type(oid, integer) TO PUBLIC;
+
 -- The grants of every function, as an administrator left them: replaying the sources
 -- re-runs their GRANT and REVOKE statements, and the epilogue puts back what an
 -- administrator had changed (a function revoked from PUBLIC, granted to a role).
