@@ -3,17 +3,18 @@
 
 -- Who else may use a project: predict with its models, export their artifacts, or compare
 -- data with its training profile (monitor: drift statistics, which reveal the training
--- rows' distribution). grantee 0 ('-'::regrole) is PUBLIC.
+-- rows' distribution), or explain its predictions feature by feature (explain).
+-- grantee 0 ('-'::regrole) is PUBLIC.
 CREATE TABLE pgmodels.project_grants (
     project_id  bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
     grantee     regrole NOT NULL,
     privilege   text NOT NULL CONSTRAINT project_grants_privilege_check
-                CHECK (privilege IN ('predict', 'export', 'monitor')),
+                CHECK (privilege IN ('predict', 'export', 'monitor', 'explain')),
     granted_by  name NOT NULL DEFAULT session_user,
     granted_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (project_id, grantee, privilege)
 );
-COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export and monitor, to roles or PUBLIC (grantee 0)';
+COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export, monitor and explain, to roles or PUBLIC (grantee 0)';
 
 -- A per-database random key that authenticates the caller credentials of
 -- sql/025_privileges.sql. Made anew by CREATE EXTENSION (so not dumped), readable by no one

@@ -7,7 +7,9 @@
 -- training profile (drift() and drift reports) once it grants them monitor: drift
 -- statistics over data of one's own choosing reveal the training rows' distribution (a
 -- table of one repeated value has a KS statistic equal to the training CDF there), so
--- that privilege says so by name and 'all' does not include it.
+-- that privilege says so by name and 'all' does not include it. So does explain
+-- (explain_prediction(), the contributions outputs): a feature's contribution to each answer
+-- makes a probe of the model one call per feature.
 --
 -- The catalog is written and read by SECURITY DEFINER functions, and a definer function
 -- cannot see the role that called it. So the user-facing functions pass a caller
@@ -76,8 +78,8 @@ $$;
 COMMENT ON FUNCTION pgmodels._verify_caller(text) IS 'internal: the role a caller credential was made for, or an error when it was not made by pgmodels._credential() in this statement';
 
 -- Definer: it reads the catalog. It answers about any role, as has_table_privilege does.
--- privilege: 'owner' (the owner or a member of it), 'predict', 'export', 'monitor', or 'use'
--- (any). The owner has every privilege.
+-- privilege: 'owner' (the owner or a member of it), 'predict', 'export', 'monitor', 'explain',
+-- or 'use' (any). The owner has every privilege.
 -- PL/pgSQL for its cached plans, as _credential.
 CREATE OR REPLACE FUNCTION pgmodels._may(role oid, project_id bigint, privilege text) RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -97,7 +99,7 @@ BEGIN
                     THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export, monitor or use (any of them)';
+COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export, monitor, explain or use (any of them)';
 
 -- Definer, to read the catalog; like has_table_privilege it answers about any role.
 CREATE OR REPLACE FUNCTION @extschema@.has_project_privilege(role_name text, project_name text, privilege text) RETURNS boolean
@@ -109,20 +111,21 @@ DECLARE
 BEGIN
     IF role_oid IS NULL THEN
         RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
-    ELSIF privilege IS NULL OR privilege NOT IN ('owner', 'predict', 'export', 'monitor', 'use') THEN
+    ELSIF privilege IS NULL OR privilege NOT IN ('owner', 'predict', 'export', 'monitor', 'explain', 'use') THEN
         RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
-            USING ERRCODE = '22023', HINT = 'Use owner, predict, export, monitor or use.';
+            USING ERRCODE = '22023', HINT = 'Use owner, predict, export, monitor, explain or use.';
     ELSIF project_id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
     END IF;
     RETURN pgmodels._may(role_oid, project_id, privilege);
 END
 $$;
-COMMENT ON FUNCTION @extschema@.has_project_privilege(text, text, text) IS 'whether a role may use a project: owner (may train, import, deploy, grant), predict, export, monitor (drift statistics against its training profile), or use (any of these)';
+COMMENT ON FUNCTION @extschema@.has_project_privilege(text, text, text) IS 'whether a role may use a project: owner (may train, import, deploy, grant), predict, export, monitor (drift statistics against its training profile), explain (per-feature contributions of its predictions), or use (any of these)';
 
 -- grant_project / revoke_project: the owner's. Granting 'all' gives predict and export, as it
--- did before monitor existed (monitor reveals the training distribution: it is granted by
--- name only); revoking 'all' takes back every privilege, monitor included.
+-- did before monitor existed (monitor reveals the training distribution, explain the
+-- model's workings: they are granted by name only); revoking 'all' takes back every
+-- privilege, monitor and explain included.
 CREATE OR REPLACE FUNCTION pgmodels._grant_project(project_name text, role_name text, privilege text, is_grant boolean,
                                         credential text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -142,12 +145,12 @@ BEGIN
         END IF;
     END IF;
     privs := CASE privilege WHEN 'predict' THEN ARRAY['predict'] WHEN 'export' THEN ARRAY['export']
-                            WHEN 'monitor' THEN ARRAY['monitor']
+                            WHEN 'monitor' THEN ARRAY['monitor'] WHEN 'explain' THEN ARRAY['explain']
                             WHEN 'all' THEN CASE WHEN is_grant THEN ARRAY['predict', 'export']
-                                                 ELSE ARRAY['predict', 'export', 'monitor'] END END;
+                                                 ELSE ARRAY['predict', 'export', 'monitor', 'explain'] END END;
     IF privs IS NULL THEN
         RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
-            USING ERRCODE = '22023', HINT = 'Use predict, export, monitor or all.';
+            USING ERRCODE = '22023', HINT = 'Use predict, export, monitor, explain or all.';
     END IF;
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
     IF proj.id IS NULL THEN
@@ -205,12 +208,12 @@ COMMENT ON FUNCTION pgmodels._require_monitor(oid, bigint) IS 'internal: raises 
 CREATE OR REPLACE FUNCTION @extschema@.grant_project(project_name text, role_name text, privilege text DEFAULT 'predict')
 RETURNS void LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._grant_project($1, $2, $3, true, pgmodels._credential()) $$;
-COMMENT ON FUNCTION @extschema@.grant_project(text, text, text) IS 'lets a role (or PUBLIC) predict with a project''s models, export their artifacts, or both (privilege predict, export or all), or compare data with its training profile (monitor: drift statistics, which reveal the training distribution; not part of all); for the project''s owner';
+COMMENT ON FUNCTION @extschema@.grant_project(text, text, text) IS 'lets a role (or PUBLIC) predict with a project''s models, export their artifacts, or both (privilege predict, export or all), or compare data with its training profile (monitor: drift statistics, which reveal the training distribution), or explain its predictions feature by feature (explain); monitor and explain are not part of all; for the project''s owner';
 
 CREATE OR REPLACE FUNCTION @extschema@.revoke_project(project_name text, role_name text, privilege text DEFAULT 'all')
 RETURNS void LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._grant_project($1, $2, $3, false, pgmodels._credential()) $$;
-COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export, monitor, or all: every one of them); for the project''s owner';
+COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export, monitor, explain, or all: every one of them); for the project''s owner';
 
 CREATE OR REPLACE VIEW pgmodels.project_privileges WITH (security_barrier) AS
 SELECT p.name AS project, p.owner::text AS owner,
@@ -218,5 +221,5 @@ SELECT p.name AS project, p.owner::text AS owner,
        g.privilege, g.granted_by, g.granted_at
 FROM pgmodels.project_grants g JOIN pgmodels.projects p ON p.id = g.project_id
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.project_privileges IS 'who may predict with, export or monitor each project''s models, for the projects the current role may use';
+COMMENT ON VIEW pgmodels.project_privileges IS 'who may predict with, export, monitor or explain each project''s models, for the projects the current role may use';
 GRANT SELECT ON pgmodels.project_privileges TO PUBLIC;

@@ -30,3 +30,10 @@ CREATE TABLE pgmodels.model_explainers (
 COMMENT ON TABLE pgmodels.model_explainers IS 'per model version: what explains its predictions (an npz record checked by sha256: trees, coefficients or sampling background), and its global feature importance';
 REVOKE ALL ON pgmodels.model_explainers FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.model_explainers', '');
+
+-- What an explain core answers: parallel arrays, one element per answer row (the row of the
+-- input it explains, the feature, its value as text, its contribution), which the SQL
+-- wrappers unnest. The base comes first as the feature "(base)".
+CREATE TYPE pgmodels.explanation AS (
+    row_number integer[], feature text[], value text[], contribution double precision[]);
+COMMENT ON TYPE pgmodels.explanation IS 'internal: an explanation as parallel arrays (row, feature, value, contribution), the base first as "(base)"';

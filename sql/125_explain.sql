@@ -65,14 +65,191 @@ WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
 COMMENT ON VIEW pgmodels.explainers IS 'per model version of the projects the current role may use: how its predictions are explained (kind, exact or approximate, method, what the contributions add up to) and its global importance per feature';
 GRANT SELECT ON pgmodels.explainers TO PUBLIC;
 
+-- explain_prediction() and explain_batch() work as predict() does (sql/040_serving.sql):
+-- the wrappers are SQL functions that hand the features over as the caller (a row becomes
+-- jsonb with the caller's rights: definer code never sees a type the caller defined), the
+-- cores answer only from what pgmodels._explain_lookup loaded for this statement, and the
+-- lookup (definer) checks the caller's explain privilege, which predict does not give:
+-- contributions tell more of a model than its answers (a probe of each feature becomes one
+-- call), so the owner grants it by name: grant_project(p, role, 'explain').
+
+-- Loads a model and its explainer record into the backend's caches as the ones this
+-- statement (or, with once, this call) explains with. Not for PUBLIC: only
+-- _explain_lookup calls it, with what it read from the catalog.
+CREATE OR REPLACE FUNCTION pgmodels._explain_load(project_name text, model_id bigint, stamp double precision,
+                                                  model pgmodels.served_model, explainer bytea,
+                                                  explainer_sha256 bytea, once boolean)
+RETURNS boolean
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD: return None  # _explain_lookup activates first
+from pgmodels.explain.cache import load; return load(project_name, model_id, stamp, model, explainer, explainer_sha256, once)
+$$;
+COMMENT ON FUNCTION pgmodels._explain_load(text, bigint, double precision, pgmodels.served_model, bytea, bytea, boolean) IS 'internal: loads a model and its explainer record into the backend''s caches for this statement (or one call); called by _explain_lookup only';
+
+-- Definer: the catalog is not readable by PUBLIC. Like _lookup it is the gate of the
+-- cores; _lookup's master switch does not cover it (revoke this one too to turn
+-- explaining off for all but the roles granted it).
+CREATE OR REPLACE FUNCTION pgmodels._explain_lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid;
+    once boolean;
+    loaded boolean;
+    served pgmodels.served_model;
+    digest bytea;
+BEGIN
+    IF project_name IS NULL OR model_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    caller := pgmodels._verify_caller(credential);
+    IF pgmodels._activate() IS NOT NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    once := caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
+                nullif(current_setting('role'), 'none'), session_user));
+    served := pgmodels._resolve(project_name, model_id, caller, 'explain', false);
+    SELECT x.record_sha256 INTO digest FROM pgmodels.model_explainers x WHERE x.model_id = served.id;
+    IF digest IS NULL THEN
+        RAISE EXCEPTION 'model % (version % of project "%") has no explainer', served.id, served.version, served.project
+            USING ERRCODE = '55000',
+                  DETAIL = CASE WHEN served.imported THEN 'It was imported, and nothing has given it one yet.'
+                                WHEN served.task NOT IN ('classification', 'regression')
+                                THEN format('Models of task %s are not explained.', served.task)
+                                ELSE 'It was trained before pgmodels kept explainers, or its explainer could not be made (see its training record''s "explainer" entry).' END,
+                  HINT = CASE WHEN served.imported
+                              THEN format('Its owner can give it an approximate one from rows like the ones it scores: SELECT set_reference(%L, ''relation'', %s).', served.project, served.id)
+                              ELSE 'Train the project again to get a version with an explainer.' END;
+    END IF;
+    loaded := pgmodels._explain_load(project_name, model_id, pgmodels._stamp(), served, NULL, digest, once);
+    IF loaded IS NOT NULL AND NOT loaded THEN
+        served := pgmodels._resolve(project_name, model_id, caller, 'explain', true);
+        loaded := pgmodels._explain_load(project_name, model_id, pgmodels._stamp(), served,
+                                         (SELECT x.record FROM pgmodels.model_explainers x WHERE x.model_id = served.id),
+                                         digest, once);
+    END IF;
+    IF NOT coalesce(loaded, false) THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._explain_lookup(text, bigint, text) IS 'internal: checks that the caller may explain with a project (model_id 0) or a model, and loads it and its explainer into the backend''s caches for this statement';
+
+CREATE OR REPLACE FUNCTION pgmodels._explain_batch(project_name text, model_id bigint, numeric_features bytea,
+                                                   "rows" jsonb, top_n integer, class_label text, stamp double precision,
+                                                   loaded boolean)
+RETURNS pgmodels.explanation LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD: return None  # the lookup activates first
+from pgmodels.explain.serve import explain_batch; return explain_batch(project_name, model_id, numeric_features, rows, top_n, class_label, stamp, loaded)
+$$;
+COMMENT ON FUNCTION pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean) IS 'internal: the core of explain_batch(): rows as array_send(real[]) or a jsonb array';
+
+-- The cores and the wrappers, for each way of naming the model (project name, model id)
+-- and each features type predict() takes. The base comes first, then the features by
+-- |contribution|; top_n keeps that many features and sums the rest as "(other)".
+DO $do$
+DECLARE
+    core text;
+    target record;
+    ftype record;
+BEGIN
+    FOREACH core IN ARRAY ARRAY['float8[]', 'float4[]', 'jsonb'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION pgmodels._explain(project_name text, model_id bigint, features %s, top_n integer, '
+            'class_label text, stamp double precision, loaded boolean) RETURNS pgmodels.explanation '
+            'LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L', core,
+            E'if \'pgmodels.active\' not in GD: return None  # the lookup activates first\n'
+            'from pgmodels.explain.serve import explain_prediction; '
+            'return explain_prediction(project_name, model_id, features, top_n, class_label, stamp, loaded)');
+        EXECUTE format('COMMENT ON FUNCTION pgmodels._explain(text, bigint, %s, integer, text, double precision, boolean) IS %L',
+                       core, 'internal: the core of explain_prediction()');
+    END LOOP;
+    FOR target IN SELECT * FROM (VALUES
+        ('project_name text', '$1, 0', 'the deployed model of a project'),
+        ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
+    LOOP
+        FOR ftype IN SELECT * FROM (VALUES
+            ('real[]', '$2'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
+            ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
+            ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
+            ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
+                           'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
+                           'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
+        LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION @extschema@.explain_prediction(%s, %s %s, top_n integer DEFAULT NULL, '
+                'class text DEFAULT NULL) RETURNS TABLE (feature text, value text, contribution double precision) '
+                'LANGUAGE sql STABLE PARALLEL SAFE ROWS 20 AS %L',
+                target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END, ftype.sqltype,
+                format('SELECT u.feature, u.value, u.contribution FROM (SELECT coalesce('
+                       'pgmodels._explain(%1$s, %2$s, $3, $4, pgmodels._stamp(), NULL), '
+                       'pgmodels._explain(%1$s, %2$s, $3, $4, pgmodels._stamp(), '
+                       'pgmodels._explain_lookup(%1$s, pgmodels._credential())), '
+                       'pgmodels._raise_pending(NULL::pgmodels.explanation)) AS e OFFSET 0) s, '
+                       'ROWS FROM (pg_catalog.unnest((s.e).feature), pg_catalog.unnest((s.e).value), '
+                       'pg_catalog.unnest((s.e).contribution)) WITH ORDINALITY '
+                       'AS u(feature, value, contribution, n) ORDER BY u.n', target.pass, ftype.cast_expr));
+            EXECUTE format('COMMENT ON FUNCTION @extschema@.explain_prediction(%s, %s, integer, text) IS %L',
+                split_part(target.arg, ' ', 2), ftype.sqltype,
+                format('why %s predicts what it does for features given as %s: each feature''s contribution to the '
+                       'raw output (the margin of a class, or the value), the base first, by |contribution|; needs '
+                       'the explain privilege', target.what,
+                       CASE ftype.sqltype WHEN 'anyelement' THEN 'a row'
+                                          WHEN 'jsonb' THEN 'a jsonb object' ELSE 'an array in feature order' END));
+        END LOOP;
+        FOR ftype IN SELECT * FROM (VALUES
+            ('real[]', 'pg_catalog.array_send($2), NULL::jsonb'),
+            ('anyarray', 'NULL::bytea, pg_catalog.to_jsonb($2)')) AS f(sqltype, pass)
+        LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION @extschema@.explain_batch(%s, %s %s, top_n integer DEFAULT NULL, '
+                'class text DEFAULT NULL) RETURNS TABLE (row_number integer, feature text, value text, '
+                'contribution double precision) LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000 AS %L',
+                target.arg, CASE WHEN ftype.sqltype = 'anyarray' THEN '"rows"' ELSE 'features' END, ftype.sqltype,
+                format('SELECT u.row_number, u.feature, u.value, u.contribution FROM (SELECT coalesce('
+                       'pgmodels._explain_batch(%1$s, %2$s, $3, $4, pgmodels._stamp(), NULL), '
+                       'pgmodels._explain_batch(%1$s, %2$s, $3, $4, pgmodels._stamp(), '
+                       'pgmodels._explain_lookup(%1$s, pgmodels._credential())), '
+                       'pgmodels._raise_pending(NULL::pgmodels.explanation)) AS e OFFSET 0) s, '
+                       'ROWS FROM (pg_catalog.unnest((s.e).row_number), pg_catalog.unnest((s.e).feature), '
+                       'pg_catalog.unnest((s.e).value), pg_catalog.unnest((s.e).contribution)) WITH ORDINALITY AS u(row_number, feature, value, contribution, n) ORDER BY u.n',
+                       target.pass, ftype.pass));
+            EXECUTE format('COMMENT ON FUNCTION @extschema@.explain_batch(%s, %s, integer, text) IS %L',
+                split_part(target.arg, ' ', 2), ftype.sqltype,
+                format('explanations of many rows in one model run, for %s: rows given as %s; per row the base '
+                       'first, then the features by |contribution|; needs the explain privilege', target.what,
+                       CASE ftype.sqltype WHEN 'real[]' THEN 'a real[] (flat, or rows x features)'
+                            ELSE 'an array of rows (array_agg(t)), of jsonb objects, or of numbers' END));
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
 -- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
 -- before this file); internal ones are not, but for those listed here, each safe to call.
 REVOKE EXECUTE ON FUNCTION
     pgmodels._take_staged_explainer(text),
-    pgmodels._store_explainer(text)
+    pgmodels._store_explainer(text),
+    pgmodels._explain_load(text, bigint, double precision, pgmodels.served_model, bytea, bytea, boolean),
+    pgmodels._explain_lookup(text, bigint, text),
+    pgmodels._explain(text, bigint, double precision[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, real[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, jsonb, integer, text, double precision, boolean),
+    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- train() calls it as the caller: it stores only a record this backend just staged, for
     -- a model of a project the staging role owns
-    pgmodels._store_explainer(text)
+    pgmodels._store_explainer(text),
+    -- the gate: it checks the caller's credential and explain privilege itself
+    pgmodels._explain_lookup(text, bigint, text),
+    -- the cores the explain wrappers call as the caller: they answer only from what
+    -- _explain_lookup loaded for this statement, and take no model from the caller
+    pgmodels._explain(text, bigint, double precision[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, real[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, jsonb, integer, text, double precision, boolean),
+    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean)
 TO PUBLIC;

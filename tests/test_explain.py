@@ -11,31 +11,7 @@ import numpy as np
 import pytest
 
 from dbhelpers import sql_error
-
-FEATURES = "tenure, charges, calls, contract"
-
-
-def _table(conn, name: str, rows: int = 600, seed: int = 7) -> None:
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(1, 72, rows)
-    charges = rng.normal(70, 25, rows).round(2)
-    calls = rng.poisson(1.5, rows)
-    contract = rng.choice(["month-to-month", "one-year", "two-year"], rows)
-    logit = (contract == "month-to-month") * 1.4 - tenure / 25 + (charges - 70) / 30 + calls * 0.4
-    churned = (logit + rng.normal(scale=0.6, size=rows)) > 0
-    conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, tenure int, charges float8, calls int, "
-                 "contract text, churned boolean)")
-    with conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
-        for i in range(rows):
-            copy.write_row((i + 1, int(tenure[i]), float(charges[i]), int(calls[i]), str(contract[i]),
-                            bool(churned[i])))
-
-
-def _train(conn, project: str, relation: str, algorithm: str, **kw) -> int:
-    args = ", ".join(f"{k} => %s" for k in kw)
-    row = conn.execute(f"SELECT model_id FROM train(%s, 'classification', %s, 'churned', algorithm => %s"
-                       f"{', ' + args if args else ''})", [project, relation, algorithm, *kw.values()]).fetchone()
-    return row[0]
+from explainhelpers import churn_table as _table, train as _train
 
 
 @pytest.fixture
@@ -101,3 +77,114 @@ def test_explainers_view_shows_only_projects_the_role_may_use(conn, make_role, c
     conn.execute("SELECT grant_project(%s, %s, 'predict')", [churn["project"], role])
     assert other.execute("SELECT kind FROM pgmodels.explainers WHERE project = %s",
                          [churn["project"]]).fetchone()[0] == "tree"
+
+
+# -- explain_prediction and explain_batch ------------------------------------------------------
+
+def _explain(conn, sql: str, params) -> list[tuple]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p) - np.log1p(-p))
+
+
+def test_contributions_and_base_add_up_to_the_log_odds(conn, churn):
+    p, t = churn["project"], churn["table"]
+    for key in (1, 17, 300):
+        rows = _explain(conn, f"SELECT * FROM explain_prediction(%s, (SELECT c FROM {t} c WHERE id = %s))", [p, key])
+        assert rows[0][0] == "(base)" and 'log-odds of "true"' in rows[0][1] and "exact" in rows[0][1]
+        # the features the user gave, each once (contract's one-hot columns summed back), by |contribution|
+        assert sorted(r[0] for r in rows[1:]) == sorted(["id", "tenure", "charges", "calls", "contract"])
+        assert [abs(r[2]) for r in rows[1:]] == sorted((abs(r[2]) for r in rows[1:]), reverse=True)
+        prob = conn.execute(f"SELECT (predict_proba(%s, c))[2] FROM {t} c WHERE id = %s", [p, key]).fetchone()[0]
+        assert sum(r[2] for r in rows) == pytest.approx(_logit(prob), abs=1e-4)
+        value = dict((r[0], r[1]) for r in rows[1:])
+        row = conn.execute(f"SELECT tenure, contract FROM {t} WHERE id = %s", [key]).fetchone()
+        assert value["tenure"] == str(row[0]) and value["contract"] == row[1]
+
+
+def test_every_form_of_features_gives_the_same_answer(conn, churn):
+    p, t = churn["project"], churn["table"]
+    key = 42
+    by_row = _explain(conn, f"SELECT * FROM explain_prediction(%s, (SELECT c FROM {t} c WHERE id = %s))", [p, key])
+    doc = conn.execute(f"SELECT to_jsonb(c) - 'churned' FROM {t} c WHERE id = %s", [key]).fetchone()[0]
+    by_json = _explain(conn, "SELECT * FROM explain_prediction(%s, %s::jsonb)", [p, json.dumps(doc)])
+    by_id = _explain(conn, "SELECT * FROM explain_prediction(%s::bigint, %s::jsonb)", [churn["model_id"], json.dumps(doc)])
+    anonymous = _explain(conn, f"SELECT e.* FROM {t} c, explain_prediction(%s, ROW(c.id, c.tenure, c.charges, c.calls, "
+                               "c.contract)) e WHERE c.id = %s", [p, key])
+    for other in (by_json, by_id, anonymous):
+        assert [(f, v) for f, v, _ in other] == [(f, v) for f, v, _ in by_row]
+        assert [c for _, _, c in other] == pytest.approx([c for _, _, c in by_row], abs=1e-9)
+
+
+def test_explain_batch_equals_one_row_at_a_time(conn, churn):
+    p, t = churn["project"], churn["table"]
+    batch = _explain(conn, f"SELECT * FROM explain_batch(%s, (SELECT array_agg(c ORDER BY id) FROM {t} c "
+                           "WHERE id <= 5), top_n => 3)", [p])
+    assert [r[0] for r in batch] == [k for k in range(1, 6) for _ in range(5)]   # base, 3 features, (other)
+    for key in range(1, 6):
+        one = _explain(conn, f"SELECT * FROM explain_prediction(%s, (SELECT c FROM {t} c WHERE id = %s), top_n => 3)",
+                       [p, key])
+        mine = [r[1:] for r in batch if r[0] == key]
+        assert [r[:2] for r in mine] == [r[:2] for r in one] and mine[-1][0] == "(other)"
+        assert [r[2] for r in mine] == pytest.approx([r[2] for r in one], abs=1e-9)
+
+
+def test_numeric_model_arrays_and_real_batches(conn, name):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 3))
+    y = 2 * X[:, 0] - X[:, 1] + 0.5 * X[:, 0] * X[:, 2]
+    conn.execute(f"CREATE TABLE {name} (a float8, b float8, c float8, y float8)")
+    with conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
+        for row, target in zip(X.tolist(), y.tolist()):
+            copy.write_row((*row, target))
+    conn.execute(f"SELECT * FROM train(%s, 'regression', %s, 'y', algorithm => 'lightgbm', "
+                 "hyperparams => '{\"n_estimators\": 20}')", [name, name])
+    x = [0.5, -1.0, 2.0]
+    rows = _explain(conn, "SELECT * FROM explain_prediction(%s, %s::real[])", [name, x])
+    value = conn.execute("SELECT predict(%s, %s::real[])", [name, x]).fetchone()[0]
+    assert rows[0][1].startswith("the predicted value") and sum(r[2] for r in rows) == pytest.approx(value, abs=1e-4)
+    for form in ("%s::float8[]", "%s::numeric[]"):
+        again = _explain(conn, f"SELECT * FROM explain_prediction(%s, {form})", [name, x])
+        assert [r[2] for r in again] == pytest.approx([r[2] for r in rows], abs=1e-6)
+    flat = _explain(conn, "SELECT * FROM explain_batch(%s, %s::real[])", [name, x + [1.0, 1.0, 1.0]])
+    assert [r[0] for r in flat] == [1] * 4 + [2] * 4
+    assert [r[3] for r in flat[:4]] == pytest.approx([r[2] for r in rows], abs=1e-6)
+    err = sql_error(conn, "SELECT * FROM explain_prediction(%s, %s::real[], class => 'x')", [name, x])
+    assert err.sqlstate == "22023" and "no classes" in err.diag.message_primary
+
+
+def test_multiclass_explains_the_predicted_class_and_any_other(conn, name):
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(450, 2))
+    label = np.where(X[:, 0] > 0.5, "high", np.where(X[:, 0] < -0.5, "low", "mid"))
+    conn.execute(f"CREATE TABLE {name} (a float8, b float8, label text)")
+    with conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
+        for row, target in zip(X.tolist(), label.tolist()):
+            copy.write_row((*row, target))
+    conn.execute(f"SELECT * FROM train(%s, 'classification', %s, 'label', algorithm => 'xgboost', "
+                 "hyperparams => '{\"n_estimators\": 15, \"max_depth\": 3}')", [name, name])
+    x = [1.2, 0.0]
+    predicted = conn.execute("SELECT predict_label(%s, %s::real[])", [name, x]).fetchone()[0]
+    proba = conn.execute("SELECT predict_proba(%s, %s::real[])", [name, x]).fetchone()[0]
+    default = _explain(conn, "SELECT * FROM explain_prediction(%s, %s::real[])", [name, x])
+    assert f'margin of "{predicted}"' in default[0][1]
+    margins = []
+    for cls in ("high", "low", "mid"):        # the labels' sorted order, predict_proba's too
+        rows = _explain(conn, "SELECT * FROM explain_prediction(%s, %s::real[], class => %s)", [name, x, cls])
+        assert f'margin of "{cls}"' in rows[0][1]
+        margins.append(sum(r[2] for r in rows))
+    softmax = np.exp(margins) / np.exp(margins).sum()
+    np.testing.assert_allclose(softmax, proba, atol=1e-4)
+
+
+def test_sampling_estimate_is_marked_approximate_and_adds_up(conn, name):
+    _table(conn, name, rows=300)
+    _train(conn, name, name, "svm")
+    rows = _explain(conn, f"SELECT * FROM explain_prediction(%s, (SELECT c FROM {name} c WHERE id = 3))", [name])
+    assert "approximate: permutation sampling" in rows[0][1] and "standard error up to" in rows[0][1]
+    prob = conn.execute(f"SELECT (predict_proba(%s, c))[2] FROM {name} c WHERE id = 3", [name]).fetchone()[0]
+    assert sum(r[2] for r in rows) == pytest.approx(prob, abs=1e-5)
+    again = _explain(conn, f"SELECT * FROM explain_prediction(%s, (SELECT c FROM {name} c WHERE id = 3))", [name])
+    assert again == rows        # seeded: the same row gets the same answer

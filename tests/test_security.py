@@ -235,8 +235,14 @@ PUBLIC_INTERNALS = {
     "pgmodels._snapshot_type(oid,integer)",
     "pgmodels._predict_vector(text,bigint,double precision[],double precision,boolean,text)",
     "pgmodels._predict_vector(text,bigint,jsonb,double precision,boolean,text)",
-    # explanations (sql/125_explain.sql): stores only a record this backend's train() staged
-    "pgmodels._store_explainer(text)",
+    # explanations (sql/125_explain.sql): stores only a record this backend's train() staged;
+    # the gate, which checks the credential and the explain privilege; the cores, which answer
+    # only from what the gate loaded for this statement
+    "pgmodels._store_explainer(text)", "pgmodels._explain_lookup(text,bigint,text)",
+    "pgmodels._explain(text,bigint,double precision[],integer,text,double precision,boolean)",
+    "pgmodels._explain(text,bigint,real[],integer,text,double precision,boolean)",
+    "pgmodels._explain(text,bigint,jsonb,integer,text,double precision,boolean)",
+    "pgmodels._explain_batch(text,bigint,bytea,jsonb,integer,text,double precision,boolean)",
 }
 
 

@@ -19,10 +19,11 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
       JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'), '{}')::text, true);
 
 -- The monitor privilege (sql/015_catalog_grants.sql): drift statistics against a project's
--- training profile, granted by name.
+-- training profile, granted by name; and the explain privilege (explain_prediction() and
+-- the contributions outputs: per-feature contributions), also granted by name.
 ALTER TABLE pgmodels.project_grants DROP CONSTRAINT project_grants_privilege_check,
-    ADD CONSTRAINT project_grants_privilege_check CHECK (privilege IN ('predict', 'export', 'monitor'));
-COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export and monitor, to roles or PUBLIC (grantee 0)';
+    ADD CONSTRAINT project_grants_privilege_check CHECK (privilege IN ('predict', 'export', 'monitor', 'explain'));
+COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export, monitor and explain, to roles or PUBLIC (grantee 0)';
 
 -- An imported model's static work estimate (python_udfs/pgmodels/catalog/onnx_cost.py),
 -- which serving reads to decide which runs a cancel must be able to stop.
