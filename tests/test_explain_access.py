@@ -145,3 +145,33 @@ def test_a_row_of_a_type_the_caller_defined_is_read_with_the_callers_rights(conn
     assert [r[1] for r in rows if r[0] == "contract"] == ["month-to-month"]
     assert c.execute("SELECT DISTINCT who FROM seen").fetchall() == [(role,)]
     c.execute("DROP CAST (mood AS json)")   # casts are not dropped by DROP OWNED
+
+
+def test_set_reference_gives_an_imported_model_an_approximate_explainer(conn, make_role, name):
+    conn.execute("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'classification', '[0, 1]', deploy => true)",
+                 [name, linear_classifier()])
+    conn.execute(f"CREATE TABLE {name}_ref AS SELECT (i % 7) - 3.0 AS a, (i % 5) * 0.5 AS b "
+                 "FROM generate_series(1, 200) i")
+    conn.execute("SELECT set_reference(%s, %s)", [name, f"{name}_ref"])
+    kind, source, method = conn.execute("SELECT kind, source, method FROM pgmodels.explainers WHERE project = %s",
+                                        [name]).fetchone()
+    assert (kind, source) == ("sampling", "set_reference") and "16 background reference rows" in method
+    role, c = make_role("explain_imported")
+    conn.execute("SELECT grant_project(%s, %s, 'explain')", [name, role])
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [name, role])
+    rows = c.execute("SELECT * FROM explain_prediction(%s, ARRAY[1.5, -0.5])", [name]).fetchall()
+    assert 'probability of "1"' in rows[0][1] and "approximate" in rows[0][1]
+    prob = c.execute("SELECT (predict_proba(%s, ARRAY[1.5, -0.5]))[2]", [name]).fetchone()[0]
+    assert sum(r[2] for r in rows) == pytest.approx(prob, abs=1e-5)
+    # set_reference again: the record is replaced (a new background), still one row
+    conn.execute(f"INSERT INTO {name}_ref SELECT 9.0, 9.0 FROM generate_series(1, 400)")
+    conn.execute("SELECT set_reference(%s, %s)", [name, f"{name}_ref"])
+    assert conn.execute("SELECT count(*) FROM pgmodels.explainers WHERE project = %s", [name]).fetchone()[0] == 1
+
+
+def test_set_reference_keeps_the_explainer_training_made(conn, name):
+    _table(conn, name, rows=200)
+    model_id = _train(conn, name, name, "linear")
+    conn.execute("SELECT set_reference(%s, %s)", [name, name])
+    assert conn.execute("SELECT kind, source FROM pgmodels.explainers WHERE model_id = %s",
+                        [model_id]).fetchone() == ("linear", "training")

@@ -129,23 +129,30 @@ def _outputs(classifier: bool, K: int, output: str) -> dict:
 
 
 def _sampled(fitted, classifier: bool, meta: dict, X: np.ndarray, rng, reason: str):
-    background = X[np.sort(rng.choice(len(X), size=min(len(X), sampling.BACKGROUND), replace=False))]
-    numbers, texts = split_design(background, meta["kinds"])
     predict = fitted.predict_proba if classifier else fitted.predict
-    probe = np.asarray(predict(X[:1]))
-    K = probe.shape[1] if classifier else 1
-    meta = {k: v for k, v in meta.items() if k != "spec"}
-    meta.update(kind="sampling", output="probability" if classifier else "value",
-                columns=list(range(K)) if classifier else [], reason=reason,
-                method=f"permutation sampling: {sampling.BACKGROUND} background rows x "
-                       f"{sampling.PERMUTATIONS} feature orders (antithetic), seed {sampling.SEED}")
-    blob = record.pack(meta, {"background_numbers": numbers, "background_texts": texts})
-    explainer = Explainer.load(blob)
 
     def f(rows):
         return np.asarray(predict(rows), dtype=np.float64).reshape(len(rows), -1)
+    return sampled(f, meta["feature_names"], meta["kinds"], classifier, X, rng, reason)
+
+
+def sampled(f, names: list[str], kinds: list[str], classifier: bool, X: np.ndarray, rng, reason: str,
+            source: str = "training rows"):
+    """A sampling explainer's record over background rows drawn from design rows X, and
+    its info (global importance over IMPORTANCE_ROWS_SAMPLED of them); f gives the model's
+    output (probabilities or value) for design rows."""
+    background = X[np.sort(rng.choice(len(X), size=min(len(X), sampling.BACKGROUND), replace=False))]
+    numbers, texts = split_design(background, kinds)
+    K = f(X[:1]).shape[1] if classifier else 1
+    meta = {"feature_names": list(names), "kinds": list(kinds), "kind": "sampling",
+            "output": "probability" if classifier else "value", "columns": list(range(K)) if classifier else [],
+            "reason": reason,
+            "method": f"permutation sampling: {len(background)} background {source} x "
+                      f"{sampling.PERMUTATIONS} feature orders (antithetic), seed {sampling.SEED}"}
+    blob = record.pack(meta, {"background_numbers": numbers, "background_texts": texts})
+    explainer = Explainer.load(blob)
     got = explainer.explain(X[:IMPORTANCE_ROWS_SAMPLED], f)
-    return blob, _info(meta, got, meta["feature_names"], min(len(X), IMPORTANCE_ROWS_SAMPLED))
+    return blob, _info(meta, got, names, min(len(X), IMPORTANCE_ROWS_SAMPLED))
 
 
 def _info(meta: dict, got, names: list[str], rows: int, additivity: float | None = None) -> dict:

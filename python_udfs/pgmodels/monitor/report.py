@@ -87,7 +87,7 @@ def set_reference(project_name, relation_name, model_id, y_column_name):
     columns = {name: ("float", cur.X[:, j]) for j, name in enumerate(cur.numeric_names)}
     columns.update({name: ("text", list(cur.T[:, j])) for j, name in enumerate(cur.text_names)})
     prof = {"features": profiles.of_columns(columns)}
-    _, answers = predictions(ref, cur)  # what drift() compares the answers on current rows with
+    keep, answers = predictions(ref, cur)  # what drift() compares the answers on current rows with
     prof["predictions"] = (profiles.categorical(answers) if ref.model.task == "classification"
                            else profiles.numeric(list(answers)))
     if y_column_name is not None:
@@ -96,4 +96,8 @@ def set_reference(project_name, relation_name, model_id, y_column_name):
     prof["source"] = {"relation": rel.display, "rows": cur.rows}
     got = query("SELECT pgmodels._store_reference(pgmodels._credential(), $1, $2::jsonb) AS ok",
                 [ref.model.id, json.dumps(prof)], ["bigint", "text"])
+    if got and got[0]["ok"]:  # a model with no explainer from training gets one from these rows
+        from ..explain.reference import from_reference
+
+        from_reference(ref.model.project, ref.model.id, cur.X, cur.T, keep)
     return cur.rows if got and got[0]["ok"] else None
