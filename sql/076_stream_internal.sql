@@ -503,18 +503,39 @@ COMMENT ON FUNCTION pgmodels._stream_inflight(bigint[]) IS 'internal: whether an
 -- lock), and inserts move on to the next child once the current one holds rotate_rows
 -- events or a minute's worth. Definer: it alters the private logs; it only removes events
 -- no consumer needs, for the stream's owner and its consumers' owners.
+--
+-- Its cost follows what there is to do, not the size of the log, and is bounded per call.
+-- The positions are read once per child, as three values over every partition of every
+-- consumer: the oldest xmin, the oldest xmax, and the transactions any of them saw
+-- running. pg_visible_in_snapshot(t, p) is t < xmin(p), or t < xmax(p) and t not running
+-- in p; so every position sees every event of a child exactly when its newest event
+-- (read from the ev_txid index) is older than every xmax and none of its events belongs
+-- to one of those running transactions (an index probe each), with no event read. A
+-- child that must stay is unlocked at once (its lock is taken in a subtransaction that is
+-- then rolled back); a TRUNCATE keeps its lock to the end of the call, after which only
+-- the rotation's index reads run. The lag samples come first, under no lock of the log's
+-- children, and within a budget of 0.2 s (counting a consumer's pending events takes time
+-- in proportion to them): the consumers left are sampled by the next calls, the oldest
+-- sample first. The answer says what was done and what remains.
 CREATE OR REPLACE FUNCTION pgmodels._stream_maintain(credential text, stream_id bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
     s pgmodels.stream;
-    horizon xid8;
+    started timestamptz := clock_timestamp();
+    horizon xid8;    -- every position sees every transaction older than this
+    bound xid8;      -- no position sees a transaction from this one on
+    running xid8[];  -- the transactions some position saw running: it does not see them
     newest xid8;
+    log text;
     child integer;
     span bigint;
     passed boolean;
-    done text := '';
+    due record;
+    sampled integer := 0;
+    unsampled integer := 0;
+    notes text[] := '{}';
 BEGIN
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id;
     IF s.id IS NULL OR NOT (pg_has_role(caller, s.owner, 'USAGE') OR EXISTS (
@@ -529,60 +550,86 @@ BEGIN
     -- workers that died while waiting
     DELETE FROM pgmodels.stream_waiter w
      WHERE w.stream_id = s.id AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
-    -- every transaction older than this is one every consumer has processed
-    SELECT min(pg_snapshot_xmin(p.done_snapshot)) INTO horizon
-      FROM pgmodels.stream_consumer c JOIN pgmodels.stream_consumer_part p ON p.consumer_id = c.id
-     WHERE c.stream_id = s.id;
-    FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
-        BEGIN
-            EXECUTE format('LOCK TABLE pgmodels.%I IN ACCESS EXCLUSIVE MODE NOWAIT', pgmodels._stream_log(s.id, child));
-        EXCEPTION WHEN lock_not_available THEN
+    -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
+    -- (the console draws throughput and lag over the last hour from them)
+    FOR due IN SELECT x.id, x.events_processed FROM pgmodels.stream_consumer x
+              WHERE x.stream_id = s.id
+                AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample y
+                                 WHERE y.consumer_id = x.id AND y.at > now() - interval '30 seconds')
+              ORDER BY (SELECT max(y.at) FROM pgmodels.stream_consumer_sample y WHERE y.consumer_id = x.id) NULLS FIRST,
+                       x.id
+    LOOP
+        IF sampled > 0 AND clock_timestamp() - started > interval '200 milliseconds' THEN
+            unsampled := unsampled + 1;
             CONTINUE;
-        END;
-        EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
-        -- every event's transaction has ended (a running one would hold a lock on the
-        -- child); it is done when every consumer's position sees it: all at once when it
-        -- is older than every position's xmin, else event by event (a long transaction
-        -- elsewhere holds the xmins back)
-        IF newest IS NOT NULL AND horizon IS NOT NULL AND newest >= horizon THEN
-            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e JOIN pgmodels.stream_consumer c '
-                           'ON c.stream_id = $1 JOIN pgmodels.stream_consumer_part p ON p.consumer_id = c.id '
-                           'WHERE NOT pg_visible_in_snapshot(e.ev_txid, p.done_snapshot))',
-                           pgmodels._stream_log(s.id, child)) INTO passed USING s.id;
-        ELSE
-            passed := newest IS NOT NULL;
         END IF;
-        IF passed THEN
-            EXECUTE format('TRUNCATE pgmodels.%I', pgmodels._stream_log(s.id, child));
-            done := done || format('truncated %s; ', child);
-        END IF;
+        INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
+        VALUES (due.id, now(), due.events_processed, (pgmodels._consumer_lag(due.id, credential)).pending)
+        ON CONFLICT DO NOTHING;
+        sampled := sampled + 1;
     END LOOP;
-    EXECUTE format('SELECT max(ev_id) - min(ev_id) + 1 FROM pgmodels.%I', pgmodels._stream_log(s.id, s.current_child))
+    DELETE FROM pgmodels.stream_consumer_sample x
+     WHERE x.at < now() - interval '1 day'
+       AND x.consumer_id IN (SELECT c.id FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id);
+    FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
+        log := pgmodels._stream_log(s.id, child);
+        BEGIN
+            EXECUTE format('LOCK TABLE pgmodels.%I IN ACCESS EXCLUSIVE MODE NOWAIT', log);
+            -- every event's transaction has ended (a running one would hold a lock on the child)
+            EXECUTE format('SELECT max(e.ev_txid) FROM pgmodels.%I e', log) INTO newest;
+            IF newest IS NULL THEN
+                RAISE SQLSTATE 'PGMS0';  -- empty: nothing to do here, and the lock goes
+            END IF;
+            -- the positions, read under the lock: they only move forward
+            SELECT min(pg_snapshot_xmin(p.done_snapshot)), min(pg_snapshot_xmax(p.done_snapshot)),
+                   (SELECT coalesce(array_agg(DISTINCT r), '{}')
+                      FROM pgmodels.stream_consumer x JOIN pgmodels.stream_consumer_part q ON q.consumer_id = x.id
+                     CROSS JOIN LATERAL pg_snapshot_xip(q.done_snapshot) r
+                     WHERE x.stream_id = s.id AND r <= newest)
+              INTO horizon, bound, running
+              FROM pgmodels.stream_consumer x JOIN pgmodels.stream_consumer_part p ON p.consumer_id = x.id
+             WHERE x.stream_id = s.id;
+            IF horizon IS NULL OR newest < horizon THEN
+                passed := true;  -- no consumer, or every event older than every position
+            ELSIF newest >= bound THEN
+                passed := false;  -- its newest event is after some position
+            ELSE
+                EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e WHERE e.ev_txid = ANY ($1))', log)
+                    INTO passed USING running;
+            END IF;
+            IF NOT passed THEN
+                RAISE SQLSTATE 'PGMS1';  -- a consumer is behind: it stays, and the lock goes
+            END IF;
+            EXECUTE format('TRUNCATE pgmodels.%I', log);
+            notes := notes || format('truncated %s', child);
+        EXCEPTION
+            WHEN lock_not_available THEN
+                notes := notes || format('%s kept: in use', child);
+            WHEN SQLSTATE 'PGMS0' THEN
+                NULL;
+            WHEN SQLSTATE 'PGMS1' THEN
+                notes := notes || format('%s kept: a consumer is behind', child);
+        END;
+    END LOOP;
+    EXECUTE format('SELECT max(e.ev_id) - min(e.ev_id) + 1 FROM pgmodels.%I e', pgmodels._stream_log(s.id, s.current_child))
         INTO span;
     child := (s.current_child + 1) % 3;
     IF coalesce(span, 0) > 0 AND (span >= s.rotate_rows OR s.rotated_at < now() - interval '1 minute') THEN
-        EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
+        EXECUTE format('SELECT max(e.ev_txid) FROM pgmodels.%I e', pgmodels._stream_log(s.id, child)) INTO newest;
         IF newest IS NULL THEN  -- compare and set: another maintainer may have rotated
             UPDATE pgmodels.stream st SET current_child = child, rotated_at = now()
              WHERE st.id = s.id AND st.current_child = s.current_child;
             IF FOUND THEN
-                done := done || format('inserts go to %s', child);
+                notes := notes || format('inserts go to %s', child);
             END IF;
+        ELSE
+            notes := notes || format('inserts stay in %s until %s is emptied', s.current_child, child);
         END IF;
     END IF;
-    -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
-    -- (the console draws throughput and lag over the last hour from them)
-    INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
-    SELECT c.id, now(), c.events_processed, (pgmodels._consumer_lag(c.id, credential)).pending
-      FROM pgmodels.stream_consumer c
-     WHERE c.stream_id = s.id
-       AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample x
-                        WHERE x.consumer_id = c.id AND x.at > now() - interval '30 seconds')
-    ON CONFLICT DO NOTHING;
-    DELETE FROM pgmodels.stream_consumer_sample x
-     WHERE x.at < now() - interval '1 day'
-       AND x.consumer_id IN (SELECT c.id FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id);
-    RETURN done;
+    IF unsampled > 0 THEN
+        notes := notes || format('%s consumers'' lag to sample in the next calls', unsampled);
+    END IF;
+    RETURN array_to_string(notes, '; ');
 END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_maintain(text, bigint) IS 'internal: rotates a stream''s log and truncates the children every consumer is past';
