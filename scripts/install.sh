@@ -111,6 +111,9 @@ if [ "$MODE" != system ] && ! dpkg-query -W -f='${Status}' pgbouncer 2>/dev/null
   apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null
 fi
 
+# the Docker image's test: podman and debootstrap (Debian's packages)
+[ "$MODE" = system ] || bash "$ROOT/scripts/container-tools.sh"
+
 # 5. the extension files ----------------------------------------------------------------
 log "make install (PGXS)"
 make -s -C "$ROOT/extension" PG_CONFIG=$PG_CONFIG install >/dev/null
