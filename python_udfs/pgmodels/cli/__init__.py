@@ -131,7 +131,8 @@ def run(argv: list[str]) -> int:
     elif args.command == "stream":
         from ..stream.worker import run_command as run_stream
 
-        return run_stream(args, lambda: Cluster.from_env().url())
+        # $PGMODELS_DSN before the embedded cluster, as for serve (the image sets it)
+        return run_stream(args, lambda: os.environ.get("PGMODELS_DSN") or Cluster.from_env().url())
     elif args.command == "edge":
         from ..edge.cli import run_command as run_edge
 

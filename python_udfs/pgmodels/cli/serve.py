@@ -13,8 +13,8 @@ from ..errors import PgmodelsError
 
 def add_parsers(sub) -> None:
     serve = sub.add_parser("serve", help="serve predictions over HTTP and gRPC (the Open Inference Protocol v2)")
-    serve.add_argument("--dsn", help="database to serve from (default: the embedded cluster); its role must be able "
-                                     "to SET ROLE to every token's role")
+    serve.add_argument("--dsn", help="database to serve from (default: $PGMODELS_DSN, else the embedded cluster); its "
+                                     "role must be able to SET ROLE to every token's role")
     serve.add_argument("--read-dsn", action="append", default=[], metavar="URL",
                        help="a hot standby to send inference to (repeatable): round robin, skipping one that "
                             "fails; tokens and the request log stay on --dsn, the primary")
@@ -117,7 +117,8 @@ def _read_dsns(dsns: list[str]) -> list[str]:
 def _serve(args) -> int:
     from .cluster import Cluster
 
-    dsn = args.dsn
+    # from the environment, a password in the DSN stays out of the process list (the image)
+    dsn = args.dsn if args.dsn is not None else os.environ.get("PGMODELS_DSN")
     if dsn is None:
         cluster = Cluster.from_env()
         cluster.create()

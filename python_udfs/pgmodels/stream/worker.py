@@ -6,7 +6,9 @@ waits, since a NOTIFY serializes its sender's commit), LISTEN, look once more, a
 for a notification, or at most ``idle_timeout`` seconds as a safety net. Every call is
 its own transaction. SIGTERM and SIGINT finish the call in progress and stop. A lost
 connection (a server restart) is retried with backoff. Maintenance (rotating the logs)
-runs every ``maintenance_every`` seconds. Any number of workers may run at once: a
+runs every ``maintenance_every`` seconds; a worker that was given no consumer names
+looks for its role's consumers again then, so it picks up one added later (a worker
+started with the database, as in compose.yaml, before any consumer exists). Any number of workers may run at once: a
 consumer's partition is processed by one of them at a time, and the others move on (to
 its other partitions, or other consumers).
 """
@@ -85,10 +87,12 @@ class Worker:
         stream_ids = sorted({c[2] for c in consumers})
         for channel in sorted({c[1] for c in consumers}):
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        self.log(f"pgmodels stream work: consuming {', '.join(names)}")
+        self.log(f"pgmodels stream work: consuming {', '.join(names) or '(no consumer of this role yet)'}")
         last_maintenance = 0.0
         while not self.stopping:
             if time.monotonic() - last_maintenance > self.maintenance_every:
+                if self.wanted is None and [c[0] for c in self._consumers(conn)] != names:
+                    return  # the role's consumers changed (one added or dropped): start again with them
                 for (stream_id,) in {(c[2],) for c in consumers}:
                     try:
                         conn.execute("SELECT pgmodels._stream_maintain(pgmodels._credential(), %s)", [stream_id])
@@ -150,7 +154,8 @@ def add_parser(sub) -> None:
     ssub = stream.add_subparsers(dest="action", required=True)
     work = ssub.add_parser("work", help="run a worker: process the consumers' events as they arrive")
     work.add_argument("consumers", nargs="*", help="consumers to process (default: all of the role's)")
-    work.add_argument("--dsn", help="database to use (default: the embedded cluster); the worker runs as its role")
+    work.add_argument("--dsn", help="database to use (default: $PGMODELS_DSN, else the embedded cluster); the worker "
+                                    "runs as its role")
     work.add_argument("--max-events", type=int, default=1000, help="events per process_stream() call")
     work.add_argument("--idle-timeout", type=float, default=1.0,
                       help="seconds to wait for a notification before looking again (the safety net)")
