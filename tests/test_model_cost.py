@@ -282,6 +282,34 @@ def test_statement_timeout_stops_scoring(conn, importer, slow_project, statement
     still_serves(conn, role, slow_project)
 
 
+def test_statement_timeout_stops_scoring_in_a_parallel_worker(conn, importer, slow_project):
+    _, role = importer
+    role.execute("SET force_parallel_mode = on")  # a worker runs the whole plan, the leader waits
+    role.execute("SET statement_timeout = '1s'")
+    plan = "\n".join(r[0] for r in role.execute("EXPLAIN SELECT predict(%s, ARRAY[1, 1])", [slow_project]))
+    assert "Gather" in plan
+    error, seconds = timed(role, "SELECT predict(%s, ARRAY[a, b]) FROM (VALUES (0, 0), (1, 1)) v(a, b)",
+                           [slow_project])
+    stopped_by_timeout(error, seconds)
+    assert role.execute("SELECT predict(%s, ARRAY[0, 0])", [slow_project]).fetchone() == (0.0,)
+    role.execute("RESET force_parallel_mode")
+    still_serves(conn, role, slow_project)
+
+
+def test_a_model_imported_without_an_estimate_is_stopped_too(conn, importer, slow_project, connect, cluster):
+    """A model imported before 0.3.0 has no work_per_row: serving estimates it at load."""
+    rolname, _ = importer
+    conn.execute("UPDATE pgmodels.models m SET training = m.training - 'work_per_row' FROM pgmodels.projects p "
+                 "WHERE p.id = m.project_id AND p.name = %s", [slow_project])
+    with psycopg.connect(f"postgresql://{rolname}:pw@127.0.0.1:{cluster.port}/{conn.info.dbname}",
+                         autocommit=True) as fresh:
+        fresh.execute("SET statement_timeout = '1s'")
+        error, seconds = timed(fresh, "SELECT predict(%s, ARRAY[a, b]) FROM (VALUES (0, 0), (1, 1)) v(a, b)",
+                               [slow_project])
+        stopped_by_timeout(error, seconds)
+        assert fresh.execute("SELECT predict(%s, ARRAY[0, 0])", [slow_project]).fetchone() == (0.0,)
+
+
 def test_statement_timeout_stops_a_batch_job(conn, importer, slow_project):
     rolname, role = importer
     job = slow_project + "_job"

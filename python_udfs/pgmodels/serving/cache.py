@@ -89,8 +89,23 @@ def _load(r: dict) -> Model:
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
         nullable=frozenset(r["nullable"] or ()), engine=None, sha256=bytes(r["artifact_sha256"]),
         array_features=json.loads(r["array_features"]) if r.get("array_features") else {})
-    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, bool(r.get("imported")),
-                              r.get("work_per_row"))
+    imported, work = bool(r.get("imported")), r.get("work_per_row")
+    if imported and work is None and model.runtime == "onnx":
+        work = _estimate(artifact)
+    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, imported, work)
     model.row = fast_row_predict(model, row_array)
     _loaded[model.id] = model
     return model
+
+
+def _estimate(artifact: bytes) -> float | None:
+    """The work per row of an imported model stored without an estimate (imported before
+    0.3.0, or one whose shapes follow the input's values, which this finds unbounded
+    again): made once per backend, with the onnx package that serving otherwise never
+    loads. None: every run of the model is guarded (guard.py)."""
+    try:
+        from ..catalog.onnx_cost import work_per_row
+
+        return work_per_row(artifact)[0]
+    except Exception:  # noqa: BLE001 - unbounded, or a graph ONNX's inference cannot follow
+        return None

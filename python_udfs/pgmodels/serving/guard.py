@@ -9,7 +9,8 @@ handler and pg_cancel_backend set; ProcDiePending, pg_terminate_backend's). When
 set it ends the run through its RunOptions (onnxruntime stops before the next node), waits
 for the worker to let go of the session, and asks PostgreSQL to act on the interrupt
 (pg_sleep(0)), which raises PostgreSQL's own error: "canceling statement due to statement
-timeout" or "... user request" (57014), or ends the backend (57P01).
+timeout" or "... user request" (57014), or ends the backend (57P01). In parallel mode,
+where PL/Python can run no query, the interrupt is left for PostgreSQL's next check.
 
 The worker is needed because PL/Python keeps Python's interpreter lock whenever the
 backend runs PostgreSQL's code: a watchdog thread beside a run in the backend's thread
@@ -90,6 +91,10 @@ def raise_interrupt() -> None:
     global cancelled
     error = Interrupted("canceling statement due to user request",
                         detail="The model's run was stopped for a cancel or a timeout.", sqlstate=QUERY_CANCELED)
+    if _in_parallel_mode():
+        # no query can run here (PL/Python's subtransaction would fail outside Python's
+        # reach): the interrupt stays pending, for PostgreSQL's next check to raise
+        raise error
     try:
         query("SELECT pg_catalog.pg_sleep(0)")
     except plpy.SPIError as e:
@@ -98,9 +103,20 @@ def raise_interrupt() -> None:
             error = Interrupted(e.args[0] if e.args else "canceling statement", sqlstate=sqlstate)
     try:
         cancelled = (query("SELECT pgmodels._stamp() AS s")[0]["s"], error)
-    except Exception:  # noqa: BLE001 - a parallel worker, which the leader ends anyway
+    except Exception:  # noqa: BLE001 - a statement that cannot query: nothing to remember
         cancelled = None
     raise error
+
+
+def _in_parallel_mode() -> bool:
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None).IsInParallelMode
+    except (OSError, AttributeError):
+        return False
+    function.restype, function.argtypes = ctypes.c_bool, []
+    return function()
 
 
 def check_statement(stamp: float) -> None:
