@@ -325,6 +325,25 @@ def test_statement_timeout_stops_a_batch_job(conn, importer, slow_project):
     still_serves(conn, role, slow_project)
 
 
+def test_statement_timeout_stops_stream_scoring(conn, importer, slow_project):
+    rolname, role = importer
+    stream = slow_project + "_s"
+    conn.execute(f"GRANT EXECUTE ON FUNCTION create_stream(text, text, text), "
+                 f"add_consumer(text, text, text, text, text, text, boolean, integer) TO {rolname}")
+    conn.execute(f"CREATE SCHEMA {stream} AUTHORIZATION {rolname}")
+    role.execute(f"CREATE TABLE {stream}.events (id bigserial PRIMARY KEY, a real, b real)")
+    role.execute("SELECT create_stream(%s, %s, 'id')", [stream, f"{stream}.events"])
+    try:
+        role.execute("SELECT add_consumer(%s, %s, %s, %s)", [stream, stream, slow_project, f"{stream}.out"])
+        role.execute(f"INSERT INTO {stream}.events (a, b) VALUES (0, 0), (1, 1)")
+        role.execute("SET statement_timeout = '1s'")
+        error, seconds = timed(role, "SELECT process_stream(%s, 10)", [stream])
+        stopped_by_timeout(error, seconds)
+        still_serves(conn, role, slow_project)
+    finally:
+        conn.execute("SELECT drop_stream(%s, true)", [stream])
+
+
 def test_pg_cancel_backend_stops_predict(conn, importer, slow_project):
     _, role = importer
     pid = role.info.backend_pid
