@@ -7,8 +7,8 @@
 -- pgmodels.models.training -> 'profile', with the model, so it is dumped and restored
 -- with it. drift() compares a relation's rows with it; monitor() runs drift() on a
 -- schedule and records each report here; with retrain, a report that finds drift
--- trains a new version and deploys it only if it beats the deployed one on the
--- monitored rows (their labels), by the project's margin.
+-- trains a new version without a held-out slice of the monitored rows and deploys it
+-- only if it beats the deployed one on those rows (their labels), by the project's margin.
 
 CREATE TABLE pgmodels.monitor_settings (
     project_id        bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
@@ -41,6 +41,9 @@ CREATE TABLE pgmodels.monitor (
     -- the end of the last report's window: the next scheduled report starts there
     last_window_end timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now(),
+    -- what a retrain trains when not what the deployed version was trained with
+    -- (set_monitor_retrain): algorithm, hyperparams, preprocess
+    retrain_with  jsonb,
     UNIQUE (project_id, relation)
 );
 COMMENT ON TABLE pgmodels.monitor IS 'drift monitors: a relation compared with a project''s deployed model on a pg_cron schedule, run as the role that created it; read it through pgmodels.monitors';

@@ -29,10 +29,11 @@ SELECT m.id, p.name AS project, m.relation::text AS relation, m.time_column, m.s
        m.owner::text AS owner, m.cron_job_id, m.last_window_end, m.created_at,
        CASE WHEN pgmodels._may(pgmodels._me(), p.id, 'monitor')
             THEN (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1)
-       END AS last_status
+       END AS last_status,
+       m.retrain_with
 FROM pgmodels.monitor m JOIN pgmodels.projects p ON p.id = m.project_id
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report (for the project''s owner and the roles granted monitor)';
+COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report (for the project''s owner and the roles granted monitor) and what a retrain trains when not the deployed version''s algorithm, hyperparameters and preprocessing (set_monitor_retrain)';
 
 GRANT SELECT ON pgmodels.drift_reports, pgmodels.drift_report_features, pgmodels.monitors TO PUBLIC;
 
@@ -179,7 +180,8 @@ FROM (
     UNION ALL
     SELECT r.project_id, p.name, r.created_at,
            CASE WHEN (r.retrain ->> 'deployed')::boolean THEN 'retrain deployed'
-                WHEN r.retrain ? 'error' THEN 'retrain failed' ELSE 'retrain kept' END,
+                WHEN r.retrain ? 'error' AND NOT r.retrain ? 'new_model_id' THEN 'retrain failed'
+                WHEN NOT r.retrain ? 'new_model_id' THEN 'retrain skipped' ELSE 'retrain kept' END,
            (r.retrain ->> 'new_model_id')::bigint, (r.retrain ->> 'new_version')::integer,
            concat_ws('; ', r.retrain ->> 'reason', r.retrain ->> 'error', 'report ' || r.id)
       FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id

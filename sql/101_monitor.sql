@@ -67,7 +67,7 @@ COMMENT ON FUNCTION pgmodels._monitor_create(text, text, oid, text, text, boolea
 -- A monitor, for the role that owns it (itself, not a member): what a run needs.
 CREATE OR REPLACE FUNCTION pgmodels._monitor_get(credential text, monitor_id bigint)
 RETURNS TABLE (project text, relation oid, time_column text, retrain boolean, last_window_end timestamptz,
-               now timestamptz)
+               now timestamptz, retrain_with jsonb)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -91,7 +91,7 @@ BEGIN
             HINT = format('Log in as role "%s" to run it, or let pg_cron run it on its schedule.', mon.owner);
     END IF;
     RETURN QUERY SELECT p.name, mon.relation::oid, mon.time_column::text, mon.retrain, mon.last_window_end,
-                        statement_timestamp()
+                        statement_timestamp(), mon.retrain_with
                    FROM pgmodels.projects p WHERE p.id = mon.project_id;
 END
 $$;
@@ -162,12 +162,14 @@ BEGIN
     IF jsonb_typeof(decision) IS DISTINCT FROM 'object' OR jsonb_typeof(decision -> 'deployed') IS DISTINCT FROM 'boolean'
        OR length(decision::text) > 20000
        OR EXISTS (SELECT 1 FROM jsonb_each(decision) e
-                   WHERE CASE WHEN e.key IN ('new_model_id', 'new_version', 'deployed_model_id', 'deployed_version', 'holdout_rows')
+                   WHERE CASE WHEN e.key IN ('new_model_id', 'new_version', 'deployed_model_id', 'deployed_version', 'holdout_rows',
+                                             'excluded_rows')
                               THEN jsonb_typeof(e.value) <> 'number' OR (e.value)::text !~ '^[0-9]{1,18}$'
                               WHEN e.key IN ('deployed_score', 'new_score', 'margin')
                               THEN jsonb_typeof(e.value) NOT IN ('number', 'null')
                                    OR (jsonb_typeof(e.value) = 'number' AND abs((e.value)::text::numeric) > 1e300)
-                              WHEN e.key IN ('reason', 'error', 'sqlstate', 'metric') THEN jsonb_typeof(e.value) NOT IN ('string', 'null')
+                              WHEN e.key IN ('reason', 'error', 'sqlstate', 'metric', 'holdout', 'algorithm')
+                              THEN jsonb_typeof(e.value) NOT IN ('string', 'null')
                               WHEN e.key = 'drifted' THEN jsonb_typeof(e.value) <> 'array'
                               ELSE e.key <> 'deployed' END) THEN
         RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023';
@@ -282,6 +284,59 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._drop_monitor(text, bigint) IS 'internal: the core of drop_monitor(): its owner''s or the project owner''s; the reports stay';
+
+-- What a monitor's retrain trains when not what the deployed version was trained with:
+-- its owner's (it runs as that role). Checked for shape here; the PL/Python core checks
+-- the algorithm and hyperparameters first, and train() checks everything at each retrain.
+-- Definer: it writes the catalog for the verified owner.
+CREATE OR REPLACE FUNCTION pgmodels._monitor_retrain_with(credential text, monitor_id bigint, settings jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    mon pgmodels.monitor;
+BEGIN
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id FOR UPDATE;
+    IF mon.id IS NULL THEN
+        RAISE EXCEPTION 'monitor % does not exist', monitor_id USING ERRCODE = '42704',
+            HINT = 'See pgmodels.monitors for the monitors there are.';
+    ELSIF NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501',
+            DETAIL = format('Its retrain runs as role "%s", which alone says what it trains.', mon.owner);
+    END IF;
+    IF settings IS NOT NULL AND (jsonb_typeof(settings) <> 'object' OR length(settings::text) > 20000
+       OR EXISTS (SELECT 1 FROM jsonb_each(settings) e
+                   WHERE CASE e.key WHEN 'algorithm' THEN jsonb_typeof(e.value) <> 'string' OR length(e.value #>> '{}') > 100
+                                    WHEN 'hyperparams' THEN jsonb_typeof(e.value) <> 'object'
+                                    WHEN 'preprocess' THEN jsonb_typeof(e.value) <> 'object'
+                                    ELSE true END)) THEN
+        RAISE EXCEPTION 'invalid retrain settings' USING ERRCODE = '22023',
+            DETAIL = 'They are an object with an algorithm (text), hyperparams and preprocess (objects), each optional.';
+    END IF;
+    UPDATE pgmodels.monitor m SET retrain_with = nullif(settings, '{}'::jsonb) WHERE m.id = mon.id;
+    RETURN nullif(settings, '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._monitor_retrain_with(text, bigint, jsonb) IS 'internal: the core of set_monitor_retrain(): stores what a monitor''s retrain trains, for the monitor''s verified owner (definer: it writes the catalog)';
+
+CREATE OR REPLACE FUNCTION pgmodels._set_monitor_retrain(monitor_id bigint, algorithm text, hyperparams jsonb,
+                                                         preprocess jsonb)
+RETURNS jsonb LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.schedule import set_retrain; return set_retrain(monitor_id, algorithm, hyperparams, preprocess)
+$$;
+COMMENT ON FUNCTION pgmodels._set_monitor_retrain(bigint, text, jsonb, jsonb) IS 'internal: the core of set_monitor_retrain()';
+
+CREATE OR REPLACE FUNCTION @extschema@.set_monitor_retrain(monitor_id bigint, algorithm text DEFAULT NULL,
+                                                           hyperparams jsonb DEFAULT NULL, preprocess jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN pgmodels._raise_pending(NULL::boolean) IS NULL THEN r END
+      FROM (SELECT pgmodels._set_monitor_retrain($1, $2, $3, $4) AS r) s
+$$;
+COMMENT ON FUNCTION @extschema@.set_monitor_retrain(bigint, text, jsonb, jsonb) IS 'names what a monitor''s retrain trains instead of what the deployed version was trained with: an algorithm (with its hyperparams, else its defaults), hyperparams, preprocess; all NULL: the deployed version''s again; returns the settings; the monitor owner''s';
 
 -- A model version's lineage, for a role that may use its project.
 CREATE OR REPLACE FUNCTION pgmodels._model_lineage(model_id bigint, credential text) RETURNS jsonb
@@ -434,11 +489,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb),
     pgmodels._drift_report_decide(text, bigint, jsonb), pgmodels._store_reference(text, bigint, jsonb),
     pgmodels._drop_monitor(text, bigint), pgmodels._model_lineage(bigint, text),
-    pgmodels._stage_profile(bigint, text),
+    pgmodels._stage_profile(bigint, text), pgmodels._monitor_retrain_with(text, bigint, jsonb),
     -- the PL/Python cores run as the caller and reach the catalog only through the above
     pgmodels._drift(text, text, bigint, timestamptz, text), pgmodels._set_reference(text, text, bigint, text),
     pgmodels._monitor(text, text, text, text, boolean), pgmodels._run_monitor(bigint),
-    pgmodels._model_lineage_rows(bigint)
+    pgmodels._model_lineage_rows(bigint), pgmodels._set_monitor_retrain(bigint, text, jsonb, jsonb)
 TO PUBLIC;
 -- Scheduling is for the roles an administrator grants it to, as create_batch_job is.
 REVOKE EXECUTE ON FUNCTION @extschema@.monitor(text, text, text, text, boolean) FROM PUBLIC;

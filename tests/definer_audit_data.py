@@ -172,6 +172,8 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         OWNER),
     "pgmodels._store_reference(text,bigint,jsonb)": (f"{CATALOG} (models, projects); a jsonb profile", OWNER),
     "pgmodels._drop_monitor(text,bigint)": (f"{CATALOG} (monitor); pg_cron through _cron_unschedule", OWNER),
+    "pgmodels._monitor_retrain_with(text,bigint,jsonb)": (
+        f"{CATALOG} (monitor); a jsonb of settings checked with jsonb functions", OWNER),
     "pgmodels._model_lineage(bigint,text)": (f"{CATALOG} (models, projects, deployments, drift_report)",
                                              CREDENTIAL),
     # sql/110_edge.sql

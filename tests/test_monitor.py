@@ -161,7 +161,9 @@ def test_a_retrain_deploys_a_better_model_and_records_why(conn, connect, name):
     decision = report[2]
     assert decision["deployed"] is True and decision["new_version"] == 2, decision
     assert decision["new_score"] > decision["deployed_score"] and decision["metric"] == "f1"
-    assert "f1" in decision["drifted"] and decision["holdout_rows"] == 2000
+    # judged on the newest quarter of the window's labelled rows (the deployed version's test_size)
+    assert "f1" in decision["drifted"] and decision["holdout_rows"] == 500
+    assert decision["holdout"] == "the newest 500 labelled rows of the window by ts"
     assert conn.execute("SELECT version FROM pgmodels.overview WHERE project = %s AND deployed",
                         [name]).fetchone()[0] == 2
     notes = list(listener.notifies(timeout=5, stop_after=1))

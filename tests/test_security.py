@@ -224,6 +224,7 @@ PUBLIC_INTERNALS = {
     "pgmodels._drift(text,text,bigint,timestamp with time zone,text)",
     "pgmodels._set_reference(text,text,bigint,text)", "pgmodels._monitor(text,text,text,text,boolean)",
     "pgmodels._run_monitor(bigint)", "pgmodels._model_lineage_rows(bigint)",
+    "pgmodels._monitor_retrain_with(text,bigint,jsonb)", "pgmodels._set_monitor_retrain(bigint,text,jsonb,jsonb)",
     # model families and snapshots (sql/120): the joint training core and the snapshot
     # cores check EXECUTE on train() (and the snapshot ones a credential); the vector
     # serving cores answer only from models _lookup loaded for this statement

@@ -25,6 +25,11 @@ ALTER TABLE pgmodels.project_grants DROP CONSTRAINT project_grants_privilege_che
     ADD CONSTRAINT project_grants_privilege_check CHECK (privilege IN ('predict', 'export', 'monitor', 'explain'));
 COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export, monitor and explain, to roles or PUBLIC (grantee 0)';
 
+-- What a monitor's retrain trains when it is not what the deployed version was trained
+-- with (set_monitor_retrain, sql/101_monitor.sql); _monitor_get returns it too.
+ALTER TABLE pgmodels.monitor ADD COLUMN retrain_with jsonb;
+DROP FUNCTION pgmodels._monitor_get(text, bigint);
+
 -- An imported model's static work estimate (python_udfs/pgmodels/catalog/onnx_cost.py),
 -- which serving reads to decide which runs a cancel must be able to stop.
 ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;

@@ -7,5 +7,6 @@ against them, scheduled monitors, drift reports and retraining.
 - ``report.py``    drift() and set_reference(): current rows against a reference profile
 - ``schedule.py``  monitor() and run_monitor(): drift reports on pg_cron's schedule
 - ``retrain.py``   retraining when a monitor says so, and the comparison that decides a deploy
+- ``holdout.py``   the labelled rows a retrain is judged on, kept out of its training
 - ``lineage.py``   where a model version came from: its data, its training, its deployments
 """

@@ -111,16 +111,8 @@ def check_window(rel: Relation, since, time_column: str | None) -> None:
                             hint="Monitor a view that casts it to timestamptz.", sqlstate=DATATYPE_MISMATCH)
 
 
-def read(ref: Reference, rel: Relation, since=None, time_column: str | None = None, until=None,
-         y_column: str | None = None, who: str = "The current role") -> Current:
-    """The rows of rel (those with since <= time_column < until, when given), checked
-    and read as the caller."""
-    model = ref.model
-    check_window(rel, since, time_column)
-    columns = feature_columns(model, rel)
-    extra = [c for c in (time_column, y_column) if c]
-    require_select(rel, columns + extra, who=who, hint="Drift is computed with the rights of the role that asks for it.")
-    numeric, texts = numeric_expr(model, rel, nan_nulls=True), text_expr(model)
+def window(time_column: str | None, since=None, until=None) -> tuple[list[str], list, list]:
+    """The conditions (on alias s), parameters and their types of since <= time_column < until."""
     where, params, types = [], [], []
     if time_column is not None:
         t = f"s.{qi(time_column)}"
@@ -130,6 +122,28 @@ def read(ref: Reference, rel: Relation, since=None, time_column: str | None = No
         if until is not None:
             params.append(str(until)); types.append("timestamptz")
             where.append(f"{t} < ${len(params)}::timestamptz")
+    return where, params, types
+
+
+def read(ref: Reference, rel: Relation, since=None, time_column: str | None = None, until=None,
+         y_column: str | None = None, who: str = "The current role", holdout: tuple[str, list] | None = None) -> Current:
+    """The rows of rel (those with since <= time_column < until, when given), checked
+    and read as the caller. holdout: (a row's key on alias s, keys): only the rows whose
+    key is one of them (a retrain's held-out rows, monitor/holdout.py)."""
+    model = ref.model
+    check_window(rel, since, time_column)
+    columns = feature_columns(model, rel)
+    extra = [c for c in (time_column, y_column) if c]
+    require_select(rel, columns + extra, who=who, hint="Drift is computed with the rights of the role that asks for it.")
+    numeric, texts = numeric_expr(model, rel, nan_nulls=True), text_expr(model)
+    where, params, types = window(time_column, since, until)
+    if holdout is not None:
+        from .holdout import matching
+
+        params.append(list(holdout[1])); types.append("text[]")
+        where.append(matching(holdout[0], len(params)))
+    if time_column is not None:
+        t = f"s.{qi(time_column)}"
         bounds = f"pg_catalog.min({t})::timestamptz AS first, pg_catalog.max({t})::timestamptz AS last"
     else:
         bounds = "NULL::timestamptz AS first, NULL::timestamptz AS last"
@@ -141,8 +155,8 @@ def read(ref: Reference, rel: Relation, since=None, time_column: str | None = No
     row = query(sql, params, types)[0]
     n = int(row["n"])
     if n == 0:
-        window = f" in the window from {since}" if since is not None else ""
-        raise PgmodelsError(f"relation {rel.display} has no rows{window}",
+        span = f" in the window from {since}" if since is not None else ""
+        raise PgmodelsError(f"relation {rel.display} has no rows{span}",
                             detail="There is nothing to compare with the model's reference.",
                             hint="Widen the window, or wait for data." if since is not None else None,
                             sqlstate=DATA_EXCEPTION)

@@ -41,7 +41,11 @@ def at_training(task: str, features, target, read_info: dict, predictions: dict 
            "fingerprint": read_info.get("fingerprint"),
            "pgmodels_version": _version.__version__}
     if retrain_context:
+        from . import holdout
+
         out["retrain"] = dict(retrain_context)
+        if holdout.for_training is not None:  # the rows of the relation left out, held out to judge it
+            out["retrain"]["excluded_rows"] = holdout.for_training.get("excluded")
     return out
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 from .._plpy import qualified, query, require_execute, udf
-from ..errors import UNDEFINED_COLUMN, PgmodelsError, q
-from ..relations import by_oid, require_select, resolve
+from ..errors import INVALID_PARAMETER_VALUE, UNDEFINED_COLUMN, PgmodelsError, q
+from ..relations import Relation, by_oid, require_select, resolve
 from ..batch.plan import feature_columns
-from .current import Reference, check_window, read
+from .current import Reference, check_window, read, window
 from .report import compare, worst
 from . import retrain as retraining
 
@@ -61,11 +62,10 @@ def run(monitor_id):
         # a date column: whole days only, so that rows dated today are in tomorrow's window
         until = query("SELECT pg_catalog.date_trunc('day', $1::timestamptz) AS d", [str(until)], ["text"])[0]["d"]
 
-    def window(reference):
-        return read(reference, rel, since=m["last_window_end"], time_column=m["time_column"], until=until,
-                    y_column=y, who="The monitor's role")
+    win = Window(monitor_id, rel, m["last_window_end"], until, m["time_column"], y,
+                 json.loads(m["retrain_with"]) if isinstance(m["retrain_with"], str) else m["retrain_with"])
     try:
-        cur = window(ref)
+        cur = win.read(ref)
     except PgmodelsError as e:
         if e.sqlstate != "22000":
             raise
@@ -82,10 +82,30 @@ def run(monitor_id):
         ["bigint", "bigint", "text", "text", "bigint", "text", "text[]", "text", "text"])[0]["id"]
     due = {"drift": ("drift",), "warning": ("warning", "drift"), "always": ("ok", "warning", "drift")}
     if m["retrain"] and y is not None and status in due[ref.thresholds.get("retrain_on", "drift")]:
-        decision = retraining.run(ref, cur, report_id, drifted, window)
+        decision = retraining.run(ref, cur, report_id, drifted, win)
         query("SELECT pgmodels._drift_report_decide(pgmodels._credential(), $1, $2::jsonb)",
               [report_id, json.dumps(decision)], ["bigint", "text"])
     return report_id
+
+
+@dataclass
+class Window:
+    """A run's rows: the monitor's relation from since to until by its time column."""
+    monitor_id: int
+    rel: Relation
+    since: object
+    until: object
+    time_column: str | None
+    y_column: str | None  # the target, for a monitor that retrains
+    retrain_with: dict | None  # what the monitor's retrain trains, when not the deployed version's
+
+    def conditions(self):
+        return window(self.time_column, self.since, self.until)
+
+    def read(self, reference: Reference, holdout: tuple[str, list] | None = None):
+        """The window's rows, as a model reads them (or only the held-out ones)."""
+        return read(reference, self.rel, since=self.since, time_column=self.time_column, until=self.until,
+                    y_column=self.y_column, who="The monitor's role", holdout=holdout)
 
 
 def _finite(value):
@@ -101,3 +121,27 @@ def _finite(value):
 
 def _text(value):
     return None if value is None else str(value)
+
+
+@udf
+def set_retrain(monitor_id, algorithm, hyperparams, preprocess):
+    """set_monitor_retrain(): what the monitor's retrain trains instead of the deployed
+    version's algorithm, hyperparameters and preprocessing; checked against the project's
+    task (and, for hyperparameters alone, the deployed version's algorithm) now."""
+    from .._json import read_json
+    from ..training import algorithms
+
+    settings = {}
+    for name, value in (("hyperparams", hyperparams), ("preprocess", preprocess)):
+        if value is not None:
+            settings[name] = read_json(value, name)
+            if not isinstance(settings[name], dict):
+                raise PgmodelsError(f"{name} must be a jsonb object", sqlstate=INVALID_PARAMETER_VALUE)
+    if algorithm is not None:
+        settings["algorithm"] = algorithm
+    got = query("SELECT o.task, o.algorithm FROM pgmodels.monitors m JOIN pgmodels.overview o "
+                "ON o.project = m.project AND o.deployed WHERE m.id = $1", [monitor_id], ["bigint"])
+    if got and (algorithm is not None or "hyperparams" in settings):
+        algorithms.make_estimator(algorithm or got[0]["algorithm"], got[0]["task"], settings.get("hyperparams"))
+    return query("SELECT pgmodels._monitor_retrain_with(pgmodels._credential(), $1, $2::jsonb) AS s",
+                 [monitor_id, json.dumps(settings) if settings else None], ["bigint", "text"])[0]["s"]

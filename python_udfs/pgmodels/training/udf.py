@@ -21,7 +21,7 @@ from ..errors import (DATA_EXCEPTION, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVIL
                       UNDEFINED_COLUMN, UNDEFINED_TABLE, PgmodelsError)
 from .. import progress
 from . import limits, runner
-from ..monitor import lineage
+from ..monitor import holdout, lineage
 
 TRAIN_SIGNATURE = "train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean)"
 
@@ -160,8 +160,16 @@ def read_relation(rel: Relation, y_column: str, max_rows: int, info: dict | None
                if k != "array" else f"pg_catalog.array_agg(pg_catalog.array_to_json({quote_ident(n)}::float8[])::text) AS c{i}"
                for i, (n, k) in enumerate(features)]
     selects.append(f"pg_catalog.array_agg({quote_ident(y_column)}{y_cast}) AS y")
-    row = query(f"SELECT count(*) AS n, {FINGERPRINT_SQL} AS fp, {', '.join(selects)} "
-                f"FROM (SELECT * FROM {rel.quoted} LIMIT $1) s", [max_rows + 1], ["bigint"])[0]
+    held = holdout.training_filter(rel.oid)  # a monitor's retrain: its held-out rows stay out
+    if held is None:
+        row = query(f"SELECT count(*) AS n, {FINGERPRINT_SQL} AS fp, {', '.join(selects)} "
+                    f"FROM (SELECT * FROM {rel.quoted} LIMIT $1) s", [max_rows + 1], ["bigint"])[0]
+    else:
+        row = query(f"SELECT count(*) AS n, {FINGERPRINT_SQL} AS fp, {', '.join(selects)} "
+                    f"FROM (SELECT * FROM {rel.quoted} s WHERE NOT {held[0]} LIMIT $1) s",
+                    [max_rows + 1, held[1]], ["bigint", "text[]"])[0]
+        holdout.for_training["excluded"] = query(f"SELECT count(*) AS n FROM {rel.quoted} s WHERE {held[0]}",
+                                                 [None, held[1]], ["bigint", "text[]"])[0]["n"]
     if info is not None:
         info["fingerprint"] = fingerprint(row["n"], row["fp"])
     if row["n"] == 0:
@@ -298,6 +306,9 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
         deploy_mode="if_better" if automatic_deploy else "never")
     if trained.explainer is not None:
         store_explainer(stored["model_id"], trained.explainer, trained.explainer_info, "training")
-    progress.finish(f'trained version {stored["version"]}', ", deployed" if stored["deployed"] else ", not deployed")
+    progress.finish(f'trained version {stored["version"]}',
+                    ", deployed" if stored["deployed"] else
+                    ", a retrain's candidate: the monitor decides whether to deploy it" if lineage.retrain_context else
+                    ", not deployed")
     return [(project_name, args["task"], args["algorithm"], stored["deployed"], stored["model_id"],
              stored["version"], trained.runtime, json.dumps(trained.metrics))]
