@@ -2,5 +2,6 @@
 -- upgrade script alters them); the functions there are replayed by every upgrade.
 
 CREATE TYPE pgmodels.scored_rows AS (
-    model_id bigint, model_version integer, predictions real[], labels text[], probabilities real[], classes integer);
-COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row';
+    model_id bigint, model_version integer, predictions real[], labels text[], probabilities real[], classes integer,
+    contributions jsonb[]);
+COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"';

@@ -11,8 +11,10 @@ CREATE TABLE pgmodels.batch_job (
     key_column         name NOT NULL,
     output             regclass NOT NULL UNIQUE,
     incremental_column name,
-    outputs            text[] NOT NULL CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label']
-                                              AND cardinality(outputs) > 0),
+    -- contributions (0.3.0): per row, feature -> contribution (sql/125_explain.sql)
+    outputs            text[] NOT NULL CONSTRAINT batch_job_outputs_check
+                       CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label', 'contributions']
+                              AND cardinality(outputs) > 0),
     chunk_rows         integer NOT NULL CHECK (chunk_rows BETWEEN 1 AND 1000000),
     schedule           text,
     cron_job_id        bigint,

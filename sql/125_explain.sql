@@ -228,6 +228,32 @@ BEGIN
 END
 $do$;
 
+-- The contributions output of stream consumers: add_consumer() with outputs. Prediction,
+-- probabilities and label are always written; 'contributions' adds a jsonb column
+-- (feature -> contribution, the base as "(base)") to the output table, and a consumer whose
+-- output table has it writes them with each prediction (python_udfs/pgmodels/stream/
+-- process.py). Its core checks EXECUTE on add_consumer(text, ..., integer), which an
+-- administrator grants, and the explain privilege: so this form needs no grant of its own.
+CREATE OR REPLACE FUNCTION pgmodels._add_consumer_outputs(stream_name text, consumer_name text, project_name text,
+    outputs text[], output_table text, enrich_relation text, enrich_key text, from_beginning boolean,
+    partitions integer)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.stream.consumers import add_with_outputs; return add_with_outputs(stream_name, consumer_name, project_name, outputs, output_table, enrich_relation, enrich_key, from_beginning, partitions)
+$$;
+COMMENT ON FUNCTION pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer) IS 'internal: the core of add_consumer(..., outputs), run as the caller';
+
+CREATE OR REPLACE FUNCTION @extschema@.add_consumer(stream_name text, consumer_name text, project_name text,
+    outputs text[], output_table text DEFAULT NULL, enrich_relation text DEFAULT NULL, enrich_key text DEFAULT NULL,
+    from_beginning boolean DEFAULT false, partitions integer DEFAULT 1)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(pgmodels._add_consumer_outputs($1, $2, $3, $4, $5, $6, $7, $8, $9),
+                    pgmodels._raise_pending(NULL::bigint))
+$$;
+COMMENT ON FUNCTION @extschema@.add_consumer(text, text, text, text[], text, text, text, boolean, integer) IS 'add_consumer() with the outputs it writes: prediction, probabilities and label always, and contributions (per prediction, feature -> contribution; needs the explain privilege); for the roles that may execute add_consumer()';
+
 -- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
 -- before this file); internal ones are not, but for those listed here, each safe to call.
 REVOKE EXECUTE ON FUNCTION
@@ -238,7 +264,8 @@ REVOKE EXECUTE ON FUNCTION
     pgmodels._explain(text, bigint, double precision[], integer, text, double precision, boolean),
     pgmodels._explain(text, bigint, real[], integer, text, double precision, boolean),
     pgmodels._explain(text, bigint, jsonb, integer, text, double precision, boolean),
-    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean)
+    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean),
+    pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- train() calls it as the caller: it stores only a record this backend just staged, for
@@ -251,5 +278,8 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._explain(text, bigint, double precision[], integer, text, double precision, boolean),
     pgmodels._explain(text, bigint, real[], integer, text, double precision, boolean),
     pgmodels._explain(text, bigint, jsonb, integer, text, double precision, boolean),
-    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean)
+    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean),
+    -- add_consumer(..., outputs)'s core, run as the caller: it checks EXECUTE on
+    -- add_consumer() and the explain privilege itself
+    pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer)
 TO PUBLIC;

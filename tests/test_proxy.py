@@ -35,7 +35,7 @@ def test_tritonclient_http(env):
     assert client.is_model_ready(env.num, headers=bearer(env.token))
     meta = client.get_model_metadata(env.num, headers=bearer(env.token))
     assert [i["name"] for i in meta["inputs"]] == ["a", "b", "c", "d"]
-    assert [o["name"] for o in meta["outputs"]] == ["predict", "probabilities", "label"]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "probabilities", "label", "contributions"]
     assert meta["versions"] == ["1"] and meta["platform"] == "onnxruntime_onnx"
 
     x = np.array(ROWS, dtype=np.float32)
@@ -326,7 +326,7 @@ def test_a_regression_model_answers_predict_only(env):
     env.conn.execute(f"SELECT * FROM train('{project}', 'regression', '{project}', 'y')").fetchall()
     env.conn.execute("SELECT grant_project(%s, %s, 'predict')", [project, env.app])
     meta = httpx.get(f"{env.server.url}/v2/models/{project}", headers=bearer(env.token)).json()
-    assert [o["name"] for o in meta["outputs"]] == ["predict"]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "contributions"]
     r = infer(env, {"inputs": [matrix([[2.0, 3.0], [5.0, 1.0]], datatype="FP64")]}, project=project)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == pytest.approx([3 * 2 - 2 * 3 + 1, 3 * 5 - 2 * 1 + 1], abs=1e-3)

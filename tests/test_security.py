@@ -244,6 +244,8 @@ PUBLIC_INTERNALS = {
     "pgmodels._explain(text,bigint,real[],integer,text,double precision,boolean)",
     "pgmodels._explain(text,bigint,jsonb,integer,text,double precision,boolean)",
     "pgmodels._explain_batch(text,bigint,bytea,jsonb,integer,text,double precision,boolean)",
+    # add_consumer(..., outputs)'s core, as the caller: it checks EXECUTE on add_consumer() itself
+    "pgmodels._add_consumer_outputs(text,text,text,text[],text,text,text,boolean,integer)",
 }
 
 

@@ -34,6 +34,15 @@ DROP FUNCTION pgmodels._monitor_get(text, bigint);
 -- which serving reads to decide which runs a cancel must be able to stop.
 ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
 
+-- The contributions output of the vectorized path (sql/044_vectorized_types.sql): batch jobs,
+-- stream consumers and pgmodels serve (explanations, sql/125_explain.sql), and the batch
+-- jobs that ask for it (sql/070_batch_catalog.sql).
+ALTER TYPE pgmodels.scored_rows ADD ATTRIBUTE contributions jsonb[];
+COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"';
+ALTER TABLE pgmodels.batch_job DROP CONSTRAINT batch_job_outputs_check,
+    ADD CONSTRAINT batch_job_outputs_check CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label', 'contributions']
+                                                 AND cardinality(outputs) > 0);
+
 -- No two projects whose names differ only in case (sql/010_catalog.sql). A database that
 -- has some cannot take the index: the upgrade stops and names them, for the administrator
 -- to rename or drop one of each. Names that only look odd (spaces at an end, invisible

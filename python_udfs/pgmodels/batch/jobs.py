@@ -11,9 +11,11 @@ from ..relations import Relation
 from . import plan
 
 FILLFACTOR = 70
-OUTPUTS = ("prediction", "probabilities", "label")
-# the output table's columns besides the key, and their types
-OUTPUT_COLUMNS = {"prediction": "real", "probabilities": "real[]", "label": "text", "model_id": "bigint",
+OUTPUTS = ("prediction", "probabilities", "label", "contributions")
+# the output table's columns besides the key, and their types (contributions: per row,
+# feature -> contribution with "(base)", which needs the explain privilege)
+OUTPUT_COLUMNS = {"prediction": "real", "probabilities": "real[]", "label": "text", "contributions": "jsonb",
+                  "model_id": "bigint",
                   "model_version": "integer", "scored_at": "timestamp with time zone", "run_id": "bigint"}
 CREATE_SIGNATURE = "create_batch_job(text, text, text, text, text, text, text, text[], integer, integer, interval, interval)"
 
@@ -31,7 +33,7 @@ def _check_arguments(job_name, outputs, chunk_rows, key_column, output_table, re
             raise PgmodelsError(f"{what} must not be NULL", sqlstate="22004")
     query("SELECT pgmodels._check_name('batch job', $1)", [job_name], ["text"])
     if not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):
-        raise PgmodelsError("outputs must name each of prediction, probabilities and label at most once",
+        raise PgmodelsError("outputs must name each of prediction, probabilities, label and contributions at most once",
                             detail=f"Got {outputs!r}." if outputs else "Got no outputs.",
                             sqlstate=INVALID_PARAMETER_VALUE)
     if chunk_rows is None:
@@ -59,6 +61,8 @@ def create(job_name, project_name, relation_name, key_column, output_table, sche
     if model.task != "classification" and any(o in outputs for o in ("probabilities", "label")):
         raise PgmodelsError(f"{model.describe()} is a regression model; outputs probabilities and label need "
                             "a classifier", hint="Use outputs => ARRAY['prediction'].", sqlstate=FEATURE_NOT_SUPPORTED)
+    if "contributions" in outputs:  # the job's role must be able to explain (and the model have an explainer)
+        query("SELECT pgmodels._explain_lookup($1, 0, pgmodels._credential())", [project_name], ["text"])
     src = relations.resolve(relation_name, "source")
     if src.kind not in ("r", "p", "v", "m", "f"):
         raise PgmodelsError(f"{src.display} is not a table or view", sqlstate="42809")

@@ -151,14 +151,19 @@ def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: 
     else:
         order, corder, cdesc = f"s.{k}", "c.k", "c.k DESC"
         cursor = f"s.{k} > $1::{key_type}"
-    cols = [o for o in ("prediction", "probabilities", "label") if o in outputs]
-    values = {"prediction": "u.p", "label": "u.l",
+    cols = [o for o in ("prediction", "probabilities", "label", "contributions") if o in outputs]
+    values = {"prediction": "u.p", "label": "u.l", "contributions": "u.c",
               "probabilities": "(sc.s).probabilities[((u.i - 1) * (sc.s).classes + 1)::integer"
                                " : (u.i * (sc.s).classes)::integer]"}
     target = ", ".join([k] + cols + ["model_id", "model_version", "scored_at", "run_id"])
     select = ", ".join(["u.k"] + [values[c] for c in cols]
                        + ["(sc.s).model_id", "(sc.s).model_version", "pg_catalog.now()", "$7"])
     update = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols + ["model_id", "model_version", "scored_at", "run_id"])
+
+    # the model for this statement, and with contributions its explainer (explain privilege)
+    loaded = "pgmodels._lookup('', $5, pgmodels._credential())"
+    if "contributions" in outputs:
+        loaded = f"({loaded} AND pgmodels._explain_lookup('', $5, pgmodels._credential()))"
 
     def keys(conditions: list[str]) -> str:
         return f"SELECT s.{k} AS k FROM {src.qualified} s WHERE {' AND '.join(conditions)} ORDER BY {order} " \
@@ -179,14 +184,14 @@ agg AS (
            pg_catalog.count(*) AS n
       FROM chunk c),
 scored AS (
-    SELECT a.keys, pgmodels._score_rows('', $5, a.x, a.t, $6, pgmodels._stamp(),
-                                        pgmodels._lookup('', $5, pgmodels._credential())) AS s
+    SELECT a.keys, pgmodels._score_rows('', $5, a.x, a.t, $6, pgmodels._stamp(), {loaded}) AS s
       FROM agg a WHERE a.n > 0),
 written AS (
     INSERT INTO {out.qualified} AS o ({target})
     SELECT {select}
       FROM scored sc, ROWS FROM (pg_catalog.unnest(sc.keys), pg_catalog.unnest((sc.s).predictions),
-                                pg_catalog.unnest((sc.s).labels)) WITH ORDINALITY AS u(k, p, l, i)
+                                pg_catalog.unnest((sc.s).labels), pg_catalog.unnest((sc.s).contributions))
+                      WITH ORDINALITY AS u(k, p, l, c, i)
      WHERE (sc.s).model_id IS NOT NULL
     ON CONFLICT ({k}) DO UPDATE SET {update}
     RETURNING 1)

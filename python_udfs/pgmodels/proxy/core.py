@@ -84,7 +84,14 @@ class Model:
         raise ProxyError(404, f"model \"{self.name}\" has no version \"{wanted}\"")
 
     def outputs(self) -> list[str]:
-        return ["predict", "probabilities", "label"] if self.task == "classification" else ["predict"]
+        return (["predict", "probabilities", "label"] if self.task == "classification" else ["predict"]) \
+            + ["contributions"]
+
+    @staticmethod
+    def default_outputs(outputs: list[str]) -> list[str]:
+        """What a request that names no output gets: everything but the contributions,
+        which need the explain privilege and are asked for by name."""
+        return [o for o in outputs if o != "contributions"]
 
 
 class Backend:
@@ -207,6 +214,9 @@ class Backend:
             n_labels = len(v["labels"]) if v is not None and v["labels"] else -1
             outputs += [{"name": "probabilities", "datatype": "FP32", "shape": [-1, n_labels]},
                         {"name": "label", "datatype": "BYTES", "shape": [-1]}]
+        # per row, each feature's contribution to the raw output, and the base as a parameter
+        # (asked for by name; needs the explain privilege)
+        outputs.append({"name": "contributions", "datatype": "FP32", "shape": [-1, len(inputs) if v else -1]})
         meta = {"name": model.name, "versions": [str(x["version"]) for x in model.versions],
                 "platform": "onnxruntime_onnx" if runtime == "onnx" else f"pgmodels_{runtime or 'none'}",
                 "inputs": inputs, "outputs": outputs,
@@ -239,7 +249,7 @@ class Backend:
     async def _infer(self, role: str, req: InferRequest) -> tuple[InferAnswer, int | None]:
         model = await self.model(role, req.model)
         v = model.version(req.version)
-        wanted = req.outputs or model.outputs()
+        wanted = req.outputs or model.default_outputs(model.outputs())
         unknown = [o for o in wanted if o not in model.outputs()]
         if unknown:
             raise bad_request(f"model \"{model.name}\" has no output \"{unknown[0]}\"; it has "
@@ -260,7 +270,7 @@ class Backend:
             if missing:
                 raise ProxyError(404, f"no features stored under key {missing[0]} for model \"{model.name}\"")
         version = rows[0][0] if rows and rows[0][0] is not None else v["version"]
-        outputs = []
+        outputs, parameters = [], {}
         for j, name in enumerate(wanted):
             column = [r[2 + j] for r in rows]
             if any(c is None for c in column):
@@ -270,10 +280,44 @@ class Backend:
             elif name == "probabilities":
                 width = len(column[0]) if column else 0
                 outputs.append(("probabilities", "FP32", [n_rows, width], [float(p) for c in column for p in c]))
+            elif name == "contributions":
+                data, parameters["contributions"] = contributions_tensor(column, v["feature_names"], top_n(req))
+                outputs.append(("contributions", "FP32", [n_rows, len(v["feature_names"])], data))
             else:
                 outputs.append(("label", "BYTES", [n_rows], list(column)))
         answered = next((x["model_id"] for x in model.versions if str(x["version"]) == str(version)), v["model_id"])
-        return InferAnswer(model.name, int(version), req.id, outputs), answered
+        return InferAnswer(model.name, int(version), req.id, outputs, parameters), answered
+
+
+def top_n(req: InferRequest) -> int | None:
+    """The request's top_n parameter: keep each row's top_n contributions by size."""
+    value = req.parameters.get("top_n")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise bad_request("the \"top_n\" parameter must be a whole number of at least 1")
+    return value
+
+
+def contributions_tensor(column: list[dict], names: list[str], n: int | None) -> tuple[list[float], dict]:
+    """The contributions output: per row, each feature's contribution in the model's
+    feature order (with top_n, those outside a row's top_n are 0 and their sum is that
+    row's "other"), and the base per row (and the feature names) as parameters."""
+    data, base, other = [], [], []
+    for doc in column:
+        row = [float(doc.get(f, 0.0)) for f in names]
+        if n is not None and n < len(names):
+            keep = set(sorted(range(len(names)), key=lambda j: (-abs(row[j]), j))[:n])
+            other.append(sum(row[j] for j in range(len(names)) if j not in keep))
+            row = [row[j] if j in keep else 0.0 for j in range(len(names))]
+        elif n is not None:
+            other.append(0.0)
+        data += row
+        base.append(float(doc["(base)"]))
+    params = {"base": base, "features": list(names)}
+    if n is not None:
+        params["other"] = other
+    return data, params
 
 
 def _rows(answer: InferAnswer) -> int | None:

@@ -96,14 +96,23 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
 # One call per statement, so no cache-first branch as in predict(): _lookup (an argument,
 # so evaluated first) checks the privilege, activates the environment and loads the model.
 # OFFSET 0 keeps the subquery whole: flattened, each (s).field would call the function again.
-_SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilities, (s).classes FROM (SELECT "
+# With contributions, the model's explainer too: pgmodels._explain_lookup checks the role's
+# explain privilege, and the statement fails (403) without it.
+_SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilities, (s).classes, "
+          "(s).contributions FROM (SELECT "
           "coalesce(pgmodels._score_rows({t}, pg_catalog.array_send(%(x)s::real[]), %(texts)s::text[], %(outputs)s, "
-          "pgmodels._stamp(), pgmodels._lookup({t}, pgmodels._credential())), "
+          "pgmodels._stamp(), {loaded}), "
           "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) AS s OFFSET 0) q")
-SCORE_DEPLOYED = _SCORE.format(t="%(project)s::text, 0::bigint")
-SCORE_VERSION = _SCORE.format(t="''::text, %(model_id)s::bigint")
+_LOADED = "pgmodels._lookup({t}, pgmodels._credential())"
+_EXPLAINED = "(pgmodels._lookup({t}, pgmodels._credential()) AND pgmodels._explain_lookup({t}, pgmodels._credential()))"
+
+
+def _score(versioned: bool, explained: bool) -> str:
+    t = "''::text, %(model_id)s::bigint" if versioned else "%(project)s::text, 0::bigint"
+    return _SCORE.format(t=t, loaded=(_EXPLAINED if explained else _LOADED).format(t=t))
 _ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
-_OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label"}
+_OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label",
+           "contributions": "contributions"}
 FLT_MAX = 3.4028234663852886e38
 
 
@@ -118,8 +127,8 @@ def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: t
                       fn=numeric, ft=text, fb=[m.group(1) if m else None for m in elements],
                       fx=[int(m.group(2)) - 1 if m else None for m in elements],
                       fs_schema=schema, fs_relation=relation, fs_key=key_column)
-        return _keyed(len(numeric), len(text), versioned), params
-    score = SCORE_VERSION if versioned else SCORE_DEPLOYED
+        return _keyed(len(numeric), len(text), versioned, "contributions" in wanted), params
+    score = _score(versioned, "contributions" in wanted)
     rows = [r for p in plans for r in (p.x if p.mode == "matrix" else p.rows)]
     if plans[0].mode == "matrix":
         return score, {**params, "x": rows, "texts": None}
@@ -136,7 +145,7 @@ def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
         at = 0
         for p in plans:
             p.found, at = found[at:at + p.n_rows], at + p.n_rows
-    version, predictions, labels, probabilities, classes = row
+    version, predictions, labels, probabilities, classes, contributions = row
     out, at = [], 0
     for p in plans:
         mine = []
@@ -148,6 +157,8 @@ def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
             for w in wanted:
                 if w == "predict":
                     values.append(predictions[at])
+                elif w == "contributions":
+                    values.append(contributions[at])
                 elif w == "label":
                     values.append(labels[at])
                 else:
@@ -189,7 +200,7 @@ def _text(value, name: str):
 
 
 @functools.lru_cache(maxsize=256)
-def _keyed(n_numeric: int, n_text: int, versioned: bool) -> str:
+def _keyed(n_numeric: int, n_text: int, versioned: bool, explained: bool = False) -> str:
     """Read the keyed rows as the role, put the request's features over them, score the
     rows that were found, all in one statement. Feature names travel as parameters
     (fn, ft; fb and fx name an array column and the element of a feature col[i]), and so
@@ -214,11 +225,12 @@ def _keyed(n_numeric: int, n_text: int, versioned: bool) -> str:
         "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, pg_catalog.count(*) AS n, {x} AS x, "
         "{t} AS t FROM k) "
         "SELECT a.found, a.n, (q.s).model_version, (q.s).predictions, (q.s).labels, (q.s).probabilities, "
-        "(q.s).classes FROM a LEFT JOIN LATERAL (SELECT coalesce(pgmodels._score_rows({target}, "
-        "pg_catalog.array_send(a.x), a.t, %(outputs)s, pgmodels._stamp(), "
-        "pgmodels._lookup({target}, pgmodels._credential())), pgmodels._raise_pending(NULL::pgmodels.scored_rows)) "
+        "(q.s).classes, (q.s).contributions FROM a LEFT JOIN LATERAL (SELECT coalesce(pgmodels._score_rows({target}, "
+        "pg_catalog.array_send(a.x), a.t, %(outputs)s, pgmodels._stamp(), {loaded}), "
+        "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) "
         "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
-        x=x, t=t, target=target).as_string(None)
+        x=x, t=t, target=target, loaded=sql.SQL(_EXPLAINED if explained else _LOADED).format(t=target)
+    ).as_string(None)
 
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:

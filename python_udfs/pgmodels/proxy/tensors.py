@@ -48,6 +48,7 @@ class InferAnswer:
     version: int
     id: str | None
     outputs: list[tuple[str, str, list[int], list]]  # name, datatype, shape, flat data
+    parameters: dict = field(default_factory=dict)  # an output's name -> its parameters (contributions)
 
 
 def _count(shape) -> int:
@@ -214,7 +215,9 @@ def _request_id(value) -> str | None:
 
 def encode_rest(answer: InferAnswer) -> dict:
     body = {"model_name": answer.model, "model_version": str(answer.version),
-            "outputs": [{"name": n, "datatype": t, "shape": s, "data": d} for n, t, s, d in answer.outputs]}
+            "outputs": [{"name": n, "datatype": t, "shape": s, "data": d,
+                         **({"parameters": answer.parameters[n]} if n in answer.parameters else {})}
+                        for n, t, s, d in answer.outputs]}
     if answer.id is not None:
         body["id"] = answer.id
     return body
@@ -256,7 +259,9 @@ def encode_grpc(answer: InferAnswer, pb):
     """A ModelInferResponse with raw_output_contents, which tritonclient reads."""
     resp = pb.ModelInferResponse(model_name=answer.model, model_version=str(answer.version), id=answer.id or "")
     for name, datatype, shape, data in answer.outputs:
-        resp.outputs.add(name=name, datatype=datatype, shape=shape)
+        tensor = resp.outputs.add(name=name, datatype=datatype, shape=shape)
+        for key, value in answer.parameters.get(name, {}).items():  # gRPC parameters are scalars: lists as JSON
+            tensor.parameters[key].string_param = value if isinstance(value, str) else json.dumps(value)
         if datatype == "BYTES":
             encoded = [str(v).encode() for v in data]
             resp.raw_output_contents.append(b"".join(len(e).to_bytes(4, "little") + e for e in encoded))

@@ -10,8 +10,11 @@ _lookup and call again".
 
 from __future__ import annotations
 
+import json
+
 from .._plpy import udf
-from ..errors import DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, PgmodelsError
+from ..errors import (DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE,
+                      OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError)
 from . import cache, inputs, vectorized
 from .runtime import Model
 
@@ -126,11 +129,22 @@ def score_rows(project: str, model_id: int, numeric: bytes | None, texts: list |
     unknown = [o for o in outputs or [] if o not in vectorized.OUTPUTS]
     if unknown or not outputs:
         raise PgmodelsError(f"unknown output {unknown[0]!r}" if unknown else "no outputs requested",
-                            hint="Outputs are prediction, probabilities and label.",
+                            hint="Outputs are prediction, probabilities, label and contributions.",
                             sqlstate=INVALID_PARAMETER_VALUE)
-    out = vectorized.score(model, numeric, texts, outputs)
+    explainer = None
+    if "contributions" in outputs:  # registered by pgmodels._explain_lookup in this statement
+        from ..explain import cache as explain_cache
+
+        pair = explain_cache.current(project, model_id, stamp, True)
+        if pair[0].id != model.id:
+            raise PgmodelsError("the explainer loaded for this statement is another model's",
+                                hint="Call pgmodels._explain_lookup for the same project and model id.",
+                                sqlstate=OBJECT_NOT_IN_PREREQUISITE_STATE)
+        explainer = pair[1]
+    out = vectorized.score(model, numeric, texts, outputs, explainer)
     probabilities = out.get("probabilities")
     return {"model_id": model.id, "model_version": model.version,
             "predictions": out.get("prediction"), "labels": out.get("label"),
             "probabilities": probabilities.reshape(-1).tolist() if probabilities is not None else None,
-            "classes": int(probabilities.shape[1]) if probabilities is not None else None}
+            "classes": int(probabilities.shape[1]) if probabilities is not None else None,
+            "contributions": [json.dumps(c) for c in out["contributions"]] if "contributions" in out else None}

@@ -1,4 +1,5 @@
-"""Scoring many rows in one onnxruntime run: the one vectorized path.
+"""Scoring many rows in one onnxruntime run: the one vectorized path (and, when asked, the
+rows' per-feature contributions, from the model's explainer).
 
 predict_batch() and the batch jobs' chunks (and any mode that scores rows in bulk) come
 here. Rows arrive as columns, the way SQL can hand them over cheaply: the numeric
@@ -18,7 +19,7 @@ from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, NULL_VALUE_
 from .inputs import array_dims, from_array_send
 from .runtime import Model
 
-OUTPUTS = ("prediction", "probabilities", "label")
+OUTPUTS = ("prediction", "probabilities", "label", "contributions")
 
 
 def numeric_features(model: Model) -> list[int]:
@@ -151,6 +152,45 @@ def answers(model: Model, fed: dict, rows: int, outputs) -> dict:
     return out
 
 
-def score(model: Model, numeric: bytes | None, texts: list | None, outputs) -> dict:
-    fed, rows = feed(model, numeric, texts)
-    return answers(model, fed, rows, outputs)
+def score(model: Model, numeric: bytes | None, texts: list | None, outputs, explainer=None, top_n=None) -> dict:
+    """The outputs asked for, of a block of rows; "contributions" (with the model's
+    explainer, which only pgmodels._explain_lookup hands out) adds, per row, a dict of
+    feature -> contribution with the base as "(base)" (top_n: the largest ones only, the
+    rest summed as "(other)"), and the explanation itself as "explanation"."""
+    rows = len(texts) if numeric is None and texts is not None else None
+    X = _matrix(model, numeric, rows)
+    T = None if model.all_float else _texts(model, texts, X.shape[0])
+    fed = feed_arrays(model, X, T)
+    out = answers(model, fed, X.shape[0], [o for o in outputs if o != "contributions"])
+    if "contributions" in outputs:
+        out.update(contributions(model, explainer, X, T, top_n))
+    return out
+
+
+def contributions(model: Model, explainer, X: np.ndarray, T: np.ndarray | None, top_n=None) -> dict:
+    """The contributions output of checked rows (X numeric, T text, as feed_arrays takes
+    them): the same numbers explain_batch() gives, for the class it explains by default."""
+    from ..explain import answer
+
+    if explainer is None:
+        raise PgmodelsError("the contributions output needs the model's explainer",
+                            detail="It is loaded only by pgmodels._explain_lookup, which checks the explain privilege.",
+                            sqlstate=FEATURE_NOT_SUPPORTED)
+    answer.check_top_n(top_n)
+    rows = X.shape[0]
+    if rows == 0:
+        return {"contributions": [], "explanation": None}
+    if model.all_float:
+        design = X.astype(np.float64)
+    else:
+        design = np.empty((rows, model.n_features), dtype=object)
+        ni = ti = 0
+        for j, kind in enumerate(model.feature_types):
+            if kind == "text":
+                design[:, j] = T[:, ti]
+                ti += 1
+            else:
+                design[:, j] = X[:, ni].astype(np.float64)
+                ni += 1
+    explained = answer.explain(model, explainer, design)
+    return {"contributions": answer.as_json(explainer, explained, top_n), "explanation": explained}

@@ -1,6 +1,8 @@
 """add_consumer(): a model scores a stream. Runs as the caller, who must be able to read
 the stream's table (its events are its rows), predict with the project, and own the
-output table, which is created when missing."""
+output table, which is created when missing. A consumer whose output table has a jsonb
+column "contributions" (add_consumer(..., outputs => ARRAY[..., 'contributions']) makes
+it) writes each prediction's per-feature contributions there too."""
 
 from __future__ import annotations
 
@@ -45,9 +47,31 @@ def sources_of_features(model: ServedModel, events: Relation, enrich: Relation |
     return found
 
 
+OUTPUTS = ("prediction", "probabilities", "label", "contributions")
+
+
+@udf
+def add_with_outputs(stream_name, consumer_name, project_name, outputs, output_table, enrich_relation, enrich_key,
+                     from_beginning, partitions=1) -> int:
+    """add_consumer(..., outputs => ...): prediction, probabilities and label are always
+    written; contributions adds a jsonb column of feature -> contribution per prediction,
+    which needs the explain privilege on the project (checked now and at every batch)."""
+    if not outputs or any(o not in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs):
+        raise PgmodelsError("outputs must name each of prediction, probabilities, label and contributions at most once",
+                            detail=f"Got {outputs!r}." if outputs else "Got no outputs.", sqlstate="22023")
+    return _add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning,
+                partitions, "contributions" in outputs)
+
+
 @udf
 def add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning,
         partitions=1) -> int:
+    return _add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning,
+                partitions, False)
+
+
+def _add(stream_name, consumer_name, project_name, output_table, enrich_relation, enrich_key, from_beginning,
+         partitions, contributions: bool) -> int:
     require_execute(qualified(ADD_SIGNATURE), "add_consumer")
     if consumer_name is None or project_name is None:
         raise PgmodelsError("consumer_name and project_name must not be NULL", sqlstate="22004")
@@ -68,10 +92,13 @@ def add(stream_name, consumer_name, project_name, output_table, enrich_relation,
                                 hint="Create the stream with a key_column.", sqlstate="55000")
         enrich = relations.resolve(enrich_relation, "enrich relation")
         enrich.column(enrich_key, "enrich key")
+    if contributions:  # the consumer's owner must be able to explain (and the model have an explainer)
+        query("SELECT pgmodels._explain_lookup($1, 0, pgmodels._credential())", [project_name], ["text"])
     sources = sources_of_features(model, events, enrich)
     if enrich is not None:
         relations.require_select(enrich, [enrich_key] + [c for c, s in sources.items() if s != "event"])
-    out = relations.output_table(output_table or f"{consumer_name}_predictions", OUTPUT_COLUMNS, "event_id", NOT_NULL,
+    columns = {**OUTPUT_COLUMNS, **({"contributions": "jsonb"} if contributions else {})}
+    out = relations.output_table(output_table or f"{consumer_name}_predictions", columns, "event_id", NOT_NULL,
                                  f"predictions of pgmodels stream consumer {consumer_name}", events)
     query(f"CREATE UNIQUE INDEX IF NOT EXISTS {_index(out, 'delivery')} ON {out.qualified} (delivery)")
     query(f"CREATE INDEX IF NOT EXISTS {_index(out, 'key')} ON {out.qualified} (key, event_id)")

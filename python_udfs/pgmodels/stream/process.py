@@ -43,6 +43,16 @@ SELECT u.i, u.k, u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (
   FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
                   pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[])) WITH ORDINALITY AS u(i, k, p, l, t, o)"""
 INSERT_TYPES = ["bigint[]", "text[]", "real[]", "integer", "real[]", "bigint", "integer", "bigint", "text[]", "text[]"]
+# an output table with a contributions column (add_consumer(..., outputs => ARRAY['contributions']))
+INSERT_CONTRIBUTIONS = """
+INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
+                   predicted_at, delivery, contributions)
+SELECT u.i, u.k, u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
+       u.t, pg_catalog.now(), $8 + u.o, u.c
+  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
+                  pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[]), pg_catalog.unnest($11::jsonb[]))
+       WITH ORDINALITY AS u(i, k, p, l, t, c, o)"""
+_explains: dict[int, bool] = {}  # per output table: whether it has a contributions column
 
 
 def _read_sql(c: dict, model: ServedModel, events: relations.Relation, enrich: relations.Relation | None) -> str:
@@ -147,6 +157,29 @@ def _read(c: dict, model: Model, max_events: int) -> list:
         raise e
 
 
+def _wants_contributions(output: int) -> bool:
+    """Whether the consumer's output table has a jsonb column "contributions"."""
+    if output not in _explains:
+        _explains[output] = bool(query(
+            "SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attname = 'contributions' "
+            "AND NOT a.attisdropped AND a.atttypid = 'pg_catalog.jsonb'::pg_catalog.regtype", [output], ["oid"]))
+    return _explains[output]
+
+
+def _explainer(project: str, model: Model):
+    """The model's explainer, for this statement, once pgmodels._explain_lookup has checked
+    that the consumer's owner (the caller) may explain with the project."""
+    from ..explain import cache as explain_cache
+
+    got = query("SELECT pgmodels._stamp() AS s, pgmodels._explain_lookup($1, 0, pgmodels._credential()) AS ok",
+                [project], ["text"])[0]
+    pair = explain_cache.current(project, 0, got["s"], True)
+    if pair[0].id != model.id:  # deployed in between: the next batch scores with the new one
+        raise PgmodelsError(f"the deployed model of project \"{project}\" changed during the batch",
+                            hint="Process the stream again.", sqlstate="40001")
+    return pair[1]
+
+
 def _advance(c: dict, last: int | None, finished: bool, scored: int, failed: int) -> int | None:
     return query("SELECT pgmodels._consumer_advance(pgmodels._credential(), $1, $2, $3, $4, $5, $6) AS d",
                  [c["consumer_id"], c["part"], last, finished, scored, failed],
@@ -192,20 +225,25 @@ def process(consumer_name: str, max_events: int) -> int:
         out = vectorized.answers(model, vectorized.feed_arrays(model, X, T), len(good),
                                  ["prediction", "label", "probabilities"] if model.task == "classification"
                                  else ["prediction"])
+        if _wants_contributions(c["output"]):
+            out.update(vectorized.contributions(model, _explainer(c["project"], model), X, T))
     # the position and the counters: the delivery numbers come with the consumer's row
     # lock (this transaction writes the predictions too, so both or neither happen)
     delivered = _advance(c, last, n < max_events, len(good), len(bad))
     if good:
         probabilities = out.get("probabilities")
         classes = int(probabilities.shape[1]) if probabilities is not None else 0
-        insert = _inserts.get(c["output"])
+        explained = "contributions" in out
+        insert = _inserts.get((c["output"], explained))
         if insert is None:
-            insert = _inserts[c["output"]] = plpy.prepare(INSERT.format(out=relations.by_oid(c["output"]).qualified),
-                                                          INSERT_TYPES)
+            insert = _inserts[(c["output"], explained)] = plpy.prepare(
+                (INSERT_CONTRIBUTIONS if explained else INSERT).format(out=relations.by_oid(c["output"]).qualified),
+                INSERT_TYPES + (["jsonb[]"] if explained else []))
         plpy.execute(insert, [[r["ev_id"] for r, _ in good], [r["ev_key"] for r, _ in good],
                               probabilities.reshape(-1).tolist() if classes else None, classes,
                               out["prediction"], model.id, model.version, delivered, out.get("label"),
-                              [r["ev_time"] for r, _ in good]])
+                              [r["ev_time"] for r, _ in good]]
+                     + ([[json.dumps(d) for d in out["contributions"]]] if explained else []))
         delivered += len(good)
     if bad:
         ids = [r["ev_id"] for r, _ in bad]
