@@ -133,3 +133,57 @@ def timeline(runs: list[dict], title: str = "") -> str:
                     f'{escape(r["status"])}, {r["rows"]} rows in {_fmt(s)} s</title></rect>')
     body.append(f'<text class="tick" x="{W - 20}" y="{H - 8}" text-anchor="end">seconds per run</text>')
     return _frame("".join(body), "timeline", title)
+
+
+def importance(items: list[tuple[str, float]], title: str = "") -> str:
+    """Global importance, the mean |contribution| of each feature, largest first."""
+    items = sorted(items, key=lambda kv: -abs(kv[1]))[:20]
+    height = 18 * len(items) + 10
+    top = max((abs(v) for _, v in items), default=1.0) or 1.0
+    body = []
+    for i, (label, v) in enumerate(items):
+        w = (W - 190) * abs(v) / top
+        body.append(f'<text class="tick" x="150" y="{18 * i + 17}" text-anchor="end">{escape(label[:24])}</text>'
+                    f'<rect class="bar" x="156" y="{18 * i + 5}" width="{w:.1f}" height="13"><title>'
+                    f'{escape(label)}: mean |contribution| {_fmt(v)}</title></rect>')
+    return _frame("".join(body), "importance", title, height=max(height, 30))
+
+
+def waterfall(base: float, steps: list[tuple[str, str | None, float]], title: str = "") -> str:
+    """One prediction, feature by feature: from the base, each contribution a bar that goes
+    up (rect.step.up) or down (rect.step.down) from where the previous one ended, and the
+    total at the bottom (rect.total)."""
+    rows = [("(base)", None, base)] + steps
+    ends, at = [], 0.0
+    for i, (_, _, v) in enumerate(rows):
+        start = 0.0 if i == 0 else at
+        at = v if i == 0 else at + v
+        ends.append((start, at))
+    total = at
+    lo = min([0.0, total] + [min(a, b) for a, b in ends])
+    hi = max([0.0, total] + [max(a, b) for a, b in ends])
+    x = _scale(lo, hi, 200, W - 60)
+    height = 20 * (len(rows) + 1) + 24
+    body = [f'<line class="grid" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="4" y2="{height - 18}"/>']
+    for i, ((label, value, v), (a, b)) in enumerate(zip(rows, ends)):
+        kind = "base" if i == 0 else ("up" if v >= 0 else "down")
+        left, width = min(x(a), x(b)), max(abs(x(b) - x(a)), 1.0)
+        text = label if value is None else f"{label} = {value}"
+        body.append(f'<text class="tick" x="194" y="{20 * i + 17}" text-anchor="end">{escape(text[:30])}</text>'
+                    f'<rect class="step {kind}" x="{left:.1f}" y="{20 * i + 5}" width="{width:.1f}" height="14">'
+                    f'<title>{escape(text)}: {"+" if v >= 0 and i else ""}{_fmt(v)}</title></rect>'
+                    f'<text class="value" x="{max(x(a), x(b)) + 4:.1f}" y="{20 * i + 17}">'
+                    f'{"+" if v >= 0 and i else ""}{_fmt(v)}</text>')
+    n = len(rows)
+    left, width = min(x(0), x(total)), max(abs(x(total) - x(0)), 1.0)
+    body.append(f'<text class="tick" x="194" y="{20 * n + 17}" text-anchor="end">total</text>'
+                f'<rect class="total" x="{left:.1f}" y="{20 * n + 5}" width="{width:.1f}" height="14">'
+                f'<title>total: {_fmt(total)}</title></rect>'
+                f'<text class="value" x="{max(x(0), x(total)) + 4:.1f}" y="{20 * n + 17}">{_fmt(total)}</text>'
+                + _axis_line(lo, hi, x, height))
+    return _frame("".join(body), "waterfall", title, height=height)
+
+
+def _axis_line(lo: float, hi: float, x, height: int) -> str:
+    return "".join(f'<text class="tick" x="{x(v):.1f}" y="{height - 4}" text-anchor="middle">{_fmt(v)}</text>'
+                   for v in (lo, (lo + hi) / 2, hi))

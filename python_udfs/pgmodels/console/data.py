@@ -40,7 +40,25 @@ SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.version), '[]')
 # only: proxy/core.py)
 VERSION = "SELECT pgmodels._model_lineage(%(id)s, pgmodels._credential()), " \
           "(SELECT coalesce(jsonb_agg(l), '[]') FROM (SELECT * FROM pgmodels._model_lineage_rows(%(id)s) " \
-          "UNION ALL SELECT NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)) l)"
+          "UNION ALL SELECT NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)) l), " \
+          "(SELECT to_jsonb(e) FROM (SELECT kind, exact, method, output, importance, importance_rows, source " \
+          "FROM pgmodels.explainers WHERE model_id = %(id)s) e)"
+
+# A row of the project's feature source, by key, explained: read as the viewer's role by
+# the same invoker function pgmodels serve reads keys with, then explain_prediction()'s
+# body (its cores and gate; the gate checks the explain privilege), all in one statement.
+EXPLAIN = """
+SELECT s.relation_schema, s.relation_name, s.key_column, k.found,
+       (SELECT to_jsonb(x) FROM (SELECT (q.e).feature, (q.e).value, (q.e).contribution FROM (SELECT coalesce(
+            pgmodels._explain(%(p)s, 0, k.doc, %(n)s, NULL, pgmodels._stamp(), NULL),
+            pgmodels._explain(%(p)s, 0, k.doc, %(n)s, NULL, pgmodels._stamp(),
+                              pgmodels._explain_lookup(%(p)s, 0, pgmodels._credential())),
+            pgmodels._raise_pending(NULL::pgmodels.explanation)) AS e WHERE k.found OFFSET 0) q) x)
+  FROM pgmodels.project_feature_sources s
+  LEFT JOIN LATERAL pgmodels._feature_rows(s.relation_schema, s.relation_name, s.key_column, ARRAY[%(key)s]) k
+    ON true
+ WHERE s.project = %(p)s
+"""
 
 REFERENCE = "SELECT pgmodels._model_lineage(%(id)s, pgmodels._credential()) -> 'training' -> 'profile'"
 

@@ -105,7 +105,7 @@ def routes(backend) -> list[Route]:
         match = next((v for v in versions if str(v["version"]) == wanted), None)
         if match is None:
             raise ProxyError(404, f'project "{name}" has no version {wanted} that role "{role}" may see')
-        record, lineage = await data.fetch(backend, role, data.VERSION, id=match["model_id"])
+        record, lineage, explainer = await data.fetch(backend, role, data.VERSION, id=match["model_id"])
         training = record.get("training") or {}
         importances = training.get("feature_importances") or {}
         evaluation = training.get("evaluation") or {}
@@ -118,7 +118,34 @@ def routes(backend) -> list[Route]:
         return _page("version.html", role=role, name=name, v=match, record=record, lineage=lineage,
                      importances=charts.bars(list(importances.items()), "feature importances") if importances else None,
                      confusion=evaluation.get("confusion_matrix"), labels=record.get("labels") or [],
-                     residuals=residuals)
+                     residuals=residuals, explainer=explainer,
+                     importance=charts.importance(list((explainer or {}).get("importance", {}).items()),
+                                                  "global importance: mean |contribution|") if explainer else None)
+
+    async def explain(request: Request, role: str) -> Response:
+        """Why the deployed model predicts what it does for one row of the project's feature
+        source (?key=...): a waterfall from the base to the model's raw output."""
+        name = request.path_params["name"]
+        key = request.query_params.get("key")
+        top = request.query_params.get("top")
+        top_n = int(top) if top and top.isdigit() and int(top) > 0 else 12
+        if key is None or not key.strip():
+            raise ProxyError(400, "ask for a key of the project's feature source: ?key=...")
+        rows = await backend.run(role, data.EXPLAIN, {"p": name, "key": key, "n": top_n})
+        if not rows:
+            raise ProxyError(404, f'project "{name}" has no feature source that role "{role}" may use: '
+                                  "its owner registers one with register_feature_source()")
+        schema, relation, key_column, found, got = rows[0]
+        if not found:
+            raise ProxyError(404, f'no row of {schema}.{relation} has {key_column} = {key}')
+        got = data._j(got)
+        entries = list(zip(got["feature"], got["value"], got["contribution"]))
+        base, steps = entries[0], entries[1:]
+        total = sum(c for _, _, c in entries)
+        chart = charts.waterfall(base[2], steps, f"{name}, {key_column} = {key}: from the base to the prediction")
+        return _page("explain.html", role=role, name=name, key=key, key_column=key_column,
+                     source=f"{schema}.{relation}", chart=chart, base=base, steps=steps, total=total,
+                     probability=_probability(base[1], total))
 
     async def batch(request: Request, role: str) -> Response:
         jobs, runs = await data.fetch(backend, role, data.BATCH)
@@ -177,11 +204,21 @@ def routes(backend) -> list[Route]:
             Route("/console/", page(index), methods=["GET"]),
             Route("/console/projects/{name}", page(project), methods=["GET"]),
             Route("/console/projects/{name}/versions/{version}", page(version), methods=["GET"]),
+            Route("/console/projects/{name}/explain", page(explain), methods=["GET"]),
             Route("/console/batch", page(batch), methods=["GET"]),
             Route("/console/streams", page(streams), methods=["GET"]),
             Route("/console/login", login, methods=["GET", "POST"]),
             Route("/console/logout", logout, methods=["GET", "POST"]),
             Route("/console/static/console.css", css, methods=["GET"])]
+
+
+def _probability(what: str, total: float) -> float | None:
+    """A binary classifier's probability from its log-odds (the base row says which)."""
+    import math
+
+    if not what.startswith("the log-odds of"):
+        return None
+    return 1.0 / (1.0 + math.exp(-total)) if total > -700 else 0.0
 
 
 def _compares(profile: dict, report: dict) -> list[tuple[str, str, str]]:
