@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 
 W, H, PAD = 560, 180, 34
+WIDE = 46  # the left margin of charts whose ticks run to four decimals (PSI, seconds per run)
 
 
 def _frame(body: str, kind: str, title: str, width: int = W, height: int = H) -> str:
@@ -20,11 +21,11 @@ def _scale(lo: float, hi: float, a: float, b: float):
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def _axis(lo: float, hi: float, y, width: int) -> str:
+def _axis(lo: float, hi: float, y, width: int, pad: int = PAD) -> str:
     out = []
     for v in (lo, (lo + hi) / 2, hi):
-        out.append(f'<line class="grid" x1="{PAD}" x2="{width - 8}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
-                   f'<text class="tick" x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
+        out.append(f'<line class="grid" x1="{pad}" x2="{width - 8}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
+                   f'<text class="tick" x="{pad - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
     return "".join(out)
 
 
@@ -118,21 +119,89 @@ def compare(labels: list[str], reference: list[float], current: list[float] | No
     return _frame("".join(body), "compare", title)
 
 
+def _every(n: int, room: float, width: float) -> set[int]:
+    """Which of n evenly spaced marks get a label ``width`` wide: as many as fit in
+    ``room``, counted back from the newest (the last), which always has one."""
+    step = max(1, -(-int(n * width) // max(int(room), 1)))
+    return {i for i in range(n) if (n - 1 - i) % step == 0}
+
+
+def _when(value) -> str:
+    """A timestamp as the pages show it: 2026-12-07 10:00:03."""
+    return str(value or "")[:19].replace("T", " ")
+
+
+def psi(points: list[tuple[int, float | None, str | None]], title: str = "",
+        thresholds: dict | None = None) -> str:
+    """A feature's PSI across reports, oldest left: (report id, PSI, status) per report.
+    PSI is never negative, so the axis starts at 0, and it reaches the project's warning
+    threshold at least (drawn, with the drift threshold when it fits), so that a flat
+    series near 0 reads as what it is. One report is no series: it says so, with its value."""
+    known = [(rid, v, st) for rid, v, st in points if v is not None]
+    if not known:
+        return _frame('<text class="empty" x="20" y="40">no PSI in these reports</text>', "psi", title, height=60)
+    if len(known) == 1:
+        rid, v, st = known[0]
+        return _frame(f'<text class="empty" x="{WIDE}" y="24">one report so far: PSI {_fmt(v)} in report #{rid}'
+                      f'{f" ({escape(st)})" if st else ""}</text>', "psi one", title, height=36)
+    limits = {k: float(v) for k, v in (thresholds or {}).items() if k in ("psi_warning", "psi_drift") and v}
+    top = max(max(v for _, v, _ in known) * 1.15, limits.get("psi_warning", 0.0)) or 1.0
+    y = _scale(0.0, top, H - 26, 12)
+    x = _scale(0, len(known) - 1, WIDE + 14, W - 24)
+    body = [_axis(0.0, top, y, W, WIDE)]
+    drift = y(limits["psi_drift"]) if "psi_drift" in limits else None
+    for name, value in sorted(limits.items()):
+        if value <= top:
+            kind = name.split("_")[1]
+            # named at the right, above its line (the warning's below when the drift line is close above)
+            below = kind == "warning" and drift is not None and 0 < y(value) - drift < 14
+            body.append(f'<line class="threshold {kind}" x1="{WIDE}" x2="{W - 8}" y1="{y(value):.1f}" y2="{y(value):.1f}">'
+                        f'<title>{kind} threshold {_fmt(value)}</title></line>'
+                        f'<text class="tick threshold {kind}" x="{W - 10}" y="{y(value) + (11 if below else -3):.1f}" '
+                        f'text-anchor="end">{kind} {_fmt(value)}</text>')
+    body.append('<polyline class="series" points="'
+                + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (_, v, _) in enumerate(known)) + '"/>')
+    labelled = _every(len(known), W - WIDE - 38, 40)
+    for i, (rid, v, st) in enumerate(known):
+        body.append(f'<circle class="point {escape(st or "")}" cx="{x(i):.1f}" cy="{y(v):.1f}" r="4">'
+                    f'<title>report #{rid}: PSI {_fmt(v)}{f" ({escape(st)})" if st else ""}</title></circle>')
+        if i in labelled:
+            body.append(f'<text class="tick" x="{x(i):.1f}" y="{H - 8}" text-anchor="middle">#{rid}</text>')
+    return _frame("".join(body), "psi", title)
+
+
 def timeline(runs: list[dict], title: str = "") -> str:
-    """Batch runs, oldest left: one bar per run, its height the duration, its colour the status."""
+    """Batch runs, oldest left: one bar per run, its height the duration, its colour the
+    status, labelled under it with its run id and start time (as many as fit, the newest
+    always); every run's id, start, status, rows and duration are also in the chart's
+    description and each bar's title, for a screen reader and a mouse."""
     if not runs:
         return _frame('<text class="empty" x="20" y="90">no runs yet</text>', "timeline", title)
+    height = H + 16
     top = max(r["seconds"] or 0 for r in runs) or 1.0
-    y = _scale(0, top, H - 26, 12)
-    slot = (W - PAD - 20) / len(runs)
-    body = [_axis(0, top, y, W)]
+    y = _scale(0, top, height - 40, 22)
+    slot = (W - WIDE - 20) / len(runs)
+    body = [_axis(0, top, y, W, WIDE)]
+    said = []
+    labelled = _every(len(runs), W - WIDE - 20, 64)
     for i, r in enumerate(runs):
         s = r["seconds"] or 0
-        body.append(f'<rect class="run {escape(r["status"])}" x="{PAD + 10 + i * slot:.1f}" y="{y(s):.1f}" '
-                    f'width="{max(slot * 0.8, 1):.1f}" height="{max(y(0) - y(s), 1):.1f}"><title>run {r["run_id"]}: '
-                    f'{escape(r["status"])}, {r["rows"]} rows in {_fmt(s)} s</title></rect>')
-    body.append(f'<text class="tick" x="{W - 20}" y="{H - 8}" text-anchor="end">seconds per run</text>')
-    return _frame("".join(body), "timeline", title)
+        started = _when(r.get("started_at"))
+        about = (f'run {r["run_id"]}, started {started or "not yet"}: {r["status"]}, '
+                 f'{r["rows"] if r["rows"] is not None else "no"} rows in {_fmt(s)} s')
+        said.append(about)
+        left = WIDE + 10 + i * slot
+        body.append(f'<rect class="run {escape(r["status"])}" x="{left:.1f}" y="{y(s):.1f}" '
+                    f'width="{max(slot * 0.8, 1):.1f}" height="{max(y(0) - y(s), 1):.1f}"><title>{escape(about)}'
+                    f'</title></rect>')
+        if i in labelled:
+            middle = left + max(slot * 0.8, 1) / 2
+            body.append(f'<text class="tick run-label" x="{middle:.1f}" y="{height - 22}" text-anchor="middle">'
+                        f'#{r["run_id"]}</text><text class="tick run-time" x="{middle:.1f}" y="{height - 10}" '
+                        f'text-anchor="middle">{escape(started[5:16])}</text>')
+    body.insert(0, f'<desc>{escape("; ".join(said))}</desc>')
+    body.append(f'<text class="tick" x="{W - 8}" y="{12}" text-anchor="end">seconds per run</text>')
+    return _frame("".join(body), "timeline", title, height=height)
 
 
 def importance(items: list[tuple[str, float]], title: str = "") -> str:

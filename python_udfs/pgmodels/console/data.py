@@ -28,7 +28,7 @@ SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.version), '[]')
        (SELECT coalesce(jsonb_agg(h ORDER BY h.at), '[]')
           FROM (SELECT at, event, model_id, version, detail FROM pgmodels.history WHERE project = %(p)s) h),
        (SELECT to_jsonb(r) FROM (SELECT id, model_id, model_version, relation, window_start, window_end, rows, status,
-                                        drifted, features, retrain, created_at
+                                        drifted, features, retrain, created_at, thresholds
                                    FROM pgmodels.drift_reports WHERE project = %(p)s ORDER BY id DESC LIMIT 1) r),
        (SELECT coalesce(jsonb_agg(f ORDER BY f.report_id), '[]')
           FROM (SELECT report_id, feature, psi, status FROM pgmodels.drift_report_features

@@ -90,14 +90,18 @@ def routes(backend) -> list[Route]:
                             title=f"{metric} by version, deploys and rollbacks marked")
         psi = {}
         for f in features:
-            psi.setdefault(f["feature"], []).append((f"#{f['report_id']}", f["psi"]))
-        psi_charts = [(feature, charts.line(points, title=f"PSI of {feature} by report")) for feature, points in psi.items()]
-        compares = []
+            psi.setdefault(f["feature"], []).append((f["report_id"], f["psi"], f["status"]))
+        limits = (report or {}).get("thresholds") or {}
+        psi_charts = [(feature, charts.psi(points, f"PSI of {feature} by report", limits))
+                      for feature, points in psi.items()]
+        compares, why_not = [], None
         if report:
             profile = (await data.fetch(backend, role, data.REFERENCE, id=report["model_id"]))[0] or {}
             compares = _compares(profile, report)
+            why_not = None if compares else _why_no_compares(profile)
         return _page("project.html", role=role, name=name, versions=versions, history=history[::-1][:30],
-                     chart=chart, metric=metric, report=report, psi_charts=psi_charts, compares=compares)
+                     chart=chart, metric=metric, report=report, psi_charts=psi_charts, compares=compares,
+                     why_not=why_not)
 
     async def version(request: Request, role: str) -> Response:
         name, wanted = request.path_params["name"], request.path_params["version"]
@@ -221,6 +225,18 @@ def _probability(what: str, total: float) -> float | None:
     return 1.0 / (1.0 + math.exp(-total)) if total > -700 else 0.0
 
 
+def _why_no_compares(profile: dict) -> str:
+    """Why a report has no training-beside-current chart: which of the three it is
+    (model_lineage gives a role without the monitor or export privilege the profile's
+    feature names and kinds only)."""
+    features = profile.get("features") or {}
+    if not features:
+        return "profile"
+    if not any("shares" in f or "value_shares" in f for f in features.values() if isinstance(f, dict)):
+        return "privilege"
+    return "changed"
+
+
 def _compares(profile: dict, report: dict) -> list[tuple[str, str, str]]:
     """Per feature of the latest report: the training distribution beside the current one,
     over the reference's bins (deciles: each about 10 % at training) or categories."""
@@ -233,7 +249,7 @@ def _compares(profile: dict, report: dict) -> list[tuple[str, str, str]]:
         if not ref or current is None:
             continue
         if "shares" not in ref and "value_shares" not in ref:
-            continue  # the profile's details are the owner's and export holders' (model_lineage)
+            continue  # the profile's details are the owner's, export and monitor holders' (model_lineage)
         if ref.get("kind") == "categorical" and isinstance(current, dict):
             keys = sorted(set(ref["shares"]) | set(current))
             labels, r, c = keys, [ref["shares"].get(k, 0.0) for k in keys], [current.get(k, 0.0) for k in keys]
