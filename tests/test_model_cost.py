@@ -310,6 +310,18 @@ def test_a_model_imported_without_an_estimate_is_stopped_too(conn, importer, slo
         assert fresh.execute("SELECT predict(%s, ARRAY[0, 0])", [slow_project]).fetchone() == (0.0,)
 
 
+def test_predict_batch_in_a_parallel_worker_answers_in_its_own_words(conn, importer, slow_project):
+    """PL/Python can run no query in parallel mode: an error recorded there is untagged,
+    not replaced by 'cannot start subtransactions during a parallel operation'."""
+    _, role = importer
+    role.execute("SET force_parallel_mode = on")
+    err = sql_error(role, "SELECT * FROM predict_batch(%s, ARRAY[1, 2, 3]::real[])", [slow_project])
+    assert err.sqlstate == "22023" and "whole number of rows" in err.diag.message_primary
+    role.execute("SET statement_timeout = '1s'")
+    error, seconds = timed(role, "SELECT * FROM predict_batch(%s, ARRAY[[1, 1], [0, 0]]::real[])", [slow_project])
+    stopped_by_timeout(error, seconds)
+
+
 def test_statement_timeout_stops_a_batch_job(conn, importer, slow_project):
     rolname, role = importer
     job = slow_project + "_job"

@@ -37,12 +37,28 @@ def set_pending(message: str, detail: str | None = None, hint: str | None = None
     __main__.GD[PENDING] = (message, detail, hint, sqlstate, stamp)
 
 
+def in_parallel_mode() -> bool:
+    """Whether the backend is in parallel mode (a parallel worker, or a leader while its
+    workers run), where PL/Python can run no query: the subtransaction it opens for one
+    fails with an error Python cannot catch."""
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None).IsInParallelMode
+    except (OSError, AttributeError):
+        return False
+    function.restype, function.argtypes = ctypes.c_bool, []
+    return function()
+
+
 def _statement_stamp() -> float | None:
-    """This statement's stamp, asked of the server (not possible in a parallel worker,
-    which no other session shares anyway)."""
+    """This statement's stamp, asked of the server (not possible in parallel mode, where
+    no other session shares the error anyway: untagged)."""
+    if in_parallel_mode():
+        return None
     try:
         return query("SELECT pgmodels._stamp() AS s")[0]["s"]
-    except Exception:  # noqa: BLE001 - a parallel worker: untagged
+    except Exception:  # noqa: BLE001 - untagged
         return None
 
 

@@ -86,12 +86,12 @@ def raise_interrupt() -> None:
     (check_statement) instead of running the model anew."""
     import plpy
 
-    from .._plpy import query
+    from .._plpy import in_parallel_mode, query
 
     global cancelled
     error = Interrupted("canceling statement due to user request",
                         detail="The model's run was stopped for a cancel or a timeout.", sqlstate=QUERY_CANCELED)
-    if _in_parallel_mode():
+    if in_parallel_mode():
         # no query can run here (PL/Python's subtransaction would fail outside Python's
         # reach): the interrupt stays pending, for PostgreSQL's next check to raise
         raise error
@@ -106,17 +106,6 @@ def raise_interrupt() -> None:
     except Exception:  # noqa: BLE001 - a statement that cannot query: nothing to remember
         cancelled = None
     raise error
-
-
-def _in_parallel_mode() -> bool:
-    import ctypes
-
-    try:
-        function = ctypes.CDLL(None).IsInParallelMode
-    except (OSError, AttributeError):
-        return False
-    function.restype, function.argtypes = ctypes.c_bool, []
-    return function()
 
 
 def check_statement(stamp: float) -> None:
