@@ -59,8 +59,8 @@ def check_self_contained(artifact: bytes, imported: bool = False) -> None:
     A tensor stored as external data (an initializer, a constant, a function's default
     attribute, in any subgraph) names a file that onnxruntime opens relative to the
     server's data directory; that would let whoever stores a model read the server's
-    files. A Loop's trip count can come from the input, and onnxruntime's run cannot be
-    cancelled by statement_timeout. No such model is imported or loaded."""
+    files. A Loop's trip count can come from the input, so its work has no bound that
+    import_onnx could check (catalog/onnx_cost.py). No such model is imported or loaded."""
     from .onnx_scan import Malformed, problems
 
     try:
@@ -78,8 +78,7 @@ def check_self_contained(artifact: bytes, imported: bool = False) -> None:
         what = refused + "s" if refused.startswith("model-local") else refused + " operators"
         raise PgmodelsError(f"ONNX models with {what} are not accepted" + ("" if not imported else " for import"),
                             detail="Their work can grow with the input (or, for functions, with each call they "
-                                   "make), and a running model cannot be cancelled by statement_timeout or "
-                                   "pg_cancel_backend.",
+                                   "make) without a bound pgmodels could check before running the model.",
                             hint="Models pgmodels trains are converted without them.",
                             sqlstate=FEATURE_NOT_SUPPORTED)
 
