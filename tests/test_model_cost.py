@@ -187,15 +187,28 @@ def test_the_limit_is_the_administrators(conn, importer, name, admin_setting):
     role.execute("SET pgmodels.max_import_cost = '1e15'")
     err = sql_error(role, "SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, heavy(512, 10)])
     assert err.sqlstate == "54000" and "1000000000" in err.diag.message_primary
-    admin_setting("pgmodels.max_import_cost", "1000")
+    admin_setting("pgmodels.max_import_cost", "2000000")  # 20 nodes; 2 MatMuls of 128 pass it
     err = sql_error(role, "SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')",
-                    [name, heavy(64, 1)])
-    assert err.sqlstate == "54000" and "limit of 1000" in err.diag.message_primary
+                    [name, heavy(128, 2)])
+    assert err.sqlstate == "54000" and "limit of 2000000" in err.diag.message_primary
     # a small model passes a small limit, and its estimate is recorded
     role.execute("SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, scaled_sum(1.0)])
     assert conn.execute("SELECT (m.training ->> 'work_per_row')::float8 FROM pgmodels.models m "
                         "JOIN pgmodels.projects p ON p.id = m.project_id WHERE p.name = %s",
                         [name]).fetchone()[0] > 0
+
+
+def test_a_model_too_large_to_load_quickly_is_refused(conn, importer, name):
+    """Loading a model cannot be interrupted: 10,001 nodes (of nothing) pass the default limit."""
+    _, role = importer
+    chain = [helper.make_node("Identity", ["X" if i == 0 else f"v{i}"], [f"v{i + 1}"]) for i in range(10_000)]
+    model = _graph(chain + [helper.make_node("ReduceSum", ["v10000"], ["value"], keepdims=1)], [])
+    error, seconds = timed(role, "SELECT * FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')", [name, model])
+    assert error is not None and error.sqlstate == "54000", error
+    assert error.diag.message_primary == "the ONNX model has 10001 nodes, more than the limit of 10000 allows"
+    assert "pgmodels.max_import_cost" in error.diag.message_hint
+    assert seconds < STOPPED_WITHIN
+    assert models_of(conn, name) == 0
 
 
 @pytest.mark.parametrize("model, words", [(square_from_input, "shape depends on the input's values"),

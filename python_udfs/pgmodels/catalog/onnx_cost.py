@@ -2,8 +2,9 @@
 
 import_onnx() refuses a model whose work it cannot bound before running anything: the
 work of a graph with no Loop or Scan is fixed by the shapes of its tensors, and ONNX's
-shape inference, given a batch of a known number of rows (1, then 4), gives those shapes.
-Each node costs an estimate of the elementary operations it does:
+shape inference, given a batch of a known number of rows (1, then 1024, to see how the
+work grows), gives those shapes. Each node costs an estimate of the elementary
+operations it does:
 
 - MatMul, Gemm and their integer forms: one multiply-add per output value and inner
   dimension; Conv and ConvTranspose: per output (input) value, the weights of one filter;
@@ -12,17 +13,21 @@ Each node costs an estimate of the elementary operations it does:
 - the tree, linear and SVM operators of ai.onnx.ml: their nodes, coefficients or support
   vectors' values for each row;
 - anything else: the values it reads and writes (a text value as 50: string work is
-  slower than arithmetic), or only those it writes where it only picks or rearranges.
+  slower than arithmetic), or only those it writes where it only picks or rearranges;
+- and every node 1,000 more, what onnxruntime spends running one.
 
-A model is refused when its work per row passes the administrator's limit
-(pgmodels.max_import_cost), when it grows faster than the number of rows, when an
+A model is refused when it has more nodes than the administrator's limit
+(pgmodels.max_import_cost) allows at 100,000 each (what loading one costs, which cannot
+be interrupted: with the default limit, 10,000 nodes), when its work per row passes that
+limit, when it grows faster than the number of rows, when an
 operator whose work grows faster than its tensors (a MatMul, say) gets a tensor whose
 shape depends on the input's values, or when an operator's work cannot be estimated at
 all (operators outside the standard and ai.onnx.ml domains, SequenceMap). A model whose
 other tensors depend on the input's values is accepted, without an estimate: it is
 always run the way a cancel can stop (see pgmodels.serving.guard).
 
-This module imports the onnx package: import_onnx uses it, serving never does.
+This module imports the onnx package: import_onnx uses it, and serving only for a model
+imported without an estimate (before 0.3.0).
 """
 
 from __future__ import annotations
@@ -32,8 +37,13 @@ from ..errors import FEATURE_NOT_SUPPORTED, PgmodelsError
 PROGRAM_LIMIT_EXCEEDED = "54000"
 SETTING = "pgmodels.max_import_cost"
 DEFAULT_LIMIT = 1_000_000_000
-ROWS = (1, 4)  # batches the graph is shaped for: per row, and how work grows with rows
+ROWS = (1, 1024)  # batches the graph is shaped for: per row, and how work grows with rows
 TEXT_WEIGHT = 50
+DISPATCH = 1_000  # what running any node costs onnxruntime besides its own work (about 1 us)
+# Loading a model costs onnxruntime about 0.1 ms per node (its graph optimizations), in
+# every backend that serves it, and cannot be interrupted: a node counts as this much
+# against the same limit, before anything else is looked at.
+LOAD_PER_NODE = 100_000
 
 DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 # operators whose work grows faster than their tensors (their shapes must be known): the
@@ -54,6 +64,10 @@ ML_NODES = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble")
 
 class Unbounded(Exception):
     """The work of a node cannot be bounded from the shapes."""
+
+
+class TooLarge(Exception):
+    """More nodes than the limit allows to load."""
 
 
 def _dims(value_type) -> list[int] | None:
@@ -167,7 +181,7 @@ def _node_work(node, shapes: _Shapes, subgraph_work) -> float:
     if node.domain not in DOMAINS:
         raise Unbounded(f'its operator {node.domain}.{op} is not one whose work pgmodels can estimate')
     if op in REFUSED:
-        raise Unbounded(f"its {op} node runs a subgraph once per element of a sequence")
+        raise Unbounded(f"its {op} node repeats a subgraph as often as its input says")
     written = _touch(shapes, node.output)
     if op in MATMUL:
         a = _need(shapes, node, MATMUL[op])
@@ -245,7 +259,7 @@ def _graph_work(graph, outer: _Shapes | None) -> tuple[float, bool]:
                 yield work
 
     for node in graph.node:
-        total += _node_work(node, shapes, subgraph_work)
+        total += DISPATCH + _node_work(node, shapes, subgraph_work)
         if not all(shapes.known(o) for o in node.output):
             complete = False
     return total, complete
@@ -352,12 +366,32 @@ def _shaped(model, rows: int):
     return shaped
 
 
-def work_per_row(artifact: bytes) -> tuple[float | None, float]:
+def nodes(graph) -> int:
+    """The nodes of a graph and of all its subgraphs."""
+    from onnx import AttributeProto
+
+    count = 0
+    for node in graph.node:
+        count += 1
+        for a in node.attribute:
+            for g in ([a.g] if a.type == AttributeProto.GRAPH else list(a.graphs)
+                      if a.type == AttributeProto.GRAPHS else []):
+                count += nodes(g)
+    return count
+
+
+def work_per_row(artifact, limit: int | None = None) -> tuple[float | None, float]:
     """(the work for one row, or None when it depends on the input's values; the work for
-    one row as far as it is known). Raises Unbounded."""
+    one row as far as it is known), of a model's bytes or its ModelProto. Raises Unbounded,
+    and, given a limit, TooLarge for a model with more nodes than it allows, before
+    inferring any shape."""
     import onnx
 
-    model = onnx.load_from_string(artifact)
+    model = onnx.load_from_string(artifact) if isinstance(artifact, (bytes, bytearray)) else artifact
+    if limit is not None:
+        count = nodes(model.graph)
+        if count * LOAD_PER_NODE > limit:
+            raise TooLarge(count)
     works = []
     complete = True
     for rows in ROWS:
@@ -384,7 +418,17 @@ def check(artifact: bytes, limit: int) -> float | None:
     when it depends on the input's values (the model is then accepted, always run so that
     a cancel stops it)."""
     try:
-        per_row, known = work_per_row(artifact)
+        per_row, known = work_per_row(artifact, limit)
+    except TooLarge as e:
+        count = e.args[0]
+        raise PgmodelsError(f"the ONNX model has {count} nodes, more than the limit of "
+                            f"{limit // LOAD_PER_NODE} allows",
+                            detail=f"Loading a model costs onnxruntime about 0.1 ms per node, in every backend that "
+                                   f"serves it, and cannot be interrupted: each node counts as {LOAD_PER_NODE} "
+                                   f"operations against the administrator's setting {SETTING}, which is {limit}.",
+                            hint=f"Import a smaller model, or ask an administrator to raise {SETTING} "
+                                 "(ALTER SYSTEM SET ..., then SELECT pg_reload_conf()).",
+                            sqlstate=PROGRAM_LIMIT_EXCEEDED) from None
     except Unbounded as e:
         raise PgmodelsError("the work of the ONNX model cannot be bounded",
                             detail=f"pgmodels estimates a model's work per row from its graph's shapes before "
