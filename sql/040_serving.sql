@@ -85,16 +85,26 @@ COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text, boolean) IS 'inte
 -- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
 -- once: the caller is not the session's own role (a SECURITY DEFINER function is
 -- predicting): the model then serves only the call that loaded it, so that code the
--- session runs as itself cannot use the definer's lookup to reach the model.
+-- session runs as itself cannot use the definer's lookup to reach the model. caller: the
+-- role _lookup checked (an oid), whose decision the backend keeps for later statements
+-- (see python_udfs/pgmodels/serving/cache.py).
 CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
-                                          model pgmodels.served_model, once boolean)
+                                          model pgmodels.served_model, once boolean, caller bigint)
 RETURNS boolean
 LANGUAGE plpython3u STABLE PARALLEL SAFE
 AS $$
 if 'pgmodels.active' not in GD: return None  # _lookup activates first; a direct call has nothing to load into
-from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once)
+from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once, caller)
 $$;
-COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call); called by _lookup only';
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked; called by _lookup only';
+
+-- 0.2.0's signature: loads without keeping a decision. Not for PUBLIC either.
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
+                                          model pgmodels.served_model, once boolean)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, NULL) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call), keeping no decision (0.2.0''s signature)';
 
 -- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
 -- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
@@ -119,10 +129,10 @@ BEGIN
     -- Without the artifact first: reading and handing over its bytes costs most of a
     -- lookup, and the backend usually has the model loaded (by id and sha256) already.
     loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once);
+                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once, caller::bigint);
     IF loaded IS NOT NULL AND NOT loaded THEN
         loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once);
+                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once, caller::bigint);
     END IF;
     IF NOT coalesce(loaded, false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
@@ -131,6 +141,46 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement; revoke it from PUBLIC to turn predicting and exporting off for all but the roles granted it';
+
+-- What the backends' kept decisions rest on (python_udfs/pgmodels/serving/cache.py):
+-- every write to the tables a lookup reads queues an invalidation message, at commit only
+-- (a rolled-back write queues nothing), that every backend counts when it next reads the
+-- queue (PostgreSQL's SharedInvalidMessageCounter). The message names the written table
+-- as a catalog that has no cache, so a backend does nothing with it but count it.
+-- PL/Python for ctypes: PostgreSQL exports CacheInvalidateCatalog, which SQL cannot reach;
+-- it only appends to the transaction's list of messages. Not a definer: the writers are
+-- pgmodels' definer functions (and superusers).
+CREATE OR REPLACE FUNCTION pgmodels._catalog_changed() RETURNS trigger
+LANGUAGE plpython3u
+AS $$
+send = GD.get('pgmodels.catalog_changed')
+if send is None:
+    import ctypes
+    try:
+        send = ctypes.CDLL(None).CacheInvalidateCatalog
+        send.argtypes, send.restype = [ctypes.c_uint], None
+    except (OSError, AttributeError):  # then no backend keeps a decision either (serving/backend.py)
+        send = False
+    GD['pgmodels.catalog_changed'] = send
+if send:
+    send(int(TD['relid']))
+return None
+$$;
+COMMENT ON FUNCTION pgmodels._catalog_changed() IS 'internal: a trigger on the serving catalog (projects, models, deployments, project_grants): queues an invalidation message at commit, which ends every backend''s kept serving decisions';
+
+DO $do$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['projects', 'models', 'deployments', 'project_grants'] LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+                       'ON pgmodels.%I FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._catalog_changed()', t);
+        -- also where triggers are off (session_replication_role = replica: a logical
+        -- replica's apply, a restore with triggers disabled)
+        EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ALWAYS TRIGGER catalog_changed', t);
+    END LOOP;
+END
+$do$;
 
 -- The cores and the user-facing wrappers: for each answer (predict, predict_proba,
 -- predict_label), the cores take features as float8[] (arrays) or jsonb (objects, and

@@ -67,6 +67,10 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         "checks the credential, activates (see _activate), reads the catalog through _resolve and hands the "
         "model to _load (PL/Python: the backend's model cache, no query)",
         "the gate of every predict: checks the credential and the predict privilege (the master switch)"),
+    "pgmodels._catalog_changed()": (
+        "a statement trigger on projects, models, deployments and project_grants: takes only the table's oid "
+        "from its trigger data and queues an invalidation message for it (CacheInvalidateCatalog through "
+        "ctypes); runs no query and reads no row", None),
     "pgmodels._serving_model(text,bigint,text)": (f"{CATALOG}, through _resolve", CREDENTIAL),
     "pgmodels._export(text,bigint,text)": (
         f"{CATALOG}, through _resolve; has_function_privilege and sha256 on the artifact",

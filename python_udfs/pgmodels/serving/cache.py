@@ -14,7 +14,25 @@ inlined wrappers need that) with any stamp, so a registration is good for TTL se
 only: a long statement looks the model up again each second, and a stamp kept from an
 earlier statement is worth nothing once a grant is revoked. A lookup made for another
 role than the session's own (a SECURITY DEFINER function predicting) serves only the
-call that made it.
+call that made it. A statement's first lookup pins the model for the rest of the
+statement: a later lookup in it (after a second, or by a nested statement, which shares
+the stamp) checks the privilege again but keeps the version.
+
+Across statements the backend keeps each decision _lookup made: (role, project or model
+id) -> the model it served, with the count of invalidation messages the backend had
+taken in when the decision's statement began (backend.py). A statement's first row,
+finding nothing registered for it, asks that cache with the role it runs as
+(PostgreSQL's GetUserId(), which no caller can choose): while the count is unchanged, no
+committed change to PostgreSQL's catalog or to pgmodels' serving catalog has reached the
+backend since, so the decision stands and the statement is served with no lookup and no
+credential. Any such change, a grant or revoke, a deploy or rollback, a role's membership,
+a DROP ROLE, the master switch on pgmodels._lookup, sends every backend to _lookup again
+at its next transaction. A transaction that has written anything neither uses nor keeps
+decisions (its own changes are not counted until it commits), and a decision serves only
+during the first second of a transaction (the backend reads invalidations when a
+transaction starts; a later statement of a long transaction looks up as before). Inside a
+SECURITY DEFINER function the role is the function's owner and the decision serves that
+call only, as a lookup there does.
 """
 
 from __future__ import annotations
@@ -24,7 +42,7 @@ import time
 
 from .._plpy import udf
 from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
-from . import guard
+from . import backend, guard
 from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
 
@@ -35,6 +53,13 @@ _loaded: dict[int, Model] = {}
 _current: dict[object, tuple] = {}
 # registrations for one call: project name, or model id -> (statement stamp, model id)
 _once: dict[object, tuple] = {}
+# (role oid, project name or model id) -> (invalidation count, model id, transaction start,
+# confirmed): _lookup's decisions (see _remember)
+_decisions: dict[tuple, tuple] = {}
+MAX_DECISIONS = 10000
+# (statement stamp, role oid, invalidation count, transaction start) read by the last core
+# that found nothing registered, before its _lookup ran
+_asked: tuple | None = None
 monotonic = time.monotonic
 
 
@@ -46,10 +71,13 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
         if once is not None and once[0] == stamp:
             return _loaded[once[1]]
     hit = _current.get(key)
-    if hit is not None and hit[0] == stamp and hit[3] > monotonic():
-        return _loaded[hit[1]]
+    if hit is not None and hit[0] == stamp:
+        if hit[3] > monotonic():
+            return _loaded[hit[1]]
+        if loaded is None:  # this statement's registration expired: a full lookup checks again
+            return None
     if loaded is None:
-        return None
+        return _decided(key, stamp)
     raise PgmodelsError("no model is loaded for this statement",
                         detail="The serving cores answer only from models pgmodels._lookup loaded for the "
                                "current statement.",
@@ -58,11 +86,12 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
 
 
 @udf(stamp_arg=2)
-def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False) -> bool:
-    """pgmodels._load: make a catalog model the one this statement (or this call) serves.
-    False when the model is not loaded here and the record came without its artifact:
-    _lookup then reads the artifact and calls again. A statement whose model run a cancel
-    or timeout stopped loads nothing more: the error is raised again (guard.py)."""
+def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False, caller: int | None = None) -> bool:
+    """pgmodels._load: make a catalog model the one this statement (or this call) serves,
+    and keep the decision for the role _lookup checked (caller). False when the model is
+    not loaded here and the record came without its artifact: _lookup then reads the
+    artifact and calls again. A statement whose model run a cancel or timeout stopped
+    loads nothing more: the error is raised again (guard.py)."""
     guard.check_statement(stamp)
     model = _loaded.get(record["id"])
     if model is None or model.sha256 != bytes(record["artifact_sha256"]):
@@ -70,12 +99,61 @@ def load(project: str, model_id: int, stamp: float, record: dict, once: bool = F
             return False
         model = _load(record)
     key = model_id or project
+    _remember(key, stamp, caller, model.id)
+    pinned = _current.get(key)
+    if pinned is not None and pinned[0] == stamp and pinned[1] != model.id and pinned[1] in _loaded:
+        model = _loaded[pinned[1]]  # the statement's first lookup chose its version
     if once:
         _current.pop(key, None)
         _once[key] = (stamp, model.id)
     else:
         _current[key] = (stamp, model.id, model.row, monotonic() + TTL)
     return True
+
+
+def _decided(key, stamp: float) -> Model | None:
+    """The model a kept decision serves the calling role in this statement, or None: run
+    _lookup (whose decision load() then keeps)."""
+    global _asked
+    me = backend.caller(TTL)
+    if me is None:
+        _asked = None
+        return None
+    role, session_role, count, started, left = me
+    _asked = (stamp, role, count, started)
+    decision = _decisions.get((role, key))
+    if decision is None or not decision[3] or decision[0] != count or left <= 0:
+        return None
+    model = _loaded.get(decision[1])
+    if model is None:
+        return None
+    if role == session_role:
+        _current[key] = (stamp, model.id, model.row, monotonic() + min(TTL, left))
+    # else a SECURITY DEFINER function's owner: this call only, as _lookup's once
+    return model
+
+
+def _remember(key, stamp: float, caller: int | None, model_id: int) -> None:
+    """Keep _lookup's decision for the role it checked, with the invalidation count read
+    before the check began.
+
+    A decision serves only once a lookup in a later transaction, at the same count, has
+    made it again. The count may have moved between the statement's snapshot and the
+    core's read of it (the backend reads the queue when it first locks a relation, an
+    index say, in the transaction): the first decision could then stand for a count that
+    includes a change its snapshot did not see. A transaction started after that read
+    takes its snapshot after every change the count includes had committed, so its
+    lookup, at the same count, sees them all."""
+    asked = _asked
+    if caller is None or asked is None or asked[0] != stamp or asked[1] != caller or not backend.writes_nothing():
+        return
+    old = _decisions.get((caller, key))
+    if old is not None and old[0] == asked[2] and old[1] == model_id and asked[3] > old[2]:
+        _decisions[(caller, key)] = (old[0], model_id, old[2], True)
+        return
+    if len(_decisions) >= MAX_DECISIONS:
+        _decisions.clear()
+    _decisions[(caller, key)] = (asked[2], model_id, asked[3], False)
 
 
 def _load(r: dict) -> Model:
