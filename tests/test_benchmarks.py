@@ -233,3 +233,21 @@ def test_tiny_workers_run_measures_both_sides(test_db, tmp_path):
         assert len(side["trials"]) == 2 and side["min"] <= side["median"] <= side["max"]
     assert _positive(results["stream"]["ratio"]) and _positive(results["split"]["ratio"])
     assert _positive(results["batch"]["ratio"])
+
+
+def test_tiny_explain_run_measures_every_side(test_db, tmp_path):
+    """benchmarks/bench_explain.py at a tiny size: every side measured and alternated,
+    every ratio computed, and pgmodels' explainer agreeing with shap's on the same model."""
+    out = tmp_path / "explain.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_explain.py"), "--dsn", test_db,
+                           "--rows", "50", "--train-rows", "400", "--trees", "5", "--repeat", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["meta"]["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_explain.py")
+    assert set(results["sql"]) == {"predict_rowwise", "explain_rowwise", "predict_batch", "explain_batch"}
+    assert all(len(side["wall_s"]["all"]) == 2 for side in results["sql"].values())
+    assert all(len(side["all"]) == 2 for side in results["in_process"]["per_row_s"].values())
+    assert results["in_process"]["max_abs_difference_from_shap"] < 1e-4
+    assert all(_positive(v if not isinstance(v, dict) else v["median"]) for v in results["ratio"].values())
+    assert results["training"]["explainer_recorded"]["kind"] == "tree"

@@ -78,7 +78,10 @@ class Explainer:
             return Explanation(phi, base, err)
         Xt = self.model_space(X)
         if self.kind == "tree":
-            return Explanation(treeshap.shap_values(self.paths, self.ensemble.prepare(Xt)), self.base)
+            # the lookups compare in the trees' own precision; the per-row polynomial wants
+            # the rows rounded to it first
+            rows = self.ensemble.prepare(Xt) if self.paths.computed else Xt
+            return Explanation(treeshap.shap_values(self.paths, rows), self.base)
         return Explanation(linear.contributions(self.linear, Xt, self.owner, self.n_inputs), self.base)
 
     def raw(self, X: np.ndarray) -> np.ndarray:

@@ -117,6 +117,8 @@ def owners(spec: list[dict]) -> np.ndarray:
 def apply(spec: list[dict], X: np.ndarray) -> np.ndarray:
     """The model-space rows (float64) of design-matrix rows X (float, or object with text)."""
     n = X.shape[0]
+    if len(spec) == 1 and spec[0]["steps"] == [{"op": "float"}] and spec[0]["inputs"] == list(range(X.shape[1])):
+        return np.asarray(X, dtype=np.float64)      # every feature passes through
     parts = []
     for b in spec:
         A = X[:, b["inputs"]]

@@ -265,12 +265,10 @@ def read(model, classifier: bool) -> tuple[Ensemble, object]:
     """(the ensemble, a function giving the model's raw output for model-space rows)."""
     module, name = type(model).__module__, type(model).__name__
     if module.startswith("xgboost"):
-        import xgboost as xgb
-
         booster = model.get_booster()
 
         def raw(X):
-            return booster.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32), missing=np.nan), output_margin=True)
+            return booster.inplace_predict(np.asarray(X, dtype=np.float32), predict_type="margin", missing=np.nan)
         return xgboost(booster), raw
     if module.startswith("lightgbm"):
         return lightgbm(model.booster_), lambda X: model.predict(np.asarray(X, dtype=np.float64), raw_score=True)
@@ -304,4 +302,5 @@ def finish(ens: Ensemble, raw, X: np.ndarray, tolerance: float = 1e-4) -> Ensemb
     if np.abs(want - got - offset).max() > tolerance * scale:
         raise Unsupported("the trees read from the model do not reproduce its output")
     ens.base = offset
+    ens.checked = (X, want)   # the model's own output on those rows, for the builder's last check
     return ens

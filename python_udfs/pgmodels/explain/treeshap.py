@@ -35,7 +35,8 @@ TABLE_DEPTH = 8              # tabulate a leaf's contributions when its path has
 TABLE_BUDGET = 4_000_000     # ... while all tables take at most this many numbers
 TABLE_WORK = 12_000_000      # ... and this many steps to make
 DENSE_LOOKUP = 8_000_000     # numbers in a lookup kept dense (else sparse)
-CHUNK = 2_000_000            # rows x leaves x depth elements per step (memory)
+CHUNK = 2_000_000            # rows x leaves x depth elements per step of the per-row polynomial
+TABLE_CHUNK = 1_000_000      # rows x entries per step of the lookups
 
 
 @dataclass
@@ -95,24 +96,21 @@ class Ensemble:
         return X.astype(np.float32).astype(np.float64) if self.float32 else X
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
-        """The ensemble's raw output for each row (rows x K): what SHAP values add up to."""
+        """The ensemble's raw output for each row (rows x K): what SHAP values add up to.
+        Every tree at once, one level per step."""
         X = self.prepare(X)
-        n = X.shape[0]
-        out = np.tile(self.base, (n, 1))
-        rows = np.arange(n)
-        for t in range(len(self.offsets) - 1):
-            start = self.offsets[t]
-            node = np.zeros(n, dtype=np.int64)
-            while True:
-                g = start + node
-                inner = self.left[g] >= 0
-                if not inner.any():
-                    break
-                x = X[rows, np.maximum(self.feature[g], 0)]
-                go_left = np.where(np.isnan(x), self.missing_left[g], x < self.threshold[g])
-                node = np.where(inner, np.where(go_left, self.left[g], self.right[g]), node)
-            out += self.value[start + node]
-        return out
+        n, T = X.shape[0], len(self.offsets) - 1
+        node = np.repeat(self.offsets[:-1][None, :], n, axis=0)       # (rows, trees) global node ids
+        base = node.copy()
+        rows = np.arange(n)[:, None]
+        while True:
+            inner = self.left[node] >= 0
+            if not inner.any():
+                break
+            x = X[rows, np.maximum(self.feature[node], 0)]
+            go_left = np.where(np.isnan(x), self.missing_left[node], x < self.threshold[node])
+            node = np.where(inner, base + np.where(go_left, self.left[node], self.right[node]), node)
+        return self.base + self.value[node].sum(axis=1)
 
     def expected_value(self) -> np.ndarray:
         """The base of path-dependent TreeSHAP: the cover-weighted mean of every tree's leaves."""
@@ -147,6 +145,14 @@ class Paths:
     computed: list = field(default_factory=list)
     lookup: object = None
     width: int = 0                    # leaves in tabulated groups
+    float32: bool = True              # rows are compared in single precision
+    flat_feature: np.ndarray | None = None   # the tabulated leaves' features, side by side
+    flat_low: np.ndarray | None = None
+    flat_high: np.ndarray | None = None
+    flat_missing: np.ndarray | None = None
+    flat_weight: np.ndarray | None = None    # 2**j for feature j of its leaf
+    leaf_start: np.ndarray | None = None     # where each leaf's features start
+    leaf_base: np.ndarray | None = None      # each leaf's first row in the lookup
     bases: list = field(default_factory=list)   # each tabulated leaf's first row in the lookup
 
 
@@ -220,7 +226,7 @@ def build_paths(ens: Ensemble, owner: np.ndarray, n_inputs: int) -> "Paths":
     z, lo, hi, ms, fm = (a.reshape(shape) for a in (z, lo, hi, ms, fm))
 
     K = ens.outputs
-    paths = Paths(n_inputs=n_inputs, outputs=K)
+    paths = Paths(n_inputs=n_inputs, outputs=K, float32=ens.float32)
     lookup, budget = [], (TABLE_BUDGET, TABLE_WORK)
     for k in range(1, width + 1):
         rows = np.flatnonzero(d == k)
@@ -258,6 +264,18 @@ def build_paths(ens: Ensemble, owner: np.ndarray, n_inputs: int) -> "Paths":
         paths.lookup = table.toarray() if total * n_inputs * K <= DENSE_LOOKUP else table
         paths.width = sum(len(h.feature) for h in paths.tabled)
         paths.bases = [g.start + (np.arange(len(g.feature), dtype=np.int64) << g.d) for g in paths.tabled]
+        # every tabulated leaf's features side by side, so that one pass over a row finds
+        # all the leaves' patterns: entry e is feature j of a leaf, with weight 2**j
+        paths.flat_feature = np.concatenate([g.feature.reshape(-1) for g in paths.tabled]).astype(np.int64)
+        dtype = np.float32 if paths.float32 else np.float64
+        paths.flat_low = _threshold(np.concatenate([g.low.reshape(-1) for g in paths.tabled]), dtype)
+        paths.flat_high = _threshold(np.concatenate([g.high.reshape(-1) for g in paths.tabled]), dtype)
+        paths.flat_missing = np.concatenate([g.missing.reshape(-1) for g in paths.tabled])
+        paths.flat_weight = np.concatenate([np.tile(1 << np.arange(g.d), len(g.feature)) for g in paths.tabled]
+                                           ).astype(np.uint8)
+        sizes = np.concatenate([np.full(len(g.feature), g.d) for g in paths.tabled])
+        paths.leaf_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        paths.leaf_base = np.concatenate(paths.bases)
     return paths
 
 
@@ -311,6 +329,45 @@ def _satisfied(g: PathGroup, X: np.ndarray) -> np.ndarray:
     return o
 
 
+def _threshold(t: np.ndarray, dtype) -> np.ndarray:
+    """Thresholds in the dtype rows are compared in: for single precision, the smallest
+    float32 at or above each one, so that x < t and x >= t answer as in double precision
+    for every float32 x."""
+    if dtype == np.float64:
+        return t
+    with np.errstate(over="ignore"):
+        t32 = t.astype(np.float32)
+    below = t32.astype(np.float64) < t
+    t32[below] = np.nextafter(t32[below], np.float32(np.inf))
+    return t32
+
+
+def _patterns(paths: "Paths", XT: np.ndarray, nan: bool) -> np.ndarray:
+    """(leaves x rows) each row's lookup row at each tabulated leaf: the leaf's first row
+    plus its pattern (bit j set when the row satisfies the path's splits on feature j).
+    XT is the rows transposed (inputs x rows), so that each entry's values are one
+    contiguous gather and each leaf's sum runs over whole rows of entries."""
+    v = XT[paths.flat_feature]                                          # (entries, rows)
+    o = (v >= paths.flat_low[:, None]) & (v < paths.flat_high[:, None])
+    if nan:
+        o |= np.isnan(v) & paths.flat_missing[:, None]
+    if XT.shape[1] <= 8:  # a few rows: one reduceat over all the leaves, fewest numpy calls
+        bits = o.view(np.uint8) * paths.flat_weight[:, None]
+        return np.add.reduceat(bits, paths.leaf_start, axis=0).astype(np.int64) + paths.leaf_base[:, None]
+    # many rows: per group of leaves with d features, bit j of all its leaves at once
+    out, at = [], 0
+    o = o.view(np.uint8)
+    for g in paths.tabled:
+        P, d = g.feature.shape
+        block = o[at:at + P * d].reshape(P, d, -1)
+        pattern = block[:, 0, :].copy()
+        for j in range(1, d):
+            pattern |= block[:, j, :] << j
+        out.append(pattern)
+        at += P * d
+    return np.concatenate(out).astype(np.int64) + paths.leaf_base[:, None]
+
+
 def shap_values(paths: "Paths", X: np.ndarray) -> np.ndarray:
     """SHAP values (rows x inputs x K) of prepared rows X (model space)."""
     from scipy import sparse
@@ -318,18 +375,18 @@ def shap_values(paths: "Paths", X: np.ndarray) -> np.ndarray:
     n, K = X.shape[0], paths.outputs
     phi = np.zeros((n, paths.n_inputs * K))
     if paths.tabled:
-        deepest = max(g.d for g in paths.tabled)
-        step = max(1, CHUNK // max(paths.width * deepest, 1))
+        Xc = np.asarray(X, dtype=np.float32 if paths.float32 else np.float64)
+        nan = bool(np.isnan(Xc).any())
+        step = max(1, TABLE_CHUNK // max(len(paths.flat_feature), 1))
         for s in range(0, n, step):
-            Xs = X[s:s + step]
-            rows = len(Xs)
-            # each row's pattern at each leaf: which of the path's features it satisfies
-            cols = np.concatenate([np.packbits(_satisfied(g, Xs), axis=-1, bitorder="little")[..., 0] + b[None, :]
-                                   for g, b in zip(paths.tabled, paths.bases)], axis=1)
+            cols = _patterns(paths, np.ascontiguousarray(Xc[s:s + step].T), nan).T   # (rows, leaves)
+            rows = cols.shape[0]
             if rows <= 8 and not sparse.issparse(paths.lookup):   # a few rows: gather and add
-                phi[s:s + step] += paths.lookup[cols].sum(axis=1)
+                for r in range(rows):
+                    phi[s + r] += np.take(paths.lookup, cols[r], axis=0).sum(axis=0)
                 continue
-            S = sparse.csr_matrix((np.ones(cols.size), cols.reshape(-1), np.arange(0, cols.size + 1, paths.width)),
+            cols = np.ascontiguousarray(cols).reshape(-1)
+            S = sparse.csr_matrix((np.ones(cols.size), cols, np.arange(0, cols.size + 1, paths.width)),
                                   shape=(rows, paths.lookup.shape[0]))
             part = S @ paths.lookup
             phi[s:s + step] += part.toarray() if sparse.issparse(part) else part
