@@ -2,8 +2,8 @@
 
 Creates ``public.churn`` (deterministic, no download), trains a logistic regression and
 an XGBoost model from SQL, lets automatic deployment keep the better one, scores the
-table with predict(), and exports the served ONNX artifact to run it outside the
-database, as an edge device would.
+table with predict(), explains one customer's prediction feature by feature, and exports
+the served ONNX artifact to run it outside the database, as an edge device would.
 """
 
 from __future__ import annotations
@@ -71,6 +71,20 @@ def _reset(conn) -> None:
     conn.execute("DELETE FROM pgmodels.projects WHERE name = ANY(%s)", [projects])
 
 
+def explain_step(conn, say, customer: int) -> None:
+    """One customer's churn prediction, feature by feature (the owner may explain; others
+    need grant_project(..., 'explain'))."""
+    row = f"(SELECT c FROM public.churn c WHERE customer_id = {int(customer)})"
+    label, proba = conn.execute(f"SELECT predict_label('churn', {row}), predict_proba('churn', {row})").fetchone()
+    rows = conn.execute(f"SELECT * FROM explain_prediction('churn', {row}, top_n => 4)").fetchall()
+    say(f"   customer {customer}: churns={label} (probability of churning {proba[-1]:.3f}); "
+        f"the contributions add up to {rows[0][1]}:")
+    for feature, value, contribution in rows:
+        shown = "" if feature == "(base)" else (value if value is not None else "NULL")
+        say(f"     {feature:<16} {shown:<16} {contribution:+.3f}")
+    say(f"     {'= total':<16} {'':<16} {sum(r[2] for r in rows):+.3f}")
+
+
 def run_demo(conn, rows: int = 20000) -> None:
     say = print
     _reset(conn)
@@ -106,6 +120,9 @@ def run_demo(conn, rows: int = 20000) -> None:
                           predict_proba('churn', '{"tenure_months": 3, "monthly_charges": 95,
                           "support_calls": 1, "paperless": false, "contract": "month-to-month"}'::jsonb)""").fetchone()
     say(f"   a new month-to-month customer, 3 months in: churns={one[0]}  probabilities={one[1]}")
+
+    say("== 3a. why: explain_prediction() says which features made customer 42's prediction")
+    explain_step(conn, say, 42)
 
     say("== 3b. batch: a scheduled job scores the table into churn_scores, which apps read by key")
     from .demo_batch import batch_step, cron_step

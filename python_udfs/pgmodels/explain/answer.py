@@ -136,7 +136,7 @@ def rows_of(model: Model, explainer: Explainer, answer: Answer, X: np.ndarray, r
     out += [(explainer.feature_names[j], value_text(X[row, j]), float(phi[j])) for j in keep]
     rest = order[len(keep):]
     if rest:
-        out.append((OTHER, f"{len(rest)} features", float(sum(phi[j] for j in rest))))
+        out.append((OTHER, f"{len(rest)} feature{'s' if len(rest) != 1 else ''}", float(sum(phi[j] for j in rest))))
     return out
 
 
