@@ -119,7 +119,7 @@ def prepare(conn: psycopg.Connection, args) -> tuple[bytes, tuple[int, int]]:
     columns = ", ".join(f"{f} real NOT NULL" for f in _data.FEATURES)
     for t in (EVENTS, PLAIN):
         conn.execute(f"CREATE TABLE {t} (id bigserial PRIMARY KEY, {columns})")
-    conn.execute(f"CREATE TABLE {BASE_OUT} (event_id bigint PRIMARY KEY, key text, prediction real, "
+    conn.execute(f"CREATE TABLE {BASE_OUT} (event_id bigint PRIMARY KEY, key bigint, prediction real, "
                  "probabilities real[], model_id bigint NOT NULL, model_version integer NOT NULL, "
                  "predicted_at timestamptz NOT NULL)")
     _step(f"training the {args.trees}-tree model on {args.train_rows} rows")
@@ -496,7 +496,7 @@ def check_outputs(conn) -> dict:
     for consumer, out in zip(CONSUMERS, OUTPUTS):
         n, distinct, missing = conn.execute(
             f"SELECT count(*), count(DISTINCT o.event_id), (SELECT count(*) FROM {EVENTS} e "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {out} x WHERE x.key = e.id::text)) FROM {out} o").fetchone()
+            f"WHERE NOT EXISTS (SELECT 1 FROM {out} x WHERE x.key = e.id)) FROM {out} o").fetchone()
         failures = conn.execute("SELECT failures FROM pgmodels.stream_consumer WHERE name = %s",
                                 [consumer]).fetchone()[0]
         found[consumer] = {"predictions": n, "distinct_events": distinct, "events_without_prediction": missing,

@@ -130,8 +130,12 @@ BEGIN
     IF to_regprocedure(format('pgmodels.%I()', capture)) IS NOT NULL THEN
         EXECUTE format('DROP FUNCTION pgmodels.%I()', capture);
     END IF;
+    -- The key's text form is fixed whatever the inserting session's settings (ISO dates,
+    -- times in UTC, floats exact): it converts back to the key's type in any session
+    -- (sql/078_stream_keys.sql), and a key hashes to one partition.
     EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                      SET search_path = pg_catalog, pg_temp AS $body$
+                      SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC'
+                      SET extra_float_digits = 1 AS $body$
                       DECLARE current smallint; waiting boolean;
                       BEGIN
                           PERFORM pgmodels._stream_capture_check(%s, %L, %L);

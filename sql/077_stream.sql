@@ -67,13 +67,36 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._consumer_output(text) IS 'internal: a consumer''s output table and notification channel';
 
+-- A consumer's output table and the type of its key column, checked to be a built-in key
+-- type (sql/078_stream_keys.sql): reading and comparing keys converts nothing a role
+-- defined. As the caller.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_keyed_output(consumer_name text, OUT output regclass, OUT key_type regtype)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    output := (pgmodels._consumer_output(consumer_name)).output;
+    key_type := pgmodels._key_type(output, 'key');
+    IF key_type IS NULL THEN
+        RAISE EXCEPTION 'the key column of output table % of consumer "%" is not of a built-in key type', output,
+                consumer_name
+            USING ERRCODE = '42804',
+                  DETAIL = format('It is %s.', coalesce((SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+                                                          FROM pg_catalog.pg_attribute a
+                                                         WHERE a.attrelid = output AND a.attname = 'key'
+                                                           AND a.attnum > 0 AND NOT a.attisdropped), 'missing')),
+                  HINT = 'Its owner gives it the type of the stream''s key column again (ALTER TABLE ... ALTER COLUMN key TYPE ...).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_keyed_output(text) IS 'internal: a consumer''s output table and the type of its key column, which must be a built-in key type';
+
 CREATE OR REPLACE FUNCTION @extschema@.read_predictions(consumer_name text, after_event_id bigint, max_rows integer DEFAULT 1000)
 RETURNS TABLE (event_id bigint, key text, prediction real, probabilities real[], label text, model_id bigint,
                model_version integer, event_time timestamptz, predicted_at timestamptz)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    out regclass := (pgmodels._consumer_output(consumer_name)).output;
+    out regclass := (pgmodels._consumer_keyed_output(consumer_name)).output;
     since bigint := 0;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 THEN
@@ -86,25 +109,59 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'Pass the last event id read_predictions returned, or 0 to read from the start.';
         END IF;
     END IF;
-    RETURN QUERY EXECUTE format('SELECT o.event_id, o.key, o.prediction, o.probabilities, o.label, o.model_id, '
-                                'o.model_version, o.event_time, o.predicted_at FROM %s o WHERE o.delivery > $1 '
-                                'ORDER BY o.delivery LIMIT $2', out) USING since, max_rows;
+    -- the key in its text form (the output table has it in the stream's key type)
+    RETURN QUERY EXECUTE format('SELECT o.event_id, CAST(o.key AS pg_catalog.text), o.prediction, o.probabilities, '
+                                'o.label, o.model_id, o.model_version, o.event_time, o.predicted_at FROM %s o '
+                                'WHERE o.delivery > $1 ORDER BY o.delivery LIMIT $2', out) USING since, max_rows;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.read_predictions(text, bigint, integer) IS 'a durable cursor over a consumer''s predictions in the order they were made: those after the prediction of event after_event_id (0: from the start); for roles with SELECT on its output table';
+COMMENT ON FUNCTION @extschema@.read_predictions(text, bigint, integer) IS 'a durable cursor over a consumer''s predictions in the order they were made: those after the prediction of event after_event_id (0: from the start), the key as text; for roles with SELECT on its output table';
 
+-- latest_prediction takes the key in its own type (42, a uuid, a date: the anycompatible
+-- overload, which compares it with the output's key as PostgreSQL compares the two types,
+-- so 42.5 matches no bigint key) or as text (a literal such as '42', a text value: the
+-- text overload, which converts it to the key's type). PostgreSQL picks the text one for
+-- a quoted literal and for text, varchar and unknown parameters, the other for the rest.
 CREATE OR REPLACE FUNCTION @extschema@.latest_prediction(consumer_name text, key text) RETURNS real
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
+    o record := pgmodels._consumer_keyed_output(consumer_name);
     answer real;
 BEGIN
-    EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key = $1 ORDER BY o.event_id DESC LIMIT 1',
-                   (pgmodels._consumer_output(consumer_name)).output) INTO answer USING key;
+    EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key OPERATOR(pg_catalog.=) CAST($1 AS %s) '
+                   'ORDER BY o.event_id DESC LIMIT 1', o.output, o.key_type) INTO answer USING key;
     RETURN answer;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.latest_prediction(text, text) IS 'the prediction a consumer made for the latest event with this key, or NULL while there is none yet';
+COMMENT ON FUNCTION @extschema@.latest_prediction(text, text) IS 'the prediction a consumer made for the latest event with this key, given as text (converted to the key''s type), or NULL while there is none yet';
+
+CREATE OR REPLACE FUNCTION @extschema@.latest_prediction(consumer_name text, key anycompatible) RETURNS real
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    o record := pgmodels._consumer_keyed_output(consumer_name);
+    answer real;
+BEGIN
+    BEGIN
+        -- a key of a string type (a text key, or an output made before 0.3.0) compares
+        -- with the value's text form
+        EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key OPERATOR(pg_catalog.=) %s '
+                       'ORDER BY o.event_id DESC LIMIT 1', o.output,
+                       CASE WHEN (SELECT t.typcategory FROM pg_catalog.pg_type t WHERE t.oid = o.key_type) = 'S'
+                            THEN format('CAST(CAST($1 AS pg_catalog.text) AS %s)', o.key_type) ELSE '$1' END)
+            INTO answer USING key;
+    EXCEPTION WHEN undefined_function THEN
+        RAISE EXCEPTION 'key % is of type %, which does not compare with the keys of consumer "%"', key,
+                pg_catalog.pg_typeof(key), consumer_name
+            USING ERRCODE = '42883',
+                  DETAIL = format('Its output table %s keeps its keys as %s.', o.output, o.key_type),
+                  HINT = format('Pass the key as %s, or as text.', o.key_type);
+    END;
+    RETURN answer;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.latest_prediction(text, anycompatible) IS 'the prediction a consumer made for the latest event with this key, given in its own type (42, a uuid, a date), or NULL while there is none yet';
 
 CREATE OR REPLACE FUNCTION @extschema@.drop_consumer(consumer_name text, drop_output boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE

@@ -138,5 +138,9 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._stream_maintain(text, bigint),
     pgmodels._may_consume(bigint, oid),
     pgmodels._consumer_lag(bigint, text),
-    pgmodels._consumer_output(text)
+    pgmodels._consumer_output(text),
+    -- a column's type if it may be an output's key, and an output's key type (invokers:
+    -- they read the catalog as the caller)
+    pgmodels._key_type(oid, name),
+    pgmodels._consumer_keyed_output(text)
 TO PUBLIC;

@@ -210,6 +210,8 @@ PUBLIC_INTERNALS = {
     "pgmodels._consumer_drop(text,text)", "pgmodels._process_stream(text,integer)",
     "pgmodels._stream_waiting(text,text[],boolean)", "pgmodels._stream_inflight(bigint[])", "pgmodels._stream_maintain(text,bigint)", "pgmodels._may_consume(bigint,oid)",
     "pgmodels._consumer_lag(bigint,text)", "pgmodels._consumer_output(text)",
+    # an output key's type: catalog reads, as the caller
+    "pgmodels._key_type(oid,name)", "pgmodels._consumer_keyed_output(text)",
     # monitoring (sql/100-101): cores that check the credential, the project's privileges
     # and the monitor's owner themselves; the PL/Python cores run as the caller
     "pgmodels._drift_reference(text,bigint,text)",

@@ -31,7 +31,7 @@ def test_two_consumers_on_one_ride_stream(conn, name):
     for out in (name + "_d_predictions", name + "_costs"):
         bad = conn.execute(f"""SELECT count(*), count(DISTINCT o.event_id),
                                       count(*) FILTER (WHERE abs(o.prediction - (3 * r.a - 2 * r.b + 1)) > 0.01)
-                                 FROM {out} o JOIN {table} r ON r.ride_id::text = o.key""").fetchone()
+                                 FROM {out} o JOIN {table} r ON r.ride_id = o.key""").fetchone()
         assert bad == (1500, 1500, 0)
     row = conn.execute("SELECT events_processed, events_pending, failures FROM pgmodels.stream_consumers "
                        "WHERE consumer = %s", [name + "_c"]).fetchone()
@@ -67,7 +67,7 @@ def test_a_decision_service_consumes_a_prediction_stream(conn, name):
     assert drain(conn, name + "_d") == 40
     assert drain(conn, name + "_late") == 40
     rows = conn.execute(f"""SELECT d.prediction, l.label FROM {name}_late_predictions l
-                              JOIN {name}_d_predictions d ON d.event_id::text = l.key""").fetchall()
+                              JOIN {name}_d_predictions d ON d.event_id = l.key""").fetchall()
     assert len(rows) == 40 and {label for p, label in rows if p > 15} == {"1"}
 
 
@@ -228,7 +228,7 @@ def test_chaos_twenty_sigkills_lose_and_duplicate_nothing(conn, test_db, name):
     for out in (name + "_d_predictions", name + "_c_predictions"):
         assert conn.execute(f"SELECT count(*), count(DISTINCT event_id) FROM {out}").fetchone() == (total, total)
     assert conn.execute(f"SELECT count(*) FROM {table} r WHERE NOT EXISTS "
-                        f"(SELECT 1 FROM {name}_d_predictions o WHERE o.key = r.ride_id::text)").fetchone() == (0,)
+                        f"(SELECT 1 FROM {name}_d_predictions o WHERE o.key = r.ride_id)").fetchone() == (0,)
 
 
 def test_a_worker_reconnects_after_losing_its_connection(conn, test_db, name):

@@ -2,7 +2,9 @@
 the stream's table (its events are its rows), predict with the project, and own the
 output table, which is created when missing. A consumer whose output table has a jsonb
 column "contributions" (add_consumer(..., outputs => ARRAY[..., 'contributions']) makes
-it) writes each prediction's per-feature contributions there too."""
+it) writes each prediction's per-feature contributions there too. The output's key column
+has the type of the stream's key column (when that is a built-in type with an order, see
+sql/078_stream_keys.sql; else text), so that it joins back to the stream's table."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from ..errors import DATATYPE_MISMATCH, UNDEFINED_COLUMN, PgmodelsError
 from ..relations import NUMERIC_CATEGORIES, Relation
 
 ADD_SIGNATURE = "add_consumer(text, text, text, text, text, text, boolean, integer)"
-# the output table: one prediction per event
+# the output table: one prediction per event (the key in its own type, see output_columns)
 OUTPUT_COLUMNS = {"event_id": "bigint", "key": "text", "prediction": "real", "probabilities": "real[]",
                   "label": "text", "model_id": "bigint", "model_version": "integer",
                   "event_time": "timestamp with time zone", "predicted_at": "timestamp with time zone",
@@ -97,7 +99,7 @@ def _add(stream_name, consumer_name, project_name, output_table, enrich_relation
     sources = sources_of_features(model, events, enrich)
     if enrich is not None:
         relations.require_select(enrich, [enrich_key] + [c for c, s in sources.items() if s != "event"])
-    columns = {**OUTPUT_COLUMNS, **({"contributions": "jsonb"} if contributions else {})}
+    columns = {**output_columns(events, stream["key"]), **({"contributions": "jsonb"} if contributions else {})}
     out = relations.output_table(output_table or f"{consumer_name}_predictions", columns, "event_id", NOT_NULL,
                                  f"predictions of pgmodels stream consumer {consumer_name}", events)
     query(f"CREATE UNIQUE INDEX IF NOT EXISTS {_index(out, 'delivery')} ON {out.qualified} (delivery)")
@@ -106,6 +108,17 @@ def _add(stream_name, consumer_name, project_name, output_table, enrich_relation
                  [consumer_name, stream_name, project_name, out.oid, enrich.oid if enrich else None, enrich_key,
                   bool(from_beginning), partitions],
                  ["text", "text", "text", "oid", "oid", "name", "boolean", "integer"])[0]["id"]
+
+
+def output_columns(events: Relation, key_column: str | None) -> dict[str, str]:
+    """The output table's columns: the key in the type of the stream's key column (with
+    its modifier, as a batch job's output has it) when that may be an output's key, else
+    text (a stream without a key, a key type without an order)."""
+    key_type = "text"
+    if key_column is not None and query("SELECT pgmodels._key_type($1, $2) IS NOT NULL AS ok", [events.oid, key_column],
+                                        ["oid", "name"])[0]["ok"]:
+        key_type = events.columns[key_column].type
+    return {**OUTPUT_COLUMNS, "key": key_type}
 
 
 def _index(out: Relation, what: str) -> str:

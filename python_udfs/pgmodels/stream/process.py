@@ -8,8 +8,9 @@ transaction.
 2. one statement reads up to max_events of them (of that partition) in id order, with
    their features (from the event's row, else looked up by key in the enrich relation);
 3. events whose features cannot be scored (missing, NaN, Infinity, out of range, an
-   array of the wrong length) go to the dead letters; the others are scored in one run of
-   the vectorized path and written to the output table;
+   array of the wrong length) or whose key does not convert to the type of the output's
+   key column go to the dead letters; the others are scored in one run of the vectorized
+   path and written to the output table (the key, text in the log, in its own type);
 4. the position moves past them (pgmodels._consumer_advance, which hands out their
    delivery numbers under the consumer's row lock, so deliveries number in commit order
    however many partitions are scored at once), the predictions are written and
@@ -34,11 +35,11 @@ from ..serving.runtime import FLOAT32_MAX, Model
 from .consumers import sources_of_features
 
 _plans: dict[tuple, str] = {}  # per consumer and model: the statement that reads events
-_inserts: dict[int, object] = {}  # per output table: the statement that writes predictions
+_inserts: dict[tuple, object] = {}  # per output table: the statement that writes predictions
 INSERT = """
 INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
                    predicted_at, delivery)
-SELECT u.i, u.k, u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
+SELECT u.i, CAST(u.k AS {key}), u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
        u.t, pg_catalog.now(), $8 + u.o
   FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
                   pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[])) WITH ORDINALITY AS u(i, k, p, l, t, o)"""
@@ -47,12 +48,17 @@ INSERT_TYPES = ["bigint[]", "text[]", "real[]", "integer", "real[]", "bigint", "
 INSERT_CONTRIBUTIONS = """
 INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
                    predicted_at, delivery, contributions)
-SELECT u.i, u.k, u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
+SELECT u.i, CAST(u.k AS {key}), u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
        u.t, pg_catalog.now(), $8 + u.o, u.c
   FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
                   pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[]), pg_catalog.unnest($11::jsonb[]))
        WITH ORDINALITY AS u(i, k, p, l, t, c, o)"""
 _explains: dict[int, bool] = {}  # per output table: whether it has a contributions column
+# the type of the output's key column, if it may hold a key (sql/078_stream_keys.sql)
+KEY_TYPE = """
+SELECT pgmodels._key_type(a.attrelid, a.attname)::text AS cast, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
+  FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attname = 'key' AND a.attnum > 0 AND NOT a.attisdropped"""
+_casts: dict[tuple, object] = {}  # per key type: the statements that check keys convert
 
 
 def _read_sql(c: dict, model: ServedModel, events: relations.Relation, enrich: relations.Relation | None) -> str:
@@ -166,6 +172,49 @@ def _wants_contributions(output: int) -> bool:
     return _explains[output]
 
 
+def _key_type(output: int) -> str:
+    """The type the events' keys (text in the log) become in the output table: its key
+    column's, which must be a built-in key type, so that converting a key runs nothing but
+    a built-in type's input function (as the consumer's owner, who runs this)."""
+    got = query(KEY_TYPE, [output], ["oid"])
+    if not got or got[0]["cast"] is None:
+        display = relations.by_oid(output).display
+        raise PgmodelsError(f"the key column of output table {display} is not of a built-in key type",
+                            detail=f"It is {got[0]['type']}." if got else "It has no column \"key\".",
+                            hint="Give it the type of the stream's key column again (ALTER TABLE ... ALTER COLUMN "
+                                 "key TYPE ...).", sqlstate="42804")
+    return got[0]["cast"]
+
+
+def _keys_that_do_not_convert(rows: list, key_type: str) -> dict:
+    """The events (by id) whose key does not convert to the output's key type, with why: a
+    key column whose type changed since the output was made, say. Dead letters, not a
+    consumer stuck on its batch. One statement checks all; only when it fails, each."""
+    if key_type == "text" or not rows:
+        return {}
+    plans = _casts.get(key_type)
+    if plans is None:
+        plans = _casts[key_type] = (
+            plpy.prepare(f"SELECT pg_catalog.count(CAST(k AS {key_type})) FROM pg_catalog.unnest($1::text[]) k",
+                         ["text[]"]),
+            plpy.prepare(f"SELECT CAST($1::text AS {key_type})", ["text"]))
+    try:
+        with plpy.subtransaction():
+            plpy.execute(plans[0], [[r["ev_key"] for r in rows]])
+        return {}
+    except plpy.SPIError:
+        pass
+    bad = {}
+    for r in rows:
+        try:
+            with plpy.subtransaction():
+                plpy.execute(plans[1], [r["ev_key"]])
+        except plpy.SPIError as e:
+            bad[r["ev_id"]] = (f"the event's key does not convert to {key_type}, the type of the output's key: "
+                               f"{e.args[0] if e.args else e}", getattr(e, "sqlstate", None) or "22000")
+    return bad
+
+
 def _explainer(project: str, model: Model):
     """The model's explainer, for this statement, once pgmodels._explain_lookup has checked
     that the consumer's owner (the caller) may explain with the project."""
@@ -214,8 +263,11 @@ def process(consumer_name: str, max_events: int) -> int:
     good, bad = [], []
     numeric_names = [f for f, t in zip(model.feature_names, model.feature_types) if t != "text"]
     text_names = [f for f, t in zip(model.feature_names, model.feature_types) if t == "text"]
+    key_type = _key_type(c["output"])
+    unconverted = _keys_that_do_not_convert(rows, key_type)
     for r in rows:
-        problem = _problem(model, r["x"], r["t"], len(numeric_names), numeric_names, text_names)
+        problem = unconverted.get(r["ev_id"]) or _problem(model, r["x"], r["t"], len(numeric_names), numeric_names,
+                                                        text_names)
         (bad if problem else good).append((r, problem))
     last = rows[n - 1]["ev_id"] if n else None
     if good:  # scored first: the lock below is held to commit, so only writes follow it
@@ -234,10 +286,11 @@ def process(consumer_name: str, max_events: int) -> int:
         probabilities = out.get("probabilities")
         classes = int(probabilities.shape[1]) if probabilities is not None else 0
         explained = "contributions" in out
-        insert = _inserts.get((c["output"], explained))
+        insert = _inserts.get((c["output"], explained, key_type))
         if insert is None:
-            insert = _inserts[(c["output"], explained)] = plpy.prepare(
-                (INSERT_CONTRIBUTIONS if explained else INSERT).format(out=relations.by_oid(c["output"]).qualified),
+            insert = _inserts[(c["output"], explained, key_type)] = plpy.prepare(
+                (INSERT_CONTRIBUTIONS if explained else INSERT).format(out=relations.by_oid(c["output"]).qualified,
+                                                                       key=key_type),
                 INSERT_TYPES + (["jsonb[]"] if explained else []))
         plpy.execute(insert, [[r["ev_id"] for r, _ in good], [r["ev_key"] for r, _ in good],
                               probabilities.reshape(-1).tolist() if classes else None, classes,
