@@ -215,6 +215,33 @@ def test_tiny_pgbouncer_run_measures_both_sides(test_db, tmp_path):
     assert " 2 clients: predict " in done.stdout
 
 
+def test_tiny_online_run_measures_both_sides(test_db, tmp_path):
+    """benchmarks/bench_online.py at a tiny size: pgbench as a role granted predict, direct
+    (prepared) and through a real PgBouncer, predict and the lookup at each client count,
+    alternated, no failed transaction; the role it made is gone afterwards."""
+    out = tmp_path / "online.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_online.py"), "--dsn", test_db,
+                           "--clients", "1,2", "--seconds", "1", "--warmup", "1", "--repeat", "2", "--rows", "500",
+                           "--pool-size", "2", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_online.py")
+    assert isinstance(results["predict_of_row_1"], float) and set(results["modes"]) == {"direct", "pgbouncer"}
+    for mode in results["modes"].values():
+        assert set(mode["clients"]) == {"1", "2"}
+        for entry in mode["clients"].values():
+            for side in ("predict", "lookup"):
+                assert len(entry[side]["trials"]) == 2 and entry[side]["failed"] == 0
+                assert 0 < entry[side]["min_tps"] <= entry[side]["median_tps"] <= entry[side]["max_tps"]
+            assert _positive(entry["ratio"]) and len(entry["ratio_per_pair"]) == 2
+    assert "pgbouncer   2 clients: predict " in done.stdout
+    import psycopg
+
+    with psycopg.connect(test_db) as c:
+        assert c.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", [results["role"]]).fetchone()[0] == 0
+
+
 def test_tiny_workers_run_measures_both_sides(test_db, tmp_path):
     """benchmarks/bench_workers.py at a tiny size: 1 and 2 stream workers (on two consumers,
     and on one consumer of two partitions), one batch run and two partition runs, every
