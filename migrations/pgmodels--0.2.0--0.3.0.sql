@@ -7,6 +7,11 @@
 -- the epilogue.
 \echo Use "ALTER EXTENSION pgmodels UPDATE" to load this file. \quit
 
+-- Open to PUBLIC from 0.3.0 (a snapshot's caller converts its columns to the types it
+-- names, sql/120_families.sql): granted before the grants are saved, so that the epilogue
+-- does not take 0.2.0's own revoke for an administrator's.
+GRANT EXECUTE ON FUNCTION pgmodels._snapshot_type(oid, integer) TO PUBLIC;
+
 -- The grants of every function, as an administrator left them: replaying the sources
 -- re-runs their GRANT and REVOKE statements, and the epilogue puts back what an
 -- administrator had changed (a function revoked from PUBLIC, granted to a role).
@@ -15,6 +20,51 @@ SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
         ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e'
       JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'), '{}')::text, true);
+
+-- The monitor privilege (sql/015_catalog_grants.sql): drift statistics against a project's
+-- training profile, granted by name; and the explain privilege (explain_prediction() and
+-- the contributions outputs: per-feature contributions), also granted by name.
+ALTER TABLE pgmodels.project_grants DROP CONSTRAINT project_grants_privilege_check,
+    ADD CONSTRAINT project_grants_privilege_check CHECK (privilege IN ('predict', 'export', 'monitor', 'explain'));
+COMMENT ON TABLE pgmodels.project_grants IS 'per-project privileges the owner granted: predict, export, monitor and explain, to roles or PUBLIC (grantee 0)';
+
+-- What a monitor's retrain trains when it is not what the deployed version was trained
+-- with (set_monitor_retrain, sql/101_monitor.sql); _monitor_get returns it too.
+ALTER TABLE pgmodels.monitor ADD COLUMN retrain_with jsonb;
+DROP FUNCTION pgmodels._monitor_get(text, bigint);
+
+-- An imported model's static work estimate (python_udfs/pgmodels/catalog/onnx_cost.py),
+-- which serving reads to decide which runs a cancel must be able to stop.
+ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
+
+-- The contributions output of the vectorized path (sql/044_vectorized_types.sql): batch jobs,
+-- stream consumers and pgmodels serve (explanations, sql/125_explain.sql), and the batch
+-- jobs that ask for it (sql/070_batch_catalog.sql).
+ALTER TYPE pgmodels.scored_rows ADD ATTRIBUTE contributions jsonb[];
+COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"';
+ALTER TABLE pgmodels.batch_job DROP CONSTRAINT batch_job_outputs_check,
+    ADD CONSTRAINT batch_job_outputs_check CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label', 'contributions']
+                                                 AND cardinality(outputs) > 0);
+
+-- No two projects whose names differ only in case (sql/010_catalog.sql). A database that
+-- has some cannot take the index: the upgrade stops and names them, for the administrator
+-- to rename or drop one of each. Names that only look odd (spaces at an end, invisible
+-- characters) stay as they are: the name rules apply to projects made from now on.
+DO $$
+DECLARE
+    clashes text;
+BEGIN
+    SELECT pg_catalog.string_agg(c.names, '; ' ORDER BY c.names) INTO clashes
+      FROM (SELECT pg_catalog.string_agg(pg_catalog.format('%L (id %s)', p.name, p.id), ', ' ORDER BY p.id) AS names
+              FROM pgmodels.projects p GROUP BY pg_catalog.lower(p.name) HAVING pg_catalog.count(*) > 1) c;
+    IF clashes IS NOT NULL THEN
+        RAISE EXCEPTION 'projects whose names differ only in case: %', clashes USING ERRCODE = '23505',
+            DETAIL = 'pgmodels 0.3.0 keeps project names unique regardless of case (a unique index on lower(name)): one would pass for the other in the console, in /metrics and in bundles.',
+            HINT = 'Rename one of each (as a superuser: UPDATE pgmodels.projects SET name = ''...'' WHERE id = ...) or drop it (DELETE FROM pgmodels.projects WHERE id = ...), then run ALTER EXTENSION pgmodels UPDATE again.';
+    END IF;
+END
+$$;
+CREATE UNIQUE INDEX projects_name_lower_key ON pgmodels.projects (lower(name));
 
 -- sql/020_environment.sql
 -- The server-side Python environment, and how errors leave Python.
@@ -194,7 +244,13 @@ COMMENT ON FUNCTION pgmodels.doctor() IS 'reports the server''s Python, the virt
 -- Projects have owners: the role that first trained or imported one owns it, and it
 -- (or any role that is a member of it, as for tables) may train, import, deploy and
 -- grant. Others may predict with a project's models or export their artifacts once the
--- owner grants them predict or export (grant_project).
+-- owner grants them predict or export (grant_project), and compare data with a model's
+-- training profile (drift() and drift reports) once it grants them monitor: drift
+-- statistics over data of one's own choosing reveal the training rows' distribution (a
+-- table of one repeated value has a KS statistic equal to the training CDF there), so
+-- that privilege says so by name and 'all' does not include it. So does explain
+-- (explain_prediction(), the contributions outputs): a feature's contribution to each answer
+-- makes a probe of the model one call per feature.
 --
 -- The catalog is written and read by SECURITY DEFINER functions, and a definer function
 -- cannot see the role that called it. So the user-facing functions pass a caller
@@ -263,7 +319,8 @@ $$;
 COMMENT ON FUNCTION pgmodels._verify_caller(text) IS 'internal: the role a caller credential was made for, or an error when it was not made by pgmodels._credential() in this statement';
 
 -- Definer: it reads the catalog. It answers about any role, as has_table_privilege does.
--- privilege: 'owner' (the owner or a member of it), 'predict', 'export', or 'use' (any).
+-- privilege: 'owner' (the owner or a member of it), 'predict', 'export', 'monitor', 'explain',
+-- or 'use' (any). The owner has every privilege.
 -- PL/pgSQL for its cached plans, as _credential.
 CREATE OR REPLACE FUNCTION pgmodels._may(role oid, project_id bigint, privilege text) RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -283,7 +340,7 @@ BEGIN
                     THEN pg_has_role(_may.role, g.grantee, 'USAGE') ELSE false END);
 END
 $$;
-COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export or use (any of them)';
+COMMENT ON FUNCTION pgmodels._may(oid, bigint, text) IS 'internal: whether a role may use a project: owner, predict, export, monitor, explain or use (any of them)';
 
 -- Definer, to read the catalog; like has_table_privilege it answers about any role.
 CREATE OR REPLACE FUNCTION @extschema@.has_project_privilege(role_name text, project_name text, privilege text) RETURNS boolean
@@ -295,18 +352,21 @@ DECLARE
 BEGIN
     IF role_oid IS NULL THEN
         RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
-    ELSIF privilege IS NULL OR privilege NOT IN ('owner', 'predict', 'export', 'use') THEN
+    ELSIF privilege IS NULL OR privilege NOT IN ('owner', 'predict', 'export', 'monitor', 'explain', 'use') THEN
         RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
-            USING ERRCODE = '22023', HINT = 'Use owner, predict, export or use.';
+            USING ERRCODE = '22023', HINT = 'Use owner, predict, export, monitor, explain or use.';
     ELSIF project_id IS NULL THEN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
     END IF;
     RETURN pgmodels._may(role_oid, project_id, privilege);
 END
 $$;
-COMMENT ON FUNCTION @extschema@.has_project_privilege(text, text, text) IS 'whether a role may use a project: owner (may train, import, deploy, grant), predict, export, or use (any of these)';
+COMMENT ON FUNCTION @extschema@.has_project_privilege(text, text, text) IS 'whether a role may use a project: owner (may train, import, deploy, grant), predict, export, monitor (drift statistics against its training profile), explain (per-feature contributions of its predictions), or use (any of these)';
 
--- grant_project / revoke_project: the owner's.
+-- grant_project / revoke_project: the owner's. Granting 'all' gives predict and export, as it
+-- did before monitor existed (monitor reveals the training distribution, explain the
+-- model's workings: they are granted by name only); revoking 'all' takes back every
+-- privilege, monitor and explain included.
 CREATE OR REPLACE FUNCTION pgmodels._grant_project(project_name text, role_name text, privilege text, is_grant boolean,
                                         credential text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -326,10 +386,12 @@ BEGIN
         END IF;
     END IF;
     privs := CASE privilege WHEN 'predict' THEN ARRAY['predict'] WHEN 'export' THEN ARRAY['export']
-                            WHEN 'all' THEN ARRAY['predict', 'export'] END;
+                            WHEN 'monitor' THEN ARRAY['monitor'] WHEN 'explain' THEN ARRAY['explain']
+                            WHEN 'all' THEN CASE WHEN is_grant THEN ARRAY['predict', 'export']
+                                                 ELSE ARRAY['predict', 'export', 'monitor', 'explain'] END END;
     IF privs IS NULL THEN
         RAISE EXCEPTION 'unrecognized privilege type "%"', privilege
-            USING ERRCODE = '22023', HINT = 'Use predict, export or all.';
+            USING ERRCODE = '22023', HINT = 'Use predict, export, monitor, explain or all.';
     END IF;
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
     IF proj.id IS NULL THEN
@@ -361,15 +423,38 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._require_owner(oid, pgmodels.projects) IS 'internal: raises unless the role owns the project (or is a member of its owner)';
 
+-- Drift statistics against a project's training profile: for its owner and the roles
+-- granted monitor. Not a definer: only definer code calls it (_stage_profile), and _may
+-- is PUBLIC's.
+CREATE OR REPLACE FUNCTION pgmodels._require_monitor(caller oid, project_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    project_name text := (SELECT p.name FROM pgmodels.projects p WHERE p.id = _require_monitor.project_id);
+BEGIN
+    IF NOT pgmodels._may(caller, project_id, 'monitor') THEN
+        RAISE EXCEPTION 'permission denied to compare with the training profile of project "%"', project_name
+            USING ERRCODE = '42501',
+                  DETAIL = format('Drift statistics over rows of one''s choosing reveal the distribution of the '
+                                  'project''s training rows (its quantiles and category values), so they are for '
+                                  'its owner and the roles granted monitor on it; role "%s" is neither.',
+                                  caller::regrole),
+                  HINT = format('Its owner can grant it: SELECT grant_project(%L, %L, ''monitor'').', project_name,
+                                caller::regrole::text);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._require_monitor(oid, bigint) IS 'internal: raises unless the role owns the project or was granted monitor on it (drift statistics reveal the training distribution)';
+
 CREATE OR REPLACE FUNCTION @extschema@.grant_project(project_name text, role_name text, privilege text DEFAULT 'predict')
 RETURNS void LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._grant_project($1, $2, $3, true, pgmodels._credential()) $$;
-COMMENT ON FUNCTION @extschema@.grant_project(text, text, text) IS 'lets a role (or PUBLIC) predict with a project''s models, export their artifacts, or both (privilege predict, export or all); for the project''s owner';
+COMMENT ON FUNCTION @extschema@.grant_project(text, text, text) IS 'lets a role (or PUBLIC) predict with a project''s models, export their artifacts, or both (privilege predict, export or all), or compare data with its training profile (monitor: drift statistics, which reveal the training distribution), or explain its predictions feature by feature (explain); monitor and explain are not part of all; for the project''s owner';
 
 CREATE OR REPLACE FUNCTION @extschema@.revoke_project(project_name text, role_name text, privilege text DEFAULT 'all')
 RETURNS void LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._grant_project($1, $2, $3, false, pgmodels._credential()) $$;
-COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export or all); for the project''s owner';
+COMMENT ON FUNCTION @extschema@.revoke_project(text, text, text) IS 'takes back what grant_project gave (privilege predict, export, monitor, explain, or all: every one of them); for the project''s owner';
 
 CREATE OR REPLACE VIEW pgmodels.project_privileges WITH (security_barrier) AS
 SELECT p.name AS project, p.owner::text AS owner,
@@ -377,7 +462,7 @@ SELECT p.name AS project, p.owner::text AS owner,
        g.privilege, g.granted_by, g.granted_at
 FROM pgmodels.project_grants g JOIN pgmodels.projects p ON p.id = g.project_id
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.project_privileges IS 'who may predict with or export each project''s models, for the projects the current role may use';
+COMMENT ON VIEW pgmodels.project_privileges IS 'who may predict with, export, monitor or explain each project''s models, for the projects the current role may use';
 GRANT SELECT ON pgmodels.project_privileges TO PUBLIC;
 
 -- sql/030_catalog_writes.sql
@@ -394,6 +479,32 @@ AS $$ SELECT (metrics ->> CASE task WHEN 'classification' THEN 'f1' WHEN 'cluste
                                      WHEN 'decomposition' THEN 'cumulative_explained_variance' ELSE 'r2' END)::double precision $$;
 COMMENT ON FUNCTION pgmodels._key_metric(text, jsonb) IS 'internal: the metric deploy compares models by: f1 for classification, r2 for regression (joint: averaged over the targets), silhouette for clustering, cumulative_explained_variance for decomposition';
 
+
+-- A new project's name: plain enough to pass for no other (pgmodels._check_name) and not
+-- an existing project's but for case, which would pose as it in the console, /metrics
+-- and bundles. The unique index projects_name_lower_key (sql/010_catalog.sql) refuses
+-- the same when two sessions make both at once. Case is as the database's lower() sees
+-- it (with a C collation, ASCII letters only). Not a definer: the definer functions that
+-- make projects call it, and only they.
+CREATE OR REPLACE FUNCTION pgmodels._check_new_project(project_name text) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    existing text;
+BEGIN
+    PERFORM pgmodels._check_name('project', project_name);
+    SELECT p.name INTO existing FROM pgmodels.projects p
+     WHERE lower(p.name) = lower(project_name) AND p.name <> project_name
+     ORDER BY p.id LIMIT 1;
+    IF existing IS NOT NULL THEN
+        RAISE EXCEPTION 'project "%" differs from project "%" only in case', project_name, existing
+            USING ERRCODE = '42710',
+                  DETAIL = 'Project names that differ only in case would pass for one another in the console, in /metrics and in bundles.',
+                  HINT = format('Use project "%s", or a name that differs by more than case.', existing);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._check_new_project(text) IS 'internal: raises unless a new project''s name passes _check_name and is no existing project''s but for case';
 
 -- Storing a model version. train() and import_onnx() run with the caller's rights (so
 -- training reads only what the caller may read); when they have a checked model they
@@ -430,9 +541,20 @@ BEGIN
     ELSIF s.deploy_mode IS NULL OR s.deploy_mode NOT IN ('if_better', 'always', 'never') THEN
         RAISE EXCEPTION 'unknown deploy mode "%"', s.deploy_mode USING ERRCODE = '22023';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pgmodels.projects p WHERE p.name = s.project_name) THEN
+        PERFORM pgmodels._check_new_project(s.project_name);
+    END IF;
+    -- no conflict target: a project of this name, or of this name but for case that another
+    -- session has just made (projects_name_lower_key), leaves the insert undone
     INSERT INTO pgmodels.projects AS p (name, task, owner) VALUES (s.project_name, s.task, s.role)
-        ON CONFLICT (name) DO NOTHING;
+        ON CONFLICT DO NOTHING;
     SELECT * INTO proj FROM pgmodels.projects p WHERE p.name = s.project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        PERFORM pgmodels._check_new_project(s.project_name);  -- raises: the other session's name is seen now
+        RAISE EXCEPTION 'could not create project "%"', s.project_name USING ERRCODE = '40001',
+            DETAIL = 'Another session was creating a project of the same name but for case.',
+            HINT = 'Try again.';
+    END IF;
     PERFORM pgmodels._require_owner(s.role, proj);
     IF proj.task <> s.task THEN
         RAISE EXCEPTION 'project "%" is a % project, not %', s.project_name, proj.task, s.task
@@ -481,10 +603,13 @@ BEGIN
         PERFORM pgmodels._require_owner(caller, proj);
         task := proj.task;
         last_train := proj.last_train;
+    ELSE
+        -- a new project: its name is checked before any training (and again when stored)
+        PERFORM pgmodels._check_new_project(project_name);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._project_info(text, text) IS 'internal: a project''s task and last train() arguments, for its owner (definer: the catalog is not readable by PUBLIC)';
+COMMENT ON FUNCTION pgmodels._project_info(text, text) IS 'internal: a project''s task and last train() arguments, for its owner, or for a new project the check of its name (definer: the catalog is not readable by PUBLIC)';
 
 -- deploy() is a SQL function over these two: PL/pgSQL cannot have an argument and a
 -- result column of the same name, and pgml's deploy() has both (strategy, algorithm).
@@ -714,7 +839,9 @@ BEGIN
     SELECT m.id, proj.name, m.version, m.task, m.runtime, CASE WHEN with_artifact THEN m.artifact END,
            m.artifact_sha256, m.feature_names,
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
-           m.training -> 'array_features', m.algorithm = 'onnx'
+           m.training -> 'array_features', m.algorithm = 'onnx',
+           CASE WHEN jsonb_typeof(m.training -> 'work_per_row') = 'number'
+                THEN (m.training ->> 'work_per_row')::double precision END
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END
@@ -725,13 +852,26 @@ COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text, boolean) IS 'inte
 -- or model id. Not for PUBLIC: only _lookup calls it, with what it read from the catalog.
 -- once: the caller is not the session's own role (a SECURITY DEFINER function is
 -- predicting): the model then serves only the call that loaded it, so that code the
--- session runs as itself cannot use the definer's lookup to reach the model.
+-- session runs as itself cannot use the definer's lookup to reach the model. caller: the
+-- role _lookup checked (an oid), whose decision the backend keeps for later statements
+-- (see python_udfs/pgmodels/serving/cache.py).
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
+                                          model pgmodels.served_model, once boolean, caller bigint)
+RETURNS boolean
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD: return None  # _lookup activates first; a direct call has nothing to load into
+from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once, caller)
+$$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked; called by _lookup only';
+
+-- 0.2.0's signature: loads without keeping a decision. Not for PUBLIC either.
 CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
                                           model pgmodels.served_model, once boolean)
 RETURNS boolean
-LANGUAGE plpython3u STABLE PARALLEL SAFE
-AS $$ from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once) $$;
-COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call); called by _lookup only';
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, NULL) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call), keeping no decision (0.2.0''s signature)';
 
 -- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
 -- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
@@ -756,10 +896,10 @@ BEGIN
     -- Without the artifact first: reading and handing over its bytes costs most of a
     -- lookup, and the backend usually has the model loaded (by id and sha256) already.
     loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once);
+                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once, caller::bigint);
     IF loaded IS NOT NULL AND NOT loaded THEN
         loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once);
+                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once, caller::bigint);
     END IF;
     IF NOT coalesce(loaded, false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
@@ -768,6 +908,46 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement; revoke it from PUBLIC to turn predicting and exporting off for all but the roles granted it';
+
+-- What the backends' kept decisions rest on (python_udfs/pgmodels/serving/cache.py):
+-- every write to the tables a lookup reads queues an invalidation message, at commit only
+-- (a rolled-back write queues nothing), that every backend counts when it next reads the
+-- queue (PostgreSQL's SharedInvalidMessageCounter). The message names the written table
+-- as a catalog that has no cache, so a backend does nothing with it but count it.
+-- PL/Python for ctypes: PostgreSQL exports CacheInvalidateCatalog, which SQL cannot reach;
+-- it only appends to the transaction's list of messages. Not a definer: the writers are
+-- pgmodels' definer functions (and superusers).
+CREATE OR REPLACE FUNCTION pgmodels._catalog_changed() RETURNS trigger
+LANGUAGE plpython3u
+AS $$
+send = GD.get('pgmodels.catalog_changed')
+if send is None:
+    import ctypes
+    try:
+        send = ctypes.CDLL(None).CacheInvalidateCatalog
+        send.argtypes, send.restype = [ctypes.c_uint], None
+    except (OSError, AttributeError):  # then no backend keeps a decision either (serving/backend.py)
+        send = False
+    GD['pgmodels.catalog_changed'] = send
+if send:
+    send(int(TD['relid']))
+return None
+$$;
+COMMENT ON FUNCTION pgmodels._catalog_changed() IS 'internal: a trigger on the serving catalog (projects, models, deployments, project_grants): queues an invalidation message at commit, which ends every backend''s kept serving decisions';
+
+DO $do$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['projects', 'models', 'deployments', 'project_grants'] LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+                       'ON pgmodels.%I FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._catalog_changed()', t);
+        -- also where triggers are off (session_replication_role = replica: a logical
+        -- replica's apply, a restore with triggers disabled)
+        EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ALWAYS TRIGGER catalog_changed', t);
+    END LOOP;
+END
+$do$;
 
 -- The cores and the user-facing wrappers: for each answer (predict, predict_proba,
 -- predict_label), the cores take features as float8[] (arrays) or jsonb (objects, and
@@ -837,6 +1017,7 @@ CREATE OR REPLACE FUNCTION pgmodels._predict_batch(project_name text, model_id b
                                         loaded boolean)
 RETURNS SETOF real LANGUAGE plpython3u STABLE PARALLEL SAFE ROWS 1000
 AS $$
+if 'pgmodels.active' not in GD: return []  # _lookup activates first: without it no model is loaded to answer
 from pgmodels.serving.predict import predict_batch; return predict_batch(project_name, model_id, features, stamp, loaded)
 $$;
 COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, double precision, boolean) IS 'internal: the core of predict_batch(); features come as array_send(real[]), which Python reads in place';
@@ -880,6 +1061,7 @@ CREATE OR REPLACE FUNCTION pgmodels._score_rows(project_name text, model_id bigi
                                                 loaded boolean)
 RETURNS pgmodels.scored_rows LANGUAGE plpython3u STABLE PARALLEL SAFE
 AS $$
+if 'pgmodels.active' not in GD: return None  # _lookup activates first: without it no model is loaded to answer
 from pgmodels.serving.predict import score_rows; return score_rows(project_name, model_id, numeric_features, text_features, outputs, stamp, loaded)
 $$;
 COMMENT ON FUNCTION pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean) IS 'internal: scores a block of rows in one model run (numeric features as array_send of a rows x n real[], text features as a rows x m text[]); answers only from a model _lookup loaded for this statement';
@@ -1032,18 +1214,70 @@ $$;
 COMMENT ON FUNCTION pgmodels._require_grant(oid, text, text, text) IS 'internal: raises unless the role may execute the user-facing function';
 
 -- The names of jobs, streams and consumers: they end up in pg_cron entries, channels and
--- messages, so they stay plain.
+-- messages, so they stay plain. A project's name (kind 'project') is what people know a
+-- model by, so it may hold any letters and inner spaces, but nothing that would let it pass
+-- for another project's in the console, /metrics or a bundle: no leading or trailing
+-- space, no two spaces in a row (a web page shows them as one), no whitespace but the
+-- plain space (a tab, a no-break space), no control characters (Unicode category Cc) and
+-- no invisible ones (category Cf and the other default-ignorable code points: zero-width
+-- spaces and joiners, direction marks and overrides, byte order marks, variation
+-- selectors, fillers, tags). A name that differs from an existing project's only in case
+-- is refused where projects are made (pgmodels._check_new_project: that needs the
+-- catalog).
 CREATE OR REPLACE FUNCTION pgmodels._check_name(kind text, value text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 AS $$
+DECLARE
+    -- E'' strings: their \u escapes mean the characters whatever standard_conforming_strings says
+    control constant text := E'[\u0001-\u001F\u007F-\u009F]';
+    space constant text := E'[\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]';
+    invisible constant text := E'[\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u115F-\u1160'
+        || E'\u17B4-\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0'
+        || E'\uFFF0-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A'
+        || E'\U000E0000-\U000E0FFF]';
+    at integer;
+    ch text;
+    shown text;
 BEGIN
+    IF kind = 'project' THEN
+        IF value IS NULL OR value = '' OR length(value) > 200 THEN
+            RAISE EXCEPTION 'invalid project name %', coalesce(quote_literal(left(value, 40) || CASE WHEN length(value) > 40 THEN '...' ELSE '' END), 'NULL')
+                USING ERRCODE = '22023', DETAIL = 'A project name is 1 to 200 characters.';
+        END IF;
+        at := regexp_instr(value, control || '|' || space || '|' || invisible);
+        IF at > 0 THEN
+            ch := substr(value, at, 1);
+            -- the name as it can be shown: each such character as <U+XXXX>
+            shown := (SELECT string_agg(CASE WHEN c ~ (control || '|' || space || '|' || invisible)
+                                             THEN format('<U+%s>', upper(lpad(to_hex(ascii(c)), 4, '0'))) ELSE c END,
+                                        '' ORDER BY i)
+                        FROM regexp_split_to_table(value, '') WITH ORDINALITY AS t (c, i));
+            RAISE EXCEPTION 'invalid project name %', quote_literal(shown) USING ERRCODE = '22023',
+                DETAIL = format('Character %s is U+%s, %s: a project name has no control characters, no invisible '
+                                'or formatting characters and no whitespace but the plain space, so that it cannot '
+                                'pass for another project''s name.', at, upper(lpad(to_hex(ascii(ch)), 4, '0')),
+                                CASE WHEN ch ~ control THEN 'a control character'
+                                     WHEN ch ~ space THEN 'whitespace other than the plain space'
+                                     ELSE 'an invisible or formatting character' END),
+                HINT = 'Use letters, digits, punctuation and single spaces between words.';
+        ELSIF value ~ '^ | $' THEN
+            RAISE EXCEPTION 'invalid project name %', quote_literal(value) USING ERRCODE = '22023',
+                DETAIL = 'A project name does not begin or end with a space, so that it cannot pass for another project''s name.',
+                HINT = format('Use %s.', quote_literal(btrim(value, ' ')));
+        ELSIF strpos(value, '  ') > 0 THEN
+            RAISE EXCEPTION 'invalid project name %', quote_literal(value) USING ERRCODE = '22023',
+                DETAIL = 'A project name has no two spaces in a row: a web page shows them as one, so that it would pass for another project''s name.',
+                HINT = format('Use %s.', quote_literal(regexp_replace(value, ' {2,}', ' ', 'g')));
+        END IF;
+        RETURN;
+    END IF;
     IF value IS NULL OR value !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid % name %', kind, coalesce(quote_literal(value), 'NULL') USING ERRCODE = '22023',
             DETAIL = format('A %s name is 1 to 63 letters, digits, underscores, dots or hyphens.', kind);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._check_name(text, text) IS 'internal: raises unless a job, stream or consumer name is 1 to 63 plain characters';
+COMMENT ON FUNCTION pgmodels._check_name(text, text) IS 'internal: raises unless a job, stream or consumer name is 1 to 63 plain characters, or a project name (kind project) is 1 to 200 characters with no control, invisible or formatting characters and no whitespace but single plain spaces between words';
 
 -- sql/070_batch_cron.sql
 -- The functions and views of 070_batch_catalog.sql (created once: tables and types), which
@@ -1058,11 +1292,27 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgmodels._backend_alive(integer, timestamptz) IS 'internal: whether the backend with this pid is still the one that started at this time';
 
--- The one helper over pg_cron. pg_cron lives in one database of a cluster
--- (cron.database_name) and runs each job's command in the database and as the role its
--- entry names. Definer, so that a role needs no privilege on pg_cron's schema: the entry
--- it makes is always for a role the caller verified (never taken from a user) and a
--- command the caller built. Not for PUBLIC.
+-- Whether pg_cron is installed in this database. pg_cron lives in one database of a
+-- cluster (cron.database_name); in every other one the name "cron" is free, and a role
+-- that may create schemas there could make a schema cron of its own, with a function
+-- cron.schedule_in_database or a table cron.job: the definer functions below would run
+-- its code as the extension's owner. So schema cron counts only when it is pg_cron's own:
+-- a member of the extension pg_cron (which only a superuser installs, and adds to).
+CREATE OR REPLACE FUNCTION pgmodels._cron_here() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.objid = n.oid AND d.deptype = 'e'
+                     JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_cron'
+                    WHERE n.nspname = 'cron')
+$$;
+COMMENT ON FUNCTION pgmodels._cron_here() IS 'internal: whether pg_cron is installed in this database (schema cron is the extension pg_cron''s, not a schema someone made)';
+
+-- The one helper over pg_cron, which runs each job's command in the database and as the
+-- role its entry names. Definer, so that a role needs no privilege on pg_cron's schema:
+-- the entry it makes is always for a role the caller verified (never taken from a user)
+-- and a command the caller built. Not for PUBLIC.
 CREATE OR REPLACE FUNCTION pgmodels._cron_schedule(entry_name text, schedule text, command text, role_oid oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -1073,7 +1323,7 @@ DECLARE
     entry bigint;
     message text;
 BEGIN
-    IF to_regnamespace('cron') IS NULL OR to_regproc('cron.schedule_in_database') IS NULL THEN
+    IF NOT pgmodels._cron_here() OR to_regproc('cron.schedule_in_database') IS NULL THEN
         IF cron_db IS NULL THEN
             RAISE EXCEPTION 'pg_cron is not installed'
                 USING ERRCODE = '55000',
@@ -1116,8 +1366,9 @@ CREATE OR REPLACE FUNCTION pgmodels._cron_unschedule(entry bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- nested, so that nothing names pg_cron's schema where it is not installed
-    IF entry IS NOT NULL AND to_regclass('cron.job') IS NOT NULL THEN
+    -- nested, so that nothing names pg_cron's schema where it is not installed (nor a
+    -- schema cron someone made: pgmodels._cron_here)
+    IF entry IS NOT NULL AND pgmodels._cron_here() AND to_regclass('cron.job') IS NOT NULL THEN
         IF EXISTS (SELECT 1 FROM cron.job j WHERE j.jobid = entry) THEN
             PERFORM cron.unschedule(entry);
         END IF;
@@ -1131,7 +1382,7 @@ CREATE OR REPLACE FUNCTION pgmodels._cron_prune(entry bigint, keep interval) RET
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF entry IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+    IF entry IS NOT NULL AND pgmodels._cron_here() AND to_regclass('cron.job_run_details') IS NOT NULL THEN
         IF true THEN  -- planned only when pg_cron is installed here
             DELETE FROM cron.job_run_details d WHERE d.jobid = entry AND d.end_time < now() - keep;
         END IF;
@@ -1281,7 +1532,7 @@ BEGIN
     IF to_run AND caller <> job.owner THEN
         RAISE EXCEPTION 'batch job "%" runs as role "%"', job_name, job.owner USING ERRCODE = '42501',
             DETAIL = 'A job reads and writes with the rights of the role that created it, and runs only as that role.',
-            HINT = format('SET ROLE %I first, or let pg_cron run it.', job.owner::text);
+            HINT = format('Log in as role "%s" to run it, or let pg_cron run it (a SET ROLE from a more privileged session would let the job''s code RESET ROLE).', job.owner);
     ELSIF NOT to_run AND NOT pg_has_role(caller, job.owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of batch job "%"', job_name USING ERRCODE = '42501',
             DETAIL = format('Batch job "%s" belongs to role "%s".', job_name, job.owner);
@@ -1670,6 +1921,118 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_get(text, text, boolean) IS 'internal: a stream its caller owns (or may consume), or an error';
 
+-- What each stream's capture trigger checks at every statement, before it writes
+-- anything (and create_stream once). The trigger runs with the definer's rights, and
+-- PostgreSQL runs a cast, a domain's check or an operator with the rights of whoever
+-- evaluates it: so the trigger may only evaluate conversions that are built in. It
+-- converts two things. The key column, named in its body, into text: that column, as
+-- the table has it now (it can be dropped and added again with another type, and a
+-- type its owner made can gain a cast at any time), must be of a built-in base type,
+-- whose text form is built in (only a superuser can add a cast from or to one). And the
+-- inserted rows into the table's row type, named in its body: that name must still be
+-- the table's row type (renamed, the table leaves its name free for a type someone
+-- else makes, with casts of its own); the row type's own columns need no conversion.
+-- Not a definer itself: the trigger calls it with the definer's rights.
+CREATE OR REPLACE FUNCTION pgmodels._stream_capture_check(source oid, key_column name, row_type text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type oid;
+    display text := source::regclass::text;
+BEGIN
+    IF row_type IS NOT NULL
+       AND to_regtype(row_type) IS DISTINCT FROM (SELECT c.reltype FROM pg_class c WHERE c.oid = source) THEN
+        RAISE EXCEPTION 'the table of stream "%" was renamed', (SELECT s.name FROM pgmodels.stream s WHERE s.source = _stream_capture_check.source)
+            USING ERRCODE = '55000',
+                  DETAIL = format('Its capture trigger writes rows of type %s; the table is now called %s.', row_type, display),
+                  HINT = 'Rename the table back, or drop the stream and create it again.';
+    END IF;
+    IF key_column IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT a.atttypid INTO key_type FROM pg_attribute a
+     WHERE a.attrelid = source AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF key_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, display USING ERRCODE = '42703',
+            DETAIL = 'It is the stream''s key column.';
+    ELSIF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = key_type AND t.oid < 16384  -- FirstNormalObjectId
+                         AND t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
+                         AND t.typcategory IN ('N', 'S', 'D', 'U', 'B')) THEN
+        RAISE EXCEPTION 'key column "%" of % is of type %, which cannot be a stream''s key', key_column, display,
+                key_type::regtype
+            USING ERRCODE = '42804',
+                  DETAIL = 'A stream''s key is a column of a built-in integer, numeric, text, uuid, boolean, date or timestamp type: its events'' keys are made with the rights of the extension''s owner, and no conversion but a built-in one runs there.',
+                  HINT = 'Give the key column such a type again, or drop the stream and make it on a key column of such a type.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_capture_check(oid, name, text) IS 'internal: refuses (42804, 42703, 55000) a stream''s table whose key column is not of a built-in key type, or whose row type is no longer the one its capture trigger names; checked by the trigger at every statement';
+
+-- A stream's capture trigger and its function, made (or made again, on an upgrade) from
+-- the catalog: one INSERT ... SELECT per statement into the current child of the log,
+-- after _stream_capture_check; a NOTIFY only while a worker waits. The function is a
+-- definer so that producers cannot write the log; it evaluates no code a role defined
+-- (see _stream_capture_check). Made during an extension script (an upgrade), the
+-- function would belong to the extension: it is handed back to the stream.
+CREATE OR REPLACE FUNCTION pgmodels._stream_capture_define(stream_id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s pgmodels.stream;
+    capture text := format('stream_%s_capture', stream_id);
+    trigger_name text := 'pgmodels_stream_' || stream_id;
+    row_type text;
+    branches text := '';
+BEGIN
+    SELECT st.* INTO STRICT s FROM pgmodels.stream st WHERE st.id = stream_id;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.source) THEN
+        RETURN;  -- its table is gone: nothing to capture
+    END IF;
+    row_type := format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = s.source), NULL);
+    FOR child IN 0..2 LOOP
+        branches := branches || format(
+            '%s current = %s THEN INSERT INTO pgmodels.%I (ev_id, ev_txid, ev_time, ev_key, ev_row) '
+            'SELECT pg_catalog.nextval(%L), pg_catalog.pg_current_xact_id(), pg_catalog.now(), %s, ROW(n.*)::%s '
+            'FROM pgmodels_new_rows n; ',
+            CASE WHEN child = 0 THEN 'IF' ELSE 'ELSIF' END, child, pgmodels._stream_log(s.id, child),
+            'pgmodels.' || quote_ident(pgmodels._stream_log(s.id) || '_seq'),
+            CASE WHEN s.key_column IS NULL THEN 'NULL' ELSE format('(n.%I)::text', s.key_column) END,
+            row_type);
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = s.source AND t.tgname = trigger_name) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, s.source);
+    END IF;
+    IF to_regprocedure(format('pgmodels.%I()', capture)) IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION pgmodels.%I()', capture);
+    END IF;
+    -- The key's text form is fixed whatever the inserting session's settings (ISO dates,
+    -- times in UTC, floats exact): it converts back to the key's type in any session
+    -- (sql/078_stream_keys.sql), and a key hashes to one partition.
+    EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+                      SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC'
+                      SET extra_float_digits = 1 AS $body$
+                      DECLARE current smallint; waiting boolean;
+                      BEGIN
+                          PERFORM pgmodels._stream_capture_check(%s, %L, %L);
+                          SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id)
+                            INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
+                          %s END IF;
+                          IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
+                          RETURN NULL;
+                      END $body$ $f$, capture, s.source::oid, s.key_column, row_type, s.id, branches, trigger_name);
+    IF EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = format('pgmodels.%I()', capture)::regprocedure AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pgmodels DROP FUNCTION pgmodels.%I()', capture);
+    END IF;
+    EXECUTE format('COMMENT ON FUNCTION pgmodels.%I() IS %L', capture,
+                   format('captures the rows inserted into %s as events of pgmodels stream "%s"', s.source, s.name));
+    EXECUTE format('REVOKE ALL ON FUNCTION pgmodels.%I() FROM PUBLIC', capture);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pgmodels_new_rows '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgmodels.%I()', trigger_name, s.source, capture);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stream_capture_define(bigint) IS 'internal: (re)makes a stream''s capture trigger and its definer function from the catalog';
+
 CREATE OR REPLACE FUNCTION pgmodels._stream_create(credential text, stream_name text, source oid, key_column name)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -1679,9 +2042,7 @@ DECLARE
     rel record;
     s pgmodels.stream;
     log text;
-    capture text;
     key_type oid;
-    branches text := '';
 BEGIN
     PERFORM pgmodels._require_grant(caller, 'create_stream(text, text, text)', 'create_stream', 'may make streams');
     PERFORM pgmodels._check_name('stream', stream_name);
@@ -1704,14 +2065,7 @@ BEGIN
             RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
                 DETAIL = 'It was given as the stream''s key column.';
         END IF;
-        -- the capture trigger turns the key into text with the definer's rights: only a
-        -- built-in type's own conversion may run there, never a cast a role defined
-        IF NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = key_type AND t.typnamespace = 'pg_catalog'::regnamespace
-                          AND t.typtype = 'b' AND t.typcategory IN ('N', 'S', 'D', 'U', 'B')) THEN
-            RAISE EXCEPTION 'key column "%" is of type %, which cannot be a stream''s key', key_column, key_type::regtype
-                USING ERRCODE = '42804',
-                      DETAIL = 'A stream''s key is an integer, numeric, text, uuid, boolean, date or timestamp column.';
-        END IF;
+        PERFORM pgmodels._stream_capture_check(source, key_column, NULL);
     END IF;
     IF EXISTS (SELECT 1 FROM pgmodels.stream st WHERE st.name = stream_name) THEN
         RAISE EXCEPTION 'stream "%" already exists', stream_name USING ERRCODE = '42710';
@@ -1742,37 +2096,21 @@ BEGIN
         EXECUTE format('ALTER TABLE pgmodels.%I ENABLE ROW LEVEL SECURITY', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_txid)', pgmodels._stream_log(s.id, child));
         EXECUTE format('CREATE INDEX ON pgmodels.%I (ev_id)', pgmodels._stream_log(s.id, child));
-        branches := branches || format(
-            '%s current = %s THEN INSERT INTO pgmodels.%I (ev_id, ev_txid, ev_time, ev_key, ev_row) '
-            'SELECT pg_catalog.nextval(%L), pg_catalog.pg_current_xact_id(), pg_catalog.now(), %s, ROW(n.*)::%s '
-            'FROM pgmodels_new_rows n; ',
-            CASE WHEN child = 0 THEN 'IF' ELSE 'ELSIF' END, child, pgmodels._stream_log(s.id, child),
-            'pgmodels.' || quote_ident(log || '_seq'),
-            CASE WHEN key_column IS NULL THEN 'NULL' ELSE format('(n.%I)::text', key_column) END,
-            format_type((SELECT c.reltype FROM pg_class c WHERE c.oid = source), NULL));
     END LOOP;
-    -- The capture trigger: one INSERT ... SELECT per statement into the current child;
-    -- a NOTIFY only while a worker waits. Definer: producers cannot write the log.
-    capture := format('stream_%s_capture', s.id);
-    EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                      SET search_path = pg_catalog, pg_temp AS $body$
-                      DECLARE current smallint; waiting boolean;
-                      BEGIN
-                          SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id)
-                            INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
-                          %s END IF;
-                          IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
-                          RETURN NULL;
-                      END $body$ $f$, capture, s.id, branches, 'pgmodels_stream_' || s.id);
-    EXECUTE format('COMMENT ON FUNCTION pgmodels.%I() IS %L', capture,
-                   format('captures the rows inserted into %s as events of pgmodels stream "%s"', rel.display, stream_name));
-    EXECUTE format('REVOKE ALL ON FUNCTION pgmodels.%I() FROM PUBLIC', capture);
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS pgmodels_new_rows '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION pgmodels.%I()', 'pgmodels_stream_' || s.id, source::regclass, capture);
+    PERFORM pgmodels._stream_capture_define(s.id);
     RETURN s.id;
 END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_create(text, text, oid, name) IS 'internal: the core of create_stream(): the catalog row, the private log and its children, the capture trigger (definer: it writes what producers and consumers cannot)';
+
+-- Every stream's capture trigger made again from the definitions above: an upgrade
+-- brings the triggers of streams an earlier release made up to date (a new install has
+-- no streams yet).
+DO $capture$
+BEGIN
+    PERFORM pgmodels._stream_capture_define(s.id) FROM pgmodels.stream s ORDER BY s.id;
+END
+$capture$;
 
 CREATE OR REPLACE FUNCTION pgmodels._stream_drop(credential text, stream_name text, cascade boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -1851,7 +2189,8 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._consumer_add(text, text, text, text, oid, oid, name, boolean, integer) IS 'internal: the core of add_consumer() (definer: it writes the catalog and lets the consumer''s owner read the log)';
 
--- A consumer and its stream, for its owner; with take, also one partition's position:
+-- A consumer and its stream, for its owner (a member will do, but to take: only the
+-- owner itself); with take, also one partition's position:
 -- the partition with a batch in progress, else the one taken longest ago, that no other
 -- transaction holds and that is not in skip (the ones this call found empty), locked for
 -- the caller's transaction (when there is none, nothing is returned), with a batch
@@ -1879,6 +2218,14 @@ BEGIN
     END IF;
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = c.stream_id;
     IF take THEN
+        -- processing runs the owner's code (a trigger or default of its output table, a
+        -- cast of a column's type it made) with the rights of the role that processes: so
+        -- only the owner itself may, as only a batch job's owner runs the job
+        IF caller <> c.owner THEN
+            RAISE EXCEPTION 'consumer "%" is processed as role "%"', consumer_name, c.owner USING ERRCODE = '42501',
+                DETAIL = 'Processing reads the events and writes the output table with exactly the consumer''s owner''s rights, and runs only as that role: another role''s rights would run code the owner wrote (a trigger on its output table, a cast of a type it made) with them.',
+                HINT = format('Log in as role "%s" to process it (pgmodels stream work --dsn with that role).', c.owner);
+        END IF;
         IF NOT pgmodels._may_consume(s.id, caller) THEN
             RAISE EXCEPTION 'permission denied for stream "%"', s.name USING ERRCODE = '42501',
                 DETAIL = format('Consuming a stream reads its events, the rows of %s: it needs SELECT on it (and, if it has row-level security, to own it).', s.source);
@@ -2035,18 +2382,39 @@ COMMENT ON FUNCTION pgmodels._stream_inflight(bigint[]) IS 'internal: whether an
 -- lock), and inserts move on to the next child once the current one holds rotate_rows
 -- events or a minute's worth. Definer: it alters the private logs; it only removes events
 -- no consumer needs, for the stream's owner and its consumers' owners.
+--
+-- Its cost follows what there is to do, not the size of the log, and is bounded per call.
+-- The positions are read once per child, as three values over every partition of every
+-- consumer: the oldest xmin, the oldest xmax, and the transactions any of them saw
+-- running. pg_visible_in_snapshot(t, p) is t < xmin(p), or t < xmax(p) and t not running
+-- in p; so every position sees every event of a child exactly when its newest event
+-- (read from the ev_txid index) is older than every xmax and none of its events belongs
+-- to one of those running transactions (an index probe each), with no event read. A
+-- child that must stay is unlocked at once (its lock is taken in a subtransaction that is
+-- then rolled back); a TRUNCATE keeps its lock to the end of the call, after which only
+-- the rotation's index reads run. The lag samples come first, under no lock of the log's
+-- children, and within a budget of 0.2 s (counting a consumer's pending events takes time
+-- in proportion to them): the consumers left are sampled by the next calls, the oldest
+-- sample first. The answer says what was done and what remains.
 CREATE OR REPLACE FUNCTION pgmodels._stream_maintain(credential text, stream_id bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid := pgmodels._verify_caller(credential);
     s pgmodels.stream;
-    horizon xid8;
+    started timestamptz := clock_timestamp();
+    horizon xid8;    -- every position sees every transaction older than this
+    bound xid8;      -- no position sees a transaction from this one on
+    running xid8[];  -- the transactions some position saw running: it does not see them
     newest xid8;
+    log text;
     child integer;
     span bigint;
     passed boolean;
-    done text := '';
+    due record;
+    sampled integer := 0;
+    unsampled integer := 0;
+    notes text[] := '{}';
 BEGIN
     SELECT st.* INTO s FROM pgmodels.stream st WHERE st.id = stream_id;
     IF s.id IS NULL OR NOT (pg_has_role(caller, s.owner, 'USAGE') OR EXISTS (
@@ -2061,60 +2429,86 @@ BEGIN
     -- workers that died while waiting
     DELETE FROM pgmodels.stream_waiter w
      WHERE w.stream_id = s.id AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
-    -- every transaction older than this is one every consumer has processed
-    SELECT min(pg_snapshot_xmin(p.done_snapshot)) INTO horizon
-      FROM pgmodels.stream_consumer c JOIN pgmodels.stream_consumer_part p ON p.consumer_id = c.id
-     WHERE c.stream_id = s.id;
-    FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
-        BEGIN
-            EXECUTE format('LOCK TABLE pgmodels.%I IN ACCESS EXCLUSIVE MODE NOWAIT', pgmodels._stream_log(s.id, child));
-        EXCEPTION WHEN lock_not_available THEN
+    -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
+    -- (the console draws throughput and lag over the last hour from them)
+    FOR due IN SELECT x.id, x.events_processed FROM pgmodels.stream_consumer x
+              WHERE x.stream_id = s.id
+                AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample y
+                                 WHERE y.consumer_id = x.id AND y.at > now() - interval '30 seconds')
+              ORDER BY (SELECT max(y.at) FROM pgmodels.stream_consumer_sample y WHERE y.consumer_id = x.id) NULLS FIRST,
+                       x.id
+    LOOP
+        IF sampled > 0 AND clock_timestamp() - started > interval '200 milliseconds' THEN
+            unsampled := unsampled + 1;
             CONTINUE;
-        END;
-        EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
-        -- every event's transaction has ended (a running one would hold a lock on the
-        -- child); it is done when every consumer's position sees it: all at once when it
-        -- is older than every position's xmin, else event by event (a long transaction
-        -- elsewhere holds the xmins back)
-        IF newest IS NOT NULL AND horizon IS NOT NULL AND newest >= horizon THEN
-            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e JOIN pgmodels.stream_consumer c '
-                           'ON c.stream_id = $1 JOIN pgmodels.stream_consumer_part p ON p.consumer_id = c.id '
-                           'WHERE NOT pg_visible_in_snapshot(e.ev_txid, p.done_snapshot))',
-                           pgmodels._stream_log(s.id, child)) INTO passed USING s.id;
-        ELSE
-            passed := newest IS NOT NULL;
         END IF;
-        IF passed THEN
-            EXECUTE format('TRUNCATE pgmodels.%I', pgmodels._stream_log(s.id, child));
-            done := done || format('truncated %s; ', child);
-        END IF;
+        INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
+        VALUES (due.id, now(), due.events_processed, (pgmodels._consumer_lag(due.id, credential)).pending)
+        ON CONFLICT DO NOTHING;
+        sampled := sampled + 1;
     END LOOP;
-    EXECUTE format('SELECT max(ev_id) - min(ev_id) + 1 FROM pgmodels.%I', pgmodels._stream_log(s.id, s.current_child))
+    DELETE FROM pgmodels.stream_consumer_sample x
+     WHERE x.at < now() - interval '1 day'
+       AND x.consumer_id IN (SELECT c.id FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id);
+    FOR child IN SELECT g FROM generate_series(0, 2) g WHERE g <> s.current_child LOOP
+        log := pgmodels._stream_log(s.id, child);
+        BEGIN
+            EXECUTE format('LOCK TABLE pgmodels.%I IN ACCESS EXCLUSIVE MODE NOWAIT', log);
+            -- every event's transaction has ended (a running one would hold a lock on the child)
+            EXECUTE format('SELECT max(e.ev_txid) FROM pgmodels.%I e', log) INTO newest;
+            IF newest IS NULL THEN
+                RAISE SQLSTATE 'PGMS0';  -- empty: nothing to do here, and the lock goes
+            END IF;
+            -- the positions, read under the lock: they only move forward
+            SELECT min(pg_snapshot_xmin(p.done_snapshot)), min(pg_snapshot_xmax(p.done_snapshot)),
+                   (SELECT coalesce(array_agg(DISTINCT r), '{}')
+                      FROM pgmodels.stream_consumer x JOIN pgmodels.stream_consumer_part q ON q.consumer_id = x.id
+                     CROSS JOIN LATERAL pg_snapshot_xip(q.done_snapshot) r
+                     WHERE x.stream_id = s.id AND r <= newest)
+              INTO horizon, bound, running
+              FROM pgmodels.stream_consumer x JOIN pgmodels.stream_consumer_part p ON p.consumer_id = x.id
+             WHERE x.stream_id = s.id;
+            IF horizon IS NULL OR newest < horizon THEN
+                passed := true;  -- no consumer, or every event older than every position
+            ELSIF newest >= bound THEN
+                passed := false;  -- its newest event is after some position
+            ELSE
+                EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM pgmodels.%I e WHERE e.ev_txid = ANY ($1))', log)
+                    INTO passed USING running;
+            END IF;
+            IF NOT passed THEN
+                RAISE SQLSTATE 'PGMS1';  -- a consumer is behind: it stays, and the lock goes
+            END IF;
+            EXECUTE format('TRUNCATE pgmodels.%I', log);
+            notes := notes || format('truncated %s', child);
+        EXCEPTION
+            WHEN lock_not_available THEN
+                notes := notes || format('%s kept: in use', child);
+            WHEN SQLSTATE 'PGMS0' THEN
+                NULL;
+            WHEN SQLSTATE 'PGMS1' THEN
+                notes := notes || format('%s kept: a consumer is behind', child);
+        END;
+    END LOOP;
+    EXECUTE format('SELECT max(e.ev_id) - min(e.ev_id) + 1 FROM pgmodels.%I e', pgmodels._stream_log(s.id, s.current_child))
         INTO span;
     child := (s.current_child + 1) % 3;
     IF coalesce(span, 0) > 0 AND (span >= s.rotate_rows OR s.rotated_at < now() - interval '1 minute') THEN
-        EXECUTE format('SELECT max(ev_txid) FROM pgmodels.%I', pgmodels._stream_log(s.id, child)) INTO newest;
+        EXECUTE format('SELECT max(e.ev_txid) FROM pgmodels.%I e', pgmodels._stream_log(s.id, child)) INTO newest;
         IF newest IS NULL THEN  -- compare and set: another maintainer may have rotated
             UPDATE pgmodels.stream st SET current_child = child, rotated_at = now()
              WHERE st.id = s.id AND st.current_child = s.current_child;
             IF FOUND THEN
-                done := done || format('inserts go to %s', child);
+                notes := notes || format('inserts go to %s', child);
             END IF;
+        ELSE
+            notes := notes || format('inserts stay in %s until %s is emptied', s.current_child, child);
         END IF;
     END IF;
-    -- a sample of each consumer's progress and lag, at most every 30 seconds, kept a day
-    -- (the console draws throughput and lag over the last hour from them)
-    INSERT INTO pgmodels.stream_consumer_sample (consumer_id, at, events_processed, events_pending)
-    SELECT c.id, now(), c.events_processed, (pgmodels._consumer_lag(c.id, credential)).pending
-      FROM pgmodels.stream_consumer c
-     WHERE c.stream_id = s.id
-       AND NOT EXISTS (SELECT 1 FROM pgmodels.stream_consumer_sample x
-                        WHERE x.consumer_id = c.id AND x.at > now() - interval '30 seconds')
-    ON CONFLICT DO NOTHING;
-    DELETE FROM pgmodels.stream_consumer_sample x
-     WHERE x.at < now() - interval '1 day'
-       AND x.consumer_id IN (SELECT c.id FROM pgmodels.stream_consumer c WHERE c.stream_id = s.id);
-    RETURN done;
+    IF unsampled > 0 THEN
+        notes := notes || format('%s consumers'' lag to sample in the next calls', unsampled);
+    END IF;
+    RETURN array_to_string(notes, '; ');
 END
 $$;
 COMMENT ON FUNCTION pgmodels._stream_maintain(text, bigint) IS 'internal: rotates a stream''s log and truncates the children every consumer is past';
@@ -2221,13 +2615,36 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._consumer_output(text) IS 'internal: a consumer''s output table and notification channel';
 
+-- A consumer's output table and the type of its key column, checked to be a built-in key
+-- type (sql/078_stream_keys.sql): reading and comparing keys converts nothing a role
+-- defined. As the caller.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_keyed_output(consumer_name text, OUT output regclass, OUT key_type regtype)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    output := (pgmodels._consumer_output(consumer_name)).output;
+    key_type := pgmodels._key_type(output, 'key');
+    IF key_type IS NULL THEN
+        RAISE EXCEPTION 'the key column of output table % of consumer "%" is not of a built-in key type', output,
+                consumer_name
+            USING ERRCODE = '42804',
+                  DETAIL = format('It is %s.', coalesce((SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+                                                          FROM pg_catalog.pg_attribute a
+                                                         WHERE a.attrelid = output AND a.attname = 'key'
+                                                           AND a.attnum > 0 AND NOT a.attisdropped), 'missing')),
+                  HINT = 'Its owner gives it the type of the stream''s key column again (ALTER TABLE ... ALTER COLUMN key TYPE ...).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_keyed_output(text) IS 'internal: a consumer''s output table and the type of its key column, which must be a built-in key type';
+
 CREATE OR REPLACE FUNCTION @extschema@.read_predictions(consumer_name text, after_event_id bigint, max_rows integer DEFAULT 1000)
 RETURNS TABLE (event_id bigint, key text, prediction real, probabilities real[], label text, model_id bigint,
                model_version integer, event_time timestamptz, predicted_at timestamptz)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    out regclass := (pgmodels._consumer_output(consumer_name)).output;
+    out regclass := (pgmodels._consumer_keyed_output(consumer_name)).output;
     since bigint := 0;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 THEN
@@ -2240,25 +2657,59 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'Pass the last event id read_predictions returned, or 0 to read from the start.';
         END IF;
     END IF;
-    RETURN QUERY EXECUTE format('SELECT o.event_id, o.key, o.prediction, o.probabilities, o.label, o.model_id, '
-                                'o.model_version, o.event_time, o.predicted_at FROM %s o WHERE o.delivery > $1 '
-                                'ORDER BY o.delivery LIMIT $2', out) USING since, max_rows;
+    -- the key in its text form (the output table has it in the stream's key type)
+    RETURN QUERY EXECUTE format('SELECT o.event_id, CAST(o.key AS pg_catalog.text), o.prediction, o.probabilities, '
+                                'o.label, o.model_id, o.model_version, o.event_time, o.predicted_at FROM %s o '
+                                'WHERE o.delivery > $1 ORDER BY o.delivery LIMIT $2', out) USING since, max_rows;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.read_predictions(text, bigint, integer) IS 'a durable cursor over a consumer''s predictions in the order they were made: those after the prediction of event after_event_id (0: from the start); for roles with SELECT on its output table';
+COMMENT ON FUNCTION @extschema@.read_predictions(text, bigint, integer) IS 'a durable cursor over a consumer''s predictions in the order they were made: those after the prediction of event after_event_id (0: from the start), the key as text; for roles with SELECT on its output table';
 
+-- latest_prediction takes the key in its own type (42, a uuid, a date: the anycompatible
+-- overload, which compares it with the output's key as PostgreSQL compares the two types,
+-- so 42.5 matches no bigint key) or as text (a literal such as '42', a text value: the
+-- text overload, which converts it to the key's type). PostgreSQL picks the text one for
+-- a quoted literal and for text, varchar and unknown parameters, the other for the rest.
 CREATE OR REPLACE FUNCTION @extschema@.latest_prediction(consumer_name text, key text) RETURNS real
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
+    o record := pgmodels._consumer_keyed_output(consumer_name);
     answer real;
 BEGIN
-    EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key = $1 ORDER BY o.event_id DESC LIMIT 1',
-                   (pgmodels._consumer_output(consumer_name)).output) INTO answer USING key;
+    EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key OPERATOR(pg_catalog.=) CAST($1 AS %s) '
+                   'ORDER BY o.event_id DESC LIMIT 1', o.output, o.key_type) INTO answer USING key;
     RETURN answer;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.latest_prediction(text, text) IS 'the prediction a consumer made for the latest event with this key, or NULL while there is none yet';
+COMMENT ON FUNCTION @extschema@.latest_prediction(text, text) IS 'the prediction a consumer made for the latest event with this key, given as text (converted to the key''s type), or NULL while there is none yet';
+
+CREATE OR REPLACE FUNCTION @extschema@.latest_prediction(consumer_name text, key anycompatible) RETURNS real
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    o record := pgmodels._consumer_keyed_output(consumer_name);
+    answer real;
+BEGIN
+    BEGIN
+        -- a key of a string type (a text key, or an output made before 0.3.0) compares
+        -- with the value's text form
+        EXECUTE format('SELECT o.prediction FROM %s o WHERE o.key OPERATOR(pg_catalog.=) %s '
+                       'ORDER BY o.event_id DESC LIMIT 1', o.output,
+                       CASE WHEN (SELECT t.typcategory FROM pg_catalog.pg_type t WHERE t.oid = o.key_type) = 'S'
+                            THEN format('CAST(CAST($1 AS pg_catalog.text) AS %s)', o.key_type) ELSE '$1' END)
+            INTO answer USING key;
+    EXCEPTION WHEN undefined_function THEN
+        RAISE EXCEPTION 'key % is of type %, which does not compare with the keys of consumer "%"', key,
+                pg_catalog.pg_typeof(key), consumer_name
+            USING ERRCODE = '42883',
+                  DETAIL = format('Its output table %s keeps its keys as %s.', o.output, o.key_type),
+                  HINT = format('Pass the key as %s, or as text.', o.key_type);
+    END;
+    RETURN answer;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.latest_prediction(text, anycompatible) IS 'the prediction a consumer made for the latest event with this key, given in its own type (42, a uuid, a date), or NULL while there is none yet';
 
 CREATE OR REPLACE FUNCTION @extschema@.drop_consumer(consumer_name text, drop_output boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -2326,6 +2777,109 @@ FROM pgmodels.stream_dead_letter d JOIN pgmodels.stream_consumer c ON c.id = d.c
 WHERE pg_catalog.pg_has_role(pgmodels._me(), c.owner, 'USAGE');
 COMMENT ON VIEW pgmodels.stream_dead_letters IS 'the events the current role''s consumers could not score, with the error; the stream went on without them';
 GRANT SELECT ON pgmodels.stream_dead_letters TO PUBLIC;
+
+-- sql/078_stream_keys.sql
+-- Streams: the key's type. The log keeps each event's key as text (sql/075: the capture
+-- trigger writes it in a fixed form, ISO dates in UTC and exact floats, and partitions
+-- hash it); a consumer's output table keeps it in the type of the stream's key column, so
+-- that it joins back to the stream's table and orders as a number or a date does. The key
+-- goes back to its type where the output row is written (python_udfs/pgmodels/stream/
+-- process.py), as the consumer's owner, and only into a built-in type: a built-in type's
+-- input function is all that runs, never a cast a role defined.
+
+-- The type of a column that may be an output's key: a built-in base type (only a superuser
+-- can add a cast from or to one) of the number, string, date and time, boolean or other
+-- built-in (uuid, bytea, ...) categories, with a default btree operator class (an output
+-- orders and indexes its keys); NULL for any other type (and for no such column).
+CREATE OR REPLACE FUNCTION pgmodels._key_type(relation oid, column_name name) RETURNS regtype
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT t.oid::pg_catalog.regtype FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+       AND t.oid < 16384  -- FirstNormalObjectId: made by initdb
+       AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.typtype = 'b'
+       AND t.typcategory IN ('N', 'S', 'D', 'U', 'B')
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am m ON m.oid = o.opcmethod
+                    WHERE m.amname = 'btree' AND o.opcdefault
+                      AND (o.opcintype = t.oid
+                           OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
+                                       WHERE c.castsource = t.oid AND c.casttarget = o.opcintype
+                                         AND c.castmethod = 'b' AND c.castcontext = 'i')))
+$$;
+COMMENT ON FUNCTION pgmodels._key_type(oid, name) IS 'internal: the type of a column if it can be the key of a stream consumer''s output (a built-in base type with a btree order), else NULL';
+
+-- An output table made before 0.3.0 keeps every key as text. The upgrade gives its key
+-- column the type of the stream's key column (ALTER TABLE ... USING key::type), as the
+-- consumer's owner: rewriting the table re-checks its constraints and rebuilds its
+-- indexes, which may run functions of the owner's, so with the owner's rights and never
+-- the upgrade's. An output whose stream's table or key column is gone, or whose keys do
+-- not convert (a key column whose type changed since, a view over the output that uses
+-- the column), keeps text, and a NOTICE says why; latest_prediction and read_predictions
+-- work on it as they did. Not a definer: the upgrade (a superuser) runs it. Returns what
+-- it did, NULL when there was nothing to do.
+CREATE OR REPLACE FUNCTION pgmodels._consumer_key_retype(consumer_id bigint) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    want text;
+    before text := current_setting('role');
+    owner_name name;
+    message text;
+BEGIN
+    SELECT x.name, x.owner, x.output, s.name AS stream, s.source, s.key_column INTO c
+      FROM pgmodels.stream_consumer x JOIN pgmodels.stream s ON s.id = x.stream_id
+     WHERE x.id = consumer_id;
+    IF c.name IS NULL OR c.key_column IS NULL
+       OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.output AND a.attname = 'key' AND a.attnum > 0
+                         AND NOT a.attisdropped AND a.atttypid = 'text'::regtype) THEN
+        RETURN NULL;  -- no such consumer, a stream without a key (text is right), or a key not text
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO want FROM pg_attribute a
+     WHERE a.attrelid = c.source AND a.attname = c.key_column AND a.attnum > 0 AND NOT a.attisdropped
+       AND pgmodels._key_type(c.source, c.key_column) IS NOT NULL;
+    IF want IS NULL THEN
+        IF pgmodels._key_type(c.source, c.key_column) IS NULL
+           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.source AND a.attname = c.key_column
+                          AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RETURN NULL;  -- a key type without an order (json, say): its output keeps text, as a new one would
+        END IF;
+        RAISE NOTICE 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+            USING DETAIL = format('The table of stream "%s" or its key column "%s" is gone: the type its keys had is unknown.',
+                                  c.stream, c.key_column);
+        RETURN 'kept text: the stream''s table or key column is gone';
+    ELSIF want = 'text' THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.rolname INTO owner_name FROM pg_roles r WHERE r.oid = c.owner;
+    BEGIN
+        IF owner_name IS NULL THEN
+            RAISE EXCEPTION 'its owner, role %, is gone', c.owner::oid;
+        END IF;
+        PERFORM set_config('role', owner_name, true);
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN key TYPE %s USING key::%s', c.output::regclass, want, want);
+        PERFORM set_config('role', before, true);
+    EXCEPTION WHEN OTHERS THEN  -- undone, the role included
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        RAISE NOTICE 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+            USING DETAIL = format('Its key column could not become %s, the type of the key column "%s" of stream "%s": %s.',
+                                  want, c.key_column, c.stream, message),
+                  HINT = format('latest_prediction and read_predictions work on it as it is; once its keys convert, its owner runs ALTER TABLE %s ALTER COLUMN key TYPE %s USING key::%s.',
+                                c.output::regclass, want, want);
+        RETURN format('kept text: %s', message);
+    END;
+    RETURN format('key is now %s', want);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._consumer_key_retype(bigint) IS 'internal: gives a consumer''s output table made before 0.3.0 (keys as text) the type of its stream''s key column, as the consumer''s owner, or says in a NOTICE why it keeps text; run by the upgrade';
+
+-- The upgrade from 0.2.0 converts the output tables of the consumers it has (a new
+-- install has none; a later run finds nothing left to convert).
+DO $keys$
+BEGIN
+    PERFORM pgmodels._consumer_key_retype(x.id) FROM pgmodels.stream_consumer x ORDER BY x.id;
+END
+$keys$;
 
 -- sql/080_proxy.sql
 -- Request-response serving: what `pgmodels serve` (python_udfs/pgmodels/proxy/) needs in
@@ -2475,6 +3029,9 @@ BEGIN
                                                   AND a.attnum > 0 AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'column "%" of relation "%" does not exist', key_column, relation_text USING ERRCODE = '42703';
     END IF;
+    -- what every read checks again (pgmodels._feature_rows), said now; row-level security
+    -- depends on the reading role, so only the read can tell
+    PERFORM pgmodels._feature_source_check(rel.oid, key_column, false);
     INSERT INTO pgmodels.feature_sources (project_id, relation_schema, relation_name, key_column)
     VALUES (proj.id, rel.relnamespace::regnamespace::name, rel.relname, key_column)
     ON CONFLICT (project_id) DO UPDATE
@@ -2483,6 +3040,99 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._register_feature_source(text, regclass, text, text, text) IS 'internal: the core of register_feature_source() (definer: only it writes the feature sources)';
+
+-- What pgmodels serve may read as a request's role. A request runs in the proxy's pooled
+-- session under SET LOCAL ROLE, and a function another role wrote, run there, could RESET
+-- ROLE and act as the proxy's login role (a superuser, often). Reading a view runs its
+-- functions, a policy of row-level security is an expression, and converting a value of
+-- a type a role made can run that role's functions (its cast to json, a domain's check on
+-- the key). So a feature source is a table, partitioned table, materialized view or
+-- foreign table, without row-level security for the reading role (reader), whose key
+-- column is of a built-in type (made by initdb: oid below 16384, FirstNormalObjectId) and
+-- whose other columns are of built-in types or domains over them (to_jsonb reads a
+-- domain as its base type). Returns the key column's type, as a cast names it.
+CREATE OR REPLACE FUNCTION pgmodels._feature_source_check(relation oid, key_column name, reader boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    bad record;
+    key_type text;
+    why constant text := 'pgmodels serve reads a feature source as the request''s role inside its own pooled '
+                         'session, where a function another role wrote could take the session''s login role '
+                         '(RESET ROLE); so it reads nothing that runs such a function.';
+BEGIN
+    SELECT c.oid, c.relkind, c.oid::regclass::text AS display INTO rel FROM pg_class c WHERE c.oid = relation;
+    IF rel.oid IS NULL THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', relation USING ERRCODE = '42P01';
+    ELSIF rel.relkind NOT IN ('r', 'p', 'm', 'f') THEN
+        RAISE EXCEPTION 'feature source % is not a table', rel.display USING ERRCODE = '55000',
+            DETAIL = why || ' A view runs its functions when it is read.',
+            HINT = 'Register a table or a materialized view (refreshed on your schedule) instead.';
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a
+     WHERE a.attrelid = relation AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.atttypid < 16384;
+    IF key_type IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = key_column
+                                                      AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', key_column, rel.display USING ERRCODE = '42703',
+                DETAIL = 'It is the key column of the feature source.';
+        END IF;
+        RAISE EXCEPTION 'key column "%" of feature source % is not of a built-in type', key_column, rel.display
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' A request''s keys are converted to the key column''s type, which for a type a role made (a domain with a check, say) runs its functions.',
+                  HINT = 'Use a key column of a built-in type: an integer, text or uuid.';
+    END IF;
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type INTO bad
+      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped
+       AND (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END) >= 16384
+     ORDER BY a.attnum LIMIT 1;
+    IF bad.attname IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of feature source % is of type %, which pgmodels serve does not read',
+                bad.attname, rel.display, bad.type
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' Reading a value of a type a role made can run that role''s functions (a cast to json).',
+                  HINT = 'Give the column a built-in type (text for an enum), or register a materialized view that converts it.';
+    END IF;
+    IF reader AND row_security_active(relation) THEN
+        RAISE EXCEPTION 'feature source % has row-level security for role %', rel.display, current_user
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' The policies of row-level security are expressions that run when the rows are read.',
+                  HINT = 'Serve keys from a table without policies for this role: a materialized view of the rows it may see, say.';
+    END IF;
+    RETURN key_type;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._feature_source_check(oid, name, boolean) IS 'internal: the feature source''s key type, or an error (55000) for a relation pgmodels serve does not read: a view, row-level security for the reading role, a column of a type a role made';
+
+-- The rows of a feature source for a request's keys, read as the request's role (an
+-- invoker function): locked first, then checked (so no ALTER comes between the check and
+-- the read), then read. One row per key and match, in the keys' order: i (from 1), found,
+-- and the row as jsonb (NULL when no row has the key).
+CREATE OR REPLACE FUNCTION pgmodels._feature_rows(relation_schema name, relation_name name, key_column name, keys text[])
+RETURNS TABLE (i bigint, found boolean, doc jsonb)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    relation oid := format('%I.%I', relation_schema, relation_name)::regclass;
+    key_type text := pgmodels._feature_source_check(relation, key_column, true);
+BEGIN
+    -- a lock that reads nothing (the condition is false before any row), then the check
+    -- again: what holds now holds until the transaction ends (a view, a policy, a column
+    -- type all change only under a lock that conflicts with this one)
+    EXECUTE format('SELECT FROM ONLY %I.%I WHERE false', relation_schema, relation_name);
+    key_type := pgmodels._feature_source_check(relation, key_column, true);
+    RETURN QUERY EXECUTE format(
+        'SELECT k.i, s.%1$I IS NOT NULL, CASE WHEN s.%1$I IS NOT NULL THEN pg_catalog.to_jsonb(s) END '
+        'FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, i) '
+        'LEFT JOIN %2$I.%3$I AS s ON s.%1$I = k.key::%4$s ORDER BY k.i',
+        key_column, relation_schema, relation_name, key_type) USING keys;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._feature_rows(name, name, name, text[]) IS 'internal: a feature source''s rows for keys, read with the caller''s rights once pgmodels._feature_source_check allows the relation (pgmodels serve''s keyed requests)';
 
 CREATE OR REPLACE FUNCTION @extschema@.register_feature_source(project_name text, relation_name text, key_column text)
 RETURNS void LANGUAGE sql VOLATILE STRICT
@@ -2531,7 +3181,8 @@ BEGIN
         'versions', coalesce((SELECT jsonb_agg(jsonb_build_object(
                         'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
                         'runtime', m.runtime, 'feature_names', to_jsonb(m.feature_names),
-                        'feature_types', to_jsonb(m.feature_types), 'labels', m.labels) ORDER BY m.version)
+                        'feature_types', to_jsonb(m.feature_types), 'labels', m.labels,
+                        'column_types', m.training -> 'column_types') ORDER BY m.version)
                       FROM pgmodels.models m WHERE m.project_id = proj.id), '[]'::jsonb),
         'feature_source', (SELECT jsonb_build_object('schema', s.relation_schema, 'relation', s.relation_name,
                                                      'key_column', s.key_column)
@@ -2644,7 +3295,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._may_manage_tokens(oid, oid),
     pgmodels._api_token_role(text),
     pgmodels._register_feature_source(text, regclass, text, text, text),
-    pgmodels._model_metadata(text, text)
+    pgmodels._model_metadata(text, text),
+    -- the keyed read of the proxy: an invoker function (the caller's own rights) that reads
+    -- only relations whose reading runs no function a role wrote; its check reads the catalog
+    pgmodels._feature_rows(name, name, name, text[]),
+    pgmodels._feature_source_check(oid, name, boolean)
 TO PUBLIC;
 
 -- Batch jobs (sql/070-072). Creating and altering a job (which schedules with pg_cron)
@@ -2710,7 +3365,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._stream_maintain(text, bigint),
     pgmodels._may_consume(bigint, oid),
     pgmodels._consumer_lag(bigint, text),
-    pgmodels._consumer_output(text)
+    pgmodels._consumer_output(text),
+    -- a column's type if it may be an output's key, and an output's key type (invokers:
+    -- they read the catalog as the caller)
+    pgmodels._key_type(oid, name),
+    pgmodels._consumer_keyed_output(text)
 TO PUBLIC;
 
 -- sql/100_monitor_views.sql
@@ -2718,14 +3377,17 @@ TO PUBLIC;
 -- every upgrade replays (CREATE OR REPLACE).
 
 -- The views: rows of the projects the current role may use (security_barrier, read with
--- the owner's rights, filtered by current_user), as pgmodels.overview does.
+-- the owner's rights, filtered by current_user), as pgmodels.overview does. A report's
+-- statistics and status (every metric, the current shares over the reference's bins and
+-- categories, which name the training categories) describe the training rows: the reports
+-- are for the project's owner and the roles granted monitor, as drift() is.
 CREATE OR REPLACE VIEW pgmodels.drift_reports WITH (security_barrier) AS
 SELECT r.id, p.name AS project, r.model_id, r.model_version, r.relation, r.time_column, r.window_start,
        r.window_end, r.rows, r.status, r.drifted, r.features, r.thresholds, r.retrain, r.monitor_id,
        r.created_by, r.created_at
 FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
-WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.drift_reports IS 'drift reports of the projects the current role may use: window, model version, status, drifted features, every metric (features jsonb) and the retrain decision';
+WHERE pgmodels._may(pgmodels._me(), p.id, 'monitor');
+COMMENT ON VIEW pgmodels.drift_reports IS 'drift reports of the projects the current role owns or was granted monitor on: window, model version, status, drifted features, every metric (features jsonb) and the retrain decision';
 
 CREATE OR REPLACE VIEW pgmodels.drift_report_features WITH (security_barrier) AS
 SELECT r.id AS report_id, p.name AS project, r.model_version, r.created_at, f ->> 'feature' AS feature,
@@ -2734,24 +3396,27 @@ SELECT r.id AS report_id, p.name AS project, r.model_version, r.created_at, f ->
        (f ->> 'null_rate_change')::double precision AS null_rate_change, f ->> 'status' AS status
 FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
 CROSS JOIN LATERAL jsonb_array_elements(r.features) f
-WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.drift_report_features IS 'one row per feature of each drift report (the history of a feature''s PSI), for the projects the current role may use';
+WHERE pgmodels._may(pgmodels._me(), p.id, 'monitor');
+COMMENT ON VIEW pgmodels.drift_report_features IS 'one row per feature of each drift report (the history of a feature''s PSI), for the projects the current role owns or was granted monitor on';
 
 CREATE OR REPLACE VIEW pgmodels.monitors WITH (security_barrier) AS
 SELECT m.id, p.name AS project, m.relation::text AS relation, m.time_column, m.schedule, m.retrain,
        m.owner::text AS owner, m.cron_job_id, m.last_window_end, m.created_at,
-       (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1) AS last_status
+       CASE WHEN pgmodels._may(pgmodels._me(), p.id, 'monitor')
+            THEN (SELECT r.status FROM pgmodels.drift_report r WHERE r.monitor_id = m.id ORDER BY r.id DESC LIMIT 1)
+       END AS last_status,
+       m.retrain_with
 FROM pgmodels.monitor m JOIN pgmodels.projects p ON p.id = m.project_id
 WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
-COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report';
+COMMENT ON VIEW pgmodels.monitors IS 'drift monitors of the projects the current role may use, with the status of their last report (for the project''s owner and the roles granted monitor) and what a retrain trains when not the deployed version''s algorithm, hyperparameters and preprocessing (set_monitor_retrain)';
 
 GRANT SELECT ON pgmodels.drift_reports, pgmodels.drift_report_features, pgmodels.monitors TO PUBLIC;
 
 -- The deployed (model_id 0) or given model, as drift() needs it, for a caller that may
 -- predict with it, with the project's thresholds; not the profile itself (quantiles, min
 -- and max, category values: details of the training rows that predict does not give;
--- _stage_profile hands it to drift()'s own code only). Definer: the catalog is not
--- readable by PUBLIC; the privilege check is _resolve's.
+-- _stage_profile hands it to drift()'s own code only, for the owner and monitor grantees).
+-- Definer: the catalog is not readable by PUBLIC; the privilege check is _resolve's.
 CREATE OR REPLACE FUNCTION pgmodels._drift_reference(project_name text, model_id bigint, credential text)
 RETURNS TABLE (model_id bigint, project_id bigint, project text, version integer, task text, feature_names text[],
                feature_types text[], nullable text[], array_features jsonb, labels jsonb, has_profile boolean,
@@ -2775,11 +3440,36 @@ COMMENT ON FUNCTION pgmodels._drift_reference(text, bigint, text) IS 'internal: 
 -- The profile itself goes into the backend's Python state under a one-time token, never
 -- back to the caller: drift()'s code takes it from there. A role that calls this directly
 -- gets a token it can do nothing with (reading Python state needs plpython3u, a
--- superuser's language). Definer: it reads the catalog, after _resolve's privilege check.
+-- superuser's language). It is staged only for a caller that may predict with the model
+-- and owns its project or was granted monitor on it: the statistics drift() computes
+-- from it over rows the caller chooses give the profile back (_require_monitor). Every
+-- comparison with a training profile (drift(), a monitor's run) takes it from here.
+-- Definer: it reads the catalog, after those checks (PL/pgSQL, so that a refusal reaches
+-- the caller in PostgreSQL's words).
 CREATE OR REPLACE FUNCTION pgmodels._stage_profile(model_id bigint, credential text) RETURNS text
-LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ from pgmodels.monitor.current import stage_profile; return stage_profile(model_id, credential) $$;
-COMMENT ON FUNCTION pgmodels._stage_profile(bigint, text) IS 'internal: stages a model''s reference profile in the backend for drift()''s code, for a caller that may predict with it; returns a one-time token';
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    m record;
+BEGIN
+    SELECT x.project_id, x.training -> 'profile' AS profile INTO m
+      FROM pgmodels.models x WHERE x.id = (pgmodels._resolve('', model_id, caller, 'predict', false)).id;
+    PERFORM pgmodels._require_monitor(caller, m.project_id);
+    RETURN pgmodels._stage(m.profile);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._stage_profile(bigint, text) IS 'internal: stages a model''s reference profile in the backend for drift()''s code, for a caller that may predict with it and owns its project or was granted monitor on it; returns a one-time token';
+
+-- Keeps a profile in the backend's Python state; only _stage_profile calls it.
+CREATE OR REPLACE FUNCTION pgmodels._stage(profile jsonb) RETURNS text
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.current import stage; return stage(profile)
+$$;
+COMMENT ON FUNCTION pgmodels._stage(jsonb) IS 'internal: keeps a reference profile in the backend under a one-time token; called by _stage_profile only, after its checks';
+REVOKE EXECUTE ON FUNCTION pgmodels._stage(jsonb) FROM PUBLIC;  -- (created after sql/090_grants.sql revoked the rest)
 
 -- Sets a project's thresholds: its owner's.
 CREATE OR REPLACE FUNCTION pgmodels._set_monitor_thresholds(credential text, project_name text,
@@ -2838,8 +3528,9 @@ $$;
 COMMENT ON FUNCTION pgmodels._set_monitor_thresholds(text, text, double precision, double precision, double precision, double precision, double precision, integer, text) IS 'internal: the core of set_monitor_thresholds() (definer: it writes the catalog for the project''s verified owner)';
 
 -- What happened to each project, newest first: versions trained or imported,
--- deployments and rollbacks, drift reports, and every retrain decision with its reason
--- (a failed or rejected retrain included), for the projects the current role may use.
+-- deployments and rollbacks, drift reports (for the owner and monitor grantees, as
+-- pgmodels.drift_reports), and every retrain decision with its reason (a failed or
+-- rejected retrain included), for the projects the current role may use.
 CREATE OR REPLACE VIEW pgmodels.history WITH (security_barrier) AS
 SELECT e.project, e.at, e.event, e.model_id, e.version, e.detail
 FROM (
@@ -2860,17 +3551,19 @@ FROM (
            format('report %s on %s, %s rows%s', r.id, r.relation, r.rows,
                   CASE WHEN cardinality(r.drifted) > 0 THEN ', drifted: ' || array_to_string(r.drifted, ', ') ELSE '' END)
       FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
+     WHERE pgmodels._may(pgmodels._me(), r.project_id, 'monitor')  -- as pgmodels.drift_reports
     UNION ALL
     SELECT r.project_id, p.name, r.created_at,
            CASE WHEN (r.retrain ->> 'deployed')::boolean THEN 'retrain deployed'
-                WHEN r.retrain ? 'error' THEN 'retrain failed' ELSE 'retrain kept' END,
+                WHEN r.retrain ? 'error' AND NOT r.retrain ? 'new_model_id' THEN 'retrain failed'
+                WHEN NOT r.retrain ? 'new_model_id' THEN 'retrain skipped' ELSE 'retrain kept' END,
            (r.retrain ->> 'new_model_id')::bigint, (r.retrain ->> 'new_version')::integer,
            concat_ws('; ', r.retrain ->> 'reason', r.retrain ->> 'error', 'report ' || r.id)
       FROM pgmodels.drift_report r JOIN pgmodels.projects p ON p.id = r.project_id
      WHERE r.retrain IS NOT NULL
 ) e
 WHERE pgmodels._may(pgmodels._me(), e.project_id, 'use');
-COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports, and every retrain decision with its reason';
+COMMENT ON VIEW pgmodels.history IS 'what happened to each project the current role may use: versions trained, imported or retrained, deployments and rollbacks, drift reports (for its owner and monitor grantees), and every retrain decision with its reason';
 GRANT SELECT ON pgmodels.history TO PUBLIC;
 
 CREATE OR REPLACE VIEW pgmodels.request_logs WITH (security_barrier) AS
@@ -2948,10 +3641,10 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._monitor_create(text, text, oid, text, text, boolean) IS 'internal: the core of monitor() (definer: it writes the catalog and schedules with pg_cron as the verified caller)';
 
--- A monitor, for the role that owns it (or a member): what a run needs.
+-- A monitor, for the role that owns it (itself, not a member): what a run needs.
 CREATE OR REPLACE FUNCTION pgmodels._monitor_get(credential text, monitor_id bigint)
 RETURNS TABLE (project text, relation oid, time_column text, retrain boolean, last_window_end timestamptz,
-               now timestamptz)
+               now timestamptz, retrain_with jsonb)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -2967,9 +3660,15 @@ BEGIN
     ELSIF NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501',
             DETAIL = format('It runs as role "%s", with that role''s rights.', mon.owner);
+    ELSIF caller <> mon.owner THEN
+        -- a run reads the owner's relation (a view's functions, casts of the types it made)
+        -- with the rights of the role that runs it: only the owner itself, as pg_cron does
+        RAISE EXCEPTION 'monitor % runs as role "%"', monitor_id, mon.owner USING ERRCODE = '42501',
+            DETAIL = 'A run reads its relation with exactly its owner''s rights, and runs only as that role: another role''s rights would run code the owner wrote (a view''s functions, a cast of a type it made) with them.',
+            HINT = format('Log in as role "%s" to run it, or let pg_cron run it on its schedule.', mon.owner);
     END IF;
     RETURN QUERY SELECT p.name, mon.relation::oid, mon.time_column::text, mon.retrain, mon.last_window_end,
-                        statement_timestamp()
+                        statement_timestamp(), mon.retrain_with
                    FROM pgmodels.projects p WHERE p.id = mon.project_id;
 END
 $$;
@@ -3040,12 +3739,14 @@ BEGIN
     IF jsonb_typeof(decision) IS DISTINCT FROM 'object' OR jsonb_typeof(decision -> 'deployed') IS DISTINCT FROM 'boolean'
        OR length(decision::text) > 20000
        OR EXISTS (SELECT 1 FROM jsonb_each(decision) e
-                   WHERE CASE WHEN e.key IN ('new_model_id', 'new_version', 'deployed_model_id', 'deployed_version', 'holdout_rows')
+                   WHERE CASE WHEN e.key IN ('new_model_id', 'new_version', 'deployed_model_id', 'deployed_version', 'holdout_rows',
+                                             'excluded_rows')
                               THEN jsonb_typeof(e.value) <> 'number' OR (e.value)::text !~ '^[0-9]{1,18}$'
                               WHEN e.key IN ('deployed_score', 'new_score', 'margin')
                               THEN jsonb_typeof(e.value) NOT IN ('number', 'null')
                                    OR (jsonb_typeof(e.value) = 'number' AND abs((e.value)::text::numeric) > 1e300)
-                              WHEN e.key IN ('reason', 'error', 'sqlstate', 'metric') THEN jsonb_typeof(e.value) NOT IN ('string', 'null')
+                              WHEN e.key IN ('reason', 'error', 'sqlstate', 'metric', 'holdout', 'algorithm')
+                              THEN jsonb_typeof(e.value) NOT IN ('string', 'null')
                               WHEN e.key = 'drifted' THEN jsonb_typeof(e.value) <> 'array'
                               ELSE e.key <> 'deployed' END) THEN
         RAISE EXCEPTION 'invalid retrain decision' USING ERRCODE = '22023';
@@ -3161,6 +3862,59 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._drop_monitor(text, bigint) IS 'internal: the core of drop_monitor(): its owner''s or the project owner''s; the reports stay';
 
+-- What a monitor's retrain trains when not what the deployed version was trained with:
+-- its owner's (it runs as that role). Checked for shape here; the PL/Python core checks
+-- the algorithm and hyperparameters first, and train() checks everything at each retrain.
+-- Definer: it writes the catalog for the verified owner.
+CREATE OR REPLACE FUNCTION pgmodels._monitor_retrain_with(credential text, monitor_id bigint, settings jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    mon pgmodels.monitor;
+BEGIN
+    SELECT m.* INTO mon FROM pgmodels.monitor m WHERE m.id = monitor_id FOR UPDATE;
+    IF mon.id IS NULL THEN
+        RAISE EXCEPTION 'monitor % does not exist', monitor_id USING ERRCODE = '42704',
+            HINT = 'See pgmodels.monitors for the monitors there are.';
+    ELSIF NOT pg_has_role(caller, mon.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of monitor %', monitor_id USING ERRCODE = '42501',
+            DETAIL = format('Its retrain runs as role "%s", which alone says what it trains.', mon.owner);
+    END IF;
+    IF settings IS NOT NULL AND (jsonb_typeof(settings) <> 'object' OR length(settings::text) > 20000
+       OR EXISTS (SELECT 1 FROM jsonb_each(settings) e
+                   WHERE CASE e.key WHEN 'algorithm' THEN jsonb_typeof(e.value) <> 'string' OR length(e.value #>> '{}') > 100
+                                    WHEN 'hyperparams' THEN jsonb_typeof(e.value) <> 'object'
+                                    WHEN 'preprocess' THEN jsonb_typeof(e.value) <> 'object'
+                                    ELSE true END)) THEN
+        RAISE EXCEPTION 'invalid retrain settings' USING ERRCODE = '22023',
+            DETAIL = 'They are an object with an algorithm (text), hyperparams and preprocess (objects), each optional.';
+    END IF;
+    UPDATE pgmodels.monitor m SET retrain_with = nullif(settings, '{}'::jsonb) WHERE m.id = mon.id;
+    RETURN nullif(settings, '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._monitor_retrain_with(text, bigint, jsonb) IS 'internal: the core of set_monitor_retrain(): stores what a monitor''s retrain trains, for the monitor''s verified owner (definer: it writes the catalog)';
+
+CREATE OR REPLACE FUNCTION pgmodels._set_monitor_retrain(monitor_id bigint, algorithm text, hyperparams jsonb,
+                                                         preprocess jsonb)
+RETURNS jsonb LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.monitor.schedule import set_retrain; return set_retrain(monitor_id, algorithm, hyperparams, preprocess)
+$$;
+COMMENT ON FUNCTION pgmodels._set_monitor_retrain(bigint, text, jsonb, jsonb) IS 'internal: the core of set_monitor_retrain()';
+
+CREATE OR REPLACE FUNCTION @extschema@.set_monitor_retrain(monitor_id bigint, algorithm text DEFAULT NULL,
+                                                           hyperparams jsonb DEFAULT NULL, preprocess jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN pgmodels._raise_pending(NULL::boolean) IS NULL THEN r END
+      FROM (SELECT pgmodels._set_monitor_retrain($1, $2, $3, $4) AS r) s
+$$;
+COMMENT ON FUNCTION @extschema@.set_monitor_retrain(bigint, text, jsonb, jsonb) IS 'names what a monitor''s retrain trains instead of what the deployed version was trained with: an algorithm (with its hyperparams, else its defaults), hyperparams, preprocess; all NULL: the deployed version''s again; returns the settings; the monitor owner''s';
+
 -- A model version's lineage, for a role that may use its project.
 CREATE OR REPLACE FUNCTION pgmodels._model_lineage(model_id bigint, credential text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -3181,9 +3935,10 @@ BEGIN
         'project', proj.name, 'version', m.version, 'model_id', m.id, 'task', m.task, 'algorithm', m.algorithm,
         'runtime', m.runtime,
         -- the profile's details (quantiles, min and max, category values) describe the
-        -- training rows: for the owner and export holders (the artifact tells as much);
-        -- others see which features it covers
+        -- training rows: for the owner, export holders (the artifact tells as much) and
+        -- monitor holders (drift statistics tell as much); others see which features it covers
         'training', CASE WHEN pgmodels._may(caller, proj.id, 'owner') OR pgmodels._may(caller, proj.id, 'export')
+                              OR pgmodels._may(caller, proj.id, 'monitor')
                          THEN m.training
                          ELSE (m.training - 'profile') || jsonb_build_object('profile', jsonb_build_object('features',
                               (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('kind', f.value -> 'kind')), '{}')
@@ -3224,7 +3979,7 @@ AS $$
     UNION ALL
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE pgmodels._raise_pending(NULL::boolean)
 $$;
-COMMENT ON FUNCTION @extschema@.drift(text, text, bigint, timestamptz, text) IS 'compares a relation (or the rows since a time) with the deployed or given model''s training profile: per feature PSI, Kolmogorov-Smirnov statistic and p-value, null-rate change and a status (ok, warning, drift), plus one row for the predictions';
+COMMENT ON FUNCTION @extschema@.drift(text, text, bigint, timestamptz, text) IS 'compares a relation (or the rows since a time) with the deployed or given model''s training profile: per feature PSI, Kolmogorov-Smirnov statistic and p-value, null-rate change and a status (ok, warning, drift), plus one row for the predictions; for the project''s owner and roles granted predict and monitor';
 
 CREATE OR REPLACE FUNCTION pgmodels._set_reference(project_name text, relation_name text, model_id bigint,
                                                    y_column_name text)
@@ -3311,11 +4066,11 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._drift_report_write(text, bigint, bigint, timestamptz, timestamptz, bigint, text, text[], jsonb, jsonb),
     pgmodels._drift_report_decide(text, bigint, jsonb), pgmodels._store_reference(text, bigint, jsonb),
     pgmodels._drop_monitor(text, bigint), pgmodels._model_lineage(bigint, text),
-    pgmodels._stage_profile(bigint, text),
+    pgmodels._stage_profile(bigint, text), pgmodels._monitor_retrain_with(text, bigint, jsonb),
     -- the PL/Python cores run as the caller and reach the catalog only through the above
     pgmodels._drift(text, text, bigint, timestamptz, text), pgmodels._set_reference(text, text, bigint, text),
     pgmodels._monitor(text, text, text, text, boolean), pgmodels._run_monitor(bigint),
-    pgmodels._model_lineage_rows(bigint)
+    pgmodels._model_lineage_rows(bigint), pgmodels._set_monitor_retrain(bigint, text, jsonb, jsonb)
 TO PUBLIC;
 -- Scheduling is for the roles an administrator grants it to, as create_batch_job is.
 REVOKE EXECUTE ON FUNCTION @extschema@.monitor(text, text, text, text, boolean) FROM PUBLIC;
@@ -3567,6 +4322,8 @@ TO PUBLIC;
 -- The type of a snapshot's column: domains replaced by their base types (an array of a
 -- domain by an array of its base type), and a type someone created (an enum, a composite,
 -- a range) by text, so that no type's owner can DROP ... CASCADE a column of a snapshot.
+-- Built in: made by initdb (an oid below 16384, FirstNormalObjectId) in pg_catalog. The
+-- caller converts each column to this type while it copies (training/snapshots.py).
 CREATE OR REPLACE FUNCTION pgmodels._snapshot_type(typ oid, typmod integer) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -3577,7 +4334,8 @@ DECLARE
     r record;
 BEGIN
     LOOP
-        SELECT y.typtype, y.typbasetype, y.typtypmod, y.typelem, y.typcategory INTO r FROM pg_catalog.pg_type y WHERE y.oid = t;
+        SELECT y.typtype, y.typbasetype, y.typtypmod, y.typelem, y.typcategory, y.typnamespace INTO r
+          FROM pg_catalog.pg_type y WHERE y.oid = t;
         IF r.typtype = 'd' THEN
             t := r.typbasetype;
             m := CASE WHEN r.typtypmod <> -1 THEN r.typtypmod ELSE m END;
@@ -3588,7 +4346,8 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
-    RETURN CASE WHEN t >= 16384 THEN 'text' ELSE pg_catalog.format_type(t, m) END  -- 16384: FirstNormalObjectId
+    RETURN CASE WHEN t >= 16384 OR r.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace THEN 'text'
+                ELSE pg_catalog.format_type(t, m) END
            || CASE WHEN is_array THEN '[]' ELSE '' END;
 END
 $$;
@@ -3596,11 +4355,16 @@ COMMENT ON FUNCTION pgmodels._snapshot_type(oid, integer) IS 'internal: the buil
 
 -- Definer: only the extension's owner creates in pgmodels_snapshots. The caller has
 -- copied the relation's rows, with its own rights (row security, column grants), into a
--- plain temporary table of its own; this makes the snapshot table from that copy's
--- columns (read from the catalog, domains replaced by their base types so no domain's
--- owner can drop a column of a sealed snapshot), fills it from the copy (ONLY the copy: a
--- plain table runs nothing when read) and gives the caller SELECT, in one step: no caller
--- ever holds INSERT on a snapshot. It refuses when the schema is not the extension's.
+-- plain temporary table of its own, converting each column to the built-in type the
+-- snapshot gives it (pgmodels._snapshot_type: domains by their base types, types someone
+-- made as text), so that any cast, domain check or function of the caller's runs as the
+-- caller. This makes the snapshot table with exactly the copy's column types, fills it
+-- from the copy (ONLY the copy, with no conversion) and gives the caller SELECT, in one
+-- step: no caller ever holds INSERT on a snapshot. PostgreSQL runs a cast, a domain's
+-- check, a policy or a rule with the rights of whoever evaluates it, here the extension's
+-- owner: so it refuses a copy with a column of a type that is not built in (42804), or
+-- with row-level security, rules or triggers (42501), before it makes anything. It
+-- refuses when the schema is not the extension's.
 CREATE OR REPLACE FUNCTION pgmodels._snapshot_create(relation oid, copy oid, credential text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -3609,6 +4373,7 @@ DECLARE
     owner oid := (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pgmodels');
     source text;
     snapshot text;
+    bad record;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
         RAISE EXCEPTION 'relation with oid % does not exist', relation USING ERRCODE = '42P01';
@@ -3627,10 +4392,31 @@ BEGIN
         RAISE EXCEPTION 'the rows of a snapshot must come from a temporary table of the caller''s session'
             USING ERRCODE = '42501';
     END IF;
+    -- ... that runs nothing when read
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = copy
+                  AND (c.relrowsecurity OR c.relforcerowsecurity OR c.relhasrules OR c.relhastriggers
+                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
+                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid)
+                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid))) THEN
+        RAISE EXCEPTION 'the copy a snapshot is made from must be a plain table' USING ERRCODE = '42501',
+            DETAIL = 'It has row-level security, a policy, a rule or a trigger, which would run with the rights of the extension''s owner when the snapshot reads it.';
+    END IF;
+    -- ... whose columns are all of built-in types: the snapshot reads them with no conversion
+    SELECT a.attname, a.atttypid::pg_catalog.regtype AS typ INTO bad
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = copy AND a.attnum > 0 AND NOT a.attisdropped
+       AND NOT (t.oid < 16384 AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.typtype <> 'd')  -- 16384: FirstNormalObjectId
+     ORDER BY a.attnum LIMIT 1;
+    IF bad.attname IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of the copy a snapshot is made from is of type %, which is not built in', bad.attname, bad.typ
+            USING ERRCODE = '42804',
+                  DETAIL = 'A snapshot is filled with the rights of the extension''s owner, so it takes only values of built-in types: the caller converts the rest (domains to their base types, types a role made to text) while it copies the rows.',
+                  HINT = 'Call snapshot() or train(..., materialize_snapshot => true), which convert each column as the caller.';
+    END IF;
     PERFORM pgmodels._snapshot_schema_check();
     snapshot := 'pgmodels_snapshots.' || pg_catalog.quote_ident('snapshot_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''));
     EXECUTE pg_catalog.format('CREATE TABLE %s (%s)', snapshot,
-        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pgmodels._snapshot_type(a.atttypid, a.atttypmod)),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)),
                                       ', ' ORDER BY a.attnum)
            FROM pg_catalog.pg_attribute a WHERE a.attrelid = copy AND a.attnum > 0 AND NOT a.attisdropped));
     EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM ONLY %s', snapshot, copy::regclass);
@@ -3798,6 +4584,8 @@ GRANT EXECUTE ON FUNCTION
     -- (the snapshot functions), EXECUTE on train() (the joint core, which train_joint()
     -- calls as the caller)
     pgmodels._snapshot_create(oid, oid, text), pgmodels._snapshot(text),
+    -- the type a snapshot gives a column, which the caller converts it to: it reads pg_type
+    pgmodels._snapshot_type(oid, integer),
     -- the checks training runs as the caller before it reads a snapshot: they only read
     -- the catalog and raise
     pgmodels._snapshot_schema_check(), pgmodels._snapshot_check(oid),
@@ -3806,6 +4594,334 @@ GRANT EXECUTE ON FUNCTION
     -- caller: they answer only from models _lookup loaded for this statement
     pgmodels._predict_vector(text, bigint, double precision[], double precision, boolean, text),
     pgmodels._predict_vector(text, bigint, jsonb, double precision, boolean, text)
+TO PUBLIC;
+
+-- sql/124_explain_catalog.sql
+-- The tables and types of 125_explain.sql: created once, by the release that added them (an
+-- upgrade script alters them); the functions there are replayed by every upgrade.
+
+-- What explains a model version's predictions: made by train() from the fitted model (or
+-- by set_reference() for a model that has none: an imported one), stored with the
+-- version and checked by sha256 like its artifact. record is an .npz archive of plain
+-- arrays (numbers, booleans, fixed-width text) and a JSON description, read without
+-- pickle (python_udfs/pgmodels/explain/record.py). Written only by
+-- pgmodels._store_explainer; read only by definer code.
+CREATE TABLE pgmodels.model_explainers (
+    model_id         bigint PRIMARY KEY REFERENCES pgmodels.models (id) ON DELETE CASCADE,
+    -- tree: exact path-dependent TreeSHAP; linear: exact coefficient x (value - mean);
+    -- sampling: a permutation-sampling estimate, approximate
+    kind             text NOT NULL CHECK (kind IN ('tree', 'linear', 'sampling')),
+    exact            boolean NOT NULL CHECK (exact = (kind <> 'sampling')),
+    method           text NOT NULL,
+    -- what the contributions add up to: the margin (log-odds, per class), a class
+    -- probability, or the regression value
+    output           text NOT NULL CHECK (output IN ('margin', 'probability', 'value')),
+    record           bytea NOT NULL,
+    record_sha256    bytea NOT NULL CHECK (length(record_sha256) = 32),
+    -- global importance: per feature, the mean absolute contribution over importance_rows
+    -- rows of the training split (or of set_reference's relation)
+    importance       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(importance) = 'object'),
+    importance_rows  integer NOT NULL CHECK (importance_rows >= 0),
+    source           text NOT NULL CHECK (source IN ('training', 'set_reference')),
+    created_by       name NOT NULL DEFAULT session_user,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgmodels.model_explainers IS 'per model version: what explains its predictions (an npz record checked by sha256: trees, coefficients or sampling background), and its global feature importance';
+REVOKE ALL ON pgmodels.model_explainers FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.model_explainers', '');
+
+-- What an explain core answers: parallel arrays, one element per answer row (the row of the
+-- input it explains, the feature, its value as text, its contribution), which the SQL
+-- wrappers unnest. The base comes first as the feature "(base)".
+CREATE TYPE pgmodels.explanation AS (
+    row_number integer[], feature text[], value text[], contribution double precision[]);
+COMMENT ON TYPE pgmodels.explanation IS 'internal: an explanation as parallel arrays (row, feature, value, contribution), the base first as "(base)"';
+
+-- sql/125_explain.sql
+-- Explanations: why a model version made a prediction, feature by feature.
+--
+-- A version's explainer record (sql/124_explain_catalog.sql) is made by train() and
+-- stored with it; set_reference() makes an approximate one for a model that has none.
+-- This file holds the writer, the view of the global importances, and (step by step)
+-- explain_prediction() and explain_batch().
+
+-- Storing an explainer record, as _store_model stores a model: train() stages the record
+-- it has just made under a one-time token in the backend's Python state and calls
+-- _store_explainer(token), which takes it back here; a direct call has nothing to name.
+CREATE OR REPLACE FUNCTION pgmodels._take_staged_explainer(token text,
+    OUT role oid, OUT model_id bigint, OUT kind text, OUT exact boolean, OUT method text, OUT output text,
+    OUT record bytea, OUT importance jsonb, OUT importance_rows integer, OUT source text)
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD: return None  # nothing was staged in this backend
+from pgmodels.explain.store import take_staged; return take_staged(token)
+$$;
+COMMENT ON FUNCTION pgmodels._take_staged_explainer(text) IS 'internal: takes the explainer record train() or set_reference() staged in this backend under a one-time token';
+
+-- Definer: only it writes pgmodels.model_explainers, which no other role may write. The
+-- staged role must own the model's project.
+CREATE OR REPLACE FUNCTION pgmodels._store_explainer(token text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    proj pgmodels.projects;
+BEGIN
+    SELECT * INTO s FROM pgmodels._take_staged_explainer(token);
+    IF s.role IS NULL THEN
+        RAISE EXCEPTION 'no explainer is staged under this token'
+            USING ERRCODE = '42501',
+                  DETAIL = 'Only train() and set_reference() store explainers, each the one it has just made and checked.';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.models m JOIN pgmodels.projects p ON p.id = m.project_id
+     WHERE m.id = s.model_id FOR UPDATE OF p;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'model % does not exist', s.model_id USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(s.role, proj);
+    INSERT INTO pgmodels.model_explainers AS e (model_id, kind, exact, method, output, record, record_sha256,
+                                                importance, importance_rows, source)
+    VALUES (s.model_id, s.kind, s.exact, s.method, s.output, s.record, pg_catalog.sha256(s.record),
+            s.importance, s.importance_rows, s.source)
+    ON CONFLICT (model_id) DO UPDATE
+       SET kind = EXCLUDED.kind, exact = EXCLUDED.exact, method = EXCLUDED.method, output = EXCLUDED.output,
+           record = EXCLUDED.record, record_sha256 = EXCLUDED.record_sha256, importance = EXCLUDED.importance,
+           importance_rows = EXCLUDED.importance_rows, source = EXCLUDED.source,
+           created_by = session_user, created_at = now()
+     -- set_reference() replaces only what an earlier set_reference() made, never training's
+     WHERE e.source = 'set_reference' AND EXCLUDED.source = 'set_reference';
+END
+$$;
+COMMENT ON FUNCTION pgmodels._store_explainer(text) IS 'internal: stores the explainer record train() or set_reference() staged under a token, after checking that the staging role owns the model''s project';
+
+-- The global importances, for the roles that may use the project (as its metrics are).
+CREATE OR REPLACE VIEW pgmodels.explainers WITH (security_barrier) AS
+SELECT p.name AS project, m.id AS model_id, m.version, e.kind, e.exact, e.method, e.output,
+       e.importance, e.importance_rows, e.source, e.created_at, pg_catalog.length(e.record) AS record_bytes
+FROM pgmodels.model_explainers e
+JOIN pgmodels.models m ON m.id = e.model_id
+JOIN pgmodels.projects p ON p.id = m.project_id
+WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.explainers IS 'per model version of the projects the current role may use: how its predictions are explained (kind, exact or approximate, method, what the contributions add up to) and its global importance per feature';
+GRANT SELECT ON pgmodels.explainers TO PUBLIC;
+
+-- explain_prediction() and explain_batch() work as predict() does (sql/040_serving.sql):
+-- the wrappers are SQL functions that hand the features over as the caller (a row becomes
+-- jsonb with the caller's rights: definer code never sees a type the caller defined), the
+-- cores answer only from what pgmodels._explain_lookup loaded for this statement, and the
+-- lookup (definer) checks the caller's explain privilege, which predict does not give:
+-- contributions tell more of a model than its answers (a probe of each feature becomes one
+-- call), so the owner grants it by name: grant_project(p, role, 'explain').
+
+-- Loads a model and its explainer record into the backend's caches as the ones this
+-- statement (or, with once, this call) explains with. Not for PUBLIC: only
+-- _explain_lookup calls it, with what it read from the catalog.
+CREATE OR REPLACE FUNCTION pgmodels._explain_load(project_name text, model_id bigint, stamp double precision,
+                                                  model pgmodels.served_model, explainer bytea,
+                                                  explainer_sha256 bytea, once boolean)
+RETURNS boolean
+LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD: return None  # _explain_lookup activates first
+from pgmodels.explain.cache import load; return load(project_name, model_id, stamp, model, explainer, explainer_sha256, once)
+$$;
+COMMENT ON FUNCTION pgmodels._explain_load(text, bigint, double precision, pgmodels.served_model, bytea, bytea, boolean) IS 'internal: loads a model and its explainer record into the backend''s caches for this statement (or one call); called by _explain_lookup only';
+
+-- Definer: the catalog is not readable by PUBLIC. Like _lookup it is the gate of the
+-- cores; _lookup's master switch does not cover it (revoke this one too to turn
+-- explaining off for all but the roles granted it).
+CREATE OR REPLACE FUNCTION pgmodels._explain_lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid;
+    once boolean;
+    loaded boolean;
+    served pgmodels.served_model;
+    digest bytea;
+BEGIN
+    IF project_name IS NULL OR model_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    caller := pgmodels._verify_caller(credential);
+    IF pgmodels._activate() IS NOT NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    once := caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
+                nullif(current_setting('role'), 'none'), session_user));
+    served := pgmodels._resolve(project_name, model_id, caller, 'explain', false);
+    SELECT x.record_sha256 INTO digest FROM pgmodels.model_explainers x WHERE x.model_id = served.id;
+    IF digest IS NULL THEN
+        RAISE EXCEPTION 'model % (version % of project "%") has no explainer', served.id, served.version, served.project
+            USING ERRCODE = '55000',
+                  DETAIL = CASE WHEN served.imported THEN 'It was imported, and nothing has given it one yet.'
+                                WHEN served.task NOT IN ('classification', 'regression')
+                                THEN format('Models of task %s are not explained.', served.task)
+                                ELSE 'It was trained before pgmodels kept explainers, or its explainer could not be made (see its training record''s "explainer" entry).' END,
+                  HINT = CASE WHEN served.imported
+                              THEN format('Its owner can give it an approximate one from rows like the ones it scores: SELECT set_reference(%L, ''relation'', %s).', served.project, served.id)
+                              ELSE 'Train the project again to get a version with an explainer.' END;
+    END IF;
+    loaded := pgmodels._explain_load(project_name, model_id, pgmodels._stamp(), served, NULL, digest, once);
+    IF loaded IS NOT NULL AND NOT loaded THEN
+        served := pgmodels._resolve(project_name, model_id, caller, 'explain', true);
+        loaded := pgmodels._explain_load(project_name, model_id, pgmodels._stamp(), served,
+                                         (SELECT x.record FROM pgmodels.model_explainers x WHERE x.model_id = served.id),
+                                         digest, once);
+    END IF;
+    IF NOT coalesce(loaded, false) THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._explain_lookup(text, bigint, text) IS 'internal: checks that the caller may explain with a project (model_id 0) or a model, and loads it and its explainer into the backend''s caches for this statement';
+
+CREATE OR REPLACE FUNCTION pgmodels._explain_batch(project_name text, model_id bigint, numeric_features bytea,
+                                                   "rows" jsonb, top_n integer, class_label text, stamp double precision,
+                                                   loaded boolean)
+RETURNS pgmodels.explanation LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD: return None  # the lookup activates first
+from pgmodels.explain.serve import explain_batch; return explain_batch(project_name, model_id, numeric_features, rows, top_n, class_label, stamp, loaded)
+$$;
+COMMENT ON FUNCTION pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean) IS 'internal: the core of explain_batch(): rows as array_send(real[]) or a jsonb array';
+
+-- The cores and the wrappers, for each way of naming the model (project name, model id)
+-- and each features type predict() takes. The base comes first, then the features by
+-- |contribution|; top_n keeps that many features and sums the rest as "(other)".
+DO $do$
+DECLARE
+    core text;
+    target record;
+    ftype record;
+BEGIN
+    FOREACH core IN ARRAY ARRAY['float8[]', 'float4[]', 'jsonb'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION pgmodels._explain(project_name text, model_id bigint, features %s, top_n integer, '
+            'class_label text, stamp double precision, loaded boolean) RETURNS pgmodels.explanation '
+            'LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L', core,
+            E'if \'pgmodels.active\' not in GD: return None  # the lookup activates first\n'
+            'from pgmodels.explain.serve import explain_prediction; '
+            'return explain_prediction(project_name, model_id, features, top_n, class_label, stamp, loaded)');
+        EXECUTE format('COMMENT ON FUNCTION pgmodels._explain(text, bigint, %s, integer, text, double precision, boolean) IS %L',
+                       core, 'internal: the core of explain_prediction()');
+    END LOOP;
+    FOR target IN SELECT * FROM (VALUES
+        ('project_name text', '$1, 0', 'the deployed model of a project'),
+        ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
+    LOOP
+        FOR ftype IN SELECT * FROM (VALUES
+            ('real[]', '$2'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
+            ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
+            ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
+            ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
+                           'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
+                           'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
+        LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION @extschema@.explain_prediction(%s, %s %s, top_n integer DEFAULT NULL, '
+                'class text DEFAULT NULL) RETURNS TABLE (feature text, value text, contribution double precision) '
+                'LANGUAGE sql STABLE PARALLEL SAFE ROWS 20 AS %L',
+                target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END, ftype.sqltype,
+                format('SELECT u.feature, u.value, u.contribution FROM (SELECT coalesce('
+                       'pgmodels._explain(%1$s, %2$s, $3, $4, pgmodels._stamp(), NULL), '
+                       'pgmodels._explain(%1$s, %2$s, $3, $4, pgmodels._stamp(), '
+                       'pgmodels._explain_lookup(%1$s, pgmodels._credential())), '
+                       'pgmodels._raise_pending(NULL::pgmodels.explanation)) AS e OFFSET 0) s, '
+                       'ROWS FROM (pg_catalog.unnest((s.e).feature), pg_catalog.unnest((s.e).value), '
+                       'pg_catalog.unnest((s.e).contribution)) WITH ORDINALITY '
+                       'AS u(feature, value, contribution, n) ORDER BY u.n', target.pass, ftype.cast_expr));
+            EXECUTE format('COMMENT ON FUNCTION @extschema@.explain_prediction(%s, %s, integer, text) IS %L',
+                split_part(target.arg, ' ', 2), ftype.sqltype,
+                format('why %s predicts what it does for features given as %s: each feature''s contribution to the '
+                       'raw output (the margin of a class, or the value), the base first, by |contribution|; needs '
+                       'the explain privilege', target.what,
+                       CASE ftype.sqltype WHEN 'anyelement' THEN 'a row'
+                                          WHEN 'jsonb' THEN 'a jsonb object' ELSE 'an array in feature order' END));
+        END LOOP;
+        FOR ftype IN SELECT * FROM (VALUES
+            ('real[]', 'pg_catalog.array_send($2), NULL::jsonb'),
+            ('anyarray', 'NULL::bytea, pg_catalog.to_jsonb($2)')) AS f(sqltype, pass)
+        LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION @extschema@.explain_batch(%s, %s %s, top_n integer DEFAULT NULL, '
+                'class text DEFAULT NULL) RETURNS TABLE (row_number integer, feature text, value text, '
+                'contribution double precision) LANGUAGE sql STABLE PARALLEL SAFE ROWS 1000 AS %L',
+                target.arg, CASE WHEN ftype.sqltype = 'anyarray' THEN '"rows"' ELSE 'features' END, ftype.sqltype,
+                format('SELECT u.row_number, u.feature, u.value, u.contribution FROM (SELECT coalesce('
+                       'pgmodels._explain_batch(%1$s, %2$s, $3, $4, pgmodels._stamp(), NULL), '
+                       'pgmodels._explain_batch(%1$s, %2$s, $3, $4, pgmodels._stamp(), '
+                       'pgmodels._explain_lookup(%1$s, pgmodels._credential())), '
+                       'pgmodels._raise_pending(NULL::pgmodels.explanation)) AS e OFFSET 0) s, '
+                       'ROWS FROM (pg_catalog.unnest((s.e).row_number), pg_catalog.unnest((s.e).feature), '
+                       'pg_catalog.unnest((s.e).value), pg_catalog.unnest((s.e).contribution)) WITH ORDINALITY AS u(row_number, feature, value, contribution, n) ORDER BY u.n',
+                       target.pass, ftype.pass));
+            EXECUTE format('COMMENT ON FUNCTION @extschema@.explain_batch(%s, %s, integer, text) IS %L',
+                split_part(target.arg, ' ', 2), ftype.sqltype,
+                format('explanations of many rows in one model run, for %s: rows given as %s; per row the base '
+                       'first, then the features by |contribution|; needs the explain privilege', target.what,
+                       CASE ftype.sqltype WHEN 'real[]' THEN 'a real[] (flat, or rows x features)'
+                            ELSE 'an array of rows (array_agg(t)), of jsonb objects, or of numbers' END));
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
+-- The contributions output of stream consumers: add_consumer() with outputs. Prediction,
+-- probabilities and label are always written; 'contributions' adds a jsonb column
+-- (feature -> contribution, the base as "(base)") to the output table, and a consumer whose
+-- output table has it writes them with each prediction (python_udfs/pgmodels/stream/
+-- process.py). Its core checks EXECUTE on add_consumer(text, ..., integer), which an
+-- administrator grants, and the explain privilege: so this form needs no grant of its own.
+CREATE OR REPLACE FUNCTION pgmodels._add_consumer_outputs(stream_name text, consumer_name text, project_name text,
+    outputs text[], output_table text, enrich_relation text, enrich_key text, from_beginning boolean,
+    partitions integer)
+RETURNS bigint LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.stream.consumers import add_with_outputs; return add_with_outputs(stream_name, consumer_name, project_name, outputs, output_table, enrich_relation, enrich_key, from_beginning, partitions)
+$$;
+COMMENT ON FUNCTION pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer) IS 'internal: the core of add_consumer(..., outputs), run as the caller';
+
+CREATE OR REPLACE FUNCTION @extschema@.add_consumer(stream_name text, consumer_name text, project_name text,
+    outputs text[], output_table text DEFAULT NULL, enrich_relation text DEFAULT NULL, enrich_key text DEFAULT NULL,
+    from_beginning boolean DEFAULT false, partitions integer DEFAULT 1)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(pgmodels._add_consumer_outputs($1, $2, $3, $4, $5, $6, $7, $8, $9),
+                    pgmodels._raise_pending(NULL::bigint))
+$$;
+COMMENT ON FUNCTION @extschema@.add_consumer(text, text, text, text[], text, text, text, boolean, integer) IS 'add_consumer() with the outputs it writes: prediction, probabilities and label always, and contributions (per prediction, feature -> contribution; needs the explain privilege); for the roles that may execute add_consumer()';
+
+-- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
+-- before this file); internal ones are not, but for those listed here, each safe to call.
+REVOKE EXECUTE ON FUNCTION
+    pgmodels._take_staged_explainer(text),
+    pgmodels._store_explainer(text),
+    pgmodels._explain_load(text, bigint, double precision, pgmodels.served_model, bytea, bytea, boolean),
+    pgmodels._explain_lookup(text, bigint, text),
+    pgmodels._explain(text, bigint, double precision[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, real[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, jsonb, integer, text, double precision, boolean),
+    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean),
+    pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- train() calls it as the caller: it stores only a record this backend just staged, for
+    -- a model of a project the staging role owns
+    pgmodels._store_explainer(text),
+    -- the gate: it checks the caller's credential and explain privilege itself
+    pgmodels._explain_lookup(text, bigint, text),
+    -- the cores the explain wrappers call as the caller: they answer only from what
+    -- _explain_lookup loaded for this statement, and take no model from the caller
+    pgmodels._explain(text, bigint, double precision[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, real[], integer, text, double precision, boolean),
+    pgmodels._explain(text, bigint, jsonb, integer, text, double precision, boolean),
+    pgmodels._explain_batch(text, bigint, bytea, jsonb, integer, text, double precision, boolean),
+    -- add_consumer(..., outputs)'s core, run as the caller: it checks EXECUTE on
+    -- add_consumer() and the explain privilege itself
+    pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer)
 TO PUBLIC;
 
 -- migrations/0.2.0--0.3.0/epilogue.sql
