@@ -93,23 +93,32 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
                 source=(fs["schema"], fs["relation"], fs["key_column"], model.key_type))
 
 
-# One call per statement, so no cache-first branch as in predict(): _lookup (an argument,
-# so evaluated first) checks the privilege, activates the environment and loads the model.
-# OFFSET 0 keeps the subquery whole: flattened, each (s).field would call the function again.
-# With contributions, the model's explainer too: pgmodels._explain_lookup checks the role's
-# explain privilege, and the statement fails (403) without it.
+# As predict(): the core first with loaded NULL, which answers when the backend keeps a
+# decision for the request's role (serving/cache.py: no lookup, no credential), then with
+# _lookup (an argument, so evaluated first), which checks the privilege, activates the
+# environment and loads the model. OFFSET 0 keeps the subquery whole: flattened, each
+# (s).field would call the function again. With contributions, the model's explainer too:
+# pgmodels._explain_lookup checks the role's explain privilege at every statement, and the
+# statement fails (403) without it.
 _SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilities, (s).classes, "
-          "(s).contributions FROM (SELECT "
-          "coalesce(pgmodels._score_rows({t}, pg_catalog.array_send(%(x)s::real[]), %(texts)s::text[], %(outputs)s, "
-          "pgmodels._stamp(), {loaded}), "
-          "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) AS s OFFSET 0) q")
+          "(s).contributions FROM (SELECT {scored} AS s OFFSET 0) q")
+_CALL = "pgmodels._score_rows({t}, {x}, {texts}, %(outputs)s, pgmodels._stamp(), {loaded})"
 _LOADED = "pgmodels._lookup({t}, pgmodels._credential())"
 _EXPLAINED = "(pgmodels._lookup({t}, pgmodels._credential()) AND pgmodels._explain_lookup({t}, pgmodels._credential()))"
 
 
+def _scored(t: str, x: str, texts: str, explained: bool) -> str:
+    """coalesce(the kept decision's answer, the looked-up answer, the pending error)."""
+    def call(loaded):
+        return _CALL.format(t=t, x=x, texts=texts, loaded=loaded)
+    first = "" if explained else call("NULL") + ", "
+    return (f"coalesce({first}{call((_EXPLAINED if explained else _LOADED).format(t=t))}, "
+            "pgmodels._raise_pending(NULL::pgmodels.scored_rows))")
+
+
 def _score(versioned: bool, explained: bool) -> str:
     t = "''::text, %(model_id)s::bigint" if versioned else "%(project)s::text, 0::bigint"
-    return _SCORE.format(t=t, loaded=(_EXPLAINED if explained else _LOADED).format(t=t))
+    return _SCORE.format(scored=_scored(t, "pg_catalog.array_send(%(x)s::real[])", "%(texts)s::text[]", explained))
 _ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
 _OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label",
            "contributions": "contributions"}
@@ -225,11 +234,10 @@ def _keyed(n_numeric: int, n_text: int, versioned: bool, explained: bool = False
         "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, pg_catalog.count(*) AS n, {x} AS x, "
         "{t} AS t FROM k) "
         "SELECT a.found, a.n, (q.s).model_version, (q.s).predictions, (q.s).labels, (q.s).probabilities, "
-        "(q.s).classes, (q.s).contributions FROM a LEFT JOIN LATERAL (SELECT coalesce(pgmodels._score_rows({target}, "
-        "pg_catalog.array_send(a.x), a.t, %(outputs)s, pgmodels._stamp(), {loaded}), "
-        "pgmodels._raise_pending(NULL::pgmodels.scored_rows)) "
+        "(q.s).classes, (q.s).contributions FROM a LEFT JOIN LATERAL (SELECT {scored} "
         "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
-        x=x, t=t, target=target, loaded=sql.SQL(_EXPLAINED if explained else _LOADED).format(t=target)
+        x=x, t=t, scored=sql.SQL(_scored(target.as_string(None), "pg_catalog.array_send(a.x)", "a.t", explained)
+                                 .replace("{", "{{").replace("}", "}}"))
     ).as_string(None)
 
 
