@@ -37,10 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--venv", help="virtual environment the server imports from (default: this tool's)")
 
     doc = sub.add_parser("doctor", help="show the server's Python environment (pgmodels.doctor())")
-    doc.add_argument("--dsn", help="database to ask (default: the embedded cluster)")
+    doc.add_argument("--dsn", help="database to ask (default: $PGMODELS_DSN, else the embedded cluster)")
 
     demo = sub.add_parser("demo", help="the main job: train, deploy and serve a churn model")
-    demo.add_argument("--dsn", help="database to use (default: the embedded cluster)")
+    demo.add_argument("--dsn", help="database to use (default: $PGMODELS_DSN, else the embedded cluster)")
     demo.add_argument("--rows", type=int, default=20000, help="rows of the synthetic churn table")
 
     from .serve import add_parsers as add_serve_parsers
@@ -58,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 def _connect(dsn: str | None):
     import psycopg
 
-    cluster = Cluster.from_env()
+    if dsn is None:  # $PGMODELS_DSN before the embedded cluster, as for serve and stream work
+        dsn = os.environ.get("PGMODELS_DSN") or None
     if dsn is None:
+        cluster = Cluster.from_env()
         cluster.create()
         dsn = cluster.url()
     try:

@@ -42,7 +42,7 @@ def add_parsers(sub) -> None:
     revoke.add_argument("token")
     tsub.add_parser("list", help="the tokens of the roles you are a member of")
     for p in (create, revoke, tsub.choices["list"]):
-        p.add_argument("--dsn", help="database to use (default: the embedded cluster)")
+        p.add_argument("--dsn", help="database to use (default: $PGMODELS_DSN, else the embedded cluster)")
 
 
 def run_command(args: argparse.Namespace, connect) -> int:
