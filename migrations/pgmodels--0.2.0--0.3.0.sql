@@ -1391,6 +1391,44 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._cron_prune(bigint, interval) IS 'internal: deletes a pg_cron entry''s run details older than keep (pg_cron keeps them forever); not for PUBLIC';
 
+-- The pg_cron entry that runs a batch job scheduled by hand (with cron.schedule, or with
+-- cron.schedule_in_database as _cron_schedule's hint says): in this database's cron.job,
+-- the entry for this database whose command calls run_batch_job on the job, the active
+-- one first; and pg_cron's database (cron.database_name). pg_cron keeps its entries in
+-- that one database only: elsewhere there is no cron.job to read, and pgmodels.batch_jobs
+-- says where pg_cron runs the job from once a run by it is seen. Definer: cron.job is
+-- pg_cron's, and each role sees only its own entries there (the job's entry may be a
+-- superuser's); it answers only for a job the caller owns (a credential says who), and
+-- reads cron.job only where schema cron is pg_cron's own (_cron_here). It evaluates
+-- nothing of a role's: the job's name goes into a built-in format().
+CREATE OR REPLACE FUNCTION pgmodels._cron_entry(credential text, job_id bigint, OUT jobid bigint, OUT jobname text,
+                                               OUT schedule text, OUT username text, OUT active boolean,
+                                               OUT cron_database text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    job_name text;
+BEGIN
+    SELECT j.name INTO job_name FROM pgmodels.batch_job j WHERE j.id = job_id AND pg_has_role(caller, j.owner, 'USAGE');
+    IF job_name IS NULL THEN
+        RETURN;
+    END IF;
+    cron_database := current_setting('cron.database_name', true);
+    IF pgmodels._cron_here() AND to_regclass('cron.job') IS NOT NULL THEN
+        IF true THEN  -- planned only when pg_cron is installed here
+            SELECT e.jobid, e.jobname, e.schedule, e.username, e.active
+              INTO jobid, jobname, schedule, username, active
+              FROM cron.job e
+             WHERE e.database = current_database() AND strpos(e.command, format('run_batch_job(%L', job_name)) > 0
+             ORDER BY e.active DESC, e.jobid
+             LIMIT 1;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_entry(text, bigint) IS 'internal: the pg_cron entry in this database that runs a batch job its caller owns (scheduled by hand), and pg_cron''s database';
+
 -- sql/071_batch_internal.sql
 -- Batch jobs: the definer functions that write the catalog. The user's functions
 -- (072) run as the caller, so that they read the source and create the output table
@@ -1839,8 +1877,8 @@ SELECT j.name AS job,
        j.output::text AS output,
        j.incremental_column,
        j.outputs,
-       j.schedule,
-       j.cron_job_id,
+       coalesce(j.schedule, hand.schedule) AS schedule,
+       coalesce(j.cron_job_id, hand.jobid) AS cron_job_id,
        j.chunk_rows,
        j.max_retries,
        j.retry_delay,
@@ -1852,13 +1890,31 @@ SELECT j.name AS job,
        last.status AS last_status,
        last.rows_scored AS last_rows_scored,
        last.error AS last_error,
-       j.created_at
+       j.created_at,
+       -- the pg_cron entry that runs it: pgmodels', or one made by hand here (its schedule and
+       -- id above), or, from another database, where pg_cron runs it from
+       CASE WHEN j.cron_job_id IS NOT NULL THEN pg_catalog.format('pg_cron job %s in this database', j.cron_job_id)
+            WHEN hand.jobid IS NOT NULL
+            THEN pg_catalog.format('pg_cron job %s%s in this database, scheduled by hand, as role %s%s', hand.jobid,
+                                   ' "' || hand.jobname || '"', hand.username,
+                                   CASE WHEN NOT hand.active THEN ' (inactive)' ELSE '' END)
+            WHEN by_cron.last_at IS NOT NULL AND hand.cron_database <> pg_catalog.current_database()
+            THEN pg_catalog.format('pg_cron runs it from database "%s" (last at %s); its entry is there: '
+                                   'SELECT * FROM cron.job WHERE database = %L AND command LIKE %L',
+                                   hand.cron_database, by_cron.last_at,
+                                   pg_catalog.current_database(),
+                                   '%run_batch_job(' || pg_catalog.quote_literal(j.name) || '%')
+       END AS cron_entry
 FROM pgmodels.batch_job j
 JOIN pgmodels.projects p ON p.id = j.project_id
 LEFT JOIN LATERAL (SELECT r.run_id, r.started_at, r.status, r.rows_scored, r.error FROM pgmodels.batch_runs r
                     WHERE r.job = j.name AND r.status <> 'skipped' ORDER BY r.run_id DESC LIMIT 1) last ON true
+LEFT JOIN LATERAL (SELECT e.* FROM pgmodels._cron_entry(pgmodels._credential(), j.id) e
+                    WHERE j.cron_job_id IS NULL) hand ON true
+LEFT JOIN LATERAL (SELECT pg_catalog.max(r.started_at) AS last_at FROM pgmodels.batch_run r
+                    WHERE r.job_id = j.id AND r.triggered_by = 'pg_cron') by_cron ON true
 WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
-COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule, watermark, and its last run (not counting skipped ones)';
+COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule and the pg_cron entry that runs it (pgmodels'' own, or one made by hand), watermark, and its last run (not counting skipped ones)';
 GRANT SELECT ON pgmodels.batch_jobs TO PUBLIC;
 
 -- sql/075_stream_partition.sql
@@ -3331,6 +3387,9 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_release(text, text),
     -- whether a run's backend still lives (the batch_runs view uses it)
     pgmodels._backend_alive(integer, timestamptz),
+    -- the pg_cron entry made by hand that runs a job (the batch_jobs view uses it): for the
+    -- job's owner only, by credential
+    pgmodels._cron_entry(text, bigint),
     pgmodels._batch_check_settings(integer, integer, interval, interval),
     -- a name's check (sql/065_modes.sql)
     pgmodels._check_name(text, text)

@@ -120,4 +120,45 @@ make -s -C "$ROOT/extension" PG_CONFIG=$PG_CONFIG install >/dev/null
 # the companion extension pgmodels_pgml (PostgresML's pgml schema over pgmodels)
 make -s -C "$ROOT/extension/pgml" PG_CONFIG=$PG_CONFIG install >/dev/null
 
+# 6. pg_cron, for schedules (system) -----------------------------------------------------
+# A schedule needs pg_cron preloaded, keeping its jobs in the database pgmodels is in. An
+# existing server's configuration and restarts are its administrator's: for each cluster
+# of this version that does not preload pg_cron, the exact steps are printed (to stderr;
+# the last line of stdout stays the venv). pg_cron runs jobs in background workers, which
+# need no password (a stock server asks one of every TCP connection, and peer
+# authentication on the socket admits only the postgres role).
+cron_steps() {
+  command -v pg_lsclusters >/dev/null || return 0
+  local ver name port status got preload source set_preload
+  while read -r ver name port status _; do
+    [ "$ver" = "$PGVER" ] || continue
+    # what the server runs with (and where it comes from), else what its file says
+    got=
+    [ "${status%%,*}" != online ] || got=$(runuser -u postgres -- psql -XAtq -p "$port" -d postgres -c \
+      "SELECT setting || '|' || coalesce(sourcefile, '') FROM pg_settings WHERE name = 'shared_preload_libraries'" \
+      2>/dev/null) || got=
+    if [ -n "$got" ]; then
+      preload=${got%%|*} source=${got#*|}
+    else
+      preload=$(pg_conftool -s "$ver" "$name" show shared_preload_libraries 2>/dev/null) || preload=
+      source=
+    fi
+    preload=${preload// /}
+    case ",$preload," in *,pg_cron,*) continue ;; esac
+    set_preload="pg_conftool $ver $name set shared_preload_libraries '${preload:+$preload,}pg_cron'"
+    # a value ALTER SYSTEM wrote wins over postgresql.conf: change it there
+    [ "${source##*/}" != postgresql.auto.conf ] \
+      || set_preload="runuser -u postgres -- psql -p $port -c \"ALTER SYSTEM SET shared_preload_libraries = '${preload:+$preload,}pg_cron'\""
+    log "pg_cron is installed, but cluster $ver/$name (port $port) does not load it: batch jobs and monitors"
+    log "cannot have a schedule there yet. To schedule in database \$DB (the one pgmodels goes into), as root:"
+    log "  DB=mydb"
+    log "  $set_preload"
+    log "  pg_conftool $ver $name set cron.database_name \"\$DB\""
+    log "  pg_conftool $ver $name set cron.use_background_workers on"
+    log "  pg_ctlcluster $ver $name restart    # a restart: shared_preload_libraries is read at start only"
+    log "  runuser -u postgres -- psql -p $port -d \"\$DB\" -c 'CREATE EXTENSION IF NOT EXISTS pg_cron'"
+  done < <(pg_lsclusters -h 2>/dev/null)
+}
+[ "$MODE" != system ] || cron_steps || true
+
 echo "$VENV"

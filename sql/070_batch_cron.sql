@@ -108,3 +108,41 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgmodels._cron_prune(bigint, interval) IS 'internal: deletes a pg_cron entry''s run details older than keep (pg_cron keeps them forever); not for PUBLIC';
+
+-- The pg_cron entry that runs a batch job scheduled by hand (with cron.schedule, or with
+-- cron.schedule_in_database as _cron_schedule's hint says): in this database's cron.job,
+-- the entry for this database whose command calls run_batch_job on the job, the active
+-- one first; and pg_cron's database (cron.database_name). pg_cron keeps its entries in
+-- that one database only: elsewhere there is no cron.job to read, and pgmodels.batch_jobs
+-- says where pg_cron runs the job from once a run by it is seen. Definer: cron.job is
+-- pg_cron's, and each role sees only its own entries there (the job's entry may be a
+-- superuser's); it answers only for a job the caller owns (a credential says who), and
+-- reads cron.job only where schema cron is pg_cron's own (_cron_here). It evaluates
+-- nothing of a role's: the job's name goes into a built-in format().
+CREATE OR REPLACE FUNCTION pgmodels._cron_entry(credential text, job_id bigint, OUT jobid bigint, OUT jobname text,
+                                               OUT schedule text, OUT username text, OUT active boolean,
+                                               OUT cron_database text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    job_name text;
+BEGIN
+    SELECT j.name INTO job_name FROM pgmodels.batch_job j WHERE j.id = job_id AND pg_has_role(caller, j.owner, 'USAGE');
+    IF job_name IS NULL THEN
+        RETURN;
+    END IF;
+    cron_database := current_setting('cron.database_name', true);
+    IF pgmodels._cron_here() AND to_regclass('cron.job') IS NOT NULL THEN
+        IF true THEN  -- planned only when pg_cron is installed here
+            SELECT e.jobid, e.jobname, e.schedule, e.username, e.active
+              INTO jobid, jobname, schedule, username, active
+              FROM cron.job e
+             WHERE e.database = current_database() AND strpos(e.command, format('run_batch_job(%L', job_name)) > 0
+             ORDER BY e.active DESC, e.jobid
+             LIMIT 1;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._cron_entry(text, bigint) IS 'internal: the pg_cron entry in this database that runs a batch job its caller owns (scheduled by hand), and pg_cron''s database';

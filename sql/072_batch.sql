@@ -128,8 +128,8 @@ SELECT j.name AS job,
        j.output::text AS output,
        j.incremental_column,
        j.outputs,
-       j.schedule,
-       j.cron_job_id,
+       coalesce(j.schedule, hand.schedule) AS schedule,
+       coalesce(j.cron_job_id, hand.jobid) AS cron_job_id,
        j.chunk_rows,
        j.max_retries,
        j.retry_delay,
@@ -141,11 +141,29 @@ SELECT j.name AS job,
        last.status AS last_status,
        last.rows_scored AS last_rows_scored,
        last.error AS last_error,
-       j.created_at
+       j.created_at,
+       -- the pg_cron entry that runs it: pgmodels', or one made by hand here (its schedule and
+       -- id above), or, from another database, where pg_cron runs it from
+       CASE WHEN j.cron_job_id IS NOT NULL THEN pg_catalog.format('pg_cron job %s in this database', j.cron_job_id)
+            WHEN hand.jobid IS NOT NULL
+            THEN pg_catalog.format('pg_cron job %s%s in this database, scheduled by hand, as role %s%s', hand.jobid,
+                                   ' "' || hand.jobname || '"', hand.username,
+                                   CASE WHEN NOT hand.active THEN ' (inactive)' ELSE '' END)
+            WHEN by_cron.last_at IS NOT NULL AND hand.cron_database <> pg_catalog.current_database()
+            THEN pg_catalog.format('pg_cron runs it from database "%s" (last at %s); its entry is there: '
+                                   'SELECT * FROM cron.job WHERE database = %L AND command LIKE %L',
+                                   hand.cron_database, by_cron.last_at,
+                                   pg_catalog.current_database(),
+                                   '%run_batch_job(' || pg_catalog.quote_literal(j.name) || '%')
+       END AS cron_entry
 FROM pgmodels.batch_job j
 JOIN pgmodels.projects p ON p.id = j.project_id
 LEFT JOIN LATERAL (SELECT r.run_id, r.started_at, r.status, r.rows_scored, r.error FROM pgmodels.batch_runs r
                     WHERE r.job = j.name AND r.status <> 'skipped' ORDER BY r.run_id DESC LIMIT 1) last ON true
+LEFT JOIN LATERAL (SELECT e.* FROM pgmodels._cron_entry(pgmodels._credential(), j.id) e
+                    WHERE j.cron_job_id IS NULL) hand ON true
+LEFT JOIN LATERAL (SELECT pg_catalog.max(r.started_at) AS last_at FROM pgmodels.batch_run r
+                    WHERE r.job_id = j.id AND r.triggered_by = 'pg_cron') by_cron ON true
 WHERE pg_catalog.pg_has_role(pgmodels._me(), j.owner, 'USAGE');
-COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule, watermark, and its last run (not counting skipped ones)';
+COMMENT ON VIEW pgmodels.batch_jobs IS 'one row per batch job the current role owns: project, source, output, schedule and the pg_cron entry that runs it (pgmodels'' own, or one made by hand), watermark, and its last run (not counting skipped ones)';
 GRANT SELECT ON pgmodels.batch_jobs TO PUBLIC;

@@ -104,6 +104,9 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._batch_release(text, text),
     -- whether a run's backend still lives (the batch_runs view uses it)
     pgmodels._backend_alive(integer, timestamptz),
+    -- the pg_cron entry made by hand that runs a job (the batch_jobs view uses it): for the
+    -- job's owner only, by credential
+    pgmodels._cron_entry(text, bigint),
     pgmodels._batch_check_settings(integer, integer, interval, interval),
     -- a name's check (sql/065_modes.sql)
     pgmodels._check_name(text, text)

@@ -84,6 +84,10 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         "definer callers built from the catalog; reads pg_extension", None),
     "pgmodels._cron_unschedule(bigint)": ("reads cron.job and calls cron.unschedule, by job id", None),
     "pgmodels._cron_prune(bigint,interval)": ("deletes from cron.job_run_details by job id", None),
+    "pgmodels._cron_entry(text,bigint)": (
+        "reads batch_job and, where schema cron is pg_cron's (_cron_here), cron.job; matches the command with "
+        "strpos and a format() of the job's name",
+        "answers only for a job the caller owns (checks the credential): the pgmodels.batch_jobs view asks"),
     "pgmodels._batch_create(text,text,text,oid,name,oid,name,text[],integer,text,integer,interval,interval)": (
         f"the caller's source and output: {THROUGH_CATALOG}; writes batch_job, schedules through "
         "_batch_schedule",

@@ -29,7 +29,8 @@ def test_invalid_schedules_are_refused_and_leave_nothing(cron_db, name):
     assert c.execute("SELECT count(*) FROM cron.job WHERE command LIKE %s", [f"%{name}%"]).fetchone() == (0,)
 
 
-def test_pg_cron_runs_scheduled_jobs_as_their_owner_here_and_in_other_databases(cron_db, conn, name):
+def test_pg_cron_runs_scheduled_jobs_as_their_owner_here_and_in_other_databases(cron_db, conn, name, make_role,
+                                                                                cluster):
     c, rolname, role = cron_db
     project = f"{name}.{name}"
     src = make_project(c, project, rows=1500)
@@ -66,6 +67,22 @@ def test_pg_cron_runs_scheduled_jobs_as_their_owner_here_and_in_other_databases(
         there = [r for r in runs(conn, name) if r["triggered_by"] == "pg_cron" and r["status"] == "succeeded"]
     assert here and there, (runs(role, name), runs(conn, name))
     assert here[0]["rows_scored"] == 1500 and there[0]["rows_scored"] == 300
+    # batch_jobs shows the entry that runs each: pgmodels' own here; from the other database,
+    # where pg_cron runs it and the query that finds its entry there
+    assert role.execute("SELECT cron_entry FROM pgmodels.batch_jobs WHERE job = %s", [name]).fetchone() == \
+        (f"pg_cron job {cron_id} in this database",)
+    shown = conn.execute("SELECT cron_entry FROM pgmodels.batch_jobs WHERE job = %s", [name]).fetchone()[0]
+    assert shown.startswith('pg_cron runs it from database "pgmodels"'), shown
+    found = c.execute(shown.split("its entry is there: ")[1]).fetchall()
+    assert len(found) == 1 and found[0][0] is not None
+    # the entry of a job is its owner's to see: another role's credential gets nothing
+    job_id = c.execute("SELECT id FROM pgmodels.batch_job WHERE name = %s", [name]).fetchone()[0]
+    outsider_name, _ = make_role(name + "_outsider")
+    with role_connection(cluster, "pgmodels", outsider_name) as outsider:
+        assert outsider.execute("SELECT * FROM pgmodels._cron_entry(pgmodels._credential(), %s)",
+                                [job_id]).fetchone() == (None,) * 6
+        assert outsider.execute("SELECT count(*) FROM pgmodels.batch_jobs WHERE job = %s", [name]).fetchone() == (0,)
+    c.execute(f"DROP OWNED BY {outsider_name}")
     assert role.execute(f"SELECT count(*) FROM {name}.out").fetchone() == (1500,)
     assert conn.execute(f"SELECT count(*) FROM {name}_out").fetchone() == (300,)
     assert c.execute("SELECT count(*) FROM cron.job_run_details WHERE jobid = %s AND end_time < now() - "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_the_readme_install_steps_work_as_written(stock_cluster):
     section = readme[readme.index("## Installing into an existing server"):]
     assert "scripts/install.sh system" in section
     assert "runuser -u postgres -- /opt/pgmodels/venv/bin/pgmodels install --dsn 'postgresql:///mydb'" in section
-    sh("bash", str(ROOT / "scripts" / "install.sh"), "system")
+    installed = sh("bash", str(ROOT / "scripts" / "install.sh"), "system")
     sh("createdb", "-p", str(PORT), "mydb", user="postgres")
     out = sh("/opt/pgmodels/venv/bin/pgmodels", "install", "--dsn", f"postgresql:///mydb?port={PORT}",
              user="postgres").stdout
@@ -65,3 +66,49 @@ def test_the_readme_install_steps_work_as_written(stock_cluster):
     sh(*psql, "SELECT create_batch_job('nightly', 'churn', 'churn', 'id', 'scores')", user="postgres")
     sh(*psql, "CALL run_batch_job('nightly')", user="postgres")
     assert sh(*psql, "SELECT count(*) FROM scores", user="postgres").stdout.strip() == "300"
+
+
+def test_install_prints_the_pg_cron_steps_and_following_them_schedules_jobs(stock_cluster):
+    """Issue #26, item 7: install.sh system prints, for a cluster that does not preload
+    pg_cron, exactly what to run; after those steps (a restart) a schedule works, pg_cron
+    runs the job, and a job scheduled by hand shows its pg_cron entry in batch_jobs."""
+    installed = sh("bash", str(ROOT / "scripts" / "install.sh"), "system")
+    lines = [l.removeprefix("[install] ") for l in installed.stderr.splitlines()]
+    start = next(i for i, l in enumerate(lines) if f"cluster 15/{CLUSTER} (port {PORT}) does not load it" in l)
+    steps = []
+    for line in lines[start + 2:]:  # after the message and "as root:"
+        steps.append(line.strip())
+        if "CREATE EXTENSION IF NOT EXISTS pg_cron" in line:
+            break
+    assert steps[0] == "DB=mydb" and any("restart" in s for s in steps), steps
+    sh("createdb", "-p", str(PORT), "mydb", user="postgres", check=False)
+    sh("/opt/pgmodels/venv/bin/pgmodels", "install", "--dsn", f"postgresql:///mydb?port={PORT}", user="postgres")
+    sh("bash", "-ec", "\n".join(s.split("#")[0] for s in steps))
+    psql = ["psql", "-X", "-p", str(PORT), "-d", "mydb", "-tA", "-v", "ON_ERROR_STOP=1", "-c"]
+    assert sh(*psql, "SHOW cron.database_name", user="postgres").stdout.strip() == "mydb"
+    # a second install sees the preload and prints nothing for this cluster
+    again = sh("bash", str(ROOT / "scripts" / "install.sh"), "system")
+    assert f"cluster 15/{CLUSTER}" not in again.stderr
+
+    sh(*psql, """CREATE TABLE IF NOT EXISTS cust AS SELECT i AS id, (i % 10)::real AS a, (i % 7)::real AS b,
+                 (i % 10 > 4)::int AS y FROM generate_series(1, 200) i""", user="postgres")
+    sh(*psql, "CREATE OR REPLACE VIEW cust_train AS SELECT a, b, y FROM cust", user="postgres")
+    sh(*psql, "SELECT deployed FROM train('cust', 'classification', 'cust_train', 'y')", user="postgres")
+    sh(*psql, "SELECT create_batch_job('every_minute', 'cust', 'cust', 'id', 'cust_scores', schedule => '* * * * *')",
+       user="postgres")
+    # scheduled by hand, as the hint of another database's schedule says
+    sh(*psql, "SELECT create_batch_job('by_hand', 'cust', 'cust', 'id', 'cust_by_hand')", user="postgres")
+    jobid = sh(*psql, "SELECT cron.schedule('by_hand_entry', '* * * * *', $$CALL run_batch_job('by_hand')$$)",
+               user="postgres").stdout.strip()
+    shown = sh(*psql, "SELECT schedule || '|' || cron_job_id || '|' || cron_entry FROM pgmodels.batch_jobs "
+                      "WHERE job = 'by_hand'", user="postgres").stdout.strip()
+    assert shown.startswith(f"* * * * *|{jobid}|pg_cron job {jobid} \"by_hand_entry\" in this database, "
+                            "scheduled by hand, as role postgres"), shown
+    deadline = time.time() + 150
+    done = ""
+    while time.time() < deadline and done != "by_hand,every_minute":
+        time.sleep(3)
+        done = sh(*psql, "SELECT string_agg(DISTINCT job, ',' ORDER BY job) FROM pgmodels.batch_runs "
+                         "WHERE triggered_by = 'pg_cron' AND status = 'succeeded'", user="postgres").stdout.strip()
+    assert done == "by_hand,every_minute", sh(*psql, "SELECT * FROM cron.job_run_details", user="postgres").stdout
+    assert sh(*psql, "SELECT count(*) FROM cust_by_hand", user="postgres").stdout.strip() == "200"

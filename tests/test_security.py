@@ -197,6 +197,7 @@ PUBLIC_INTERNALS = {
     "pgmodels._batch_run_begin(text,text,text,text,bigint,integer,text,bigint,integer,text,text,text,text)",
     "pgmodels._batch_run_chunk(text,bigint,bigint,text,text)", "pgmodels._batch_run_end(text,bigint,text,bigint,text,text,text,text)",
     "pgmodels._batch_release(text,text)", "pgmodels._backend_alive(integer,timestamp with time zone)",
+    "pgmodels._cron_entry(text,bigint)",
     "pgmodels._batch_check_settings(integer,integer,interval,interval)", "pgmodels._check_name(text,text)",
     "pgmodels._run_batch_job(text)",
     # streams: cores that check the credential (and EXECUTE on create_stream or

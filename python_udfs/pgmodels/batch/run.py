@@ -226,8 +226,12 @@ def run(job_name: str) -> None:
 
 def _run(job_name: str) -> None:
     job = _job(job_name)
-    trigger = "pg_cron" if query("SELECT pg_catalog.current_setting('application_name') AS a")[0]["a"] == "pg_cron" \
-        else "manual"
+    # pg_cron's connections name themselves; its background workers (cron.use_background_workers)
+    # are of backend type pg_cron
+    trigger = "pg_cron" if query(
+        "SELECT pg_catalog.current_setting('application_name') = 'pg_cron' OR EXISTS (SELECT 1 FROM "
+        "pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid() AND a.backend_type = 'pg_cron') AS c"
+    )[0]["c"] else "manual"
     if _begin(job, "claim", trigger, 1) is not None:  # another run holds the job: recorded as skipped
         plpy.commit()
         return
