@@ -154,6 +154,13 @@ class Paths:
     leaf_start: np.ndarray | None = None     # where each leaf's features start
     leaf_base: np.ndarray | None = None      # each leaf's first row in the lookup
     bases: list = field(default_factory=list)   # each tabulated leaf's first row in the lookup
+    # the same, one row of width max d per leaf (padding never satisfied), for a row at a
+    # time: its patterns are one gather, two comparisons and a matrix-vector product
+    pad_feature: np.ndarray | None = None    # (leaves, W) intp
+    pad_low: np.ndarray | None = None
+    pad_high: np.ndarray | None = None       # padding: low = high = +inf
+    pad_missing: np.ndarray | None = None    # padding: False
+    pad_weight: np.ndarray | None = None     # (W,) float32, 2**j
 
 
 def leaf_paths(ens: Ensemble) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +283,30 @@ def build_paths(ens: Ensemble, owner: np.ndarray, n_inputs: int) -> "Paths":
         sizes = np.concatenate([np.full(len(g.feature), g.d) for g in paths.tabled])
         paths.leaf_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         paths.leaf_base = np.concatenate(paths.bases)
+        width = int(sizes.max())
+        used = np.arange(width)[None, :] < sizes[:, None]
+        paths.pad_feature = np.zeros(used.shape, dtype=np.intp)
+        paths.pad_feature[used] = paths.flat_feature
+        paths.pad_low = np.full(used.shape, np.inf, dtype=paths.flat_low.dtype)
+        paths.pad_low[used] = paths.flat_low
+        paths.pad_high = np.full(used.shape, np.inf, dtype=paths.flat_high.dtype)
+        paths.pad_high[used] = paths.flat_high
+        paths.pad_missing = np.zeros(used.shape, dtype=bool)
+        paths.pad_missing[used] = paths.flat_missing
+        paths.pad_weight = (1 << np.arange(width)).astype(np.float32)
     return paths
+
+
+def _one_row(paths: "Paths", x: np.ndarray) -> np.ndarray:
+    """The tabulated leaves' contributions to one row x (compared dtype): each leaf's
+    pattern (a dot of its satisfied features with 2**j, exact in float32 for d <= 8),
+    then its lookup rows gathered and added up."""
+    v = np.take(x, paths.pad_feature)
+    o = (v >= paths.pad_low) & (v < paths.pad_high)
+    if np.isnan(x).any():
+        o |= np.isnan(v) & paths.pad_missing
+    rows = (o.astype(np.float32) @ paths.pad_weight).astype(np.int64) + paths.leaf_base
+    return np.ones(len(rows)) @ np.take(paths.lookup, rows, axis=0)
 
 
 def _weights(d: int) -> np.ndarray:
@@ -377,8 +407,11 @@ def shap_values(paths: "Paths", X: np.ndarray) -> np.ndarray:
     if paths.tabled:
         Xc = np.asarray(X, dtype=np.float32 if paths.float32 else np.float64)
         nan = bool(np.isnan(Xc).any())
+        if n <= 8 and paths.pad_feature is not None and not sparse.issparse(paths.lookup):
+            for r in range(n):  # a few rows: one at a time, fewest numpy calls
+                phi[r] += _one_row(paths, Xc[r])
         step = max(1, TABLE_CHUNK // max(len(paths.flat_feature), 1))
-        for s in range(0, n, step):
+        for s in range(0, n if n > 8 or paths.pad_feature is None or sparse.issparse(paths.lookup) else 0, step):
             cols = _patterns(paths, np.ascontiguousarray(Xc[s:s + step].T), nan).T   # (rows, leaves)
             rows = cols.shape[0]
             if rows <= 8 and not sparse.issparse(paths.lookup):   # a few rows: gather and add
