@@ -7,10 +7,19 @@
 -- the epilogue.
 \echo Use "ALTER EXTENSION pgmodels UPDATE" to load this file. \quit
 
+-- Names resolve in pg_catalog only, as in the install (sql/000_search_path.sql, replayed
+-- below, says why).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- Open to PUBLIC from 0.3.0 (a snapshot's caller converts its columns to the types it
 -- names, sql/120_families.sql): granted before the grants are saved, so that the epilogue
 -- does not take 0.2.0's own revoke for an administrator's.
 GRANT EXECUTE ON FUNCTION pgmodels._snapshot_type(oid, integer) TO PUBLIC;
+
+-- Every operator of a statement or DO block here and in the epilogue is pg_catalog's,
+-- named so, on operands of one type: an extension script runs with the extension's
+-- schema on its search path, where a role with CREATE could put an operator for a pair of
+-- types pg_catalog compares only by coercion, and it would run as the superuser.
 
 -- The grants of every function, as an administrator left them: replaying the sources
 -- re-runs their GRANT and REVOKE statements, and the epilogue puts back what an
@@ -18,8 +27,10 @@ GRANT EXECUTE ON FUNCTION pgmodels._snapshot_type(oid, integer) TO PUBLIC;
 SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
     SELECT pg_catalog.jsonb_object_agg(p.oid::pg_catalog.regprocedure::text, coalesce(p.proacl::text, ''))
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
-        ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e'
-      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'), '{}')::text, true);
+        ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+       AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'::"char"
+      JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+       AND e.extname OPERATOR(pg_catalog.=) 'pgmodels'::pg_catalog.name), '{}')::text, true);
 
 -- The monitor privilege (sql/015_catalog_grants.sql): drift statistics against a project's
 -- training profile, granted by name; and the explain privilege (explain_prediction() and
@@ -56,7 +67,7 @@ DECLARE
 BEGIN
     SELECT pg_catalog.string_agg(c.names, '; ' ORDER BY c.names) INTO clashes
       FROM (SELECT pg_catalog.string_agg(pg_catalog.format('%L (id %s)', p.name, p.id), ', ' ORDER BY p.id) AS names
-              FROM pgmodels.projects p GROUP BY pg_catalog.lower(p.name) HAVING pg_catalog.count(*) > 1) c;
+              FROM pgmodels.projects p GROUP BY pg_catalog.lower(p.name) HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1::bigint) c;
     IF clashes IS NOT NULL THEN
         RAISE EXCEPTION 'projects whose names differ only in case: %', clashes USING ERRCODE = '23505',
             DETAIL = 'pgmodels 0.3.0 keeps project names unique regardless of case (a unique index on lower(name)): one would pass for the other in the console, in /metrics and in bundles.',
@@ -65,6 +76,16 @@ BEGIN
 END
 $$;
 CREATE UNIQUE INDEX projects_name_lower_key ON pgmodels.projects (lower(name));
+
+-- sql/000_search_path.sql
+-- Every statement of this script (and of an update's) resolves names in pg_catalog only.
+-- An extension script runs with the extension's schema on its search path, and a role
+-- with CREATE there could have put an operator for a pair of types pg_catalog compares
+-- only by coercion (oid and regclass, bigint and numeric): a view, default or check made
+-- here would bind to it, and a statement run here would run it as the superuser that
+-- installs. So each object this script makes and each name it uses is schema-qualified,
+-- and the path is pg_catalog's alone until the script ends (the setting is local to it).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
 -- sql/020_environment.sql
 -- The server-side Python environment, and how errors leave Python.
@@ -2866,13 +2887,17 @@ COMMENT ON FUNCTION pgmodels._key_type(oid, name) IS 'internal: the type of a co
 
 -- An output table made before 0.3.0 keeps every key as text. The upgrade gives its key
 -- column the type of the stream's key column (ALTER TABLE ... USING key::type), as the
--- consumer's owner: rewriting the table re-checks its constraints and rebuilds its
--- indexes, which may run functions of the owner's, so with the owner's rights and never
--- the upgrade's. An output whose stream's table or key column is gone, or whose keys do
--- not convert (a key column whose type changed since, a view over the output that uses
--- the column), keeps text, and a NOTICE says why; latest_prediction and read_predictions
--- work on it as they did. Not a definer: the upgrade (a superuser) runs it. Returns what
--- it did, NULL when there was nothing to do.
+-- consumer's owner. Rewriting a table re-checks its constraints and rebuilds its indexes,
+-- and code the owner wrote there would run inside the upgrade's session, whose session
+-- user is a superuser: SET ROLE is no wall there (the code can RESET ROLE). So only a
+-- table where the rewrite evaluates nothing of the owner's is converted: no CHECK,
+-- foreign key or exclusion constraint, no index on an expression or with a predicate, no
+-- generated column, no child table; the others keep text and a NOTICE gives their owner
+-- the statement to run. An output whose stream's table or key column is gone, or whose
+-- keys do not convert (a key column whose type changed since, a view over the output that
+-- uses the column), keeps text too, and a NOTICE says why; latest_prediction and
+-- read_predictions work on it as they did. Not a definer: the upgrade (a superuser) runs
+-- it. Returns what it did, NULL when there was nothing to do.
 CREATE OR REPLACE FUNCTION pgmodels._consumer_key_retype(consumer_id bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2900,7 +2925,7 @@ BEGIN
                           AND a.attnum > 0 AND NOT a.attisdropped) THEN
             RETURN NULL;  -- a key type without an order (json, say): its output keeps text, as a new one would
         END IF;
-        RAISE NOTICE 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+        RAISE WARNING 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
             USING DETAIL = format('The table of stream "%s" or its key column "%s" is gone: the type its keys had is unknown.',
                                   c.stream, c.key_column);
         RETURN 'kept text: the stream''s table or key column is gone';
@@ -2908,6 +2933,22 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT r.rolname INTO owner_name FROM pg_roles r WHERE r.oid = c.owner;
+    SELECT string_agg(w.what, ', ' ORDER BY w.what) INTO message FROM (
+        SELECT 'a CHECK, foreign key or exclusion constraint' AS what FROM pg_constraint k
+         WHERE k.conrelid = c.output AND k.contype OPERATOR(pg_catalog.=) ANY (ARRAY['c', 'f', 'x']::"char"[])
+        UNION SELECT 'an index on an expression or with a predicate' FROM pg_index i
+         WHERE i.indrelid = c.output AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+        UNION SELECT 'a generated column' FROM pg_attribute a
+         WHERE a.attrelid = c.output AND a.attgenerated OPERATOR(pg_catalog.<>) ''::"char" AND NOT a.attisdropped
+        UNION SELECT 'child tables' FROM pg_inherits h WHERE h.inhparent = c.output) w;
+    IF message IS NOT NULL THEN
+        RAISE WARNING 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+            USING DETAIL = format('It has %s: converting it would run its owner''s code inside the upgrade''s session.',
+                                  message),
+                  HINT = format('latest_prediction and read_predictions work on it as it is; its owner can convert it: ALTER TABLE %s ALTER COLUMN key TYPE %s USING key::%s.',
+                                c.output::regclass, want, want);
+        RETURN format('kept text: it has %s', message);
+    END IF;
     BEGIN
         IF owner_name IS NULL THEN
             RAISE EXCEPTION 'its owner, role %, is gone', c.owner::oid;
@@ -2917,7 +2958,7 @@ BEGIN
         PERFORM set_config('role', before, true);
     EXCEPTION WHEN OTHERS THEN  -- undone, the role included
         GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        RAISE NOTICE 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+        RAISE WARNING 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
             USING DETAIL = format('Its key column could not become %s, the type of the key column "%s" of stream "%s": %s.',
                                   want, c.key_column, c.stream, message),
                   HINT = format('latest_prediction and read_predictions work on it as it is; once its keys convert, its owner runs ALTER TABLE %s ALTER COLUMN key TYPE %s USING key::%s.',
@@ -4987,7 +5028,10 @@ TO PUBLIC;
 
 -- An administrator's grants carried over (see the prelude): for each function that is
 -- still there under the same signature, PUBLIC loses EXECUTE again where it had been
--- revoked, and each role that had been granted EXECUTE has it again.
+-- revoked, and each role that had been granted EXECUTE has it again. An extension script
+-- runs with the extension's schema on its search path, where a role with CREATE there
+-- could put an operator for a pair of types pg_catalog compares only by coercion (oid
+-- and integer, say): every operator here is pg_catalog's, named so, on one type.
 DO $upgrade$
 DECLARE
     saved jsonb := pg_catalog.current_setting('pgmodels.upgrade_acls', true)::jsonb;
@@ -4997,22 +5041,24 @@ BEGIN
     FOR item IN
         SELECT s.key AS fn, s.value AS old_acl, p.proacl AS new_acl
           FROM pg_catalog.jsonb_each_text(saved) s
-          JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(s.key)
-         WHERE s.value <> ''
+          JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(s.key)::pg_catalog.oid
+         WHERE s.value OPERATOR(pg_catalog.<>) ''
     LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(item.old_acl::aclitem[]) a
-                        WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(item.old_acl::pg_catalog.aclitem[]) a
+                        WHERE a.grantee OPERATOR(pg_catalog.=) 0::oid AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE')
            AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(item.new_acl, pg_catalog.acldefault('f', 10))) a
-                        WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') THEN
+                        WHERE a.grantee OPERATOR(pg_catalog.=) 0::oid AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE') THEN
             EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', item.fn);
         END IF;
         FOR grantee IN
-            SELECT a.grantee::regrole::text FROM pg_catalog.aclexplode(item.old_acl::aclitem[]) a
-             WHERE a.grantee <> 0 AND a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(item.new_acl, '{}'::aclitem[])) b
-                                WHERE b.grantee = a.grantee AND b.privilege_type = 'EXECUTE')
+            SELECT a.grantee::regrole::text FROM pg_catalog.aclexplode(item.old_acl::pg_catalog.aclitem[]) a
+             WHERE a.grantee OPERATOR(pg_catalog.<>) 0::oid AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+               AND a.grantee OPERATOR(pg_catalog.<>) a.grantor
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(item.new_acl, '{}'::pg_catalog.aclitem[])) b
+                                WHERE b.grantee OPERATOR(pg_catalog.=) a.grantee
+                                  AND b.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE')
         LOOP
-            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', item.fn, grantee);
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', item.fn, grantee);  -- regrole text: quoted already
         END LOOP;
     END LOOP;
 END

@@ -29,13 +29,17 @@ COMMENT ON FUNCTION pgmodels._key_type(oid, name) IS 'internal: the type of a co
 
 -- An output table made before 0.3.0 keeps every key as text. The upgrade gives its key
 -- column the type of the stream's key column (ALTER TABLE ... USING key::type), as the
--- consumer's owner: rewriting the table re-checks its constraints and rebuilds its
--- indexes, which may run functions of the owner's, so with the owner's rights and never
--- the upgrade's. An output whose stream's table or key column is gone, or whose keys do
--- not convert (a key column whose type changed since, a view over the output that uses
--- the column), keeps text, and a NOTICE says why; latest_prediction and read_predictions
--- work on it as they did. Not a definer: the upgrade (a superuser) runs it. Returns what
--- it did, NULL when there was nothing to do.
+-- consumer's owner. Rewriting a table re-checks its constraints and rebuilds its indexes,
+-- and code the owner wrote there would run inside the upgrade's session, whose session
+-- user is a superuser: SET ROLE is no wall there (the code can RESET ROLE). So only a
+-- table where the rewrite evaluates nothing of the owner's is converted: no CHECK,
+-- foreign key or exclusion constraint, no index on an expression or with a predicate, no
+-- generated column, no child table; the others keep text and a NOTICE gives their owner
+-- the statement to run. An output whose stream's table or key column is gone, or whose
+-- keys do not convert (a key column whose type changed since, a view over the output that
+-- uses the column), keeps text too, and a NOTICE says why; latest_prediction and
+-- read_predictions work on it as they did. Not a definer: the upgrade (a superuser) runs
+-- it. Returns what it did, NULL when there was nothing to do.
 CREATE OR REPLACE FUNCTION pgmodels._consumer_key_retype(consumer_id bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -63,7 +67,7 @@ BEGIN
                           AND a.attnum > 0 AND NOT a.attisdropped) THEN
             RETURN NULL;  -- a key type without an order (json, say): its output keeps text, as a new one would
         END IF;
-        RAISE NOTICE 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+        RAISE WARNING 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
             USING DETAIL = format('The table of stream "%s" or its key column "%s" is gone: the type its keys had is unknown.',
                                   c.stream, c.key_column);
         RETURN 'kept text: the stream''s table or key column is gone';
@@ -71,6 +75,22 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT r.rolname INTO owner_name FROM pg_roles r WHERE r.oid = c.owner;
+    SELECT string_agg(w.what, ', ' ORDER BY w.what) INTO message FROM (
+        SELECT 'a CHECK, foreign key or exclusion constraint' AS what FROM pg_constraint k
+         WHERE k.conrelid = c.output AND k.contype OPERATOR(pg_catalog.=) ANY (ARRAY['c', 'f', 'x']::"char"[])
+        UNION SELECT 'an index on an expression or with a predicate' FROM pg_index i
+         WHERE i.indrelid = c.output AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+        UNION SELECT 'a generated column' FROM pg_attribute a
+         WHERE a.attrelid = c.output AND a.attgenerated OPERATOR(pg_catalog.<>) ''::"char" AND NOT a.attisdropped
+        UNION SELECT 'child tables' FROM pg_inherits h WHERE h.inhparent = c.output) w;
+    IF message IS NOT NULL THEN
+        RAISE WARNING 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+            USING DETAIL = format('It has %s: converting it would run its owner''s code inside the upgrade''s session.',
+                                  message),
+                  HINT = format('latest_prediction and read_predictions work on it as it is; its owner can convert it: ALTER TABLE %s ALTER COLUMN key TYPE %s USING key::%s.',
+                                c.output::regclass, want, want);
+        RETURN format('kept text: it has %s', message);
+    END IF;
     BEGIN
         IF owner_name IS NULL THEN
             RAISE EXCEPTION 'its owner, role %, is gone', c.owner::oid;
@@ -80,7 +100,7 @@ BEGIN
         PERFORM set_config('role', before, true);
     EXCEPTION WHEN OTHERS THEN  -- undone, the role included
         GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        RAISE NOTICE 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
+        RAISE WARNING 'output table % of consumer "%" keeps its keys as text', c.output::regclass, c.name
             USING DETAIL = format('Its key column could not become %s, the type of the key column "%s" of stream "%s": %s.',
                                   want, c.key_column, c.stream, message),
                   HINT = format('latest_prediction and read_predictions work on it as it is; once its keys convert, its owner runs ALTER TABLE %s ALTER COLUMN key TYPE %s USING key::%s.',

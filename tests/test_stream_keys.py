@@ -7,6 +7,7 @@ consumer's owner. Everything runs as roles granted only create_stream and add_co
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 
 import psycopg
 import pytest
@@ -170,16 +171,19 @@ def test_an_output_key_of_a_type_a_role_made_is_refused(conn, analyst, name):
 
 # -- the upgrade from 0.2.0 ----------------------------------------------------------------
 
+Notice = namedtuple("Notice", "severity message_primary message_detail message_hint")  # a diagnostic's fields,
+# copied in the handler (the object is valid only there)
 UPGRADE_DO = re.search(r"^DO \$keys\$.*?^\$keys\$;", (ROOT / "sql" / "078_stream_keys.sql").read_text(),
                        re.S | re.M).group(0)
 
 
-def test_the_upgrade_converts_a_text_output_as_its_owner(conn, analyst, name):
+def test_the_upgrade_converts_a_text_output_and_leaves_one_with_the_owner_s_code_to_its_owner(conn, analyst, name):
     """A 0.2.0 output (keys as text, as add_consumer made them then) becomes bigint by the
-    statement the upgrade runs (sql/078_stream_keys.sql's DO block), as the consumer's
-    owner: a check on the key written by the owner runs as the owner, never as the
-    superuser that upgrades. Processing, latest_prediction and read_predictions work on
-    the text output before and on the converted one after."""
+    statement the upgrade runs (sql/078_stream_keys.sql's DO block). One with a check the
+    owner wrote keeps text: the rewrite would run the owner's function inside the
+    upgrade's (a superuser's) session, where it could RESET ROLE; the warning gives the
+    owner the statement, which then runs as the owner. Processing, latest_prediction and
+    read_predictions work on the text output before and on the converted one after."""
     role, alice, reader_role, reader = analyst
     table, out = keyed_stream(alice, name, "bigint", "i", n=6)
     conn.execute(f"ALTER TABLE {out} ALTER COLUMN key TYPE text")  # as 0.2.0 made it
@@ -189,19 +193,26 @@ def test_the_upgrade_converts_a_text_output_as_its_owner(conn, analyst, name):
     seven = alice.execute(f"SELECT prediction FROM {out} WHERE key = '7'").fetchone()[0]
     assert alice.execute("SELECT latest_prediction(%s, 7), latest_prediction(%s, '7')",
                          [name + "_c", name + "_c"]).fetchone() == (seven, seven)
-    # the owner's check on its key: records who evaluates it
-    alice.execute(f"CREATE TABLE {name}_seen (who name)")
+    # the owner's check on its key: records who evaluates it, and in whose session
+    alice.execute(f"CREATE TABLE {name}_seen (who name, session name)")
     alice.execute(f"GRANT INSERT ON {name}_seen TO PUBLIC")
     alice.execute(f"""CREATE FUNCTION {name}_spy(anyelement) RETURNS boolean LANGUAGE plpgsql AS $f$
-                      BEGIN INSERT INTO public.{name}_seen VALUES (current_user); RETURN true; END $f$""")
+                      BEGIN INSERT INTO public.{name}_seen VALUES (current_user, session_user); RETURN true; END $f$""")
     alice.execute(f"ALTER TABLE {out} ADD CONSTRAINT spy CHECK (public.{name}_spy(key))")
     alice.execute(f"TRUNCATE {name}_seen")
     notices = []
-    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    conn.add_notice_handler(lambda d: notices.append(Notice(d.severity, d.message_primary, d.message_detail,
+                                                            d.message_hint)))
     conn.execute(UPGRADE_DO)
-    assert notices == []
+    assert column_type(conn, out, "key") == "text"
+    assert conn.execute(f"SELECT count(*) FROM {name}_seen").fetchone() == (0,)
+    [kept] = notices
+    assert kept.severity == "WARNING" and "keeps its keys as text" in kept.message_primary
+    assert "CHECK" in kept.message_detail
+    statement = kept.message_hint.split("its owner can convert it: ")[1].rstrip(".")
+    alice.execute(statement)
     assert column_type(conn, out, "key") == "bigint"
-    assert {r[0] for r in conn.execute(f"SELECT who FROM {name}_seen")} == {role}
+    assert set(conn.execute(f"SELECT who, session FROM {name}_seen").fetchall()) == {(role, role)}
     assert conn.execute(f"SELECT tableowner FROM pg_tables WHERE tablename = %s", [out]).fetchone() == (role,)
     assert alice.execute(f"SELECT count(*) FROM {out} o JOIN {table} e ON e.k = o.key").fetchone() == (9,)
     alice.execute(f"INSERT INTO {table} SELECT i, 1, 1 FROM generate_series(10, 11) i")
@@ -209,6 +220,7 @@ def test_the_upgrade_converts_a_text_output_as_its_owner(conn, analyst, name):
     assert alice.execute("SELECT latest_prediction(%s, 7)", [name + "_c"]).fetchone() == (seven,)
     assert len(alice.execute("SELECT * FROM read_predictions(%s, 0)", [name + "_c"]).fetchall()) == 11
     # run again: nothing left to do
+    notices.clear()
     conn.execute(UPGRADE_DO)
     assert notices == [] and column_type(conn, out, "key") == "bigint"
 

@@ -4,10 +4,19 @@
 -- the epilogue.
 \echo Use "ALTER EXTENSION pgmodels UPDATE" to load this file. \quit
 
+-- Names resolve in pg_catalog only, as in the install (sql/000_search_path.sql, replayed
+-- below, says why).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- Open to PUBLIC from 0.3.0 (a snapshot's caller converts its columns to the types it
 -- names, sql/120_families.sql): granted before the grants are saved, so that the epilogue
 -- does not take 0.2.0's own revoke for an administrator's.
 GRANT EXECUTE ON FUNCTION pgmodels._snapshot_type(oid, integer) TO PUBLIC;
+
+-- Every operator of a statement or DO block here and in the epilogue is pg_catalog's,
+-- named so, on operands of one type: an extension script runs with the extension's
+-- schema on its search path, where a role with CREATE could put an operator for a pair of
+-- types pg_catalog compares only by coercion, and it would run as the superuser.
 
 -- The grants of every function, as an administrator left them: replaying the sources
 -- re-runs their GRANT and REVOKE statements, and the epilogue puts back what an
@@ -15,8 +24,10 @@ GRANT EXECUTE ON FUNCTION pgmodels._snapshot_type(oid, integer) TO PUBLIC;
 SELECT pg_catalog.set_config('pgmodels.upgrade_acls', coalesce((
     SELECT pg_catalog.jsonb_object_agg(p.oid::pg_catalog.regprocedure::text, coalesce(p.proacl::text, ''))
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d
-        ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e'
-      JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgmodels'), '{}')::text, true);
+        ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid
+       AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'::"char"
+      JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+       AND e.extname OPERATOR(pg_catalog.=) 'pgmodels'::pg_catalog.name), '{}')::text, true);
 
 -- The monitor privilege (sql/015_catalog_grants.sql): drift statistics against a project's
 -- training profile, granted by name; and the explain privilege (explain_prediction() and
@@ -53,7 +64,7 @@ DECLARE
 BEGIN
     SELECT pg_catalog.string_agg(c.names, '; ' ORDER BY c.names) INTO clashes
       FROM (SELECT pg_catalog.string_agg(pg_catalog.format('%L (id %s)', p.name, p.id), ', ' ORDER BY p.id) AS names
-              FROM pgmodels.projects p GROUP BY pg_catalog.lower(p.name) HAVING pg_catalog.count(*) > 1) c;
+              FROM pgmodels.projects p GROUP BY pg_catalog.lower(p.name) HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1::bigint) c;
     IF clashes IS NOT NULL THEN
         RAISE EXCEPTION 'projects whose names differ only in case: %', clashes USING ERRCODE = '23505',
             DETAIL = 'pgmodels 0.3.0 keeps project names unique regardless of case (a unique index on lower(name)): one would pass for the other in the console, in /metrics and in bundles.',
