@@ -240,7 +240,7 @@ def test_malformed_check_rows_are_sql_errors(hard, make_role):
     for rows in ('[1, 2]', '{"a": 1}', '[{"x1": 1}, "x"]'):
         for call in ("SELECT pgmodels._export_bundle(%s, NULL, 'ort', %s::jsonb, pgmodels._credential())",
                      "SELECT pgmodels._edge_options(%s, NULL, %s::jsonb, pgmodels._credential())"):
-            with pytest.raises(psycopg.errors.InvalidParameterValue, match="check rows must be a json array"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="check rows must be a jsonb? array"):
                 c.execute(call, [P, rows])
             c.rollback()
 

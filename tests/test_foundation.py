@@ -58,7 +58,9 @@ def test_extension_layout(conn):
                              "pgmodels.drift_report", "pgmodels.drift_report_id_seq",
                              "pgmodels.request_log", "pgmodels.request_log_id_seq",
                              # edge bundles' signing key (sql/110)
-                             "pgmodels.edge_signing_key"])
+                             "pgmodels.edge_signing_key",
+                             # explainers (sql/124, 0.3.0)
+                             "pgmodels.model_explainers"])
 
 
 def test_every_function_is_commented(conn):
