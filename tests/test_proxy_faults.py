@@ -14,7 +14,7 @@ import pytest
 from proxyhelpers import Env, Server, bearer, matrix
 
 ONE = {"inputs": [matrix([[3.0, 5.0, 1.0, 2.0]])]}
-SOAK_SECONDS = float(os.environ.get("PGMODELS_SOAK_SECONDS", "60"))
+SOAK_SECONDS = float(os.environ.get("PGMODELS_SOAK_SECONDS", "30"))  # PGMODELS_SOAK_SECONDS for a longer one
 SOAK_RATE = 50  # requests per second, sent on schedule whatever the answers' latency (open loop)
 
 

@@ -128,7 +128,8 @@ def test_keys_keep_their_value_whatever_the_producer_s_settings(conn, analyst, c
     assert alice.execute(f"SELECT count(*) FROM {name}_c_predictions o JOIN {table} e ON e.k = o.key").fetchone() == (12,)
     assert alice.execute(f"SELECT count(*) FROM {name}_cf_predictions o JOIN {table}2 e ON e.f = o.key"
                          ).fetchone() == (12,)
-    assert conn.execute("SELECT count(*) FROM pgmodels.stream_dead_letters").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM pgmodels.stream_dead_letters WHERE consumer IN (%s, %s)",
+                        [name + "_c", name + "_cf"]).fetchone() == (0,)  # the database's other tests make some
 
 
 def test_a_key_that_does_not_convert_is_a_dead_letter(conn, analyst, name):
