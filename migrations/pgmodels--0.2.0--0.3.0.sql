@@ -2060,6 +2060,7 @@ DECLARE
     trigger_name text := 'pgmodels_stream_' || stream_id;
     row_type text;
     branches text := '';
+    body text;
 BEGIN
     SELECT st.* INTO STRICT s FROM pgmodels.stream st WHERE st.id = stream_id;
     IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.source) THEN
@@ -2085,18 +2086,22 @@ BEGIN
     -- The key's text form is fixed whatever the inserting session's settings (ISO dates,
     -- times in UTC, floats exact): it converts back to the key's type in any session
     -- (sql/078_stream_keys.sql), and a key hashes to one partition.
-    EXECUTE format($f$CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                      SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC'
-                      SET extra_float_digits = 1 AS $body$
-                      DECLARE current smallint; waiting boolean;
-                      BEGIN
-                          PERFORM pgmodels._stream_capture_check(%s, %L, %L);
-                          SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id)
-                            INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s;
-                          %s END IF;
-                          IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''); END IF;
-                          RETURN NULL;
-                      END $body$ $f$, capture, s.source::oid, s.key_column, row_type, s.id, branches, trigger_name);
+    -- The body is made first and handed over as one quoted literal (%L): the names in it
+    -- (the table's, its row type's, the key column's) are a role's, and inside a
+    -- dollar-quoted body a name holding the closing tag would end it and add statements.
+    body := format(
+        'DECLARE current smallint; waiting boolean; '
+        'BEGIN '
+        'PERFORM pgmodels._stream_capture_check(%s, %L, %L); '
+        'SELECT s.current_child, EXISTS (SELECT 1 FROM pgmodels.stream_waiter w WHERE w.stream_id = s.id) '
+        'INTO current, waiting FROM pgmodels.stream s WHERE s.id = %s; '
+        '%s END IF; '
+        'IF waiting THEN PERFORM pg_catalog.pg_notify(%L, ''''); END IF; '
+        'RETURN NULL; '
+        'END', s.source::oid, s.key_column, row_type, s.id, branches, trigger_name);
+    EXECUTE format('CREATE FUNCTION pgmodels.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
+                   'SET search_path = pg_catalog, pg_temp SET DateStyle = ''ISO, YMD'' SET TimeZone = ''UTC'' '
+                   'SET extra_float_digits = 1 AS %L', capture, body);
     IF EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                   AND d.objid = format('pgmodels.%I()', capture)::regprocedure AND d.deptype = 'e') THEN
         EXECUTE format('ALTER EXTENSION pgmodels DROP FUNCTION pgmodels.%I()', capture);

@@ -162,3 +162,56 @@ def test_a_fresh_install_binds_nothing_to_operators_a_role_planted(cluster, name
         with psycopg.connect(cluster.url("postgres"), autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
             admin.execute(f"DROP ROLE IF EXISTS {name}_atk")
+
+
+INJECTIONS = ["$body$;ALTER ROLE {role} SUPERUSER;SELECT $body$", "$f$;ALTER ROLE {role} SUPERUSER;SELECT $f$",
+              "';ALTER ROLE {role} SUPERUSER;SELECT '", '");ALTER ROLE {role} SUPERUSER;SELECT ("']
+
+
+def test_a_stream_on_a_table_or_key_named_to_break_out_of_the_trigger_body_runs_nothing(cluster, conn, make_role, name):
+    """Found by the second review: the capture trigger's body was dollar-quoted text with
+    the table's and the key column's names in it, so a name holding the closing tag added
+    statements that ran as the extension's owner (check_function_bodies off, which any
+    role may set and every extension script has). As a role granted create_stream only."""
+    role, _ = make_role("r" + name[-6:] + "_inj")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION create_stream(text, text, text) TO {role}")
+    def q(identifier: str) -> str:
+        return '"' + identifier.replace('"', '""') + '"'
+
+    with role_connection(cluster, conn.info.dbname, role) as r:
+        r.execute("SET check_function_bodies = off")
+        try:
+            for i, template in enumerate(INJECTIONS):
+                evil = template.format(role=role)
+                table, keyed = f"i{i}{evil}", f"{name}_k{i}"  # within 63 bytes: both tags in the name
+                assert len(table.encode()) <= 63
+                r.execute(f"CREATE TABLE public.{q(table)} (id int, a real)")
+                r.execute("SELECT create_stream(%s, %s)", [f"{name}_t{i}", f"public.{q(table)}"])
+                r.execute(f"CREATE TABLE public.{q(keyed)} ({q(evil)} int, a real)")
+                r.execute("SELECT create_stream(%s, %s, %s)", [f"{name}_k{i}", f"public.{q(keyed)}", evil])
+                # the streams capture, keys and all
+                r.execute(f"INSERT INTO public.{q(table)} VALUES (1, 1)")
+                r.execute(f"INSERT INTO public.{q(keyed)} VALUES (7, 1)")
+            assert not _superuser(conn, role)
+            ids = [i for (i,) in conn.execute("SELECT stream_id FROM pgmodels.streams WHERE owner = %s::text",
+                                              [role]).fetchall()]
+            assert len(ids) == 2 * len(INJECTIONS)
+            for i in ids:  # each captured its row
+                assert conn.execute(f"SELECT pg_catalog.count(*) FROM pgmodels.stream_{i}_log").fetchone() == (1,)
+        finally:
+            r.execute("SELECT drop_stream(name) FROM pgmodels.streams")
+
+
+def test_the_update_remakes_capture_triggers_of_tables_renamed_to_break_out(cluster, old_database):
+    old, dbname, role = old_database
+    with role_connection(cluster, dbname, role) as atk:
+        atk.execute("CREATE TABLE t (id int, a real)")
+        atk.execute("SELECT create_stream('s1', 't', 'id')")
+        atk.execute(f'ALTER TABLE t RENAME TO "{INJECTIONS[0].format(role=role)}"')
+    old.execute("ALTER EXTENSION pgmodels UPDATE")  # the update turns check_function_bodies off
+    assert not _superuser(old, role)
+    with role_connection(cluster, dbname, role) as atk:
+        atk.execute(f'INSERT INTO "{INJECTIONS[0].format(role=role)}" VALUES (1, 1)')
+    stream_id = old.execute("SELECT id FROM pgmodels.stream WHERE name = 's1'").fetchone()[0]
+    assert old.execute(f"SELECT pg_catalog.count(*) FROM pgmodels.stream_{stream_id}_log").fetchone() == (1,)
