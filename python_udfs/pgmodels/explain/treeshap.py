@@ -407,11 +407,11 @@ def shap_values(paths: "Paths", X: np.ndarray) -> np.ndarray:
     if paths.tabled:
         Xc = np.asarray(X, dtype=np.float32 if paths.float32 else np.float64)
         nan = bool(np.isnan(Xc).any())
-        if n <= 8 and paths.pad_feature is not None and not sparse.issparse(paths.lookup):
-            for r in range(n):  # a few rows: one at a time, fewest numpy calls
-                phi[r] += _one_row(paths, Xc[r])
+        few = n <= 8 and not sparse.issparse(paths.lookup)  # one at a time: fewest numpy calls
+        for r in range(n if few else 0):
+            phi[r] += _one_row(paths, Xc[r])
         step = max(1, TABLE_CHUNK // max(len(paths.flat_feature), 1))
-        for s in range(0, n if n > 8 or paths.pad_feature is None or sparse.issparse(paths.lookup) else 0, step):
+        for s in range(0, 0 if few else n, step):
             cols = _patterns(paths, np.ascontiguousarray(Xc[s:s + step].T), nan).T   # (rows, leaves)
             rows = cols.shape[0]
             if rows <= 8 and not sparse.issparse(paths.lookup):   # a few rows: gather and add
