@@ -52,7 +52,13 @@ ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
 -- stream consumers and pgmodels serve (explanations, sql/125_explain.sql), and the batch
 -- jobs that ask for it (sql/070_batch_catalog.sql).
 ALTER TYPE pgmodels.scored_rows ADD ATTRIBUTE contributions jsonb[];
-COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"';
+-- Rollouts (sql/127_rollouts.sql): the version that answered each row, when a canary
+-- splits a block between two; and promote_rollout()'s deployments.
+ALTER TYPE pgmodels.scored_rows ADD ATTRIBUTE model_ids bigint[], ADD ATTRIBUTE model_versions integer[];
+ALTER TABLE pgmodels.deployments DROP CONSTRAINT deployments_strategy_check,
+    ADD CONSTRAINT deployments_strategy_check
+    CHECK (strategy IN ('automatic', 'import', 'best_score', 'most_recent', 'rollback', 'model_id', 'rollout'));
+COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"; model_ids and model_versions (0.3.0) per row when a rollout split the block between two versions';
 ALTER TABLE pgmodels.batch_job DROP CONSTRAINT batch_job_outputs_check,
     ADD CONSTRAINT batch_job_outputs_check CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label', 'contributions']
                                                  AND cardinality(outputs) > 0);
@@ -877,50 +883,84 @@ COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text, boolean) IS 'inte
 -- role _lookup checked (an oid), whose decision the backend keeps for later statements
 -- (see python_udfs/pgmodels/serving/cache.py).
 CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
-                                          model pgmodels.served_model, once boolean, caller bigint)
+                                          model pgmodels.served_model, once boolean, caller bigint,
+                                          rollout jsonb, candidate pgmodels.served_model)
 RETURNS boolean
 LANGUAGE plpython3u STABLE PARALLEL SAFE
 AS $$
 if 'pgmodels.active' not in GD: return None  # _lookup activates first; a direct call has nothing to load into
-from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once, caller)
+from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once, caller, rollout, candidate)
 $$;
-COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked; called by _lookup only';
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint, jsonb, pgmodels.served_model) IS 'internal: loads a catalog model (and the candidate of the project''s active rollout, which the statement''s answers are then routed by) into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked; called by _lookup only';
+
+-- Without a rollout. Not for PUBLIC either.
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
+                                          model pgmodels.served_model, once boolean, caller bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, $6, NULL, NULL) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked, without a rollout';
 
 -- 0.2.0's signature: loads without keeping a decision. Not for PUBLIC either.
 CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
                                           model pgmodels.served_model, once boolean)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, NULL) $$;
+AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, NULL, NULL, NULL) $$;
 COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call), keeping no decision (0.2.0''s signature)';
 
 -- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
 -- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
 -- is not granted to, whatever the projects' grants say.
-CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text, routed boolean)
+RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid;
     once boolean;
     loaded boolean;
+    ro pgmodels.rollout_runs;
+    route jsonb;
 BEGIN
     IF project_name IS NULL OR model_id IS NULL THEN
         RETURN NULL;
     END IF;
     caller := pgmodels._verify_caller(credential);
+    -- the master switch is EXECUTE on the three-argument form, which calls this one
+    IF NOT has_function_privilege(caller, 'pgmodels._lookup(text, bigint, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function _lookup' USING ERRCODE = '42501',
+            DETAIL = 'An administrator has revoked predicting from this role (EXECUTE on pgmodels._lookup(text, bigint, text)).';
+    END IF;
     IF pgmodels._activate() IS NOT NULL THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     once := caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
                 nullif(current_setting('role'), 'none'), session_user));
+    -- The project's active rollout (sql/127_rollouts.sql): for a model id (a batch job's
+    -- pinned version), only while that version is the rollout's champion.
+    IF routed THEN
+        IF model_id = 0 THEN
+            SELECT r.* INTO ro FROM pgmodels.rollout_runs r JOIN pgmodels.projects p ON p.id = r.project_id
+             WHERE p.name = project_name AND r.status = 'active';
+        ELSE
+            SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.champion_id = model_id AND r.status = 'active';
+        END IF;
+        IF ro.id IS NOT NULL THEN
+            route := jsonb_build_object('id', ro.id, 'mode', ro.mode, 'fraction', ro.fraction);
+        END IF;
+    END IF;
     -- Without the artifact first: reading and handing over its bytes costs most of a
     -- lookup, and the backend usually has the model loaded (by id and sha256) already.
     loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once, caller::bigint);
+                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once, caller::bigint,
+                             route, CASE WHEN route IS NOT NULL
+                                         THEN pgmodels._resolve('', ro.candidate_id, caller, 'predict', false) END);
     IF loaded IS NOT NULL AND NOT loaded THEN
         loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once, caller::bigint);
+                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once, caller::bigint,
+                                 route, CASE WHEN route IS NOT NULL
+                                             THEN pgmodels._resolve('', ro.candidate_id, caller, 'predict', true) END);
     END IF;
     IF NOT coalesce(loaded, false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
@@ -928,6 +968,15 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text, boolean) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement, with the project''s active rollout when routed (for a model id: while it is the rollout''s champion)';
+
+-- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
+-- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
+-- is not granted to, whatever the projects' grants say. A project's answers are routed
+-- by its active rollout; a model chosen by id is that model's own.
+CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN pgmodels._lookup(project_name, model_id, credential, model_id = 0); END $$;
 COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement; revoke it from PUBLIC to turn predicting and exporting off for all but the roles granted it';
 
 -- What the backends' kept decisions rest on (python_udfs/pgmodels/serving/cache.py):
@@ -954,7 +1003,7 @@ if send:
     send(int(TD['relid']))
 return None
 $$;
-COMMENT ON FUNCTION pgmodels._catalog_changed() IS 'internal: a trigger on the serving catalog (projects, models, deployments, project_grants): queues an invalidation message at commit, which ends every backend''s kept serving decisions';
+COMMENT ON FUNCTION pgmodels._catalog_changed() IS 'internal: a trigger on the serving catalog (projects, models, deployments, project_grants, rollout_runs): queues an invalidation message at commit, which ends every backend''s kept serving decisions';
 
 DO $do$
 DECLARE
@@ -3360,8 +3409,10 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._predict_label(text, bigint, real[], double precision, boolean),
     pgmodels._predict_label(text, bigint, jsonb, double precision, boolean),
     pgmodels._predict_batch(text, bigint, bytea, double precision, boolean),
-    -- the gate: it checks the caller's credential and privilege itself (the master switch)
+    -- the gate: it checks the caller's credential and privilege itself (the master switch);
+    -- the four-argument form checks EXECUTE on the three-argument one too
     pgmodels._lookup(text, bigint, text),
+    pgmodels._lookup(text, bigint, text, boolean),
     -- error reporting: each statement reads only its own pending error
     pgmodels._pending_error(double precision),
     pgmodels._raise_pending(anyelement),
@@ -5027,6 +5078,818 @@ GRANT EXECUTE ON FUNCTION
     -- add_consumer(..., outputs)'s core, run as the caller: it checks EXECUTE on
     -- add_consumer() and the explain privilege itself
     pgmodels._add_consumer_outputs(text, text, text, text[], text, text, text, boolean, integer)
+TO PUBLIC;
+
+-- sql/126_rollouts_catalog.sql
+-- The tables of 127_rollouts.sql (safe rollouts: shadow, canary, champion/challenger):
+-- created once, by the release that added them (an upgrade script alters them); the
+-- functions there are replayed by every upgrade. Written only by pgmodels' definer
+-- functions; read by definer code and through the views of 127_rollouts.sql.
+
+-- One row per rollout: a candidate model version beside a project's deployed one
+-- (the champion). At most one active rollout per project. rule: the automatic decision
+-- (python_udfs/pgmodels/rollout/decide.py): metric, margin, min_outcomes, max_error_rate,
+-- confidence, auto.
+CREATE TABLE pgmodels.rollout_runs (
+    id            bigserial PRIMARY KEY,
+    project_id    bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    champion_id   bigint NOT NULL REFERENCES pgmodels.models (id) ON DELETE CASCADE,
+    candidate_id  bigint NOT NULL REFERENCES pgmodels.models (id) ON DELETE CASCADE,
+    mode          text NOT NULL CHECK (mode IN ('shadow', 'canary')),
+    fraction      real CHECK (fraction > 0 AND fraction < 1),
+    status        text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'promoted', 'aborted')),
+    rule          jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(rule) = 'object'),
+    started_by    name NOT NULL DEFAULT session_user,
+    started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    ended_at      timestamptz,
+    decision      text,
+    reason        text,
+    decided_at    timestamptz,
+    -- the pg_cron entry that evaluates it (as the role that started it), while active
+    cron_job_id   bigint,
+    CHECK ((mode = 'canary') = (fraction IS NOT NULL)),
+    CHECK ((status = 'active') = (ended_at IS NULL)),
+    CHECK (champion_id <> candidate_id)
+);
+COMMENT ON TABLE pgmodels.rollout_runs IS 'one row per rollout: champion and candidate model, mode (shadow or canary), canary fraction, status, automatic rule and the last decision';
+CREATE UNIQUE INDEX rollout_runs_one_active ON pgmodels.rollout_runs (project_id) WHERE status = 'active';
+REVOKE ALL ON pgmodels.rollout_runs FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_runs_id_seq', '');
+
+-- Every change and every evaluation of a rollout, with the numbers it was decided on.
+CREATE TABLE pgmodels.rollout_history (
+    id          bigserial PRIMARY KEY,
+    rollout_id  bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    action      text NOT NULL CHECK (action IN ('start', 'alter', 'promote', 'abort', 'wait')),
+    automatic   boolean NOT NULL DEFAULT false,
+    reason      text,
+    numbers     jsonb,
+    by_role     name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE pgmodels.rollout_history IS 'every start, change, evaluation and decision of a rollout, with the numbers it rested on';
+CREATE INDEX rollout_history_rollout_idx ON pgmodels.rollout_history (rollout_id, id);
+REVOKE ALL ON pgmodels.rollout_history FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history_id_seq', '');
+
+-- The answers a rollout's versions gave, by key: the candidate's (shadow or canary) and
+-- the champion's (in shadow, beside every candidate answer; in canary, for a control
+-- share of keys as large as the canary's). Kept for the project's retention
+-- (the rule's retention_days, 30 by default), then deleted by the evaluation job.
+CREATE TABLE pgmodels.rollout_predictions (
+    id             bigserial PRIMARY KEY,
+    rollout_id     bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
+    key            text,
+    model_id       bigint NOT NULL,
+    model_version  integer NOT NULL,
+    prediction     real,
+    -- champion: the deployed version's answer; shadow or canary: the candidate's
+    role           text NOT NULL CHECK (role IN ('champion', 'shadow', 'canary')),
+    source         text NOT NULL CHECK (source IN ('sql', 'batch', 'stream', 'proxy')),
+    error          text,
+    latency_ms     real,
+    at             timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a candidate''s failure has error set and no prediction';
+CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions (rollout_id, key);
+CREATE INDEX rollout_predictions_at_idx ON pgmodels.rollout_predictions (at);
+REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
+
+-- Where a project's true labels arrive, later, by key: read with the registering role's
+-- rights when a rollout is evaluated.
+CREATE TABLE pgmodels.outcome_sources (
+    project_id    bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
+    relation      oid NOT NULL,
+    key_column    name NOT NULL,
+    label_column  name NOT NULL,
+    time_column   name,
+    owner_role    oid NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE pgmodels.outcome_sources IS 'per project: the relation where true labels arrive by key (key, label and time columns) and the role whose rights read it';
+REVOKE ALL ON pgmodels.outcome_sources FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmodels.outcome_sources', '');
+
+-- sql/127_rollouts.sql
+-- Safe rollouts: start_rollout(), alter_rollout(), promote_rollout(), abort_rollout(),
+-- rollout_version(), register_outcomes(), rollout_report(), evaluate_rollout() and the
+-- views pgmodels.rollouts and pgmodels.rollout_decisions. Tables: 126_rollouts_catalog.sql.
+--
+-- A rollout puts a candidate version of a project beside its deployed one (the
+-- champion). Every mode scores through pgmodels._lookup, which registers the project's
+-- active rollout with the model for the statement; the scoring code then routes
+-- (python_udfs/pgmodels/rollout/route.py): in shadow the candidate scores every input
+-- and only the champion answers; in canary a fraction of keys is answered by the
+-- candidate. A key's share is the first 52 bits of sha256('<rollout id>:<key>') over
+-- 2^52; the candidate answers a key whose share is below the fraction, so raising the
+-- fraction keeps every key that was already on the candidate, and rollout_version()
+-- tells an application which version a key gets.
+
+-- A rollout's start, change or end reaches every backend's kept serving decisions at
+-- once, as a deploy does (sql/040_serving.sql).
+CREATE OR REPLACE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgmodels.rollout_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._catalog_changed();
+ALTER TABLE pgmodels.rollout_runs ENABLE ALWAYS TRIGGER catalog_changed;
+
+-- The rule a rollout is decided by, with the defaults filled in and each value checked.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_rule(rule jsonb, task text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r jsonb := coalesce(rule, '{}'::jsonb);
+    k text;
+    metric text;
+BEGIN
+    IF jsonb_typeof(r) <> 'object' THEN
+        RAISE EXCEPTION 'a rollout rule must be a jsonb object' USING ERRCODE = '22023';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(r) LOOP
+        IF k NOT IN ('metric', 'margin', 'min_outcomes', 'max_error_rate', 'confidence', 'auto', 'schedule',
+                     'retention_days') THEN
+            RAISE EXCEPTION 'unknown rollout rule setting "%"', k USING ERRCODE = '22023',
+                HINT = 'The settings are metric, margin, min_outcomes, max_error_rate, confidence, auto, schedule and retention_days.';
+        END IF;
+    END LOOP;
+    metric := coalesce(r ->> 'metric', CASE WHEN task = 'regression' THEN 'r2' ELSE 'f1' END);
+    IF metric NOT IN ('f1', 'accuracy', 'r2', 'mae') OR (task = 'regression') <> (metric IN ('r2', 'mae')) THEN
+        RAISE EXCEPTION 'metric "%" does not apply to a % model', metric, task USING ERRCODE = '22023',
+            HINT = 'Classification: f1 or accuracy; regression: r2 or mae.';
+    END IF;
+    r := jsonb_build_object('metric', metric, 'margin', 0.0, 'min_outcomes', 200, 'max_error_rate', 0.01,
+                            'confidence', 0.95, 'auto', true, 'schedule', NULL, 'retention_days', 30)
+         || (r - 'metric') || jsonb_build_object('metric', metric);
+    IF jsonb_typeof(r -> 'margin') <> 'number' OR (r ->> 'margin')::float8 < 0
+       OR jsonb_typeof(r -> 'min_outcomes') <> 'number' OR (r ->> 'min_outcomes')::float8 < 1
+       OR jsonb_typeof(r -> 'max_error_rate') <> 'number' OR (r ->> 'max_error_rate')::float8 NOT BETWEEN 0 AND 1
+       OR jsonb_typeof(r -> 'confidence') <> 'number' OR (r ->> 'confidence')::float8 NOT IN (0.8, 0.9, 0.95, 0.99)
+       OR jsonb_typeof(r -> 'auto') <> 'boolean'
+       OR jsonb_typeof(r -> 'retention_days') <> 'number' OR (r ->> 'retention_days')::float8 < 1
+       OR jsonb_typeof(r -> 'schedule') NOT IN ('null', 'string') OR length(r ->> 'schedule') > 100 THEN
+        RAISE EXCEPTION 'invalid rollout rule %', rule::text USING ERRCODE = '22023',
+            DETAIL = 'margin is a number >= 0, min_outcomes a number >= 1, max_error_rate between 0 and 1, confidence one of 0.8, 0.9, 0.95 and 0.99, auto a boolean, schedule a cron expression, retention_days a number >= 1.';
+    END IF;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_rule(jsonb, text) IS 'internal: a rollout''s decision rule with its defaults (metric f1 or r2, margin 0, min_outcomes 200, max_error_rate 0.01, confidence 0.95, auto true, retention_days 30), checked';
+
+CREATE OR REPLACE FUNCTION pgmodels._rollout_check_fraction(mode text, fraction real) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF mode IS NULL OR mode NOT IN ('shadow', 'canary') THEN
+        RAISE EXCEPTION 'unknown rollout mode "%"', mode USING ERRCODE = '22023',
+            HINT = 'The modes are shadow (the candidate scores beside the champion, never answers) and canary (it answers a fraction of keys).';
+    END IF;
+    IF mode = 'canary' AND (fraction IS NULL OR NOT (fraction > 0 AND fraction < 1)) THEN
+        RAISE EXCEPTION 'a canary''s fraction must be between 0 and 1, exclusive, got %', coalesce(fraction::text, 'NULL')
+            USING ERRCODE = '22023', HINT = 'Pass fraction => 0.05 for 5 % of keys.';
+    END IF;
+    IF mode = 'shadow' AND fraction IS NOT NULL THEN
+        RAISE EXCEPTION 'a shadow rollout takes no fraction' USING ERRCODE = '22023',
+            DETAIL = 'In shadow the candidate scores every input and never answers.',
+            HINT = 'Use mode canary to have it answer a fraction of keys.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_check_fraction(text, real) IS 'internal: raises unless the mode is shadow (no fraction) or canary (0 < fraction < 1)';
+
+-- The pg_cron entry that evaluates a rollout every schedule, as the role that started it.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_schedule(ro pgmodels.rollout_runs, caller oid) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    schedule text := ro.rule ->> 'schedule';
+BEGIN
+    IF NOT (ro.rule -> 'auto')::boolean OR (schedule IS NULL AND NOT pgmodels._cron_here()) THEN
+        RETURN NULL;  -- evaluated by hand (evaluate_rollout), or by the user's own scheduler
+    END IF;
+    RETURN pgmodels._cron_schedule(
+        format('pgmodels_rollout:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), ro.id),
+        coalesce(schedule, '* * * * *'), format('SELECT * FROM %I.evaluate_rollout(%s::bigint)', '@extschema@', ro.id),
+        caller);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_schedule(pgmodels.rollout_runs, oid) IS 'internal: schedules a rollout''s automatic evaluation with pg_cron as the role that started it (every minute unless the rule names a schedule; none where pg_cron is not installed and no schedule was asked for)';
+
+-- The core of start_rollout(). Definer: it writes the catalog. Owner only.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_start(credential text, project_name text, model_id bigint, mode text,
+                                                   fraction real, rule jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    cand pgmodels.models;
+    champ pgmodels.models;
+    ro pgmodels.rollout_runs;
+    other bigint;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    PERFORM pgmodels._rollout_check_fraction(mode, fraction);
+    SELECT m.* INTO cand FROM pgmodels.models m WHERE m.id = _rollout_start.model_id;
+    IF cand.id IS NULL THEN
+        RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = '42704';
+    END IF;
+    IF cand.project_id <> proj.id THEN
+        RAISE EXCEPTION 'model % belongs to another project', model_id USING ERRCODE = '22023',
+            HINT = format('A rollout tries a version of project "%s" itself: see pgmodels.overview.', proj.name);
+    END IF;
+    SELECT m.* INTO champ FROM pgmodels.deployments d JOIN pgmodels.models m ON m.id = d.model_id
+     WHERE d.project_id = proj.id ORDER BY d.id DESC LIMIT 1;
+    IF champ.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" has no deployed model', project_name USING ERRCODE = '55000',
+            HINT = 'A rollout tries a candidate beside the deployed version: deploy() one first.';
+    END IF;
+    IF champ.id = cand.id THEN
+        RAISE EXCEPTION 'model % is the deployed version of project "%"', model_id, project_name USING ERRCODE = '22023',
+            HINT = 'Roll out another version: train() one, or see pgmodels.overview.';
+    END IF;
+    IF cand.task <> champ.task OR cand.feature_names <> champ.feature_names THEN
+        RAISE EXCEPTION 'model % does not answer the same question as the deployed version', model_id
+            USING ERRCODE = '22023',
+                  DETAIL = format('The deployed version is a %s model of features (%s); model %s is a %s model of (%s).',
+                                  champ.task, array_to_string(champ.feature_names, ', '), cand.id, cand.task,
+                                  array_to_string(cand.feature_names, ', '));
+    END IF;
+    IF champ.task NOT IN ('classification', 'regression') THEN
+        RAISE EXCEPTION 'rollouts are for classification and regression models, not %', champ.task
+            USING ERRCODE = '0A000';
+    END IF;
+    SELECT r.id INTO other FROM pgmodels.rollout_runs r WHERE r.project_id = proj.id AND r.status = 'active';
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'project "%" already has an active rollout', project_name USING ERRCODE = '55006',
+            DETAIL = format('Rollout %s is active.', other),
+            HINT = format('Change it with alter_rollout(%s, ...), or end it with promote_rollout(%s) or abort_rollout(%s).',
+                          other, other, other);
+    END IF;
+    INSERT INTO pgmodels.rollout_runs (project_id, champion_id, candidate_id, mode, fraction, rule, started_by)
+    VALUES (proj.id, champ.id, cand.id, mode, fraction, pgmodels._rollout_rule(rule, champ.task), caller::regrole::text)
+    RETURNING * INTO ro;
+    UPDATE pgmodels.rollout_runs r SET cron_job_id = pgmodels._rollout_schedule(ro, caller) WHERE r.id = ro.id;
+    INSERT INTO pgmodels.rollout_history (rollout_id, action, reason, numbers, by_role)
+    VALUES (ro.id, 'start', format('%s of version %s beside version %s', mode, cand.version, champ.version),
+            jsonb_build_object('mode', mode, 'fraction', fraction, 'rule', ro.rule), caller::regrole::text);
+    RETURN ro.id;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_start(text, text, bigint, text, real, jsonb) IS 'internal: the core of start_rollout() (definer: it writes the catalog), for the project''s owner';
+
+-- A rollout locked for a change by its project's owner.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_for_owner(caller oid, rollout_id bigint) RETURNS pgmodels.rollout_runs
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ro pgmodels.rollout_runs;
+    proj pgmodels.projects;
+BEGIN
+    SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.id = rollout_id FOR UPDATE;
+    IF ro.id IS NULL THEN
+        RAISE EXCEPTION 'rollout % does not exist', coalesce(rollout_id::text, 'NULL') USING ERRCODE = '42704',
+            HINT = 'See pgmodels.rollouts for the rollouts there are.';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.id = ro.project_id;
+    PERFORM pgmodels._require_owner(caller, proj);
+    RETURN ro;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_for_owner(oid, bigint) IS 'internal: a rollout, locked, after checking that the role owns its project';
+
+CREATE OR REPLACE FUNCTION pgmodels._rollout_require_active(ro pgmodels.rollout_runs, what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF ro.status <> 'active' THEN
+        RAISE EXCEPTION 'rollout % is %, it cannot be %', ro.id, ro.status, what USING ERRCODE = '55000',
+            DETAIL = format('It ended at %s.', ro.ended_at),
+            HINT = 'Start a new one with start_rollout().';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_require_active(pgmodels.rollout_runs, text) IS 'internal: raises unless the rollout is active';
+
+-- The core of alter_rollout().
+CREATE OR REPLACE FUNCTION pgmodels._rollout_alter(credential text, rollout_id bigint, mode text, fraction real,
+                                                   rule jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    ro pgmodels.rollout_runs := pgmodels._rollout_for_owner(caller, rollout_id);
+    new_mode text;
+    new_fraction real;
+    new_rule jsonb;
+BEGIN
+    PERFORM pgmodels._rollout_require_active(ro, 'changed');
+    new_mode := coalesce(mode, CASE WHEN fraction IS NOT NULL THEN 'canary' END, ro.mode);
+    new_fraction := CASE WHEN new_mode = 'canary' THEN coalesce(fraction, ro.fraction) END;
+    IF new_mode = 'shadow' AND fraction IS NOT NULL THEN
+        new_fraction := fraction;  -- refused below, with the reason
+    END IF;
+    PERFORM pgmodels._rollout_check_fraction(new_mode, new_fraction);
+    new_rule := CASE WHEN rule IS NULL THEN ro.rule
+                     ELSE pgmodels._rollout_rule(ro.rule || rule, (SELECT m.task FROM pgmodels.models m WHERE m.id = ro.champion_id)) END;
+    UPDATE pgmodels.rollout_runs r SET mode = new_mode, fraction = new_fraction, rule = new_rule WHERE r.id = ro.id;
+    IF new_rule IS DISTINCT FROM ro.rule THEN
+        PERFORM pgmodels._cron_unschedule(ro.cron_job_id);
+        SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.id = ro.id;
+        UPDATE pgmodels.rollout_runs r SET cron_job_id = pgmodels._rollout_schedule(ro, caller) WHERE r.id = ro.id;
+    END IF;
+    INSERT INTO pgmodels.rollout_history (rollout_id, action, reason, numbers, by_role)
+    VALUES (ro.id, 'alter', format('%s%s', new_mode, CASE WHEN new_fraction IS NOT NULL THEN ' at ' || new_fraction END),
+            jsonb_build_object('mode', new_mode, 'fraction', new_fraction, 'rule', new_rule), caller::regrole::text);
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_alter(text, bigint, text, real, jsonb) IS 'internal: the core of alter_rollout() (definer: it writes the catalog), for the project''s owner';
+
+-- The core of promote_rollout() and abort_rollout(), and of evaluate_rollout()'s
+-- decisions (action wait records an evaluation that decided nothing). A promote is a
+-- deployment like any other (strategy rollout), in the project's history.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_decide(credential text, rollout_id bigint, action text, automatic boolean,
+                                                    reason text, numbers jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    ro pgmodels.rollout_runs := pgmodels._rollout_for_owner(caller, rollout_id);
+BEGIN
+    IF action IS NULL OR action NOT IN ('promote', 'abort', 'wait') THEN
+        RAISE EXCEPTION 'unknown rollout decision "%"', action USING ERRCODE = '22023';
+    END IF;
+    PERFORM pgmodels._rollout_require_active(ro, CASE action WHEN 'promote' THEN 'promoted' WHEN 'abort' THEN 'aborted'
+                                                               ELSE 'evaluated' END);
+    INSERT INTO pgmodels.rollout_history (rollout_id, action, automatic, reason, numbers, by_role)
+    VALUES (ro.id, action, coalesce(automatic, false), reason, numbers, caller::regrole::text);
+    UPDATE pgmodels.rollout_runs r SET decision = action, reason = _rollout_decide.reason, decided_at = clock_timestamp()
+     WHERE r.id = ro.id;
+    IF action = 'wait' THEN
+        RETURN NULL;
+    END IF;
+    IF action = 'promote' THEN
+        INSERT INTO pgmodels.deployments (project_id, model_id, strategy, deployed_by)
+        VALUES (ro.project_id, ro.candidate_id, 'rollout', caller::regrole::text);
+    END IF;
+    PERFORM pgmodels._cron_unschedule(ro.cron_job_id);
+    UPDATE pgmodels.rollout_runs r SET status = CASE action WHEN 'promote' THEN 'promoted' ELSE 'aborted' END,
+           ended_at = clock_timestamp(), cron_job_id = NULL
+     WHERE r.id = ro.id;
+    PERFORM pg_notify('pgmodels_rollout', jsonb_build_object(
+        'rollout_id', ro.id, 'project', (SELECT p.name FROM pgmodels.projects p WHERE p.id = ro.project_id),
+        'action', action, 'automatic', coalesce(automatic, false), 'reason', reason,
+        'model_id', CASE action WHEN 'promote' THEN ro.candidate_id ELSE ro.champion_id END)::text);
+    RETURN CASE action WHEN 'promote' THEN ro.candidate_id ELSE ro.champion_id END;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb) IS 'internal: records a rollout''s decision (promote: a deployment of the candidate; abort; wait: an evaluation that decided nothing), for its project''s owner, and notifies channel pgmodels_rollout on promote and abort';
+
+-- The user's side: each runs as its caller and hands the definer core the caller's
+-- credential; the core checks that the caller owns the project.
+CREATE OR REPLACE FUNCTION @extschema@.start_rollout(project_name text, model_id bigint, mode text,
+                                                     fraction real DEFAULT NULL, rule jsonb DEFAULT NULL)
+RETURNS bigint LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._rollout_start(pgmodels._credential(), $1, $2, $3, $4, $5) $$;
+COMMENT ON FUNCTION @extschema@.start_rollout(text, bigint, text, real, jsonb) IS 'starts a rollout of a model version beside the project''s deployed one: shadow (it scores every input, never answers) or canary (it answers a fraction of keys); rule: the automatic decision (metric, margin, min_outcomes, max_error_rate, confidence, auto, schedule, retention_days); returns its id; for the project''s owner';
+
+CREATE OR REPLACE FUNCTION @extschema@.alter_rollout(rollout_id bigint, fraction real DEFAULT NULL, mode text DEFAULT NULL,
+                                                     rule jsonb DEFAULT NULL)
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._rollout_alter(pgmodels._credential(), $1, $3, $2, $4) $$;
+COMMENT ON FUNCTION @extschema@.alter_rollout(bigint, real, text, jsonb) IS 'changes an active rollout: its canary fraction (a fraction turns a shadow into a canary), its mode, or settings of its rule; for the project''s owner';
+
+CREATE OR REPLACE FUNCTION @extschema@.promote_rollout(rollout_id bigint) RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._rollout_decide(pgmodels._credential(), $1, 'promote', false, 'promoted by hand', NULL) $$;
+COMMENT ON FUNCTION @extschema@.promote_rollout(bigint) IS 'ends an active rollout by deploying its candidate (a deployment with strategy rollout, in the history); returns the model id; for the project''s owner';
+
+CREATE OR REPLACE FUNCTION @extschema@.abort_rollout(rollout_id bigint) RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT pgmodels._rollout_decide(pgmodels._credential(), $1, 'abort', false, 'aborted by hand', NULL) $$;
+COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout without deploying its candidate: every key goes back to the champion; returns the champion''s model id; for the project''s owner';
+
+-- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
+-- before this file); internal ones are not, but for those listed here, each safe to call.
+REVOKE EXECUTE ON FUNCTION
+    pgmodels._rollout_rule(jsonb, text),
+    pgmodels._rollout_check_fraction(text, real),
+    pgmodels._rollout_schedule(pgmodels.rollout_runs, oid),
+    pgmodels._rollout_start(text, text, bigint, text, real, jsonb),
+    pgmodels._rollout_for_owner(oid, bigint),
+    pgmodels._rollout_require_active(pgmodels.rollout_runs, text),
+    pgmodels._rollout_alter(text, bigint, text, real, jsonb),
+    pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the cores the user's functions call as the caller: each checks the caller's
+    -- credential and that it owns the project
+    pgmodels._rollout_start(text, text, bigint, text, real, jsonb),
+    pgmodels._rollout_alter(text, bigint, text, real, jsonb),
+    pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb)
+TO PUBLIC;
+
+-- sql/128_rollouts_serving.sql
+-- Rollouts in the scoring path: predict(), predict_proba() and predict_label() with a
+-- routing key, the block scorer with keys, the writer of the answers a rollout records,
+-- and rollout_version(). How a statement is routed: sql/127_rollouts.sql.
+
+-- The keyed cores and wrappers: predict(project, features, key => customer_id) answers a
+-- key by the version the project's rollout assigns it (rollout_version tells which),
+-- and records the answer for the rollout's report. The key is converted to text in the
+-- caller's own statement (its own type's output function, with its own rights).
+DO $do$
+DECLARE
+    answer record;
+    ftype record;
+    core text;
+BEGIN
+    FOR answer IN SELECT * FROM (VALUES
+        ('predict', 'real', 'the prediction'),
+        ('predict_proba', 'real[]', 'the class probabilities'),
+        ('predict_label', 'text', 'the predicted class label')) AS a(name, rettype, what)
+    LOOP
+        FOREACH core IN ARRAY ARRAY['float8[]', 'float4[]', 'jsonb'] LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION pgmodels.%I(project_name text, model_id bigint, features %s, stamp double precision, '
+                'loaded boolean, key text) RETURNS %s LANGUAGE plpython3u STABLE PARALLEL SAFE AS %L',
+                '_' || answer.name, core, answer.rettype,
+                format(E'if \'pgmodels.active\' not in GD: return None\n'
+                       || E'from pgmodels.serving.predict import %1$s_key as f; return f(project_name, model_id, features, stamp, loaded, key)',
+                       answer.name));
+            EXECUTE format('COMMENT ON FUNCTION pgmodels.%I(text, bigint, %s, double precision, boolean, text) IS %L',
+                '_' || answer.name, core, format('internal: the core of %s() with a routing key', answer.name));
+        END LOOP;
+        FOR ftype IN SELECT * FROM (VALUES
+            ('real[]', '$2'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
+            ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
+            ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
+            ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
+                           'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
+                           'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
+        LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION @extschema@.%I(project_name text, %s %s, key anycompatible) RETURNS %s '
+                'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
+                answer.name, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
+                ftype.sqltype, answer.rettype,
+                format('SELECT coalesce(pgmodels.%1$I($1, 0, %2$s, pgmodels._stamp(), NULL, $3::text), '
+                       'pgmodels.%1$I($1, 0, %2$s, pgmodels._stamp(), pgmodels._lookup($1, 0, pgmodels._credential()), $3::text), '
+                       'pgmodels._raise_pending(NULL::%3$s))',
+                       '_' || answer.name, ftype.cast_expr, answer.rettype));
+            EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(text, %s, anycompatible) IS %L',
+                answer.name, ftype.sqltype,
+                format('%s for the deployed model of a project, or for the version its rollout assigns the key (a customer id, say: see rollout_version), from features given as %s',
+                       answer.what,
+                       CASE ftype.sqltype WHEN 'anyelement' THEN 'a row'
+                                          WHEN 'jsonb' THEN 'a jsonb object keyed by feature name'
+                                          ELSE 'an array in feature order' END));
+        END LOOP;
+    END LOOP;
+END
+$do$;
+
+-- A block of rows with a routing key per row (NULL: drawn at random), and the mode that
+-- scores it (batch, stream, proxy or sql), which the rollout's records name.
+CREATE OR REPLACE FUNCTION pgmodels._score_rows(project_name text, model_id bigint, numeric_features bytea,
+                                                text_features text[], outputs text[], stamp double precision,
+                                                loaded boolean, keys text[], source text)
+RETURNS pgmodels.scored_rows LANGUAGE plpython3u STABLE PARALLEL SAFE
+AS $$
+if 'pgmodels.active' not in GD: return None  # _lookup activates first: without it no model is loaded to answer
+from pgmodels.serving.predict import score_rows; return score_rows(project_name, model_id, numeric_features, text_features, outputs, stamp, loaded, keys, source)
+$$;
+COMMENT ON FUNCTION pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean, text[], text) IS 'internal: scores a block of rows in one model run, routed by the statement''s rollout with one key per row (keys), recording for source (batch, stream, proxy, sql)';
+
+-- Writes the answers this backend's scoring code recorded (python_udfs/pgmodels/rollout/
+-- record.py). Definer: rollout_predictions is not writable by PUBLIC. It takes nothing
+-- from its caller: it writes what pgmodels' own code in this backend put aside, which no
+-- role can forge (PL/Python is untrusted). Open to PUBLIC: calling it only writes early.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_flush() RETURNS bigint
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+if 'pgmodels.active' not in GD: return 0  # nothing was scored in this backend
+from pgmodels.rollout.record import write; return write()
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_flush() IS 'internal: writes the rollout answers this backend recorded to pgmodels.rollout_predictions (takes no argument: nothing a caller hands it is written)';
+
+-- A key's place in [0, 1) for a rollout: the first 52 bits of sha256('<id>:<key>') over
+-- 2^52, as python_udfs/pgmodels/rollout/route.py computes it.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_share(rollout_id bigint, key text) RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT ('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+               $1::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) $2, 'UTF8')), 'hex'), 13))::bit(52)::bigint
+           OPERATOR(pg_catalog./) 4503599627370496.0::double precision
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_share(bigint, text) IS 'internal: a key''s share in [0, 1) for a rollout: the first 52 bits of sha256(''<rollout id>:<key>'') over 2^52; a canary''s candidate answers the keys below its fraction';
+
+-- Which version answers a key: for roles that may predict with the project.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_version(credential text, project_name text, key text,
+                                                     OUT model_id bigint, OUT version integer, OUT role text,
+                                                     OUT rollout_id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    served pgmodels.served_model := pgmodels._resolve(project_name, 0, caller, 'predict', false);
+    ro pgmodels.rollout_runs;
+    s double precision;
+BEGIN
+    model_id := served.id;
+    version := served.version;
+    role := 'champion';
+    SELECT r.* INTO ro FROM pgmodels.rollout_runs r JOIN pgmodels.projects p ON p.id = r.project_id
+     WHERE p.name = project_name AND r.status = 'active';
+    IF ro.id IS NULL THEN
+        RETURN;
+    END IF;
+    rollout_id := ro.id;
+    IF ro.mode = 'shadow' THEN
+        role := 'champion (shadowed)';
+        RETURN;
+    END IF;
+    IF key IS NULL THEN
+        role := 'random';  -- a row without a key is drawn at random
+        model_id := NULL;
+        version := NULL;
+        RETURN;
+    END IF;
+    s := pgmodels._rollout_share(ro.id, key);
+    IF s < ro.fraction THEN
+        SELECT m.id, m.version INTO model_id, version FROM pgmodels.models m WHERE m.id = ro.candidate_id;
+        role := 'canary';
+    ELSIF s < 2 * ro.fraction OR ro.fraction >= 0.5 THEN
+        role := 'control';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_version(text, text, text) IS 'internal: the core of rollout_version() (definer: the catalog is not readable by PUBLIC), for roles that may predict with the project';
+
+CREATE OR REPLACE FUNCTION @extschema@.rollout_version(project_name text, key anycompatible,
+                                                       OUT model_id bigint, OUT version integer, OUT role text,
+                                                       OUT rollout_id bigint)
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM pgmodels._rollout_version(pgmodels._credential(), $1, $2::text) $$;
+COMMENT ON FUNCTION @extschema@.rollout_version(text, anycompatible) IS 'the model version that answers a key (a customer id, say) of a project: the deployed one (champion, or control: its answers are the canary''s comparison) or a canary''s candidate; the same in SQL, batch jobs, streams and pgmodels serve';
+
+-- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
+-- before this file); internal ones are not, but for those listed here, each safe to call.
+REVOKE EXECUTE ON FUNCTION
+    pgmodels._predict(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict(text, bigint, real[], double precision, boolean, text),
+    pgmodels._predict(text, bigint, jsonb, double precision, boolean, text),
+    pgmodels._predict_proba(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict_proba(text, bigint, real[], double precision, boolean, text),
+    pgmodels._predict_proba(text, bigint, jsonb, double precision, boolean, text),
+    pgmodels._predict_label(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict_label(text, bigint, real[], double precision, boolean, text),
+    pgmodels._predict_label(text, bigint, jsonb, double precision, boolean, text),
+    pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean, text[], text),
+    pgmodels._rollout_flush(),
+    pgmodels._rollout_share(bigint, text),
+    pgmodels._rollout_version(text, text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- the keyed cores the inlined wrappers call as the caller: they answer only from
+    -- models _lookup loaded for this statement, and take no model from the caller
+    pgmodels._predict(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict(text, bigint, real[], double precision, boolean, text),
+    pgmodels._predict(text, bigint, jsonb, double precision, boolean, text),
+    pgmodels._predict_proba(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict_proba(text, bigint, real[], double precision, boolean, text),
+    pgmodels._predict_proba(text, bigint, jsonb, double precision, boolean, text),
+    pgmodels._predict_label(text, bigint, double precision[], double precision, boolean, text),
+    pgmodels._predict_label(text, bigint, real[], double precision, boolean, text),
+    pgmodels._predict_label(text, bigint, jsonb, double precision, boolean, text),
+    -- the block core: like the others, it answers only from models _lookup loaded
+    pgmodels._score_rows(text, bigint, bytea, text[], text[], double precision, boolean, text[], text),
+    -- writes only what this backend's scoring code recorded
+    pgmodels._rollout_flush(),
+    -- arithmetic
+    pgmodels._rollout_share(bigint, text),
+    -- checks the caller's credential and predict privilege
+    pgmodels._rollout_version(text, text, text)
+TO PUBLIC;
+
+-- sql/129_rollouts_outcomes.sql
+-- Rollouts decided on real outcomes: register_outcomes(), rollout_report(),
+-- evaluate_rollout() (which pg_cron runs on the rollout's schedule) and the views
+-- pgmodels.rollouts and pgmodels.rollout_decisions. The report joins the answers a
+-- rollout recorded (pgmodels.rollout_predictions) to the true labels that arrive later in
+-- the relation register_outcomes() named, read with the rights of the role evaluating
+-- (which must be, or be a member of, the role that registered it): the outcomes are the
+-- user's data, read as the user, and only built-in types (text) reach pgmodels' code.
+
+CREATE OR REPLACE FUNCTION pgmodels._outcomes_register(credential text, project_name text, relation oid,
+                                                       key_column text, label_column text, time_column text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    proj pgmodels.projects;
+    col text;
+BEGIN
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.name = project_name FOR UPDATE;
+    IF proj.id IS NULL THEN
+        RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
+    END IF;
+    PERFORM pgmodels._require_owner(caller, proj);
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
+        RAISE EXCEPTION 'relation with oid % is not a table or view', relation USING ERRCODE = '42809';
+    END IF;
+    FOREACH col IN ARRAY ARRAY[key_column, label_column] || CASE WHEN time_column IS NULL THEN ARRAY[]::text[]
+                                                                 ELSE ARRAY[time_column] END LOOP
+        IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = col
+                                                                    AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" does not exist in relation %', coalesce(col, 'NULL'), relation::regclass
+                USING ERRCODE = '42703',
+                      HINT = 'Name the key column (the key predictions were routed by), the label column (the true answer) and, optionally, the time column.';
+        END IF;
+        IF NOT has_column_privilege(caller, relation, col, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied for relation %', relation::regclass USING ERRCODE = '42501',
+                DETAIL = format('Role "%s" cannot read column "%s"; outcomes are read with its rights.', caller::regrole, col);
+        END IF;
+    END LOOP;
+    IF time_column IS NOT NULL AND (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = time_column)
+       NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+        RAISE EXCEPTION 'time column "%" must be a timestamp or a date', time_column USING ERRCODE = '42804';
+    END IF;
+    INSERT INTO pgmodels.outcome_sources AS o (project_id, relation, key_column, label_column, time_column, owner_role)
+    VALUES (proj.id, relation, key_column, label_column, time_column, caller)
+    ON CONFLICT (project_id) DO UPDATE SET relation = EXCLUDED.relation, key_column = EXCLUDED.key_column,
+        label_column = EXCLUDED.label_column, time_column = EXCLUDED.time_column, owner_role = EXCLUDED.owner_role,
+        registered_at = clock_timestamp();
+END
+$$;
+COMMENT ON FUNCTION pgmodels._outcomes_register(text, text, oid, text, text, text) IS 'internal: the core of register_outcomes() (definer: it writes the catalog), for the project''s owner, who must be able to read the columns';
+
+CREATE OR REPLACE FUNCTION @extschema@.register_outcomes(project_name text, relation_name text, key_column text,
+                                                         label_column text, time_column text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    rel oid;
+BEGIN
+    rel := pg_catalog.to_regclass(relation_name);
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', relation_name USING ERRCODE = '42P01';
+    END IF;
+    PERFORM pgmodels._outcomes_register(pgmodels._credential(), project_name, rel, key_column, label_column, time_column);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.register_outcomes(text, text, text, text, text) IS 'names the table or view where a project''s true labels arrive, later, by key (key, label and optional time column): rollouts are decided on them, read with the registering role''s rights; for the project''s owner';
+
+-- What the report of a rollout needs, for a role that is (or is a member of) the role
+-- that registered the project's outcomes, and owns the project: the rollout, the
+-- outcome source, and the recorded answers. Definer: the catalog is not readable by PUBLIC.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_evidence(credential text, rollout_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller oid := pgmodels._verify_caller(credential);
+    ro pgmodels.rollout_runs;
+    proj pgmodels.projects;
+    src pgmodels.outcome_sources;
+    champ pgmodels.models;
+    cand pgmodels.models;
+BEGIN
+    SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.id = rollout_id;
+    IF ro.id IS NULL THEN
+        RAISE EXCEPTION 'rollout % does not exist', coalesce(rollout_id::text, 'NULL') USING ERRCODE = '42704';
+    END IF;
+    SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.id = ro.project_id;
+    PERFORM pgmodels._require_owner(caller, proj);
+    SELECT o.* INTO src FROM pgmodels.outcome_sources o WHERE o.project_id = proj.id;
+    IF src.project_id IS NOT NULL AND NOT pg_has_role(caller, src.owner_role, 'USAGE') THEN
+        RAISE EXCEPTION 'outcomes of project "%" are read with role "%"''s rights', proj.name, src.owner_role::regrole
+            USING ERRCODE = '42501', HINT = 'Evaluate as that role, or register_outcomes() again as this one.';
+    END IF;
+    SELECT m.* INTO champ FROM pgmodels.models m WHERE m.id = ro.champion_id;
+    SELECT m.* INTO cand FROM pgmodels.models m WHERE m.id = ro.candidate_id;
+    RETURN jsonb_build_object(
+        'id', ro.id, 'project', proj.name, 'mode', ro.mode, 'fraction', ro.fraction, 'status', ro.status,
+        'rule', ro.rule, 'started_at', ro.started_at, 'task', champ.task, 'labels', champ.labels,
+        'champion', jsonb_build_object('id', champ.id, 'version', champ.version),
+        'candidate', jsonb_build_object('id', cand.id, 'version', cand.version),
+        'outcomes', CASE WHEN src.project_id IS NOT NULL THEN jsonb_build_object(
+            'relation', src.relation::regclass::text, 'key', src.key_column, 'label', src.label_column,
+            'time', src.time_column,
+            'key_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                          WHERE a.attrelid = src.relation AND a.attname = src.key_column)) END,
+        'answers', (SELECT jsonb_build_object(
+                       'key', coalesce(jsonb_agg(a.key ORDER BY a.id), '[]'),
+                       'model_id', coalesce(jsonb_agg(a.model_id ORDER BY a.id), '[]'),
+                       'role', coalesce(jsonb_agg(a.role ORDER BY a.id), '[]'),
+                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.id), '[]'),
+                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.id), '[]'),
+                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.id), '[]'),
+                       'source', coalesce(jsonb_agg(a.source ORDER BY a.id), '[]'))
+                      FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id));
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_evidence(text, bigint) IS 'internal: a rollout, its outcome source and its recorded answers, for its project''s owner when it may read the outcomes with the registering role''s rights';
+
+CREATE OR REPLACE FUNCTION pgmodels._rollout_purge(credential text, rollout_id bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ro pgmodels.rollout_runs := pgmodels._rollout_for_owner(pgmodels._verify_caller(credential), rollout_id);
+    n bigint;
+BEGIN
+    DELETE FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id
+       AND a.at < clock_timestamp() - make_interval(days => (ro.rule ->> 'retention_days')::float8::integer);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_purge(text, bigint) IS 'internal: deletes a rollout''s recorded answers older than its rule''s retention_days, for its project''s owner';
+
+-- The cores run as the caller (PL/Python, not definers): they read the outcomes with the
+-- caller's rights. Each returns its rows as jsonb (NULL with a pending error, which the
+-- SQL wrapper raises in PostgreSQL's style).
+CREATE OR REPLACE FUNCTION pgmodels._rollout_report(rollout_id bigint) RETURNS jsonb
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.rollout.report import report_json; return report_json(rollout_id)
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_report(bigint) IS 'internal: the core of rollout_report()';
+
+CREATE OR REPLACE FUNCTION @extschema@.rollout_report(rollout_id bigint)
+RETURNS TABLE (role text, model_id bigint, version integer, predictions bigint, outcomes bigint, metric text, value double precision, ci_low double precision, ci_high double precision, difference double precision, difference_low double precision, difference_high double precision, second_metric text, second_value double precision, agreement double precision, latency_ms double precision, errors bigint, error_rate double precision)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT r.* FROM pg_catalog.jsonb_to_recordset(coalesce(pgmodels._rollout_report($1),
+                                                           pgmodels._raise_pending(NULL::jsonb)) -> 'versions')
+             AS r(role text, model_id bigint, version integer, predictions bigint, outcomes bigint, metric text, value double precision, ci_low double precision, ci_high double precision, difference double precision, difference_low double precision, difference_high double precision, second_metric text, second_value double precision, agreement double precision, latency_ms double precision, errors bigint, error_rate double precision)
+$$;
+COMMENT ON FUNCTION @extschema@.rollout_report(bigint) IS 'per version of a rollout (champion, then candidate): answers recorded, those joined to an outcome, the key metric (f1 or r2) with its interval (the rule''s confidence), the candidate''s difference from the champion with its interval, a second metric (accuracy or mae), agreement with the champion on shared keys (shadow), latency and errors; for the project''s owner';
+
+CREATE OR REPLACE FUNCTION pgmodels._evaluate_rollout(rollout_id bigint) RETURNS jsonb
+LANGUAGE plpython3u VOLATILE
+AS $$
+if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
+from pgmodels.rollout.decide import evaluate; return evaluate(rollout_id)
+$$;
+COMMENT ON FUNCTION pgmodels._evaluate_rollout(bigint) IS 'internal: the core of evaluate_rollout()';
+
+CREATE OR REPLACE FUNCTION @extschema@.evaluate_rollout(rollout_id bigint)
+RETURNS TABLE (action text, automatic boolean, reason text, numbers jsonb)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT r.* FROM pg_catalog.jsonb_to_record(coalesce(pgmodels._evaluate_rollout($1),
+                                                        pgmodels._raise_pending(NULL::jsonb)))
+             AS r(action text, automatic boolean, reason text, numbers jsonb)
+$$;
+COMMENT ON FUNCTION @extschema@.evaluate_rollout(bigint) IS 'applies a rollout''s rule to its report now: promote when the candidate beats the champion by the margin with the interval excluding zero after min_outcomes outcomes, abort when it is worse by the margin or fails more than max_error_rate of its answers, else wait (with auto false: recommends only); every evaluation is recorded (pgmodels.rollout_decisions), a decision notifies pgmodels_rollout; pg_cron runs it on the rollout''s schedule';
+
+CREATE OR REPLACE VIEW pgmodels.rollouts WITH (security_barrier) AS
+SELECT r.id, p.name AS project, r.champion_id, mc.version AS champion_version, r.candidate_id,
+       md.version AS candidate_version, r.mode, r.fraction, r.status, r.rule, r.started_by, r.started_at, r.ended_at,
+       r.decision AS last_decision, r.reason AS last_reason, r.decided_at,
+       (SELECT h.numbers FROM pgmodels.rollout_history h WHERE h.rollout_id = r.id AND h.numbers ? 'versions'
+         ORDER BY h.id DESC LIMIT 1) AS last_report
+  FROM pgmodels.rollout_runs r
+  JOIN pgmodels.projects p ON p.id = r.project_id
+  JOIN pgmodels.models mc ON mc.id = r.champion_id
+  JOIN pgmodels.models md ON md.id = r.candidate_id
+ WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.rollouts IS 'one row per rollout of the projects the current role may use: champion and candidate, mode, fraction, status (active, promoted, aborted), started and ended, the last decision, why, and the numbers of the last evaluation';
+GRANT SELECT ON pgmodels.rollouts TO PUBLIC;
+
+CREATE OR REPLACE VIEW pgmodels.rollout_decisions WITH (security_barrier) AS
+SELECT h.rollout_id, p.name AS project, h.at, h.action, h.automatic, h.reason, h.numbers, h.by_role
+  FROM pgmodels.rollout_history h
+  JOIN pgmodels.rollout_runs r ON r.id = h.rollout_id
+  JOIN pgmodels.projects p ON p.id = r.project_id
+ WHERE pgmodels._may(pgmodels._me(), p.id, 'use');
+COMMENT ON VIEW pgmodels.rollout_decisions IS 'every start, change, evaluation and decision of the rollouts of projects the current role may use, with the numbers each rested on (the metric of both versions over time)';
+GRANT SELECT ON pgmodels.rollout_decisions TO PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION
+    pgmodels._rollout_report(bigint),
+    pgmodels._evaluate_rollout(bigint),
+    pgmodels._outcomes_register(text, text, oid, text, text, text),
+    pgmodels._rollout_evidence(text, bigint),
+    pgmodels._rollout_purge(text, bigint)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- run as the caller; what they read of the catalog comes through _rollout_evidence
+    pgmodels._rollout_report(bigint),
+    pgmodels._evaluate_rollout(bigint),
+    -- each checks the caller's credential and that it owns the project
+    pgmodels._outcomes_register(text, text, oid, text, text, text),
+    pgmodels._rollout_evidence(text, bigint),
+    pgmodels._rollout_purge(text, bigint)
 TO PUBLIC;
 
 -- migrations/0.2.0--0.3.0/epilogue.sql

@@ -63,7 +63,7 @@ CREATE TABLE pgmodels.deployments (
     project_id   bigint NOT NULL REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
     model_id     bigint NOT NULL REFERENCES pgmodels.models (id) ON DELETE CASCADE,
     strategy     text NOT NULL CONSTRAINT deployments_strategy_check
-                 CHECK (strategy IN ('automatic', 'import', 'best_score', 'most_recent', 'rollback', 'model_id')),
+                 CHECK (strategy IN ('automatic', 'import', 'best_score', 'most_recent', 'rollback', 'model_id', 'rollout')),
     deployed_by  name NOT NULL DEFAULT session_user,
     deployed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     CONSTRAINT deployments_project_model_fkey FOREIGN KEY (project_id, model_id)

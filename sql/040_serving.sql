@@ -89,50 +89,84 @@ COMMENT ON FUNCTION pgmodels._resolve(text, bigint, oid, text, boolean) IS 'inte
 -- role _lookup checked (an oid), whose decision the backend keeps for later statements
 -- (see python_udfs/pgmodels/serving/cache.py).
 CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
-                                          model pgmodels.served_model, once boolean, caller bigint)
+                                          model pgmodels.served_model, once boolean, caller bigint,
+                                          rollout jsonb, candidate pgmodels.served_model)
 RETURNS boolean
 LANGUAGE plpython3u STABLE PARALLEL SAFE
 AS $$
 if 'pgmodels.active' not in GD: return None  # _lookup activates first; a direct call has nothing to load into
-from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once, caller)
+from pgmodels.serving.cache import load; return load(project_name, model_id, stamp, model, once, caller, rollout, candidate)
 $$;
-COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked; called by _lookup only';
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint, jsonb, pgmodels.served_model) IS 'internal: loads a catalog model (and the candidate of the project''s active rollout, which the statement''s answers are then routed by) into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked; called by _lookup only';
+
+-- Without a rollout. Not for PUBLIC either.
+CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
+                                          model pgmodels.served_model, once boolean, caller bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, $6, NULL, NULL) $$;
+COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean, bigint) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call) and keeps the decision for the role checked, without a rollout';
 
 -- 0.2.0's signature: loads without keeping a decision. Not for PUBLIC either.
 CREATE OR REPLACE FUNCTION pgmodels._load(project_name text, model_id bigint, stamp double precision,
                                           model pgmodels.served_model, once boolean)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, NULL) $$;
+AS $$ SELECT pgmodels._load($1, $2, $3, $4, $5, NULL, NULL, NULL) $$;
 COMMENT ON FUNCTION pgmodels._load(text, bigint, double precision, pgmodels.served_model, boolean) IS 'internal: loads a catalog model into the backend''s cache for this statement (or for one call), keeping no decision (0.2.0''s signature)';
 
 -- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
 -- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
 -- is not granted to, whatever the projects' grants say.
-CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text, routed boolean)
+RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller oid;
     once boolean;
     loaded boolean;
+    ro pgmodels.rollout_runs;
+    route jsonb;
 BEGIN
     IF project_name IS NULL OR model_id IS NULL THEN
         RETURN NULL;
     END IF;
     caller := pgmodels._verify_caller(credential);
+    -- the master switch is EXECUTE on the three-argument form, which calls this one
+    IF NOT has_function_privilege(caller, 'pgmodels._lookup(text, bigint, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function _lookup' USING ERRCODE = '42501',
+            DETAIL = 'An administrator has revoked predicting from this role (EXECUTE on pgmodels._lookup(text, bigint, text)).';
+    END IF;
     IF pgmodels._activate() IS NOT NULL THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
     END IF;
     once := caller IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = coalesce(
                 nullif(current_setting('role'), 'none'), session_user));
+    -- The project's active rollout (sql/127_rollouts.sql): for a model id (a batch job's
+    -- pinned version), only while that version is the rollout's champion.
+    IF routed THEN
+        IF model_id = 0 THEN
+            SELECT r.* INTO ro FROM pgmodels.rollout_runs r JOIN pgmodels.projects p ON p.id = r.project_id
+             WHERE p.name = project_name AND r.status = 'active';
+        ELSE
+            SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.champion_id = model_id AND r.status = 'active';
+        END IF;
+        IF ro.id IS NOT NULL THEN
+            route := jsonb_build_object('id', ro.id, 'mode', ro.mode, 'fraction', ro.fraction);
+        END IF;
+    END IF;
     -- Without the artifact first: reading and handing over its bytes costs most of a
     -- lookup, and the backend usually has the model loaded (by id and sha256) already.
     loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once, caller::bigint);
+                             pgmodels._resolve(project_name, model_id, caller, 'predict', false), once, caller::bigint,
+                             route, CASE WHEN route IS NOT NULL
+                                         THEN pgmodels._resolve('', ro.candidate_id, caller, 'predict', false) END);
     IF loaded IS NOT NULL AND NOT loaded THEN
         loaded := pgmodels._load(project_name, model_id, pgmodels._stamp(),
-                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once, caller::bigint);
+                                 pgmodels._resolve(project_name, model_id, caller, 'predict', true), once, caller::bigint,
+                                 route, CASE WHEN route IS NOT NULL
+                                             THEN pgmodels._resolve('', ro.candidate_id, caller, 'predict', true) END);
     END IF;
     IF NOT coalesce(loaded, false) THEN
         PERFORM pgmodels._raise_pending(NULL::integer);
@@ -140,6 +174,15 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text, boolean) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement, with the project''s active rollout when routed (for a model id: while it is the rollout''s champion)';
+
+-- Definer: the catalog is not readable by PUBLIC. The administrator's master switch:
+-- revoking EXECUTE on it from PUBLIC takes predicting and exporting from every role it
+-- is not granted to, whatever the projects' grants say. A project's answers are routed
+-- by its active rollout; a model chosen by id is that model's own.
+CREATE OR REPLACE FUNCTION pgmodels._lookup(project_name text, model_id bigint, credential text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN pgmodels._lookup(project_name, model_id, credential, model_id = 0); END $$;
 COMMENT ON FUNCTION pgmodels._lookup(text, bigint, text) IS 'internal: checks that the caller may predict with a project (model_id 0) or a model, and loads it into the backend''s cache for this statement; revoke it from PUBLIC to turn predicting and exporting off for all but the roles granted it';
 
 -- What the backends' kept decisions rest on (python_udfs/pgmodels/serving/cache.py):
@@ -166,7 +209,7 @@ if send:
     send(int(TD['relid']))
 return None
 $$;
-COMMENT ON FUNCTION pgmodels._catalog_changed() IS 'internal: a trigger on the serving catalog (projects, models, deployments, project_grants): queues an invalidation message at commit, which ends every backend''s kept serving decisions';
+COMMENT ON FUNCTION pgmodels._catalog_changed() IS 'internal: a trigger on the serving catalog (projects, models, deployments, project_grants, rollout_runs): queues an invalidation message at commit, which ends every backend''s kept serving decisions';
 
 DO $do$
 DECLARE

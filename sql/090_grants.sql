@@ -31,8 +31,10 @@ GRANT EXECUTE ON FUNCTION
     pgmodels._predict_label(text, bigint, real[], double precision, boolean),
     pgmodels._predict_label(text, bigint, jsonb, double precision, boolean),
     pgmodels._predict_batch(text, bigint, bytea, double precision, boolean),
-    -- the gate: it checks the caller's credential and privilege itself (the master switch)
+    -- the gate: it checks the caller's credential and privilege itself (the master switch);
+    -- the four-argument form checks EXECUTE on the three-argument one too
     pgmodels._lookup(text, bigint, text),
+    pgmodels._lookup(text, bigint, text, boolean),
     -- error reporting: each statement reads only its own pending error
     pgmodels._pending_error(double precision),
     pgmodels._raise_pending(anyelement),

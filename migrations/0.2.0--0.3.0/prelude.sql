@@ -49,7 +49,13 @@ ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
 -- stream consumers and pgmodels serve (explanations, sql/125_explain.sql), and the batch
 -- jobs that ask for it (sql/070_batch_catalog.sql).
 ALTER TYPE pgmodels.scored_rows ADD ATTRIBUTE contributions jsonb[];
-COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"';
+-- Rollouts (sql/127_rollouts.sql): the version that answered each row, when a canary
+-- splits a block between two; and promote_rollout()'s deployments.
+ALTER TYPE pgmodels.scored_rows ADD ATTRIBUTE model_ids bigint[], ADD ATTRIBUTE model_versions integer[];
+ALTER TABLE pgmodels.deployments DROP CONSTRAINT deployments_strategy_check,
+    ADD CONSTRAINT deployments_strategy_check
+    CHECK (strategy IN ('automatic', 'import', 'best_score', 'most_recent', 'rollback', 'model_id', 'rollout'));
+COMMENT ON TYPE pgmodels.scored_rows IS 'internal: the answers for a block of rows, in row order; probabilities flattened, classes per row; contributions (0.3.0) per row as feature -> contribution with "(base)"; model_ids and model_versions (0.3.0) per row when a rollout split the block between two versions';
 ALTER TABLE pgmodels.batch_job DROP CONSTRAINT batch_job_outputs_check,
     ADD CONSTRAINT batch_job_outputs_check CHECK (outputs <@ ARRAY['prediction', 'probabilities', 'label', 'contributions']
                                                  AND cardinality(outputs) > 0);

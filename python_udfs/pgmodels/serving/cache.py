@@ -42,6 +42,7 @@ import time
 
 from .._plpy import udf
 from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
+from ..rollout import record as rollout_record
 from . import backend, guard
 from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
@@ -53,8 +54,11 @@ _loaded: dict[int, Model] = {}
 _current: dict[object, tuple] = {}
 # registrations for one call: project name, or model id -> (statement stamp, model id)
 _once: dict[object, tuple] = {}
+# project name, or model id -> (statement stamp, rollout.route.Route or None): the rollout
+# a statement's answers are routed by, registered with the model
+_routes: dict[object, tuple] = {}
 # (role oid, project name or model id) -> (invalidation count, model id, transaction start,
-# confirmed): _lookup's decisions (see _remember)
+# confirmed, (rollout spec, candidate model id) or None): _lookup's decisions (see _remember)
 _decisions: dict[tuple, tuple] = {}
 MAX_DECISIONS = 10000
 # (statement stamp, role oid, invalidation count, transaction start) read by the last core
@@ -86,29 +90,61 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
 
 
 @udf(stamp_arg=2)
-def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False, caller: int | None = None) -> bool:
+def load(project: str, model_id: int, stamp: float, record: dict, once: bool = False, caller: int | None = None,
+         rollout: str | None = None, candidate: dict | None = None) -> bool:
     """pgmodels._load: make a catalog model the one this statement (or this call) serves,
     and keep the decision for the role _lookup checked (caller). False when the model is
     not loaded here and the record came without its artifact: _lookup then reads the
     artifact and calls again. A statement whose model run a cancel or timeout stopped
-    loads nothing more: the error is raised again (guard.py)."""
+    loads nothing more: the error is raised again (guard.py). rollout and candidate: the
+    project's active rollout (jsonb: id, mode, fraction) and its candidate's record, which
+    every answer of the statement is then routed by (rollout/route.py)."""
     guard.check_statement(stamp)
-    model = _loaded.get(record["id"])
-    if model is None or model.sha256 != bytes(record["artifact_sha256"]):
-        if record["artifact"] is None:
-            return False
-        model = _load(record)
+    if rollout_record.pending():  # answers a rollout recorded in earlier statements
+        rollout_record.due(stamp)
+    model = _model(record)
+    spec = json.loads(rollout) if rollout is not None and candidate is not None else None
+    second = _model(candidate) if spec is not None else None
+    if model is None or (spec is not None and second is None):
+        return False
     key = model_id or project
-    _remember(key, stamp, caller, model.id)
+    _remember(key, stamp, caller, model.id, (spec, second.id) if spec is not None else None)
     pinned = _current.get(key)
     if pinned is not None and pinned[0] == stamp and pinned[1] != model.id and pinned[1] in _loaded:
         model = _loaded[pinned[1]]  # the statement's first lookup chose its version
+    _register(key, stamp, model, spec, second, once, TTL)
+    return True
+
+
+def _model(record: dict) -> Model | None:
+    """The loaded model of a catalog record, loaded now if the record has its artifact."""
+    model = _loaded.get(record["id"])
+    if model is None or model.sha256 != bytes(record["artifact_sha256"]):
+        if record["artifact"] is None:
+            return None
+        model = _load(record)
+    return model
+
+
+def _register(key, stamp: float, model: Model, spec, candidate, once: bool, ttl: float) -> None:
+    route = None
+    if spec is not None and candidate is not None and candidate.id != model.id:
+        from ..rollout.route import Route, row_function
+
+        route = Route(spec, model, candidate)
+        route.row = row_function(route, stamp)
+    _routes[key] = (stamp, route)
     if once:
         _current.pop(key, None)
         _once[key] = (stamp, model.id)
     else:
-        _current[key] = (stamp, model.id, model.row, monotonic() + TTL)
-    return True
+        _current[key] = (stamp, model.id, route.row if route is not None else model.row, monotonic() + ttl)
+
+
+def route_for(key, stamp: float):
+    """The rollout this statement's answers for a project (or model id) are routed by, or None."""
+    hit = _routes.get(key)
+    return hit[1] if hit is not None and hit[0] == stamp else None
 
 
 def _decided(key, stamp: float) -> Model | None:
@@ -127,13 +163,17 @@ def _decided(key, stamp: float) -> Model | None:
     model = _loaded.get(decision[1])
     if model is None:
         return None
-    if role == session_role:
-        _current[key] = (stamp, model.id, model.row, monotonic() + min(TTL, left))
-    # else a SECURITY DEFINER function's owner: this call only, as _lookup's once
+    spec, candidate = (decision[4][0], _loaded.get(decision[4][1])) if decision[4] is not None else (None, None)
+    if spec is not None and candidate is None:
+        return None
+    # a SECURITY DEFINER function's owner (role is not the session's): this call only, as _lookup's once
+    _register(key, stamp, model, spec, candidate, role != session_role, min(TTL, left))
+    if role != session_role:
+        _once.pop(key, None)
     return model
 
 
-def _remember(key, stamp: float, caller: int | None, model_id: int) -> None:
+def _remember(key, stamp: float, caller: int | None, model_id: int, route=None) -> None:
     """Keep _lookup's decision for the role it checked, with the invalidation count read
     before the check began.
 
@@ -148,12 +188,12 @@ def _remember(key, stamp: float, caller: int | None, model_id: int) -> None:
     if caller is None or asked is None or asked[0] != stamp or asked[1] != caller or not backend.writes_nothing():
         return
     old = _decisions.get((caller, key))
-    if old is not None and old[0] == asked[2] and old[1] == model_id and asked[3] > old[2]:
-        _decisions[(caller, key)] = (old[0], model_id, old[2], True)
+    if old is not None and old[0] == asked[2] and old[1] == model_id and old[4] == route and asked[3] > old[2]:
+        _decisions[(caller, key)] = (old[0], model_id, old[2], True, route)
         return
     if len(_decisions) >= MAX_DECISIONS:
         _decisions.clear()
-    _decisions[(caller, key)] = (asked[2], model_id, asked[3], False)
+    _decisions[(caller, key)] = (asked[2], model_id, asked[3], False, route)
 
 
 def _load(r: dict) -> Model:

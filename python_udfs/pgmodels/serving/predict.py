@@ -67,47 +67,101 @@ def predict(project: str, model_id: int, features, stamp: float, loaded, _curren
 
 @udf(hot=True)
 def _predict(project: str, model_id: int, features, stamp: float, loaded) -> float:
-    model = cache.current(project, model_id, stamp, loaded)
-    if model is None or features is None:
-        return None
-    if model.row is not None and type(features) is list:
-        return model.row(features)
-    feed = _feed(model, features)
-    if model.task == "classification":
-        return _label_value(model, int(model.engine.labels(feed)[0]))
-    return float(model.engine.values(feed)[0])
+    return _serve(project, model_id, features, stamp, loaded, None, "predict")
 
 
-def _classifier(project, model_id, stamp, loaded, function: str) -> Model | None:
-    model = cache.current(project, model_id, stamp, loaded)
-    if model is not None and model.task != "classification":
+def _answer(model: Model, features, kind: str):
+    """predict(), predict_proba() or predict_label()'s answer for one row."""
+    if kind == "predict":
+        if model.row is not None and type(features) is list:
+            return model.row(features)
+        feed = _feed(model, features)
+        if model.task == "classification":
+            return _label_value(model, int(model.engine.labels(feed)[0]))
+        return float(model.engine.values(feed)[0])
+    if model.task != "classification":
+        function = "predict_proba" if kind == "proba" else "predict_label"
         raise PgmodelsError(f"{model.describe()} is a {model.task} model; {function} needs a classifier",
                             hint={"decomposition": "Use decompose() for its components.",
                                   "clustering": "Use predict() for its cluster."}.get(model.task,
                                                                                       "Use predict() for its values."),
                             sqlstate=FEATURE_NOT_SUPPORTED)
-    return model
-
-
-@udf(hot=True)
-def predict_proba(project: str, model_id: int, features, stamp: float, loaded) -> list[float]:
-    model = _classifier(project, model_id, stamp, loaded, "predict_proba")
-    if model is None or features is None:
-        return None
-    return model.engine.probabilities(_feed(model, features))[0].tolist()
-
-
-@udf(hot=True)
-def predict_label(project: str, model_id: int, features, stamp: float, loaded) -> str:
-    model = _classifier(project, model_id, stamp, loaded, "predict_label")
-    if model is None or features is None:
-        return None
+    if kind == "proba":
+        return model.engine.probabilities(_feed(model, features))[0].tolist()
     index = int(model.engine.labels(_feed(model, features))[0])
     labels = model.labels or []
     if not 0 <= index < len(labels):
         return str(index)
     label = labels[index]
     return ("true" if label else "false") if isinstance(label, bool) else str(label)
+
+
+def _value(model: Model, kind: str, answer) -> float | None:
+    """What a rollout records of an answer: the prediction predict() would give."""
+    if kind == "predict" or answer is None:
+        return answer
+    if kind == "proba":
+        return _label_value(model, max(range(len(answer)), key=answer.__getitem__))
+    labels = [("true" if v else "false") if isinstance(v, bool) else str(v) for v in model.labels or []]
+    return _label_value(model, labels.index(answer)) if answer in labels else None
+
+
+def _serve(project: str, model_id: int, features, stamp: float, loaded, key, kind: str):
+    """One row's answer, routed by the statement's rollout if there is one."""
+    model = cache.current(project, model_id, stamp, loaded)
+    if model is None or features is None:
+        return None
+    route = cache.route_for(model_id or project, stamp)
+    if route is None:
+        return _answer(model, features, kind)
+    from ..rollout import record
+    from ..rollout.route import CANDIDATE, CONTROL
+
+    record.due(stamp)  # what earlier statements left is written first
+    group = route.group(key)
+    key = None if key is None else str(key)
+    cand = route.candidate
+    if group != CANDIDATE:
+        answer = _answer(model, features, kind)
+        if group == CONTROL and key is not None:
+            record.add(route.id, key, model.id, model.version, _value(model, kind, answer), "champion", "sql")
+        return answer
+    try:
+        candidate, error = _answer(cand, features, kind), None
+    except Exception as e:  # noqa: BLE001 - counted against the candidate; the champion answers
+        candidate, error = None, (getattr(e, "message", None) or str(e) or type(e).__name__)[:500]
+    shadow = route.mode == "shadow"
+    answer = _answer(model, features, kind) if shadow or error else candidate
+    if shadow or key is not None or error:
+        record.add(route.id, key, cand.id, cand.version, _value(cand, kind, candidate), route.mode, "sql", error)
+    if shadow:
+        record.add(route.id, key, model.id, model.version, _value(model, kind, answer), "champion", "sql")
+    return answer
+
+
+@udf(hot=True)
+def predict_proba(project: str, model_id: int, features, stamp: float, loaded) -> list[float]:
+    return _serve(project, model_id, features, stamp, loaded, None, "proba")
+
+
+@udf(hot=True)
+def predict_label(project: str, model_id: int, features, stamp: float, loaded) -> str:
+    return _serve(project, model_id, features, stamp, loaded, None, "label")
+
+
+@udf(hot=True)
+def predict_key(project: str, model_id: int, features, stamp: float, loaded, key) -> float:
+    return _serve(project, model_id, features, stamp, loaded, key, "predict")
+
+
+@udf(hot=True)
+def predict_proba_key(project: str, model_id: int, features, stamp: float, loaded, key) -> list[float]:
+    return _serve(project, model_id, features, stamp, loaded, key, "proba")
+
+
+@udf(hot=True)
+def predict_label_key(project: str, model_id: int, features, stamp: float, loaded, key) -> str:
+    return _serve(project, model_id, features, stamp, loaded, key, "label")
 
 
 @udf(empty=[])
@@ -121,8 +175,9 @@ def predict_batch(project: str, model_id: int, features: bytes, stamp: float, lo
 
 @udf(stamp_arg=5)
 def score_rows(project: str, model_id: int, numeric: bytes | None, texts: list | None, outputs: list[str],
-               stamp: float, loaded) -> dict | None:
-    """pgmodels._score_rows: a block of rows (a batch job's chunk) scored in one run."""
+               stamp: float, loaded, keys: list | None = None, source: str = "batch") -> dict | None:
+    """pgmodels._score_rows: a block of rows (a batch job's chunk, a proxy statement)
+    scored in one run; keys (one per row, or NULL) route it when a rollout is active."""
     model = cache.current(project, model_id, stamp, loaded)
     if model is None:
         return None
@@ -141,9 +196,23 @@ def score_rows(project: str, model_id: int, numeric: bytes | None, texts: list |
                                 hint="Call pgmodels._explain_lookup for the same project and model id.",
                                 sqlstate=OBJECT_NOT_IN_PREREQUISITE_STATE)
         explainer = pair[1]
-    out = vectorized.score(model, numeric, texts, outputs, explainer)
+    route = cache.route_for(model_id or project, stamp)
+    if route is not None and explainer is None:  # contributions: the champion answers (its explainer's)
+        from ..rollout import record
+        from ..rollout.route import score_block
+
+        if keys is not None and len(keys) != (len(texts) if numeric is None and texts is not None
+                                              else inputs.array_dims(numeric)[0] if numeric else 0):
+            raise PgmodelsError("there must be one routing key per row", sqlstate=INVALID_PARAMETER_VALUE)
+        X, T = vectorized.checked(model, numeric, texts)
+        out = score_block(model, route, X, T, [o for o in outputs if o != "contributions"], keys,
+                          source if source in ("batch", "stream", "proxy", "sql") else "sql")
+        record.flush()
+    else:
+        out = vectorized.score(model, numeric, texts, outputs, explainer)
     probabilities = out.get("probabilities")
     return {"model_id": model.id, "model_version": model.version,
+            "model_ids": out.get("model_ids"), "model_versions": out.get("model_versions"),
             "predictions": out.get("prediction"), "labels": out.get("label"),
             "probabilities": probabilities.reshape(-1).tolist() if probabilities is not None else None,
             "classes": int(probabilities.shape[1]) if probabilities is not None else None,

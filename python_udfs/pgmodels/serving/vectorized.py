@@ -152,14 +152,19 @@ def answers(model: Model, fed: dict, rows: int, outputs) -> dict:
     return out
 
 
+def checked(model: Model, numeric: bytes | None, texts: list | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A block's numeric features as a checked matrix, and its text features (or None)."""
+    rows = len(texts) if numeric is None and texts is not None else None
+    X = _matrix(model, numeric, rows)
+    return X, None if model.all_float else _texts(model, texts, X.shape[0])
+
+
 def score(model: Model, numeric: bytes | None, texts: list | None, outputs, explainer=None, top_n=None) -> dict:
     """The outputs asked for, of a block of rows; "contributions" (with the model's
     explainer, which only pgmodels._explain_lookup hands out) adds, per row, a dict of
     feature -> contribution with the base as "(base)" (top_n: the largest ones only, the
     rest summed as "(other)"), and the explanation itself as "explanation"."""
-    rows = len(texts) if numeric is None and texts is not None else None
-    X = _matrix(model, numeric, rows)
-    T = None if model.all_float else _texts(model, texts, X.shape[0])
+    X, T = checked(model, numeric, texts)
     fed = feed_arrays(model, X, T)
     out = answers(model, fed, X.shape[0], [o for o in outputs if o != "contributions"])
     if "contributions" in outputs:

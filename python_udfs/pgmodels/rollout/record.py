@@ -1,0 +1,82 @@
+"""The answers of a rollout's versions, kept in pgmodels.rollout_predictions.
+
+Scoring code runs as the calling role, in statements that may only read (predict() is
+STABLE), so it does not write the table itself: it appends each answer here, in the
+backend's memory, and asks pgmodels._rollout_flush() to write them. That definer
+function takes no argument: it writes what this module holds, which only pgmodels'
+own code in this backend can have put here (PL/Python is untrusted: no other role can
+write to it), so no caller can forge an answer. A block (a batch chunk, a stream batch,
+a proxy statement) is written at its end; predict() row by row writes every
+FLUSH_ROWS answers and at the session's next statement. Nothing is written where
+nothing can be (a parallel worker, a read-only transaction or a hot standby): those
+answers are kept, at most MAX_PENDING, until a statement that may write.
+"""
+
+from __future__ import annotations
+
+import plpy
+
+from .._plpy import in_parallel_mode, udf
+
+FLUSH_ROWS = 1000
+MAX_PENDING = 100_000
+
+_pending: list[tuple] = []
+_stamp = None
+_flush_plan = None
+_insert_plan = None
+
+
+def add(rollout_id: int, key, model_id: int, version: int, prediction, role: str, source: str,
+        error: str | None = None, latency_ms: float | None = None) -> None:
+    if len(_pending) >= MAX_PENDING:
+        del _pending[: FLUSH_ROWS]
+    _pending.append((rollout_id, key, model_id, version, prediction, role, source, error, latency_ms))
+
+
+def pending() -> int:
+    return len(_pending)
+
+
+def due(stamp: float) -> None:
+    """Called by the row-wise cores before they add a row's answers: write what earlier
+    statements left, or a full block."""
+    global _stamp
+    if _pending and (stamp != _stamp or len(_pending) >= FLUSH_ROWS):
+        flush()
+    _stamp = stamp
+
+
+def flush() -> int:
+    """Have pgmodels._rollout_flush() write the pending answers, where a statement may."""
+    global _flush_plan
+    if not _pending or in_parallel_mode():
+        return 0
+    try:
+        if _flush_plan is None:
+            _flush_plan = plpy.prepare("SELECT pgmodels._rollout_flush() AS n")
+        return plpy.execute(_flush_plan)[0]["n"] or 0
+    except plpy.SPIError:  # a read-only transaction: kept for a later statement
+        return 0
+
+
+@udf
+def write() -> int:
+    """pgmodels._rollout_flush(): insert the pending answers (as the extension's owner)."""
+    global _insert_plan
+    if not _pending:
+        return 0
+    rows = list(_pending)
+    if _insert_plan is None:
+        _insert_plan = plpy.prepare(
+            "INSERT INTO pgmodels.rollout_predictions (rollout_id, key, model_id, model_version, prediction, role, "
+            "source, error, latency_ms) SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), "
+            "pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), "
+            "pg_catalog.unnest($5::real[]), pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), "
+            "pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[])) AS u(i, k, m, v, p, r, s, e, l) "
+            "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
+            ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]"])
+    columns = [list(c) for c in zip(*rows)]
+    n = plpy.execute(_insert_plan, columns).nrows()
+    del _pending[: len(rows)]
+    return n

@@ -1,0 +1,177 @@
+"""Which version answers a key, and a block of rows scored by a rollout's two versions.
+
+A key's share is the first 52 bits of sha256('<rollout id>:<key>') as a fraction of
+2^52 (exact in a double, and the same in SQL: pgmodels._rollout_share). In canary the
+candidate answers the keys whose share is below the fraction; the champion's answers for
+the keys in [fraction, 2 x fraction) (the rest, above one half) are recorded as the
+control group the candidate is measured against. A row without a key draws its share at
+random. In shadow every row is scored by both and the champion answers.
+
+A candidate that fails on a row never fails the champion's answer: the row is answered
+by the champion and the failure is recorded against the candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+
+import numpy as np
+
+from ..serving import vectorized
+from ..serving.runtime import Model
+from . import record
+
+CHAMPION, CANDIDATE, CONTROL = 0, 1, 2
+_SCALE = float(1 << 52)
+
+
+def share(rollout_id: int, key) -> float:
+    """The key's place in [0, 1) for a rollout: stable for the whole rollout."""
+    digest = hashlib.sha256(f"{rollout_id}:{key}".encode()).hexdigest()
+    return int(digest[:13], 16) / _SCALE
+
+
+class Route:
+    """A rollout as the scoring code sees it for one statement."""
+
+    __slots__ = ("id", "mode", "fraction", "champion", "candidate", "row")
+
+    def __init__(self, spec: dict, champion: Model, candidate: Model):
+        self.id = int(spec["id"])
+        self.mode = spec["mode"]
+        self.fraction = float(spec["fraction"]) if spec.get("fraction") is not None else None
+        self.champion, self.candidate = champion, candidate
+        self.row = None  # predict()'s fast path for a row without a key (serving/predict.py)
+
+    def group(self, key) -> int:
+        """CHAMPION, CANDIDATE (the canary answers) or CONTROL (the champion answers, recorded)."""
+        if self.mode == "shadow":
+            return CANDIDATE
+        s = random.random() if key is None else share(self.id, key)
+        f = self.fraction
+        if s < f:
+            return CANDIDATE
+        return CONTROL if s < 2 * f or f >= 0.5 else CHAMPION
+
+    def groups(self, keys, n: int) -> np.ndarray:
+        if self.mode == "shadow":
+            return np.full(n, CANDIDATE, dtype=np.int8)
+        if keys is None:
+            keys = [None] * n
+        return np.fromiter((self.group(k) for k in keys), dtype=np.int8, count=n)
+
+
+def score_block(model: Model, route: Route | None, X: np.ndarray, T, outputs, keys, source: str) -> dict:
+    """The outputs for a block of checked rows (X numeric, T text, as feed_arrays takes
+    them), routed: with a rollout, "model_ids" and "model_versions" per row."""
+    n = X.shape[0]
+    started = time.perf_counter()
+    out = vectorized.answers(model, vectorized.feed_arrays(model, X, T), n, outputs)
+    if route is None or n == 0 or route.candidate.id == model.id:
+        return out
+    champion_ms = (time.perf_counter() - started) * 1000.0 / n
+    groups = route.groups(keys, n)
+    rows = np.flatnonzero(groups == CANDIDATE)
+    started = time.perf_counter()
+    cand, failed = _candidate_answers(route.candidate, X, T, rows, outputs)
+    candidate_ms = (time.perf_counter() - started) * 1000.0 / max(len(rows), 1)
+    ids = [model.id] * n
+    versions = [model.version] * n
+    predictions = out.get("prediction") or _predictions(model, X, T)
+    shadow = route.mode == "shadow"
+    served = list(predictions)
+    if not shadow:
+        for j, i in enumerate(rows.tolist()):
+            if j in failed:
+                continue
+            ids[i], versions[i] = route.candidate.id, route.candidate.version
+            for name in ("prediction", "label"):
+                if name in out:
+                    out[name][i] = cand[name][j]
+            if "probabilities" in out:
+                out["probabilities"][i] = cand["probabilities"][j]
+            served[i] = cand["prediction"][j]
+    out["model_ids"], out["model_versions"] = ids, versions
+    key_of = (lambda i: None) if keys is None else (lambda i: None if keys[i] is None else str(keys[i]))
+    recorded = rows if (shadow or keys is not None) else np.zeros(0, dtype=np.int64)
+    for j, i in enumerate(recorded.tolist()):
+        k = key_of(i)
+        error = failed.get(j)
+        record.add(route.id, k, route.candidate.id, route.candidate.version,
+                   None if error else cand["prediction"][j], route.mode, source, error, candidate_ms)
+        if shadow:
+            record.add(route.id, k, model.id, model.version, predictions[i], "champion", source, None, champion_ms)
+    if not shadow and keys is not None:
+        for i in np.flatnonzero(groups == CONTROL).tolist():
+            record.add(route.id, key_of(i), model.id, model.version, predictions[i], "champion", source, None,
+                       champion_ms)
+    return out
+
+
+def _predictions(model: Model, X, T) -> list:
+    return vectorized.answers(model, vectorized.feed_arrays(model, X, T), X.shape[0], ["prediction"])["prediction"]
+
+
+def _candidate_answers(candidate: Model, X, T, rows: np.ndarray, outputs) -> tuple[dict, dict]:
+    """The candidate's answers for the rows it scores, and {position: error} for the rows
+    it failed on (answered by the champion)."""
+    wanted = sorted(set(outputs) | {"prediction"})
+    if len(rows) == 0:
+        return {w: [] for w in wanted}, {}
+    try:
+        sub_t = T[rows] if T is not None else None
+        return vectorized.answers(candidate, vectorized.feed_arrays(candidate, X[rows], sub_t), len(rows), wanted), {}
+    except Exception:  # noqa: BLE001 - one row spoils a block: find which, row by row
+        pass
+    out = {w: [] for w in wanted}
+    failed = {}
+    for j, i in enumerate(rows.tolist()):
+        try:
+            one = vectorized.answers(candidate, vectorized.feed_arrays(candidate, X[i:i + 1],
+                                                                       T[i:i + 1] if T is not None else None),
+                                     1, wanted)
+        except Exception as e:  # noqa: BLE001 - counted against the candidate
+            failed[j] = _message(e)
+            one = None
+        for w in wanted:
+            out[w].append(None if one is None else one[w][0])
+    return out, failed
+
+
+def row_function(route: Route, stamp: float):
+    """predict()'s fast path for one numeric row without a key, routed (None: the models
+    have no fast path; serving/predict.py routes the row itself)."""
+    champion, candidate = route.champion.row, route.candidate.row
+    if champion is None or candidate is None:
+        return None
+    cid, cversion, rid = route.candidate.id, route.candidate.version, route.id
+    if route.mode == "canary":
+        fraction, draw = route.fraction, random.random
+
+        def canary(features):
+            if draw() < fraction:
+                try:
+                    return candidate(features)
+                except Exception as e:  # noqa: BLE001 - counted against the candidate
+                    record.due(stamp)
+                    record.add(rid, None, cid, cversion, None, "canary", "sql", _message(e))
+            return champion(features)
+        return canary
+    mid, mversion = route.champion.id, route.champion.version
+
+    def shadow(features):
+        answer = champion(features)
+        record.due(stamp)
+        try:
+            record.add(rid, None, cid, cversion, candidate(features), "shadow", "sql")
+        except Exception as e:  # noqa: BLE001 - counted against the candidate
+            record.add(rid, None, cid, cversion, None, "shadow", "sql", _message(e))
+        record.add(rid, None, mid, mversion, answer, "champion", "sql")
+        return answer
+    return shadow
+
+
+def _message(e: Exception) -> str:
+    return (getattr(e, "message", None) or str(e) or type(e).__name__)[:500]
