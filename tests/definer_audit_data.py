@@ -215,6 +215,33 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         "_explain_load (PL/Python: the backend's caches, no query) with the catalog's record; the features "
         "reach the explain cores as jsonb or arrays made by the invoker wrappers",
         "the gate of explain_prediction() and explain_batch(): checks the credential and the explain privilege"),
+    # sql/040_serving.sql and sql/127-129 (rollouts)
+    "pgmodels._lookup(text,bigint,text,boolean)": (
+        "as _lookup(text,bigint,text), plus the project's active rollout from rollout_runs (catalog) and its "
+        "candidate through _resolve, handed to _load as jsonb and pgmodels.served_model",
+        "the gate with routing: checks the credential, EXECUTE on the three-argument form (the master switch) and "
+        "the predict privilege"),
+    "pgmodels._rollout_start(text,text,bigint,text,real,jsonb)": (
+        f"{CATALOG} (and pg_cron through _cron_schedule with a command it builds); {BUILTIN_ARGS}", OWNER),
+    "pgmodels._rollout_alter(text,bigint,text,real,jsonb)": (f"{CATALOG}; {BUILTIN_ARGS}", OWNER),
+    "pgmodels._rollout_decide(text,bigint,text,boolean,text,jsonb)": (
+        f"{CATALOG}, pg_notify with a jsonb it builds; {BUILTIN_ARGS}", OWNER),
+    "pgmodels._rollout_for_owner(oid,bigint)": (f"{CATALOG}; {BUILTIN_ARGS}", None),
+    "pgmodels._rollout_schedule(pgmodels.rollout_runs,oid)": (
+        f"{CATALOG}; schedules with pg_cron a command of its own making (a bigint id), as the verified role", None),
+    "pgmodels._rollout_version(text,text,text)": (
+        f"{CATALOG} (through _resolve); the key arrives as text, converted by the caller's own statement",
+        CREDENTIAL),
+    "pgmodels._rollout_flush()": (
+        "no arguments; inserts into rollout_predictions (catalog) the answers pgmodels' own scoring code put in "
+        "the backend's PL/Python memory, all of built-in types",
+        "writes only what this backend's scoring code recorded: nothing a caller hands it"),
+    "pgmodels._outcomes_register(text,text,oid,text,text,text)": (
+        f"{CATALOG}; the outcome relation {THROUGH_CATALOG}", OWNER),
+    "pgmodels._rollout_evidence(text,bigint)": (
+        f"{CATALOG}; the outcome relation {THROUGH_CATALOG} (format_type); the outcomes themselves are read by the "
+        "invoker report code as the caller", OWNER),
+    "pgmodels._rollout_purge(text,bigint)": (f"{CATALOG}; {BUILTIN_ARGS}", OWNER),
     # made at run time by create_stream (sql/076_stream_internal.sql, _stream_capture_define)
     "pgmodels.stream_{id}_capture()": (
         "a trigger on the stream's table: first _stream_capture_check (the key column must be of a built-in "

@@ -249,6 +249,28 @@ PUBLIC_INTERNALS = {
     "pgmodels._explain_batch(text,bigint,bytea,jsonb,integer,text,double precision,boolean)",
     # add_consumer(..., outputs)'s core, as the caller: it checks EXECUTE on add_consumer() itself
     "pgmodels._add_consumer_outputs(text,text,text,text[],text,text,text,boolean,integer)",
+    # rollouts (sql/127-129): the gate with routing (checks EXECUTE on the three-argument
+    # form too); the keyed cores, which answer only from what the gate loaded; the cores of
+    # the user's functions, which check the credential and ownership; the writer, which
+    # writes only what this backend's scoring code recorded; a key's share (arithmetic);
+    # the report and evaluation cores, which run as the caller
+    "pgmodels._lookup(text,bigint,text,boolean)",
+    "pgmodels._predict(text,bigint,double precision[],double precision,boolean,text)",
+    "pgmodels._predict(text,bigint,real[],double precision,boolean,text)",
+    "pgmodels._predict(text,bigint,jsonb,double precision,boolean,text)",
+    "pgmodels._predict_proba(text,bigint,double precision[],double precision,boolean,text)",
+    "pgmodels._predict_proba(text,bigint,real[],double precision,boolean,text)",
+    "pgmodels._predict_proba(text,bigint,jsonb,double precision,boolean,text)",
+    "pgmodels._predict_label(text,bigint,double precision[],double precision,boolean,text)",
+    "pgmodels._predict_label(text,bigint,real[],double precision,boolean,text)",
+    "pgmodels._predict_label(text,bigint,jsonb,double precision,boolean,text)",
+    "pgmodels._score_rows(text,bigint,bytea,text[],text[],double precision,boolean,text[],text)",
+    "pgmodels._rollout_start(text,text,bigint,text,real,jsonb)", "pgmodels._rollout_alter(text,bigint,text,real,jsonb)",
+    "pgmodels._rollout_decide(text,bigint,text,boolean,text,jsonb)", "pgmodels._rollout_version(text,text,text)",
+    "pgmodels._rollout_flush()", "pgmodels._rollout_share(bigint,text)",
+    "pgmodels._rollout_report(bigint)", "pgmodels._evaluate_rollout(bigint)",
+    "pgmodels._outcomes_register(text,text,oid,text,text,text)", "pgmodels._rollout_evidence(text,bigint)",
+    "pgmodels._rollout_purge(text,bigint)",
 }
 
 
