@@ -256,3 +256,52 @@ def waterfall(base: float, steps: list[tuple[str, str | None, float]], title: st
 def _axis_line(lo: float, hi: float, x, height: int) -> str:
     return "".join(f'<text class="tick" x="{x(v):.1f}" y="{height - 4}" text-anchor="middle">{_fmt(v)}</text>'
                    for v in (lo, (lo + hi) / 2, hi))
+
+
+def intervals(series: dict[str, list[tuple[str, float | None, float | None, float | None]]], title: str = "") -> str:
+    """A metric per evaluation for each version of a rollout: one point per (label, value,
+    low, high), its interval drawn as a vertical bar; each series has its own class
+    (champion, candidate), the two offset a little so their bars do not overlap."""
+    values = [v for points in series.values() for _, *vs in points for v in vs if v is not None]
+    if not values:
+        return _frame('<text class="empty" x="20" y="90">no evaluation with outcomes yet</text>', "intervals", title)
+    lo, hi = min(values), max(values)
+    if lo == hi:
+        lo, hi = lo - 0.05, hi + 0.05
+    n = max(len(points) for points in series.values())
+    x = _scale(0, max(n - 1, 1), PAD + 16, W - 24)
+    y = _scale(lo, hi, H - 26, 12)
+    body = [_axis(lo, hi, y, W)]
+    labels = next(iter(series.values()))
+    shown = _every(n, W - PAD - 40, 64)
+    for i, (label, *_rest) in enumerate(labels):
+        if i in shown:
+            body.append(f'<text class="tick" x="{x(i):.1f}" y="{H - 8}" text-anchor="middle">'
+                        f'{escape(str(label))}</text>')
+    for k, (name, points) in enumerate(series.items()):
+        dx = (k - (len(series) - 1) / 2) * 6
+        path = " ".join(f"{x(i) + dx:.1f},{y(v):.1f}" for i, (_, v, _l, _h) in enumerate(points) if v is not None)
+        body.append(f'<polyline class="series {escape(name)}" points="{path}"/>')
+        for i, (label, v, low, high) in enumerate(points):
+            if v is None:
+                continue
+            if low is not None and high is not None:
+                body.append(f'<line class="interval {escape(name)}" x1="{x(i) + dx:.1f}" x2="{x(i) + dx:.1f}" '
+                            f'y1="{y(low):.1f}" y2="{y(high):.1f}"/>')
+            span = f" [{_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else ""
+            body.append(f'<circle class="point {escape(name)}" cx="{x(i) + dx:.1f}" cy="{y(v):.1f}" r="4">'
+                        f'<title>{escape(name)} at {escape(str(label))}: {_fmt(v)}{span}</title></circle>')
+    return _frame("".join(body), "intervals", title)
+
+
+def shares(parts: list[tuple[str, str, float]], title: str = "") -> str:
+    """Who answers which share of keys: one stacked bar of (class, label, share) parts."""
+    body, x0, room = [], 10.0, W - 20
+    for cls, label, share in parts:
+        w = room * max(share, 0.0)
+        body.append(f'<rect class="share {escape(cls)}" x="{x0:.1f}" y="8" width="{w:.1f}" height="22">'
+                    f'<title>{escape(label)}: {share:.0%}</title></rect>')
+        if w > 90:
+            body.append(f'<text class="tick share-label" x="{x0 + 6:.1f}" y="23">{escape(label)} {share:.0%}</text>')
+        x0 += w
+    return _frame("".join(body), "shares", title, height=40)

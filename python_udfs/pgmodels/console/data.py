@@ -18,7 +18,10 @@ SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.project, o.version), '[]')
           FROM (SELECT consumer, stream, project, events_processed, events_pending FROM pgmodels.stream_consumers) c),
        (SELECT coalesce(jsonb_agg(r ORDER BY r.project), '[]')
           FROM (SELECT DISTINCT ON (project) project, id, status, drifted, created_at
-                  FROM pgmodels.drift_reports ORDER BY project, id DESC) r)
+                  FROM pgmodels.drift_reports ORDER BY project, id DESC) r),
+       (SELECT coalesce(jsonb_agg(r ORDER BY r.id), '[]')
+          FROM (SELECT id, project, champion_version, candidate_version, mode, fraction, status, last_decision
+                  FROM pgmodels.rollouts WHERE status = 'active') r)
 """
 
 PROJECT = """
@@ -33,7 +36,10 @@ SELECT (SELECT coalesce(jsonb_agg(o ORDER BY o.version), '[]')
        (SELECT coalesce(jsonb_agg(f ORDER BY f.report_id), '[]')
           FROM (SELECT report_id, feature, psi, status FROM pgmodels.drift_report_features
                  WHERE project = %(p)s AND report_id > (SELECT coalesce(max(id), 0) - 50 FROM pgmodels.drift_reports
-                                                         WHERE project = %(p)s)) f)
+                                                         WHERE project = %(p)s)) f),
+       (SELECT coalesce(jsonb_agg(r ORDER BY r.id DESC), '[]')
+          FROM (SELECT id, champion_version, candidate_version, mode, fraction, status, started_at, ended_at,
+                       last_decision, last_reason FROM pgmodels.rollouts WHERE project = %(p)s) r)
 """
 
 # model_lineage() as its body (the console's statements see pg_catalog and qualified names
@@ -84,6 +90,26 @@ SELECT (SELECT coalesce(jsonb_agg(c ORDER BY c.consumer), '[]')
        (SELECT coalesce(jsonb_agg(d ORDER BY d.failed_at DESC), '[]')
           FROM (SELECT consumer, event_id, event_key, error, error_sqlstate, failed_at
                   FROM pgmodels.stream_dead_letters ORDER BY failed_at DESC LIMIT 50) d)
+"""
+
+
+# pgmodels.rollouts and pgmodels.rollout_decisions: every rollout of the projects the
+# viewer's role may use, and one rollout with each of its starts, changes and evaluations
+ROLLOUTS = """
+SELECT (SELECT coalesce(jsonb_agg(r ORDER BY r.id DESC), '[]')
+          FROM (SELECT id, project, champion_id, champion_version, candidate_id, candidate_version, mode, fraction,
+                       status, rule, started_by, started_at, ended_at, last_decision, last_reason, decided_at,
+                       last_report FROM pgmodels.rollouts) r)
+"""
+
+ROLLOUT = """
+SELECT (SELECT to_jsonb(r) FROM (SELECT id, project, champion_id, champion_version, candidate_id, candidate_version,
+                                        mode, fraction, status, rule, started_by, started_at, ended_at, last_decision,
+                                        last_reason, decided_at, last_report
+                                   FROM pgmodels.rollouts WHERE id = %(id)s) r),
+       (SELECT coalesce(jsonb_agg(d ORDER BY d.at), '[]')
+          FROM (SELECT at, action, automatic, reason, numbers, by_role FROM pgmodels.rollout_decisions
+                 WHERE rollout_id = %(id)s) d)
 """
 
 

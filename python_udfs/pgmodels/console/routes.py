@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..proxy.errors import ProxyError
@@ -43,6 +43,15 @@ def _page(template: str, status: int = 200, **context) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
+def _wants_json(request: Request) -> bool:
+    """?format=json: a page's data as JSON, the same the HTML is rendered from."""
+    return request.query_params.get("format") == "json"
+
+
+def _json(body) -> JSONResponse:
+    return JSONResponse(json.loads(json.dumps(body, default=str)), headers=HEADERS)
+
+
 def routes(backend) -> list[Route]:
     async def viewer(request: Request) -> str:
         header = request.headers.get("authorization")
@@ -61,7 +70,7 @@ def routes(backend) -> list[Route]:
         return endpoint
 
     async def index(request: Request, role: str) -> Response:
-        versions, jobs, consumers, reports = await data.fetch(backend, role, data.INDEX)
+        versions, jobs, consumers, reports, rollouts = await data.fetch(backend, role, data.INDEX)
         projects = {}
         for v in versions:
             p = projects.setdefault(v["project"], {"name": v["project"], "task": v["task"], "versions": []})
@@ -74,11 +83,12 @@ def routes(backend) -> list[Route]:
             deployed = next((i for i, v in enumerate(p["versions"]) if v["deployed"]), None)
             p["chart"] = charts.line(points, highlight=deployed, title=f"{p['name']}: key metric by version")
             p["drift"] = drift.get(p["name"])
+            p["rollouts"] = [r for r in rollouts if r["project"] == p["name"]]
         return _page("index.html", role=role, projects=list(projects.values()), jobs=jobs, consumers=consumers)
 
     async def project(request: Request, role: str) -> Response:
         name = request.path_params["name"]
-        versions, history, report, features = await data.fetch(backend, role, data.PROJECT, p=name)
+        versions, history, report, features, rollouts = await data.fetch(backend, role, data.PROJECT, p=name)
         if not versions:
             raise ProxyError(404, f'no project "{name}" that role "{role}" may use')
         index = {v["version"]: i for i, v in enumerate(versions)}
@@ -101,7 +111,7 @@ def routes(backend) -> list[Route]:
             why_not = None if compares else _why_no_compares(profile)
         return _page("project.html", role=role, name=name, versions=versions, history=history[::-1][:30],
                      chart=chart, metric=metric, report=report, psi_charts=psi_charts, compares=compares,
-                     why_not=why_not)
+                     why_not=why_not, rollouts=rollouts)
 
     async def version(request: Request, role: str) -> Response:
         name, wanted = request.path_params["name"], request.path_params["version"]
@@ -174,6 +184,26 @@ def routes(backend) -> list[Route]:
             c["lag"] = charts.timeseries(lag, f"{c['consumer']}: events pending", "minutes ago")
         return _page("streams.html", role=role, consumers=consumers, dead=dead)
 
+    async def rollouts(request: Request, role: str) -> Response:
+        rows = (await data.fetch(backend, role, data.ROLLOUTS))[0]
+        for r in rows:
+            r["versions"] = (r.get("last_report") or {}).get("versions") or []
+        if _wants_json(request):
+            return _json({"rollouts": rows})
+        return _page("rollouts.html", role=role, rollouts=rows)
+
+    async def rollout(request: Request, role: str) -> Response:
+        wanted = request.path_params["id"]
+        if not wanted.isdigit() or len(wanted) > 18:
+            raise ProxyError(404, f"no rollout {wanted}")
+        ro, decisions = await data.fetch(backend, role, data.ROLLOUT, id=int(wanted))
+        if ro is None:
+            raise ProxyError(404, f'no rollout {wanted} of a project that role "{role}" may use')
+        view = rollout_view(ro, decisions)
+        if _wants_json(request):
+            return _json({"rollout": ro, "decisions": decisions, **{k: view[k] for k in ("side", "series", "shares")}})
+        return _page("rollout.html", role=role, ro=ro, decisions=decisions[::-1], **view)
+
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return _page("login.html", role=None, error=None)
@@ -210,10 +240,46 @@ def routes(backend) -> list[Route]:
             Route("/console/projects/{name}/versions/{version}", page(version), methods=["GET"]),
             Route("/console/projects/{name}/explain", page(explain), methods=["GET"]),
             Route("/console/batch", page(batch), methods=["GET"]),
+            Route("/console/rollouts", page(rollouts), methods=["GET"]),
+            Route("/console/rollouts/{id}", page(rollout), methods=["GET"]),
             Route("/console/streams", page(streams), methods=["GET"]),
             Route("/console/login", login, methods=["GET", "POST"]),
             Route("/console/logout", logout, methods=["GET", "POST"]),
             Route("/console/static/console.css", css, methods=["GET"])]
+
+
+def rollout_shares(mode: str, fraction: float | None) -> list[tuple[str, str, float]]:
+    """Who answers which share of keys: in shadow the champion answers every key (the
+    candidate scores them all beside it); in a canary the candidate answers keys whose
+    share is below the fraction f, the control group [f, 2f) is the champion's answers
+    compared with it, and the champion answers the rest."""
+    if mode != "canary" or fraction is None:
+        return [("champion", "champion answers (candidate in shadow)", 1.0)]
+    f = float(fraction)
+    return [("candidate", "candidate", f), ("control", "control", min(f, 1.0 - f)),
+            ("champion", "champion", max(1.0 - 2 * f, 0.0))]
+
+
+def rollout_view(ro: dict, decisions: list[dict]) -> dict:
+    """What the rollout page shows, from pgmodels.rollouts and pgmodels.rollout_decisions:
+    both versions side by side (the last evaluation), the metric of each evaluation with its
+    interval, and the shares."""
+    versions = (ro.get("last_report") or {}).get("versions") or []
+    side = [{"role": "champion" if v["role"] == "champion" else "candidate", **v} for v in versions]
+    evaluations = [d for d in decisions if isinstance(d.get("numbers"), dict) and d["numbers"].get("versions")]
+    series: dict[str, list] = {"champion": [], "candidate": []}
+    for d in evaluations:
+        label = str(d["at"])[11:19]
+        for v in d["numbers"]["versions"]:
+            key = "champion" if v["role"] == "champion" else "candidate"
+            series[key].append((label, v.get("value"), v.get("ci_low"), v.get("ci_high")))
+    metric = (ro.get("rule") or {}).get("metric", "metric")
+    chart = charts.intervals(series, f"{metric} of each version at each evaluation, with its interval")
+    share = rollout_shares(ro["mode"], ro.get("fraction"))
+    return {"side": side, "series": series, "shares": share, "chart": chart, "metric": metric,
+            "evaluations": len(evaluations),
+            "share_chart": charts.shares(share, f"who answers which keys: {ro['mode']}"
+                                                + (f" at {ro['fraction']}" if ro.get("fraction") else ""))}
 
 
 def _probability(what: str, total: float) -> float | None:
