@@ -4,8 +4,9 @@ A chunk is the next ``chunk_rows`` rows of the source in scoring order (the key,
 an incremental run the incremental column and then the key) after the last committed
 row. The statement aggregates the chunk's features into one rows x features real[]
 (and text[] for text features), scores it with one call of pgmodels._score_rows (one
-model run), zips the answers with the keys and upserts them into the output table, and
-returns how many rows it wrote and where it stopped.
+model run; with a rollout, routed by the chunk's keys as text), zips the answers with
+the keys and upserts them into the output table, and returns how many rows it wrote
+and where it stopped.
 
 Every name in the SQL is quoted from the catalog; every value travels as a parameter.
 """
@@ -157,11 +158,15 @@ def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: 
                                " : (u.i * (sc.s).classes)::integer]"}
     target = ", ".join([k] + cols + ["model_id", "model_version", "scored_at", "run_id"])
     select = ", ".join(["u.k"] + [values[c] for c in cols]
-                       + ["(sc.s).model_id", "(sc.s).model_version", "pg_catalog.now()", "$7"])
+                       + ["coalesce((sc.s).model_ids[u.i::integer], (sc.s).model_id)",
+                          "coalesce((sc.s).model_versions[u.i::integer], (sc.s).model_version)", "pg_catalog.now()", "$7"])
     update = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols + ["model_id", "model_version", "scored_at", "run_id"])
 
-    # the model for this statement, and with contributions its explainer (explain privilege)
-    loaded = "pgmodels._lookup('', $5, pgmodels._credential())"
+    # the model for this statement, and with contributions its explainer (explain privilege);
+    # routed: while the job's model is the champion of its project's active rollout, each
+    # row is answered by the version its key is assigned (rollout/route.py), named per row
+    # in model_ids/model_versions (NULL without a rollout: the scalar model_id is every row's)
+    loaded = "pgmodels._lookup('', $5, pgmodels._credential(), true)"
     if "contributions" in outputs:
         loaded = f"({loaded} AND pgmodels._explain_lookup('', $5, pgmodels._credential()))"
 
@@ -181,10 +186,11 @@ agg AS (
     SELECT pg_catalog.array_agg(c.k ORDER BY {corder}) AS keys,
            {'pg_catalog.array_send(pg_catalog.array_agg(c.x ORDER BY ' + corder + '))' if numeric else 'NULL::bytea'} AS x,
            {'pg_catalog.array_agg(c.t ORDER BY ' + corder + ')' if texts else 'NULL::text[]'} AS t,
+           pg_catalog.array_agg(c.k::text ORDER BY {corder}) AS routing,
            pg_catalog.count(*) AS n
       FROM chunk c),
 scored AS (
-    SELECT a.keys, pgmodels._score_rows('', $5, a.x, a.t, $6, pgmodels._stamp(), {loaded}) AS s
+    SELECT a.keys, pgmodels._score_rows('', $5, a.x, a.t, $6, pgmodels._stamp(), {loaded}, a.routing, 'batch') AS s
       FROM agg a WHERE a.n > 0),
 written AS (
     INSERT INTO {out.qualified} AS o ({target})

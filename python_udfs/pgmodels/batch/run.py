@@ -32,6 +32,7 @@ import plpy
 from .._plpy import query, udf
 from ..errors import INTERNAL_ERROR, PgmodelsError
 from .. import progress, relations
+from ..rollout import record
 from . import plan
 from .jobs import serving_model
 
@@ -163,6 +164,7 @@ def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
             cursor = (r["last_key"], r["last_value"])
             query("SELECT pgmodels._batch_run_chunk(pgmodels._credential(), $1, $2, $3, $4)",
                   [run_id, r["written"], cursor[0], cursor[1]], ["bigint", "bigint", "text", "text"])
+            record.flush()  # a rollout's answers the chunk could not write itself, with the chunk
             plpy.commit()
             if r["n"] < job.chunk_rows:
                 break

@@ -30,6 +30,8 @@ from .. import progress, relations
 from .._plpy import query, quote_ident as qi, udf
 from ..batch.plan import ServedModel, parts
 from ..errors import PgmodelsError
+from ..rollout import record
+from ..rollout.route import score_block
 from ..serving import cache, vectorized
 from ..serving.runtime import FLOAT32_MAX, Model
 from .consumers import sources_of_features
@@ -39,17 +41,19 @@ _inserts: dict[tuple, object] = {}  # per output table: the statement that write
 INSERT = """
 INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
                    predicted_at, delivery)
-SELECT u.i, CAST(u.k AS {key}), u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
-       u.t, pg_catalog.now(), $8 + u.o
+SELECT u.i, CAST(u.k AS {key}), u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l,
+       $6[u.o::integer], $7[u.o::integer], u.t, pg_catalog.now(), $8 + u.o
   FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
                   pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[])) WITH ORDINALITY AS u(i, k, p, l, t, o)"""
-INSERT_TYPES = ["bigint[]", "text[]", "real[]", "integer", "real[]", "bigint", "integer", "bigint", "text[]", "text[]"]
+# $6, $7: each event's model id and version (a rollout answers some by its candidate)
+INSERT_TYPES = ["bigint[]", "text[]", "real[]", "integer", "real[]", "bigint[]", "integer[]", "bigint", "text[]",
+                "text[]"]
 # an output table with a contributions column (add_consumer(..., outputs => ARRAY['contributions']))
 INSERT_CONTRIBUTIONS = """
 INSERT INTO {out} (event_id, key, prediction, probabilities, label, model_id, model_version, event_time,
                    predicted_at, delivery, contributions)
-SELECT u.i, CAST(u.k AS {key}), u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l, $6, $7,
-       u.t, pg_catalog.now(), $8 + u.o, u.c
+SELECT u.i, CAST(u.k AS {key}), u.p, CASE WHEN $4 > 0 THEN $3[((u.o - 1) * $4 + 1)::integer : (u.o * $4)::integer] END, u.l,
+       $6[u.o::integer], $7[u.o::integer], u.t, pg_catalog.now(), $8 + u.o, u.c
   FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($5::real[]),
                   pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::timestamptz[]), pg_catalog.unnest($11::jsonb[]))
        WITH ORDINALITY AS u(i, k, p, l, t, c, o)"""
@@ -274,11 +278,17 @@ def process(consumer_name: str, max_events: int) -> int:
         X = np.array([[math.nan if v is None else v for v in r["x"]] for r, _ in good], dtype=np.float32) \
             if numeric_names else np.zeros((len(good), 0), dtype=np.float32)
         T = np.array([["" if v is None else v for v in r["t"]] for r, _ in good], dtype=object) if text_names else None
-        out = vectorized.answers(model, vectorized.feed_arrays(model, X, T), len(good),
-                                 ["prediction", "label", "probabilities"] if model.task == "classification"
-                                 else ["prediction"])
+        outputs = ["prediction", "label", "probabilities"] if model.task == "classification" else ["prediction"]
         if _wants_contributions(c["output"]):
+            # contributions are the deployed model's explanation: with them the champion
+            # answers every event (not routed), as _score_rows does for a batch job
+            out = vectorized.answers(model, vectorized.feed_arrays(model, X, T), len(good), outputs)
             out.update(vectorized.contributions(model, _explainer(c["project"], model), X, T))
+        else:
+            # routed by the event's key while the project has an active rollout (_lookup
+            # registered it for this statement); without one, the deployed model's answers
+            out = score_block(model, cache.route_for(c["project"], loaded["s"]), X, T, outputs,
+                              [r["ev_key"] for r, _ in good], "stream")
     # the position and the counters: the delivery numbers come with the consumer's row
     # lock (this transaction writes the predictions too, so both or neither happen)
     delivered = _advance(c, last, n < max_events, len(good), len(bad))
@@ -294,10 +304,12 @@ def process(consumer_name: str, max_events: int) -> int:
                 INSERT_TYPES + (["jsonb[]"] if explained else []))
         plpy.execute(insert, [[r["ev_id"] for r, _ in good], [r["ev_key"] for r, _ in good],
                               probabilities.reshape(-1).tolist() if classes else None, classes,
-                              out["prediction"], model.id, model.version, delivered, out.get("label"),
+                              out["prediction"], out.get("model_ids") or [model.id] * len(good),
+                              out.get("model_versions") or [model.version] * len(good), delivered, out.get("label"),
                               [r["ev_time"] for r, _ in good]]
                      + ([[json.dumps(d) for d in out["contributions"]]] if explained else []))
         delivered += len(good)
+        record.flush()  # the rollout's answers, in this transaction with the predictions
     if bad:
         ids = [r["ev_id"] for r, _ in bad]
         payload = {e["ev_id"]: e["j"] for e in query(
