@@ -4434,6 +4434,104 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._edge_current(text, text) IS 'internal: the deployed model id, version, served artifact sha256, signing key id and deployment number of a project, for a role with the export privilege (pgmodels serve''s bundle cache key)';
 
+-- Edge devices under a canary rollout (sql/127_rollouts.sql): a device that names itself
+-- (pgmodels serve's bundle route, ?device_id=) is handed the candidate's bundle when its
+-- share of the rollout, pgmodels._rollout_share(rollout id, device id) (the hash every
+-- mode routes keys by), is below the fraction, and the deployed model's otherwise, in
+-- shadow, or when the deployed model is no longer the rollout's champion. Both carry the
+-- number of the deployment the rollout runs on: a canary device takes the candidate's
+-- bundle and, after an abort, the champion's again (the same number, which devices
+-- accept); a promote is a new deployment and reaches every device. The owner reads the
+-- catalog: only the definer cores below call it.
+CREATE OR REPLACE FUNCTION pgmodels._edge_assigned(project_name text, device text, OUT model_id bigint,
+                                                   OUT deployment bigint, OUT rollout_id bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    candidate bigint;
+BEGIN
+    SELECT d.model_id, d.id INTO model_id, deployment
+      FROM pgmodels.deployments d JOIN pgmodels.projects p ON p.id = d.project_id
+     WHERE p.name = project_name ORDER BY d.id DESC LIMIT 1;
+    IF device IS NULL OR model_id IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT r.id, r.candidate_id INTO rollout_id, candidate
+      FROM pgmodels.rollout_runs r JOIN pgmodels.projects p ON p.id = r.project_id
+     WHERE p.name = project_name AND r.status = 'active' AND r.mode = 'canary'
+       AND r.champion_id = _edge_assigned.model_id
+       AND pgmodels._rollout_share(r.id, device) < r.fraction;
+    IF rollout_id IS NOT NULL THEN
+        model_id := candidate;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._edge_assigned(text, text) IS 'internal: the model a device gets (the canary candidate for the devices whose share of the project''s active canary rollout is below its fraction, else the deployed one), the deployment number its bundle carries, and the rollout that chose the candidate (NULL otherwise)';
+
+-- _edge_current for a device: what its bundle would be, for a role with the export
+-- privilege. Definer: reads the catalog.
+CREATE OR REPLACE FUNCTION pgmodels._edge_current(project_name text, credential text, device text)
+RETURNS TABLE (model_id bigint, version integer, artifact_sha256 text, key_id text, deployment bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a record;
+    caller oid;
+    served pgmodels.served_model;
+BEGIN
+    SELECT * INTO a FROM pgmodels._edge_assigned(project_name, device);
+    IF a.rollout_id IS NULL THEN
+        RETURN QUERY SELECT * FROM pgmodels._edge_current(project_name, credential);
+        RETURN;
+    END IF;
+    caller := pgmodels._verify_caller(credential);
+    IF NOT has_function_privilege(caller, 'pgmodels._lookup(text, bigint, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function _lookup' USING ERRCODE = '42501',
+            DETAIL = 'The administrator has turned predicting and exporting off for this role.';
+    END IF;
+    served := pgmodels._resolve(project_name, a.model_id, caller, 'export', false);
+    RETURN QUERY SELECT served.id, served.version, encode(served.artifact_sha256, 'hex'),
+        (SELECT left(encode(sha256(k.public_key), 'hex'), 16) FROM pgmodels.edge_signing_key k WHERE k.id = 1),
+        a.deployment;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._edge_current(text, text, text) IS 'internal: _edge_current for a device id: the canary candidate''s model id, version, sha256, key id and the deployment number while the device is in the project''s canary share, else the deployed model''s (pgmodels serve''s bundle cache key)';
+
+-- The bundle for a device: the canary candidate's, signed and numbered with the
+-- deployment the rollout runs on, for a device in the canary share; the deployed model's
+-- (export_bundle's) otherwise. Definer: as _export_bundle, whose checks it makes.
+CREATE OR REPLACE FUNCTION pgmodels._export_device_bundle(project_name text, device text, credential text)
+RETURNS bytea
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a record;
+    artifact bytea;
+    served pgmodels.served_model;
+    m pgmodels.models;
+    bundle bytea;
+BEGIN
+    IF project_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO a FROM pgmodels._edge_assigned(project_name, device);
+    IF a.rollout_id IS NULL THEN
+        RETURN pgmodels._export_bundle(project_name, NULL, NULL, NULL, credential);
+    END IF;
+    -- every check of export_onnx: privilege, master switch, project, runtime, sha256
+    artifact := pgmodels._export(project_name, a.model_id, credential);
+    served := pgmodels._resolve(project_name, a.model_id, pgmodels._verify_caller(credential), 'export');
+    SELECT * INTO m FROM pgmodels.models WHERE id = served.id;
+    bundle := pgmodels._edge_build(served, m.metrics, to_char(m.trained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                   (pgmodels._edge_key()).seed, NULL, NULL, a.deployment);
+    IF bundle IS NULL THEN
+        PERFORM pgmodels._raise_pending(NULL::integer);
+    END IF;
+    RETURN bundle;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._export_device_bundle(text, text, text) IS 'internal: the signed bundle pgmodels serve hands a device: the canary candidate''s (numbered with the deployment the rollout runs on) for a device in the project''s canary share, else the deployed model''s; the checks of export_bundle()';
+
 -- Grants. PUBLIC keeps: the user-facing functions above (export_bundle and
 -- edge_bundle_options check the export privilege themselves; edge_public_key gives out
 -- the public half only), _check_rows (an invoker function: the caller's own rights), and
@@ -4448,13 +4546,18 @@ REVOKE EXECUTE ON FUNCTION
     pgmodels._export_bundle(text, bigint, text, jsonb, text),
     pgmodels._edge_options(text, bigint, jsonb, text),
     pgmodels._check_rows(regclass),
-    pgmodels._edge_current(text, text)
+    pgmodels._edge_current(text, text),
+    pgmodels._edge_assigned(text, text),
+    pgmodels._edge_current(text, text, text),
+    pgmodels._export_device_bundle(text, text, text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- check the caller's credential and export privilege themselves
     pgmodels._export_bundle(text, bigint, text, jsonb, text),
     pgmodels._edge_options(text, bigint, jsonb, text),
     pgmodels._edge_current(text, text),
+    pgmodels._edge_current(text, text, text),
+    pgmodels._export_device_bundle(text, text, text),
     -- reads a relation with the caller's own rights
     pgmodels._check_rows(regclass)
 TO PUBLIC;

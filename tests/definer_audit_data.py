@@ -197,6 +197,12 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         CREDENTIAL),
     "pgmodels._edge_current(text,text)": (f"{CATALOG} (models, deployments, edge_signing_key's public half)",
                                           CREDENTIAL),
+    "pgmodels._edge_current(text,text,text)": (
+        f"{CATALOG} (models, deployments, rollout_runs, edge_signing_key's public half); the device id is only "
+        "hashed (_rollout_share, SQL)", CREDENTIAL),
+    "pgmodels._export_device_bundle(text,text,text)": (
+        f"{CATALOG} (deployments, rollout_runs), then as _export_bundle: _export, _resolve and _edge_build "
+        "(PL/Python, no query); the device id is only hashed (_rollout_share, SQL)", CREDENTIAL),
     # sql/120_families.sql
     "pgmodels._snapshot_create(oid,oid,text)": (
         f"the caller's relation: {THROUGH_CATALOG}; reads only the caller's own temporary copy (ONLY), refused "

@@ -178,6 +178,8 @@ PUBLIC_INTERNALS = {
     # credential and export privilege (the signing key's functions are not PUBLIC's)
     "pgmodels._export_bundle(text,bigint,text,jsonb,text)", "pgmodels._edge_current(text,text)",
     "pgmodels._edge_options(text,bigint,jsonb,text)", "pgmodels._check_rows(regclass)",
+    # and their forms for a device id (the canary's candidate for the devices in its share)
+    "pgmodels._edge_current(text,text,text)", "pgmodels._export_device_bundle(text,text,text)",
     # request-response serving: cores that check the caller's credential, the token lookup
     "pgmodels._create_api_token(name,text)", "pgmodels._revoke_api_token(bigint,text,text)",
     "pgmodels._may_manage_tokens(oid,oid)", "pgmodels._api_token_role(text)",

@@ -89,8 +89,12 @@ class Device:
     """A device's model directory, synced from one bundle URL."""
 
     def __init__(self, directory: str, public_key=None, url: str | None = None, token: str | None = None,
-                 timeout: float = 10.0, project: str | None = None, max_bytes: int = bundle.MAX_BYTES):
+                 timeout: float = 10.0, project: str | None = None, max_bytes: int = bundle.MAX_BYTES,
+                 device_id: str | None = None):
         self.directory = os.path.abspath(directory)
+        # sent as ?device_id=: while the project runs a canary rollout, pgmodels serve hands
+        # the candidate's bundle to the devices in its share (by this id)
+        self.device_id = device_id
         self.public_key = bundle.parse_public_key(public_key)
         self.url, self.token, self.timeout, self.max_bytes = url, token, timeout, max_bytes
         # the project this device runs: given, or named by the bundle URL's path
@@ -197,6 +201,9 @@ class Device:
             raise EdgeError("sync needs the project this device runs",
                             detail=f"The URL {url} does not name one (/v2/models/{{name}}/bundle).",
                             hint="Pass project= to Device(), or --project on the command line.")
+        if self.device_id is not None:
+            url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(
+                {"device_id": self.device_id})
         headers = {"Accept": "application/zip"}
         if self.model is not None and self.model.etag:
             headers["If-None-Match"] = f'"{self.model.etag}"'

@@ -19,6 +19,15 @@ it is cached under the key its own manifest gives. Equal keys
 give equal bundles (the manifest has no timestamps of its own and Ed25519 signs
 deterministically), so the cache only saves the build.
 
+A device may name itself: ``?device_id=<id>``. While the project has an active canary
+rollout (sql/127_rollouts.sql), the devices whose share of it, sha256('<rollout id>:<device
+id>') as every mode hashes a key (pgmodels._rollout_share, rollout_version()), is below the
+fraction get the candidate's signed bundle, numbered with the deployment the rollout runs
+on; the others, and every device without an id, get the deployed model's. An abort hands
+the canary devices the champion's bundle again (same deployment number, which devices
+accept), a promote is a new deployment that reaches every device. The cache key is the
+one above (the candidate's model id and sha256 tell its bundle apart).
+
 Browsers fetch bundles from other origins (the web app's): the bundle routes answer CORS
 preflights and allow any origin. That gives a page nothing its token would not: requests
 carry a bearer token, never a cookie, so a page without the token gets 401.
@@ -46,6 +55,11 @@ log = logging.getLogger("pgmodels.serve")
 _CURRENT = "SELECT * FROM pgmodels._edge_current(%(name)s, pgmodels._credential())"
 _EXPORT = ("SELECT coalesce(pgmodels._export_bundle(%(name)s, NULL, NULL, NULL, pgmodels._credential()), "
            "pgmodels._raise_pending(NULL::bytea))")
+# a device that names itself (?device_id=): the canary's candidate for the devices in its share
+_DEVICE_CURRENT = "SELECT * FROM pgmodels._edge_current(%(name)s, pgmodels._credential(), %(device)s)"
+_DEVICE_EXPORT = ("SELECT coalesce(pgmodels._export_device_bundle(%(name)s, %(device)s, pgmodels._credential()), "
+                  "pgmodels._raise_pending(NULL::bytea))")
+MAX_DEVICE_ID = 200
 CACHE_SIZE = 64
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "ETag",
         "Access-Control-Allow-Headers": "Authorization, If-None-Match", "Access-Control-Allow-Methods": "GET",
@@ -63,12 +77,13 @@ def routes(backend: Backend) -> list[Route]:
     # (project, model id, served sha256, key id, deployment) -> bundle
     cache: dict[tuple, tuple[bytes, str, dict]] = {}
 
-    async def current(role: str, name: str) -> tuple[bytes, str, dict]:
-        rows = await backend.run(role, _CURRENT, {"name": name})
+    async def current(role: str, name: str, device: str | None) -> tuple[bytes, str, dict]:
+        params = {"name": name} if device is None else {"name": name, "device": device}
+        rows = await backend.run(role, _CURRENT if device is None else _DEVICE_CURRENT, params)
         model_id, _version, served_sha, key_id, deployment = rows[0]
         hit = cache.get((name, model_id, served_sha, key_id, deployment))
         if hit is None:
-            data = bytes((await backend.run(role, _EXPORT, {"name": name}))[0][0])
+            data = bytes((await backend.run(role, _EXPORT if device is None else _DEVICE_EXPORT, params))[0][0])
             with zipfile.ZipFile(io.BytesIO(data)) as z:
                 manifest, signature = z.read("manifest.json"), z.read("manifest.sig")
             etag = hashlib.sha256(manifest).hexdigest()
@@ -88,7 +103,10 @@ def routes(backend: Backend) -> list[Route]:
         started, status = time.perf_counter(), 200
         try:
             role = await backend.role_for(request.headers.get("authorization"))
-            data, etag, parts = await current(role, name)
+            device = request.query_params.get("device_id")
+            if device is not None and not (0 < len(device) <= MAX_DEVICE_ID and device.isprintable()):
+                raise ProxyError(400, f"\"device_id\" must be 1 to {MAX_DEVICE_ID} printable characters")
+            data, etag, parts = await current(role, name, device)
             headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache", **CORS}
             if _matches(request.headers.get("if-none-match"), etag):
                 status = 304

@@ -269,8 +269,10 @@ class Backend:
             missing = [work.keys[i] for i, r in enumerate(rows) if not r[1]]
             if missing:
                 raise ProxyError(404, f"no features stored under key {missing[0]} for model \"{model.name}\"")
-        version = rows[0][0] if rows and rows[0][0] is not None else v["version"]
         outputs, parameters = [], {}
+        version, split = answered_version([r[0] for r in rows if r[1] and r[0] is not None], v["version"])
+        if split is not None:
+            parameters[None] = {"model_versions": split}
         for j, name in enumerate(wanted):
             column = [r[2 + j] for r in rows]
             if any(c is None for c in column):
@@ -287,6 +289,22 @@ class Backend:
                 outputs.append(("label", "BYTES", [n_rows], list(column)))
         answered = next((x["model_id"] for x in model.versions if str(x["version"]) == str(version)), v["model_id"])
         return InferAnswer(model.name, int(version), req.id, outputs, parameters), answered
+
+
+def answered_version(versions: list, deployed) -> tuple[int, list | None]:
+    """The version a response names, and the per-row versions when there are two. A
+    project's active canary may answer some rows of one request with its candidate and
+    the others with the champion (rows with different routing keys, or without one):
+    then model_version is the candidate's (the version that is not the deployed one; a
+    client watching a rollout wants to know its request reached the candidate), and
+    the response's parameters.model_versions give each row's."""
+    distinct = set(versions)
+    if not distinct:
+        return int(deployed), None
+    if len(distinct) == 1:
+        return int(distinct.pop()), None
+    others = sorted(x for x in distinct if str(x) != str(deployed))
+    return int(others[-1] if others else max(distinct)), [int(x) for x in versions]
 
 
 def top_n(req: InferRequest) -> int | None:

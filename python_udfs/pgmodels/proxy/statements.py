@@ -35,6 +35,7 @@ class Plan:
     keys: list | None = None    # keys: the feature source's keys, as text
     source: tuple | None = None  # keys: schema, relation, key column, key type
     found: list = field(default_factory=list)  # keys: whether each key has a stored row
+    routing: list | None = None  # matrix, json: the rollout routing key of each row (None: drawn at random)
 
     def kind(self) -> tuple:
         """Plans of one kind can share a statement."""
@@ -67,7 +68,8 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
         x, n_rows = _matrix(others[0], names, types)
         for j, name in enumerate(names):
             _check_values(name, sql_types.get(name), x[j::len(names)])
-        return Plan("matrix", n_rows, x=[x[i:i + len(names)] for i in range(0, len(x), len(names))], n=len(names))
+        return Plan("matrix", n_rows, x=[x[i:i + len(names)] for i in range(0, len(x), len(names))], n=len(names),
+                    routing=routing_keys(req, n_rows))
     n_rows = len(keys) if keys is not None else _batch(by_name)
     if keys is None:
         missing = [n for n in names if n not in by_name]
@@ -82,8 +84,9 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
         _check_values(name, sql_types.get(name), values)
         for i, value in enumerate(values):
             rows[i][name] = value
+    routing = routing_keys(req, n_rows)  # checked in every form; keys of the feature source route by themselves
     if keys is None:
-        return Plan("json", n_rows, rows=rows)
+        return Plan("json", n_rows, rows=rows, routing=routing)
     fs = model.feature_source
     if fs is None:
         raise bad_request(f"model \"{model.name}\" has no feature source to look keys up in")
@@ -101,16 +104,19 @@ def plan(model, v: dict, req: InferRequest) -> Plan:
 # pgmodels._explain_lookup checks the role's explain privilege at every statement, and the
 # statement fails (403) without it.
 _SCORE = ("SELECT (s).model_version, (s).predictions, (s).labels, (s).probabilities, (s).classes, "
-          "(s).contributions FROM (SELECT {scored} AS s OFFSET 0) q")
-_CALL = "pgmodels._score_rows({t}, {x}, {texts}, %(outputs)s, pgmodels._stamp(), {loaded})"
+          "(s).contributions, (s).model_versions FROM (SELECT {scored} AS s OFFSET 0) q")
+# With the rows' routing keys (NULL: none, each row drawn at random while the project has
+# a canary): the project's active rollout answers each key by the version it assigns it,
+# and per-row model_versions say which (NULL without a rollout); recorded as source proxy.
+_CALL = "pgmodels._score_rows({t}, {x}, {texts}, %(outputs)s, pgmodels._stamp(), {loaded}, {keys}, 'proxy')"
 _LOADED = "pgmodels._lookup({t}, pgmodels._credential())"
 _EXPLAINED = "(pgmodels._lookup({t}, pgmodels._credential()) AND pgmodels._explain_lookup({t}, pgmodels._credential()))"
 
 
-def _scored(t: str, x: str, texts: str, explained: bool) -> str:
+def _scored(t: str, x: str, texts: str, explained: bool, keys: str) -> str:
     """coalesce(the kept decision's answer, the looked-up answer, the pending error)."""
     def call(loaded):
-        return _CALL.format(t=t, x=x, texts=texts, loaded=loaded)
+        return _CALL.format(t=t, x=x, texts=texts, loaded=loaded, keys=keys)
     first = "" if explained else call("NULL") + ", "
     return (f"coalesce({first}{call((_EXPLAINED if explained else _LOADED).format(t=t))}, "
             "pgmodels._raise_pending(NULL::pgmodels.scored_rows))")
@@ -118,7 +124,8 @@ def _scored(t: str, x: str, texts: str, explained: bool) -> str:
 
 def _score(versioned: bool, explained: bool) -> str:
     t = "''::text, %(model_id)s::bigint" if versioned else "%(project)s::text, 0::bigint"
-    return _SCORE.format(scored=_scored(t, "pg_catalog.array_send(%(x)s::real[])", "%(texts)s::text[]", explained))
+    return _SCORE.format(scored=_scored(t, "pg_catalog.array_send(%(x)s::real[])", "%(texts)s::text[]", explained,
+                                        "%(rkeys)s::text[]"))
 _ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")
 _OUTPUT = {"predict": "prediction", "probabilities": "probabilities", "label": "label",
            "contributions": "contributions"}
@@ -139,13 +146,16 @@ def combine(plans: list[Plan], project: str, v: dict, versioned: bool, wanted: t
         return _keyed(len(numeric), len(text), versioned, "contributions" in wanted), params
     score = _score(versioned, "contributions" in wanted)
     rows = [r for p in plans for r in (p.x if p.mode == "matrix" else p.rows)]
+    # no routing key in any of the plans: NULL, as before rollouts (the hot path)
+    params["rkeys"] = (None if all(p.routing is None for p in plans)
+                       else [k for p in plans for k in (p.routing or [None] * p.n_rows)])
     if plans[0].mode == "matrix":
         return score, {**params, "x": rows, "texts": None}
     return score, {**params, **_columns(rows, v)}
 
 
 def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
-    """Each plan's rows: (version that answered, found, one value per wanted output)."""
+    """Each plan's rows: (version that answered the row, found, one value per wanted output)."""
     row = rows[0]
     if plans[0].mode == "keys":
         found, n, row = row[0], row[1], row[2:]
@@ -154,7 +164,7 @@ def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
         at = 0
         for p in plans:
             p.found, at = found[at:at + p.n_rows], at + p.n_rows
-    version, predictions, labels, probabilities, classes, contributions = row
+    version, predictions, labels, probabilities, classes, contributions, versions = row
     out, at = [], 0
     for p in plans:
         mine = []
@@ -172,7 +182,7 @@ def split(plans: list[Plan], rows: list, wanted: tuple) -> list[list]:
                     values.append(labels[at])
                 else:
                     values.append(probabilities[at * classes:(at + 1) * classes])
-            mine.append((version, True, *values))
+            mine.append((versions[at] if versions else version, True, *values))
             at += 1
         out.append(mine)
     return out
@@ -232,13 +242,41 @@ def _keyed(n_numeric: int, n_text: int, versioned: bool, explained: bool = False
         "FROM pgmodels._feature_rows(%(fs_schema)s, %(fs_relation)s, %(fs_key)s, %(keys)s::text[]) AS f "
         "JOIN pg_catalog.jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = f.i), "
         "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, pg_catalog.count(*) AS n, {x} AS x, "
-        "{t} AS t FROM k) "
+        "{t} AS t, pg_catalog.array_agg((%(keys)s::text[])[k.i::integer] ORDER BY k.i) FILTER (WHERE k.found) "
+        "AS rk FROM k) "
         "SELECT a.found, a.n, (q.s).model_version, (q.s).predictions, (q.s).labels, (q.s).probabilities, "
-        "(q.s).classes, (q.s).contributions FROM a LEFT JOIN LATERAL (SELECT {scored} "
+        "(q.s).classes, (q.s).contributions, (q.s).model_versions FROM a LEFT JOIN LATERAL (SELECT {scored} "
         "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
-        x=x, t=t, scored=sql.SQL(_scored(target.as_string(None), "pg_catalog.array_send(a.x)", "a.t", explained)
+        x=x, t=t, scored=sql.SQL(_scored(target.as_string(None), "pg_catalog.array_send(a.x)", "a.t", explained, "a.rk")
                                  .replace("{", "{{").replace("}", "}}"))
     ).as_string(None)
+
+
+def routing_keys(req: InferRequest, n_rows: int) -> list | None:
+    """The request's parameters.routing_key as one key (text) per row, or None. A string
+    or a number routes every row of the request; a list (REST only: gRPC parameters are
+    scalars) holds one key per row, a null in it drawing that row at random."""
+    value = req.parameters.get("routing_key")
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if len(value) != n_rows:
+            raise bad_request(f"\"routing_key\" holds {len(value)} keys for {n_rows} rows: send one key per row, "
+                              "or one string or number for all of them")
+        return [None if k is None else _routing_key(k) for k in value]
+    return [_routing_key(value)] * n_rows
+
+
+def _routing_key(value) -> str:
+    """A key as rollout_version(project, key) reads it: a string as it is, a number as
+    SQL writes it (17, not 17.0)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise bad_request("\"routing_key\" must be a string or a number, or a list of them with one per row")
 
 
 def _keys(req: InferRequest, names: list[str]) -> list[str] | None:

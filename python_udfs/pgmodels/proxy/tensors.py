@@ -48,7 +48,8 @@ class InferAnswer:
     version: int
     id: str | None
     outputs: list[tuple[str, str, list[int], list]]  # name, datatype, shape, flat data
-    parameters: dict = field(default_factory=dict)  # an output's name -> its parameters (contributions)
+    parameters: dict = field(default_factory=dict)  # an output's name -> its parameters (contributions);
+    # None -> the response's own parameters (model_versions: each row's, when a canary split the request)
 
 
 def _count(shape) -> int:
@@ -220,6 +221,8 @@ def encode_rest(answer: InferAnswer) -> dict:
                         for n, t, s, d in answer.outputs]}
     if answer.id is not None:
         body["id"] = answer.id
+    if None in answer.parameters:
+        body["parameters"] = answer.parameters[None]
     return body
 
 
@@ -258,6 +261,8 @@ def _grpc_param(p):
 def encode_grpc(answer: InferAnswer, pb):
     """A ModelInferResponse with raw_output_contents, which tritonclient reads."""
     resp = pb.ModelInferResponse(model_name=answer.model, model_version=str(answer.version), id=answer.id or "")
+    for key, value in answer.parameters.get(None, {}).items():
+        resp.parameters[key].string_param = value if isinstance(value, str) else json.dumps(value)
     for name, datatype, shape, data in answer.outputs:
         tensor = resp.outputs.add(name=name, datatype=datatype, shape=shape)
         for key, value in answer.parameters.get(name, {}).items():  # gRPC parameters are scalars: lists as JSON
