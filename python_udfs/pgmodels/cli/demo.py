@@ -62,9 +62,11 @@ def _reset(conn) -> None:
     """A second run starts over: the demo's projects (and the monitor, job and stream
     that use them) go, so that each run tells the same story from version 1."""
     from .demo_batch import JOB
+    from .demo_rollout import reset as reset_rollout
     from .demo_stream import reset as reset_stream
 
     projects = ["churn", "churn_baseline"]
+    reset_rollout(conn)
     conn.execute("SELECT drop_monitor(id) FROM pgmodels.monitors WHERE project = ANY(%s)", [projects])
     conn.execute("SELECT drop_batch_job(job, drop_output => true) FROM pgmodels.batch_jobs WHERE job = %s", [JOB])
     reset_stream(conn)
@@ -138,6 +140,10 @@ def run_demo(conn, rows: int = 20000) -> None:
     say("== 3d. monitoring: drift since training, a monitor's report, a retrain deployed only if better")
     from .demo_drift import drift_step
     drift_step(conn, say)
+
+    say("== 3e. safe rollouts: a new version beside the deployed one, in shadow, then a canary; decided on outcomes")
+    from .demo_rollout import rollout_step
+    rollout_step(conn, say)
 
     say("== 4. what is there: pgmodels.overview")
     for r in conn.execute("SELECT project, version, algorithm, runtime, round(key_metric::numeric, 3), deployed, "
