@@ -278,3 +278,20 @@ def test_tiny_explain_run_measures_every_side(test_db, tmp_path):
     assert results["in_process"]["max_abs_difference_from_shap"] < 1e-4
     assert all(_positive(v if not isinstance(v, dict) else v["median"]) for v in results["ratio"].values())
     assert results["training"]["explainer_recorded"]["kind"] == "tree"
+
+
+def test_tiny_rollout_run_measures_every_side(test_db, tmp_path):
+    """benchmarks/bench_rollout.py at a tiny size: a canary and a shadow, each side alternated
+    with the same scoring without a rollout, and the answers recorded."""
+    out = tmp_path / "rollout.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_rollout.py"), "--dsn", test_db,
+                           "--rows", "300", "--trees", "3", "--repeat", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_rollout.py")
+    for mode in ("canary", "shadow"):
+        assert set(results[mode]) == {"predict_per_row", "predict_per_row_by_key", "batch_job"}
+        for side in results[mode].values():
+            assert len(side["ratio"]["all"]) == 2 and _positive(side["ratio"]["median"])
+    assert results["recorded_answers"] > 2 * 300  # the shadow's two answers per row, at least
