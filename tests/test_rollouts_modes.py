@@ -105,6 +105,29 @@ def test_an_aborted_rollout_gives_every_key_back_to_the_champion(conn, name):
                         [rollout]).fetchone()[0] == recorded
 
 
+def test_an_incremental_job_scores_everything_again_when_the_routing_changes(conn, name):
+    make_project(conn, name, rows=500)  # the source (its own project is not used)
+    champion, candidate = two_versions(conn, name + "_p", "classification", name + "_train", "y")
+    conn.execute("SELECT create_batch_job(%s, %s, %s, 'id', %s, incremental_column => 'updated_at', "
+                 "chunk_rows => 200)", [name, name + "_p", name + "_src", name + "_out"])
+
+    def modes():
+        return [r[0] for r in conn.execute("SELECT mode FROM pgmodels.batch_runs WHERE job = %s AND "
+                                           "status = 'succeeded' ORDER BY run_id", [name])]
+    conn.execute("CALL run_batch_job(%s)", [name])
+    conn.execute("CALL run_batch_job(%s)", [name])
+    assert modes() == ["full", "incremental"] and by_model(conn, name + "_out") == {champion: 500}
+    rollout = conn.execute("SELECT start_rollout(%s, %s, 'canary', 0.3)", [name + "_p", candidate]).fetchone()[0]
+    conn.execute("CALL run_batch_job(%s)", [name])
+    conn.execute("CALL run_batch_job(%s)", [name])
+    assert modes()[2:] == ["full", "incremental"]
+    assert mismatches(conn, name + "_p", name + "_out", "id") == (0, 500)
+    assert candidate in by_model(conn, name + "_out")
+    conn.execute("SELECT abort_rollout(%s)", [rollout])
+    conn.execute("CALL run_batch_job(%s)", [name])
+    assert modes()[4:] == ["full"] and by_model(conn, name + "_out") == {champion: 500}
+
+
 def stream_project(conn, name: str) -> tuple[str, int, int]:
     """A regression project (features a, b) with two versions and a consumer of a ride stream."""
     make_regression(conn, name + "_train", 300)

@@ -135,9 +135,21 @@ def _what_to_score(job: Job, model: plan.ServedModel, src: relations.Relation):
         # NaN and infinity would pin the watermark for good: they are left to full runs
         finite = f" WHERE s.{ident} < 'infinity'::{col.type}" if col.type in relations.HAS_INFINITY else ""
         high = query(f"SELECT pg_catalog.max(s.{ident})::text AS h FROM {src.qualified} s{finite}")[0]["h"]
-        if job.watermark is not None and job.scored_model_id == model.id:
+        if job.watermark is not None and job.scored_model_id == model.id and not _routing_changed(job, model):
             return "incremental", job.watermark, high, (None, None), None
     return "full", None, high, (None, None), None
+
+
+def _routing_changed(job: Job, model: plan.ServedModel) -> bool:
+    """Whether a rollout with this model as its champion started, changed or ended since
+    the job's last successful run began: the keys' versions may have changed, so the
+    output is scored afresh (a full run), not only past the watermark."""
+    return query("""
+        SELECT EXISTS (SELECT 1 FROM pgmodels.rollout_decisions d JOIN pgmodels.rollouts r ON r.id = d.rollout_id
+                        WHERE r.champion_id = $1 AND d.action IN ('start', 'alter', 'abort')
+                          AND d.at >= (SELECT pg_catalog.max(b.started_at) FROM pgmodels.batch_runs b
+                                        WHERE b.job = $2 AND b.status = 'succeeded')) AS changed""",
+                 [model.id, job.name], ["bigint", "text"])[0]["changed"]
 
 
 def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
