@@ -5238,26 +5238,28 @@ SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history_id_seq', '');
 
 -- The answers a rollout's versions gave, by key: the candidate's (shadow or canary) and
--- the champion's (in shadow, beside every candidate answer; in canary, for a control
--- share of keys as large as the canary's). Kept for the project's retention
--- (the rule's retention_days, 30 by default), then deleted by the evaluation job.
+-- the champion's (in shadow, on the candidate's row as champion_prediction: the same
+-- input; in canary, for a control share of keys as large as the canary's, a row of its
+-- own). A log: no key of its own (an insert is all a scoring path pays), read by rollout
+-- and key. Kept for the rule's retention_days (30 by default), then deleted by the
+-- evaluation.
 CREATE TABLE pgmodels.rollout_predictions (
-    id             bigserial PRIMARY KEY,
-    rollout_id     bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
-    key            text,
-    model_id       bigint NOT NULL,
-    model_version  integer NOT NULL,
-    prediction     real,
-    -- champion: the deployed version's answer; shadow or canary: the candidate's
-    role           text NOT NULL CHECK (role IN ('champion', 'shadow', 'canary')),
-    source         text NOT NULL CHECK (source IN ('sql', 'batch', 'stream', 'proxy')),
-    error          text,
-    latency_ms     real,
-    at             timestamptz NOT NULL DEFAULT clock_timestamp()
+    rollout_id           bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
+    key                  text,
+    model_id             bigint NOT NULL,
+    model_version        integer NOT NULL,
+    prediction           real,
+    champion_prediction  real,
+    -- champion: the deployed version's answer (a canary's control group); shadow or
+    -- canary: the candidate's
+    role                 text NOT NULL CHECK (role IN ('champion', 'shadow', 'canary')),
+    source               text NOT NULL CHECK (source IN ('sql', 'batch', 'stream', 'proxy')),
+    error                text,
+    latency_ms           real,
+    at                   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a candidate''s failure has error set and no prediction';
+COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a shadow row carries the champion''s answer to the same input; a candidate''s failure has error set and no prediction';
 CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions (rollout_id, key);
-CREATE INDEX rollout_predictions_at_idx ON pgmodels.rollout_predictions (at);
 REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
 
 -- Where a project's true labels arrive, later, by key: read with the registering role's
@@ -5540,6 +5542,12 @@ BEGIN
     IF action = 'promote' THEN
         INSERT INTO pgmodels.deployments (project_id, model_id, strategy, deployed_by)
         VALUES (ro.project_id, ro.candidate_id, 'rollout', caller::regrole::text);
+    ELSE
+        -- the champion again, under a new deployment number: devices the canary gave the
+        -- candidate take the champion's bundle as newer (a rollback is a new deployment)
+        INSERT INTO pgmodels.deployments (project_id, model_id, strategy, deployed_by)
+        SELECT d.project_id, d.model_id, 'rollout', caller::regrole::text FROM pgmodels.deployments d
+         WHERE d.project_id = ro.project_id ORDER BY d.id DESC LIMIT 1;
     END IF;
     PERFORM pgmodels._cron_unschedule(ro.cron_job_id);
     UPDATE pgmodels.rollout_runs r SET status = CASE action WHEN 'promote' THEN 'promoted' ELSE 'aborted' END,
@@ -5552,7 +5560,7 @@ BEGIN
     RETURN CASE action WHEN 'promote' THEN ro.candidate_id ELSE ro.champion_id END;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb) IS 'internal: records a rollout''s decision (promote: a deployment of the candidate; abort; wait: an evaluation that decided nothing), for its project''s owner, and notifies channel pgmodels_rollout on promote and abort';
+COMMENT ON FUNCTION pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb) IS 'internal: records a rollout''s decision (promote: a deployment of the candidate; abort: the deployed version again, as a new deployment; wait: an evaluation that decided nothing), for its project''s owner, and notifies channel pgmodels_rollout on promote and abort';
 
 -- The user's side: each runs as its caller and hands the definer core the caller's
 -- credential; the core checks that the caller owns the project.
@@ -5576,7 +5584,7 @@ COMMENT ON FUNCTION @extschema@.promote_rollout(bigint) IS 'ends an active rollo
 CREATE OR REPLACE FUNCTION @extschema@.abort_rollout(rollout_id bigint) RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._rollout_decide(pgmodels._credential(), $1, 'abort', false, 'aborted by hand', NULL) $$;
-COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout without deploying its candidate: every key goes back to the champion; returns the champion''s model id; for the project''s owner';
+COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout without deploying its candidate: every key goes back to the champion, which is deployed again under a new deployment number (devices the canary gave the candidate take it back); returns the champion''s model id; for the project''s owner';
 
 -- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
 -- before this file); internal ones are not, but for those listed here, each safe to call.
@@ -5889,13 +5897,12 @@ BEGIN
             'key_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                           WHERE a.attrelid = src.relation AND a.attname = src.key_column)) END,
         'answers', (SELECT jsonb_build_object(
-                       'key', coalesce(jsonb_agg(a.key ORDER BY a.id), '[]'),
-                       'model_id', coalesce(jsonb_agg(a.model_id ORDER BY a.id), '[]'),
-                       'role', coalesce(jsonb_agg(a.role ORDER BY a.id), '[]'),
-                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.id), '[]'),
-                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.id), '[]'),
-                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.id), '[]'),
-                       'source', coalesce(jsonb_agg(a.source ORDER BY a.id), '[]'))
+                       'key', coalesce(jsonb_agg(a.key ORDER BY a.at), '[]'),
+                       'role', coalesce(jsonb_agg(a.role ORDER BY a.at), '[]'),
+                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.at), '[]'),
+                       'champion', coalesce(jsonb_agg(a.champion_prediction ORDER BY a.at), '[]'),
+                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.at), '[]'),
+                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.at), '[]'))
                       FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id));
 END
 $$;

@@ -52,26 +52,28 @@ SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history_id_seq', '');
 
 -- The answers a rollout's versions gave, by key: the candidate's (shadow or canary) and
--- the champion's (in shadow, beside every candidate answer; in canary, for a control
--- share of keys as large as the canary's). Kept for the project's retention
--- (the rule's retention_days, 30 by default), then deleted by the evaluation job.
+-- the champion's (in shadow, on the candidate's row as champion_prediction: the same
+-- input; in canary, for a control share of keys as large as the canary's, a row of its
+-- own). A log: no key of its own (an insert is all a scoring path pays), read by rollout
+-- and key. Kept for the rule's retention_days (30 by default), then deleted by the
+-- evaluation.
 CREATE TABLE pgmodels.rollout_predictions (
-    id             bigserial PRIMARY KEY,
-    rollout_id     bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
-    key            text,
-    model_id       bigint NOT NULL,
-    model_version  integer NOT NULL,
-    prediction     real,
-    -- champion: the deployed version's answer; shadow or canary: the candidate's
-    role           text NOT NULL CHECK (role IN ('champion', 'shadow', 'canary')),
-    source         text NOT NULL CHECK (source IN ('sql', 'batch', 'stream', 'proxy')),
-    error          text,
-    latency_ms     real,
-    at             timestamptz NOT NULL DEFAULT clock_timestamp()
+    rollout_id           bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
+    key                  text,
+    model_id             bigint NOT NULL,
+    model_version        integer NOT NULL,
+    prediction           real,
+    champion_prediction  real,
+    -- champion: the deployed version's answer (a canary's control group); shadow or
+    -- canary: the candidate's
+    role                 text NOT NULL CHECK (role IN ('champion', 'shadow', 'canary')),
+    source               text NOT NULL CHECK (source IN ('sql', 'batch', 'stream', 'proxy')),
+    error                text,
+    latency_ms           real,
+    at                   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a candidate''s failure has error set and no prediction';
+COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a shadow row carries the champion''s answer to the same input; a candidate''s failure has error set and no prediction';
 CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions (rollout_id, key);
-CREATE INDEX rollout_predictions_at_idx ON pgmodels.rollout_predictions (at);
 REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
 
 -- Where a project's true labels arrive, later, by key: read with the registering role's

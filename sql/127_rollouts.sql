@@ -262,6 +262,12 @@ BEGIN
     IF action = 'promote' THEN
         INSERT INTO pgmodels.deployments (project_id, model_id, strategy, deployed_by)
         VALUES (ro.project_id, ro.candidate_id, 'rollout', caller::regrole::text);
+    ELSE
+        -- the champion again, under a new deployment number: devices the canary gave the
+        -- candidate take the champion's bundle as newer (a rollback is a new deployment)
+        INSERT INTO pgmodels.deployments (project_id, model_id, strategy, deployed_by)
+        SELECT d.project_id, d.model_id, 'rollout', caller::regrole::text FROM pgmodels.deployments d
+         WHERE d.project_id = ro.project_id ORDER BY d.id DESC LIMIT 1;
     END IF;
     PERFORM pgmodels._cron_unschedule(ro.cron_job_id);
     UPDATE pgmodels.rollout_runs r SET status = CASE action WHEN 'promote' THEN 'promoted' ELSE 'aborted' END,
@@ -274,7 +280,7 @@ BEGIN
     RETURN CASE action WHEN 'promote' THEN ro.candidate_id ELSE ro.champion_id END;
 END
 $$;
-COMMENT ON FUNCTION pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb) IS 'internal: records a rollout''s decision (promote: a deployment of the candidate; abort; wait: an evaluation that decided nothing), for its project''s owner, and notifies channel pgmodels_rollout on promote and abort';
+COMMENT ON FUNCTION pgmodels._rollout_decide(text, bigint, text, boolean, text, jsonb) IS 'internal: records a rollout''s decision (promote: a deployment of the candidate; abort: the deployed version again, as a new deployment; wait: an evaluation that decided nothing), for its project''s owner, and notifies channel pgmodels_rollout on promote and abort';
 
 -- The user's side: each runs as its caller and hands the definer core the caller's
 -- credential; the core checks that the caller owns the project.
@@ -298,7 +304,7 @@ COMMENT ON FUNCTION @extschema@.promote_rollout(bigint) IS 'ends an active rollo
 CREATE OR REPLACE FUNCTION @extschema@.abort_rollout(rollout_id bigint) RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$ SELECT pgmodels._rollout_decide(pgmodels._credential(), $1, 'abort', false, 'aborted by hand', NULL) $$;
-COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout without deploying its candidate: every key goes back to the champion; returns the champion''s model id; for the project''s owner';
+COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout without deploying its candidate: every key goes back to the champion, which is deployed again under a new deployment number (devices the canary gave the candidate take it back); returns the champion''s model id; for the project''s owner';
 
 -- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
 -- before this file); internal ones are not, but for those listed here, each safe to call.

@@ -105,13 +105,12 @@ BEGIN
             'key_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                           WHERE a.attrelid = src.relation AND a.attname = src.key_column)) END,
         'answers', (SELECT jsonb_build_object(
-                       'key', coalesce(jsonb_agg(a.key ORDER BY a.id), '[]'),
-                       'model_id', coalesce(jsonb_agg(a.model_id ORDER BY a.id), '[]'),
-                       'role', coalesce(jsonb_agg(a.role ORDER BY a.id), '[]'),
-                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.id), '[]'),
-                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.id), '[]'),
-                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.id), '[]'),
-                       'source', coalesce(jsonb_agg(a.source ORDER BY a.id), '[]'))
+                       'key', coalesce(jsonb_agg(a.key ORDER BY a.at), '[]'),
+                       'role', coalesce(jsonb_agg(a.role ORDER BY a.at), '[]'),
+                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.at), '[]'),
+                       'champion', coalesce(jsonb_agg(a.champion_prediction ORDER BY a.at), '[]'),
+                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.at), '[]'),
+                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.at), '[]'))
                       FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id));
 END
 $$;

@@ -66,11 +66,12 @@ def test_a_shadow_records_every_input_once_and_only_the_champion_answers(conn, n
     counts = conn.execute("SELECT role, count(*), count(DISTINCT key), min(model_id), max(model_id) "
                           "FROM pgmodels.rollout_predictions WHERE rollout_id = %s AND key IS NOT NULL "
                           "GROUP BY role ORDER BY role", [rollout]).fetchall()
-    assert counts == [("champion", 2000, 2000, champion, champion), ("shadow", 2000, 2000, candidate, candidate)]
-    # and the candidate's answers are its own
+    assert counts == [("shadow", 2000, 2000, candidate, candidate)]  # one row per input, both answers on it
+    # the candidate's answers are its own, and the champion's ride beside them
     wrong = conn.execute(f"SELECT count(*) FROM pgmodels.rollout_predictions r JOIN {name} d ON d.id::text = r.key "
-                         f"WHERE r.rollout_id = %s AND r.role = 'shadow' AND r.prediction <> "
-                         f"predict(%s::bigint, ARRAY[d.a, d.b])", [rollout, candidate]).fetchone()[0]
+                         f"WHERE r.rollout_id = %s AND (r.prediction <> predict(%s::bigint, ARRAY[d.a, d.b]) "
+                         f"OR r.champion_prediction <> predict(%s::bigint, ARRAY[d.a, d.b]))",
+                         [rollout, candidate, champion]).fetchone()[0]
     assert wrong == 0
 
 

@@ -28,10 +28,11 @@ _insert_plan = None
 
 
 def add(rollout_id: int, key, model_id: int, version: int, prediction, role: str, source: str,
-        error: str | None = None, latency_ms: float | None = None) -> None:
+        error: str | None = None, latency_ms: float | None = None, champion=None) -> None:
+    """One answer; champion: in shadow, the champion's answer to the same input."""
     if len(_pending) >= MAX_PENDING:
         del _pending[: FLUSH_ROWS]
-    _pending.append((rollout_id, key, model_id, version, prediction, role, source, error, latency_ms))
+    _pending.append((rollout_id, key, model_id, version, prediction, role, source, error, latency_ms, champion))
 
 
 def pending() -> int:
@@ -70,13 +71,15 @@ def write() -> int:
     if _insert_plan is None:
         _insert_plan = plpy.prepare(
             "INSERT INTO pgmodels.rollout_predictions (rollout_id, key, model_id, model_version, prediction, role, "
-            "source, error, latency_ms) SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), "
+            "source, error, latency_ms, champion_prediction) SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), "
             "pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), "
             "pg_catalog.unnest($5::real[]), pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), "
-            "pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[])) AS u(i, k, m, v, p, r, s, e, l) "
-            "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
-            ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]"])
+            "pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[]), pg_catalog.unnest($10::real[])) "
+            "AS u(i, k, m, v, p, r, s, e, l, c) WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
+            ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]",
+             "real[]"])
     columns = [list(c) for c in zip(*rows)]
+    # (a rollout whose project was dropped since is gone, and its answers with it)
     n = plpy.execute(_insert_plan, columns).nrows()
     del _pending[: len(rows)]
     return n

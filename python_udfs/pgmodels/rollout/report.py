@@ -121,22 +121,26 @@ def build(rollout_id: int) -> dict:
     n = len(a["role"])
     latest = {"champion": {}, candidate_role: {}}
     counts = {"champion": [0, 0, 0.0, 0], candidate_role: [0, 0, 0.0, 0]}  # answers, errors, latency sum, timed
-    pairs = []
+    pairs = []  # (champion, candidate) answers to the same input: a shadow's rows
+    # a rollout may have gone from shadow to canary: both are the candidate's answers
+    side_of = {"champion": "champion", "shadow": candidate_role, "canary": candidate_role}
     for i in range(n):
         role = a["role"][i]
-        if role not in counts:
-            continue
-        c = counts[role]
-        c[0] += 1
-        c[1] += bool(a["error"][i])
-        if a["latency_ms"][i] is not None:
-            c[2] += a["latency_ms"][i]
-            c[3] += 1
-        if a["key"][i] is not None and not a["error"][i]:
-            latest[role][a["key"][i]] = a["prediction"][i]
-        if role == candidate_role == "shadow" and i + 1 < n and a["role"][i + 1] == "champion" \
-                and a["key"][i + 1] == a["key"][i] and not a["error"][i]:
-            pairs.append((a["prediction"][i + 1], a["prediction"][i]))
+        key, error = a["key"][i], a["error"][i]
+        sides = [(side_of[role], a["prediction"][i], error, a["latency_ms"][i])]
+        if role == "shadow":  # the champion's answer to the same input rides on the row
+            sides.append(("champion", a["champion"][i], False, None))
+            if not error:
+                pairs.append((a["champion"][i], a["prediction"][i]))
+        for side, prediction, failed, latency in sides:
+            c = counts[side]
+            c[0] += 1
+            c[1] += bool(failed)
+            if latency is not None:
+                c[2] += latency
+                c[3] += 1
+            if key is not None and not failed:
+                latest[side][key] = prediction
     known = outcomes(ev, sorted(set(latest["champion"]) | set(latest[candidate_role])))
     joined = {}
     for role in ("champion", candidate_role):

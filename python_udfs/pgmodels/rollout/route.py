@@ -25,18 +25,22 @@ from . import record
 
 CHAMPION, CANDIDATE, CONTROL = 0, 1, 2
 _SCALE = float(1 << 52)
+# (rollout id, fraction) -> {key: group}: a key's group, kept across statements (customers
+# come back; a batch job scores the same keys every run), at most MAX_KEPT keys
+_kept: dict[tuple, dict] = {}
+MAX_KEPT = 500_000
 
 
 def share(rollout_id: int, key) -> float:
     """The key's place in [0, 1) for a rollout: stable for the whole rollout."""
-    digest = hashlib.sha256(f"{rollout_id}:{key}".encode()).hexdigest()
-    return int(digest[:13], 16) / _SCALE
+    digest = hashlib.sha256(f"{rollout_id}:{key}".encode()).digest()
+    return (int.from_bytes(digest[:7], "big") >> 4) / _SCALE
 
 
 class Route:
     """A rollout as the scoring code sees it for one statement."""
 
-    __slots__ = ("id", "mode", "fraction", "champion", "candidate", "row")
+    __slots__ = ("id", "mode", "fraction", "champion", "candidate", "row", "keyed", "_groups", "_prefix")
 
     def __init__(self, spec: dict, champion: Model, candidate: Model):
         self.id = int(spec["id"])
@@ -44,12 +48,29 @@ class Route:
         self.fraction = float(spec["fraction"]) if spec.get("fraction") is not None else None
         self.champion, self.candidate = champion, candidate
         self.row = None  # predict()'s fast path for a row without a key (serving/predict.py)
+        self.keyed = None  # and with a key
+        self._prefix = hashlib.sha256(f"{self.id}:".encode())
+        groups = _kept.get((self.id, self.fraction))
+        if groups is None:
+            if sum(len(g) for g in _kept.values()) > MAX_KEPT:
+                _kept.clear()
+            groups = _kept[(self.id, self.fraction)] = {}
+        self._groups = groups
 
     def group(self, key) -> int:
         """CHAMPION, CANDIDATE (the canary answers) or CONTROL (the champion answers, recorded)."""
         if self.mode == "shadow":
             return CANDIDATE
-        s = random.random() if key is None else share(self.id, key)
+        if key is None:
+            return self._of(random.random())
+        g = self._groups.get(key)
+        if g is None:
+            h = self._prefix.copy()
+            h.update(str(key).encode())
+            g = self._groups[key] = self._of((int.from_bytes(h.digest()[:7], "big") >> 4) / _SCALE)
+        return g
+
+    def _of(self, s: float) -> int:
         f = self.fraction
         if s < f:
             return CANDIDATE
@@ -96,13 +117,11 @@ def score_block(model: Model, route: Route | None, X: np.ndarray, T, outputs, ke
     out["model_ids"], out["model_versions"] = ids, versions
     key_of = (lambda i: None) if keys is None else (lambda i: None if keys[i] is None else str(keys[i]))
     recorded = rows if (shadow or keys is not None) else np.zeros(0, dtype=np.int64)
+    add, cid, cversion, cpred = record.add, route.candidate.id, route.candidate.version, cand["prediction"]
     for j, i in enumerate(recorded.tolist()):
-        k = key_of(i)
         error = failed.get(j)
-        record.add(route.id, k, route.candidate.id, route.candidate.version,
-                   None if error else cand["prediction"][j], route.mode, source, error, candidate_ms)
-        if shadow:
-            record.add(route.id, k, model.id, model.version, predictions[i], "champion", source, None, champion_ms)
+        add(route.id, key_of(i), cid, cversion, None if error else cpred[j], route.mode, source, error,
+            candidate_ms, predictions[i] if shadow else None)
     if not shadow and keys is not None:
         for i in np.flatnonzero(groups == CONTROL).tolist():
             record.add(route.id, key_of(i), model.id, model.version, predictions[i], "champion", source, None,
@@ -159,19 +178,51 @@ def row_function(route: Route, stamp: float):
                     record.add(rid, None, cid, cversion, None, "canary", "sql", _message(e))
             return champion(features)
         return canary
-    mid, mversion = route.champion.id, route.champion.version
 
     def shadow(features):
         answer = champion(features)
         record.due(stamp)
         try:
-            record.add(rid, None, cid, cversion, candidate(features), "shadow", "sql")
+            record.add(rid, None, cid, cversion, candidate(features), "shadow", "sql", None, None, answer)
         except Exception as e:  # noqa: BLE001 - counted against the candidate
-            record.add(rid, None, cid, cversion, None, "shadow", "sql", _message(e))
-        record.add(rid, None, mid, mversion, answer, "champion", "sql")
+            record.add(rid, None, cid, cversion, None, "shadow", "sql", _message(e), None, answer)
         return answer
     return shadow
 
 
 def _message(e: Exception) -> str:
     return (getattr(e, "message", None) or str(e) or type(e).__name__)[:500]
+
+
+def keyed_function(route: Route, stamp: float):
+    """predict(..., key => k)'s fast path for one numeric row, routed by its key (None: no
+    fast path; serving/predict.py routes the row itself)."""
+    champion, candidate = route.champion.row, route.candidate.row
+    if champion is None or candidate is None:
+        return None
+    group, add, due = route.group, record.add, record.due
+    rid, mode = route.id, route.mode
+    cid, cversion, mid, mversion = route.candidate.id, route.candidate.version, route.champion.id, route.champion.version
+
+    def keyed(features, key):
+        g = group(key)
+        if g == CHAMPION:
+            return champion(features)
+        if g == CONTROL:
+            answer = champion(features)
+            due(stamp)
+            add(rid, str(key), mid, mversion, answer, "champion", "sql")
+            return answer
+        try:
+            answer, error = candidate(features), None
+        except Exception as e:  # noqa: BLE001 - counted against the candidate; the champion answers
+            answer, error = None, _message(e)
+        if mode == "shadow" or error is not None:
+            served = champion(features)
+        else:
+            served = answer
+        due(stamp)
+        add(rid, None if key is None else str(key), cid, cversion, answer, mode, "sql", error, None,
+            served if mode == "shadow" else None)
+        return served
+    return keyed

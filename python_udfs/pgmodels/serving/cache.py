@@ -50,7 +50,8 @@ from .runtime import Model, engine_for, fast_row_predict, verify
 TTL = 1.0  # seconds a registration serves
 
 _loaded: dict[int, Model] = {}
-# project name, or model id -> (statement stamp, model id, the model's row fast path, expiry)
+# project name, or model id -> (statement stamp, model id, the model's row fast path, expiry,
+# the fast path with a routing key)
 _current: dict[object, tuple] = {}
 # registrations for one call: project name, or model id -> (statement stamp, model id)
 _once: dict[object, tuple] = {}
@@ -129,16 +130,18 @@ def _model(record: dict) -> Model | None:
 def _register(key, stamp: float, model: Model, spec, candidate, once: bool, ttl: float) -> None:
     route = None
     if spec is not None and candidate is not None and candidate.id != model.id:
-        from ..rollout.route import Route, row_function
+        from ..rollout.route import Route, keyed_function, row_function
 
         route = Route(spec, model, candidate)
-        route.row = row_function(route, stamp)
+        route.row, route.keyed = row_function(route, stamp), keyed_function(route, stamp)
     _routes[key] = (stamp, route)
     if once:
         _current.pop(key, None)
         _once[key] = (stamp, model.id)
+    elif route is not None:
+        _current[key] = (stamp, model.id, route.row, monotonic() + ttl, route.keyed)
     else:
-        _current[key] = (stamp, model.id, route.row if route is not None else model.row, monotonic() + ttl)
+        _current[key] = (stamp, model.id, model.row, monotonic() + ttl, model.keyed)
 
 
 def route_for(key, stamp: float):
@@ -212,6 +215,8 @@ def _load(r: dict) -> Model:
         work = _estimate(artifact)
     model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, imported, work)
     model.row = fast_row_predict(model, row_array)
+    if model.row is not None:
+        model.keyed = lambda features, key, row=model.row: row(features)
     _loaded[model.id] = model
     return model
 

@@ -15,6 +15,8 @@ import json
 from .._plpy import udf
 from ..errors import (DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE,
                       OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError)
+from ..rollout import record
+from ..rollout.route import CANDIDATE, CONTROL
 from . import cache, inputs, vectorized
 from .runtime import Model
 
@@ -114,9 +116,6 @@ def _serve(project: str, model_id: int, features, stamp: float, loaded, key, kin
     route = cache.route_for(model_id or project, stamp)
     if route is None:
         return _answer(model, features, kind)
-    from ..rollout import record
-    from ..rollout.route import CANDIDATE, CONTROL
-
     record.due(stamp)  # what earlier statements left is written first
     group = route.group(key)
     key = None if key is None else str(key)
@@ -133,9 +132,8 @@ def _serve(project: str, model_id: int, features, stamp: float, loaded, key, kin
     shadow = route.mode == "shadow"
     answer = _answer(model, features, kind) if shadow or error else candidate
     if shadow or key is not None or error:
-        record.add(route.id, key, cand.id, cand.version, _value(cand, kind, candidate), route.mode, "sql", error)
-    if shadow:
-        record.add(route.id, key, model.id, model.version, _value(model, kind, answer), "champion", "sql")
+        record.add(route.id, key, cand.id, cand.version, _value(cand, kind, candidate), route.mode, "sql", error,
+                   None, _value(model, kind, answer) if shadow else None)
     return answer
 
 
@@ -149,8 +147,20 @@ def predict_label(project: str, model_id: int, features, stamp: float, loaded) -
     return _serve(project, model_id, features, stamp, loaded, None, "label")
 
 
+def predict_key(project: str, model_id: int, features, stamp: float, loaded, key, _current=cache._current,
+                _now=cache.monotonic) -> float:
+    """predict(..., key => k): the hot path as predict()'s, routed by the key (rollout/route.py)."""
+    hit = _current.get(model_id or project)
+    if hit is not None and hit[0] == stamp and hit[4] is not None and features.__class__ is list and hit[3] > _now():
+        try:
+            return hit[4](features, key)
+        except Exception:  # noqa: BLE001 - the checked path raises it properly
+            pass
+    return _predict_key(project, model_id, features, stamp, loaded, key)
+
+
 @udf(hot=True)
-def predict_key(project: str, model_id: int, features, stamp: float, loaded, key) -> float:
+def _predict_key(project: str, model_id: int, features, stamp: float, loaded, key) -> float:
     return _serve(project, model_id, features, stamp, loaded, key, "predict")
 
 

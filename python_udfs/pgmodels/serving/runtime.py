@@ -35,6 +35,8 @@ class Model:
     array_features: dict = field(default_factory=dict)
     # predict() on a numeric array, for the common case (see fast_row_predict)
     row: object = field(default=None, repr=False)
+    # the same with a routing key, which a model without a rollout ignores
+    keyed: object = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
