@@ -73,15 +73,15 @@ def test_a_shadow_batch_job_stores_the_champion_and_records_both(conn, name):
     rollout = conn.execute("SELECT start_rollout(%s, %s, 'shadow')", [name, candidate]).fetchone()[0]
     conn.execute("CALL run_batch_job(%s)", [name])
     assert by_model(conn, name + "_out") == {champion: 700}
-    # one shadow and one champion answer per scored row, by key
+    # one row per scored row, by key, with the shadow's and the champion's answers
     per_key = conn.execute("""
         SELECT count(DISTINCT key), count(*) FILTER (WHERE role = 'shadow' AND model_id = %s),
-               count(*) FILTER (WHERE role = 'champion' AND model_id = %s), count(*),
+               count(*) FILTER (WHERE champion_prediction IS NOT NULL), count(*),
                count(*) FILTER (WHERE source <> 'batch')
-          FROM pgmodels.rollout_predictions WHERE rollout_id = %s""", [candidate, champion, rollout]).fetchone()
-    assert per_key == (700, 700, 700, 1400, 0)
+          FROM pgmodels.rollout_predictions WHERE rollout_id = %s""", [candidate, rollout]).fetchone()
+    assert per_key == (700, 700, 700, 700, 0)  # one row per input, the champion's answer beside the candidate's
     assert conn.execute("""SELECT count(*) FROM (SELECT key FROM pgmodels.rollout_predictions WHERE rollout_id = %s
-                                                  GROUP BY key HAVING count(*) <> 2) k""", [rollout]).fetchone()[0] == 0
+                                                  GROUP BY key HAVING count(*) <> 1) k""", [rollout]).fetchone()[0] == 0
     assert conn.execute(f"""SELECT count(*) FROM {src} s WHERE NOT EXISTS (SELECT 1 FROM pgmodels.rollout_predictions p
                                         WHERE p.rollout_id = %s AND p.key = s.id::text)""", [rollout]).fetchone()[0] == 0
     # the stored answers are the champion's (predict() here records its own answers, source sql)
@@ -170,10 +170,10 @@ def test_a_shadow_stream_stores_the_champion_and_records_both(conn, name):
     assert by_model(conn, out) == {champion: 400}
     per_key = conn.execute("""
         SELECT count(DISTINCT key), count(*) FILTER (WHERE role = 'shadow' AND model_id = %s),
-               count(*) FILTER (WHERE role = 'champion' AND model_id = %s), count(*),
+               count(*) FILTER (WHERE champion_prediction IS NOT NULL), count(*),
                count(*) FILTER (WHERE source <> 'stream')
-          FROM pgmodels.rollout_predictions WHERE rollout_id = %s""", [candidate, champion, rollout]).fetchone()
-    assert per_key == (400, 400, 400, 800, 0)
+          FROM pgmodels.rollout_predictions WHERE rollout_id = %s""", [candidate, rollout]).fetchone()
+    assert per_key == (400, 400, 400, 400, 0)  # one row per input, the champion's answer beside the candidate's
     assert conn.execute(f"""SELECT count(*) FROM {out} o WHERE NOT EXISTS (SELECT 1 FROM pgmodels.rollout_predictions p
-                              WHERE p.rollout_id = %s AND p.key = o.key::text AND p.role = 'champion'
-                                AND p.prediction = o.prediction)""", [rollout]).fetchone()[0] == 0
+                              WHERE p.rollout_id = %s AND p.key = o.key::text AND p.role = 'shadow'
+                                AND p.champion_prediction = o.prediction)""", [rollout]).fetchone()[0] == 0

@@ -161,7 +161,9 @@ def test_shadow_answers_with_the_champion_and_records_both(env, rollout):
     counts = dict(env["conn"].execute(
         "SELECT role, count(*) FROM pgmodels.rollout_predictions WHERE rollout_id = %s AND source = 'proxy' "
         "GROUP BY role", [rid]).fetchall())
-    assert counts == {"shadow": 21, "champion": 21}
+    assert counts == {"shadow": 21}  # one row per input, the champion's answer beside the candidate's
+    assert env["conn"].execute("SELECT count(champion_prediction) FROM pgmodels.rollout_predictions "
+                               "WHERE rollout_id = %s AND source = 'proxy'", [rid]).fetchone()[0] == 21
     assert env["conn"].execute("SELECT count(*) FROM pgmodels.rollout_predictions WHERE rollout_id = %s "
                                "AND role = 'shadow' AND model_id = %s", [rid, env["candidate"]]).fetchone()[0] == 21
 
@@ -197,7 +199,10 @@ def test_devices_in_the_canary_share_get_the_candidate_and_an_abort_takes_them_b
                  token=env["token"], device_id=inside)
     assert dev.sync().status == "updated" and dev.model.version == candidate
     env["conn"].execute("SELECT abort_rollout(%s)", [rid])
-    assert {d: _bundle_version(env, d) for d in devices} == {d: (champion, deployment) for d in devices}
+    # the champion again, under a new deployment number that every device takes as newer
+    after = _bundle_version(env, None)[1]
+    assert after > deployment
+    assert {d: _bundle_version(env, d) for d in devices} == {d: (champion, after) for d in devices}
     result = dev.sync()
     assert result.status == "updated" and dev.model.version == champion, result
 
