@@ -4,7 +4,10 @@ fixed time; prints {"requests", "errors", "seconds", "rps", "p50_ms", "p99_ms", 
 
 Plain asyncio streams rather than an HTTP library, so that the client costs little of the
 CPU the servers share with it: a request is one write, a response is read by its
-Content-Length. Run in its own process, after a warm-up that is not counted:
+Content-Length. With --key-placeholder, each request's body has that text replaced by the
+next number of a counter the clients share (a routing key per request, as bench_rollout.py
+sends); without it, every request is the same bytes. Run in its own process, after a
+warm-up that is not counted:
 
     python benchmarks/_proxy_load.py --url http://127.0.0.1:8080/v2/models/m/infer \
         --body '{"inputs": ...}' --header 'authorization: Bearer ...' --clients 16 --seconds 10
@@ -14,19 +17,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 from urllib.parse import urlsplit
 
 
-async def _client(host, port, request: bytes, until: float, warm_until: float, out: list, errors: list):
+async def _client(host, port, request, until: float, warm_until: float, out: list, errors: list):
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
             started = time.perf_counter()
             if started >= until:
                 return
-            writer.write(request)
+            writer.write(request())
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
             length = 0
@@ -46,11 +50,22 @@ async def _client(host, port, request: bytes, until: float, warm_until: float, o
         writer.close()
 
 
-async def run(url: str, body: bytes, headers: list[str], clients: int, seconds: float, warmup: float) -> dict:
+async def run(url: str, body: bytes, headers: list[str], clients: int, seconds: float, warmup: float,
+              key_placeholder: bytes | None = None) -> dict:
     parts = urlsplit(url)
-    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-               + "".join(h + "\r\n" for h in headers)
-               + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+            + "".join(h + "\r\n" for h in headers)).encode()
+    if key_placeholder:
+        counter = itertools.count()
+
+        def request() -> bytes:
+            b = body.replace(key_placeholder, str(next(counter)).encode())
+            return head + b"Content-Length: %d\r\n\r\n" % len(b) + b
+    else:
+        fixed = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+        def request() -> bytes:
+            return fixed
     start = time.perf_counter()
     warm_until, until = start + warmup, start + warmup + seconds
     latencies: list[float] = []
@@ -73,8 +88,11 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--warmup", type=float, default=1)
+    p.add_argument("--key-placeholder", help="text of the body replaced by a new number in every request")
     a = p.parse_args()
-    print(json.dumps(asyncio.run(run(a.url, a.body.encode(), a.header, a.clients, a.seconds, a.warmup))))
+    placeholder = a.key_placeholder.encode() if a.key_placeholder else None
+    print(json.dumps(asyncio.run(run(a.url, a.body.encode(), a.header, a.clients, a.seconds, a.warmup,
+                                     placeholder))))
 
 
 if __name__ == "__main__":

@@ -285,13 +285,17 @@ def test_tiny_rollout_run_measures_every_side(test_db, tmp_path):
     with the same scoring without a rollout, and the answers recorded."""
     out = tmp_path / "rollout.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_rollout.py"), "--dsn", test_db,
-                           "--rows", "300", "--trees", "3", "--repeat", "2", "--out", str(out)],
+                           "--rows", "300", "--trees", "3", "--repeat", "2", "--proxy-seconds", "1",
+                           "--proxy-warmup", "0.5", "--proxy-repeat", "2", "--workers", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert results["command"].startswith(".pgmodels/venv/bin/python benchmarks/bench_rollout.py")
     for mode in ("canary", "shadow"):
-        assert set(results[mode]) == {"predict_per_row", "predict_per_row_by_key", "batch_job"}
+        assert set(results[mode]) == {"predict_per_row", "predict_per_row_by_key", "batch_job", "proxy"}
         for side in results[mode].values():
             assert len(side["ratio"]["all"]) == 2 and _positive(side["ratio"]["median"])
+        proxy = results[mode]["proxy"]
+        assert _positive(proxy["none_rps"]["median"]) and _positive(proxy["rollout_p99_ms"]["median"])
+        assert proxy["recorded_answers"] > 0  # a new routing key per request: the canary splits and records
     assert results["recorded_answers"] > 2 * 300  # the shadow's two answers per row, at least
