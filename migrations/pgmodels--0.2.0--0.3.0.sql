@@ -5240,11 +5240,12 @@ SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history_id_seq', ''
 -- The answers a rollout's versions gave, by key: the candidate's (shadow or canary) and
 -- the champion's (in shadow, on the candidate's row as champion_prediction: the same
 -- input; in canary, for a control share of keys as large as the canary's, a row of its
--- own). A log: no key of its own (an insert is all a scoring path pays), read by rollout
--- and key. Kept for the rule's retention_days (30 by default), then deleted by the
--- evaluation.
+-- own). A log, which a scoring path only appends to, so it costs an insert and no more:
+-- no key of its own, no foreign key (a per-row check; a rollout's rows go with it by the
+-- trigger in 127_rollouts.sql), a BRIN index (rollout ids grow with time, as the rows
+-- do). Kept for the rule's retention_days (30 by default), then deleted by the evaluation.
 CREATE TABLE pgmodels.rollout_predictions (
-    rollout_id           bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
+    rollout_id           bigint NOT NULL,
     key                  text,
     model_id             bigint NOT NULL,
     model_version        integer NOT NULL,
@@ -5259,7 +5260,7 @@ CREATE TABLE pgmodels.rollout_predictions (
     at                   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a shadow row carries the champion''s answer to the same input; a candidate''s failure has error set and no prediction';
-CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions (rollout_id, key);
+CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions USING brin (rollout_id);
 REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
 
 -- Where a project's true labels arrive, later, by key: read with the registering role's
@@ -5297,6 +5298,23 @@ SELECT pg_catalog.pg_extension_config_dump('pgmodels.outcome_sources', '');
 CREATE OR REPLACE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgmodels.rollout_runs
     FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._catalog_changed();
 ALTER TABLE pgmodels.rollout_runs ENABLE ALWAYS TRIGGER catalog_changed;
+
+-- A rollout's recorded answers go with it (a project dropped takes its rollouts); the log
+-- has no foreign key, which would cost a check per row recorded. Not a definer: it runs as
+-- whoever deletes rollouts, pgmodels' own definer code or a superuser (and a cascade from
+-- pgmodels.projects runs as the tables' owner).
+CREATE OR REPLACE FUNCTION pgmodels._rollouts_gone() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pgmodels.rollout_predictions a WHERE a.rollout_id IN (SELECT g.id FROM gone g);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollouts_gone() IS 'internal: a statement trigger on rollout_runs: deletes the recorded answers of the rollouts deleted';
+CREATE OR REPLACE TRIGGER rollouts_gone AFTER DELETE ON pgmodels.rollout_runs REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._rollouts_gone();
+ALTER TABLE pgmodels.rollout_runs ENABLE ALWAYS TRIGGER rollouts_gone;
 
 -- The rule a rollout is decided by, with the defaults filled in and each value checked.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_rule(rule jsonb, task text) RETURNS jsonb
@@ -5589,6 +5607,7 @@ COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout
 -- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
 -- before this file); internal ones are not, but for those listed here, each safe to call.
 REVOKE EXECUTE ON FUNCTION
+    pgmodels._rollouts_gone(),
     pgmodels._rollout_rule(jsonb, text),
     pgmodels._rollout_check_fraction(text, real),
     pgmodels._rollout_schedule(pgmodels.rollout_runs, oid),

@@ -54,11 +54,12 @@ SELECT pg_catalog.pg_extension_config_dump('pgmodels.rollout_history_id_seq', ''
 -- The answers a rollout's versions gave, by key: the candidate's (shadow or canary) and
 -- the champion's (in shadow, on the candidate's row as champion_prediction: the same
 -- input; in canary, for a control share of keys as large as the canary's, a row of its
--- own). A log: no key of its own (an insert is all a scoring path pays), read by rollout
--- and key. Kept for the rule's retention_days (30 by default), then deleted by the
--- evaluation.
+-- own). A log, which a scoring path only appends to, so it costs an insert and no more:
+-- no key of its own, no foreign key (a per-row check; a rollout's rows go with it by the
+-- trigger in 127_rollouts.sql), a BRIN index (rollout ids grow with time, as the rows
+-- do). Kept for the rule's retention_days (30 by default), then deleted by the evaluation.
 CREATE TABLE pgmodels.rollout_predictions (
-    rollout_id           bigint NOT NULL REFERENCES pgmodels.rollout_runs (id) ON DELETE CASCADE,
+    rollout_id           bigint NOT NULL,
     key                  text,
     model_id             bigint NOT NULL,
     model_version        integer NOT NULL,
@@ -73,7 +74,7 @@ CREATE TABLE pgmodels.rollout_predictions (
     at                   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s versions with their key, model version, role (champion, shadow, canary), source mode and time; a shadow row carries the champion''s answer to the same input; a candidate''s failure has error set and no prediction';
-CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions (rollout_id, key);
+CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions USING brin (rollout_id);
 REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
 
 -- Where a project's true labels arrive, later, by key: read with the registering role's

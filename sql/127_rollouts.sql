@@ -18,6 +18,23 @@ CREATE OR REPLACE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TR
     FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._catalog_changed();
 ALTER TABLE pgmodels.rollout_runs ENABLE ALWAYS TRIGGER catalog_changed;
 
+-- A rollout's recorded answers go with it (a project dropped takes its rollouts); the log
+-- has no foreign key, which would cost a check per row recorded. Not a definer: it runs as
+-- whoever deletes rollouts, pgmodels' own definer code or a superuser (and a cascade from
+-- pgmodels.projects runs as the tables' owner).
+CREATE OR REPLACE FUNCTION pgmodels._rollouts_gone() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pgmodels.rollout_predictions a WHERE a.rollout_id IN (SELECT g.id FROM gone g);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollouts_gone() IS 'internal: a statement trigger on rollout_runs: deletes the recorded answers of the rollouts deleted';
+CREATE OR REPLACE TRIGGER rollouts_gone AFTER DELETE ON pgmodels.rollout_runs REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._rollouts_gone();
+ALTER TABLE pgmodels.rollout_runs ENABLE ALWAYS TRIGGER rollouts_gone;
+
 -- The rule a rollout is decided by, with the defaults filled in and each value checked.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_rule(rule jsonb, task text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -309,6 +326,7 @@ COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout
 -- Grants of this area. Functions are created executable by PUBLIC (sql/090_grants.sql ran
 -- before this file); internal ones are not, but for those listed here, each safe to call.
 REVOKE EXECUTE ON FUNCTION
+    pgmodels._rollouts_gone(),
     pgmodels._rollout_rule(jsonb, text),
     pgmodels._rollout_check_fraction(text, real),
     pgmodels._rollout_schedule(pgmodels.rollout_runs, oid),

@@ -248,6 +248,9 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         f"{CATALOG}; the outcome relation {THROUGH_CATALOG} (format_type); the outcomes themselves are read by the "
         "invoker report code as the caller", OWNER),
     "pgmodels._rollout_purge(text,bigint)": (f"{CATALOG}; {BUILTIN_ARGS}", OWNER),
+    "pgmodels._rollouts_gone()": (
+        "a statement trigger on rollout_runs: deletes from rollout_predictions (catalog) by the deleted rows' ids "
+        "(bigint), nothing else", None),
     # made at run time by create_stream (sql/076_stream_internal.sql, _stream_capture_define)
     "pgmodels.stream_{id}_capture()": (
         "a trigger on the stream's table: first _stream_capture_check (the key column must be of a built-in "

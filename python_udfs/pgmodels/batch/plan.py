@@ -139,7 +139,10 @@ class Plan:
 
 
 def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: str, incremental: str | None,
-          incremental_type: str | None, outputs: list[str], chunk_rows: int, mode: str) -> Plan:
+          incremental_type: str | None, outputs: list[str], chunk_rows: int, mode: str, routed: bool = True) -> Plan:
+    """The run's statements; routed: a rollout has the job's model as its champion (the
+    run is routed by the rollout active when it starts, as it scores with the model
+    deployed then), so each chunk passes its keys."""
     k = qi(key)
     numeric, texts = numeric_expr(model, src), text_expr(model)
     by_value = mode == "incremental"
@@ -166,7 +169,7 @@ def build(model: ServedModel, src: Relation, out: Relation, key: str, key_type: 
     # routed: while the job's model is the champion of its project's active rollout, each
     # row is answered by the version its key is assigned (rollout/route.py), named per row
     # in model_ids/model_versions (NULL without a rollout: the scalar model_id is every row's)
-    loaded = "pgmodels._lookup('', $5, pgmodels._credential(), true)"
+    loaded = f"pgmodels._lookup('', $5, pgmodels._credential(), {'true' if routed else 'false'})"
     if "contributions" in outputs:
         loaded = f"({loaded} AND pgmodels._explain_lookup('', $5, pgmodels._credential()))"
 
@@ -186,7 +189,7 @@ agg AS (
     SELECT pg_catalog.array_agg(c.k ORDER BY {corder}) AS keys,
            {'pg_catalog.array_send(pg_catalog.array_agg(c.x ORDER BY ' + corder + '))' if numeric else 'NULL::bytea'} AS x,
            {'pg_catalog.array_agg(c.t ORDER BY ' + corder + ')' if texts else 'NULL::text[]'} AS t,
-           pg_catalog.array_agg(c.k::text ORDER BY {corder}) AS routing,
+           {'pg_catalog.array_agg(c.k::text ORDER BY ' + corder + ')' if routed else 'NULL::text[]'} AS routing,
            pg_catalog.count(*) AS n
       FROM chunk c),
 scored AS (

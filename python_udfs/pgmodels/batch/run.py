@@ -161,8 +161,10 @@ def _attempt(job: Job, trigger: str, attempt: int) -> Failure | None:
         inc_type = src.column(job.incremental_column, "incremental column").type if job.incremental_column else None
         plan.feature_columns(model, src)  # a column renamed or dropped since: a clear error
         mode, low, high, cursor, resumed_from = _what_to_score(job, model, src)
+        routed = query("SELECT EXISTS (SELECT 1 FROM pgmodels.rollouts r WHERE r.champion_id = $1 "
+                       "AND r.status = 'active') AS r", [model.id], ["bigint"])[0]["r"]
         statements = plan.build(model, src, out, job.key_column, key_type, job.incremental_column, inc_type,
-                                job.outputs, job.chunk_rows, mode)
+                                job.outputs, job.chunk_rows, mode, routed)
         run_id = _begin(job, "running", trigger, attempt, mode, resumed_from, model, low, high, cursor)
         plpy.commit()
         first = plpy.prepare(statements.first, plan.PARAM_TYPES)

@@ -14,17 +14,21 @@ answers are kept, at most MAX_PENDING, until a statement that may write.
 
 from __future__ import annotations
 
+import json
+
 import plpy
 
-from .._plpy import in_parallel_mode, udf
+from .._plpy import PENDING, in_parallel_mode, udf
 
 FLUSH_ROWS = 1000
 MAX_PENDING = 100_000
 
 _pending: list[tuple] = []
 _stamp = None
+_failed = None
 _flush_plan = None
 _insert_plan = None
+_arrays_plan = None
 
 
 def add(rollout_id: int, key, model_id: int, version: int, prediction, role: str, source: str,
@@ -41,10 +45,12 @@ def pending() -> int:
 
 def due(stamp: float) -> None:
     """Called by the row-wise cores before they add a row's answers: write what earlier
-    statements left, or a full block."""
-    global _stamp
-    if _pending and (stamp != _stamp or len(_pending) >= FLUSH_ROWS):
-        flush()
+    statements left, or a full block. A statement whose write failed (a read-only
+    transaction) tries no more: its answers wait for a later statement."""
+    global _stamp, _failed
+    if _pending and (stamp != _stamp or len(_pending) >= FLUSH_ROWS) and _failed != stamp:
+        if not flush() and _pending:
+            _failed = stamp
     _stamp = stamp
 
 
@@ -53,33 +59,60 @@ def flush() -> int:
     global _flush_plan
     if not _pending or in_parallel_mode():
         return 0
+    gd = __import__("__main__").GD
+    saved = gd.get(PENDING)
     try:
         if _flush_plan is None:
             _flush_plan = plpy.prepare("SELECT pgmodels._rollout_flush() AS n")
         return plpy.execute(_flush_plan)[0]["n"] or 0
     except plpy.SPIError:  # a read-only transaction: kept for a later statement
         return 0
+    finally:
+        # an error _rollout_flush met is recorded as pending (pgmodels._plpy): nothing raises
+        # it here, and it must not reach a later statement or hide the caller's own
+        if saved is None:
+            gd.pop(PENDING, None)
+        else:
+            gd[PENDING] = saved
 
 
 @udf
 def write() -> int:
-    """pgmodels._rollout_flush(): insert the pending answers (as the extension's owner)."""
-    global _insert_plan
+    """pgmodels._rollout_flush(): insert the pending answers (as the extension's owner).
+
+    They travel as one JSON text: PL/Python converts each element of an array parameter
+    through its type's text input, which would cost more than the insert itself."""
+    global _insert_plan, _arrays_plan
     if not _pending:
         return 0
     rows = list(_pending)
     if _insert_plan is None:
         _insert_plan = plpy.prepare(
             "INSERT INTO pgmodels.rollout_predictions (rollout_id, key, model_id, model_version, prediction, role, "
-            "source, error, latency_ms, champion_prediction) SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), "
-            "pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::integer[]), "
-            "pg_catalog.unnest($5::real[]), pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), "
-            "pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[]), pg_catalog.unnest($10::real[])) "
-            "AS u(i, k, m, v, p, r, s, e, l, c) WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
-            ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]",
-             "real[]"])
-    columns = [list(c) for c in zip(*rows)]
-    # (a rollout whose project was dropped since is gone, and its answers with it)
-    n = plpy.execute(_insert_plan, columns).nrows()
+            "source, error, latency_ms, champion_prediction) "
+            "SELECT (r.v ->> 0)::bigint, r.v ->> 1, (r.v ->> 2)::bigint, (r.v ->> 3)::integer, (r.v ->> 4)::real, "
+            "r.v ->> 5, r.v ->> 6, r.v ->> 7, (r.v ->> 8)::real, (r.v ->> 9)::real "
+            "FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) AS r(v) "
+            "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = (r.v ->> 0)::bigint)", ["text"])
+    try:
+        text = json.dumps(rows, allow_nan=False)
+    except ValueError:  # a NaN or an infinity: as arrays, which take them
+        text = None
+    if text is not None:
+        n = plpy.execute(_insert_plan, [text]).nrows()
+    else:
+        if _arrays_plan is None:
+            _arrays_plan = plpy.prepare(
+                "INSERT INTO pgmodels.rollout_predictions (rollout_id, key, model_id, model_version, prediction, "
+                "role, source, error, latency_ms, champion_prediction) SELECT u.* FROM ROWS FROM ("
+                "pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), "
+                "pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::real[]), pg_catalog.unnest($6::text[]), "
+                "pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[]), "
+                "pg_catalog.unnest($10::real[])) AS u(i, k, m, v, p, r, s, e, l, c) "
+                "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
+                ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]",
+                 "real[]"])
+        # (a rollout whose project was dropped since is gone, and its answers with it)
+        n = plpy.execute(_arrays_plan, [list(c) for c in zip(*rows)]).nrows()
     del _pending[: len(rows)]
     return n

@@ -81,7 +81,11 @@ class Route:
             return np.full(n, CANDIDATE, dtype=np.int8)
         if keys is None:
             keys = [None] * n
-        return np.fromiter((self.group(k) for k in keys), dtype=np.int8, count=n)
+        got = list(map(self._groups.get, keys))  # kept: no hashing, no Python call per key
+        if None in got:
+            group = self.group
+            got = [g if g is not None else group(k) for g, k in zip(got, keys)]
+        return np.array(got, dtype=np.int8)
 
 
 def score_block(model: Model, route: Route | None, X: np.ndarray, T, outputs, keys, source: str) -> dict:
@@ -200,12 +204,14 @@ def keyed_function(route: Route, stamp: float):
     champion, candidate = route.champion.row, route.candidate.row
     if champion is None or candidate is None:
         return None
-    group, add, due = route.group, record.add, record.due
+    group, kept, add, due = route.group, route._groups, record.add, record.due
     rid, mode = route.id, route.mode
     cid, cversion, mid, mversion = route.candidate.id, route.candidate.version, route.champion.id, route.champion.version
 
     def keyed(features, key):
-        g = group(key)
+        g = kept.get(key)
+        if g is None:
+            g = group(key)
         if g == CHAMPION:
             return champion(features)
         if g == CONTROL:
