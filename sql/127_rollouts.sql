@@ -35,6 +35,39 @@ CREATE OR REPLACE TRIGGER rollouts_gone AFTER DELETE ON pgmodels.rollout_runs RE
     FOR EACH STATEMENT EXECUTE FUNCTION pgmodels._rollouts_gone();
 ALTER TABLE pgmodels.rollout_runs ENABLE ALWAYS TRIGGER rollouts_gone;
 
+-- A deployment other than a rollout's own (deploy(), a train() that deploys, a monitor's
+-- retrain) replaces the champion a rollout was measured against: the rollout ends, aborted,
+-- with that reason in its history, and its evaluation job goes. Not a definer: only
+-- pgmodels' definer functions (and superusers) write deployments.
+CREATE OR REPLACE FUNCTION pgmodels._rollout_superseded() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ro pgmodels.rollout_runs;
+BEGIN
+    FOR ro IN SELECT r.* FROM pgmodels.rollout_runs r WHERE r.project_id = NEW.project_id AND r.status = 'active'
+               FOR UPDATE LOOP
+        PERFORM pgmodels._cron_unschedule(ro.cron_job_id);
+        UPDATE pgmodels.rollout_runs r SET status = 'aborted', ended_at = clock_timestamp(), cron_job_id = NULL,
+               decision = 'abort', reason = format('model %s was deployed (%s) while the rollout ran', NEW.model_id,
+                                                   NEW.strategy), decided_at = clock_timestamp()
+         WHERE r.id = ro.id;
+        INSERT INTO pgmodels.rollout_history (rollout_id, action, reason, numbers, by_role)
+        VALUES (ro.id, 'abort', format('model %s was deployed (%s) while the rollout ran', NEW.model_id, NEW.strategy),
+                jsonb_build_object('deployment', NEW.id), NEW.deployed_by);
+        PERFORM pg_notify('pgmodels_rollout', jsonb_build_object(
+            'rollout_id', ro.id, 'project', (SELECT p.name FROM pgmodels.projects p WHERE p.id = ro.project_id),
+            'action', 'abort', 'automatic', false, 'reason', 'a deployment replaced the champion',
+            'model_id', NEW.model_id)::text);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgmodels._rollout_superseded() IS 'internal: a row trigger on deployments: a deployment that is not a rollout''s own ends the project''s active rollout (aborted, with the reason) and notifies pgmodels_rollout';
+CREATE OR REPLACE TRIGGER rollout_superseded AFTER INSERT ON pgmodels.deployments
+    FOR EACH ROW WHEN (NEW.strategy IS DISTINCT FROM 'rollout') EXECUTE FUNCTION pgmodels._rollout_superseded();
+ALTER TABLE pgmodels.deployments ENABLE ALWAYS TRIGGER rollout_superseded;
+
 -- The rule a rollout is decided by, with the defaults filled in and each value checked.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_rule(rule jsonb, task text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
@@ -327,6 +360,7 @@ COMMENT ON FUNCTION @extschema@.abort_rollout(bigint) IS 'ends an active rollout
 -- before this file); internal ones are not, but for those listed here, each safe to call.
 REVOKE EXECUTE ON FUNCTION
     pgmodels._rollouts_gone(),
+    pgmodels._rollout_superseded(),
     pgmodels._rollout_rule(jsonb, text),
     pgmodels._rollout_check_fraction(text, real),
     pgmodels._rollout_schedule(pgmodels.rollout_runs, oid),

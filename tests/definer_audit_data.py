@@ -248,6 +248,9 @@ DEFINERS: dict[str, tuple[str, str | None]] = {
         f"{CATALOG}; the outcome relation {THROUGH_CATALOG} (format_type); the outcomes themselves are read by the "
         "invoker report code as the caller", OWNER),
     "pgmodels._rollout_purge(text,bigint)": (f"{CATALOG}; {BUILTIN_ARGS}", OWNER),
+    "pgmodels._rollout_superseded()": (
+        "a row trigger on deployments: reads and writes rollout_runs and rollout_history (catalog) by the new "
+        "row's project id, unschedules with pg_cron by a stored entry id, pg_notify with a jsonb it builds", None),
     "pgmodels._rollouts_gone()": (
         "a statement trigger on rollout_runs: deletes from rollout_predictions (catalog) by the deleted rows' ids "
         "(bigint), nothing else", None),

@@ -228,3 +228,16 @@ def test_only_the_owner_runs_a_rollout_and_predict_roles_never_see_the_candidate
     forged = conn.execute("SELECT count(*) FROM pgmodels.rollout_predictions WHERE rollout_id = %s AND key !~ '^[0-9]+$'",
                           [rollout]).fetchone()[0]
     assert forged == 0
+
+
+def test_a_deployment_that_is_not_the_rollout_s_own_ends_it(conn, name):
+    champion, candidate = two_versions(conn, name, rows=300)
+    rollout = _start(conn, name, candidate, fraction=0.2)
+    conn.execute("SELECT deploy(%s::bigint)", [candidate])  # by hand, not by promote_rollout
+    row = conn.execute("SELECT status, last_decision, last_reason FROM pgmodels.rollouts WHERE id = %s",
+                       [rollout]).fetchone()
+    assert row[:2] == ("aborted", "abort") and f"model {candidate} was deployed (model_id)" in row[2]
+    assert conn.execute("SELECT action FROM pgmodels.rollout_decisions WHERE rollout_id = %s ORDER BY at DESC LIMIT 1",
+                        [rollout]).fetchone()[0] == "abort"
+    # and a new rollout may start
+    conn.execute("SELECT start_rollout(%s, %s::bigint, 'shadow')", [name, champion])
