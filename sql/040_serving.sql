@@ -225,6 +225,22 @@ BEGIN
 END
 $do$;
 
+-- The forms features take in the user-facing wrappers (predict, predict_proba,
+-- predict_label, with and without a key, explain_prediction): each SQL type and the
+-- expression that hands it to a core (float8[] or jsonb). A row of a named type becomes
+-- jsonb keyed by column; an anonymous ROW(...) keeps its column order (see above).
+CREATE OR REPLACE FUNCTION pgmodels._feature_forms() RETURNS TABLE (sqltype text, cast_expr text)
+LANGUAGE sql IMMUTABLE
+AS $f$ VALUES
+    ('real[]', '$2'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
+    ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
+    ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
+    ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
+                   'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
+                   'ELSE pg_catalog.to_jsonb($2) END')
+$f$;
+COMMENT ON FUNCTION pgmodels._feature_forms() IS 'internal: the SQL types features may come as in the user-facing wrappers, and the expression handing each to a core';
+
 -- The cores and the user-facing wrappers: for each answer (predict, predict_proba,
 -- predict_label), the cores take features as float8[] (arrays) or jsonb (objects, and
 -- rows, which the wrappers turn into jsonb since PL/Python takes no polymorphic
@@ -260,13 +276,7 @@ BEGIN
             ('project_name text', '$1, 0', 'the deployed model of a project'),
             ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
         LOOP
-            FOR ftype IN SELECT * FROM (VALUES
-                ('real[]', '$2'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
-                ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
-                ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
-                ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
-                               'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
-                               'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
+            FOR ftype IN SELECT f.sqltype, f.cast_expr FROM pgmodels._feature_forms() f
             LOOP
                 EXECUTE format(
                     'CREATE OR REPLACE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '

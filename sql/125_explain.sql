@@ -171,13 +171,7 @@ BEGIN
         ('project_name text', '$1, 0', 'the deployed model of a project'),
         ('model_id bigint', '''''::text, $1', 'a model version chosen by id')) AS t(arg, pass, what)
     LOOP
-        FOR ftype IN SELECT * FROM (VALUES
-            ('real[]', '$2'), ('double precision[]', '$2'), ('numeric[]', '$2::float8[]'),
-            ('integer[]', '$2::float8[]'), ('bigint[]', '$2::float8[]'), ('smallint[]', '$2::float8[]'),
-            ('boolean[]', '$2::integer[]::float8[]'), ('jsonb', '$2'),
-            ('anyelement', 'CASE WHEN pg_catalog.pg_typeof($2) = ''pg_catalog.record''::pg_catalog.regtype '
-                           'THEN pg_catalog.jsonb_build_array(''pgmodels:record'', pg_catalog.to_json($2)::text) '
-                           'ELSE pg_catalog.to_jsonb($2) END')) AS f(sqltype, cast_expr)
+        FOR ftype IN SELECT f.sqltype, f.cast_expr FROM pgmodels._feature_forms() f
         LOOP
             EXECUTE format(
                 'CREATE OR REPLACE FUNCTION @extschema@.explain_prediction(%s, %s %s, top_n integer DEFAULT NULL, '

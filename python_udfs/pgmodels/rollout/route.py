@@ -29,6 +29,7 @@ _SCALE = float(1 << 52)
 # come back; a batch job scores the same keys every run), at most MAX_KEPT keys
 _kept: dict[tuple, dict] = {}
 MAX_KEPT = 500_000
+_made: dict[tuple, "Route"] = {}
 
 
 def share(rollout_id: int, key) -> float:
@@ -40,7 +41,7 @@ def share(rollout_id: int, key) -> float:
 class Route:
     """A rollout as the scoring code sees it for one statement."""
 
-    __slots__ = ("id", "mode", "fraction", "champion", "candidate", "row", "keyed", "_groups", "_prefix")
+    __slots__ = ("id", "mode", "fraction", "champion", "candidate", "row", "keyed", "stamp", "_groups", "_prefix")
 
     def __init__(self, spec: dict, champion: Model, candidate: Model):
         self.id = int(spec["id"])
@@ -49,6 +50,7 @@ class Route:
         self.champion, self.candidate = champion, candidate
         self.row = None  # predict()'s fast path for a row without a key (serving/predict.py)
         self.keyed = None  # and with a key
+        self.stamp = None  # the statement it serves now (serving/cache.py sets it at each registration)
         self._prefix = hashlib.sha256(f"{self.id}:".encode())
         groups = _kept.get((self.id, self.fraction))
         if groups is None:
@@ -163,7 +165,21 @@ def _candidate_answers(candidate: Model, X, T, rows: np.ndarray, outputs) -> tup
     return out, failed
 
 
-def row_function(route: Route, stamp: float):
+def made(spec: dict, champion: Model, candidate: Model, stamp: float) -> Route:
+    """The route of a rollout between two loaded versions, made once and kept (a statement
+    of pgmodels serve or of an application registers it anew: it only sets the stamp)."""
+    key = (int(spec["id"]), spec["mode"], spec.get("fraction"), champion.id, candidate.id)
+    route = _made.get(key)
+    if route is None or route.champion is not champion or route.candidate is not candidate:
+        if len(_made) > 100:
+            _made.clear()
+        route = _made[key] = Route(spec, champion, candidate)
+        route.row, route.keyed = row_function(route), keyed_function(route)
+    route.stamp = stamp
+    return route
+
+
+def row_function(route: Route):
     """predict()'s fast path for one numeric row without a key, routed (None: the models
     have no fast path; serving/predict.py routes the row itself)."""
     champion, candidate = route.champion.row, route.candidate.row
@@ -178,14 +194,14 @@ def row_function(route: Route, stamp: float):
                 try:
                     return candidate(features)
                 except Exception as e:  # noqa: BLE001 - counted against the candidate
-                    record.due(stamp)
+                    record.due(route.stamp)
                     record.add(rid, None, cid, cversion, None, "canary", "sql", _message(e))
             return champion(features)
         return canary
 
     def shadow(features):
         answer = champion(features)
-        record.due(stamp)
+        record.due(route.stamp)
         try:
             record.add(rid, None, cid, cversion, candidate(features), "shadow", "sql", None, None, answer)
         except Exception as e:  # noqa: BLE001 - counted against the candidate
@@ -198,7 +214,7 @@ def _message(e: Exception) -> str:
     return (getattr(e, "message", None) or str(e) or type(e).__name__)[:500]
 
 
-def keyed_function(route: Route, stamp: float):
+def keyed_function(route: Route):
     """predict(..., key => k)'s fast path for one numeric row, routed by its key (None: no
     fast path; serving/predict.py routes the row itself)."""
     champion, candidate = route.champion.row, route.candidate.row
@@ -216,7 +232,7 @@ def keyed_function(route: Route, stamp: float):
             return champion(features)
         if g == CONTROL:
             answer = champion(features)
-            due(stamp)
+            due(route.stamp)
             add(rid, str(key), mid, mversion, answer, "champion", "sql")
             return answer
         try:
@@ -227,7 +243,7 @@ def keyed_function(route: Route, stamp: float):
             served = champion(features)
         else:
             served = answer
-        due(stamp)
+        due(route.stamp)
         add(rid, None if key is None else str(key), cid, cversion, answer, mode, "sql", error, None,
             served if mode == "shadow" else None)
         return served

@@ -130,10 +130,9 @@ def _model(record: dict) -> Model | None:
 def _register(key, stamp: float, model: Model, spec, candidate, once: bool, ttl: float) -> None:
     route = None
     if spec is not None and candidate is not None and candidate.id != model.id:
-        from ..rollout.route import Route, keyed_function, row_function
+        from ..rollout.route import made
 
-        route = Route(spec, model, candidate)
-        route.row, route.keyed = row_function(route, stamp), keyed_function(route, stamp)
+        route = made(spec, model, candidate, stamp)
     _routes[key] = (stamp, route)
     if once:
         _current.pop(key, None)

@@ -208,16 +208,15 @@ def score_rows(project: str, model_id: int, numeric: bytes | None, texts: list |
         explainer = pair[1]
     route = cache.route_for(model_id or project, stamp)
     if route is not None and explainer is None:  # contributions: the champion answers (its explainer's)
-        from ..rollout import record
         from ..rollout.route import score_block
 
         if keys is not None and len(keys) != (len(texts) if numeric is None and texts is not None
                                               else inputs.array_dims(numeric)[0] if numeric else 0):
             raise PgmodelsError("there must be one routing key per row", sqlstate=INVALID_PARAMETER_VALUE)
         X, T = vectorized.checked(model, numeric, texts)
-        out = score_block(model, route, X, T, [o for o in outputs if o != "contributions"], keys,
-                          source if source in ("batch", "stream", "proxy", "sql") else "sql")
-        record.flush()
+        source = source if source in ("batch", "stream", "proxy", "sql") else "sql"
+        out = score_block(model, route, X, T, [o for o in outputs if o != "contributions"], keys, source)
+        record.flush()  # with the block: a batch chunk's transaction, a request's statement
     else:
         out = vectorized.score(model, numeric, texts, outputs, explainer)
     probabilities = out.get("probabilities")
