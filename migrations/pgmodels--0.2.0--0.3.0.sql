@@ -5267,18 +5267,21 @@ COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s ve
 CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions USING brin (rollout_id);
 REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
 
--- Where a project's true labels arrive, later, by key: read with the registering role's
--- rights when a rollout is evaluated.
+-- Where a project's true labels arrive, later, by key: registered by the project's owner
+-- role and read as that role, and only as it, when a rollout is evaluated. The oid with
+-- the qualified name it had: a relation dropped, renamed or replaced under a reused oid
+-- is refused at evaluation.
 CREATE TABLE pgmodels.outcome_sources (
     project_id    bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
     relation      oid NOT NULL,
+    relation_name text NOT NULL,
     key_column    name NOT NULL,
     label_column  name NOT NULL,
     time_column   name,
     owner_role    oid NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-COMMENT ON TABLE pgmodels.outcome_sources IS 'per project: the relation where true labels arrive by key (key, label and time columns) and the role whose rights read it';
+COMMENT ON TABLE pgmodels.outcome_sources IS 'per project: the relation where true labels arrive by key (key, label and time columns, the qualified name it had) and the role, the project''s owner, that reads it';
 REVOKE ALL ON pgmodels.outcome_sources FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.outcome_sources', '');
 
@@ -5380,15 +5383,15 @@ BEGIN
     r := jsonb_build_object('metric', metric, 'margin', 0.0, 'min_outcomes', 200, 'max_error_rate', 0.01,
                             'confidence', 0.95, 'auto', true, 'schedule', NULL, 'retention_days', 30)
          || (r - 'metric') || jsonb_build_object('metric', metric);
-    IF jsonb_typeof(r -> 'margin') <> 'number' OR (r ->> 'margin')::float8 < 0
-       OR jsonb_typeof(r -> 'min_outcomes') <> 'number' OR (r ->> 'min_outcomes')::float8 < 1
+    IF jsonb_typeof(r -> 'margin') <> 'number' OR (r ->> 'margin')::float8 NOT BETWEEN 0 AND 1
+       OR jsonb_typeof(r -> 'min_outcomes') <> 'number' OR (r ->> 'min_outcomes')::float8 NOT BETWEEN 1 AND 1e9
        OR jsonb_typeof(r -> 'max_error_rate') <> 'number' OR (r ->> 'max_error_rate')::float8 NOT BETWEEN 0 AND 1
        OR jsonb_typeof(r -> 'confidence') <> 'number' OR (r ->> 'confidence')::float8 NOT IN (0.8, 0.9, 0.95, 0.99)
        OR jsonb_typeof(r -> 'auto') <> 'boolean'
-       OR jsonb_typeof(r -> 'retention_days') <> 'number' OR (r ->> 'retention_days')::float8 < 1
+       OR jsonb_typeof(r -> 'retention_days') <> 'number' OR (r ->> 'retention_days')::float8 NOT BETWEEN 1 AND 3650
        OR jsonb_typeof(r -> 'schedule') NOT IN ('null', 'string') OR length(r ->> 'schedule') > 100 THEN
         RAISE EXCEPTION 'invalid rollout rule %', rule::text USING ERRCODE = '22023',
-            DETAIL = 'margin is a number >= 0, min_outcomes a number >= 1, max_error_rate between 0 and 1, confidence one of 0.8, 0.9, 0.95 and 0.99, auto a boolean, schedule a cron expression, retention_days a number >= 1.';
+            DETAIL = 'margin is a number between 0 and 1, min_outcomes a number between 1 and 1e9, max_error_rate between 0 and 1, confidence one of 0.8, 0.9, 0.95 and 0.99, auto a boolean, schedule a cron expression, retention_days a number between 1 and 3650.';
     END IF;
     RETURN r;
 END
@@ -5416,7 +5419,9 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._rollout_check_fraction(text, real) IS 'internal: raises unless the mode is shadow (no fraction) or canary (0 < fraction < 1)';
 
--- The pg_cron entry that evaluates a rollout every schedule, as the role that started it.
+-- The pg_cron entry that evaluates a rollout every schedule, as the project's owner role
+-- (which alone reads its outcomes: sql/129_rollouts_outcomes.sql), whoever started it (a
+-- member of that role, or a superuser). The caller is checked by the callers.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_schedule(ro pgmodels.rollout_runs, caller oid) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -5429,10 +5434,10 @@ BEGIN
     RETURN pgmodels._cron_schedule(
         format('pgmodels_rollout:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), ro.id),
         coalesce(schedule, '* * * * *'), format('SELECT * FROM %I.evaluate_rollout(%s::bigint)', '@extschema@', ro.id),
-        caller);
+        (SELECT p.owner::oid FROM pgmodels.projects p WHERE p.id = ro.project_id));
 END
 $$;
-COMMENT ON FUNCTION pgmodels._rollout_schedule(pgmodels.rollout_runs, oid) IS 'internal: schedules a rollout''s automatic evaluation with pg_cron as the role that started it (every minute unless the rule names a schedule; none where pg_cron is not installed and no schedule was asked for)';
+COMMENT ON FUNCTION pgmodels._rollout_schedule(pgmodels.rollout_runs, oid) IS 'internal: schedules a rollout''s automatic evaluation with pg_cron as the project''s owner role (every minute unless the rule names a schedule; none where pg_cron is not installed and no schedule was asked for)';
 
 -- The core of start_rollout(). Definer: it writes the catalog. Owner only.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_start(credential text, project_name text, model_id bigint, mode text,
@@ -5845,9 +5850,12 @@ TO PUBLIC;
 -- evaluate_rollout() (which pg_cron runs on the rollout's schedule) and the views
 -- pgmodels.rollouts and pgmodels.rollout_decisions. The report joins the answers a
 -- rollout recorded (pgmodels.rollout_predictions) to the true labels that arrive later in
--- the relation register_outcomes() named, read with the rights of the role evaluating
--- (which must be, or be a member of, the role that registered it): the outcomes are the
--- user's data, read as the user, and only built-in types (text) reach pgmodels' code.
+-- the relation register_outcomes() named. The project's owner role registers it and only
+-- that role reads it (a member, even a superuser, evaluates after SET ROLE to it; pg_cron
+-- runs the evaluation as it): whatever code the relation runs (a view's functions, a
+-- domain's check, a type's cast) runs as the role that wrote it, never as another; the
+-- read runs with search_path pg_catalog, so no operator another role put in a schema can
+-- take part; only text comes back to pgmodels' code.
 
 CREATE OR REPLACE FUNCTION pgmodels._outcomes_register(credential text, project_name text, relation oid,
                                                        key_column text, label_column text, time_column text)
@@ -5864,6 +5872,12 @@ BEGIN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
     END IF;
     PERFORM pgmodels._require_owner(caller, proj);
+    IF caller <> proj.owner::oid THEN
+        RAISE EXCEPTION 'outcomes are registered by the project''s owner role itself' USING ERRCODE = '42501',
+            DETAIL = format('Project "%s" belongs to role "%s": its outcomes are read as that role, and only as it.',
+                            proj.name, proj.owner),
+            HINT = format('SET ROLE %s; then register_outcomes().', proj.owner);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
         RAISE EXCEPTION 'relation with oid % is not a table or view', relation USING ERRCODE = '42809';
     END IF;
@@ -5884,14 +5898,16 @@ BEGIN
        NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
         RAISE EXCEPTION 'time column "%" must be a timestamp or a date', time_column USING ERRCODE = '42804';
     END IF;
-    INSERT INTO pgmodels.outcome_sources AS o (project_id, relation, key_column, label_column, time_column, owner_role)
-    VALUES (proj.id, relation, key_column, label_column, time_column, caller)
-    ON CONFLICT (project_id) DO UPDATE SET relation = EXCLUDED.relation, key_column = EXCLUDED.key_column,
+    INSERT INTO pgmodels.outcome_sources AS o (project_id, relation, relation_name, key_column, label_column, time_column,
+                                               owner_role)
+    VALUES (proj.id, relation, relation::regclass::text, key_column, label_column, time_column, caller)
+    ON CONFLICT (project_id) DO UPDATE SET relation = EXCLUDED.relation, relation_name = EXCLUDED.relation_name,
+        key_column = EXCLUDED.key_column,
         label_column = EXCLUDED.label_column, time_column = EXCLUDED.time_column, owner_role = EXCLUDED.owner_role,
         registered_at = clock_timestamp();
 END
 $$;
-COMMENT ON FUNCTION pgmodels._outcomes_register(text, text, oid, text, text, text) IS 'internal: the core of register_outcomes() (definer: it writes the catalog), for the project''s owner, who must be able to read the columns';
+COMMENT ON FUNCTION pgmodels._outcomes_register(text, text, oid, text, text, text) IS 'internal: the core of register_outcomes() (definer: it writes the catalog), for the project''s owner role itself, which must be able to read the columns';
 
 CREATE OR REPLACE FUNCTION @extschema@.register_outcomes(project_name text, relation_name text, key_column text,
                                                          label_column text, time_column text DEFAULT NULL)
@@ -5909,9 +5925,10 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.register_outcomes(text, text, text, text, text) IS 'names the table or view where a project''s true labels arrive, later, by key (key, label and optional time column): rollouts are decided on them, read with the registering role''s rights; for the project''s owner';
 
--- What the report of a rollout needs, for a role that is (or is a member of) the role
--- that registered the project's outcomes, and owns the project: the rollout, the
--- outcome source, and the recorded answers. Definer: the catalog is not readable by PUBLIC.
+-- What the report of a rollout needs, for the project's owner role itself when outcomes
+-- are registered (they are read as it, and only as it): the rollout, the outcome source,
+-- the answers' counts and agreement, and each key's latest answer on each side (champion,
+-- candidate). Definer: the catalog is not readable by PUBLIC.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_evidence(credential text, rollout_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -5923,6 +5940,8 @@ DECLARE
     src pgmodels.outcome_sources;
     champ pgmodels.models;
     cand pgmodels.models;
+    col text;
+    regression boolean;
 BEGIN
     SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.id = rollout_id;
     IF ro.id IS NULL THEN
@@ -5931,33 +5950,65 @@ BEGIN
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.id = ro.project_id;
     PERFORM pgmodels._require_owner(caller, proj);
     SELECT o.* INTO src FROM pgmodels.outcome_sources o WHERE o.project_id = proj.id;
-    IF src.project_id IS NOT NULL AND NOT pg_has_role(caller, src.owner_role, 'USAGE') THEN
-        RAISE EXCEPTION 'outcomes of project "%" are read with role "%"''s rights', proj.name, src.owner_role::regrole
-            USING ERRCODE = '42501', HINT = 'Evaluate as that role, or register_outcomes() again as this one.';
+    IF src.project_id IS NOT NULL THEN
+        IF caller <> src.owner_role THEN
+            RAISE EXCEPTION 'the outcomes of project "%" are read as role "%" only', proj.name, src.owner_role::regrole
+                USING ERRCODE = '42501',
+                      DETAIL = 'Whatever code the outcome relation runs, it runs as the role that registered it.',
+                      HINT = format('SET ROLE %s first (pg_cron runs the evaluation as it).', src.owner_role::regrole);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src.relation)
+           OR src.relation::regclass::text <> src.relation_name THEN
+            RAISE EXCEPTION 'relation "%" of project "%"''s outcomes no longer exists', src.relation_name, proj.name
+                USING ERRCODE = '42P01', HINT = 'Name where the outcomes arrive again with register_outcomes().';
+        END IF;
+        FOREACH col IN ARRAY ARRAY[src.key_column, src.label_column, src.time_column] LOOP
+            IF col IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = src.relation
+                                                  AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                RAISE EXCEPTION 'column "%" of relation "%" no longer exists', col, src.relation_name
+                    USING ERRCODE = '42703', HINT = 'Name the outcome columns again with register_outcomes().';
+            END IF;
+        END LOOP;
     END IF;
     SELECT m.* INTO champ FROM pgmodels.models m WHERE m.id = ro.champion_id;
     SELECT m.* INTO cand FROM pgmodels.models m WHERE m.id = ro.candidate_id;
+    regression := champ.task = 'regression';
     RETURN jsonb_build_object(
         'id', ro.id, 'project', proj.name, 'mode', ro.mode, 'fraction', ro.fraction, 'status', ro.status,
         'rule', ro.rule, 'started_at', ro.started_at, 'task', champ.task, 'labels', champ.labels,
         'champion', jsonb_build_object('id', champ.id, 'version', champ.version),
         'candidate', jsonb_build_object('id', cand.id, 'version', cand.version),
         'outcomes', CASE WHEN src.project_id IS NOT NULL THEN jsonb_build_object(
-            'relation', src.relation::regclass::text, 'key', src.key_column, 'label', src.label_column,
-            'time', src.time_column,
+            'relation', src.relation_name, 'key', src.key_column, 'label', src.label_column, 'time', src.time_column,
             'key_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                           WHERE a.attrelid = src.relation AND a.attname = src.key_column)) END,
-        'answers', (SELECT jsonb_build_object(
-                       'key', coalesce(jsonb_agg(a.key ORDER BY a.at), '[]'),
-                       'role', coalesce(jsonb_agg(a.role ORDER BY a.at), '[]'),
-                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.at), '[]'),
-                       'champion', coalesce(jsonb_agg(a.champion_prediction ORDER BY a.at), '[]'),
-                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.at), '[]'),
-                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.at), '[]'))
-                      FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id));
+        'counts', (SELECT jsonb_build_object(
+            'candidate', jsonb_build_object('answers', count(*) FILTER (WHERE a.role <> 'champion'),
+                                            'errors', count(a.error) FILTER (WHERE a.role <> 'champion'),
+                                            'latency_ms', avg(a.latency_ms) FILTER (WHERE a.role <> 'champion')),
+            'champion', jsonb_build_object('answers', count(*) FILTER (WHERE a.role = 'champion'
+                                                                       OR a.champion_prediction IS NOT NULL),
+                                           'errors', 0,
+                                           'latency_ms', avg(a.latency_ms) FILTER (WHERE a.role = 'champion')),
+            'agreement', avg(CASE WHEN regression
+                                  THEN (abs(a.prediction - a.champion_prediction)
+                                        <= 0.05 * abs(a.champion_prediction) + 1e-9)::integer
+                                  ELSE (a.prediction = a.champion_prediction)::integer END)
+                         FILTER (WHERE a.role = 'shadow' AND a.error IS NULL))
+            FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id),
+        'latest', (SELECT jsonb_build_object('side', coalesce(jsonb_agg(l.side), '[]'),
+                                             'key', coalesce(jsonb_agg(l.key), '[]'),
+                                             'prediction', coalesce(jsonb_agg(l.prediction), '[]'))
+                     FROM (SELECT DISTINCT ON (s.side, a.key) s.side, a.key, s.prediction
+                             FROM pgmodels.rollout_predictions a,
+                                  LATERAL (VALUES (CASE WHEN a.role = 'champion' THEN 'champion' ELSE 'candidate' END,
+                                                   a.prediction, a.error IS NULL),
+                                                  ('champion', a.champion_prediction, a.role = 'shadow')) s(side, prediction, ok)
+                            WHERE a.rollout_id = ro.id AND a.key IS NOT NULL AND s.ok AND s.prediction IS NOT NULL
+                            ORDER BY s.side, a.key, a.at DESC) l));
 END
 $$;
-COMMENT ON FUNCTION pgmodels._rollout_evidence(text, bigint) IS 'internal: a rollout, its outcome source and its recorded answers, for its project''s owner when it may read the outcomes with the registering role''s rights';
+COMMENT ON FUNCTION pgmodels._rollout_evidence(text, bigint) IS 'internal: a rollout, its outcome source (checked to exist as registered), the counts of its recorded answers and the agreement in shadow, and each key''s latest answer by champion and candidate; for its project''s owner, and when outcomes are registered for the role that registered them only';
 
 CREATE OR REPLACE FUNCTION pgmodels._rollout_purge(credential text, rollout_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -5978,7 +6029,7 @@ COMMENT ON FUNCTION pgmodels._rollout_purge(text, bigint) IS 'internal: deletes 
 -- caller's rights. Each returns its rows as jsonb (NULL with a pending error, which the
 -- SQL wrapper raises in PostgreSQL's style).
 CREATE OR REPLACE FUNCTION pgmodels._rollout_report(rollout_id bigint) RETURNS jsonb
-LANGUAGE plpython3u VOLATILE
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.rollout.report import report_json; return report_json(rollout_id)
@@ -5996,7 +6047,7 @@ $$;
 COMMENT ON FUNCTION @extschema@.rollout_report(bigint) IS 'per version of a rollout (champion, then candidate): answers recorded, those joined to an outcome, the key metric (f1 or r2) with its interval (the rule''s confidence), the candidate''s difference from the champion with its interval, a second metric (accuracy or mae), agreement with the champion on shared keys (shadow), latency and errors; for the project''s owner';
 
 CREATE OR REPLACE FUNCTION pgmodels._evaluate_rollout(rollout_id bigint) RETURNS jsonb
-LANGUAGE plpython3u VOLATILE
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.rollout.decide import evaluate; return evaluate(rollout_id)

@@ -77,17 +77,20 @@ COMMENT ON TABLE pgmodels.rollout_predictions IS 'the answers of a rollout''s ve
 CREATE INDEX rollout_predictions_rollout_idx ON pgmodels.rollout_predictions USING brin (rollout_id);
 REVOKE ALL ON pgmodels.rollout_predictions FROM PUBLIC;
 
--- Where a project's true labels arrive, later, by key: read with the registering role's
--- rights when a rollout is evaluated.
+-- Where a project's true labels arrive, later, by key: registered by the project's owner
+-- role and read as that role, and only as it, when a rollout is evaluated. The oid with
+-- the qualified name it had: a relation dropped, renamed or replaced under a reused oid
+-- is refused at evaluation.
 CREATE TABLE pgmodels.outcome_sources (
     project_id    bigint PRIMARY KEY REFERENCES pgmodels.projects (id) ON DELETE CASCADE,
     relation      oid NOT NULL,
+    relation_name text NOT NULL,
     key_column    name NOT NULL,
     label_column  name NOT NULL,
     time_column   name,
     owner_role    oid NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-COMMENT ON TABLE pgmodels.outcome_sources IS 'per project: the relation where true labels arrive by key (key, label and time columns) and the role whose rights read it';
+COMMENT ON TABLE pgmodels.outcome_sources IS 'per project: the relation where true labels arrive by key (key, label and time columns, the qualified name it had) and the role, the project''s owner, that reads it';
 REVOKE ALL ON pgmodels.outcome_sources FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgmodels.outcome_sources', '');

@@ -95,15 +95,15 @@ BEGIN
     r := jsonb_build_object('metric', metric, 'margin', 0.0, 'min_outcomes', 200, 'max_error_rate', 0.01,
                             'confidence', 0.95, 'auto', true, 'schedule', NULL, 'retention_days', 30)
          || (r - 'metric') || jsonb_build_object('metric', metric);
-    IF jsonb_typeof(r -> 'margin') <> 'number' OR (r ->> 'margin')::float8 < 0
-       OR jsonb_typeof(r -> 'min_outcomes') <> 'number' OR (r ->> 'min_outcomes')::float8 < 1
+    IF jsonb_typeof(r -> 'margin') <> 'number' OR (r ->> 'margin')::float8 NOT BETWEEN 0 AND 1
+       OR jsonb_typeof(r -> 'min_outcomes') <> 'number' OR (r ->> 'min_outcomes')::float8 NOT BETWEEN 1 AND 1e9
        OR jsonb_typeof(r -> 'max_error_rate') <> 'number' OR (r ->> 'max_error_rate')::float8 NOT BETWEEN 0 AND 1
        OR jsonb_typeof(r -> 'confidence') <> 'number' OR (r ->> 'confidence')::float8 NOT IN (0.8, 0.9, 0.95, 0.99)
        OR jsonb_typeof(r -> 'auto') <> 'boolean'
-       OR jsonb_typeof(r -> 'retention_days') <> 'number' OR (r ->> 'retention_days')::float8 < 1
+       OR jsonb_typeof(r -> 'retention_days') <> 'number' OR (r ->> 'retention_days')::float8 NOT BETWEEN 1 AND 3650
        OR jsonb_typeof(r -> 'schedule') NOT IN ('null', 'string') OR length(r ->> 'schedule') > 100 THEN
         RAISE EXCEPTION 'invalid rollout rule %', rule::text USING ERRCODE = '22023',
-            DETAIL = 'margin is a number >= 0, min_outcomes a number >= 1, max_error_rate between 0 and 1, confidence one of 0.8, 0.9, 0.95 and 0.99, auto a boolean, schedule a cron expression, retention_days a number >= 1.';
+            DETAIL = 'margin is a number between 0 and 1, min_outcomes a number between 1 and 1e9, max_error_rate between 0 and 1, confidence one of 0.8, 0.9, 0.95 and 0.99, auto a boolean, schedule a cron expression, retention_days a number between 1 and 3650.';
     END IF;
     RETURN r;
 END
@@ -131,7 +131,9 @@ END
 $$;
 COMMENT ON FUNCTION pgmodels._rollout_check_fraction(text, real) IS 'internal: raises unless the mode is shadow (no fraction) or canary (0 < fraction < 1)';
 
--- The pg_cron entry that evaluates a rollout every schedule, as the role that started it.
+-- The pg_cron entry that evaluates a rollout every schedule, as the project's owner role
+-- (which alone reads its outcomes: sql/129_rollouts_outcomes.sql), whoever started it (a
+-- member of that role, or a superuser). The caller is checked by the callers.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_schedule(ro pgmodels.rollout_runs, caller oid) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -144,10 +146,10 @@ BEGIN
     RETURN pgmodels._cron_schedule(
         format('pgmodels_rollout:%s:%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), ro.id),
         coalesce(schedule, '* * * * *'), format('SELECT * FROM %I.evaluate_rollout(%s::bigint)', '@extschema@', ro.id),
-        caller);
+        (SELECT p.owner::oid FROM pgmodels.projects p WHERE p.id = ro.project_id));
 END
 $$;
-COMMENT ON FUNCTION pgmodels._rollout_schedule(pgmodels.rollout_runs, oid) IS 'internal: schedules a rollout''s automatic evaluation with pg_cron as the role that started it (every minute unless the rule names a schedule; none where pg_cron is not installed and no schedule was asked for)';
+COMMENT ON FUNCTION pgmodels._rollout_schedule(pgmodels.rollout_runs, oid) IS 'internal: schedules a rollout''s automatic evaluation with pg_cron as the project''s owner role (every minute unless the rule names a schedule; none where pg_cron is not installed and no schedule was asked for)';
 
 -- The core of start_rollout(). Definer: it writes the catalog. Owner only.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_start(credential text, project_name text, model_id bigint, mode text,

@@ -2,9 +2,12 @@
 -- evaluate_rollout() (which pg_cron runs on the rollout's schedule) and the views
 -- pgmodels.rollouts and pgmodels.rollout_decisions. The report joins the answers a
 -- rollout recorded (pgmodels.rollout_predictions) to the true labels that arrive later in
--- the relation register_outcomes() named, read with the rights of the role evaluating
--- (which must be, or be a member of, the role that registered it): the outcomes are the
--- user's data, read as the user, and only built-in types (text) reach pgmodels' code.
+-- the relation register_outcomes() named. The project's owner role registers it and only
+-- that role reads it (a member, even a superuser, evaluates after SET ROLE to it; pg_cron
+-- runs the evaluation as it): whatever code the relation runs (a view's functions, a
+-- domain's check, a type's cast) runs as the role that wrote it, never as another; the
+-- read runs with search_path pg_catalog, so no operator another role put in a schema can
+-- take part; only text comes back to pgmodels' code.
 
 CREATE OR REPLACE FUNCTION pgmodels._outcomes_register(credential text, project_name text, relation oid,
                                                        key_column text, label_column text, time_column text)
@@ -21,6 +24,12 @@ BEGIN
         RAISE EXCEPTION 'project "%" does not exist', project_name USING ERRCODE = '42704';
     END IF;
     PERFORM pgmodels._require_owner(caller, proj);
+    IF caller <> proj.owner::oid THEN
+        RAISE EXCEPTION 'outcomes are registered by the project''s owner role itself' USING ERRCODE = '42501',
+            DETAIL = format('Project "%s" belongs to role "%s": its outcomes are read as that role, and only as it.',
+                            proj.name, proj.owner),
+            HINT = format('SET ROLE %s; then register_outcomes().', proj.owner);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) THEN
         RAISE EXCEPTION 'relation with oid % is not a table or view', relation USING ERRCODE = '42809';
     END IF;
@@ -41,14 +50,16 @@ BEGIN
        NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
         RAISE EXCEPTION 'time column "%" must be a timestamp or a date', time_column USING ERRCODE = '42804';
     END IF;
-    INSERT INTO pgmodels.outcome_sources AS o (project_id, relation, key_column, label_column, time_column, owner_role)
-    VALUES (proj.id, relation, key_column, label_column, time_column, caller)
-    ON CONFLICT (project_id) DO UPDATE SET relation = EXCLUDED.relation, key_column = EXCLUDED.key_column,
+    INSERT INTO pgmodels.outcome_sources AS o (project_id, relation, relation_name, key_column, label_column, time_column,
+                                               owner_role)
+    VALUES (proj.id, relation, relation::regclass::text, key_column, label_column, time_column, caller)
+    ON CONFLICT (project_id) DO UPDATE SET relation = EXCLUDED.relation, relation_name = EXCLUDED.relation_name,
+        key_column = EXCLUDED.key_column,
         label_column = EXCLUDED.label_column, time_column = EXCLUDED.time_column, owner_role = EXCLUDED.owner_role,
         registered_at = clock_timestamp();
 END
 $$;
-COMMENT ON FUNCTION pgmodels._outcomes_register(text, text, oid, text, text, text) IS 'internal: the core of register_outcomes() (definer: it writes the catalog), for the project''s owner, who must be able to read the columns';
+COMMENT ON FUNCTION pgmodels._outcomes_register(text, text, oid, text, text, text) IS 'internal: the core of register_outcomes() (definer: it writes the catalog), for the project''s owner role itself, which must be able to read the columns';
 
 CREATE OR REPLACE FUNCTION @extschema@.register_outcomes(project_name text, relation_name text, key_column text,
                                                          label_column text, time_column text DEFAULT NULL)
@@ -66,9 +77,10 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.register_outcomes(text, text, text, text, text) IS 'names the table or view where a project''s true labels arrive, later, by key (key, label and optional time column): rollouts are decided on them, read with the registering role''s rights; for the project''s owner';
 
--- What the report of a rollout needs, for a role that is (or is a member of) the role
--- that registered the project's outcomes, and owns the project: the rollout, the
--- outcome source, and the recorded answers. Definer: the catalog is not readable by PUBLIC.
+-- What the report of a rollout needs, for the project's owner role itself when outcomes
+-- are registered (they are read as it, and only as it): the rollout, the outcome source,
+-- the answers' counts and agreement, and each key's latest answer on each side (champion,
+-- candidate). Definer: the catalog is not readable by PUBLIC.
 CREATE OR REPLACE FUNCTION pgmodels._rollout_evidence(credential text, rollout_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -80,6 +92,8 @@ DECLARE
     src pgmodels.outcome_sources;
     champ pgmodels.models;
     cand pgmodels.models;
+    col text;
+    regression boolean;
 BEGIN
     SELECT r.* INTO ro FROM pgmodels.rollout_runs r WHERE r.id = rollout_id;
     IF ro.id IS NULL THEN
@@ -88,33 +102,65 @@ BEGIN
     SELECT p.* INTO proj FROM pgmodels.projects p WHERE p.id = ro.project_id;
     PERFORM pgmodels._require_owner(caller, proj);
     SELECT o.* INTO src FROM pgmodels.outcome_sources o WHERE o.project_id = proj.id;
-    IF src.project_id IS NOT NULL AND NOT pg_has_role(caller, src.owner_role, 'USAGE') THEN
-        RAISE EXCEPTION 'outcomes of project "%" are read with role "%"''s rights', proj.name, src.owner_role::regrole
-            USING ERRCODE = '42501', HINT = 'Evaluate as that role, or register_outcomes() again as this one.';
+    IF src.project_id IS NOT NULL THEN
+        IF caller <> src.owner_role THEN
+            RAISE EXCEPTION 'the outcomes of project "%" are read as role "%" only', proj.name, src.owner_role::regrole
+                USING ERRCODE = '42501',
+                      DETAIL = 'Whatever code the outcome relation runs, it runs as the role that registered it.',
+                      HINT = format('SET ROLE %s first (pg_cron runs the evaluation as it).', src.owner_role::regrole);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src.relation)
+           OR src.relation::regclass::text <> src.relation_name THEN
+            RAISE EXCEPTION 'relation "%" of project "%"''s outcomes no longer exists', src.relation_name, proj.name
+                USING ERRCODE = '42P01', HINT = 'Name where the outcomes arrive again with register_outcomes().';
+        END IF;
+        FOREACH col IN ARRAY ARRAY[src.key_column, src.label_column, src.time_column] LOOP
+            IF col IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = src.relation
+                                                  AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                RAISE EXCEPTION 'column "%" of relation "%" no longer exists', col, src.relation_name
+                    USING ERRCODE = '42703', HINT = 'Name the outcome columns again with register_outcomes().';
+            END IF;
+        END LOOP;
     END IF;
     SELECT m.* INTO champ FROM pgmodels.models m WHERE m.id = ro.champion_id;
     SELECT m.* INTO cand FROM pgmodels.models m WHERE m.id = ro.candidate_id;
+    regression := champ.task = 'regression';
     RETURN jsonb_build_object(
         'id', ro.id, 'project', proj.name, 'mode', ro.mode, 'fraction', ro.fraction, 'status', ro.status,
         'rule', ro.rule, 'started_at', ro.started_at, 'task', champ.task, 'labels', champ.labels,
         'champion', jsonb_build_object('id', champ.id, 'version', champ.version),
         'candidate', jsonb_build_object('id', cand.id, 'version', cand.version),
         'outcomes', CASE WHEN src.project_id IS NOT NULL THEN jsonb_build_object(
-            'relation', src.relation::regclass::text, 'key', src.key_column, 'label', src.label_column,
-            'time', src.time_column,
+            'relation', src.relation_name, 'key', src.key_column, 'label', src.label_column, 'time', src.time_column,
             'key_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                           WHERE a.attrelid = src.relation AND a.attname = src.key_column)) END,
-        'answers', (SELECT jsonb_build_object(
-                       'key', coalesce(jsonb_agg(a.key ORDER BY a.at), '[]'),
-                       'role', coalesce(jsonb_agg(a.role ORDER BY a.at), '[]'),
-                       'prediction', coalesce(jsonb_agg(a.prediction ORDER BY a.at), '[]'),
-                       'champion', coalesce(jsonb_agg(a.champion_prediction ORDER BY a.at), '[]'),
-                       'error', coalesce(jsonb_agg(a.error IS NOT NULL ORDER BY a.at), '[]'),
-                       'latency_ms', coalesce(jsonb_agg(a.latency_ms ORDER BY a.at), '[]'))
-                      FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id));
+        'counts', (SELECT jsonb_build_object(
+            'candidate', jsonb_build_object('answers', count(*) FILTER (WHERE a.role <> 'champion'),
+                                            'errors', count(a.error) FILTER (WHERE a.role <> 'champion'),
+                                            'latency_ms', avg(a.latency_ms) FILTER (WHERE a.role <> 'champion')),
+            'champion', jsonb_build_object('answers', count(*) FILTER (WHERE a.role = 'champion'
+                                                                       OR a.champion_prediction IS NOT NULL),
+                                           'errors', 0,
+                                           'latency_ms', avg(a.latency_ms) FILTER (WHERE a.role = 'champion')),
+            'agreement', avg(CASE WHEN regression
+                                  THEN (abs(a.prediction - a.champion_prediction)
+                                        <= 0.05 * abs(a.champion_prediction) + 1e-9)::integer
+                                  ELSE (a.prediction = a.champion_prediction)::integer END)
+                         FILTER (WHERE a.role = 'shadow' AND a.error IS NULL))
+            FROM pgmodels.rollout_predictions a WHERE a.rollout_id = ro.id),
+        'latest', (SELECT jsonb_build_object('side', coalesce(jsonb_agg(l.side), '[]'),
+                                             'key', coalesce(jsonb_agg(l.key), '[]'),
+                                             'prediction', coalesce(jsonb_agg(l.prediction), '[]'))
+                     FROM (SELECT DISTINCT ON (s.side, a.key) s.side, a.key, s.prediction
+                             FROM pgmodels.rollout_predictions a,
+                                  LATERAL (VALUES (CASE WHEN a.role = 'champion' THEN 'champion' ELSE 'candidate' END,
+                                                   a.prediction, a.error IS NULL),
+                                                  ('champion', a.champion_prediction, a.role = 'shadow')) s(side, prediction, ok)
+                            WHERE a.rollout_id = ro.id AND a.key IS NOT NULL AND s.ok AND s.prediction IS NOT NULL
+                            ORDER BY s.side, a.key, a.at DESC) l));
 END
 $$;
-COMMENT ON FUNCTION pgmodels._rollout_evidence(text, bigint) IS 'internal: a rollout, its outcome source and its recorded answers, for its project''s owner when it may read the outcomes with the registering role''s rights';
+COMMENT ON FUNCTION pgmodels._rollout_evidence(text, bigint) IS 'internal: a rollout, its outcome source (checked to exist as registered), the counts of its recorded answers and the agreement in shadow, and each key''s latest answer by champion and candidate; for its project''s owner, and when outcomes are registered for the role that registered them only';
 
 CREATE OR REPLACE FUNCTION pgmodels._rollout_purge(credential text, rollout_id bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -135,7 +181,7 @@ COMMENT ON FUNCTION pgmodels._rollout_purge(text, bigint) IS 'internal: deletes 
 -- caller's rights. Each returns its rows as jsonb (NULL with a pending error, which the
 -- SQL wrapper raises in PostgreSQL's style).
 CREATE OR REPLACE FUNCTION pgmodels._rollout_report(rollout_id bigint) RETURNS jsonb
-LANGUAGE plpython3u VOLATILE
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.rollout.report import report_json; return report_json(rollout_id)
@@ -153,7 +199,7 @@ $$;
 COMMENT ON FUNCTION @extschema@.rollout_report(bigint) IS 'per version of a rollout (champion, then candidate): answers recorded, those joined to an outcome, the key metric (f1 or r2) with its interval (the rule''s confidence), the candidate''s difference from the champion with its interval, a second metric (accuracy or mae), agreement with the champion on shared keys (shadow), latency and errors; for the project''s owner';
 
 CREATE OR REPLACE FUNCTION pgmodels._evaluate_rollout(rollout_id bigint) RETURNS jsonb
-LANGUAGE plpython3u VOLATILE
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 if 'pgmodels.active' not in GD and plpy.execute('SELECT pgmodels._activate() AS p')[0]['p']: return None
 from pgmodels.rollout.decide import evaluate; return evaluate(rollout_id)

@@ -241,3 +241,60 @@ def test_a_deployment_that_is_not_the_rollout_s_own_ends_it(conn, name):
                         [rollout]).fetchone()[0] == "abort"
     # and a new rollout may start
     conn.execute("SELECT start_rollout(%s, %s::bigint, 'shadow')", [name, champion])
+
+
+def test_outcomes_run_only_their_owner_s_code_and_no_planted_operator(conn, name, make_role):
+    """The hostile review's findings: the outcomes are read as the role that registered
+    them and only as it, with search_path pg_catalog (an operator a role put in public for
+    a pair of types pg_catalog compares by coercion takes no part), a key that does not
+    convert to the key column's type breaks nothing, a key too long is refused."""
+    champion, candidate = two_versions(conn, name, rows=400)
+    bob, bc = make_role(name + "_bob")
+    eve, ec = make_role(name + "_eve")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {eve}")
+    conn.execute(f"GRANT SELECT ON {name} TO {bob}")
+    conn.execute("SELECT grant_project(%s, %s, 'predict')", [name, bob])
+    ec.execute(f"CREATE FUNCTION public.{eve}_eq(varchar, varchar) RETURNS boolean LANGUAGE plpgsql AS "
+               "$$ BEGIN RAISE EXCEPTION 'planted operator ran as %', current_user; END $$")
+    ec.execute(f"CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.{eve}_eq)")
+    rollout = _start(conn, name, candidate, mode="shadow", fraction=None)
+    conn.execute(f"SELECT count(predict(%s, ARRAY[a, b], key => id::varchar)) FROM {name}", [name])
+    bc.execute(f"SELECT count(predict('{name}', ARRAY[a, b], key => 'not-a-number')) FROM {name} WHERE id < 5")
+    e = sql_error(bc, f"SELECT predict('{name}', ARRAY[1, 1]::real[], key => repeat('x', 1001))")
+    assert e.sqlstate == "22001" and "routing key is too long" in str(e)
+    bc.execute("SELECT pgmodels._rollout_flush()")
+    conn.execute("SELECT pgmodels._rollout_flush()")
+    conn.execute(f"CREATE TABLE {name}_truth AS SELECT id::varchar AS id, y FROM {name}")
+    conn.execute("SELECT register_outcomes(%s, %s, 'id', 'y')", [name, f"{name}_truth"])
+    report = conn.execute("SELECT role, outcomes FROM rollout_report(%s)", [rollout]).fetchall()
+    assert report == [("champion", 400), ("shadow", 400)]
+    # another owner's outcomes: a superuser reads them only as that role
+    other = name + "_o"
+    conn.execute(f"CREATE SCHEMA {other} AUTHORIZATION {bob}")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, "
+                 f"text, boolean, jsonb, boolean) TO {bob}")
+    bc.execute(f"CREATE TABLE {other}.t AS SELECT i AS id, random()::real AS a, random()::real AS b, "
+               "(random() > 0.5)::int AS y FROM generate_series(1, 300) i")
+    bc.execute(f"CREATE VIEW {other}.v AS SELECT a, b, y FROM {other}.t")
+    bc.execute(f"SELECT * FROM train('{other}', 'classification', '{other}.v', 'y', algorithm => 'linear')")
+    second = bc.execute(f"SELECT model_id FROM train('{other}', 'classification', '{other}.v', 'y', "
+                        "algorithm => 'random_forest', hyperparams => '{\"n_estimators\": 3}', "
+                        "automatic_deploy => false)").fetchone()[0]
+    theirs = bc.execute(f"SELECT start_rollout('{other}', {second}, 'shadow')").fetchone()[0]
+    bc.execute(f"SELECT register_outcomes('{other}', '{other}.t', 'id', 'y')")
+    e = sql_error(conn, f"SELECT * FROM rollout_report({theirs})")
+    assert e.sqlstate == "42501" and "are read as role" in str(e)
+    e = sql_error(conn, f"SELECT register_outcomes('{other}', '{other}.t', 'id', 'y')")
+    assert e.sqlstate == "42501" and "owner role itself" in str(e)
+    conn.execute(f"SET ROLE {bob}")
+    try:
+        assert conn.execute(f"SELECT count(*) FROM rollout_report({theirs})").fetchone()[0] == 2
+    finally:
+        conn.execute("RESET ROLE")
+    # the outcome relation gone: a clear error
+    bc.execute(f"DROP TABLE {other}.t CASCADE")
+    e = sql_error(bc, f"SELECT * FROM evaluate_rollout({theirs})")
+    assert e.sqlstate == "42P01" and "no longer exists" in str(e)
+    e = sql_error(conn, f"SELECT alter_rollout({rollout}, rule => '{{\"retention_days\": 1e300}}')")
+    assert e.sqlstate == "22023"
+    conn.execute(f"DROP OPERATOR public.= (varchar, varchar)")

@@ -271,6 +271,8 @@ def _routing_key(value) -> str:
     """A key as rollout_version(project, key) reads it: a string as it is, a number as
     SQL writes it (17, not 17.0)."""
     if isinstance(value, str):
+        if len(value) > 1000:
+            raise bad_request("\"routing_key\" must be at most 1000 characters")
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)

@@ -82,7 +82,7 @@ def write() -> int:
 
     They travel as one JSON text: PL/Python converts each element of an array parameter
     through its type's text input, which would cost more than the insert itself."""
-    global _insert_plan, _arrays_plan
+    global _insert_plan
     if not _pending:
         return 0
     rows = list(_pending)
@@ -94,25 +94,38 @@ def write() -> int:
             "r.v ->> 5, r.v ->> 6, r.v ->> 7, (r.v ->> 8)::real, (r.v ->> 9)::real "
             "FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) AS r(v) "
             "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = (r.v ->> 0)::bigint)", ["text"])
+    n = 0
+    # in blocks, each written or dropped whole: one answer that cannot be written (it never
+    # should) costs its block, not every later write of the backend
+    for start in range(0, len(rows), FLUSH_ROWS):
+        block = rows[start:start + FLUSH_ROWS]
+        try:
+            with plpy.subtransaction():
+                n += _write_block(block)
+        except plpy.SPIError:
+            pass
+    del _pending[: len(rows)]
+    return n
+
+
+def _write_block(rows: list) -> int:
+    global _arrays_plan
     try:
         text = json.dumps(rows, allow_nan=False)
     except ValueError:  # a NaN or an infinity: as arrays, which take them
         text = None
     if text is not None:
-        n = plpy.execute(_insert_plan, [text]).nrows()
-    else:
-        if _arrays_plan is None:
-            _arrays_plan = plpy.prepare(
-                "INSERT INTO pgmodels.rollout_predictions (rollout_id, key, model_id, model_version, prediction, "
-                "role, source, error, latency_ms, champion_prediction) SELECT u.* FROM ROWS FROM ("
-                "pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), "
-                "pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::real[]), pg_catalog.unnest($6::text[]), "
-                "pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[]), "
-                "pg_catalog.unnest($10::real[])) AS u(i, k, m, v, p, r, s, e, l, c) "
-                "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
-                ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]",
-                 "real[]"])
-        # (a rollout whose project was dropped since is gone, and its answers with it)
-        n = plpy.execute(_arrays_plan, [list(c) for c in zip(*rows)]).nrows()
-    del _pending[: len(rows)]
-    return n
+        return plpy.execute(_insert_plan, [text]).nrows()
+    if _arrays_plan is None:
+        _arrays_plan = plpy.prepare(
+            "INSERT INTO pgmodels.rollout_predictions (rollout_id, key, model_id, model_version, prediction, "
+            "role, source, error, latency_ms, champion_prediction) SELECT u.* FROM ROWS FROM ("
+            "pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bigint[]), "
+            "pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::real[]), pg_catalog.unnest($6::text[]), "
+            "pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::real[]), "
+            "pg_catalog.unnest($10::real[])) AS u(i, k, m, v, p, r, s, e, l, c) "
+            "WHERE EXISTS (SELECT 1 FROM pgmodels.rollout_runs o WHERE o.id = u.i)",
+            ["bigint[]", "text[]", "bigint[]", "integer[]", "real[]", "text[]", "text[]", "text[]", "real[]",
+             "real[]"])
+    # (a rollout whose project was dropped since is gone, and its answers with it)
+    return plpy.execute(_arrays_plan, [list(c) for c in zip(*rows)]).nrows()

@@ -30,19 +30,26 @@ def evidence(rollout_id: int) -> dict:
 
 
 def outcomes(ev: dict, keys: list[str]) -> dict[str, str]:
-    """key -> label (as text) for the answered keys, read as the caller."""
+    """key -> label (as text) for the answered keys, read as the caller (the role that
+    registered them; the caller's search_path is pg_catalog's alone, sql/129). Keys are
+    compared in the key column's type, where an index serves; if one of them does not
+    convert to it (a key a client sent by hand), as text."""
     src = ev.get("outcomes")
     if not src or not keys:
         return {}
     q = plpy.quote_ident
-    sql = (f"SELECT s.{q(src['key'])}::text AS k, s.{q(src['label'])}::text AS l FROM {src['relation']} s "
-           f"WHERE s.{q(src['key'])} = ANY ($1::{src['key_type']}[]) AND s.{q(src['label'])} IS NOT NULL")
-    args, types = [keys], ["text[]"]
-    if src.get("time"):
-        sql += f" AND s.{q(src['time'])} >= $2::timestamptz"
-        args.append(ev["started_at"])
-        types.append("text")
-    return {r["k"]: r["l"] for r in query(sql, args, types)}
+    key, label = f"s.{q(src['key'])}", f"s.{q(src['label'])}"
+    since = f" AND s.{q(src['time'])} OPERATOR(pg_catalog.>=) $2::pg_catalog.timestamptz" if src.get("time") else ""
+    args = [keys] + ([ev["started_at"]] if since else [])
+    types = ["text[]"] + (["text"] if since else [])
+    head = f"SELECT {key}::pg_catalog.text AS k, {label}::pg_catalog.text AS l FROM {src['relation']} s WHERE "
+    tail = f" AND {label} IS NOT NULL{since}"
+    try:
+        with plpy.subtransaction():
+            rows = query(head + f"{key} OPERATOR(pg_catalog.=) ANY ($1::{src['key_type']}[])" + tail, args, types)
+    except plpy.SPIError:
+        rows = query(head + f"{key}::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1)" + tail, args, types)
+    return {r["k"]: r["l"] for r in rows}
 
 
 def _classes(ev: dict):
@@ -108,7 +115,6 @@ def _interval(values: list, confidence: float):
 
 def build(rollout_id: int) -> dict:
     ev = evidence(rollout_id)
-    a = ev["answers"]
     rule = ev["rule"]
     name, confidence = rule["metric"], float(rule["confidence"])
     second = ("accuracy" if name != "accuracy" else "f1") if ev["task"] != "regression" else \
@@ -118,29 +124,13 @@ def build(rollout_id: int) -> dict:
     if ev["task"] != "regression" and len(labels) == 2:
         positive = float(labels[1]) if numeric else _predicted(ev, labels, numeric, 1)
     candidate_role = ev["mode"]
-    n = len(a["role"])
+    # each key's latest answer on each side (a rollout may have gone from shadow to canary:
+    # both are the candidate's answers)
     latest = {"champion": {}, candidate_role: {}}
-    counts = {"champion": [0, 0, 0.0, 0], candidate_role: [0, 0, 0.0, 0]}  # answers, errors, latency sum, timed
-    pairs = []  # (champion, candidate) answers to the same input: a shadow's rows
-    # a rollout may have gone from shadow to canary: both are the candidate's answers
-    side_of = {"champion": "champion", "shadow": candidate_role, "canary": candidate_role}
-    for i in range(n):
-        role = a["role"][i]
-        key, error = a["key"][i], a["error"][i]
-        sides = [(side_of[role], a["prediction"][i], error, a["latency_ms"][i])]
-        if role == "shadow":  # the champion's answer to the same input rides on the row
-            sides.append(("champion", a["champion"][i], False, None))
-            if not error:
-                pairs.append((a["champion"][i], a["prediction"][i]))
-        for side, prediction, failed, latency in sides:
-            c = counts[side]
-            c[0] += 1
-            c[1] += bool(failed)
-            if latency is not None:
-                c[2] += latency
-                c[3] += 1
-            if key is not None and not failed:
-                latest[side][key] = prediction
+    rows = ev["latest"]
+    for side, key, prediction in zip(rows["side"], rows["key"], rows["prediction"]):
+        latest["champion" if side == "champion" else candidate_role][key] = prediction
+    counts = {"champion": ev["counts"]["champion"], candidate_role: ev["counts"]["candidate"]}
     known = outcomes(ev, sorted(set(latest["champion"]) | set(latest[candidate_role])))
     joined = {}
     for role in ("champion", candidate_role):
@@ -175,25 +165,21 @@ def build(rollout_id: int) -> dict:
         else:
             for b1, b0 in zip(boots[candidate_role], boots["champion"]):
                 diff_boot.append(None if b1 is None or b0 is None else b1 - b0)
-    agreement = None
-    if pairs:
-        if ev["task"] == "regression":
-            agreement = float(np.mean([abs(c - s) <= 0.05 * abs(c) + 1e-9 for c, s in pairs]))
-        else:
-            agreement = float(np.mean([c == s for c, s in pairs]))
+    agreement = ev["counts"]["agreement"]
     versions = []
     for role, info in (("champion", ev["champion"]), (candidate_role, ev["candidate"])):
         c = counts[role]
+        answers, errors = int(c["answers"]), int(c["errors"])
         lo, hi = _interval(boots[role], confidence)
         dlo, dhi = _interval(diff_boot, confidence) if role != "champion" else (None, None)
         versions.append({
-            "role": role, "model_id": info["id"], "version": info["version"], "predictions": c[0],
+            "role": role, "model_id": info["id"], "version": info["version"], "predictions": answers,
             "outcomes": len(joined[role]), "metric": name, "value": values[role][0], "ci_low": lo, "ci_high": hi,
             "difference": value_diff if role != "champion" else None, "difference_low": dlo, "difference_high": dhi,
             "second_metric": second, "second_value": values[role][1],
             "agreement": agreement if role != "champion" else None,
-            "latency_ms": c[2] / c[3] if c[3] else None, "errors": c[1],
-            "error_rate": c[1] / c[0] if c[0] else None})
+            "latency_ms": c["latency_ms"], "errors": errors,
+            "error_rate": errors / answers if answers else None})
     return {"rollout": ev, "versions": versions}
 
 

@@ -30,6 +30,8 @@ _SCALE = float(1 << 52)
 _kept: dict[tuple, dict] = {}
 MAX_KEPT = 500_000
 _made: dict[tuple, "Route"] = {}
+MAX_KEY = 1000  # characters of a routing key: a longer one is refused (SQL, proxy) or not recorded
+KEPT_KEY = 100  # a key's group is kept only for keys up to this long
 
 
 def share(rollout_id: int, key) -> float:
@@ -67,9 +69,12 @@ class Route:
             return self._of(random.random())
         g = self._groups.get(key)
         if g is None:
+            text = str(key)
             h = self._prefix.copy()
-            h.update(str(key).encode())
-            g = self._groups[key] = self._of((int.from_bytes(h.digest()[:7], "big") >> 4) / _SCALE)
+            h.update(text.encode())
+            g = self._of((int.from_bytes(h.digest()[:7], "big") >> 4) / _SCALE)
+            if len(text) <= KEPT_KEY:
+                self._groups[key] = g
         return g
 
     def _of(self, s: float) -> int:
@@ -121,7 +126,8 @@ def score_block(model: Model, route: Route | None, X: np.ndarray, T, outputs, ke
                 out["probabilities"][i] = cand["probabilities"][j]
             served[i] = cand["prediction"][j]
     out["model_ids"], out["model_versions"] = ids, versions
-    key_of = (lambda i: None) if keys is None else (lambda i: None if keys[i] is None else str(keys[i]))
+    key_of = (lambda i: None) if keys is None else \
+        (lambda i: None if keys[i] is None or len(str(keys[i])) > MAX_KEY else str(keys[i]))
     recorded = rows if (shadow or keys is not None) else np.zeros(0, dtype=np.int64)
     add, cid, cversion, cpred = record.add, route.candidate.id, route.candidate.version, cand["prediction"]
     for j, i in enumerate(recorded.tolist()):
@@ -225,6 +231,8 @@ def keyed_function(route: Route):
     cid, cversion, mid, mversion = route.candidate.id, route.candidate.version, route.champion.id, route.champion.version
 
     def keyed(features, key):
+        if key is not None and len(key) > MAX_KEY:
+            raise ValueError(key)  # the checked path refuses it
         g = kept.get(key)
         if g is None:
             g = group(key)

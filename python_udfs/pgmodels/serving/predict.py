@@ -16,7 +16,7 @@ from .._plpy import udf
 from ..errors import (DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE,
                       OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError)
 from ..rollout import record
-from ..rollout.route import CANDIDATE, CONTROL
+from ..rollout.route import CANDIDATE, CONTROL, MAX_KEY
 from . import cache, inputs, vectorized
 from .runtime import Model
 
@@ -116,9 +116,13 @@ def _serve(project: str, model_id: int, features, stamp: float, loaded, key, kin
     route = cache.route_for(model_id or project, stamp)
     if route is None:
         return _answer(model, features, kind)
+    key = None if key is None else str(key)
+    if key is not None and len(key) > MAX_KEY:
+        raise PgmodelsError(f"routing key is too long ({len(key)} characters)",
+                            detail=f"A routing key is at most {MAX_KEY} characters: a customer id, an account number.",
+                            sqlstate="22001")
     record.due(stamp)  # what earlier statements left is written first
     group = route.group(key)
-    key = None if key is None else str(key)
     cand = route.candidate
     if group != CANDIDATE:
         answer = _answer(model, features, kind)
