@@ -52,7 +52,9 @@ def env(test_db, tmp_path_factory):
     token = conn.execute("SELECT create_api_token(%s)", [APP]).fetchone()[0]
     versions = dict(conn.execute("SELECT id, version FROM pgmodels.models WHERE id IN (%s, %s)",
                                  [first, second]).fetchall())
-    server = Server(test_db, tmp_path_factory.mktemp("rollouts"), workers=2)
+    # answers written at once (serve's backends write in blocks, at most a second late)
+    dsn = test_db + ("&" if "?" in test_db else "?") + "options=-c%20pgmodels.rollout_write_delay%3D0"
+    server = Server(dsn, tmp_path_factory.mktemp("rollouts"), workers=2)
     yield {"conn": conn, "server": server, "token": token, "champion": first, "candidate": second,
            "versions": versions, "key": conn.execute("SELECT edge_public_key()").fetchone()[0]}
     server.stop()

@@ -5,9 +5,12 @@ STABLE), so it does not write the table itself: it appends each answer here, in 
 backend's memory, and asks pgmodels._rollout_flush() to write them. That definer
 function takes no argument: it writes what this module holds, which only pgmodels'
 own code in this backend can have put here (PL/Python is untrusted: no other role can
-write to it), so no caller can forge an answer. A block (a batch chunk, a stream batch,
-a proxy statement) is written at its end; predict() row by row writes every
-FLUSH_ROWS answers and at the session's next statement. Nothing is written where
+write to it), so no caller can forge an answer. A batch chunk or a stream batch is
+written with it, in its transaction; predict() row by row writes every FLUSH_ROWS
+answers and at the session's next statement; pgmodels serve's statements write every
+FLUSH_ROWS answers or once the oldest has waited the write delay (a second; at the
+backend's next request), so that a request pays no insert of its own: answers still
+waiting when a backend ends are lost. Nothing is written where
 nothing can be (a parallel worker, a read-only transaction or a hot standby): those
 answers are kept, at most MAX_PENDING, until a statement that may write.
 """
@@ -15,15 +18,19 @@ answers are kept, at most MAX_PENDING, until a statement that may write.
 from __future__ import annotations
 
 import json
+import time
 
 import plpy
 
 from .._plpy import PENDING, in_parallel_mode, udf
 
 FLUSH_ROWS = 1000
+WAIT_SECONDS = 1.0
 MAX_PENDING = 100_000
 
 _pending: list[tuple] = []
+_first = 0.0  # when the oldest pending answer was added (time.monotonic())
+_delay = None  # pgmodels serve's write delay (soon())
 _stamp = None
 _failed = None
 _flush_plan = None
@@ -34,7 +41,10 @@ _arrays_plan = None
 def add(rollout_id: int, key, model_id: int, version: int, prediction, role: str, source: str,
         error: str | None = None, latency_ms: float | None = None, champion=None) -> None:
     """One answer; champion: in shadow, the champion's answer to the same input."""
-    if len(_pending) >= MAX_PENDING:
+    global _first
+    if not _pending:
+        _first = time.monotonic()
+    elif len(_pending) >= MAX_PENDING:
         del _pending[: FLUSH_ROWS]
     _pending.append((rollout_id, key, model_id, version, prediction, role, source, error, latency_ms, champion))
 
@@ -52,6 +62,23 @@ def due(stamp: float) -> None:
         if not flush() and _pending:
             _failed = stamp
     _stamp = stamp
+
+
+def soon() -> None:
+    """Called by pgmodels serve's statements: write when a block is full or the oldest
+    answer has waited the write delay (pgmodels.rollout_write_delay, in seconds, 1 by
+    default; read once per backend), so that a request pays no insert of its own."""
+    global _delay
+    if not _pending:
+        return
+    if _delay is None:
+        try:
+            value = plpy.execute("SELECT pg_catalog.current_setting('pgmodels.rollout_write_delay', true) AS v")[0]["v"]
+            _delay = min(max(float(value), 0.0), 60.0) if value else WAIT_SECONDS
+        except (plpy.SPIError, ValueError):
+            _delay = WAIT_SECONDS
+    if len(_pending) >= FLUSH_ROWS or time.monotonic() - _first >= _delay:
+        flush()
 
 
 def flush() -> int:

@@ -220,7 +220,10 @@ def score_rows(project: str, model_id: int, numeric: bytes | None, texts: list |
         X, T = vectorized.checked(model, numeric, texts)
         source = source if source in ("batch", "stream", "proxy", "sql") else "sql"
         out = score_block(model, route, X, T, [o for o in outputs if o != "contributions"], keys, source)
-        record.flush()  # with the block: a batch chunk's transaction, a request's statement
+        if source == "proxy":
+            record.soon()  # in blocks, so that a request pays no insert of its own (rollout/record.py)
+        else:
+            record.flush()  # with the block, in its transaction
     else:
         out = vectorized.score(model, numeric, texts, outputs, explainer)
     probabilities = out.get("probabilities")
