@@ -501,7 +501,9 @@ AS $$
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
                     WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted
                       AND l.pid <> pg_catalog.pg_backend_pid()
-                      AND l.relation IN (SELECT pg_catalog.to_regclass('pgmodels.' || pgmodels._stream_log(i, c))
+                      -- the children's names as pgmodels._stream_log makes them: this runs as
+                      -- the worker's role, which may not execute that internal function
+                      AND l.relation IN (SELECT pg_catalog.to_regclass('pgmodels.stream_' || i || '_log_' || c)
                                            FROM pg_catalog.unnest(stream_ids) i, pg_catalog.generate_series(0, 2) c))
 $$;
 COMMENT ON FUNCTION pgmodels._stream_inflight(bigint[]) IS 'internal: whether another backend has inserted into these streams'' logs in a transaction still open';
