@@ -791,6 +791,19 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.train(text, text, text, text, text, jsonb, text, jsonb, jsonb, real, text, boolean, jsonb, boolean) IS 'trains a new model version of a project on a relation, converts it to ONNX, stores it and deploys it if it beats the deployed one';
 
+-- sql/037_serving_native.sql
+-- The one-row predict of a tree ensemble, in C (extension/src/native.c, the library
+-- pgmodels_native). predict()'s array wrappers (sql/040_serving.sql) call it first: it
+-- answers only from a registration the Python decision cache made in this backend for
+-- the role the statement runs as, at the backend's current invalidation count, and
+-- returns NULL otherwise, when the wrapper goes on to the Python cores as before. So it
+-- decides nothing about privileges: see python_udfs/pgmodels/serving/native.py.
+CREATE OR REPLACE FUNCTION pgmodels._predict_native(project_name text, model_id bigint, features anyarray)
+RETURNS real
+LANGUAGE c STABLE PARALLEL SAFE
+AS '$libdir/pgmodels_native', 'pgmodels_predict_native';
+COMMENT ON FUNCTION pgmodels._predict_native(text, bigint, anyarray) IS 'internal: predict() for one row of a tree ensemble the backend''s decision cache registered for the calling role, in C; NULL when there is none (the Python cores answer)';
+
 -- sql/040_serving.sql
 -- Serving: predict(), predict_proba(), predict_label(), predict_batch().
 --
@@ -1072,15 +1085,30 @@ BEGIN
         LOOP
             FOR ftype IN SELECT f.sqltype, f.cast_expr FROM pgmodels._feature_forms() f
             LOOP
+                -- predict() from real[] and double precision[], the forms a features column
+                -- usually takes: the same wrapper in C (extension/src/native.c), which also
+                -- answers a tree ensemble's row itself, and costs no planning per statement
+                IF answer.name = 'predict' AND ftype.sqltype IN ('real[]', 'double precision[]') THEN
+                    EXECUTE format(
+                        'CREATE OR REPLACE FUNCTION @extschema@.predict(%s, features %s) RETURNS real '
+                        'LANGUAGE c STABLE PARALLEL SAFE AS %L, %L',
+                        target.arg, ftype.sqltype, '$libdir/pgmodels_native',
+                        format('pgmodels_predict_%s_%s', CASE WHEN target.arg LIKE 'model_id%' THEN 'id' ELSE 'name' END,
+                               CASE ftype.sqltype WHEN 'real[]' THEN 'f4' ELSE 'f8' END));
+                ELSE
                 EXECUTE format(
                     'CREATE OR REPLACE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
                     'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
                     answer.name, target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
                     ftype.sqltype, answer.rettype,
-                    format('SELECT coalesce(pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), NULL), '
+                    format('SELECT coalesce(%5$s pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), NULL), '
                            'pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), pgmodels._lookup(%2$s, pgmodels._credential())), '
                            'pgmodels._raise_pending(NULL::%4$s))',
-                           '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype));
+                           '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype,
+                           -- a tree ensemble's one-row predict in C (sql/037_serving_native.sql)
+                           CASE WHEN answer.name = 'predict' AND ftype.sqltype LIKE '%[]'
+                                THEN format('pgmodels._predict_native(%s, %s),', target.pass, ftype.cast_expr) ELSE '' END));
+                END IF;
                 EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L',
                     answer.name, split_part(target.arg, ' ', 2), ftype.sqltype,
                     format('%s for %s, from features given as %s', answer.what, target.what,
@@ -3411,6 +3439,8 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgmodels FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- the serving cores, which the inlined predict wrappers call as the caller: they answer
     -- only from models _lookup loaded for this statement, and take no model from the caller
+    -- (and the C one, which answers only from decisions the Python cache kept for the caller)
+    pgmodels._predict_native(text, bigint, anyarray),
     pgmodels._predict(text, bigint, double precision[], double precision, boolean),
     pgmodels._predict(text, bigint, real[], double precision, boolean),
     pgmodels._predict(text, bigint, jsonb, double precision, boolean),

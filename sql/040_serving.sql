@@ -278,15 +278,30 @@ BEGIN
         LOOP
             FOR ftype IN SELECT f.sqltype, f.cast_expr FROM pgmodels._feature_forms() f
             LOOP
+                -- predict() from real[] and double precision[], the forms a features column
+                -- usually takes: the same wrapper in C (extension/src/native.c), which also
+                -- answers a tree ensemble's row itself, and costs no planning per statement
+                IF answer.name = 'predict' AND ftype.sqltype IN ('real[]', 'double precision[]') THEN
+                    EXECUTE format(
+                        'CREATE OR REPLACE FUNCTION @extschema@.predict(%s, features %s) RETURNS real '
+                        'LANGUAGE c STABLE PARALLEL SAFE AS %L, %L',
+                        target.arg, ftype.sqltype, '$libdir/pgmodels_native',
+                        format('pgmodels_predict_%s_%s', CASE WHEN target.arg LIKE 'model_id%' THEN 'id' ELSE 'name' END,
+                               CASE ftype.sqltype WHEN 'real[]' THEN 'f4' ELSE 'f8' END));
+                ELSE
                 EXECUTE format(
                     'CREATE OR REPLACE FUNCTION @extschema@.%I(%s, %s %s) RETURNS %s '
                     'LANGUAGE sql STABLE PARALLEL SAFE AS %L',
                     answer.name, target.arg, CASE WHEN ftype.sqltype = 'anyelement' THEN '"row"' ELSE 'features' END,
                     ftype.sqltype, answer.rettype,
-                    format('SELECT coalesce(pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), NULL), '
+                    format('SELECT coalesce(%5$s pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), NULL), '
                            'pgmodels.%1$I(%2$s, %3$s, pgmodels._stamp(), pgmodels._lookup(%2$s, pgmodels._credential())), '
                            'pgmodels._raise_pending(NULL::%4$s))',
-                           '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype));
+                           '_' || answer.name, target.pass, ftype.cast_expr, answer.rettype,
+                           -- a tree ensemble's one-row predict in C (sql/037_serving_native.sql)
+                           CASE WHEN answer.name = 'predict' AND ftype.sqltype LIKE '%[]'
+                                THEN format('pgmodels._predict_native(%s, %s),', target.pass, ftype.cast_expr) ELSE '' END));
+                END IF;
                 EXECUTE format('COMMENT ON FUNCTION @extschema@.%I(%s, %s) IS %L',
                     answer.name, split_part(target.arg, ' ', 2), ftype.sqltype,
                     format('%s for %s, from features given as %s', answer.what, target.what,

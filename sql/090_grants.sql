@@ -21,6 +21,8 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgmodels FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     -- the serving cores, which the inlined predict wrappers call as the caller: they answer
     -- only from models _lookup loaded for this statement, and take no model from the caller
+    -- (and the C one, which answers only from decisions the Python cache kept for the caller)
+    pgmodels._predict_native(text, bigint, anyarray),
     pgmodels._predict(text, bigint, double precision[], double precision, boolean),
     pgmodels._predict(text, bigint, real[], double precision, boolean),
     pgmodels._predict(text, bigint, jsonb, double precision, boolean),

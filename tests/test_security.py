@@ -146,6 +146,7 @@ def test_definer_functions_pin_their_search_path(conn):
 # Every internal function PUBLIC may execute, and why that is safe (sql/090_grants.sql).
 PUBLIC_INTERNALS = {
     # serving cores: answer only from models _lookup loaded for this statement
+    "pgmodels._predict_native(text,bigint,anyarray)",
     "pgmodels._predict(text,bigint,double precision[],double precision,boolean)",
     "pgmodels._predict(text,bigint,jsonb,double precision,boolean)",
     "pgmodels._predict(text,bigint,real[],double precision,boolean)",

@@ -43,7 +43,7 @@ import time
 from .._plpy import udf
 from ..errors import OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError
 from ..rollout import record as rollout_record
-from . import backend, guard
+from . import backend, guard, native
 from .inputs import row_array
 from .runtime import Model, engine_for, fast_row_predict, verify
 
@@ -192,9 +192,15 @@ def _remember(key, stamp: float, caller: int | None, model_id: int, route=None) 
     old = _decisions.get((caller, key))
     if old is not None and old[0] == asked[2] and old[1] == model_id and old[4] == route and asked[3] > old[2]:
         _decisions[(caller, key)] = (old[0], model_id, old[2], True, route)
+        if route is None and not old[3] and model_id in _loaded:
+            # a tree ensemble's one-row predict in C serves the same decision (native.py)
+            native.offer(caller, key, old[0], _loaded[model_id])
         return
     if len(_decisions) >= MAX_DECISIONS:
         _decisions.clear()
+        native.forget()
+    elif old is not None:
+        native.forget(caller, key)
     _decisions[(caller, key)] = (asked[2], model_id, asked[3], False, route)
 
 
@@ -214,6 +220,7 @@ def _load(r: dict) -> Model:
         work = _estimate(artifact)
     model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, imported, work)
     model.row = fast_row_predict(model, row_array)
+    native.keep_source(model, artifact)
     if model.row is not None:
         model.keyed = lambda features, key, row=model.row: row(features)
     _loaded[model.id] = model

@@ -37,6 +37,10 @@ class Model:
     row: object = field(default=None, repr=False)
     # the same with a routing key, which a model without a rollout ignores
     keyed: object = field(default=None, repr=False)
+    # a tree ensemble's artifact until it is translated for the C path, then its
+    # translation (b"" when it has none; see native.py)
+    native_source: bytes | None = field(default=None, repr=False)
+    native_blob: bytes | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
