@@ -10,7 +10,7 @@
 # the two cannot drift: a `system` install in the build stage (the virtual environment in
 # /opt/pgmodels/venv and the extension files), and in the final stage only the packages a
 # server runs with (`runtime`: no compilers, no PGXS); the build stage's results are copied
-# in. On a machine that cannot pull from Docker Hub, BASE_IMAGE names a Debian 12 image
+# in (the extension's files and its one C library, pgmodels_native). On a machine that cannot pull from Docker Hub, BASE_IMAGE names a Debian 12 image
 # made from Debian's archive (docker/base-image.sh). A directory of wheels mounted at
 # build time (podman build -v DIR:/wheels --build-arg PIP_WHEELS=/wheels) is installed
 # from instead of the package index.
@@ -29,8 +29,9 @@ COPY . /src
 ARG PIP_WHEELS=
 RUN if [ -n "$PIP_WHEELS" ]; then export PIP_FIND_LINKS="$PIP_WHEELS" PIP_NO_INDEX=1; fi \
  && PIP_NO_CACHE_DIR=1 bash /src/scripts/install.sh system \
- && mkdir -p /out/extension \
+ && mkdir -p /out/extension /out/lib \
  && cp -a "$(/usr/lib/postgresql/15/bin/pg_config --sharedir)"/extension/pgmodels* /out/extension/ \
+ && cp -a "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)"/pgmodels_native.so /out/lib/ \
  && /opt/pgmodels/venv/bin/pip uninstall -q -y plotly matplotlib fonttools pillow kiwisolver contourpy cycler \
       graphviz pyparsing \
  && find /opt/pgmodels/venv/lib/python3.11/site-packages -depth -type d -name tests \
@@ -61,6 +62,7 @@ RUN bash /tmp/install.sh runtime \
  && chown postgres:postgres /var/run/postgresql && chmod 3777 /var/run/postgresql
 COPY --from=build /opt/pgmodels /opt/pgmodels
 COPY --from=build /out/extension/ /usr/share/postgresql/15/extension/
+COPY --from=build /out/lib/ /usr/lib/postgresql/15/lib/
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 COPY docker/healthcheck.sh /usr/local/bin/pgmodels-healthcheck
 COPY docker/dbinit.sh /usr/local/lib/pgmodels/dbinit.sh

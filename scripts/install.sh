@@ -22,9 +22,10 @@ log() { printf '[install] %s\n' "$*" >&2; }
 
 # 1. system packages ---------------------------------------------------------------
 # (libgomp1: LightGBM's OpenMP runtime, which its wheel does not bundle; the build tools
-# are what the venv and `make install` need: PGXS, make, python3-venv)
+# are what the venv and `make install` need: PGXS, make, a C compiler for the one C
+# library (extension/src/native.c), python3-venv)
 packages=(postgresql-$PGVER postgresql-plpython3-$PGVER postgresql-$PGVER-cron python3 ca-certificates libgomp1)
-[ "$MODE" = runtime ] || packages+=(postgresql-server-dev-$PGVER make python3-venv git)
+[ "$MODE" = runtime ] || packages+=(postgresql-server-dev-$PGVER make gcc libc6-dev python3-venv git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

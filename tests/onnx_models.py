@@ -72,3 +72,25 @@ def allocates_from_input() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def tree_regressor(factor: float) -> bytes:
+    """Two regression trees (TreeEnsembleRegressor): a <= 1.5 gives 2 * factor, else 5 *
+    factor; plus b <= 0.5 gives factor / 4, else 0. So (1, 1) -> 2 * factor."""
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["variable"], domain="ai.onnx.ml", n_targets=1,
+        nodes_treeids=[0, 0, 0, 1, 1, 1], nodes_nodeids=[0, 1, 2, 0, 1, 2],
+        nodes_featureids=[0, 0, 0, 1, 0, 0], nodes_values=[1.5, 0.0, 0.0, 0.5, 0.0, 0.0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF", "BRANCH_LEQ", "LEAF", "LEAF"],
+        nodes_truenodeids=[1, 0, 0, 1, 0, 0], nodes_falsenodeids=[2, 0, 0, 2, 0, 0],
+        target_treeids=[0, 0, 1, 1], target_nodeids=[1, 2, 1, 2], target_ids=[0, 0, 0, 0],
+        target_weights=[2.0 * factor, 5.0 * factor, factor / 4, 0.0], base_values=[0.0])
+    graph = helper.make_graph(
+        [node], "tree_regressor",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

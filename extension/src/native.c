@@ -38,6 +38,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "pgstat.h"
 #include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -537,6 +538,19 @@ statement_stamp(void)
 	return statement + transaction;
 }
 
+/* A call, counted in pg_stat_user_functions as the executor counts the wrapper's calls. */
+static Datum
+invoke(FunctionCallInfo fc)
+{
+	PgStat_FunctionCallUsage usage;
+	Datum		result;
+
+	pgstat_init_function_usage(fc, &usage);
+	result = FunctionCallInvoke(fc);
+	pgstat_end_function_usage(&usage, true);
+	return result;
+}
+
 static Datum
 call_core(Site *s, Oid collation, Datum project, Datum id, NullableDatum features, float8 stamp,
 		  NullableDatum loaded, bool *isnull)
@@ -553,7 +567,7 @@ call_core(Site *s, Oid collation, Datum project, Datum id, NullableDatum feature
 	fc->args[3].value = Float8GetDatum(stamp);
 	fc->args[3].isnull = false;
 	fc->args[4] = loaded;
-	result = FunctionCallInvoke(fc);
+	result = invoke(fc);
 	*isnull = fc->isnull;
 	return result;
 }
@@ -591,8 +605,13 @@ predict_row(FunctionCallInfo fcinfo, bool by_id, Oid array_type)
 		return result;
 	{
 		LOCAL_FCINFO(fc, 3);
-		Datum		credential = FunctionCall0Coll(&s->credential, InvalidOid);
+		LOCAL_FCINFO(cc, 0);
+		Datum		credential;
 
+		InitFunctionCallInfoData(*cc, &s->credential, 0, InvalidOid, NULL, NULL);
+		credential = invoke(cc);
+		if (cc->isnull)
+			elog(ERROR, "pgmodels._credential() returned NULL");
 		InitFunctionCallInfoData(*fc, &s->lookup, 3, collation, NULL, NULL);
 		fc->args[0].value = project;
 		fc->args[0].isnull = false;
@@ -600,7 +619,7 @@ predict_row(FunctionCallInfo fcinfo, bool by_id, Oid array_type)
 		fc->args[1].isnull = false;
 		fc->args[2].value = credential;
 		fc->args[2].isnull = false;
-		loaded.value = FunctionCallInvoke(fc);
+		loaded.value = invoke(fc);
 		loaded.isnull = fc->isnull;
 	}
 	result = call_core(s, collation, project, id, features, stamp, loaded, &isnull);
@@ -612,7 +631,7 @@ predict_row(FunctionCallInfo fcinfo, bool by_id, Oid array_type)
 		InitFunctionCallInfoData(*fc, &s->raise, 1, InvalidOid, NULL, NULL);
 		fc->args[0].value = (Datum) 0;
 		fc->args[0].isnull = true;
-		(void) FunctionCallInvoke(fc);	/* raises the error the cores recorded, if any */
+		(void) invoke(fc);		/* raises the error the cores recorded, if any */
 	}
 	PG_RETURN_NULL();
 }

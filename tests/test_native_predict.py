@@ -1,0 +1,268 @@
+"""predict()'s one-row path in C (issue #25; extension/src/native.c, serving/native.py).
+
+predict() from real[] and double precision[] is a C function. Once the backend's decision
+cache has confirmed a decision for the calling role and the model is a tree ensemble,
+the C function evaluates the trees itself; otherwise it calls the same Python cores as
+the other forms. Whether a statement reached the Python core is read from PostgreSQL's
+own count of its calls in the transaction (track_functions = 'pl').
+
+Checked here: the C answers equal onnxruntime's for every row, for XGBoost (binary,
+multiclass, regression), LightGBM and a random forest regressor, from real[] and from
+double precision[]; other models stay with the cores; as LOGIN roles, a revoke, a deploy
+and the master switch reach the very next statement of a session the C path was
+answering; a SECURITY DEFINER function is its owner, not its caller; calling the C core
+directly answers nothing a role was not granted; bad input gets the cores' errors; a
+transaction that wrote is answered by the cores.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dbhelpers import role_connection, sql_error
+from onnx_models import scaled_sum, tree_regressor
+
+IMPORT = "import_onnx(text, bytea, text[], text, jsonb, text[], boolean)"
+CORE_CALLS = ("coalesce(pg_catalog.pg_stat_get_xact_function_calls("
+              "'pgmodels._predict(text,bigint,real[],double precision,boolean)'::pg_catalog.regprocedure), 0)")
+CORE8_CALLS = ("coalesce(pg_catalog.pg_stat_get_xact_function_calls("
+               "'pgmodels._predict(text,bigint,double precision[],double precision,boolean)'"
+               "::pg_catalog.regprocedure), 0)")
+
+
+def in_c(c, project, x: float = 1.0) -> tuple[float, bool]:
+    """(predict(project, ARRAY[x, 1]), whether no Python core ran for it). The session's
+    pending call counts are read before and after the predict in the same statement
+    (its target list runs left to right), so a flush of the counts cannot hide a call."""
+    before, value, after = c.execute(f"SELECT {CORE_CALLS}, predict(%s, ARRAY[%s, 1]::real[]), {CORE_CALLS}",
+                                     [project, x]).fetchone()
+    return value, before == after
+
+
+def warm_c(c, project, expected: float | None = None) -> None:
+    """Predict until a statement is answered in C."""
+    for _ in range(20):
+        value, native = in_c(c, project)
+        if expected is not None:
+            assert value == expected
+        if native:
+            return
+    raise AssertionError("no statement was answered in C")
+
+
+@pytest.fixture(scope="module")
+def trained(test_db):
+    """Tree ensembles trained on a deterministic table of 4 features, and a linear model."""
+    c = psycopg.connect(test_db, autocommit=True)
+    c.execute("DROP TABLE IF EXISTS native_rows CASCADE")
+    c.execute("SELECT setseed(0.25)")  # the same rows each run
+    c.execute("""CREATE TABLE native_rows AS
+                 SELECT i AS id, random()::real AS a, random()::real AS b, random()::real AS c,
+                        random()::real AS d FROM generate_series(1, 3000) i""")
+    c.execute("""CREATE OR REPLACE VIEW native_bin AS
+                 SELECT a, b, c, d, (a + b * c > 0.6)::int AS y FROM native_rows""")
+    c.execute("""CREATE OR REPLACE VIEW native_multi AS
+                 SELECT a, b, c, d, (floor((a + b) * 1.5))::int AS y FROM native_rows""")
+    c.execute("""CREATE OR REPLACE VIEW native_reg AS
+                 SELECT a, b, c, d, (a * 3 + b * c - d)::real AS y FROM native_rows""")
+    models = {
+        "native_xgb_bin": ("classification", "native_bin", "xgboost", '{"n_estimators": 20}'),
+        "native_xgb_multi": ("classification", "native_multi", "xgboost", '{"n_estimators": 10}'),
+        "native_xgb_reg": ("regression", "native_reg", "xgboost", '{"n_estimators": 20}'),
+        "native_rf_reg": ("regression", "native_reg", "random_forest", '{"n_estimators": 8, "max_depth": 6}'),
+        "native_lgb_bin": ("classification", "native_bin", "lightgbm", '{"n_estimators": 20}'),
+        "native_linear": ("regression", "native_reg", "linear", "{}"),
+    }
+    for project, (task, relation, algorithm, hyper) in models.items():
+        c.execute("SELECT 1 FROM train(%s, task => %s, relation_name => %s, y_column_name => 'y', "
+                  "algorithm => %s, hyperparams => %s::jsonb)", [project, task, relation, algorithm, hyper])
+    c.close()
+    return models
+
+
+def both_paths(test_db, project: str, form: str) -> tuple[list, list, int]:
+    """Every row's predict() in one read-only statement (after warming the session), and
+    the same in a transaction that wrote (the cores), with the core calls of the first."""
+    with psycopg.connect(test_db, autocommit=True) as c:
+        c.execute("SET track_functions = 'pl'")
+        statement = f"SELECT predict(%s, ARRAY[a, b, c, d]::{form}) FROM native_rows ORDER BY id"
+        for _ in range(4):
+            c.execute(statement + " LIMIT 1", [project])
+        before = c.execute(f"SELECT {CORE_CALLS} + {CORE8_CALLS}").fetchone()[0]
+        fast = [r[0] for r in c.execute(statement, [project]).fetchall()]
+        calls = c.execute(f"SELECT {CORE_CALLS} + {CORE8_CALLS}").fetchone()[0] - before
+        with c.transaction():
+            c.execute("CREATE TEMP TABLE native_wrote ()")
+            cores = [r[0] for r in c.execute(statement, [project]).fetchall()]
+        return fast, cores, calls
+
+
+@pytest.mark.parametrize("project", ["native_xgb_bin", "native_xgb_multi", "native_xgb_reg", "native_rf_reg",
+                                     "native_lgb_bin"])
+@pytest.mark.parametrize("form", ["real[]", "double precision[]"])
+def test_tree_ensembles_are_answered_in_c_as_onnxruntime_answers(test_db, trained, project, form):
+    fast, cores, _ = both_paths(test_db, project, form)
+    assert len(fast) == 3000 and fast == cores
+    assert len(set(fast)) > 1
+    with psycopg.connect(test_db, autocommit=True) as c:
+        c.execute("SET track_functions = 'pl'")
+        for _ in range(4):
+            c.execute(f"SELECT predict(%s, ARRAY[a, b, c, d]::{form}) FROM native_rows WHERE id = 1", [project])
+        before, _, after = c.execute(f"SELECT {CORE_CALLS} + {CORE8_CALLS}, predict(%s, ARRAY[a, b, c, d]::{form}), "
+                                     f"{CORE_CALLS} + {CORE8_CALLS} FROM native_rows WHERE id = 2",
+                                     [project]).fetchone()
+        assert before == after, "the statement ran a Python core"
+
+
+def test_other_models_stay_with_the_python_cores(test_db, trained):
+    fast, cores, calls = both_paths(test_db, "native_linear", "real[]")
+    assert fast == cores and calls == 3000
+
+
+def test_the_other_array_forms_use_the_c_path_too(test_db, trained):
+    with psycopg.connect(test_db, autocommit=True) as c:
+        c.execute("SET track_functions = 'pl'")
+        rows = c.execute("SELECT (a * 10)::int, (b * 10)::int, (c * 10)::int, (d * 10)::int FROM native_rows "
+                         "ORDER BY id LIMIT 50").fetchall()
+        for _ in range(4):
+            c.execute("SELECT predict('native_xgb_reg', ARRAY[1, 2, 3, 4])")
+        fast = [c.execute("SELECT predict('native_xgb_reg', %s::integer[]), predict('native_xgb_reg', %s::numeric[])",
+                          [list(r), list(r)]).fetchone() for r in rows]
+        assert all(x == y for x, y in fast)
+        expected = [c.execute("SELECT predict('native_xgb_reg', %s::real[])", [list(map(float, r))]).fetchone()[0]
+                    for r in rows]
+        assert [x for x, _ in fast] == expected
+
+
+@pytest.fixture
+def tree_owner(conn, make_role, name):
+    """A role granted import_onnx only, owning project `name`: two trees, (1, 1) -> 2."""
+    rolname, c = make_role(name + "_own")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION {IMPORT} TO {rolname}")
+    c.execute("SELECT model_id FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')",
+              [name, tree_regressor(1.0)])
+    return rolname, c
+
+
+@pytest.fixture
+def reader(conn, cluster, make_role, name):
+    rolname, c = make_role(name + "_r")
+    c.close()
+    conn.execute(f"ALTER ROLE {rolname} SET track_functions = 'pl'")
+    c = role_connection(cluster, conn.info.dbname, rolname)
+    yield rolname, c
+    c.close()
+
+
+def test_a_revoke_a_deploy_and_the_master_switch_reach_the_next_statement_of_a_session_answered_in_c(
+        conn, tree_owner, reader, name):
+    own, oc = tree_owner
+    rname, rc = reader
+    assert sql_error(rc, "SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).sqlstate == "42501"
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    warm_c(rc, name, 2.0)
+    assert in_c(rc, name, 2.0) == (5.0, True)  # the first tree's other branch, in C
+    oc.execute("SELECT revoke_project(%s, %s)", [name, rname])
+    for _ in range(3):
+        assert sql_error(rc, "SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).sqlstate == "42501"
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    warm_c(rc, name, 2.0)
+    second = oc.execute("SELECT model_id FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression', deploy => false)",
+                        [name, tree_regressor(10.0)]).fetchone()[0]
+    warm_c(rc, name, 2.0)
+    oc.execute("SELECT * FROM deploy(%s::bigint)", [second])
+    assert in_c(rc, name)[0] == 20.0
+    warm_c(rc, name, 20.0)
+    oc.execute("SELECT * FROM deploy(%s, 'rollback')", [name])
+    assert in_c(rc, name)[0] == 2.0
+    warm_c(rc, name, 2.0)
+    # the administrator's master switch
+    conn.execute("REVOKE EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) FROM PUBLIC")
+    try:
+        error = sql_error(rc, "SELECT predict(%s, ARRAY[1, 1]::real[])", [name])
+        assert error.sqlstate == "42501" and "_lookup" in error.diag.message_primary
+    finally:
+        conn.execute("GRANT EXECUTE ON FUNCTION pgmodels._lookup(text, bigint, text) TO PUBLIC")
+    warm_c(rc, name, 2.0)
+    # by model id: a decision of its own
+    for _ in range(4):
+        rc.execute("SELECT predict(%s::bigint, ARRAY[1, 1]::real[])", [second])
+    before, value, after = rc.execute(f"SELECT {CORE_CALLS}, predict(%s::bigint, ARRAY[1, 1]::real[]), {CORE_CALLS}",
+                                      [second]).fetchone()
+    assert (value, after - before) == (20.0, 0)
+    oc.execute("SELECT revoke_project(%s, %s)", [name, rname])
+    assert sql_error(rc, "SELECT predict(%s::bigint, ARRAY[1, 1]::real[])", [second]).sqlstate == "42501"
+
+
+def test_a_security_definer_function_predicts_as_its_owner_not_its_warm_caller(conn, tree_owner, reader, make_role,
+                                                                               name):
+    own, oc = tree_owner
+    rname, rc = reader
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    other, xc = make_role(name + "_def")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {other}")
+    xc.execute(f"""CREATE FUNCTION public.{name}_pred() RETURNS real LANGUAGE sql SECURITY DEFINER
+                   AS $$ SELECT predict('{name}', ARRAY[1, 1]::real[]) $$""")
+    xc.execute(f"GRANT EXECUTE ON FUNCTION public.{name}_pred() TO {rname}")
+    warm_c(rc, name, 2.0)
+    for _ in range(3):
+        assert sql_error(rc, f"SELECT public.{name}_pred()").sqlstate == "42501"
+    assert in_c(rc, name) == (2.0, True)
+
+
+def test_calling_the_c_core_directly_answers_nothing_a_role_was_not_granted(conn, tree_owner, reader, make_role,
+                                                                            name):
+    own, oc = tree_owner
+    rname, rc = reader
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    warm_c(rc, name, 2.0)
+    assert rc.execute("SELECT pgmodels._predict_native(%s, 0, ARRAY[1, 1]::real[])", [name]).fetchone()[0] == 2.0
+    outsider, uc = make_role(name + "_x")
+    for _ in range(3):
+        assert uc.execute("SELECT pgmodels._predict_native(%s, 0, ARRAY[1, 1]::real[])", [name]).fetchone()[0] \
+            is None
+        assert sql_error(uc, "SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).sqlstate == "42501"
+    # a member acting as the reader by SET ROLE is answered as the reader, and as itself
+    # (NOINHERIT: not using the reader's privileges) it is refused again
+    conn.execute(f"ALTER ROLE {outsider} NOINHERIT")
+    conn.execute(f"GRANT {rname} TO {outsider}")
+    uc.execute(f"SET ROLE {rname}")
+    assert uc.execute("SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).fetchone()[0] == 2.0
+    uc.execute("RESET ROLE")
+    assert sql_error(uc, "SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).sqlstate == "42501"
+
+
+def test_bad_input_gets_the_cores_errors_on_a_session_answered_in_c(conn, tree_owner, reader, name):
+    own, oc = tree_owner
+    rname, rc = reader
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    warm_c(rc, name, 2.0)
+    short = sql_error(rc, "SELECT predict(%s, ARRAY[1]::real[])", [name])
+    assert short.sqlstate == "22023" and "takes 2 features, got 1" in short.diag.message_primary
+    assert short.diag.message_detail and "Traceback" not in str(short)
+    nan = sql_error(rc, "SELECT predict(%s, ARRAY['NaN', 1]::real[])", [name])
+    assert nan.sqlstate and nan.sqlstate != "XX000" and "Traceback" not in str(nan)
+    inf = sql_error(rc, "SELECT predict(%s, ARRAY[1, 1e300]::float8[])", [name])
+    assert inf.sqlstate and inf.sqlstate != "XX000"
+    assert rc.execute("SELECT predict(%s, NULL::real[])", [name]).fetchone()[0] is None
+    assert rc.execute("SELECT predict(NULL::text, ARRAY[1, 1]::real[])").fetchone()[0] is None
+    assert rc.execute("SELECT predict(%s, ARRAY[[1, 1]]::real[])", [name]).fetchone()[0] == 2.0
+    assert sql_error(rc, "SELECT predict(%s, ARRAY[1, NULL]::real[])", [name]).sqlstate != "XX000"
+    assert in_c(rc, name) == (2.0, True)  # and the session goes on answering in C
+
+
+def test_a_transaction_that_wrote_is_answered_by_the_cores(conn, tree_owner, name):
+    own, oc = tree_owner
+    for _ in range(4):
+        oc.execute("SELECT predict(%s, ARRAY[1, 1]::real[])", [name])
+    second = oc.execute("SELECT model_id FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression', deploy => false)",
+                        [name, scaled_sum(10.0)]).fetchone()[0]
+    for _ in range(4):
+        oc.execute("SELECT predict(%s, ARRAY[1, 1]::real[])", [name])
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        with oc.transaction():
+            oc.execute("SELECT * FROM deploy(%s::bigint)", [second])
+            assert oc.execute("SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).fetchone()[0] == 20.0
+            raise psycopg.errors.QueryCanceled("roll back")
+    assert oc.execute("SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).fetchone()[0] == 2.0
