@@ -9,6 +9,8 @@ Sides, each a server in its own processes, measured in turn and alternated:
   fastapi_key  (b) FastAPI on uvicorn, the ONNX model in-process, features by key from PostgreSQL (psycopg pool)
   serve        (c) pgmodels serve, features in the request (one [1, 8] FP32 tensor)
   serve_key    (c) pgmodels serve, features by key ("parameters": {"keys": [k]})
+  serve_grpc   (c) pgmodels serve over gRPC: ModelInfer with the same row (_grpc_load.py), reported
+               against the HTTP side of the same server
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import _data  # noqa: E402 - the helper modules live next to this script
 import _db  # noqa: E402
 import _report  # noqa: E402
 
-SIDES = ["flask", "fastapi_key", "serve", "serve_key"]
+SIDES = ["flask", "fastapi_key", "serve", "serve_key", "serve_grpc"]
 ROLE = "pgmodels_bench_proxy"
 COMMAND = ".pgmodels/venv/bin/python benchmarks/bench_proxy.py --dsn \"$(.pgmodels/venv/bin/pgmodels db url)\""
 
@@ -103,6 +105,7 @@ def prepare(conn, args, workdir: Path) -> dict:
 def start_servers(args, prep: dict, workdir: Path) -> dict:
     py = sys.executable
     ports = {name: _free_port() for name in ("flask", "fastapi", "serve")}
+    grpc_port = _free_port()
     logs = {name: (workdir / f"{name}.log").open("w") for name in ports}
     procs = {
         "flask": subprocess.Popen([py, str(HERE / "_proxy_flask.py"), str(prep["ubj"]), str(ports["flask"])],
@@ -111,7 +114,7 @@ def start_servers(args, prep: dict, workdir: Path) -> dict:
                                      str(ports["fastapi"]), str(args.workers)],
                                     stdout=logs["fastapi"], stderr=subprocess.STDOUT, start_new_session=True),
         "serve": subprocess.Popen([str(Path(py).with_name("pgmodels")), "serve", "--dsn", args.dsn, "--port",
-                                   str(ports["serve"]), "--grpc-port", "0", "--workers", str(args.workers),
+                                   str(ports["serve"]), "--grpc-port", str(grpc_port), "--workers", str(args.workers),
                                    "--log-level", "warning"],
                                   stdout=logs["serve"], stderr=subprocess.STDOUT, start_new_session=True),
     }
@@ -132,7 +135,7 @@ def start_servers(args, prep: dict, workdir: Path) -> dict:
                 stop_servers(procs)
                 raise RuntimeError(f"{name} did not start: {(workdir / f'{name}.log').read_text()[-2000:]}")
             time.sleep(0.3)
-    return {"procs": procs, "base": base}
+    return {"procs": procs, "base": base, "grpc": f"127.0.0.1:{grpc_port}"}
 
 
 def stop_servers(procs: dict) -> None:
@@ -147,7 +150,7 @@ def stop_servers(procs: dict) -> None:
 
 
 def requests_for(prep: dict, base: dict, key: int) -> dict:
-    """(url, body, headers) of each side: the same row, by value or by key."""
+    """(url, body, headers) of each HTTP side: the same row, by value or by key."""
     row = [float(v) for v in prep["X"][key]]
     auth = [f"authorization: Bearer {prep['token']}"]
     infer = f"{base['serve']}/v2/models/{_db.PROJECT}/infer"
@@ -186,10 +189,15 @@ def agreement(reqs: dict) -> dict:
 
 
 def load(url: str, body: dict, headers: list[str], args) -> dict:
-    cmd = [sys.executable, str(HERE / "_proxy_load.py"), "--url", url, "--body", json.dumps(body),
-           "--clients", str(args.clients), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
-    for h in headers:
-        cmd += ["--header", h]
+    if url.startswith("grpc://"):  # the gRPC side: the row of the serve side's body, the token of its header
+        cmd = [sys.executable, str(HERE / "_grpc_load.py"), "--target", url[len("grpc://"):], "--model", _db.PROJECT,
+               "--row=" + ",".join(map(repr, body["inputs"][0]["data"][0])),  # "=": a row may start with "-"
+               "--token", headers[0].split("Bearer ", 1)[1]]
+    else:
+        cmd = [sys.executable, str(HERE / "_proxy_load.py"), "--url", url, "--body", json.dumps(body)]
+        for h in headers:
+            cmd += ["--header", h]
+    cmd += ["--clients", str(args.clients), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + args.warmup + 120)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
@@ -207,7 +215,8 @@ def summarize(runs: dict) -> dict:
     s = out
     out["ratios"] = {"serve_vs_flask_rps": s["serve"]["rps"] / s["flask"]["rps"],
                      "serve_key_vs_fastapi_key_rps": s["serve_key"]["rps"] / s["fastapi_key"]["rps"],
-                     "targets": {"serve_vs_flask_rps": ">= 10", "serve_key_vs_fastapi_key_rps": ">= 1.0",
+                     "serve_grpc_vs_serve_rps": s["serve_grpc"]["rps"] / s["serve"]["rps"],
+                     "targets": {"serve_vs_flask_rps": ">= 10", "serve_key_vs_fastapi_key_rps": ">= 1.2",
                                  "serve p99_ms": "<= 10"}}
     return out
 
@@ -220,7 +229,8 @@ def table(summary: dict) -> str:
                      f"{s['p99_ms']:.2f} | {s['errors']} |")
     r = summary["ratios"]
     lines.append(f"\nserve / flask req/s: {r['serve_vs_flask_rps']:.2f} (target >= 10); "
-                 f"serve_key / fastapi_key req/s: {r['serve_key_vs_fastapi_key_rps']:.2f} (target >= 1.0)")
+                 f"serve_key / fastapi_key req/s: {r['serve_key_vs_fastapi_key_rps']:.2f} (target >= 1.2); "
+                 f"gRPC / HTTP (serve) req/s: {r['serve_grpc_vs_serve_rps']:.2f} (reported)")
     return "\n".join(lines)
 
 
@@ -239,6 +249,7 @@ def run(args) -> dict:
     try:
         reqs = requests_for(prep, servers["base"], key=min(42, args.keys - 1))
         check = agreement(reqs)
+        reqs["serve_grpc"] = ("grpc://" + servers["grpc"],) + reqs["serve"][1:]
         runs = {side: [] for side in SIDES}
         for i in range(args.repeat):
             order = SIDES if i % 2 == 0 else list(reversed(SIDES))  # alternate, so drift hits every side

@@ -1,7 +1,8 @@
 """A tiny run of benchmarks/bench_proxy.py, so the harness cannot rot.
 
 Nothing is timed: the test checks that every side served every request of its run without
-an error, that the four sides agree on the prediction, and that the summary is complete.
+an error (the gRPC side too), that the HTTP sides agree on the prediction, and that the
+summary is complete.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def test_tiny_run_measures_every_side(test_db, tmp_path):
     assert "password" not in results["meta"]["dsn"]
     assert results["agreement"]["agree"], results["agreement"]
     summary = results["summary"]
-    for side in ("flask", "fastapi_key", "serve", "serve_key"):
+    for side in ("flask", "fastapi_key", "serve", "serve_key", "serve_grpc"):
         runs = results["runs"][side]
         assert len(runs) == 1 and runs[0]["requests"] > 0 and runs[0]["errors"] == 0, runs
         assert summary[side]["rps"] > 0 and math.isfinite(summary[side]["p99_ms"])
