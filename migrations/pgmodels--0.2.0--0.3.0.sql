@@ -804,6 +804,13 @@ LANGUAGE c STABLE PARALLEL SAFE
 AS '$libdir/pgmodels_native', 'pgmodels_predict_native';
 COMMENT ON FUNCTION pgmodels._predict_native(text, bigint, anyarray) IS 'internal: predict() for one row of a tree ensemble the backend''s decision cache registered for the calling role, in C; NULL when there is none (the Python cores answer)';
 
+-- predict_batch()'s answers from the same registration, one per row (NULL: ask the cores).
+CREATE OR REPLACE FUNCTION pgmodels._predict_batch_native(project_name text, model_id bigint, features real[])
+RETURNS real[]
+LANGUAGE c STABLE PARALLEL SAFE
+AS '$libdir/pgmodels_native', 'pgmodels_predict_batch_native';
+COMMENT ON FUNCTION pgmodels._predict_batch_native(text, bigint, real[]) IS 'internal: predict_batch() for the rows of a tree ensemble the backend''s decision cache registered for the calling role, in C; NULL when there is none (the Python cores answer)';
+
 -- sql/040_serving.sql
 -- Serving: predict(), predict_proba(), predict_label(), predict_batch().
 --
@@ -1133,7 +1140,13 @@ COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, double precisio
 CREATE OR REPLACE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
+DECLARE
+    answers real[] := pgmodels._predict_batch_native(project_name, 0, features);  -- a tree ensemble's, in C
 BEGIN
+    IF answers IS NOT NULL THEN
+        RETURN QUERY SELECT pg_catalog.unnest(answers);
+        RETURN;
+    END IF;
     RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), pgmodels._stamp(),
                                                  pgmodels._lookup(project_name, 0, pgmodels._credential()));
     PERFORM pgmodels._raise_pending(NULL::integer);
@@ -1144,7 +1157,13 @@ COMMENT ON FUNCTION @extschema@.predict_batch(text, real[]) IS 'predictions for 
 CREATE OR REPLACE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
+DECLARE
+    answers real[] := pgmodels._predict_batch_native('', model_id, features);  -- a tree ensemble's, in C
 BEGIN
+    IF answers IS NOT NULL THEN
+        RETURN QUERY SELECT pg_catalog.unnest(answers);
+        RETURN;
+    END IF;
     RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), pgmodels._stamp(),
                                                  pgmodels._lookup('', model_id, pgmodels._credential()));
     PERFORM pgmodels._raise_pending(NULL::integer);
@@ -1337,17 +1356,40 @@ LANGUAGE plpgsql IMMUTABLE
 AS $$
 DECLARE
     -- E'' strings: their \u escapes mean the characters whatever standard_conforming_strings says
-    control constant text := E'[\u0001-\u001F\u007F-\u009F]';
-    space constant text := E'[\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]';
-    invisible constant text := E'[\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u115F-\u1160'
-        || E'\u17B4-\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0'
-        || E'\uFFF0-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A'
-        || E'\U000E0000-\U000E0FFF]';
+    control text := E'[\x01-\x1F\x7F]';
+    space text;
+    invisible text;
     at integer;
     ch text;
     shown text;
 BEGIN
     IF kind = 'project' THEN
+        -- the characters below exist only in Unicode: built from their code points (an escape
+        -- in the text of this function would stop it compiling in a database in another
+        -- encoding, which has its own control characters only)
+        IF pg_catalog.getdatabaseencoding() = 'UTF8' THEN
+            SELECT '[' || pg_catalog.string_agg(CASE WHEN r.a = r.b THEN pg_catalog.chr(r.a) ELSE pg_catalog.chr(r.a) || '-' || pg_catalog.chr(r.b) END, ''
+                                     ORDER BY r.o) || ']'
+              INTO control FROM ROWS FROM (pg_catalog.unnest(ARRAY[1, 127]), pg_catalog.unnest(ARRAY[31, 159])) WITH ORDINALITY AS r (a, b, o);
+            SELECT '[' || pg_catalog.string_agg(CASE WHEN r.a = r.b THEN pg_catalog.chr(r.a) ELSE pg_catalog.chr(r.a) || '-' || pg_catalog.chr(r.b) END, ''
+                                     ORDER BY r.o) || ']'
+              INTO space FROM ROWS FROM (pg_catalog.unnest(ARRAY[160, 5760, 8192, 8232, 8233, 8239, 8287, 12288]),
+                                         pg_catalog.unnest(ARRAY[160, 5760, 8202, 8232, 8233, 8239, 8287, 12288])) WITH ORDINALITY AS r (a, b, o);
+            -- U+00AD U+034F U+0600-0605 U+061C U+06DD U+070F U+0890-0891 U+08E2 U+115F-1160 U+17B4-17B5
+            -- U+180B-180F U+200B-200F U+202A-202E U+2060-206F U+3164 U+FE00-FE0F U+FEFF U+FFA0 U+FFF0-FFFB
+            -- U+110BD U+110CD U+13430-1343F U+1BCA0-1BCA3 U+1D173-1D17A U+E0000-E0FFF
+            SELECT '[' || pg_catalog.string_agg(CASE WHEN r.a = r.b THEN pg_catalog.chr(r.a) ELSE pg_catalog.chr(r.a) || '-' || pg_catalog.chr(r.b) END, ''
+                                     ORDER BY r.o) || ']'
+              INTO invisible
+              FROM ROWS FROM (pg_catalog.unnest(ARRAY[173, 847, 1536, 1564, 1757, 1807, 2192, 2274, 4447, 6068, 6155, 8203, 8234, 8288, 12644,
+                                65024, 65279, 65440, 65520, 69821, 69837, 78896, 113824, 119155, 917504]),
+                          pg_catalog.unnest(ARRAY[173, 847, 1541, 1564, 1757, 1807, 2193, 2274, 4448, 6069, 6159, 8207, 8238, 8303, 12644,
+                                65039, 65279, 65440, 65531, 69821, 69837, 78911, 113827, 119162, 921599]))
+                   WITH ORDINALITY AS r (a, b, o);
+        ELSE
+            space := E'[\x01]';      -- nothing beyond the control characters: classes that match no
+            invisible := E'[\x01]';  -- character the control class lets through
+        END IF;
         IF value IS NULL OR value = '' OR length(value) > 200 THEN
             RAISE EXCEPTION 'invalid project name %', coalesce(quote_literal(left(value, 40) || CASE WHEN length(value) > 40 THEN '...' ELSE '' END), 'NULL')
                 USING ERRCODE = '22023', DETAIL = 'A project name is 1 to 200 characters.';
@@ -3441,6 +3483,7 @@ GRANT EXECUTE ON FUNCTION
     -- only from models _lookup loaded for this statement, and take no model from the caller
     -- (and the C one, which answers only from decisions the Python cache kept for the caller)
     pgmodels._predict_native(text, bigint, anyarray),
+    pgmodels._predict_batch_native(text, bigint, real[]),
     pgmodels._predict(text, bigint, double precision[], double precision, boolean),
     pgmodels._predict(text, bigint, real[], double precision, boolean),
     pgmodels._predict(text, bigint, jsonb, double precision, boolean),

@@ -326,7 +326,13 @@ COMMENT ON FUNCTION pgmodels._predict_batch(text, bigint, bytea, double precisio
 CREATE OR REPLACE FUNCTION @extschema@.predict_batch(project_name text, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
+DECLARE
+    answers real[] := pgmodels._predict_batch_native(project_name, 0, features);  -- a tree ensemble's, in C
 BEGIN
+    IF answers IS NOT NULL THEN
+        RETURN QUERY SELECT pg_catalog.unnest(answers);
+        RETURN;
+    END IF;
     RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), pgmodels._stamp(),
                                                  pgmodels._lookup(project_name, 0, pgmodels._credential()));
     PERFORM pgmodels._raise_pending(NULL::integer);
@@ -337,7 +343,13 @@ COMMENT ON FUNCTION @extschema@.predict_batch(text, real[]) IS 'predictions for 
 CREATE OR REPLACE FUNCTION @extschema@.predict_batch(model_id bigint, features real[]) RETURNS SETOF real
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
+DECLARE
+    answers real[] := pgmodels._predict_batch_native('', model_id, features);  -- a tree ensemble's, in C
 BEGIN
+    IF answers IS NOT NULL THEN
+        RETURN QUERY SELECT pg_catalog.unnest(answers);
+        RETURN;
+    END IF;
     RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), pgmodels._stamp(),
                                                  pgmodels._lookup('', model_id, pgmodels._credential()));
     PERFORM pgmodels._raise_pending(NULL::integer);

@@ -23,6 +23,7 @@ GRANT EXECUTE ON FUNCTION
     -- only from models _lookup loaded for this statement, and take no model from the caller
     -- (and the C one, which answers only from decisions the Python cache kept for the caller)
     pgmodels._predict_native(text, bigint, anyarray),
+    pgmodels._predict_batch_native(text, bigint, real[]),
     pgmodels._predict(text, bigint, double precision[], double precision, boolean),
     pgmodels._predict(text, bigint, real[], double precision, boolean),
     pgmodels._predict(text, bigint, jsonb, double precision, boolean),

@@ -147,6 +147,7 @@ def test_definer_functions_pin_their_search_path(conn):
 PUBLIC_INTERNALS = {
     # serving cores: answer only from models _lookup loaded for this statement
     "pgmodels._predict_native(text,bigint,anyarray)",
+    "pgmodels._predict_batch_native(text,bigint,real[])",
     "pgmodels._predict(text,bigint,double precision[],double precision,boolean)",
     "pgmodels._predict(text,bigint,jsonb,double precision,boolean)",
     "pgmodels._predict(text,bigint,real[],double precision,boolean)",

@@ -16,7 +16,8 @@
  *    backend holds a registration for the role the statement runs as (GetUserId(),
  *    which no caller chooses) and the same project or model id, made at the
  *    invalidation count the backend still has (SharedInvalidMessageCounter: a grant,
- *    revoke, deploy, rollback, role change or DROP ROLE that committed since moves it),
+ *    revoke, deploy, rollback, role change or DROP ROLE that committed since moves it;
+ *    the queue is read first, as PostgreSQL reads it at a relation lock),
  *    in a transaction that has written nothing, within the first second of it, outside
  *    SECURITY DEFINER functions (GetUserId() is the session's role), for a float4 or
  *    float8 array of the model's length with finite values. The rules are cache.py's
@@ -43,6 +44,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -366,52 +368,57 @@ pgmodels_native_answered(void)
 /* ---- SQL ---- */
 
 /*
- * The answer of a registration for this row, if there is one: false sends the caller
- * to the Python cores.
+ * The registration that answers the calling role for a project (model_id 0) or a model
+ * id in this statement, or NULL: cache.py's conditions for serving a kept decision.
  */
-static bool
-native_answer(text *project, int64 model_id, ArrayType *a, float4 *answer)
+static const TreeModel *
+registered(text *project, int64 model_id)
 {
 	Oid			role = GetUserId();
 	Entry	   *e;
-	const TreeModel *m;
-	int			n;
-	float4		row[64];
-	float4		scores[64];
-	float4	   *x = row;
-	float4	   *s = scores;
 	char	   *key;
 	int			key_len;
 
-	/* cache.py's conditions for serving a kept decision */
 	if (role != GetOuterUserId() || TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
 		GetCurrentTimestamp() - GetCurrentTransactionStartTimestamp() >= WINDOW_USECS)
-		return false;
+		return NULL;
+
 	key = model_id == 0 ? VARDATA_ANY(project) : NULL;
 	key_len = model_id == 0 ? VARSIZE_ANY_EXHDR(project) : 0;
 	if (key_len > MAX_KEY)
-		return false;
+		return NULL;
 	e = find(role, model_id, key, key_len);
-	if (e == NULL || e->count != SharedInvalidMessageCounter)
-		return false;
-	m = e->model;
+	if (e == NULL)
+		return NULL;
 
-	n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
-	if (ARR_NDIM(a) != 1 || ARR_HASNULL(a) || n != m->h.n_features)
-		return false;
-	if (n > 64)
-		x = palloc(sizeof(float4) * n);
-	if (m->h.n_classes > 64)
-		s = palloc(sizeof(float4) * m->h.n_classes);
+	/*
+	 * Take in what committed since the backend last read the invalidation queue: a later
+	 * statement of a transaction need not lock anything new, and a deploy or revoke its
+	 * snapshot sees must not be answered from an older count. (PostgreSQL does the same
+	 * at every relation lock; with nothing queued it is a read of one flag.)
+	 */
+	AcceptInvalidationMessages();
+	if (e->count != SharedInvalidMessageCounter)
+		return NULL;
+	return e->model;
+}
+
+/*
+ * n values of a float4 or float8 array without NULLs, from element offset on, as float4:
+ * false when one is NaN, infinite or beyond float4's range (the cores say why).
+ */
+static bool
+read_row(ArrayType *a, size_t offset, int n, float4 *x)
+{
 	if (ARR_ELEMTYPE(a) == FLOAT4OID)
-		memcpy(x, ARR_DATA_PTR(a), sizeof(float4) * n);
+		memcpy(x, (const float4 *) ARR_DATA_PTR(a) + offset, sizeof(float4) * n);
 	else if (ARR_ELEMTYPE(a) == FLOAT8OID)
 	{
-		const float8 *d = (const float8 *) ARR_DATA_PTR(a);
+		const float8 *d = (const float8 *) ARR_DATA_PTR(a) + offset;
 
 		for (int i = 0; i < n; i++)
 		{
-			if (!(fabs(d[i]) <= FLT_MAX))	/* NaN, infinite or beyond float4: the cores say so */
+			if (!(fabs(d[i]) <= FLT_MAX))
 				return false;
 			x[i] = (float4) d[i];
 		}
@@ -421,9 +428,82 @@ native_answer(text *project, int64 model_id, ArrayType *a, float4 *answer)
 	for (int i = 0; i < n; i++)
 		if (!isfinite(x[i]))
 			return false;
+	return true;
+}
+
+/*
+ * The answer of a registration for this row, if there is one: false sends the caller
+ * to the Python cores.
+ */
+static bool
+native_answer(text *project, int64 model_id, ArrayType *a, float4 *answer)
+{
+	const TreeModel *m = registered(project, model_id);
+	int			n;
+	float4		row[64];
+	float4		scores[64];
+	float4	   *x = row;
+	float4	   *s = scores;
+
+	if (m == NULL)
+		return false;
+	n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	if (ARR_NDIM(a) != 1 || ARR_HASNULL(a) || n != m->h.n_features)
+		return false;
+	if (n > 64)
+		x = palloc(sizeof(float4) * n);
+	if (m->h.n_classes > 64)
+		s = palloc(sizeof(float4) * m->h.n_classes);
+	if (!read_row(a, 0, n, x))
+		return false;
 	*answer = evaluate(m, x, s);
 	answered++;
 	return true;
+}
+
+PG_FUNCTION_INFO_V1(pgmodels_predict_batch_native);
+
+/*
+ * pgmodels._predict_batch_native(project_name text, model_id bigint, features real[])
+ * real[]: predict_batch()'s answers, one per row of a flat array of whole rows or of a
+ * two-dimensional [rows][features] array, or NULL for "ask the Python cores".
+ */
+Datum
+pgmodels_predict_batch_native(PG_FUNCTION_ARGS)
+{
+	const TreeModel *m;
+	ArrayType  *a;
+	int			n;
+	int			k;
+	int			rows;
+	float4	   *x;
+	float4	   *s;
+	Datum	   *out;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	m = registered(PG_GETARG_TEXT_PP(0), PG_GETARG_INT64(1));
+	if (m == NULL)
+		PG_RETURN_NULL();
+	a = PG_GETARG_ARRAYTYPE_P(2);
+	k = m->h.n_features;
+	n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	if (ARR_HASNULL(a) || n == 0 || n % k != 0 || ARR_NDIM(a) > 2 || (ARR_NDIM(a) == 2 && ARR_DIMS(a)[1] != k))
+		PG_RETURN_NULL();
+	rows = n / k;
+	x = palloc(sizeof(float4) * k);
+	s = palloc(sizeof(float4) * m->h.n_classes);
+	out = palloc(sizeof(Datum) * rows);
+	for (int r = 0; r < rows; r++)
+	{
+		if ((r & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (!read_row(a, (size_t) r * k, k, x))
+			PG_RETURN_NULL();
+		out[r] = Float4GetDatum(evaluate(m, x, s));
+	}
+	answered += rows;
+	PG_RETURN_ARRAYTYPE_P(construct_array(out, rows, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT));
 }
 
 PG_FUNCTION_INFO_V1(pgmodels_predict_native);

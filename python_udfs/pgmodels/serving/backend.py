@@ -12,9 +12,10 @@ every committed change to PostgreSQL's catalog (a role granted to or revoked fro
 another, a role dropped or altered, EXECUTE granted or revoked, any DDL) and every
 committed write to pgmodels' serving catalog (pgmodels._catalog_changed, a trigger on
 its tables, queues one at commit; a rolled-back transaction queues nothing) moves it,
-when this backend next reads the queue: when a transaction starts and when it first
-locks a relation. So a decision made when it read N is still the catalog's while it
-reads N.
+when this backend next reads the queue: when a transaction starts, when it first locks a
+relation, and when :func:`caller` reads it (AcceptInvalidationMessages first: a later
+statement of a transaction may lock nothing new). So a decision made when it read N is
+still the catalog's while it reads N.
 
 Only what PostgreSQL exports from its executable is read: functions that take no
 argument and raise no error, and one counter. Outside a backend (the command line, the
@@ -38,7 +39,7 @@ def _readers():
             for name, restype in (("GetUserId", ctypes.c_uint32), ("GetOuterUserId", ctypes.c_uint32),
                                   ("GetTopTransactionIdIfAny", ctypes.c_uint32),
                                   ("GetCurrentTransactionStartTimestamp", ctypes.c_int64),
-                                  ("GetCurrentTimestamp", ctypes.c_int64)):
+                                  ("GetCurrentTimestamp", ctypes.c_int64), ("AcceptInvalidationMessages", None)):
                 f = getattr(main, name)
                 f.restype, f.argtypes = restype, []
                 functions[name] = f
@@ -51,7 +52,7 @@ def _readers():
         else:
             _state.append((functions["GetUserId"], functions["GetOuterUserId"],
                            functions["GetTopTransactionIdIfAny"], functions["GetCurrentTransactionStartTimestamp"],
-                           functions["GetCurrentTimestamp"], counter))
+                           functions["GetCurrentTimestamp"], counter, functions["AcceptInvalidationMessages"]))
     return _state[0]
 
 
@@ -66,9 +67,12 @@ def caller(window: float):
     readers = _readers()
     if readers is None:
         return None
-    user, outer, xid, started, now, counter = readers
+    user, outer, xid, started, now, counter, accept = readers
     if xid():
         return None
+    # what committed since the backend last read the queue: a later statement of a
+    # transaction need not lock anything new, and a change its snapshot sees must count
+    accept()
     count = counter.value
     start = started()
     return user(), outer(), count, start, window - (now() - start) / USECS

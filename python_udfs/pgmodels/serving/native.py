@@ -51,28 +51,38 @@ def _functions():
         evaluate = main.pgmodels_native_evaluate
     except (OSError, AttributeError):
         return None
+    try:  # project names are matched as the database's bytes; Python's are UTF-8
+        encoding = main.GetDatabaseEncodingName
+        encoding.restype, encoding.argtypes = ctypes.c_char_p, []
+        utf8 = encoding() == b"UTF8"
+    except AttributeError:
+        utf8 = False
     register.restype, forget.restype, evaluate.restype = ctypes.c_int, None, ctypes.c_int
     register.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint64,
                          ctypes.c_char_p, ctypes.c_size_t]
     forget.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
     evaluate.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    _lib.append((register, forget, evaluate))
+    _lib.append((register, forget, evaluate, utf8))
     return _lib[0]
 
 
-def _key(key) -> tuple[int, bytes] | None:
+def _key(key, utf8: bool) -> tuple[int, bytes] | None:
+    """The library's form of a decision's key: a model id, or a project name as the
+    database's bytes (in a database that is not UTF-8, names are not registered)."""
     if isinstance(key, int):
         return key, b""
     raw = str(key).encode()
-    return (0, raw) if len(raw) <= MAX_KEY else None
+    return (0, raw) if utf8 and len(raw) <= MAX_KEY else None
 
 
 def offer(role: int, key, count: int, model) -> bool:
     """Hand a confirmed decision's model to the library, if it is a tree ensemble it
     evaluates exactly; True when the library now answers for (role, key)."""
     functions = _functions()
-    k = _key(key)
-    if functions is None or k is None or not role:
+    if functions is None or not role:
+        return False
+    k = _key(key, functions[3])
+    if k is None:
         return False
     blob = _blob(model, functions[2])
     if blob is None:
@@ -89,7 +99,7 @@ def forget(role: int | None = None, key=None) -> None:
     if role is None:
         functions[1](0, 0, b"", 0)
         return
-    k = _key(key)
+    k = _key(key, functions[3])
     if k is not None and role:
         functions[1](role, k[0], k[1], len(k[1]))
 

@@ -144,7 +144,24 @@ def design_matrix(features) -> np.ndarray:
     return X
 
 
+_PLAIN = frozenset((float, int, bool))
+
+
 def _floats(col) -> np.ndarray:
+    kinds = set(map(type, col.values))
+    if kinds <= _PLAIN | {type(None)}:  # what SPI hands over for real, float8, integers, booleans: numpy converts
+        missing = None
+        if type(None) in kinds:
+            missing = np.fromiter((v is None for v in col.values), dtype=bool, count=len(col.values))
+            out = np.array([np.nan if v is None else v for v in col.values], dtype=np.float64)
+        else:
+            out = np.array(col.values, dtype=np.float64)
+        finite = np.isfinite(out)
+        if not (finite.all() if missing is None else (finite | missing).all()):
+            raise _bad(f"column {q(col.name)} contains NaN or infinity",
+                       detail="Only finite numbers can be used as features.",
+                       hint="Filter these rows out or replace them with NULL and set impute.")
+        return _narrowed(col, out)
     out = np.empty(len(col.values), dtype=np.float64)
     for i, v in enumerate(col.values):
         if v is None:
@@ -158,6 +175,11 @@ def _floats(col) -> np.ndarray:
             raise _bad(f"column {q(col.name)} contains NaN or infinity",
                        detail="Only finite numbers can be used as features.",
                        hint="Filter these rows out or replace them with NULL and set impute.")
+    return _narrowed(col, out)
+
+
+def _narrowed(col, out: np.ndarray) -> np.ndarray:
+    """The values rounded to float32 precision, the precision the ONNX graph computes in."""
     with np.errstate(over="ignore"):
         narrowed = out.astype(np.float32)
     if np.isinf(narrowed).any():
