@@ -20,6 +20,8 @@ import time
 import grpc
 from tritonclient.grpc import service_pb2
 
+from _proxy_load import summarize  # the HTTP generator's numbers, the same way
+
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 
@@ -64,12 +66,7 @@ async def run(target: str, model: str, row: list[float], token: str, clients: in
     errors: list[str] = []
     await asyncio.gather(*(_client(target, body, metadata, until, warm_until, latencies, errors)
                            for _ in range(clients)))
-    latencies.sort()
-    n = len(latencies)
-    pick = (lambda q: latencies[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
-    return {"requests": n, "errors": len(errors), "error_statuses": sorted(set(errors)), "seconds": seconds,
-            "rps": n / seconds, "p50_ms": pick(0.50), "p90_ms": pick(0.90), "p99_ms": pick(0.99),
-            "max_ms": latencies[-1] * 1000 if n else float("nan"), "clients": clients}
+    return summarize(latencies, errors, seconds, clients)
 
 
 def main() -> None:

@@ -72,6 +72,11 @@ async def run(url: str, body: bytes, headers: list[str], clients: int, seconds: 
     errors: list[int] = []
     await asyncio.gather(*(_client(parts.hostname, parts.port, request, until, warm_until, latencies, errors)
                            for _ in range(clients)))
+    return summarize(latencies, errors, seconds, clients)
+
+
+def summarize(latencies: list[float], errors: list, seconds: float, clients: int) -> dict:
+    """A closed loop's requests per second and latency percentiles (shared with _grpc_load.py)."""
     latencies.sort()
     n = len(latencies)
     pick = (lambda q: latencies[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
