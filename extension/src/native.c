@@ -3,7 +3,8 @@
  *
  * Why C: a one-row predict statement is a key lookup plus a model run, and the
  * PL/Python call and onnxruntime's per-run cost (20 to 40 microseconds in a backend
- * between statements) were most of it. This file is only the hot path; the logic
+ * between statements) were most of it. This library is only the hot path (this
+ * file the SQL functions, trees.c the trees and their registrations); the logic
  * stays in Python (python_udfs/pgmodels/serving/native.py and cache.py):
  *
  *  - Which role may be served which model is decided by pgmodels._lookup and kept by
@@ -40,466 +41,17 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "pgstat.h"
-#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
+
+#include "trees.h"
 
 PG_MODULE_MAGIC;
 
-#define MAGIC 0x706d6e31		/* "pmn1": the layout below */
-#define MAX_ENTRIES 32
-#define MAX_KEY 256
-#define WINDOW_USECS 1000000	/* cache.py's TTL */
-#define BLOCK 64				/* rows a batch walks each tree for at once */
-
-/* node modes, as serving/native.py numbers them */
-enum
-{
-	LEAF = 0, BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ
-};
-
-/* what the sum of the trees becomes */
-enum
-{
-	KIND_VALUE = 0,				/* a regressor: the sum (or mean) plus the base */
-	KIND_BINARY = 1,			/* one score: the second class when above the threshold */
-	KIND_ARGMAX = 2				/* a score per class: the first highest */
-};
-
-typedef struct TreeNode
-{
-	int32		feature;		/* a branch's feature; a leaf's class */
-	float4		value;			/* a branch's threshold; a leaf's weight */
-	int32		yes;			/* the node taken when the comparison holds */
-	int32		no;
-	int32		mode;
-} TreeNode;
-
-typedef struct TreeHeader
-{
-	int32		magic;
-	int32		n_features;
-	int32		kind;
-	int32		n_classes;		/* scores: 1 for KIND_VALUE and KIND_BINARY */
-	int32		n_trees;
-	int32		n_nodes;
-	int32		average;		/* divide the sum by the number of trees */
-	float4		threshold;		/* KIND_BINARY */
-} TreeHeader;
-
-/*
- * The blob Python builds: the header, then float4 base[n_classes] (added to the sums),
- * float4 answers[max(n_classes, 2)] (what predict() returns for each class, or unused),
- * int32 roots[n_trees], TreeNode nodes[n_nodes].
- */
-typedef struct TreeModel
-{
-	TreeHeader		h;
-	int			same_mode;		/* the mode of every branch, or LEAF when they differ */
-	float4	   *base;
-	float4	   *answers;
-	int32	   *roots;
-	TreeNode	   *nodes;
-	char	   *memory;
-} TreeModel;
-
-typedef struct Entry
-{
-	bool		used;
-	Oid			role;
-	int64		model_id;
-	int			key_len;
-	char		key[MAX_KEY];
-	uint64		count;
-	TreeModel	   *model;
-} Entry;
-
-static Entry entries[MAX_ENTRIES];
-static int	next_victim = 0;
-static uint64 answered = 0;
-
-static TreeModel *
-model_from(const char *blob, size_t len)
-{
-	TreeHeader		h;
-	size_t		need;
-	int			answers;
-	TreeModel	   *m;
-	char	   *p;
-
-	if (blob == NULL || len < sizeof(TreeHeader))
-		return NULL;
-	memcpy(&h, blob, sizeof(TreeHeader));
-	if (h.magic != MAGIC || h.n_features < 1 || h.n_features > 1000000 || h.n_trees < 1 ||
-		h.n_nodes < h.n_trees || h.n_nodes > 100000000 || h.n_classes < 1 || h.n_classes > 100000 ||
-		h.kind < KIND_VALUE || h.kind > KIND_ARGMAX)
-		return NULL;
-	answers = h.n_classes < 2 ? 2 : h.n_classes;
-	need = sizeof(TreeHeader) + sizeof(float4) * (h.n_classes + answers) + sizeof(int32) * h.n_trees +
-		sizeof(TreeNode) * (size_t) h.n_nodes;
-	if (len != need)
-		return NULL;
-	p = MemoryContextAllocExtended(TopMemoryContext, need, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
-	if (p == NULL)
-		return NULL;
-	memcpy(p, blob, need);
-	m = MemoryContextAllocExtended(TopMemoryContext, sizeof(TreeModel), MCXT_ALLOC_NO_OOM);
-	if (m == NULL)
-	{
-		pfree(p);
-		return NULL;
-	}
-	m->h = h;
-	m->memory = p;
-	m->base = (float4 *) (p + sizeof(TreeHeader));
-	m->answers = m->base + h.n_classes;
-	m->roots = (int32 *) (m->answers + answers);
-	m->nodes = (TreeNode *) (m->roots + h.n_trees);
-	/* every link inside the model, so that a walk can neither leave it nor loop */
-	for (int i = 0; i < h.n_trees; i++)
-		if (m->roots[i] < 0 || m->roots[i] >= h.n_nodes)
-			goto bad;
-	for (int i = 0; i < h.n_nodes; i++)
-	{
-		TreeNode	   *n = &m->nodes[i];
-
-		if (n->mode == LEAF)
-		{
-			if (n->feature < 0 || n->feature >= h.n_classes)
-				goto bad;
-		}
-		else if (n->mode < BRANCH_LEQ || n->mode > BRANCH_NEQ || n->feature < 0 || n->feature >= h.n_features ||
-				 n->yes <= i || n->yes >= h.n_nodes || n->no <= i || n->no >= h.n_nodes)
-			goto bad;			/* children come after their parent: no cycle */
-	}
-	m->same_mode = LEAF;
-	for (int i = 0; i < h.n_nodes; i++)
-	{
-		int			mode = m->nodes[i].mode;
-
-		if (mode == LEAF)
-			continue;
-		if (m->same_mode == LEAF)
-			m->same_mode = mode;
-		else if (m->same_mode != mode)
-		{
-			m->same_mode = -1;
-			break;
-		}
-	}
-	if (m->same_mode == -1)
-		m->same_mode = LEAF;
-	return m;
-bad:
-	pfree(p);
-	pfree(m);
-	return NULL;
-}
-
-static void
-model_free(TreeModel *m)
-{
-	if (m != NULL)
-	{
-		pfree(m->memory);
-		pfree(m);
-	}
-}
-
-/*
- * The leaf a tree leads a row to. A model whose branches all compare one way (XGBoost's
- * are all "<", LightGBM's all "<=") walks without a switch per node.
- */
-#define WALK(cmp) \
-	while (n->mode != LEAF) \
-		n = &nodes[(x[n->feature] cmp n->value) ? n->yes : n->no]
-
-static inline const TreeNode *
-leaf_of(const TreeModel *m, const TreeNode *n, const float4 *x)
-{
-	const TreeNode *nodes = m->nodes;
-
-	switch (m->same_mode)
-	{
-		case BRANCH_LT:
-			WALK(<);
-			return n;
-		case BRANCH_LEQ:
-			WALK(<=);
-			return n;
-		default:
-			break;
-	}
-	while (n->mode != LEAF)
-	{
-		float4		v = x[n->feature];
-		bool		go;
-
-		switch (n->mode)
-		{
-			case BRANCH_LEQ:
-				go = v <= n->value;
-				break;
-			case BRANCH_LT:
-				go = v < n->value;
-				break;
-			case BRANCH_GTE:
-				go = v >= n->value;
-				break;
-			case BRANCH_GT:
-				go = v > n->value;
-				break;
-			case BRANCH_EQ:
-				go = v == n->value;
-				break;
-			default:
-				go = v != n->value;
-				break;
-		}
-		n = &nodes[go ? n->yes : n->no];
-	}
-	return n;
-}
-
-/* A row's answer from the sums of its trees' leaves, as onnxruntime makes it. */
-static float4
-finish(const TreeModel *m, float4 *scores)
-{
-	const TreeHeader *h = &m->h;
-
-	if (h->kind == KIND_VALUE)
-	{
-		float4		s = scores[0];
-
-		if (h->average)
-			s /= (float4) h->n_trees;
-		return s + m->base[0];
-	}
-	for (int c = 0; c < h->n_classes; c++)
-		scores[c] += m->base[c];
-	if (h->kind == KIND_BINARY)
-		return m->answers[scores[0] > h->threshold ? 1 : 0];
-	{
-		int			best = 0;
-
-		for (int c = 1; c < h->n_classes; c++)
-			if (scores[c] > scores[best])
-				best = c;
-		return m->answers[best];
-	}
-}
-
-/*
- * The answer for one row of n_features finite float4 values, as onnxruntime gives it:
- * each tree's leaf added in tree order, in single precision.
- */
-static float4
-evaluate(const TreeModel *m, const float4 *x, float4 *scores)
-{
-	for (int c = 0; c < m->h.n_classes; c++)
-		scores[c] = 0.0f;
-	for (int t = 0; t < m->h.n_trees; t++)
-	{
-		const TreeNode *leaf = leaf_of(m, &m->nodes[m->roots[t]], x);
-
-		scores[leaf->feature] += leaf->value;
-	}
-	return finish(m, scores);
-}
-
-/*
- * The answers for rows [0, n) of x (n_features each) into out: tree by tree over the
- * block, so that a tree's nodes stay in the cache for all its rows. Each row's sum adds
- * the same leaves in the same order as evaluate() does.
- */
-static void
-evaluate_block(const TreeModel *m, const float4 *x, int n, float4 *scores, float4 *out)
-{
-	int			k = m->h.n_features;
-	int			nc = m->h.n_classes;
-
-	for (int i = 0; i < n * nc; i++)
-		scores[i] = 0.0f;
-	for (int t = 0; t < m->h.n_trees; t++)
-	{
-		const TreeNode *root = &m->nodes[m->roots[t]];
-
-		for (int i = 0; i < n; i++)
-		{
-			const TreeNode *leaf = leaf_of(m, root, x + (size_t) i * k);
-
-			scores[i * nc + leaf->feature] += leaf->value;
-		}
-	}
-	for (int i = 0; i < n; i++)
-		out[i] = finish(m, scores + (size_t) i * nc);
-}
-
-/* ---- called by Python through ctypes, never by SQL ---- */
-
-extern PGDLLEXPORT int pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len,
-												uint64 count, const char *blob, size_t len);
-extern PGDLLEXPORT void pgmodels_native_forget(uint32 role, int64 model_id, const char *key, int key_len);
-extern PGDLLEXPORT int pgmodels_native_evaluate(const char *blob, size_t len, const float4 *rows, int n_rows,
-												float4 *out);
-extern PGDLLEXPORT uint64 pgmodels_native_answered(void);
-
-static Entry *
-find(Oid role, int64 model_id, const char *key, int key_len)
-{
-	for (int i = 0; i < MAX_ENTRIES; i++)
-	{
-		Entry	   *e = &entries[i];
-
-		if (e->used && e->role == role && e->model_id == model_id && e->key_len == key_len &&
-			memcmp(e->key, key, key_len) == 0)
-			return e;
-	}
-	return NULL;
-}
-
-static void
-drop(Entry *e)
-{
-	model_free(e->model);
-	e->model = NULL;
-	e->used = false;
-}
-
-/* role 0: forget every registration */
-void
-pgmodels_native_forget(uint32 role, int64 model_id, const char *key, int key_len)
-{
-	if (role == 0)
-	{
-		for (int i = 0; i < MAX_ENTRIES; i++)
-			if (entries[i].used)
-				drop(&entries[i]);
-		return;
-	}
-	if (key_len >= 0 && key_len <= MAX_KEY)
-	{
-		Entry	   *e = find(role, model_id, key, key_len);
-
-		if (e != NULL)
-			drop(e);
-	}
-}
-
-/* 1 when registered, 0 when the blob or the key is refused */
-int
-pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len, uint64 count,
-						 const char *blob, size_t len)
-{
-	Entry	   *e;
-	TreeModel	   *m;
-
-	if (role == 0 || key_len < 0 || key_len > MAX_KEY || (key_len > 0 && key == NULL))
-		return 0;
-	pgmodels_native_forget(role, model_id, key, key_len);
-	m = model_from(blob, len);
-	if (m == NULL)
-		return 0;
-	e = NULL;
-	for (int i = 0; i < MAX_ENTRIES && e == NULL; i++)
-		if (!entries[i].used)
-			e = &entries[i];
-	if (e == NULL)
-	{
-		e = &entries[next_victim];
-		next_victim = (next_victim + 1) % MAX_ENTRIES;
-		drop(e);
-	}
-	e->role = role;
-	e->model_id = model_id;
-	e->key_len = key_len;
-	if (key_len > 0)
-		memcpy(e->key, key, key_len);
-	e->count = count;
-	e->model = m;
-	e->used = true;
-	return 1;
-}
-
-/*
- * Rows through a blob without registering it, one by one and in blocks: Python's check
- * against onnxruntime. 0 when the blob is refused or the two ways disagree.
- */
-int
-pgmodels_native_evaluate(const char *blob, size_t len, const float4 *rows, int n_rows, float4 *out)
-{
-	TreeModel  *m = model_from(blob, len);
-	float4	   *scores;
-	float4	   *block;
-	int			agree = 1;
-
-	if (m == NULL)
-		return 0;
-	scores = palloc(sizeof(float4) * m->h.n_classes * BLOCK);
-	block = palloc(sizeof(float4) * BLOCK);
-	for (int i = 0; i < n_rows; i++)
-		out[i] = evaluate(m, rows + (size_t) i * m->h.n_features, scores);
-	for (int r = 0; r < n_rows && agree; r += BLOCK)
-	{
-		int			b = n_rows - r < BLOCK ? n_rows - r : BLOCK;
-
-		evaluate_block(m, rows + (size_t) r * m->h.n_features, b, scores, block);
-		agree = memcmp(block, out + r, sizeof(float4) * b) == 0;
-	}
-	pfree(block);
-	pfree(scores);
-	model_free(m);
-	return agree;
-}
-
-uint64
-pgmodels_native_answered(void)
-{
-	return answered;
-}
-
 /* ---- SQL ---- */
-
-/*
- * The registration that answers the calling role for a project (model_id 0) or a model
- * id in this statement, or NULL: cache.py's conditions for serving a kept decision.
- */
-static const TreeModel *
-registered(text *project, int64 model_id)
-{
-	Oid			role = GetUserId();
-	Entry	   *e;
-	char	   *key;
-	int			key_len;
-
-	if (role != GetOuterUserId() || TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
-		GetCurrentTimestamp() - GetCurrentTransactionStartTimestamp() >= WINDOW_USECS)
-		return NULL;
-
-	key = model_id == 0 ? VARDATA_ANY(project) : NULL;
-	key_len = model_id == 0 ? VARSIZE_ANY_EXHDR(project) : 0;
-	if (key_len > MAX_KEY)
-		return NULL;
-	e = find(role, model_id, key, key_len);
-	if (e == NULL)
-		return NULL;
-
-	/*
-	 * Take in what committed since the backend last read the invalidation queue: a later
-	 * statement of a transaction need not lock anything new, and a deploy or revoke its
-	 * snapshot sees must not be answered from an older count. (PostgreSQL does the same
-	 * at every relation lock; with nothing queued it is a read of one flag.)
-	 */
-	AcceptInvalidationMessages();
-	if (e->count != SharedInvalidMessageCounter)
-		return NULL;
-	return e->model;
-}
 
 /*
  * n values of a float4 or float8 array without NULLs, from element offset on, as float4:
@@ -536,7 +88,7 @@ read_row(ArrayType *a, size_t offset, int n, float4 *x)
 static bool
 native_answer(text *project, int64 model_id, ArrayType *a, float4 *answer)
 {
-	const TreeModel *m = registered(project, model_id);
+	const TreeModel *m = trees_registered(project, model_id);
 	int			n;
 	float4		row[64];
 	float4		scores[64];
@@ -554,8 +106,7 @@ native_answer(text *project, int64 model_id, ArrayType *a, float4 *answer)
 		s = palloc(sizeof(float4) * m->h.n_classes);
 	if (!read_row(a, 0, n, x))
 		return false;
-	*answer = evaluate(m, x, s);
-	answered++;
+	*answer = trees_evaluate(m, x, s);
 	return true;
 }
 
@@ -581,7 +132,7 @@ pgmodels_predict_batch_native(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
-	m = registered(PG_GETARG_TEXT_PP(0), PG_GETARG_INT64(1));
+	m = trees_registered(PG_GETARG_TEXT_PP(0), PG_GETARG_INT64(1));
 	if (m == NULL)
 		PG_RETURN_NULL();
 	a = PG_GETARG_ARRAYTYPE_P(2);
@@ -590,22 +141,21 @@ pgmodels_predict_batch_native(PG_FUNCTION_ARGS)
 	if (ARR_HASNULL(a) || n == 0 || n % k != 0 || ARR_NDIM(a) > 2 || (ARR_NDIM(a) == 2 && ARR_DIMS(a)[1] != k))
 		PG_RETURN_NULL();
 	rows = n / k;
-	x = palloc(sizeof(float4) * k * BLOCK);
-	s = palloc(sizeof(float4) * m->h.n_classes * BLOCK);
-	answers = palloc(sizeof(float4) * BLOCK);
+	x = palloc(sizeof(float4) * k * TREES_BLOCK);
+	s = palloc(sizeof(float4) * m->h.n_classes * TREES_BLOCK);
+	answers = palloc(sizeof(float4) * TREES_BLOCK);
 	out = palloc(sizeof(Datum) * rows);
-	for (int r = 0; r < rows; r += BLOCK)
+	for (int r = 0; r < rows; r += TREES_BLOCK)
 	{
-		int			b = rows - r < BLOCK ? rows - r : BLOCK;
+		int			b = rows - r < TREES_BLOCK ? rows - r : TREES_BLOCK;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!read_row(a, (size_t) r * k, k * b, x))
 			PG_RETURN_NULL();
-		evaluate_block(m, x, b, s, answers);
+		trees_evaluate_block(m, x, b, s, answers);
 		for (int i = 0; i < b; i++)
 			out[r + i] = Float4GetDatum(answers[i]);
 	}
-	answered += rows;
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, rows, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT));
 }
 

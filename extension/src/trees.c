@@ -1,0 +1,407 @@
+/*
+ * pgmodels_native's trees: the layout serving/native.py builds, checked link by link
+ * when it arrives (model_from), the walk of a row as onnxruntime's TreeEnsemble kernels
+ * make it (single-precision comparisons and sums, trees in order), and the per-backend
+ * registrations Python makes through ctypes for the decisions its cache confirmed. See
+ * native.c for the rules an answer is served by.
+ */
+#include "postgres.h"
+
+#include <string.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/sinval.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "trees.h"
+
+#define MAGIC 0x706d6e31		/* "pmn1": the layout below */
+#define MAX_ENTRIES 32
+#define MAX_KEY 256
+#define WINDOW_USECS 1000000	/* cache.py's TTL */
+
+typedef struct Entry
+{
+	bool		used;
+	Oid			role;
+	int64		model_id;
+	int			key_len;
+	char		key[MAX_KEY];
+	uint64		count;
+	TreeModel	   *model;
+} Entry;
+
+static Entry entries[MAX_ENTRIES];
+static int	next_victim = 0;
+
+static TreeModel *
+model_from(const char *blob, size_t len)
+{
+	TreeHeader		h;
+	size_t		need;
+	int			answers;
+	TreeModel	   *m;
+	char	   *p;
+
+	if (blob == NULL || len < sizeof(TreeHeader))
+		return NULL;
+	memcpy(&h, blob, sizeof(TreeHeader));
+	if (h.magic != MAGIC || h.n_features < 1 || h.n_features > 1000000 || h.n_trees < 1 ||
+		h.n_nodes < h.n_trees || h.n_nodes > 100000000 || h.n_classes < 1 || h.n_classes > 100000 ||
+		h.kind < KIND_VALUE || h.kind > KIND_ARGMAX)
+		return NULL;
+	answers = h.n_classes < 2 ? 2 : h.n_classes;
+	need = sizeof(TreeHeader) + sizeof(float4) * (h.n_classes + answers) + sizeof(int32) * h.n_trees +
+		sizeof(TreeNode) * (size_t) h.n_nodes;
+	if (len != need)
+		return NULL;
+	p = MemoryContextAllocExtended(TopMemoryContext, need, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+	if (p == NULL)
+		return NULL;
+	memcpy(p, blob, need);
+	m = MemoryContextAllocExtended(TopMemoryContext, sizeof(TreeModel), MCXT_ALLOC_NO_OOM);
+	if (m == NULL)
+	{
+		pfree(p);
+		return NULL;
+	}
+	m->h = h;
+	m->memory = p;
+	m->base = (float4 *) (p + sizeof(TreeHeader));
+	m->answers = m->base + h.n_classes;
+	m->roots = (int32 *) (m->answers + answers);
+	m->nodes = (TreeNode *) (m->roots + h.n_trees);
+	/* every link inside the model, so that a walk can neither leave it nor loop */
+	for (int i = 0; i < h.n_trees; i++)
+		if (m->roots[i] < 0 || m->roots[i] >= h.n_nodes)
+			goto bad;
+	for (int i = 0; i < h.n_nodes; i++)
+	{
+		TreeNode	   *n = &m->nodes[i];
+
+		if (n->mode == LEAF)
+		{
+			if (n->feature < 0 || n->feature >= h.n_classes)
+				goto bad;
+		}
+		else if (n->mode < BRANCH_LEQ || n->mode > BRANCH_NEQ || n->feature < 0 || n->feature >= h.n_features ||
+				 n->yes <= i || n->yes >= h.n_nodes || n->no <= i || n->no >= h.n_nodes)
+			goto bad;			/* children come after their parent: no cycle */
+	}
+	m->same_mode = LEAF;
+	for (int i = 0; i < h.n_nodes; i++)
+	{
+		int			mode = m->nodes[i].mode;
+
+		if (mode == LEAF)
+			continue;
+		if (m->same_mode == LEAF)
+			m->same_mode = mode;
+		else if (m->same_mode != mode)
+		{
+			m->same_mode = -1;
+			break;
+		}
+	}
+	if (m->same_mode == -1)
+		m->same_mode = LEAF;
+	return m;
+bad:
+	pfree(p);
+	pfree(m);
+	return NULL;
+}
+
+static void
+model_free(TreeModel *m)
+{
+	if (m != NULL)
+	{
+		pfree(m->memory);
+		pfree(m);
+	}
+}
+
+/*
+ * The leaf a tree leads a row to. A model whose branches all compare one way (XGBoost's
+ * are all "<", LightGBM's all "<=") walks without a switch per node.
+ */
+#define WALK(cmp) \
+	while (n->mode != LEAF) \
+		n = &nodes[(x[n->feature] cmp n->value) ? n->yes : n->no]
+
+static inline const TreeNode *
+leaf_of(const TreeModel *m, const TreeNode *n, const float4 *x)
+{
+	const TreeNode *nodes = m->nodes;
+
+	switch (m->same_mode)
+	{
+		case BRANCH_LT:
+			WALK(<);
+			return n;
+		case BRANCH_LEQ:
+			WALK(<=);
+			return n;
+		default:
+			break;
+	}
+	while (n->mode != LEAF)
+	{
+		float4		v = x[n->feature];
+		bool		go;
+
+		switch (n->mode)
+		{
+			case BRANCH_LEQ:
+				go = v <= n->value;
+				break;
+			case BRANCH_LT:
+				go = v < n->value;
+				break;
+			case BRANCH_GTE:
+				go = v >= n->value;
+				break;
+			case BRANCH_GT:
+				go = v > n->value;
+				break;
+			case BRANCH_EQ:
+				go = v == n->value;
+				break;
+			default:
+				go = v != n->value;
+				break;
+		}
+		n = &nodes[go ? n->yes : n->no];
+	}
+	return n;
+}
+
+/* A row's answer from the sums of its trees' leaves, as onnxruntime makes it. */
+static float4
+finish(const TreeModel *m, float4 *scores)
+{
+	const TreeHeader *h = &m->h;
+
+	if (h->kind == KIND_VALUE)
+	{
+		float4		s = scores[0];
+
+		if (h->average)
+			s /= (float4) h->n_trees;
+		return s + m->base[0];
+	}
+	for (int c = 0; c < h->n_classes; c++)
+		scores[c] += m->base[c];
+	if (h->kind == KIND_BINARY)
+		return m->answers[scores[0] > h->threshold ? 1 : 0];
+	{
+		int			best = 0;
+
+		for (int c = 1; c < h->n_classes; c++)
+			if (scores[c] > scores[best])
+				best = c;
+		return m->answers[best];
+	}
+}
+
+/*
+ * The answer for one row of n_features finite float4 values, as onnxruntime gives it:
+ * each tree's leaf added in tree order, in single precision.
+ */
+float4
+trees_evaluate(const TreeModel *m, const float4 *x, float4 *scores)
+{
+	for (int c = 0; c < m->h.n_classes; c++)
+		scores[c] = 0.0f;
+	for (int t = 0; t < m->h.n_trees; t++)
+	{
+		const TreeNode *leaf = leaf_of(m, &m->nodes[m->roots[t]], x);
+
+		scores[leaf->feature] += leaf->value;
+	}
+	return finish(m, scores);
+}
+
+/*
+ * The answers for rows [0, n) of x (n_features each) into out: tree by tree over the
+ * block, so that a tree's nodes stay in the cache for all its rows. Each row's sum adds
+ * the same leaves in the same order as evaluate() does.
+ */
+void
+trees_evaluate_block(const TreeModel *m, const float4 *x, int n, float4 *scores, float4 *out)
+{
+	int			k = m->h.n_features;
+	int			nc = m->h.n_classes;
+
+	for (int i = 0; i < n * nc; i++)
+		scores[i] = 0.0f;
+	for (int t = 0; t < m->h.n_trees; t++)
+	{
+		const TreeNode *root = &m->nodes[m->roots[t]];
+
+		for (int i = 0; i < n; i++)
+		{
+			const TreeNode *leaf = leaf_of(m, root, x + (size_t) i * k);
+
+			scores[i * nc + leaf->feature] += leaf->value;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		out[i] = finish(m, scores + (size_t) i * nc);
+}
+
+/* ---- called by Python through ctypes, never by SQL ---- */
+
+extern PGDLLEXPORT int pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len,
+												uint64 count, const char *blob, size_t len);
+extern PGDLLEXPORT void pgmodels_native_forget(uint32 role, int64 model_id, const char *key, int key_len);
+extern PGDLLEXPORT int pgmodels_native_evaluate(const char *blob, size_t len, const float4 *rows, int n_rows,
+												float4 *out);
+
+static Entry *
+find(Oid role, int64 model_id, const char *key, int key_len)
+{
+	for (int i = 0; i < MAX_ENTRIES; i++)
+	{
+		Entry	   *e = &entries[i];
+
+		if (e->used && e->role == role && e->model_id == model_id && e->key_len == key_len &&
+			memcmp(e->key, key, key_len) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static void
+drop(Entry *e)
+{
+	model_free(e->model);
+	e->model = NULL;
+	e->used = false;
+}
+
+/* role 0: forget every registration */
+void
+pgmodels_native_forget(uint32 role, int64 model_id, const char *key, int key_len)
+{
+	if (role == 0)
+	{
+		for (int i = 0; i < MAX_ENTRIES; i++)
+			if (entries[i].used)
+				drop(&entries[i]);
+		return;
+	}
+	if (key_len >= 0 && key_len <= MAX_KEY)
+	{
+		Entry	   *e = find(role, model_id, key, key_len);
+
+		if (e != NULL)
+			drop(e);
+	}
+}
+
+/* 1 when registered, 0 when the blob or the key is refused */
+int
+pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len, uint64 count,
+						 const char *blob, size_t len)
+{
+	Entry	   *e;
+	TreeModel	   *m;
+
+	if (role == 0 || key_len < 0 || key_len > MAX_KEY || (key_len > 0 && key == NULL))
+		return 0;
+	pgmodels_native_forget(role, model_id, key, key_len);
+	m = model_from(blob, len);
+	if (m == NULL)
+		return 0;
+	e = NULL;
+	for (int i = 0; i < MAX_ENTRIES && e == NULL; i++)
+		if (!entries[i].used)
+			e = &entries[i];
+	if (e == NULL)
+	{
+		e = &entries[next_victim];
+		next_victim = (next_victim + 1) % MAX_ENTRIES;
+		drop(e);
+	}
+	e->role = role;
+	e->model_id = model_id;
+	e->key_len = key_len;
+	if (key_len > 0)
+		memcpy(e->key, key, key_len);
+	e->count = count;
+	e->model = m;
+	e->used = true;
+	return 1;
+}
+
+/*
+ * Rows through a blob without registering it, one by one and in blocks: Python's check
+ * against onnxruntime. 0 when the blob is refused or the two ways disagree.
+ */
+int
+pgmodels_native_evaluate(const char *blob, size_t len, const float4 *rows, int n_rows, float4 *out)
+{
+	TreeModel  *m = model_from(blob, len);
+	float4	   *scores;
+	float4	   *block;
+	int			agree = 1;
+
+	if (m == NULL)
+		return 0;
+	scores = palloc(sizeof(float4) * m->h.n_classes * TREES_BLOCK);
+	block = palloc(sizeof(float4) * TREES_BLOCK);
+	for (int i = 0; i < n_rows; i++)
+		out[i] = trees_evaluate(m, rows + (size_t) i * m->h.n_features, scores);
+	for (int r = 0; r < n_rows && agree; r += TREES_BLOCK)
+	{
+		int			b = n_rows - r < TREES_BLOCK ? n_rows - r : TREES_BLOCK;
+
+		trees_evaluate_block(m, rows + (size_t) r * m->h.n_features, b, scores, block);
+		agree = memcmp(block, out + r, sizeof(float4) * b) == 0;
+	}
+	pfree(block);
+	pfree(scores);
+	model_free(m);
+	return agree;
+}
+
+/*
+ * The registration that answers the calling role for a project (model_id 0) or a model
+ * id in this statement, or NULL: cache.py's conditions for serving a kept decision.
+ */
+const TreeModel *
+trees_registered(text *project, int64 model_id)
+{
+	Oid			role = GetUserId();
+	Entry	   *e;
+	char	   *key;
+	int			key_len;
+
+	if (role != GetOuterUserId() || TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
+		GetCurrentTimestamp() - GetCurrentTransactionStartTimestamp() >= WINDOW_USECS)
+		return NULL;
+
+	key = model_id == 0 ? VARDATA_ANY(project) : NULL;
+	key_len = model_id == 0 ? VARSIZE_ANY_EXHDR(project) : 0;
+	if (key_len > MAX_KEY)
+		return NULL;
+	e = find(role, model_id, key, key_len);
+	if (e == NULL)
+		return NULL;
+
+	/*
+	 * Take in what committed since the backend last read the invalidation queue: a later
+	 * statement of a transaction need not lock anything new, and a deploy or revoke its
+	 * snapshot sees must not be answered from an older count. (PostgreSQL does the same
+	 * at every relation lock; with nothing queued it is a read of one flag.)
+	 */
+	AcceptInvalidationMessages();
+	if (e->count != SharedInvalidMessageCounter)
+		return NULL;
+	return e->model;
+}
