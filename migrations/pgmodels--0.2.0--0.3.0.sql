@@ -1141,14 +1141,20 @@ CREATE OR REPLACE FUNCTION @extschema@.predict_batch(project_name text, features
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 DECLARE
-    answers real[] := pgmodels._predict_batch_native(project_name, 0, features);  -- a tree ensemble's, in C
+    answers real[] := pgmodels._predict_batch_native(project_name, 0, features);  -- a kept decision's, in C
+    loaded boolean;
 BEGIN
+    IF answers IS NULL THEN
+        -- the lookup's decision serves the rest of the statement: a tree ensemble's in C too
+        loaded := pgmodels._lookup(project_name, 0, pgmodels._credential());
+        answers := CASE WHEN loaded THEN pgmodels._predict_batch_native(project_name, 0, features) END;
+    END IF;
     IF answers IS NOT NULL THEN
         RETURN QUERY SELECT pg_catalog.unnest(answers);
         RETURN;
     END IF;
     RETURN QUERY SELECT pgmodels._predict_batch(project_name, 0, pg_catalog.array_send(features), pgmodels._stamp(),
-                                                 pgmodels._lookup(project_name, 0, pgmodels._credential()));
+                                                 loaded);
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
 $$;
@@ -1158,14 +1164,20 @@ CREATE OR REPLACE FUNCTION @extschema@.predict_batch(model_id bigint, features r
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE ROWS 1000
 AS $$
 DECLARE
-    answers real[] := pgmodels._predict_batch_native('', model_id, features);  -- a tree ensemble's, in C
+    answers real[] := pgmodels._predict_batch_native('', model_id, features);  -- a kept decision's, in C
+    loaded boolean;
 BEGIN
+    IF answers IS NULL THEN
+        -- the lookup's decision serves the rest of the statement: a tree ensemble's in C too
+        loaded := pgmodels._lookup('', model_id, pgmodels._credential());
+        answers := CASE WHEN loaded THEN pgmodels._predict_batch_native('', model_id, features) END;
+    END IF;
     IF answers IS NOT NULL THEN
         RETURN QUERY SELECT pg_catalog.unnest(answers);
         RETURN;
     END IF;
     RETURN QUERY SELECT pgmodels._predict_batch('', model_id, pg_catalog.array_send(features), pgmodels._stamp(),
-                                                 pgmodels._lookup('', model_id, pgmodels._credential()));
+                                                 loaded);
     PERFORM pgmodels._raise_pending(NULL::integer);
 END
 $$;

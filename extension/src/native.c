@@ -258,19 +258,6 @@ site_for(FunctionCallInfo fcinfo, Oid array_type)
 	return s;
 }
 
-/* pgmodels._stamp(): date_part('epoch', statement_timestamp()) + date_part('epoch', now()) */
-static float8
-statement_stamp(void)
-{
-	Datum		epoch = CStringGetTextDatum("epoch");
-	float8		statement = DatumGetFloat8(DirectFunctionCall2(timestamptz_part, epoch,
-															   TimestampTzGetDatum(GetCurrentStatementStartTimestamp())));
-	float8		transaction = DatumGetFloat8(DirectFunctionCall2(timestamptz_part, epoch,
-																 TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
-
-	return statement + transaction;
-}
-
 /* A call, counted in pg_stat_user_functions as the executor counts the wrapper's calls. */
 static Datum
 invoke(FunctionCallInfo fc)
@@ -330,7 +317,7 @@ predict_row(FunctionCallInfo fcinfo, bool by_id, Oid array_type)
 		PG_RETURN_FLOAT4(answer);
 
 	s = site_for(fcinfo, array_type);
-	stamp = statement_stamp();
+	stamp = trees_statement_stamp();
 	loaded.value = (Datum) 0;
 	loaded.isnull = true;
 	result = call_core(s, collation, project, id, features, stamp, loaded, &isnull);

@@ -12,6 +12,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/sinval.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -30,12 +31,97 @@ typedef struct Entry
 	int64		model_id;
 	int			key_len;
 	char		key[MAX_KEY];
+	int64		served;			/* the model id the trees are of */
+	bool		counted;		/* registered for a confirmed decision, at count */
 	uint64		count;
+	float8		stamp;			/* registered for the statement of this stamp, */
+	TimestampTz until;			/* until then (0: not) */
 	TreeModel	   *model;
 } Entry;
 
 static Entry entries[MAX_ENTRIES];
 static int	next_victim = 0;
+
+#define FULL_MAX_BYTES ((size_t) 64 << 20)
+
+/* The depth of the tree below node i (d its own), or FULL_MAX_DEPTH + 1 when deeper. */
+static int
+depth_below(const TreeModel *m, int32 i, int d)
+{
+	const TreeNode *n = &m->nodes[i];
+	int			yes;
+	int			no;
+
+	if (n->mode == LEAF)
+		return d;
+	if (d >= FULL_MAX_DEPTH)
+		return FULL_MAX_DEPTH + 1;
+	yes = depth_below(m, n->yes, d + 1);
+	if (yes > FULL_MAX_DEPTH)
+		return yes;
+	no = depth_below(m, n->no, d + 1);
+	return yes > no ? yes : no;
+}
+
+/* Tree t's node i at position pos (depth d) of its complete tree, and all below it. */
+static void
+fill(TreeModel *m, int t, int32 i, uint32 pos, int d)
+{
+	const TreeNode *n = &m->nodes[i];
+	uint32		inner = (1u << m->depth) - 1;
+
+	if (d == m->depth)
+	{
+		/* depth_below() made every node this deep a leaf */
+		m->leaf_class[(size_t) t * (inner + 1) + (pos - inner)] = n->feature;
+		m->leaf_weight[(size_t) t * (inner + 1) + (pos - inner)] = n->value;
+		return;
+	}
+	m->full_feature[(size_t) t * inner + pos] = n->mode == LEAF ? 0 : n->feature;
+	m->full_value[(size_t) t * inner + pos] = n->mode == LEAF ? 0.0f : n->value;
+	/* a leaf above the full depth: the same leaf down both sides */
+	fill(m, t, n->mode == LEAF ? i : n->yes, 2 * pos + 1, d + 1);
+	fill(m, t, n->mode == LEAF ? i : n->no, 2 * pos + 2, d + 1);
+}
+
+/* The complete trees of a model whose branches compare one way, when small enough. */
+static void
+build_full(TreeModel *m)
+{
+	int			depth = 0;
+	size_t		inner;
+	size_t		bytes;
+	char	   *p;
+
+	m->depth = 0;
+	if (m->same_mode != BRANCH_LT && m->same_mode != BRANCH_LEQ)
+		return;
+	for (int t = 0; t < m->h.n_trees; t++)
+	{
+		int			d = depth_below(m, m->roots[t], 0);
+
+		if (d > FULL_MAX_DEPTH)
+			return;
+		depth = d > depth ? d : depth;
+	}
+	if (depth == 0)
+		return;
+	inner = ((size_t) 1 << depth) - 1;
+	bytes = (size_t) m->h.n_trees * (inner + inner + 1) * (sizeof(int32) + sizeof(float4));
+	if (bytes > FULL_MAX_BYTES)
+		return;
+	p = MemoryContextAllocExtended(TopMemoryContext, bytes, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+	if (p == NULL)
+		return;
+	m->full_memory = p;
+	m->full_feature = (int32 *) p;
+	m->full_value = (float4 *) (m->full_feature + m->h.n_trees * inner);
+	m->leaf_class = (int32 *) (m->full_value + m->h.n_trees * inner);
+	m->leaf_weight = (float4 *) (m->leaf_class + m->h.n_trees * (inner + 1));
+	m->depth = depth;
+	for (int t = 0; t < m->h.n_trees; t++)
+		fill(m, t, m->roots[t], 0, 0);
+}
 
 static TreeModel *
 model_from(const char *blob, size_t len)
@@ -108,6 +194,8 @@ model_from(const char *blob, size_t len)
 	}
 	if (m->same_mode == -1)
 		m->same_mode = LEAF;
+	m->full_memory = NULL;
+	build_full(m);
 	return m;
 bad:
 	pfree(p);
@@ -120,6 +208,8 @@ model_free(TreeModel *m)
 {
 	if (m != NULL)
 	{
+		if (m->full_memory != NULL)
+			pfree(m->full_memory);
 		pfree(m->memory);
 		pfree(m);
 	}
@@ -209,6 +299,42 @@ finish(const TreeModel *m, float4 *scores)
 }
 
 /*
+ * The leaves' sums of rows [0, n) (n <= TREES_BLOCK) through the complete trees: each
+ * tree takes every row one level down at a time, so the rows' walks are independent
+ * work for the processor, and no comparison is a branch to predict.
+ */
+#define FULL_LEVELS(cmp) \
+	for (int d = 0; d < m->depth; d++) \
+		for (int i = 0; i < n; i++) \
+			at[i] = 2 * at[i] + 1 + (uint32) !(x[(size_t) i * k + feature[at[i]]] cmp value[at[i]])
+
+static void
+full_sums(const TreeModel *m, const float4 *x, int n, float4 *scores)
+{
+	int			k = m->h.n_features;
+	int			nc = m->h.n_classes;
+	uint32		inner = (1u << m->depth) - 1;
+	uint32		at[TREES_BLOCK];
+
+	for (int t = 0; t < m->h.n_trees; t++)
+	{
+		const int32 *feature = m->full_feature + (size_t) t * inner;
+		const float4 *value = m->full_value + (size_t) t * inner;
+		const int32 *leaf_class = m->leaf_class + (size_t) t * (inner + 1);
+		const float4 *leaf_weight = m->leaf_weight + (size_t) t * (inner + 1);
+
+		for (int i = 0; i < n; i++)
+			at[i] = 0;
+		if (m->same_mode == BRANCH_LT)
+			FULL_LEVELS(<);
+		else
+			FULL_LEVELS(<=);
+		for (int i = 0; i < n; i++)
+			scores[i * nc + leaf_class[at[i] - inner]] += leaf_weight[at[i] - inner];
+	}
+}
+
+/*
  * The answer for one row of n_features finite float4 values, as onnxruntime gives it:
  * each tree's leaf added in tree order, in single precision.
  */
@@ -217,19 +343,22 @@ trees_evaluate(const TreeModel *m, const float4 *x, float4 *scores)
 {
 	for (int c = 0; c < m->h.n_classes; c++)
 		scores[c] = 0.0f;
-	for (int t = 0; t < m->h.n_trees; t++)
-	{
-		const TreeNode *leaf = leaf_of(m, &m->nodes[m->roots[t]], x);
+	if (m->depth > 0)
+		full_sums(m, x, 1, scores);
+	else
+		for (int t = 0; t < m->h.n_trees; t++)
+		{
+			const TreeNode *leaf = leaf_of(m, &m->nodes[m->roots[t]], x);
 
-		scores[leaf->feature] += leaf->value;
-	}
+			scores[leaf->feature] += leaf->value;
+		}
 	return finish(m, scores);
 }
 
 /*
- * The answers for rows [0, n) of x (n_features each) into out: tree by tree over the
- * block, so that a tree's nodes stay in the cache for all its rows. Each row's sum adds
- * the same leaves in the same order as evaluate() does.
+ * The answers for rows [0, n) of x (n_features each, n <= TREES_BLOCK) into out: tree by
+ * tree over the block, so that a tree's nodes stay in the cache for all its rows. Each
+ * row's sum adds the same leaves in the same order as evaluate() does.
  */
 void
 trees_evaluate_block(const TreeModel *m, const float4 *x, int n, float4 *scores, float4 *out)
@@ -239,17 +368,20 @@ trees_evaluate_block(const TreeModel *m, const float4 *x, int n, float4 *scores,
 
 	for (int i = 0; i < n * nc; i++)
 		scores[i] = 0.0f;
-	for (int t = 0; t < m->h.n_trees; t++)
-	{
-		const TreeNode *root = &m->nodes[m->roots[t]];
-
-		for (int i = 0; i < n; i++)
+	if (m->depth > 0)
+		full_sums(m, x, n, scores);
+	else
+		for (int t = 0; t < m->h.n_trees; t++)
 		{
-			const TreeNode *leaf = leaf_of(m, root, x + (size_t) i * k);
+			const TreeNode *root = &m->nodes[m->roots[t]];
 
-			scores[i * nc + leaf->feature] += leaf->value;
+			for (int i = 0; i < n; i++)
+			{
+				const TreeNode *leaf = leaf_of(m, root, x + (size_t) i * k);
+
+				scores[i * nc + leaf->feature] += leaf->value;
+			}
 		}
-	}
 	for (int i = 0; i < n; i++)
 		out[i] = finish(m, scores + (size_t) i * nc);
 }
@@ -257,7 +389,12 @@ trees_evaluate_block(const TreeModel *m, const float4 *x, int n, float4 *scores,
 /* ---- called by Python through ctypes, never by SQL ---- */
 
 extern PGDLLEXPORT int pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len,
-												uint64 count, const char *blob, size_t len);
+												int64 served, uint64 count, const char *blob, size_t len);
+extern PGDLLEXPORT int pgmodels_native_register_statement(uint32 role, int64 model_id, const char *key,
+														  int key_len, int64 served, float8 stamp,
+														  const char *blob, size_t len);
+extern PGDLLEXPORT int pgmodels_native_score(const char *blob, size_t len, const float4 *rows, int n_rows,
+											 float4 *out);
 extern PGDLLEXPORT void pgmodels_native_forget(uint32 role, int64 model_id, const char *key, int key_len);
 extern PGDLLEXPORT int pgmodels_native_evaluate(const char *blob, size_t len, const float4 *rows, int n_rows,
 												float4 *out);
@@ -304,20 +441,27 @@ pgmodels_native_forget(uint32 role, int64 model_id, const char *key, int key_len
 	}
 }
 
-/* 1 when registered, 0 when the blob or the key is refused */
-int
-pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len, uint64 count,
-						 const char *blob, size_t len)
+/*
+ * The entry of (role, model_id, key) holding the trees of model served, made from the
+ * blob when it holds another model's or there is none; NULL when refused.
+ */
+static Entry *
+entry_for(uint32 role, int64 model_id, const char *key, int key_len, int64 served, const char *blob,
+		  size_t len)
 {
 	Entry	   *e;
 	TreeModel	   *m;
 
 	if (role == 0 || key_len < 0 || key_len > MAX_KEY || (key_len > 0 && key == NULL))
-		return 0;
-	pgmodels_native_forget(role, model_id, key, key_len);
+		return NULL;
+	e = find(role, model_id, key, key_len);
+	if (e != NULL && e->served == served)
+		return e;
+	if (e != NULL)
+		drop(e);
 	m = model_from(blob, len);
 	if (m == NULL)
-		return 0;
+		return NULL;
 	e = NULL;
 	for (int i = 0; i < MAX_ENTRIES && e == NULL; i++)
 		if (!entries[i].used)
@@ -328,14 +472,64 @@ pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_l
 		next_victim = (next_victim + 1) % MAX_ENTRIES;
 		drop(e);
 	}
+	memset(e, 0, sizeof(Entry));
 	e->role = role;
 	e->model_id = model_id;
 	e->key_len = key_len;
 	if (key_len > 0)
 		memcpy(e->key, key, key_len);
-	e->count = count;
+	e->served = served;
 	e->model = m;
 	e->used = true;
+	return e;
+}
+
+/* A confirmed decision, served while the invalidation count is count: 1 when registered. */
+int
+pgmodels_native_register(uint32 role, int64 model_id, const char *key, int key_len, int64 served, uint64 count,
+						 const char *blob, size_t len)
+{
+	Entry	   *e = entry_for(role, model_id, key, key_len, served, blob, len);
+
+	if (e == NULL)
+		return 0;
+	e->counted = true;
+	e->count = count;
+	return 1;
+}
+
+/*
+ * A lookup's decision, served to the rest of the statement of this stamp for a second
+ * (cache.py's TTL for a statement's registration): 1 when registered.
+ */
+int
+pgmodels_native_register_statement(uint32 role, int64 model_id, const char *key, int key_len, int64 served,
+								   float8 stamp, const char *blob, size_t len)
+{
+	Entry	   *e = entry_for(role, model_id, key, key_len, served, blob, len);
+
+	if (e == NULL)
+		return 0;
+	e->stamp = stamp;
+	e->until = GetCurrentTimestamp() + WINDOW_USECS;
+	return 1;
+}
+
+/* Rows through a blob, in blocks, without registering it: 1 when scored, 0 when refused. */
+int
+pgmodels_native_score(const char *blob, size_t len, const float4 *rows, int n_rows, float4 *out)
+{
+	TreeModel  *m = model_from(blob, len);
+	float4	   *scores;
+
+	if (m == NULL)
+		return 0;
+	scores = palloc(sizeof(float4) * m->h.n_classes * TREES_BLOCK);
+	for (int r = 0; r < n_rows; r += TREES_BLOCK)
+		trees_evaluate_block(m, rows + (size_t) r * m->h.n_features,
+							 n_rows - r < TREES_BLOCK ? n_rows - r : TREES_BLOCK, scores, out + r);
+	pfree(scores);
+	model_free(m);
 	return 1;
 }
 
@@ -382,16 +576,22 @@ trees_registered(text *project, int64 model_id)
 	char	   *key;
 	int			key_len;
 
-	if (role != GetOuterUserId() || TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
-		GetCurrentTimestamp() - GetCurrentTransactionStartTimestamp() >= WINDOW_USECS)
+	if (role != GetOuterUserId())
 		return NULL;
-
 	key = model_id == 0 ? VARDATA_ANY(project) : NULL;
 	key_len = model_id == 0 ? VARSIZE_ANY_EXHDR(project) : 0;
 	if (key_len > MAX_KEY)
 		return NULL;
 	e = find(role, model_id, key, key_len);
 	if (e == NULL)
+		return NULL;
+
+	/* this statement's lookup (the version it chose, for its first second) */
+	if (e->until != 0 && GetCurrentTimestamp() < e->until && e->stamp == trees_statement_stamp())
+		return e->model;
+
+	if (!e->counted || TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
+		GetCurrentTimestamp() - GetCurrentTransactionStartTimestamp() >= WINDOW_USECS)
 		return NULL;
 
 	/*
@@ -404,4 +604,17 @@ trees_registered(text *project, int64 model_id)
 	if (e->count != SharedInvalidMessageCounter)
 		return NULL;
 	return e->model;
+}
+
+/* pgmodels._stamp(): date_part('epoch', statement_timestamp()) + date_part('epoch', now()) */
+float8
+trees_statement_stamp(void)
+{
+	Datum		epoch = CStringGetTextDatum("epoch");
+	float8		statement = DatumGetFloat8(DirectFunctionCall2(timestamptz_part, epoch,
+															   TimestampTzGetDatum(GetCurrentStatementStartTimestamp())));
+	float8		transaction = DatumGetFloat8(DirectFunctionCall2(timestamptz_part, epoch,
+																 TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
+
+	return statement + transaction;
 }

@@ -59,10 +59,28 @@ typedef struct TreeModel
 	int32	   *roots;
 	TreeNode	   *nodes;
 	char	   *memory;
+	/*
+	 * The same trees as complete binary trees of one depth (when every branch compares
+	 * one way, "<" or "<=", and no tree is deeper than FULL_MAX_DEPTH), walked without
+	 * a branch: node j's children are 2j+1 (the comparison holds) and 2j+2. A leaf
+	 * above the full depth is repeated under padding nodes, so every row reaches the
+	 * leaf it reaches in nodes[], and its sum adds the same leaves in the same order.
+	 * depth 0: not built, the walk follows nodes[].
+	 */
+	int			depth;
+	int32	   *full_feature;	/* [n_trees][2^depth - 1] */
+	float4	   *full_value;		/* [n_trees][2^depth - 1] */
+	int32	   *leaf_class;		/* [n_trees][2^depth] */
+	float4	   *leaf_weight;	/* [n_trees][2^depth] */
+	char	   *full_memory;
 } TreeModel;
+
+#define FULL_MAX_DEPTH 10
 
 /* the registration answering the calling role in this statement, or NULL */
 extern const TreeModel *trees_registered(text *project, int64 model_id);
+/* pgmodels._stamp() of the statement running */
+extern float8 trees_statement_stamp(void);
 /* one row's answer; scores: n_classes floats of scratch */
 extern float4 trees_evaluate(const TreeModel *m, const float4 *x, float4 *scores);
 /* rows [0, n) of x into out; scores: n * n_classes floats of scratch */

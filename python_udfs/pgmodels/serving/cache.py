@@ -114,6 +114,9 @@ def load(project: str, model_id: int, stamp: float, record: dict, once: bool = F
     if pinned is not None and pinned[0] == stamp and pinned[1] != model.id and pinned[1] in _loaded:
         model = _loaded[pinned[1]]  # the statement's first lookup chose its version
     _register(key, stamp, model, spec, second, once, TTL)
+    if not once and spec is None and caller is not None:
+        # the rest of the statement's rows in C, for the role the lookup checked (native.py)
+        native.offer_statement(caller, key, stamp, model)
     return True
 
 

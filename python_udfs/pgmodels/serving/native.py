@@ -49,6 +49,8 @@ def _functions():
         register = main.pgmodels_native_register
         forget = main.pgmodels_native_forget
         evaluate = main.pgmodels_native_evaluate
+        statement = main.pgmodels_native_register_statement
+        score = main.pgmodels_native_score
     except (OSError, AttributeError):
         return None
     try:  # project names are matched as the database's bytes; Python's are UTF-8
@@ -58,11 +60,15 @@ def _functions():
     except AttributeError:
         utf8 = False
     register.restype, forget.restype, evaluate.restype = ctypes.c_int, None, ctypes.c_int
-    register.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint64,
-                         ctypes.c_char_p, ctypes.c_size_t]
+    statement.restype, score.restype = ctypes.c_int, ctypes.c_int
+    register.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int, ctypes.c_int64,
+                         ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]
+    statement.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int, ctypes.c_int64,
+                          ctypes.c_double, ctypes.c_char_p, ctypes.c_size_t]
     forget.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
     evaluate.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    _lib.append((register, forget, evaluate, utf8))
+    score.argtypes = evaluate.argtypes
+    _lib.append((register, forget, evaluate, utf8, statement, score))
     return _lib[0]
 
 
@@ -88,7 +94,40 @@ def offer(role: int, key, count: int, model) -> bool:
     if blob is None:
         functions[1](role, k[0], k[1], len(k[1]))
         return False
-    return bool(functions[0](role, k[0], k[1], len(k[1]), count, blob, len(blob)))
+    return bool(functions[0](role, k[0], k[1], len(k[1]), model.id, count, blob, len(blob)))
+
+
+def offer_statement(role: int, key, stamp: float, model) -> bool:
+    """Hand the model a lookup chose for this statement (cache.load: for the session's own
+    role, with no rollout) to the library for the rest of the statement, when its trees
+    are already translated (a lookup translates nothing: the first predict of a connection
+    pays nothing for it). True when the library now answers the statement's later rows."""
+    functions = _functions()
+    blob = getattr(model, "native_blob", None)
+    if functions is None or not role or not blob:
+        return False
+    k = _key(key, functions[3])
+    if k is None:
+        return False
+    return bool(functions[4](role, k[0], k[1], len(k[1]), model.id, stamp, blob, len(blob)))
+
+
+def score(model, X: np.ndarray) -> np.ndarray | None:
+    """predict()'s answers for the rows of X (finite values) from the model's trees in the
+    library, translating them first if need be; None: onnxruntime answers."""
+    functions = _functions()
+    if functions is None or X.ndim != 2 or not len(X) or X.shape[1] != model.n_features:
+        return None
+    blob = _blob(model, functions[2])
+    if blob is None:
+        return None
+    rows = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(rows).all():
+        return None
+    out = np.empty(len(rows), dtype=np.float32)
+    if not functions[5](blob, len(blob), rows.ctypes.data, len(rows), out.ctypes.data):
+        return None
+    return out
 
 
 def forget(role: int | None = None, key=None) -> None:

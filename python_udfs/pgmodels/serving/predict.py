@@ -17,8 +17,11 @@ from ..errors import (DATATYPE_MISMATCH, FEATURE_NOT_SUPPORTED, INVALID_PARAMETE
                       OBJECT_NOT_IN_PREREQUISITE_STATE, PgmodelsError)
 from ..rollout import record
 from ..rollout.route import CANDIDATE, CONTROL, MAX_KEY
-from . import cache, inputs, vectorized
+from . import cache, inputs, native, vectorized
 from .runtime import Model
+
+# rows from which predict_batch translates a tree ensemble for the library (native.py)
+NATIVE_ROWS = 1024
 
 
 def _feed(model: Model, features):
@@ -184,6 +187,10 @@ def predict_batch(project: str, model_id: int, features: bytes, stamp: float, lo
     if model is None or features is None:
         return []
     X = inputs.flat_array(model, inputs.from_array_send(features), inputs.array_dims(features))
+    if len(X) >= NATIVE_ROWS or getattr(model, "native_blob", None):
+        answers = native.score(model, X)  # a tree ensemble's trees in C (translated once)
+        if answers is not None:
+            return answers.tolist()
     return vectorized.answers(model, model.engine.feed(model, X, None), len(X), ["prediction"])["prediction"]
 
 
