@@ -55,17 +55,27 @@ def numeric(values) -> dict:
 
 def categorical(values) -> dict:
     """The profile of one text column: its categories' shares among non-null rows."""
-    n = len(values)
     present = [str(v) for v in values if v is not None]
     cats, counts = np.unique(np.asarray(present, dtype=object), return_counts=True) if present else ([], [])
+    return _categorical(list(cats), list(counts), len(values))
+
+
+def categorical_counts(counts: dict[str, int], rows: int) -> dict:
+    """categorical() of rows values without nulls, given as each category's count."""
+    cats = sorted(counts)  # as np.unique orders them
+    return _categorical(cats, [counts[c] for c in cats], rows)
+
+
+def _categorical(cats: list, counts: list, n: int) -> dict:
+    present = int(sum(counts))
     order = np.argsort(-np.asarray(counts)) if present else []
     shares = {}
     for i in list(order)[:MAX_CATEGORIES]:
-        shares[str(cats[i])] = counts[i] / len(present)
+        shares[str(cats[i])] = counts[i] / present
     rest = 1.0 - sum(shares.values())
     if rest > 1e-12:
         shares[OTHER] = rest
-    return {"kind": "categorical", "rows": n, "null_rate": (n - len(present)) / n if n else 0.0,
+    return {"kind": "categorical", "rows": n, "null_rate": (n - present) / n if n else 0.0,
             "shares": {k: float(v) for k, v in shares.items()}}
 
 

@@ -88,7 +88,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
     fitted, results, fit_time = _fit(spec, task, pipeline, X[train], y[train])
 
     progress.report("scoring", f"scoring on {len(test)} test rows")
-    metrics = score(task, fitted, X[test], y[test], len(labels) if labels else None)
+    metrics, predicted_test = score(task, fitted, X[test], y[test], len(labels) if labels else None)
     metrics["fit_time"] = fit_time
     y_scale = float(np.std(y[train])) if task == "regression" else 1.0
     names, kinds = [f.name for f in features], [f.kind for f in features]
@@ -100,20 +100,31 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         hyperparams=used_hyperparams(fitted[-1]), search_results=results,
         conversion=conversion, library_versions=library_versions(),
         notes=[note] if note else [], feature_importances=importances(fitted, names),
-        evaluation=evaluation(task, fitted, X[test], y[test], len(labels) if labels else None),
-        prediction_profile=prediction_profile(task, fitted, X, labels),
+        evaluation=evaluation(task, predicted_test, y[test], len(labels) if labels else None),
+        prediction_profile=prediction_profile(task, fitted, X, labels, test, predicted_test),
         explainer=explainer, explainer_info=explainer_info)
 
 
-def prediction_profile(task: str, fitted, X, labels) -> dict | None:
+def prediction_profile(task: str, fitted, X, labels, test=None, predicted_test=None) -> dict | None:
     """The distribution of the model's own answers on the rows it was trained and tested
     on: what drift() compares the answers on current rows with (the true labels' would
-    flag any imperfect model)."""
+    flag any imperfect model). predicted_test: the answers on the rows test indexes,
+    already made (the test metrics'); the other rows are predicted here."""
     from ..monitor import profile  # pure numpy: this runs in the training child, and in unit tests
 
-    predicted = np.asarray(fitted.predict(X)).reshape(-1)
+    if predicted_test is not None and len(test):
+        rest = np.ones(len(X), dtype=bool)
+        rest[test] = False
+        predicted = np.empty(len(X), dtype=np.asarray(predicted_test).dtype)
+        predicted[test] = np.asarray(predicted_test).reshape(-1)
+        if rest.any():
+            predicted[rest] = np.asarray(fitted.predict(X[rest])).reshape(-1)
+    else:
+        predicted = np.asarray(fitted.predict(X)).reshape(-1)
     if task == "classification":
-        return profile.categorical([profile.label_text(labels[int(i)]) for i in predicted])
+        classes, counts = np.unique(predicted.astype(np.int64), return_counts=True)
+        return profile.categorical_counts({profile.label_text(labels[int(i)]): int(n)
+                                           for i, n in zip(classes, counts)}, len(predicted))
     return profile.numeric(predicted.astype(np.float64))
 
 

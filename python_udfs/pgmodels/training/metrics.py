@@ -22,8 +22,9 @@ def clean(value):
     return value
 
 
-def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> dict:
-    """Test metrics plus score_time (seconds spent predicting the test split)."""
+def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> tuple[dict, np.ndarray]:
+    """Test metrics plus score_time (seconds spent predicting the test split), and the
+    predictions (evaluation and the prediction profile use them again)."""
     start = time.perf_counter()
     predicted = pipeline.predict(X_test)
     scores = None
@@ -38,16 +39,16 @@ def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> 
         else:
             out = classification_metrics(y_test, predicted, scores, n_classes)
     out["score_time"] = elapsed
-    return {k: clean(float(v)) if v is not None else None for k, v in out.items()}
+    return {k: clean(float(v)) if v is not None else None for k, v in out.items()}, np.asarray(predicted)
 
 
-def evaluation(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> dict | None:
-    """What a version's page draws: the confusion matrix on the test split (rows: true
-    class, columns: predicted, in label order), or for regression the residuals'
-    quantiles and a 20-bin histogram."""
+def evaluation(task: str, predicted, y_test, n_classes: int | None = None) -> dict | None:
+    """What a version's page draws from the model's predictions on the test split: the
+    confusion matrix (rows: true class, columns: predicted, in label order), or for
+    regression the residuals' quantiles and a 20-bin histogram."""
     if len(y_test) == 0:
         return None
-    predicted = np.asarray(pipeline.predict(X_test))
+    predicted = np.asarray(predicted)
     if task == "classification":
         from sklearn import metrics as m
 
