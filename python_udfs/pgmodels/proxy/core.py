@@ -26,6 +26,7 @@ from .batching import Batcher
 from .pools import ReadPools
 from .requestlog import RequestLog
 from .tensors import InferAnswer, InferRequest
+from .ttlcache import TtlCache
 
 # The search path too, for the statement: with the session's, a role's schema ("$user")
 # or a schema it may create in could hold a function that matches a call better than
@@ -101,8 +102,8 @@ class Backend:
         self.pool = AsyncConnectionPool(settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max,
                                         open=False, kwargs=kwargs, reconnect_timeout=0)
         self.reads = ReadPools.make(settings.read_dsns, settings.pool_min, settings.pool_max, kwargs)
-        self._tokens: dict[str, tuple[str | None, float]] = {}
-        self._models: dict[tuple[str, str], tuple[Model, float]] = {}
+        self._tokens = TtlCache(CACHE_SECONDS)  # token -> its role, or None
+        self._models = TtlCache(CACHE_SECONDS)  # (role, project) -> Model
         self.batcher = Batcher()
         self.request_log = RequestLog(self, settings.log_sample)
 
@@ -172,33 +173,25 @@ class Backend:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 512:
             raise ProxyError(401, "the Authorization header must be \"Bearer <token>\"")
-        now = time.monotonic()
-        hit = self._tokens.get(token)
-        if hit is None or hit[1] < now:
-            rows = await self.run(None, "SELECT pgmodels._api_token_role(%(token)s)", {"token": token})
-            if len(self._tokens) > 10000:
-                self._tokens.clear()
-            hit = (rows[0][0], now + CACHE_SECONDS)
-            self._tokens[token] = hit
-        if hit[0] is None:
+        async def fetch():
+            return (await self.run(None, "SELECT pgmodels._api_token_role(%(token)s)", {"token": token}))[0][0]
+
+        role = await self._tokens.get(token, fetch)
+        if role is None:
             raise ProxyError(401, "invalid or revoked token")
-        return hit[0]
+        return role
 
     # -- the catalog ----------------------------------------------------------------
     async def model(self, role: str, name: str) -> Model:
-        now = time.monotonic()
-        hit = self._models.get((role, name))
-        if hit is not None and hit[1] >= now:
-            return hit[0]
-        rows = await self.run(role, "SELECT pgmodels._model_metadata(%(name)s, pgmodels._credential()), "
-                                    "(SELECT s.key_type FROM pgmodels.project_feature_sources s "
-                                    "WHERE s.project = %(name)s)", {"name": name}, read=True)
-        meta, key_type = rows[0]
-        model = Model(meta["name"], meta["task"], meta["deployed"], meta["versions"], meta["feature_source"], key_type)
-        if len(self._models) > 10000:
-            self._models.clear()
-        self._models[(role, name)] = (model, now + CACHE_SECONDS)
-        return model
+        async def fetch():
+            rows = await self.run(role, "SELECT pgmodels._model_metadata(%(name)s, pgmodels._credential()), "
+                                        "(SELECT s.key_type FROM pgmodels.project_feature_sources s "
+                                        "WHERE s.project = %(name)s)", {"name": name}, read=True)
+            meta, key_type = rows[0]
+            return Model(meta["name"], meta["task"], meta["deployed"], meta["versions"], meta["feature_source"],
+                         key_type)
+
+        return await self._models.get((role, name), fetch)
 
     async def metadata(self, role: str, name: str, version: str | None) -> dict:
         model = await self.model(role, name)
