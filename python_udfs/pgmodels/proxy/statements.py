@@ -226,24 +226,28 @@ def _keyed(n_numeric: int, n_text: int, versioned: bool, explained: bool = False
     does the feature source: pgmodels._feature_rows reads it, and only if reading it runs
     no function a role wrote (this session's role is the request's only until such a
     function would RESET ROLE; sql/080_proxy.sql)."""
-    number = ("CASE pg_catalog.jsonb_typeof(v) WHEN 'number' THEN (v #>> '{{}}')::real "
-              "WHEN 'boolean' THEN (v #>> '{{}}')::boolean::integer::real END")
-    numbers = [sql.SQL(number.replace("v", "coalesce(k.doc -> (%(fn)s::text[])[{j}], "
-                                           "k.doc -> (%(fb)s::text[])[{j}] -> (%(fx)s::integer[])[{j}])")
-                       .format(j=j + 1)) for j in range(n_numeric)]
-    texts = [sql.SQL("k.doc ->> (%(ft)s::text[])[{}]").format(sql.Literal(j + 1)) for j in range(n_text)]
-    x = (sql.SQL("pg_catalog.array_agg(ARRAY[{}]::real[] ORDER BY k.i) FILTER (WHERE k.found)").format(
-        sql.SQL(", ").join(numbers)) if numbers else sql.SQL("NULL::real[]"))
-    t = (sql.SQL("pg_catalog.array_agg(ARRAY[{}]::text[] ORDER BY k.i) FILTER (WHERE k.found)").format(
-        sql.SQL(", ").join(texts)) if texts else sql.SQL("NULL::text[]"))
+    # one subquery per row over the feature lists (bound once each), not an expression per
+    # feature: the statement's text, and its parse and plan, stay the same size whatever
+    # the number of features
+    number = ("CASE pg_catalog.jsonb_typeof(z.v) WHEN 'number' THEN (z.v #>> '{}')::real "
+              "WHEN 'boolean' THEN (z.v #>> '{}')::boolean::integer::real END")
+    x = (sql.SQL("pg_catalog.array_agg(ARRAY(SELECT " + number + " FROM pg_catalog.generate_subscripts(p.fn, 1) "
+                 "AS j(j) CROSS JOIN LATERAL (SELECT coalesce(k.doc -> p.fn[j.j], k.doc -> p.fb[j.j] -> p.fx[j.j]) AS v) z "
+                 "ORDER BY j.j) ORDER BY k.i) FILTER (WHERE k.found)")
+         if n_numeric else sql.SQL("NULL::real[]"))
+    t = (sql.SQL("pg_catalog.array_agg(ARRAY(SELECT k.doc ->> p.ft[j.j] FROM pg_catalog.generate_subscripts("
+                 "p.ft, 1) AS j(j) ORDER BY j.j) ORDER BY k.i) FILTER (WHERE k.found)")
+         if n_text else sql.SQL("NULL::text[]"))
     target = sql.SQL("''::text, %(model_id)s::bigint" if versioned else "%(project)s::text, 0::bigint")
     return sql.SQL(
         "WITH k AS (SELECT f.i, f.found, f.doc || r.f AS doc "
         "FROM pgmodels._feature_rows(%(fs_schema)s, %(fs_relation)s, %(fs_key)s, %(keys)s::text[]) AS f "
         "JOIN pg_catalog.jsonb_array_elements(%(rows_json)s::jsonb) WITH ORDINALITY AS r(f, i) ON r.i = f.i), "
+        "p AS (SELECT %(fn)s::text[] AS fn, %(fb)s::text[] AS fb, %(fx)s::integer[] AS fx, %(ft)s::text[] AS ft, "
+        "%(keys)s::text[] AS keys), "
         "a AS (SELECT pg_catalog.array_agg(k.found ORDER BY k.i) AS found, pg_catalog.count(*) AS n, {x} AS x, "
-        "{t} AS t, pg_catalog.array_agg((%(keys)s::text[])[k.i::integer] ORDER BY k.i) FILTER (WHERE k.found) "
-        "AS rk FROM k) "
+        "{t} AS t, pg_catalog.array_agg(p.keys[k.i::integer] ORDER BY k.i) FILTER (WHERE k.found) "
+        "AS rk FROM k CROSS JOIN p) "
         "SELECT a.found, a.n, (q.s).model_version, (q.s).predictions, (q.s).labels, (q.s).probabilities, "
         "(q.s).classes, (q.s).contributions, (q.s).model_versions FROM a LEFT JOIN LATERAL (SELECT {scored} "
         "AS s WHERE a.x IS NOT NULL OR a.t IS NOT NULL OFFSET 0) q ON true").format(
