@@ -36,9 +36,10 @@ def at_training(task: str, features, target, read_info: dict, predictions: dict 
     """What train() adds to a model's training record."""
     columns = {c.name: (c.kind, c.values) for c in features}
     target_kind = "text" if task == "classification" else target.kind
-    values = [None if v is None else (label_text(v) if target_kind == "text" else v) for v in target.values]
+    target_profile = (profile.categorical(target.values, label_text) if target_kind == "text"
+                      else profile.numeric(target.values))
     out = {"profile": {"features": profile.of_columns(columns),
-                       "target": profile.of_columns({target.name: (target_kind, values)})[target.name],
+                       "target": target_profile,
                        "predictions": predictions},
            "fingerprint": read_info.get("fingerprint"),
            "pgmodels_version": _version.__version__}

@@ -13,7 +13,7 @@ it is kept in the catalog with the model and dumped and restored with it.
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 
 import numpy as np
 
@@ -32,32 +32,46 @@ def label_text(v) -> str:
 
 def numeric(values) -> dict:
     """The profile of one numeric column (None and NaN are nulls)."""
-    x = (values.astype(np.float64) if isinstance(values, np.ndarray)
-         else np.asarray([math.nan if v is None else v for v in values], dtype=np.float64))
+    x = np.asarray(values, dtype=np.float64)  # None is NaN
     n = len(x)
-    present = x[~np.isnan(x)]
+    # sorted once: the quantiles then select from sorted values, and the distinct values
+    # are where the sorted ones change
+    kept = x[~np.isnan(x)]
+    present = np.sort(kept)
     profile = {"kind": "numeric", "rows": n, "null_rate": (n - len(present)) / n if n else 0.0}
     if len(present) == 0:
         return {**profile, "edges": [], "shares": [], "quantiles": []}
     edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
     hist, hist_edges = np.histogram(present, bins=HISTOGRAM_BINS)
-    values, value_counts = np.unique(present.astype(np.float32), return_counts=True)  # as drift reads them
+    values, value_counts = _distinct(present.astype(np.float32))  # as drift reads them
     if len(values) <= DISCRETE_MAX:  # a count, a flag, a code: compared by its values' shares
         profile["values"] = values.tolist()
         profile["value_shares"] = (value_counts / len(present)).tolist()
-    return {**profile, "mean": float(present.mean()), "std": float(present.std()),
+    # mean and standard deviation in the rows' order: sums in another order round otherwise
+    return {**profile, "mean": float(kept.mean()), "std": float(kept.std()),
             "min": float(present.min()), "max": float(present.max()),
             "edges": edges.tolist(), "shares": (counts / len(present)).tolist(),
             "quantiles": np.quantile(present, np.linspace(0, 1, QUANTILE_POINTS)).tolist(),
             "histogram": {"edges": hist_edges.tolist(), "shares": (hist / len(present)).tolist()}}
 
 
-def categorical(values) -> dict:
-    """The profile of one text column: its categories' shares among non-null rows."""
-    present = [str(v) for v in values if v is not None]
-    cats, counts = np.unique(np.asarray(present, dtype=object), return_counts=True) if present else ([], [])
-    return _categorical(list(cats), list(counts), len(values))
+def categorical(values, text=str) -> dict:
+    """The profile of one text column: its categories' shares among non-null rows, each
+    value named by text (str; label_text for class labels)."""
+    counts: dict[str, int] = {}
+    for v, c in Counter(values).items():  # counted in C, then named: str(1) and "1" are one category
+        if v is not None:
+            counts[text(v)] = counts.get(text(v), 0) + c
+    return categorical_counts(counts, len(values))
+
+
+def _distinct(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(ordered, return_counts=True) of values already sorted."""
+    if not len(ordered):
+        return ordered, np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return ordered[first], np.diff(np.append(first, len(ordered)))
 
 
 def categorical_counts(counts: dict[str, int], rows: int) -> dict:

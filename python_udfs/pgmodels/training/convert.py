@@ -70,7 +70,7 @@ def to_onnx(pipeline, task: str, names: list[str], kinds: list[str]) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    _register_converters()
+    register_converters()
     if all(k == "float" for k in kinds):
         initial = [("X", FloatTensorType([None, len(names)]))]
     else:
@@ -206,7 +206,7 @@ def _top2_margin(scores: np.ndarray) -> np.ndarray:
 _registered = False
 
 
-def _register_converters() -> None:
+def register_converters() -> None:
     """Teach skl2onnx XGBoost (via onnxmltools) and pgmodels' AsFloat, once."""
     global _registered
     if _registered:

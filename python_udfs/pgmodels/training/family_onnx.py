@@ -83,7 +83,7 @@ def joint_graph(estimator, n: int, targets: int) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    convert._register_converters()
+    convert.register_converters()
     onx = convert_sklearn(estimator, initial_types=[("X", FloatTensorType([None, n]))], target_opset=convert.OPSET)
     current = [o.name for o in onx.graph.output]
     del onx.graph.output[1:]

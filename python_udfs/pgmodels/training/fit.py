@@ -219,12 +219,18 @@ def encode_target(task: str, target: Column) -> tuple[np.ndarray, list | None]:
         return np.array([float(v) for v in values], dtype=np.float64), None
     if target.kind == "text":
         values = [str(v) for v in values]
-    labels = sorted(set(values))
+    if all(type(v) is int for v in values):  # integer classes (the usual 0/1): encoded by numpy
+        labels_array, y = np.unique(np.asarray(values, dtype=np.int64), return_inverse=True)
+        labels = labels_array.tolist()
+    else:
+        labels, y = sorted(set(values)), None
     if len(labels) < 2:
         raise PgmodelsError(f"target column {q(target.name)} has only one class",
                             detail=f"Every row has the value {q(labels[0])}." if labels else None,
                             hint="Classification needs at least two distinct target values.",
                             sqlstate=DATA_EXCEPTION)
+    if y is not None:
+        return y.astype(np.int64).reshape(-1), labels
     index = {v: i for i, v in enumerate(labels)}
     return np.array([index[v] for v in values], dtype=np.int64), labels
 

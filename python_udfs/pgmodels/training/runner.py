@@ -76,7 +76,7 @@ def _poll(done) -> None:
     while not done():
         time.sleep(delay)
         query("SELECT pg_catalog.pg_sleep(0)")
-        delay = min(delay * 2, 0.02)
+        delay = min(delay * 2, 0.005)
 
 
 def in_background(fn, *args) -> None:
