@@ -53,9 +53,9 @@ def _deploy_xgboost_then_train_a_forest(c, name: str, relation: str) -> int:
 
 def _fingerprint(c, rows_sql: str, params=None) -> str:
     """monitor/lineage.py's fingerprint of a set of rows, computed here independently."""
-    n, total = c.execute(f"SELECT count(*), sum(('x' || substr(md5(s::text), 1, 16))::bit(64)::bigint::numeric) "
+    n, total = c.execute(f"SELECT count(*), sum(hash_record_extended(s, 0)::numeric) "
                          f"FROM ({rows_sql}) s", params).fetchone()
-    return f"rows-md5-sum:{n}:{int(total or 0) % (1 << 64):016x}"
+    return f"rows-hash-sum:{n}:{int(total or 0) % (1 << 64):016x}"
 
 
 def _f1(c, model_id: int, rows_sql: str, params=None) -> tuple[int, float]:

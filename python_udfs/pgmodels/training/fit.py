@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,8 +93,15 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
     metrics["fit_time"] = fit_time
     y_scale = float(np.std(y[train])) if task == "regression" else 1.0
     names, kinds = [f.name for f in features], [f.kind for f in features]
-    artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale)
-    explainer, explainer_info = explain_build.build(fitted, task, names, kinds, X[train])
+    # the explainer record and the prediction profile read the fitted model only: they run
+    # beside the conversion and its check (the boosters' and onnxruntime's work releases
+    # the interpreter lock)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgmodels-post-fit") as beside:
+        explained = beside.submit(explain_build.build, fitted, task, names, kinds, X[train])
+        profiled = beside.submit(prediction_profile, task, fitted, X, labels, test, predicted_test)
+        artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale)
+        explainer, explainer_info = explained.result()
+        predictions = profiled.result()
     return TrainedModel(
         artifact=artifact, runtime=runtime, feature_names=names, feature_types=kinds,
         labels=labels, metrics=metrics,
@@ -101,7 +109,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         conversion=conversion, library_versions=library_versions(),
         notes=[note] if note else [], feature_importances=importances(fitted, names),
         evaluation=evaluation(task, predicted_test, y[test], len(labels) if labels else None),
-        prediction_profile=prediction_profile(task, fitted, X, labels, test, predicted_test),
+        prediction_profile=predictions,
         explainer=explainer, explainer_info=explainer_info)
 
 

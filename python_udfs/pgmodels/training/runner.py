@@ -159,11 +159,31 @@ def _child(fd: int, parent: int, fn, args) -> None:
     os._exit(code)
 
 
+_threads: list = []  # [threadpoolctl's controller of the libraries loaded], made before a fork
+
+
+def know_threads() -> None:
+    """Find the thread pools of the libraries loaded so far (a scan of every loaded
+    library, 20 ms), here in the backend, so that each training child inherits the
+    result instead of scanning again. Once per backend: the imports above load them all."""
+    if _threads:
+        return
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        _threads[:] = [ThreadpoolController()]
+    except Exception:  # noqa: BLE001 - the child then scans for itself
+        _threads.clear()
+
+
 def _widen_threads() -> None:
     try:
-        from threadpoolctl import threadpool_limits
+        if _threads:
+            _threads[0].limit(limits=os.cpu_count() or 1, user_api="openmp")
+        else:
+            from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp")
+            threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp")
     except Exception:  # noqa: BLE001 - fewer threads is slower, not wrong
         pass
 

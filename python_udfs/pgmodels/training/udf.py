@@ -221,12 +221,13 @@ def _warm(spec) -> None:
     import skl2onnx  # noqa: F401
     import sklearn.pipeline  # noqa: F401
 
-    from . import algorithms, convert
+    from . import algorithms, convert, runner
 
     algorithms.make_estimator(spec.algorithm, algorithms.check_task(spec.task), spec.hyperparams)
     # the ONNX converters too (onnxmltools, LightGBM, CatBoost): registered here once, not
     # in every training child (0.08 s each)
     convert.register_converters()
+    runner.know_threads()  # after those imports: their OpenMP pools are the ones to widen
 
 
 def check_project_name(project_name) -> None:
