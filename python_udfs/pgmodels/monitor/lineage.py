@@ -16,7 +16,6 @@ import json
 from .. import _version
 from .._plpy import query, udf
 from . import profile
-from .profile import label_text
 
 # The fingerprint of the rows a model was trained on: their count and the sum, modulo
 # 2^64, of each row's 64-bit hash (PostgreSQL's hash_record_extended, the hash its hash
@@ -38,15 +37,12 @@ def fingerprint(rows: int, total) -> str:
     return f"{METHOD}:{rows}:{value:016x}"
 
 
-def at_training(task: str, features, target, read_info: dict, predictions: dict | None = None) -> dict:
-    """What train() adds to a model's training record."""
-    columns = {c.name: (c.kind, c.values) for c in features}
-    target_kind = "text" if task == "classification" else target.kind
-    target_profile = (profile.categorical(target.values, label_text) if target_kind == "text"
-                      else profile.numeric(target.values))
-    out = {"profile": {"features": profile.of_columns(columns),
-                       "target": target_profile,
-                       "predictions": predictions},
+def at_training(task: str, features, target, read_info: dict, predictions: dict | None = None,
+                reference: dict | None = None) -> dict:
+    """What train() adds to a model's training record. reference: the rows' profile
+    (profile.of_training), when the training child made it already."""
+    reference = reference or profile.of_training(task, features, target)
+    out = {"profile": {**reference, "predictions": predictions},
            "fingerprint": read_info.get("fingerprint"),
            "pgmodels_version": _version.__version__}
     if retrain_context:

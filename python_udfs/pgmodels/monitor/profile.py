@@ -97,3 +97,11 @@ def of_columns(columns: dict[str, tuple[str, list]]) -> dict:
     """Profiles of many columns: name -> (kind 'numeric' or 'text', values)."""
     return {name: (numeric(values) if kind != "text" else categorical(values))
             for name, (kind, values) in columns.items()}
+
+
+def of_training(task: str, features, target) -> dict:
+    """The reference profile of a training's rows: each feature column's (fit.Column: name,
+    kind, values) and the target's (a class label's text for a classifier)."""
+    target_profile = (categorical(target.values, label_text) if task == "classification" or target.kind == "text"
+                      else numeric(target.values))
+    return {"features": of_columns({c.name: (c.kind, c.values) for c in features}), "target": target_profile}

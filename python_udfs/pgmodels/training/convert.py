@@ -35,8 +35,9 @@ class ConversionError(Exception):
 
 
 def serialize(pipeline, task: str, names: list[str], kinds: list[str], X_check,
-              y_scale: float) -> tuple[bytes, str, dict]:
-    """(artifact, runtime, conversion record) for a fitted pipeline."""
+              y_scale: float, native: dict | None = None) -> tuple[bytes, str, dict]:
+    """(artifact, runtime, conversion record) for a fitted pipeline. native: the pipeline's
+    answers on X_check already made ({"predict", "proba"}), if any."""
     try:
         with warnings.catch_warnings():
             # skl2onnx reads attributes scikit-learn has deprecated (SVC.probA_).
@@ -44,7 +45,7 @@ def serialize(pipeline, task: str, names: list[str], kinds: list[str], X_check,
             progress.report("converting", "converting to ONNX")
             model = to_onnx(pipeline, task, names, kinds)
             progress.report("verifying", f"verifying the ONNX model against the native one on {len(X_check)} rows")
-            record = verify(model, pipeline, task, names, kinds, X_check, y_scale)
+            record = verify(model, pipeline, task, names, kinds, X_check, y_scale, native)
         return model, "onnx", record
     except ConversionError as e:
         reason = str(e)
@@ -132,22 +133,26 @@ def onnx_feeds(X, names: list[str], kinds: list[str]) -> dict:
     return feeds
 
 
-def verify(model: bytes, pipeline, task, names, kinds, X, y_scale: float) -> dict:
-    """Run the graph with onnxruntime on X and compare with the native pipeline."""
+def verify(model: bytes, pipeline, task, names, kinds, X, y_scale: float, native: dict | None = None) -> dict:
+    """Run the graph with onnxruntime on X and compare with the native pipeline (whose
+    answers on X, native, may be given)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    X = with_unseen_categories(X, kinds)
+    checked = with_unseen_categories(X, kinds)
+    if checked is not X or native is None:
+        native = {}  # rows were added: the native answers are made here
+    X = checked
     outputs = [o.name for o in session.get_outputs()]
     got = dict(zip(outputs, session.run(None, onnx_feeds(X, names, kinds))))
     if task == "regression":
-        diff = _max_diff(got["value"], pipeline.predict(X))
+        diff = _max_diff(got["value"], native["predict"] if "predict" in native else pipeline.predict(X))
         tolerance = 1e-3 * max(1.0, y_scale)
         if not diff <= tolerance:
             raise ConversionError(f"ONNX predictions differ from the native model by {diff:.3g} "
                                   f"(tolerance {tolerance:.3g})")
         return {"converted": True, "max_abs_diff": diff, "reason": None, "opset": dict(OPSET)}
-    return _verify_classifier(got, pipeline, X)
+    return _verify_classifier(got, pipeline, X, native)
 
 
 def with_unseen_categories(X, kinds: list[str], rows: int = 3):
@@ -166,10 +171,10 @@ def with_unseen_categories(X, kinds: list[str], rows: int = 3):
     return np.vstack([X, extra])
 
 
-def _verify_classifier(got: dict, pipeline, X) -> dict:
+def _verify_classifier(got: dict, pipeline, X, made: dict) -> dict:
     diff = None
     if hasattr(pipeline, "predict_proba"):
-        native = pipeline.predict_proba(X)
+        native = made["proba"] if made.get("proba") is not None else pipeline.predict_proba(X)
         if "probabilities" not in got or got["probabilities"].shape != native.shape:
             raise ConversionError("ONNX probabilities have the wrong shape")
         diff = _max_diff(got["probabilities"], native)
@@ -181,7 +186,8 @@ def _verify_classifier(got: dict, pipeline, X) -> dict:
     else:
         margins = np.full(len(X), np.inf)
     labels = np.asarray(got["label"]).reshape(-1)
-    differ = (labels != np.asarray(pipeline.predict(X)).reshape(-1)) & (margins >= MARGIN)  # CatBoost's is [n, 1]
+    predicted = made["predict"] if "predict" in made else pipeline.predict(X)
+    differ = (labels != np.asarray(predicted).reshape(-1)) & (margins >= MARGIN)  # CatBoost's is [n, 1]
     if differ.any():
         raise ConversionError(f"ONNX labels differ from the native model on {int(differ.sum())} "
                               f"of {len(labels)} test rows")

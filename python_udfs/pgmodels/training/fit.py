@@ -25,6 +25,7 @@ from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VA
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 from .. import progress
 from ..explain import build as explain_build
+from ..monitor import profile as training_profile
 from . import algorithms, boosters, convert, preprocess, search as searching, split
 from .metrics import evaluation, score
 from .search import jsonable
@@ -69,6 +70,7 @@ class TrainedModel:
     prediction_profile: dict | None = None  # the model's answers on its training rows (monitor.profile)
     explainer: bytes | None = None  # the explainer record (explain.build), None when there is none
     explainer_info: dict | None = None  # its kind, method, global importance, or why there is none
+    reference_profile: dict | None = None  # the training rows' profile (monitor.profile.of_training)
 
 
 def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
@@ -89,19 +91,22 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
     fitted, results, fit_time = _fit(spec, task, pipeline, X[train], y[train])
 
     progress.report("scoring", f"scoring on {len(test)} test rows")
-    metrics, predicted_test = score(task, fitted, X[test], y[test], len(labels) if labels else None)
+    metrics, native = score(task, fitted, X[test], y[test], len(labels) if labels else None)
+    predicted_test = native["predict"]
     metrics["fit_time"] = fit_time
     y_scale = float(np.std(y[train])) if task == "regression" else 1.0
     names, kinds = [f.name for f in features], [f.kind for f in features]
     # the explainer record and the prediction profile read the fitted model only: they run
     # beside the conversion and its check (the boosters' and onnxruntime's work releases
     # the interpreter lock)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgmodels-post-fit") as beside:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pgmodels-post-fit") as beside:
         explained = beside.submit(explain_build.build, fitted, task, names, kinds, X[train])
         profiled = beside.submit(prediction_profile, task, fitted, X, labels, test, predicted_test)
-        artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale)
+        referenced = beside.submit(training_profile.of_training, task, features, target)
+        artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale, native)
         explainer, explainer_info = explained.result()
         predictions = profiled.result()
+        reference = referenced.result()
     return TrainedModel(
         artifact=artifact, runtime=runtime, feature_names=names, feature_types=kinds,
         labels=labels, metrics=metrics,
@@ -109,7 +114,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         conversion=conversion, library_versions=library_versions(),
         notes=[note] if note else [], feature_importances=importances(fitted, names),
         evaluation=evaluation(task, predicted_test, y[test], len(labels) if labels else None),
-        prediction_profile=predictions,
+        prediction_profile=predictions, reference_profile=reference,
         explainer=explainer, explainer_info=explainer_info)
 
 

@@ -24,12 +24,14 @@ def clean(value):
 
 def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> tuple[dict, np.ndarray]:
     """Test metrics plus score_time (seconds spent predicting the test split), and the
-    predictions (evaluation and the prediction profile use them again)."""
+    native model's answers on it: {"predict", "proba" (a classifier's, or None)}, which
+    the conversion's check, the evaluation and the prediction profile use again."""
     start = time.perf_counter()
     predicted = pipeline.predict(X_test)
-    scores = None
+    scores = proba = None
     if task == "classification":
-        scores = _class_scores(pipeline, X_test) if n_classes == 2 else None
+        proba = _proba(pipeline, X_test)
+        scores = _class_scores(pipeline, X_test, proba) if n_classes == 2 else None
     elapsed = time.perf_counter() - start
     with warnings.catch_warnings():
         # Undefined metrics on tiny test splits warn; we report None or 0 instead.
@@ -39,7 +41,8 @@ def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> 
         else:
             out = classification_metrics(y_test, predicted, scores, n_classes)
     out["score_time"] = elapsed
-    return {k: clean(float(v)) if v is not None else None for k, v in out.items()}, np.asarray(predicted)
+    return ({k: clean(float(v)) if v is not None else None for k, v in out.items()},
+            {"predict": np.asarray(predicted), "proba": proba})
 
 
 def evaluation(task: str, predicted, y_test, n_classes: int | None = None) -> dict | None:
@@ -96,12 +99,19 @@ def classification_metrics(y, predicted, scores, n_classes) -> dict:
     return out
 
 
-def _class_scores(pipeline, X):
+def _proba(pipeline, X):
+    """A classifier's probabilities, or None when it has none."""
     if hasattr(pipeline, "predict_proba"):
         try:
-            return "proba", pipeline.predict_proba(X)[:, 1]
+            return np.asarray(pipeline.predict_proba(X))
         except AttributeError:  # e.g. SGDClassifier with hinge loss
             pass
+    return None
+
+
+def _class_scores(pipeline, X, proba=None):
+    if proba is not None:
+        return "proba", proba[:, 1]
     if hasattr(pipeline, "decision_function"):
         return "decision", np.asarray(pipeline.decision_function(X)).reshape(-1)
     return None

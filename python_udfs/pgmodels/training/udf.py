@@ -290,7 +290,8 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
                 "notes": trained.notes, "array_features": arrays,
                 # each feature column's SQL type: the inference server advertises it
                 "column_types": {n: t for n, t in rel.columns if n != args["y_column_name"]},
-                **lineage.at_training(spec.task, features, target, read_info, trained.prediction_profile),
+                **lineage.at_training(spec.task, features, target, read_info, trained.prediction_profile,
+                                      trained.reference_profile),
                 "feature_importances": trained.feature_importances, "evaluation": trained.evaluation,
                 "explainer": {k: v for k, v in (trained.explainer_info or {}).items() if k != "importance"}}
     if snapshot:
