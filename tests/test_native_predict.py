@@ -74,6 +74,8 @@ def trained(test_db):
         "native_xgb_multi": ("classification", "native_multi", "xgboost", '{"n_estimators": 10}'),
         "native_xgb_reg": ("regression", "native_reg", "xgboost", '{"n_estimators": 20}'),
         "native_rf_reg": ("regression", "native_reg", "random_forest", '{"n_estimators": 8, "max_depth": 6}'),
+        # deeper than the complete-tree layout takes (src/trees.c: FULL_MAX_DEPTH): its nodes are walked
+        "native_rf_deep": ("regression", "native_reg", "random_forest", '{"n_estimators": 3, "max_depth": 14}'),
         "native_lgb_bin": ("classification", "native_bin", "lightgbm", '{"n_estimators": 20}'),
         "native_linear": ("regression", "native_reg", "linear", "{}"),
     }
@@ -112,7 +114,7 @@ def both_paths(test_db, project: str, form: str) -> tuple[list, list, int]:
 
 
 @pytest.mark.parametrize("project", ["native_xgb_bin", "native_xgb_multi", "native_xgb_reg", "native_rf_reg",
-                                     "native_lgb_bin"])
+                                     "native_rf_deep", "native_lgb_bin"])
 @pytest.mark.parametrize("form", ["real[]", "double precision[]"])
 def test_tree_ensembles_are_answered_in_c_as_onnxruntime_answers(test_db, trained, project, form):
     fast, cores, _ = both_paths(test_db, project, form)
@@ -128,7 +130,7 @@ def test_tree_ensembles_are_answered_in_c_as_onnxruntime_answers(test_db, traine
         assert before == after, "the statement ran a Python core"
 
 
-@pytest.mark.parametrize("project", ["native_xgb_bin", "native_xgb_multi", "native_rf_reg"])
+@pytest.mark.parametrize("project", ["native_xgb_bin", "native_xgb_multi", "native_rf_reg", "native_rf_deep"])
 def test_predict_batch_of_a_tree_ensemble_is_answered_in_c_as_onnxruntime_answers(test_db, trained, project):
     batch_calls = ("coalesce(pg_catalog.pg_stat_get_xact_function_calls('pgmodels._predict_batch(text,bigint,"
                    "bytea,double precision,boolean)'::pg_catalog.regprocedure), 0)")

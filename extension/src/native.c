@@ -24,6 +24,13 @@
  *    float8 array of the model's length with finite values. The rules are cache.py's
  *    for its own decisions. Anything else returns NULL and the SQL wrapper goes on to
  *    the Python cores, which answer or raise the right error.
+ *  - A statement's own lookup is handed over too (cache.load, once its trees are
+ *    translated): for the role it checked, if that is the session's, with no rollout,
+ *    answering the rest of that statement only (its pgmodels._stamp()) for a second,
+ *    as Python serves its own registration. So the later rows of a statement whose
+ *    first row was looked up, and predict_batch() after its lookup, walk the trees in C
+ *    even where no kept decision stands (a transaction that wrote, a cluster whose
+ *    catalog keeps changing).
  *
  * It reads only its arguments and its own memory: no catalog, no operator, no cast,
  * no function of anyone's making.

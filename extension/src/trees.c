@@ -42,7 +42,7 @@ typedef struct Entry
 static Entry entries[MAX_ENTRIES];
 static int	next_victim = 0;
 
-#define FULL_MAX_BYTES ((size_t) 64 << 20)
+#define FULL_MAX_BYTES ((size_t) 16 << 20)	/* larger ensembles walk nodes[] */
 
 /* The depth of the tree below node i (d its own), or FULL_MAX_DEPTH + 1 when deeper. */
 static int

@@ -11,8 +11,11 @@ decision (role, project or model id) -> model is confirmed, and the model is one
 ensemble this module can translate, the trees go to the library with the role, the key
 and the invalidation count of the decision. The library answers only for that role,
 while the backend's count is the same, under the rules cache.py serves its decisions by
-(see native.c); anything else goes to the Python cores. No SQL function registers
-anything: only this module, through ctypes, in the backend's own process.
+(see native.c); anything else goes to the Python cores. A statement's own lookup
+is handed over the same way for the rest of that statement (offer_statement), and
+predict_batch's Python core scores many rows with the trees too (score). No SQL
+function registers anything: only this module, through ctypes, in the backend's own
+process.
 
 Exactness: the translation follows onnxruntime's TreeEnsemble kernels (single-precision
 comparisons and sums, trees in order, the same label rule), and before a model is handed
