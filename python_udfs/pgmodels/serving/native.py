@@ -105,9 +105,11 @@ def offer_statement(role: int, key, stamp: float, model) -> bool:
     role, with no rollout) to the library for the rest of the statement, when its trees
     are already translated (a lookup translates nothing: the first predict of a connection
     pays nothing for it). True when the library now answers the statement's later rows."""
-    functions = _functions()
     blob = getattr(model, "native_blob", None)
-    if functions is None or not role or not blob:
+    if not role or not blob:
+        return False
+    functions = _functions()
+    if functions is None:
         return False
     k = _key(key, functions[3])
     if k is None:
