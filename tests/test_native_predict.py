@@ -366,3 +366,88 @@ def test_in_a_database_that_is_not_utf8_project_names_stay_with_the_cores(conn, 
             assert (value, after - before) == (2.0, 0)
     finally:
         conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+
+
+def test_a_definer_function_in_the_callers_statement_is_not_served_the_callers_lookup(conn, tree_owner, reader,
+                                                                                     make_role, name):
+    """The hostile review's finding: a statement's registration served whoever predicted in
+    it; a SECURITY DEFINER function of an ungranted role, called in a granted role's
+    statement after its lookup, got the answer. Registrations serve the role checked."""
+    own, oc = tree_owner
+    rname, rc = reader
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    other, xc = make_role(name + "_def")
+    conn.execute(f"GRANT CREATE ON SCHEMA public TO {other}")
+    xc.execute(f"""CREATE FUNCTION public.{name}_steal(f real[]) RETURNS real LANGUAGE sql SECURITY DEFINER
+                   AS $$ SELECT predict('{name}', f) $$""")
+    xc.execute(f"GRANT EXECUTE ON FUNCTION public.{name}_steal(real[]) TO {rname}")
+    # a transaction that wrote keeps no decision: its statement's first row is looked up
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        rc.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name}_w (); "
+                   f"SELECT predict('{name}', ARRAY[1, 1]::real[]), public.{name}_steal(ARRAY[1, 1]::real[])")
+    assert sql_error(xc, "SELECT predict(%s, ARRAY[1, 1]::real[])", [name]).sqlstate == "42501"
+
+
+def test_set_role_within_a_query_string_is_not_served_the_previous_roles_lookup(conn, tree_owner, reader, make_role,
+                                                                               name):
+    own, oc = tree_owner
+    rname, _ = reader
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    other, _ = make_role(name + "_other")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(f"SET ROLE {rname}; SELECT * FROM predict_batch('{name}', ARRAY[1, 1]::real[]); "
+                     f"SELECT predict('{name}', ARRAY[1, 1]::real[]); RESET ROLE; SET ROLE {other}; "
+                     f"SELECT predict('{name}', ARRAY[1, 1]::real[])")
+    conn.execute("RESET ROLE")
+
+
+def test_a_revoke_committed_during_a_query_string_reaches_its_next_predict_batch(conn, tree_owner, reader, name):
+    """The hostile review's finding: every statement (and transaction) of one query string
+    shares pgmodels._stamp(), so a statement's registration in C answered the next
+    statements for a second after a revoke. A registration is the statement's: its
+    transaction, and a snapshot that has seen no commit since."""
+    import threading
+    import time
+
+    own, oc = tree_owner
+    rname, rc = reader
+    oc.execute("SELECT grant_project(%s, %s, 'predict')", [name, rname])
+    warm_c(rc, name, 2.0)  # the trees are translated
+    revoke = threading.Thread(target=lambda: (time.sleep(0.3), oc.execute("SELECT revoke_project(%s, %s)",
+                                                                          [name, rname])))
+    revoke.start()
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            rc.execute(f"SELECT array_agg(x) FROM predict_batch('{name}', ARRAY[1, 1]::real[]) x; "
+                       "SELECT pg_sleep(0.8); "
+                       f"SELECT array_agg(x) FROM predict_batch('{name}', ARRAY[1, 1]::real[]) x")
+    finally:
+        revoke.join()
+
+
+def test_a_multiclass_ensemble_without_base_values_whose_classes_may_go_unscored_stays_with_onnxruntime(name):
+    """The hostile review's finding: onnxruntime leaves a class no leaf scored out of the
+    argmax when the ensemble has no base values, the library counted it as 0; such an
+    ensemble is not translated (XGBoost's and LightGBM's score every class in every row)."""
+    from pgmodels.serving import native
+
+    def attrs(tree_classes):
+        a = {"nodes_treeids": [], "nodes_nodeids": [], "nodes_modes": [], "class_treeids": [],
+             "class_nodeids": [], "class_ids": []}
+        for t, classes in enumerate(tree_classes):
+            a["nodes_treeids"].append(t)
+            a["nodes_nodeids"].append(0)
+            a["nodes_modes"].append(b"LEAF")
+            for c in classes:
+                a["class_treeids"].append(t)
+                a["class_nodeids"].append(0)
+                a["class_ids"].append(c)
+        return a
+
+    assert native._every_class_scored(attrs([[0], [1], [2]]), 3)
+    assert not native._every_class_scored(attrs([[0], [1]]), 3)
+    partial = attrs([[0], [1], [2]])
+    partial["nodes_treeids"].append(2)  # a second leaf of tree 2 that weighs nothing
+    partial["nodes_nodeids"].append(1)
+    partial["nodes_modes"].append(b"LEAF")
+    assert not native._every_class_scored(partial, 3)

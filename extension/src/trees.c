@@ -11,10 +11,12 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "storage/sinval.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "trees.h"
@@ -35,7 +37,10 @@ typedef struct Entry
 	bool		counted;		/* registered for a confirmed decision, at count */
 	uint64		count;
 	float8		stamp;			/* registered for the statement of this stamp, */
-	TimestampTz until;			/* until then (0: not) */
+	TimestampTz until;			/* until then (0: not), */
+	LocalTransactionId lxid;	/* in this transaction, */
+	uint64		completions;	/* while no transaction has committed since, */
+	CommandId	cid;			/* and this one has written nothing more */
 	TreeModel	   *model;
 } Entry;
 
@@ -510,7 +515,13 @@ pgmodels_native_register_statement(uint32 role, int64 model_id, const char *key,
 
 	if (e == NULL)
 		return 0;
+	e->until = 0;
+	if (!ActiveSnapshotSet())
+		return 0;
 	e->stamp = stamp;
+	e->lxid = MyProc->lxid;
+	e->completions = GetActiveSnapshot()->snapXactCompletionCount;
+	e->cid = GetActiveSnapshot()->curcid;
 	e->until = GetCurrentTimestamp() + WINDOW_USECS;
 	return 1;
 }
@@ -586,8 +597,16 @@ trees_registered(text *project, int64 model_id)
 	if (e == NULL)
 		return NULL;
 
-	/* this statement's lookup (the version it chose, for its first second) */
-	if (e->until != 0 && GetCurrentTimestamp() < e->until && e->stamp == trees_statement_stamp())
+	/*
+	 * This statement's lookup (the version it chose, for its first second). The stamp
+	 * alone is not the statement: every statement and transaction of one query string
+	 * shares statement_timestamp(). So the transaction must be the same, and its
+	 * snapshot must have seen no commit since (snapXactCompletionCount: any committed
+	 * grant, revoke or deploy moves it) nor a write of its own (curcid).
+	 */
+	if (e->until != 0 && GetCurrentTimestamp() < e->until && e->stamp == trees_statement_stamp() &&
+		e->lxid == MyProc->lxid && ActiveSnapshotSet() &&
+		GetActiveSnapshot()->snapXactCompletionCount == e->completions && GetActiveSnapshot()->curcid == e->cid)
 		return e->model;
 
 	if (!e->counted || TransactionIdIsValid(GetTopTransactionIdIfAny()) ||

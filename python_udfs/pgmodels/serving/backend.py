@@ -82,3 +82,9 @@ def writes_nothing() -> bool:
     """Whether the current transaction has written nothing (no transaction id yet)."""
     readers = _readers()
     return readers is not None and not readers[2]()
+
+
+def user():
+    """The role the code running now runs as (GetUserId()), or None outside a backend."""
+    readers = _readers()
+    return readers[0]() if readers is not None else None

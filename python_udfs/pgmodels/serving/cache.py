@@ -73,10 +73,10 @@ def current(project: str, model_id: int, stamp: float, loaded) -> Model | None:
     key = model_id or project
     if loaded is not None:
         once = _once.pop(key, None)
-        if once is not None and once[0] == stamp:
+        if once is not None and once[0] == stamp and _for_me(once[2]):
             return _loaded[once[1]]
     hit = _current.get(key)
-    if hit is not None and hit[0] == stamp:
+    if hit is not None and hit[0] == stamp and _for_me(hit[5]):
         if hit[3] > monotonic():
             return _loaded[hit[1]]
         if loaded is None:  # this statement's registration expired: a full lookup checks again
@@ -113,7 +113,7 @@ def load(project: str, model_id: int, stamp: float, record: dict, once: bool = F
     pinned = _current.get(key)
     if pinned is not None and pinned[0] == stamp and pinned[1] != model.id and pinned[1] in _loaded:
         model = _loaded[pinned[1]]  # the statement's first lookup chose its version
-    _register(key, stamp, model, spec, second, once, TTL)
+    _register(key, stamp, model, spec, second, once, TTL, caller)
     if not once and spec is None and caller is not None:
         # the rest of the statement's rows in C, for the role the lookup checked (native.py)
         native.offer_statement(caller, key, stamp, model)
@@ -130,7 +130,14 @@ def _model(record: dict) -> Model | None:
     return model
 
 
-def _register(key, stamp: float, model: Model, spec, candidate, once: bool, ttl: float) -> None:
+def _for_me(role) -> bool:
+    """Whether a registration made for role serves the code running now: only the role
+    the lookup checked (GetUserId(); a registration of 0.2.0's _load, which names no role,
+    serves any, as it did)."""
+    return role is None or role == backend.user()
+
+
+def _register(key, stamp: float, model: Model, spec, candidate, once: bool, ttl: float, role=None) -> None:
     route = None
     if spec is not None and candidate is not None and candidate.id != model.id:
         from ..rollout.route import made
@@ -139,11 +146,11 @@ def _register(key, stamp: float, model: Model, spec, candidate, once: bool, ttl:
     _routes[key] = (stamp, route)
     if once:
         _current.pop(key, None)
-        _once[key] = (stamp, model.id)
+        _once[key] = (stamp, model.id, role)
     elif route is not None:
-        _current[key] = (stamp, model.id, route.row, monotonic() + ttl, route.keyed)
+        _current[key] = (stamp, model.id, route.row, monotonic() + ttl, route.keyed, role)
     else:
-        _current[key] = (stamp, model.id, model.row, monotonic() + ttl, model.keyed)
+        _current[key] = (stamp, model.id, model.row, monotonic() + ttl, model.keyed, role)
 
 
 def route_for(key, stamp: float):
@@ -172,7 +179,7 @@ def _decided(key, stamp: float) -> Model | None:
     if spec is not None and candidate is None:
         return None
     # a SECURITY DEFINER function's owner (role is not the session's): this call only, as _lookup's once
-    _register(key, stamp, model, spec, candidate, role != session_role, min(TTL, left))
+    _register(key, stamp, model, spec, candidate, role != session_role, min(TTL, left), role)
     if role != session_role:
         _once.pop(key, None)
     return model

@@ -323,12 +323,29 @@ def translate(artifact: bytes, model) -> bytes | None:
             kind, n_classes, threshold = KIND_ARGMAX, len(labels), 0.0
             if len(base_values) not in (0, len(labels)):
                 return None
+            if not base_values and not _every_class_scored(attrs, len(labels)):
+                return None  # onnxruntime leaves a class no leaf of a row scored out of its argmax
             base = base_values or [0.0] * len(labels)
         else:
             return None
     else:
         return None
     return _pack(attrs, weights, kind, n_classes, threshold, average, base, answers, model.n_features)
+
+
+def _every_class_scored(attrs: dict, n_classes: int) -> bool:
+    """Whether every row gets a score for every class: for each class, some tree whose
+    every leaf weighs it (XGBoost's and LightGBM's multiclass trees, one class each)."""
+    weighs: dict[tuple, set] = {}
+    for t, n, c in zip(attrs.get("class_treeids", []), attrs.get("class_nodeids", []), attrs.get("class_ids", [])):
+        weighs.setdefault((t, n), set()).add(c)
+    per_tree: dict[int, set] = {}
+    for t, n, mode in zip(attrs["nodes_treeids"], attrs["nodes_nodeids"], attrs["nodes_modes"]):
+        if mode == b"LEAF":
+            got = weighs.get((t, n), set())
+            per_tree[t] = per_tree[t] & got if t in per_tree else set(got)
+    covered = set().union(*per_tree.values()) if per_tree else set()
+    return covered >= set(range(n_classes))
 
 
 def _answer_of(model, raw: int) -> float:

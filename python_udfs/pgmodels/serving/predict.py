@@ -57,12 +57,13 @@ def _label_value(model: Model, index: int) -> float:
 
 
 def predict(project: str, model_id: int, features, stamp: float, loaded, _current=cache._current,
-            _now=cache.monotonic) -> float:
+            _now=cache.monotonic, _for_me=cache._for_me) -> float:
     """The row-wise hot path: a model this statement already loaded, a list of numbers.
     Anything else, and any problem with the row, goes to the checked path below, which
     raises the right error (so the fast path needs no error handling of its own)."""
     hit = _current.get(model_id or project)
-    if hit is not None and hit[0] == stamp and hit[2] is not None and features.__class__ is list and hit[3] > _now():
+    if (hit is not None and hit[0] == stamp and hit[2] is not None and features.__class__ is list and hit[3] > _now()
+            and _for_me(hit[5])):
         try:
             return hit[2](features)
         except Exception:  # noqa: BLE001 - the checked path raises it properly
@@ -155,10 +156,11 @@ def predict_label(project: str, model_id: int, features, stamp: float, loaded) -
 
 
 def predict_key(project: str, model_id: int, features, stamp: float, loaded, key, _current=cache._current,
-                _now=cache.monotonic) -> float:
+                _now=cache.monotonic, _for_me=cache._for_me) -> float:
     """predict(..., key => k): the hot path as predict()'s, routed by the key (rollout/route.py)."""
     hit = _current.get(model_id or project)
-    if hit is not None and hit[0] == stamp and hit[4] is not None and features.__class__ is list and hit[3] > _now():
+    if (hit is not None and hit[0] == stamp and hit[4] is not None and features.__class__ is list and hit[3] > _now()
+            and _for_me(hit[5])):
         try:
             return hit[4](features, key)
         except Exception:  # noqa: BLE001 - the checked path raises it properly
