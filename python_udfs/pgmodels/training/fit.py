@@ -96,9 +96,9 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
     metrics["fit_time"] = fit_time
     y_scale = float(np.std(y[train])) if task == "regression" else 1.0
     names, kinds = [f.name for f in features], [f.kind for f in features]
-    # the explainer record and the prediction profile read the fitted model only: they run
-    # beside the conversion and its check (the boosters' and onnxruntime's work releases
-    # the interpreter lock)
+    # the explainer record, the prediction profile and the rows' reference profile read
+    # only the fitted model and the rows: they run beside the conversion and its check (the
+    # boosters' and onnxruntime's work releases the interpreter lock)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pgmodels-post-fit") as beside:
         explained = beside.submit(explain_build.build, fitted, task, names, kinds, X[train])
         profiled = beside.submit(prediction_profile, task, fitted, X, labels, test, predicted_test)

@@ -22,7 +22,7 @@ def clean(value):
     return value
 
 
-def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> tuple[dict, np.ndarray]:
+def score(task: str, pipeline, X_test, y_test, n_classes: int | None = None) -> tuple[dict, dict]:
     """Test metrics plus score_time (seconds spent predicting the test split), and the
     native model's answers on it: {"predict", "proba" (a classifier's, or None)}, which
     the conversion's check, the evaluation and the prediction profile use again."""
