@@ -48,6 +48,13 @@ DROP FUNCTION pgmodels._monitor_get(text, bigint);
 -- which serving reads to decide which runs a cancel must be able to stop.
 ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
 
+-- A tree ensemble's trees as the C library walks them, made by train() and stored with the
+-- version (sql/010_catalog.sql), which a backend's first predict() serves from without
+-- starting onnxruntime; the staged model carries them (_take_staged's new OUT column).
+ALTER TABLE pgmodels.models ADD COLUMN native_trees bytea;
+ALTER TYPE pgmodels.served_model ADD ATTRIBUTE native_trees bytea;
+DROP FUNCTION pgmodels._take_staged(text);
+
 -- The contributions output of the vectorized path (sql/044_vectorized_types.sql): batch jobs,
 -- stream consumers and pgmodels serve (explanations, sql/125_explain.sql), and the batch
 -- jobs that ask for it (sql/070_batch_catalog.sql).
@@ -544,7 +551,7 @@ CREATE OR REPLACE FUNCTION pgmodels._take_staged(token text,
     OUT role oid, OUT project_name text, OUT task text, OUT algorithm text, OUT runtime text, OUT artifact bytea,
     OUT hyperparams jsonb, OUT metrics jsonb, OUT search_results jsonb, OUT feature_names text[],
     OUT feature_types text[], OUT labels jsonb, OUT training jsonb, OUT library_versions jsonb,
-    OUT last_train jsonb, OUT deploy_mode text)
+    OUT last_train jsonb, OUT deploy_mode text, OUT native_trees bytea)
 LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD: return None  # nothing was staged in this backend
@@ -590,10 +597,11 @@ BEGIN
     SELECT coalesce(max(m.version), 0) + 1 INTO version FROM pgmodels.models m WHERE m.project_id = proj.id;
     INSERT INTO pgmodels.models (project_id, version, task, algorithm, runtime, artifact, artifact_sha256,
                                  hyperparams, metrics, search_results, feature_names, feature_types, labels,
-                                 training, library_versions)
+                                 training, library_versions, native_trees)
     VALUES (proj.id, version, s.task, s.algorithm, s.runtime, s.artifact, pg_catalog.sha256(s.artifact),
             coalesce(s.hyperparams, '{}'), coalesce(s.metrics, '{}'), s.search_results, s.feature_names,
-            s.feature_types, s.labels, coalesce(s.training, '{}'), coalesce(s.library_versions, '{}'))
+            s.feature_types, s.labels, coalesce(s.training, '{}'), coalesce(s.library_versions, '{}'),
+            s.native_trees)
     RETURNING id INTO model_id;
     IF s.last_train IS NOT NULL THEN
         UPDATE pgmodels.projects p SET last_train = s.last_train WHERE p.id = proj.id;
@@ -888,7 +896,8 @@ BEGIN
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
            m.training -> 'array_features', m.algorithm = 'onnx',
            CASE WHEN jsonb_typeof(m.training -> 'work_per_row') = 'number'
-                THEN (m.training ->> 'work_per_row')::double precision END
+                THEN (m.training ->> 'work_per_row')::double precision END,
+           CASE WHEN with_artifact THEN m.native_trees END
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END

@@ -51,6 +51,10 @@ CREATE TABLE pgmodels.models (
     library_versions jsonb NOT NULL DEFAULT '{}',
     trained_by       name NOT NULL DEFAULT session_user,
     trained_at       timestamptz NOT NULL DEFAULT now(),
+    -- (0.3.0) a tree ensemble's trees in the form extension/src/trees.c walks, made and
+    -- checked against onnxruntime by train(): a backend's first predict() reads them
+    -- instead of starting onnxruntime (python_udfs/pgmodels/serving/native.py)
+    native_trees     bytea,
     UNIQUE (project_id, version),
     CHECK (cardinality(feature_names) = cardinality(feature_types)),
     -- so that a deployment can name a model and its project, and they agree

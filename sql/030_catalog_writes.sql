@@ -49,7 +49,7 @@ CREATE OR REPLACE FUNCTION pgmodels._take_staged(token text,
     OUT role oid, OUT project_name text, OUT task text, OUT algorithm text, OUT runtime text, OUT artifact bytea,
     OUT hyperparams jsonb, OUT metrics jsonb, OUT search_results jsonb, OUT feature_names text[],
     OUT feature_types text[], OUT labels jsonb, OUT training jsonb, OUT library_versions jsonb,
-    OUT last_train jsonb, OUT deploy_mode text)
+    OUT last_train jsonb, OUT deploy_mode text, OUT native_trees bytea)
 LANGUAGE plpython3u VOLATILE
 AS $$
 if 'pgmodels.active' not in GD: return None  # nothing was staged in this backend
@@ -95,10 +95,11 @@ BEGIN
     SELECT coalesce(max(m.version), 0) + 1 INTO version FROM pgmodels.models m WHERE m.project_id = proj.id;
     INSERT INTO pgmodels.models (project_id, version, task, algorithm, runtime, artifact, artifact_sha256,
                                  hyperparams, metrics, search_results, feature_names, feature_types, labels,
-                                 training, library_versions)
+                                 training, library_versions, native_trees)
     VALUES (proj.id, version, s.task, s.algorithm, s.runtime, s.artifact, pg_catalog.sha256(s.artifact),
             coalesce(s.hyperparams, '{}'), coalesce(s.metrics, '{}'), s.search_results, s.feature_names,
-            s.feature_types, s.labels, coalesce(s.training, '{}'), coalesce(s.library_versions, '{}'))
+            s.feature_types, s.labels, coalesce(s.training, '{}'), coalesce(s.library_versions, '{}'),
+            s.native_trees)
     RETURNING id INTO model_id;
     IF s.last_train IS NOT NULL THEN
         UPDATE pgmodels.projects p SET last_train = s.last_train WHERE p.id = proj.id;

@@ -4,5 +4,5 @@
 CREATE TYPE pgmodels.served_model AS (
     id bigint, project text, version integer, task text, runtime text, artifact bytea,
     artifact_sha256 bytea, feature_names text[], feature_types text[], labels text, nullable text[],
-    array_features jsonb, imported boolean, work_per_row double precision);
+    array_features jsonb, imported boolean, work_per_row double precision, native_trees bytea);
 COMMENT ON TYPE pgmodels.served_model IS 'internal: what serving needs to load a model version';

@@ -74,7 +74,8 @@ BEGIN
            m.feature_types, m.labels::text, ARRAY(SELECT jsonb_array_elements_text(m.training -> 'nullable')),
            m.training -> 'array_features', m.algorithm = 'onnx',
            CASE WHEN jsonb_typeof(m.training -> 'work_per_row') = 'number'
-                THEN (m.training ->> 'work_per_row')::double precision END
+                THEN (m.training ->> 'work_per_row')::double precision END,
+           CASE WHEN with_artifact THEN m.native_trees END
       INTO served FROM pgmodels.models m WHERE m.id = chosen;
     RETURN served;
 END

@@ -68,7 +68,7 @@ def test_a_model_with_external_data_is_refused_and_never_read(conn, mallory, nam
     # the serving cores take no model from the caller any more, and the loader is not PUBLIC's
     err = sql_error(c, "SELECT pgmodels._load('x', 0, 0, ROW(900001, 'x', 1, 'classification', 'onnx', %s, "
                        "sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], '[0]', NULL, "
-                       "NULL, true, NULL)::pgmodels.served_model, false)", [artifact, artifact])
+                       "NULL, true, NULL, NULL)::pgmodels.served_model, false)", [artifact, artifact])
     assert err.sqlstate == "42501"
     # a core called directly answers only from what _lookup loaded: here nothing
     assert c.execute("SELECT pgmodels._predict_proba('x', 0, ARRAY[1,2,3,4]::float8[], 0, true)").fetchone() == (None,)
@@ -175,7 +175,7 @@ def test_a_forged_model_cannot_poison_the_cache(conn, mallory, victim):
         for statement, args in [
             ("SELECT pgmodels._load(%s, 0, pgmodels._stamp(), ROW((SELECT max(model_id) FROM pgmodels.overview), %s, "
              "1, 'regression', 'onnx', %s, sha256(%s), ARRAY['a','b','c','d'], ARRAY['float','float','float','float'], "
-             "NULL, NULL, NULL, true, NULL)::pgmodels.served_model, false)", [victim, victim, forged, forged]),
+             "NULL, NULL, NULL, true, NULL, NULL)::pgmodels.served_model, false)", [victim, victim, forged, forged]),
             ("SELECT pgmodels._lookup(%s, 0, 'forged')", [victim]),
             ("SELECT pgmodels._lookup(%s, 0, pgmodels._credential())", [victim]),  # no predict privilege
         ]:

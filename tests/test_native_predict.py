@@ -86,12 +86,12 @@ def trained(test_db):
     return models
 
 
-def onnxruntime_answers(c, project: str) -> list[float]:
-    """predict()'s answer (a real) for every row of native_rows, from the served artifact
-    run in this process by onnxruntime: the label of a classifier, the value of a
-    regressor; as the float psycopg reads a real as, from its shortest text."""
+def onnxruntime_answers(c, project: str, table: str = "native_rows") -> list[float]:
+    """predict()'s answer (a real) for every row of the table (a, b, c, d by id), from the
+    served artifact run in this process by onnxruntime: the label of a classifier, the
+    value of a regressor; as the float psycopg reads a real as, from its shortest text."""
     artifact = bytes(c.execute("SELECT export_onnx(%s)", [project]).fetchone()[0])
-    X = np.array(c.execute("SELECT a, b, c, d FROM native_rows ORDER BY id").fetchall(), dtype=np.float32)
+    X = np.array(c.execute(f"SELECT a, b, c, d FROM {table} ORDER BY id").fetchall(), dtype=np.float32)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # as the backends run it: trees summed in order
     session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])

@@ -349,6 +349,14 @@ predict_row(FunctionCallInfo fcinfo, bool by_id, Oid array_type)
 		loaded.value = invoke(fc);
 		loaded.isnull = fc->isnull;
 	}
+	/*
+	 * The lookup may have handed the statement's model to the library (a version stored
+	 * with its trees, or one translated earlier): then no Python core runs for this row
+	 * either, and a backend's first predict() needs no onnxruntime.
+	 */
+	if (!loaded.isnull && DatumGetBool(loaded.value) && !features.isnull &&
+		native_answer(DatumGetTextPP(project), DatumGetInt64(id), DatumGetArrayTypeP(features.value), &answer))
+		PG_RETURN_FLOAT4(answer);
 	result = call_core(s, collation, project, id, features, stamp, loaded, &isnull);
 	if (!isnull)
 		return result;

@@ -45,6 +45,13 @@ DROP FUNCTION pgmodels._monitor_get(text, bigint);
 -- which serving reads to decide which runs a cancel must be able to stop.
 ALTER TYPE pgmodels.served_model ADD ATTRIBUTE work_per_row double precision;
 
+-- A tree ensemble's trees as the C library walks them, made by train() and stored with the
+-- version (sql/010_catalog.sql), which a backend's first predict() serves from without
+-- starting onnxruntime; the staged model carries them (_take_staged's new OUT column).
+ALTER TABLE pgmodels.models ADD COLUMN native_trees bytea;
+ALTER TYPE pgmodels.served_model ADD ATTRIBUTE native_trees bytea;
+DROP FUNCTION pgmodels._take_staged(text);
+
 -- The contributions output of the vectorized path (sql/044_vectorized_types.sql): batch jobs,
 -- stream consumers and pgmodels serve (explanations, sql/125_explain.sql), and the batch
 -- jobs that ask for it (sql/070_batch_catalog.sql).

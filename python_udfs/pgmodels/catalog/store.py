@@ -18,7 +18,7 @@ from .._plpy import current_role, query, udf
 
 _FIELDS = ("project_name", "task", "algorithm", "runtime", "artifact", "hyperparams", "metrics",
            "search_results", "feature_names", "feature_types", "labels", "training", "library_versions",
-           "last_train", "deploy_mode")
+           "last_train", "deploy_mode", "native_trees")
 _JSONB = ("hyperparams", "metrics", "search_results", "labels", "training", "library_versions", "last_train")
 
 _staged: dict[str, dict] = {}

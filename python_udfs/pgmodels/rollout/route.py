@@ -17,11 +17,12 @@ import hashlib
 import random
 import time
 
-import numpy as np
-
+from .._lazy import numpy_for
 from ..serving import vectorized
 from ..serving.runtime import Model
 from . import record
+
+np = numpy_for(__name__)  # imported at its first use (_lazy.py)
 
 CHAMPION, CANDIDATE, CONTROL = 0, 1, 2
 _SCALE = float(1 << 52)

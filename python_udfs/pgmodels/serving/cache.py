@@ -223,18 +223,44 @@ def _load(r: dict) -> Model:
         id=r["id"], project=r["project"], version=r["version"], task=task, runtime=r["runtime"],
         feature_names=list(r["feature_names"]), feature_types=list(r["feature_types"]),
         labels=json.loads(r["labels"]) if r["labels"] is not None else None,
-        nullable=frozenset(r["nullable"] or ()), engine=None, sha256=bytes(r["artifact_sha256"]),
+        nullable=frozenset(r["nullable"] or ()), sha256=bytes(r["artifact_sha256"]),
         array_features=json.loads(r["array_features"]) if r.get("array_features") else {})
     imported, work = bool(r.get("imported")), r.get("work_per_row")
-    if imported and work is None and model.runtime == "onnx":
-        work = _estimate(artifact)
-    model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, imported, work)
-    model.row = fast_row_predict(model, row_array)
-    native.keep_source(model, artifact)
-    if model.row is not None:
+
+    def start():
+        nonlocal work
+        if imported and work is None and model.runtime == "onnx":
+            work = _estimate(artifact)
+        model.engine = engine_for(model.runtime, artifact, model.feature_names, model.task, imported, work)
+        model.row = fast_row_predict(model, row_array)
+        model.keyed = (lambda features, key, row=model.row: row(features)) if model.row is not None else None
+        return model.engine
+
+    trees = r.get("native_trees")
+    if trees and model.runtime == "onnx" and not imported and native.available():
+        # the trees train() made and checked (native.for_training): the library answers
+        # predict(), and onnxruntime starts when another answer (or a row the library
+        # does not take) first needs it
+        model.native_blob, model.start = bytes(trees), start
+        model.row = _starting_row(model)
         model.keyed = lambda features, key, row=model.row: row(features)
+    else:
+        start()
+        native.keep_source(model, artifact)
     _loaded[model.id] = model
     return model
+
+
+def _starting_row(model: Model):
+    """The row path of a model whose engine has not started: it starts it, and from then on
+    the model's own row path (or predict()'s general one, when it has none) answers."""
+    def row(features: list) -> float:
+        if model.engine is not None and model.row is not row and model.row is not None:
+            return model.row(features)
+        from .predict import _answer
+
+        return _answer(model, features, "predict")
+    return row
 
 
 def _estimate(artifact: bytes) -> float | None:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from .._lazy import numpy_for
 from ..errors import (DATATYPE_MISMATCH, INVALID_PARAMETER_VALUE, INVALID_TEXT_REPRESENTATION,
                       NULL_VALUE_NOT_ALLOWED, PgmodelsError)
 from .._json import read_json
 from .runtime import FLOAT32_MAX, Model
+
+np = numpy_for(__name__)  # imported at its first use (_lazy.py)
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 

@@ -26,9 +26,13 @@ next to it, values between): a single difference, and the model stays with onnxr
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
+import sys
 
-import numpy as np
+from .._lazy import numpy_for
+
+np = numpy_for(__name__)  # imported at its first use (_lazy.py)
 
 MAGIC = 0x706D6E31
 MAX_ARTIFACT = 8 << 20  # bytes: larger ensembles stay with onnxruntime (translating costs)
@@ -37,7 +41,7 @@ PROBES = 256
 MODES = {b"LEAF": 0, b"BRANCH_LEQ": 1, b"BRANCH_LT": 2, b"BRANCH_GTE": 3, b"BRANCH_GT": 4, b"BRANCH_EQ": 5,
          b"BRANCH_NEQ": 6}
 KIND_VALUE, KIND_BINARY, KIND_ARGMAX = 0, 1, 2
-NODE = np.dtype([("feature", "<i4"), ("value", "<f4"), ("yes", "<i4"), ("no", "<i4"), ("mode", "<i4")])
+NODE = [("feature", "<i4"), ("value", "<f4"), ("yes", "<i4"), ("no", "<i4"), ("mode", "<i4")]  # a numpy dtype
 
 _lib: list = []  # [the library's functions] once it is loaded in this backend
 
@@ -73,6 +77,11 @@ def _functions():
     score.argtypes = evaluate.argtypes
     _lib.append((register, forget, evaluate, utf8, statement, score))
     return _lib[0]
+
+
+def available() -> bool:
+    """Whether the library is loaded in this backend (so trees handed to it are walked)."""
+    return _functions() is not None
 
 
 def _key(key, utf8: bool) -> tuple[int, bytes] | None:
@@ -146,6 +155,60 @@ def forget(role: int | None = None, key=None) -> None:
     k = _key(key, functions[3])
     if k is not None and role:
         functions[1](role, k[0], k[1], len(k[1]))
+
+
+def load_library() -> bool:
+    """Load the library into this backend, which may have called none of its functions (a
+    training backend: its child checks the trees it translates, for_training), from the
+    server's own library directory, as PostgreSQL loads it (RTLD_GLOBAL)."""
+    if _functions() is not None:
+        return True
+    try:
+        directory = (ctypes.c_char * 1024).in_dll(ctypes.CDLL(None), "pkglib_path").value.decode()
+        ctypes.CDLL(os.path.join(directory, "pgmodels_native.so"), mode=ctypes.RTLD_GLOBAL)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return _functions() is not None
+
+
+def for_training(artifact: bytes, runtime: str, task: str, labels: list | None, n_features: int) -> bytes | None:
+    """The trees train() stores with a version (pgmodels.models.native_trees): the
+    translation serving would make of the artifact, checked as serving checks it, against
+    a one-thread onnxruntime session on the probe rows. A backend then loads the version
+    with its trees and no onnxruntime (cache.py): its first predict() is answered in C.
+    None when the model is no tree ensemble translated here, or anything fails (serving
+    then translates, or not, as before)."""
+    if runtime != "onnx" or len(artifact) > MAX_ARTIFACT or b"TreeEnsemble" not in artifact:
+        return None
+    functions = _functions()
+    if functions is None:
+        return None
+    try:
+        import onnxruntime as ort
+        from types import SimpleNamespace
+
+        from .runtime import _answer, io_names
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+        task = "classification" if task == "clustering" else task
+        single, label, _, value = io_names(session, task)
+        output = label if task == "classification" else value
+        if single is None or output is None:
+            return None
+        answers = [_answer_of(SimpleNamespace(labels=labels), i) for i in range(len(labels or []))] \
+            if task == "classification" else None
+
+        def row(values: list) -> float:
+            out = session.run([output], {single: np.array([values], dtype=np.float32)})[0]
+            return _answer(np.asarray(out).reshape(-1)[0], answers)
+        model = SimpleNamespace(task=task, labels=labels, n_features=n_features, row=row,
+                                engine=SimpleNamespace(single_input=single, label_output=label, value_output=value))
+        blob = translate(artifact, model)
+        return blob if blob is not None and _agrees(blob, model, functions[2]) else None
+    except Exception:  # noqa: BLE001 - a graph this module does not follow: serving decides later
+        return None
 
 
 def keep_source(model, artifact: bytes) -> None:
@@ -248,7 +311,11 @@ def _attribute(buf: memoryview):
 
 
 def _tree_nodes(artifact: bytes) -> list[tuple[str, str, list, list, dict]]:
-    """The graph's nodes: (op_type, domain, inputs, outputs, attributes)."""
+    """The graph's nodes: (op_type, domain, inputs, outputs, attributes); read by the onnx
+    package where it is loaded already (a training child), a hundred times faster."""
+    onnx = sys.modules.get("onnx")
+    if onnx is not None:
+        return _proto_nodes(onnx.load_model_from_string(artifact))
     graph = None
     for field, _, value in _fields(memoryview(artifact)):
         if field == 7:
@@ -273,6 +340,25 @@ def _tree_nodes(artifact: bytes) -> list[tuple[str, str, list, list, dict]]:
                 name, val = _attribute(v)
                 attrs[name] = val
         nodes.append((op, domain, inputs, outputs, attrs))
+    return nodes
+
+
+# AttributeProto's types: FLOAT, INT, STRING, FLOATS, INTS, STRINGS (the rest, tensors and
+# graphs, are no form translated here)
+_PROTO_VALUES = {1: "f", 2: "i", 3: "s", 6: "floats", 7: "ints", 8: "strings"}
+
+
+def _proto_nodes(proto) -> list[tuple[str, str, list, list, dict]]:
+    """_tree_nodes' answer from a parsed ModelProto: the same values (an empty list read
+    as nothing, as the reader above reads it)."""
+    nodes = []
+    for node in proto.graph.node:
+        attrs = {}
+        for a in node.attribute:
+            field = _PROTO_VALUES.get(a.type)
+            value = ValueError if field is None else getattr(a, field)
+            attrs[a.name] = (list(value) or None) if field in ("floats", "ints", "strings") else value
+        nodes.append((node.op_type, node.domain, list(node.input), list(node.output), attrs))
     return nodes
 
 
@@ -382,7 +468,9 @@ def _pack(attrs: dict, weights: tuple, kind: int, n_classes: int, threshold: flo
             if order and tree_ids[order[-1]] > t:
                 return None  # trees out of order, or a tree's nodes not together
             order.append(i)
-    nodes = np.zeros(len(tree_ids), dtype=NODE)
+    n = len(tree_ids)
+    # the nodes' fields, gathered as lists (a numpy row written per node costs ten times more)
+    feature, value, branch_yes, branch_no, mode_of = [0] * n, [0.0] * n, [0] * n, [0] * n, [0] * n
     roots: list[int] = []
     placed = 0
     for root in order:
@@ -393,10 +481,10 @@ def _pack(attrs: dict, weights: tuple, kind: int, n_classes: int, threshold: flo
             i, parent, side = stack.pop()
             me = placed
             placed += 1
-            if placed > len(nodes):
+            if placed > n:
                 return None  # a node reached twice
             if parent is not None:
-                nodes[side][parent] = me
+                side[parent] = me
             mode = MODES.get(modes[i])
             if mode is None:
                 return None
@@ -405,18 +493,22 @@ def _pack(attrs: dict, weights: tuple, kind: int, n_classes: int, threshold: flo
                 leaf = leaves.get((t, node_ids[i]))
                 if leaf is None:
                     return None
-                nodes[me] = (leaf[0], leaf[1], 0, 0, 0)
+                feature[me], value[me] = leaf
                 continue
             if (t, node_ids[i]) in leaves or not 0 <= features[i] < n_features:
                 return None
             yes, no = index.get((t, yes_ids[i])), index.get((t, no_ids[i]))
             if yes is None or no is None:
                 return None
-            nodes[me] = (features[i], values[i], 0, 0, mode)
-            stack.append((no, me, "no"))
-            stack.append((yes, me, "yes"))
-    if placed != len(nodes) or len(leaves) != int((nodes["mode"] == 0).sum()):
+            feature[me], value[me], mode_of[me] = features[i], values[i], mode
+            stack.append((no, me, branch_no))
+            stack.append((yes, me, branch_yes))
+    if placed != n or len(leaves) != mode_of.count(0):
         return None
+    nodes = np.zeros(n, dtype=np.dtype(NODE))
+    for name, column in (("feature", feature), ("value", value), ("yes", branch_yes), ("no", branch_no),
+                         ("mode", mode_of)):
+        nodes[name] = column
     header = struct.pack("<6i i f", MAGIC, n_features, kind, n_classes, len(roots), len(nodes), int(average),
                          threshold)
     answers = (answers + [0.0, 0.0])[:max(n_classes, 2)] if kind != KIND_ARGMAX else answers
@@ -439,7 +531,7 @@ def _probes(blob: bytes, n_features: int) -> np.ndarray:
     head = struct.calcsize("<6i i f")
     _, _, kind, n_classes, n_trees, n_nodes, _, _ = struct.unpack_from("<6i i f", blob)
     offset = head + 4 * (n_classes + max(n_classes, 2)) + 4 * n_trees
-    nodes = np.frombuffer(blob, dtype=NODE, count=n_nodes, offset=offset)
+    nodes = np.frombuffer(blob, dtype=np.dtype(NODE), count=n_nodes, offset=offset)
     branches = nodes[nodes["mode"] != 0]
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((PROBES, n_features)).astype(np.float32)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-import numpy as np
-
+from .._lazy import numpy_for
 from ..errors import DATA_CORRUPTED, FEATURE_NOT_SUPPORTED, PgmodelsError
 from .guard import Budget, Interrupted, rows_of
+
+np = numpy_for(__name__)  # imported at its first use (_lazy.py)
 
 
 @dataclass
@@ -29,7 +30,6 @@ class Model:
     feature_types: list[str]
     labels: list | None
     nullable: frozenset[str]
-    engine: object = field(repr=False)
     sha256: bytes = b""
     # array columns the model was trained on: name -> length (features name[1], name[2], ...)
     array_features: dict = field(default_factory=dict)
@@ -41,6 +41,21 @@ class Model:
     # translation (b"" when it has none; see native.py)
     native_source: bytes | None = field(default=None, repr=False)
     native_blob: bytes | None = field(default=None, repr=False)
+    # what runs the artifact (engine), and what makes it when it is first asked for: a
+    # version loaded with its trees (cache.py) starts onnxruntime only if an answer needs it
+    _engine: object = field(default=None, repr=False)
+    start: object = field(default=None, repr=False)
+
+    @property
+    def engine(self):
+        if self._engine is None and self.start is not None:
+            self._engine = self.start()  # sets engine itself before it makes the row path
+            self.start = None
+        return self._engine
+
+    @engine.setter
+    def engine(self, value) -> None:
+        self._engine = value
 
     @property
     def n_features(self) -> int:
@@ -106,6 +121,20 @@ def _session(artifact: bytes, options):
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
+def io_names(session, task: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """A session's single float input (None: one input per feature), and its label,
+    probability and value outputs (None where it has none)."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    single = inputs[0].name if len(inputs) == 1 and inputs[0].type == "tensor(float)" else None
+    by_name = {o.name: o for o in outputs}
+    if task != "classification":
+        return single, None, None, "value" if "value" in by_name else outputs[0].name
+    label = "label" if "label" in by_name else next((o.name for o in outputs if o.type.startswith("tensor(int")), None)
+    proba = "probabilities" if "probabilities" in by_name else next(
+        (o.name for o in outputs if o.type in ("tensor(float)", "tensor(double)") and len(o.shape) == 2), None)
+    return single, label, proba, None
+
+
 class OnnxEngine:
     """An onnxruntime session and the names of what goes in and comes out."""
 
@@ -133,28 +162,17 @@ class OnnxEngine:
         # which runs a cancel must be able to stop (see guard.py): an imported model's
         # work is bounded by its static estimate, or unknown
         self.budget = Budget(work_per_row, bounded=not imported or work_per_row is not None)
-        inputs = self.session.get_inputs()
-        self.single_input = inputs[0].name if len(inputs) == 1 and inputs[0].type == "tensor(float)" else None
-        self.input_types = {i.name: i.type for i in inputs}
+        self.input_types = {i.name: i.type for i in self.session.get_inputs()}
+        self.single_input, self.label_output, self.proba_output, self.value_output = io_names(self.session, task)
         missing = [] if self.single_input else [n for n in feature_names if n not in self.input_types]
         if missing:
             raise PgmodelsError("the ONNX graph's inputs do not match the model's features",
                                 detail="Features without an input of the same name: %s." % ", ".join(missing),
                                 sqlstate=DATA_CORRUPTED)
-        outputs = self.session.get_outputs()
-        by_name = {o.name: o for o in outputs}
-        self.label_output = self.proba_output = self.value_output = None
-        if task == "classification":
-            self.label_output = "label" if "label" in by_name else next(
-                (o.name for o in outputs if o.type.startswith("tensor(int")), None)
-            self.proba_output = "probabilities" if "probabilities" in by_name else next(
-                (o.name for o in outputs if o.type in ("tensor(float)", "tensor(double)") and len(o.shape) == 2), None)
-            if self.label_output is None and self.proba_output is None:
-                raise PgmodelsError("the ONNX graph has no class or probability output",
-                                    detail="A classification model needs an integer label tensor or a float probability tensor.",
-                                    sqlstate=DATA_CORRUPTED)
-        else:
-            self.value_output = "value" if "value" in by_name else outputs[0].name
+        if task == "classification" and self.label_output is None and self.proba_output is None:
+            raise PgmodelsError("the ONNX graph has no class or probability output",
+                                detail="A classification model needs an integer label tensor or a float probability tensor.",
+                                sqlstate=DATA_CORRUPTED)
 
     def run(self, outputs: list, feed: dict) -> list:
         """onnxruntime's run: in the backend's thread when it is expected to be short,

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from .._lazy import numpy_for
 from ..errors import FEATURE_NOT_SUPPORTED, INVALID_PARAMETER_VALUE, NULL_VALUE_NOT_ALLOWED, PgmodelsError
 from .inputs import array_dims, from_array_send
 from .runtime import Model
+
+np = numpy_for(__name__)  # imported at its first use (_lazy.py)
 
 OUTPUTS = ("prediction", "probabilities", "label", "contributions")
 

@@ -26,6 +26,7 @@ from ..errors import (q, DATA_EXCEPTION, DATATYPE_MISMATCH, INVALID_PARAMETER_VA
 from .. import progress
 from ..explain import build as explain_build
 from ..monitor import profile as training_profile
+from ..serving import native as serving_native
 from . import algorithms, boosters, convert, preprocess, search as searching, split
 from .metrics import evaluation, score
 from .search import jsonable
@@ -71,6 +72,7 @@ class TrainedModel:
     explainer: bytes | None = None  # the explainer record (explain.build), None when there is none
     explainer_info: dict | None = None  # its kind, method, global importance, or why there is none
     reference_profile: dict | None = None  # the training rows' profile (monitor.profile.of_training)
+    native_trees: bytes | None = None  # a tree ensemble's trees for the C library (serving/native.py)
 
 
 def train_model(spec: TrainSpec, features: list[Column], target: Column) -> TrainedModel:
@@ -104,6 +106,10 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         profiled = beside.submit(prediction_profile, task, fitted, X, labels, test, predicted_test)
         referenced = beside.submit(training_profile.of_training, task, features, target)
         artifact, runtime, conversion = convert.serialize(fitted, task, names, kinds, X[test], y_scale, native)
+        # while those finish: a tree ensemble's trees as the C library walks them, checked
+        # against onnxruntime, stored with the version (a backend's first predict() then
+        # starts no onnxruntime)
+        trees = serving_native.for_training(artifact, runtime, task, labels, len(names))
         explainer, explainer_info = explained.result()
         predictions = profiled.result()
         reference = referenced.result()
@@ -115,7 +121,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         notes=[note] if note else [], feature_importances=importances(fitted, names),
         evaluation=evaluation(task, predicted_test, y[test], len(labels) if labels else None),
         prediction_profile=predictions, reference_profile=reference,
-        explainer=explainer, explainer_info=explainer_info)
+        explainer=explainer, explainer_info=explainer_info, native_trees=trees)
 
 
 def prediction_profile(task: str, fitted, X, labels, test=None, predicted_test=None) -> dict | None:

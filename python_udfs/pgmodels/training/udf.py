@@ -228,6 +228,9 @@ def _warm(spec) -> None:
     # in every training child (0.08 s each)
     convert.register_converters()
     runner.know_threads()  # after those imports: their OpenMP pools are the ones to widen
+    from ..serving import native
+
+    native.load_library()  # the child checks the trees it translates with it (fit.py)
 
 
 def check_project_name(project_name) -> None:
@@ -307,7 +310,7 @@ def train(project_name, task, relation_name, y_column_name, algorithm, hyperpara
         artifact=trained.artifact, hyperparams=trained.hyperparams, metrics=trained.metrics,
         search_results=trained.search_results, feature_names=trained.feature_names,
         feature_types=trained.feature_types, labels=trained.labels, training=training,
-        library_versions=trained.library_versions, last_train=last,
+        library_versions=trained.library_versions, last_train=last, native_trees=trained.native_trees,
         deploy_mode="if_better" if automatic_deploy else "never")
     if trained.explainer is not None:
         store_explainer(stored["model_id"], trained.explainer, trained.explainer_info, "training")
