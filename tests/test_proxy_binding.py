@@ -54,3 +54,4 @@ def test_a_stray_percent_is_refused():
     with pytest.raises(ValueError):
         binding.template("SELECT %s")
     assert binding.template("SELECT %(a)s, %% %(b)s") == (("SELECT ", ", % ", ""), ("a", "b"))
+
