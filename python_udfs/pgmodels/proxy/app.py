@@ -4,7 +4,8 @@ The settings come from the environment (PGMODELS_SERVE_SETTINGS, JSON written by
 cli/serve.py), since uvicorn starts its workers as fresh processes. The lifespan opens
 the connection pool (it connects in the background, so the server starts even while the
 database is down; /v2/health/ready says when it is reachable), starts the worker's gRPC
-server, and on shutdown lets both finish what they are doing.
+server, and on shutdown lets both finish what they are doing. In front of the Starlette
+app, fast.py answers the infer routes itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from . import bundles, metrics, nul, protocol
+from . import bundles, fast, metrics, nul, protocol
 from .core import Backend, Settings
 from .rest import make_routes
 
@@ -39,7 +40,7 @@ async def _any_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal error in pgmodels serve; see its log"}, status_code=500)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> fast.InferFastPath:
     if settings is None:
         settings = Settings.from_json(os.environ[SETTINGS_ENV])
     backend = Backend(settings)
@@ -86,4 +87,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     middleware=[Middleware(nul.RefuseNul)],
                     exception_handlers={HTTPException: _http_error, Exception: _any_error})
     app.state.backend = backend
-    return app
+    # the infer routes answered in front of it, without its middleware and routing (fast.py)
+    return fast.InferFastPath(app, backend)

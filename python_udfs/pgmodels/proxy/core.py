@@ -21,7 +21,7 @@ from psycopg import AsyncClientCursor
 from psycopg_pool import AsyncConnectionPool
 
 from .errors import ProxyError, bad_request, from_db_error
-from . import metrics, statements
+from . import binding, metrics, statements
 from .batching import Batcher
 from .pools import ReadPools
 from .requestlog import RequestLog
@@ -124,8 +124,9 @@ class Backend:
         query string as the statement: PostgreSQL runs the statements of one simple query
         as one transaction, so the role holds for exactly that statement, comes back by
         itself at its end or on an error, and nothing of the client's runs around it.
-        One round trip; the parameters are bound by psycopg on this side (ClientCursor),
-        quoted as literals. A read (inference, metadata) goes to the read DSNs when there
+        One round trip; the parameters are bound on this side, quoted as literals
+        exactly as psycopg's ClientCursor quotes them (binding.py, which writes the
+        common ones itself). A read (inference, metadata) goes to the read DSNs when there
         are any (proxy/pools.py); everything else to the primary."""
         if read and self.reads:
             return await self.reads.run(self._run_on, self.pool, role, statement, params)
@@ -136,10 +137,10 @@ class Backend:
             async with pool.connection(timeout=timeout or self.s.pool_timeout) as conn:
                 cur = conn.cursor()
                 if role is None:
-                    await cur.execute(_AS_SERVER + statement, params)
+                    await cur.execute(binding.bind(conn, _AS_SERVER + statement, params))
                 else:
-                    await cur.execute(_AS_ROLE + statement,
-                                      {**(params or {}), "_role": role, "_timeout": self.s.statement_timeout})
+                    await cur.execute(binding.bind(conn, _AS_ROLE + statement, {
+                        **(params or {}), "_role": role, "_timeout": self.s.statement_timeout}))
                 cur.nextset()
                 return await cur.fetchall()
         except ProxyError:

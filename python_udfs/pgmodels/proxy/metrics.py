@@ -28,11 +28,30 @@ POOL = Gauge("pgmodels_pool_connections", "Database connections of the pool: siz
              "requests waiting", ["state"], multiprocess_mode="livesum")
 
 
+# (model, endpoint, code) -> the children of the metrics above that a request of that kind
+# counts in: labels() looks each up under a lock at every call; a worker sees few kinds
+_CHILDREN: dict[tuple, tuple] = {}
+_CHILDREN_LIMIT = 10000
+
+
+def _children(model: str, endpoint: str, code: int) -> tuple:
+    key = (model, endpoint, code)
+    found = _CHILDREN.get(key)
+    if found is None:
+        if len(_CHILDREN) >= _CHILDREN_LIMIT:
+            _CHILDREN.clear()
+        found = _CHILDREN[key] = (REQUESTS.labels(model, endpoint, str(code)),
+                                  ERRORS.labels(model, endpoint, str(code)) if code >= 400 else None,
+                                  LATENCY.labels(model, endpoint))
+    return found
+
+
 def observe(model: str, endpoint: str, code: int, started: float, rows: int = 0) -> None:
-    REQUESTS.labels(model, endpoint, str(code)).inc()
-    if code >= 400:
-        ERRORS.labels(model, endpoint, str(code)).inc()
-    LATENCY.labels(model, endpoint).observe(time.perf_counter() - started)
+    requests, errors, latency = _children(model, endpoint, code)
+    requests.inc()
+    if errors is not None:
+        errors.inc()
+    latency.observe(time.perf_counter() - started)
     if rows:
         ROWS.labels(model).inc(rows)
 

@@ -12,6 +12,11 @@ the connection or of the request's first byte (the body has its own deadline, in
 rest.py); otherwise the answer is 408 with the protocol's error body, and the
 connection is closed.
 
+uvicorn writes a response's status line and headers, then its body, in two writes: two
+sends, two TCP segments, and two wake-ups of the client for one small JSON answer. Each
+request's cycle writes through ``_OneSend`` here, which holds the head back and sends it
+with the first part of the body (a 100 Continue goes at once, as before).
+
 A request the HTTP parser refuses (a NUL or another control character in the request
 line or a header, broken framing) never reaches the application: uvicorn answers 400
 itself, in plain text. Here that answer carries the protocol's error body too.
@@ -34,6 +39,36 @@ _400 = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnecti
 _TOO_SLOW = (b'{"error":"the request headers did not arrive in time"}')
 _408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
         b"content-length: " + str(len(_TOO_SLOW)).encode() + b"\r\n\r\n" + _TOO_SLOW)
+
+
+class _OneSend:
+    """A response cycle's transport: the head of the response is held and written with
+    the first write after it (the body), or when the transport is closed."""
+    __slots__ = ("_transport", "_held", "_sent")
+
+    def __init__(self, transport):
+        self._transport, self._held, self._sent = transport, None, False
+
+    def write(self, data) -> None:
+        if self._sent or data.startswith(b"HTTP/1.1 1"):  # after the head; or 100 Continue
+            self._transport.write(data)
+        elif self._held is None:
+            self._held = data
+        else:
+            self._transport.write(self._held + data)
+            self._held, self._sent = None, True
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._transport.write(self._held)
+            self._held = None
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
 
 
 class NoDelayProtocol(_Base):
@@ -65,6 +100,10 @@ class NoDelayProtocol(_Base):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        # the cycle just made for this request (an upgrade makes none); its task has not run yet
+        if cycle is not None and cycle.scope is self.scope and not isinstance(cycle.transport, _OneSend):
+            cycle.transport = _OneSend(self.transport)
 
     def _headers_too_slow(self) -> None:
         # armed only while a request's headers are incomplete (or none has started)

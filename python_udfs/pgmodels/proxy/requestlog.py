@@ -15,6 +15,7 @@ import datetime
 import json
 import logging
 import random
+import time
 
 log = logging.getLogger("pgmodels.serve")
 FLUSH_SECONDS = 1.0
@@ -49,7 +50,7 @@ class RequestLog:
         if len(self.pending) >= MAX_PENDING:
             return
         self.pending.append({
-            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(), "project": project[:200],
+            "at": time.time(), "project": project[:200],
             "model_id": model_id, "model_version": version, "role": role, "transport": transport,
             "request_id": None if request_id is None else str(request_id)[:200], "rows": rows, "status": status,
             "error": None if error is None else error[:500], "latency_ms": latency_s * 1000.0})
@@ -60,6 +61,9 @@ class RequestLog:
         entries, self.pending = self.pending, []
         from .errors import ProxyError
 
+        for e in entries:  # the time as text once here, not on each request's path
+            if isinstance(e["at"], float):
+                e["at"] = datetime.datetime.fromtimestamp(e["at"], datetime.timezone.utc).isoformat()
         try:
             await self.backend.run(None, INSERT, {"entries": json.dumps(entries)})
         except ProxyError as e:

@@ -337,6 +337,7 @@ def _matrix(t: Tensor, names: list[str], types: list[str]) -> tuple[list, int]:
                           f"({', '.join(names)})")
     if shape[0] == 0:
         raise bad_request("the batch is empty")
-    if t.data.dtype.kind == "f" and len(t.data) and float(abs(t.data).max()) > FLT_MAX:
+    # (a float32 tensor cannot hold such a value: make_tensor refused NaN and infinities)
+    if t.data.dtype.kind == "f" and t.data.dtype.itemsize > 4 and len(t.data) and float(abs(t.data).max()) > FLT_MAX:
         raise bad_request(f"input \"{t.name}\" has a value beyond single precision (3.4e38)")
     return t.data.astype("float64").tolist(), shape[0]
