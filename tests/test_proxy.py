@@ -256,6 +256,12 @@ def test_metadata_server_and_openapi(env):
     assert r.json()["parameters"]["task"] == "classification"
     r = httpx.get(f"{env.server.url}/v2/models/{env.num}/ready", headers=bearer(env.token))
     assert r.status_code == 200 and r.json()["ready"] is True
+    # HEAD has a head and no body: answered at once, on a connection that then answers a GET
+    with httpx.Client(base_url=env.server.url, timeout=5) as client:
+        for path in ("/v2/health/ready", "/v2"):
+            r = client.head(path)
+            assert r.status_code == 200 and r.content == b""
+        assert client.get("/v2").json()["name"] == "pgmodels"
     spec = httpx.get(f"{env.server.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/v2/models/{name}/versions/{version}/infer" in spec["paths"]
 

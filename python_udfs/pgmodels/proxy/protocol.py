@@ -15,7 +15,8 @@ connection is closed.
 uvicorn writes a response's status line and headers, then its body, in two writes: two
 sends, two TCP segments, and two wake-ups of the client for one small JSON answer. Each
 request's cycle writes through ``_OneSend`` here, which holds the head back and sends it
-with the first part of the body (a 100 Continue goes at once, as before).
+with the first part of the body (a 100 Continue goes at once, as before; a HEAD request,
+which has no body, is written as uvicorn writes it).
 
 A request the HTTP parser refuses (a NUL or another control character in the request
 line or a header, broken framing) never reaches the application: uvicorn answers 400
@@ -101,8 +102,10 @@ class NoDelayProtocol(_Base):
         self._disarm()
         super().on_headers_complete()
         cycle = self.cycle
-        # the cycle just made for this request (an upgrade makes none); its task has not run yet
-        if cycle is not None and cycle.scope is self.scope and not isinstance(cycle.transport, _OneSend):
+        # the cycle just made for this request (an upgrade makes none); its task has not run
+        # yet. Not for HEAD: uvicorn writes no body for it, and the head would wait for one.
+        if cycle is not None and cycle.scope is self.scope and self.scope.get("method") != "HEAD" \
+                and not isinstance(cycle.transport, _OneSend):
             cycle.transport = _OneSend(self.transport)
 
     def _headers_too_slow(self) -> None:
