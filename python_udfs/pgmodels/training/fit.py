@@ -217,14 +217,18 @@ def _first_line(e: Exception) -> str:
 
 def encode_target(task: str, target: Column) -> tuple[np.ndarray, list | None]:
     """(y, labels): float values for regression; class indices and sorted labels otherwise."""
-    values = [v.item() if isinstance(v, np.generic) else v for v in target.values]
-    nulls = sum(v is None for v in values)
+    kinds = set(map(type, target.values))
+    # plain numbers (what SPI hands over for integers and float8): checked by numpy at once
+    numbers = np.asarray(target.values, dtype=np.float64) if kinds and kinds <= {int, float} else None
+    values = target.values if numbers is not None else \
+        [v.item() if isinstance(v, np.generic) else v for v in target.values]
+    nulls = 0 if numbers is not None else sum(v is None for v in values)
     if nulls:
         raise PgmodelsError(f"target column {q(target.name)} contains NULL values",
                             detail=f"{nulls} of {len(values)} rows have a NULL target.",
                             hint="Filter these rows out of the training relation.",
                             sqlstate=NULL_VALUE_NOT_ALLOWED)
-    if target.kind == "float":
+    if target.kind == "float" and (numbers is None or not np.isfinite(numbers).all()):
         for v in values:
             if isinstance(v, str) or not math.isfinite(float(v)):
                 raise PgmodelsError(f"target column {q(target.name)} contains {q(v)}",
@@ -235,10 +239,11 @@ def encode_target(task: str, target: Column) -> tuple[np.ndarray, list | None]:
             raise PgmodelsError(f"regression target {q(target.name)} must be numeric",
                                 hint="Use task 'classification' for a text target.",
                                 sqlstate=DATATYPE_MISMATCH)
-        return np.array([float(v) for v in values], dtype=np.float64), None
+        return (numbers if numbers is not None else np.array([float(v) for v in values], dtype=np.float64)), None
     if target.kind == "text":
         values = [str(v) for v in values]
-    if all(type(v) is int for v in values):  # integer classes (the usual 0/1): encoded by numpy
+    if target.kind != "text" and (kinds == {int} if numbers is not None else all(type(v) is int for v in values)):
+        # integer classes (the usual 0/1): encoded by numpy
         labels_array, y = np.unique(np.asarray(values, dtype=np.int64), return_inverse=True)
         labels = labels_array.tolist()
     else:
