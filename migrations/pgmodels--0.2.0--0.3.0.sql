@@ -3364,19 +3364,25 @@ COMMENT ON FUNCTION pgmodels._feature_source_check(oid, name, boolean) IS 'inter
 
 -- The rows of a feature source for a request's keys, read as the request's role (an
 -- invoker function): locked first, then checked (so no ALTER comes between the check and
--- the read), then read. One row per key and match, in the keys' order: i (from 1), found,
--- and the row as jsonb (NULL when no row has the key).
+-- the read), then read. Before the lock, only what taking it could run is ruled out (a
+-- view's query, a policy): anything else, the whole check raises. One row per key and
+-- match, in the keys' order: i (from 1), found, and the row as jsonb (NULL when no row
+-- has the key).
 CREATE OR REPLACE FUNCTION pgmodels._feature_rows(relation_schema name, relation_name name, key_column name, keys text[])
 RETURNS TABLE (i bigint, found boolean, doc jsonb)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     relation oid := format('%I.%I', relation_schema, relation_name)::regclass;
-    key_type text := pgmodels._feature_source_check(relation, key_column, true);
+    key_type text;
 BEGIN
-    -- a lock that reads nothing (the condition is false before any row), then the check
-    -- again: what holds now holds until the transaction ends (a view, a policy, a column
-    -- type all change only under a lock that conflicts with this one)
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'm', 'f'))
+       OR row_security_active(relation) THEN
+        PERFORM pgmodels._feature_source_check(relation, key_column, true);  -- raises what it is
+    END IF;
+    -- a lock that reads nothing (the condition is false before any row), then the check:
+    -- what holds now holds until the transaction ends (a view, a policy, a column type
+    -- all change only under a lock that conflicts with this one)
     EXECUTE format('SELECT FROM ONLY %I.%I WHERE false', relation_schema, relation_name);
     key_type := pgmodels._feature_source_check(relation, key_column, true);
     RETURN QUERY EXECUTE format(
