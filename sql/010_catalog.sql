@@ -52,7 +52,7 @@ CREATE TABLE pgmodels.models (
     trained_by       name NOT NULL DEFAULT session_user,
     trained_at       timestamptz NOT NULL DEFAULT now(),
     -- (0.3.0) a tree ensemble's trees in the form extension/src/trees.c walks, made and
-    -- checked against onnxruntime by train(): a backend's first predict() reads them
+    -- checked against onnxruntime by train() and import_onnx(): a backend's first predict() reads them
     -- instead of starting onnxruntime (python_udfs/pgmodels/serving/native.py)
     native_trees     bytea,
     UNIQUE (project_id, version),

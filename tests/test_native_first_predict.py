@@ -7,7 +7,7 @@ library and starts neither onnxruntime nor numpy until an answer needs them: the
 predict() of a new connection, the one a connection pool or a serverless function pays
 for, is answered in C.
 
-Checked here: which versions get trees; the first statement of a new backend answers
+Checked here: which versions get trees (trained and imported); the first statement of a new backend answers
 every row as onnxruntime does, with neither onnxruntime nor numpy loaded; another answer
 (predict_proba) starts onnxruntime and changes no answer; as a LOGIN role, a new
 backend without the grant gets nothing and a revoke reaches the next statement; a
@@ -106,3 +106,15 @@ def test_a_damaged_stored_translation_costs_speed_not_answers(conn, test_db, sto
             assert [r[0] for r in got] == stored["first_rf"]
     finally:
         conn.execute(f"UPDATE pgmodels.models SET native_trees = %s WHERE {where}", [kept])
+
+
+def test_an_imported_tree_ensemble_is_stored_with_its_trees_too(conn, test_db, name):
+    from onnx_models import tree_regressor
+
+    model_id = conn.execute("SELECT model_id FROM import_onnx(%s, %s, ARRAY['a', 'b'], 'regression')",
+                            [name, tree_regressor(1.0)]).fetchone()[0]
+    assert conn.execute("SELECT length(native_trees) FROM pgmodels.models WHERE id = %s", [model_id]).fetchone()[0]
+    with psycopg.connect(test_db, autocommit=True) as c:
+        assert c.execute("SELECT predict(%s, ARRAY[1, 1]::real[]), predict(%s, ARRAY[2, 1]::real[])",
+                         [name, name]).fetchone() == (2.0, 5.0)
+        c.execute(LOADED)

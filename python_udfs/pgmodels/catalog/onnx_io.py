@@ -148,9 +148,14 @@ def import_onnx(project_name, model, feature_names, task, labels, feature_types,
     training = {"imported": True, "conversion": {"converted": True, "source": "import_onnx"}, "nullable": [],
                 # operations per row, estimated from the graph's shapes (null: they depend on the input)
                 "work_per_row": engine.work_per_row}
+    from ..serving import native
+
+    # a tree ensemble's trees for the C library, checked against onnxruntime, as train() stores them
+    trees = native.checked_translation(artifact, "onnx", task, label_list, len(feature_names)) \
+        if native.load_library() else None
     stored = store_model(
         project_name=project_name, task=task, algorithm="onnx", runtime="onnx", artifact=artifact,
         hyperparams={}, metrics={}, feature_names=feature_names, feature_types=types, labels=label_list,
         training=training, library_versions={"onnxruntime": onnxruntime.__version__},
-        deploy_mode="always" if deploy else "never")
+        deploy_mode="always" if deploy else "never", native_trees=trees)
     return [(project_name, task, stored["model_id"], stored["version"], stored["deployed"])]

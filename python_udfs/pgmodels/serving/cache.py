@@ -237,10 +237,10 @@ def _load(r: dict) -> Model:
         return model.engine
 
     trees = r.get("native_trees")
-    if trees and model.runtime == "onnx" and not imported and native.available():
-        # the trees train() made and checked (native.for_training): the library answers
-        # predict(), and onnxruntime starts when another answer (or a row the library
-        # does not take) first needs it
+    if trees and model.runtime == "onnx" and native.available():
+        # the trees train() or import_onnx() made and checked (native.checked_translation):
+        # the library answers predict(), and onnxruntime starts when another answer (or a
+        # row the library does not take) first needs it
         model.native_blob, model.start = bytes(trees), start
         model.row = _starting_row(model)
         model.keyed = lambda features, key, row=model.row: row(features)

@@ -159,8 +159,8 @@ def forget(role: int | None = None, key=None) -> None:
 
 def load_library() -> bool:
     """Load the library into this backend, which may have called none of its functions (a
-    training backend: its child checks the trees it translates, for_training), from the
-    server's own library directory, as PostgreSQL loads it (RTLD_GLOBAL)."""
+    training backend, whose child checks the trees it translates), from the server's own
+    library directory, as PostgreSQL loads it (RTLD_GLOBAL)."""
     if _functions() is not None:
         return True
     try:
@@ -171,10 +171,10 @@ def load_library() -> bool:
     return _functions() is not None
 
 
-def for_training(artifact: bytes, runtime: str, task: str, labels: list | None, n_features: int) -> bytes | None:
-    """The trees train() stores with a version (pgmodels.models.native_trees): the
-    translation serving would make of the artifact, checked as serving checks it, against
-    a one-thread onnxruntime session on the probe rows. A backend then loads the version
+def checked_translation(artifact: bytes, runtime: str, task: str, labels: list | None, n_features: int) -> bytes | None:
+    """The trees train() and import_onnx() store with a version (models.native_trees):
+    the translation serving would make of the artifact, checked as serving checks it,
+    against a one-thread onnxruntime session on the probe rows. A backend then loads the version
     with its trees and no onnxruntime (cache.py): its first predict() is answered in C.
     None when the model is no tree ensemble translated here, or anything fails (serving
     then translates, or not, as before)."""

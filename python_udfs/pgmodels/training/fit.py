@@ -109,7 +109,7 @@ def train_model(spec: TrainSpec, features: list[Column], target: Column) -> Trai
         # while those finish: a tree ensemble's trees as the C library walks them, checked
         # against onnxruntime, stored with the version (a backend's first predict() then
         # starts no onnxruntime)
-        trees = serving_native.for_training(artifact, runtime, task, labels, len(names))
+        trees = serving_native.checked_translation(artifact, runtime, task, labels, len(names))
         explainer, explainer_info = explained.result()
         predictions = profiled.result()
         reference = referenced.result()
