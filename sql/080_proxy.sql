@@ -160,16 +160,22 @@ COMMENT ON FUNCTION pgmodels._register_feature_source(text, regclass, text, text
 -- What pgmodels serve may read as a request's role. A request runs in the proxy's pooled
 -- session under SET LOCAL ROLE, and a function another role wrote, run there, could RESET
 -- ROLE and act as the proxy's login role (a superuser, often). Reading a view runs its
--- functions, a policy of row-level security is an expression, and converting a value of
--- a type a role made can run that role's functions (its cast to json, a domain's check on
--- the key). So a feature source is a table, partitioned table, materialized view or
--- foreign table, without row-level security for the reading role (reader), whose key
--- column is of a built-in type (made by initdb: oid below 16384, FirstNormalObjectId) and
--- whose other columns are of built-in types or domains over them (to_jsonb reads a
--- domain as its base type). Returns the key column's type, as a cast names it.
+-- functions, a policy of row-level security is an expression, converting a value of a
+-- type a role made can run that role's functions (its cast to json, a domain's check on
+-- the key), and planning a read evaluates the relation's index expressions and
+-- predicates, its statistics' expressions and (for constraint exclusion) its CHECK
+-- constraints, where a function is called with constant arguments. So a feature source
+-- is a table, materialized view or foreign table without partitions or child tables
+-- (each would be planned too, and one can be attached while a request reads), without
+-- row-level security for the reading role (reader), whose key column is of a built-in
+-- type (made by initdb: oid below 16384, FirstNormalObjectId), whose other columns are of
+-- built-in types or domains over them (to_jsonb reads a domain as its base type), and
+-- whose indexes, statistics and CHECK constraints use only built-in functions, operators
+-- and types. Returns the key column's type, as a cast names it. Volatile: each
+-- query reads the catalog as it is after its own locks (the indexes are read last).
 CREATE OR REPLACE FUNCTION pgmodels._feature_source_check(relation oid, key_column name, reader boolean)
 RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel record;
@@ -186,6 +192,11 @@ BEGIN
         RAISE EXCEPTION 'feature source % is not a table', rel.display USING ERRCODE = '55000',
             DETAIL = why || ' A view runs its functions when it is read.',
             HINT = 'Register a table or a materialized view (refreshed on your schedule) instead.';
+    ELSIF rel.relkind = 'p' OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = relation) THEN
+        RAISE EXCEPTION 'feature source % has partitions or child tables', rel.display USING ERRCODE = '55000',
+            DETAIL = why || ' Reading it plans each partition or child, with indexes and statistics of their own, '
+                     'and one can be attached while a request reads.',
+            HINT = 'Register a materialized view of its rows (refreshed on your schedule) instead.';
     END IF;
     SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a
      WHERE a.attrelid = relation AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped
@@ -219,6 +230,26 @@ BEGIN
                   DETAIL = why || ' The policies of row-level security are expressions that run when the rows are read.',
                   HINT = 'Serve keys from a table without policies for this role: a materialized view of the rows it may see, say.';
     END IF;
+    -- last: what the planner evaluates (an index's expressions and predicate, a statistics
+    -- object's expressions, a CHECK constraint), by what each depends on
+    SELECT CASE d.classid WHEN 'pg_class'::regclass THEN format('index %s', d.objid::regclass)
+                          WHEN 'pg_statistic_ext'::regclass THEN format('statistics object %s', x.stxname)
+                          ELSE format('constraint %s', c.conname) END AS what INTO bad
+      FROM pg_depend d
+      LEFT JOIN pg_statistic_ext x ON d.classid = 'pg_statistic_ext'::regclass AND x.oid = d.objid
+      LEFT JOIN pg_constraint c ON d.classid = 'pg_constraint'::regclass AND c.oid = d.objid
+     WHERE d.refobjid >= 16384
+       AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass)
+       AND ((d.classid = 'pg_class'::regclass AND d.objid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = relation))
+            OR (d.classid = 'pg_statistic_ext'::regclass AND x.stxrelid = relation)
+            OR (d.classid = 'pg_constraint'::regclass AND c.conrelid = relation))
+     LIMIT 1;
+    IF bad.what IS NOT NULL THEN
+        RAISE EXCEPTION 'the % of feature source % uses a function, operator or type a role made', bad.what, rel.display
+            USING ERRCODE = '55000',
+                  DETAIL = why || ' Planning a read evaluates the expressions and predicates of a relation''s indexes, its statistics objects and its CHECK constraints.',
+                  HINT = 'Use built-in functions there, or register a materialized view (refreshed on your schedule) without such indexes instead.';
+    END IF;
     RETURN key_type;
 END
 $$;
@@ -226,10 +257,8 @@ COMMENT ON FUNCTION pgmodels._feature_source_check(oid, name, boolean) IS 'inter
 
 -- The rows of a feature source for a request's keys, read as the request's role (an
 -- invoker function): locked first, then checked (so no ALTER comes between the check and
--- the read), then read. Before the lock, only what taking it could run is ruled out (a
--- view's query, a policy): anything else, the whole check raises. One row per key and
--- match, in the keys' order: i (from 1), found, and the row as jsonb (NULL when no row
--- has the key).
+-- the read), then read. One row per key and match, in the keys' order: i (from 1), found,
+-- and the row as jsonb (NULL when no row has the key).
 CREATE OR REPLACE FUNCTION pgmodels._feature_rows(relation_schema name, relation_name name, key_column name, keys text[])
 RETURNS TABLE (i bigint, found boolean, doc jsonb)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -238,19 +267,15 @@ DECLARE
     relation oid := format('%I.%I', relation_schema, relation_name)::regclass;
     key_type text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = relation AND c.relkind IN ('r', 'p', 'm', 'f'))
-       OR row_security_active(relation) THEN
-        PERFORM pgmodels._feature_source_check(relation, key_column, true);  -- raises what it is
-    END IF;
-    -- a lock that reads nothing (the condition is false before any row), then the check:
-    -- what holds now holds until the transaction ends (a view, a policy, a column type
-    -- all change only under a lock that conflicts with this one)
-    EXECUTE format('SELECT FROM ONLY %I.%I WHERE false', relation_schema, relation_name);
+    -- a lock that plans and reads nothing, then the check: what holds now holds until the
+    -- transaction ends (a view, a policy, a column type all change only under a lock that
+    -- conflicts with this one). The read then plans this relation alone (ONLY).
+    EXECUTE format('LOCK TABLE ONLY %I.%I IN ACCESS SHARE MODE', relation_schema, relation_name);
     key_type := pgmodels._feature_source_check(relation, key_column, true);
     RETURN QUERY EXECUTE format(
         'SELECT k.i, s.%1$I IS NOT NULL, CASE WHEN s.%1$I IS NOT NULL THEN pg_catalog.to_jsonb(s) END '
         'FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, i) '
-        'LEFT JOIN %2$I.%3$I AS s ON s.%1$I = k.key::%4$s ORDER BY k.i',
+        'LEFT JOIN ONLY %2$I.%3$I AS s ON s.%1$I = k.key::%4$s ORDER BY k.i',
         key_column, relation_schema, relation_name, key_type) USING keys;
 END
 $$;
