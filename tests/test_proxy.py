@@ -189,6 +189,8 @@ BAD_BODIES = [
     (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], '
      b'"outputs": [{"name": "nope"}]}', 400, "no output"),
     (b'{"id": 5, "inputs": []}', 400, "id"),
+    (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}], '
+     b'"parameters": {"routing_key": "\\ud800"}}', 400, "lone surrogate"),
     (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1000000, 1000], "data": []}]}', 413, "limit"),
 ]
 

@@ -55,3 +55,13 @@ def test_a_stray_percent_is_refused():
         binding.template("SELECT %s")
     assert binding.template("SELECT %(a)s, %% %(b)s") == (("SELECT ", ", % ", ""), ("a", "b"))
 
+
+
+def test_a_statement_is_sent_in_the_connections_own_encoding(test_db):
+    with psycopg.connect(test_db, autocommit=True) as c:
+        c.execute("SET client_encoding TO 'LATIN1'")
+        sent = binding.bind(c, "SELECT %(x)s, %(n)s::text[]", {"x": "café", "n": ["crème"]})
+        assert sent == "SELECT 'café', '{crème}'::text[]".encode("latin-1")
+        assert c.execute(sent).fetchone() == ("café", ["crème"])
+        with pytest.raises(Exception, match="cannot take"):  # a character LATIN1 lacks: the client's mistake
+            binding.bind(c, "SELECT %(x)s", {"x": "中"})

@@ -26,6 +26,8 @@ import re
 
 from psycopg import sql
 
+from .errors import bad_request
+
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
 _PLAIN = re.compile(r"[^'\\\x00]*")
@@ -56,12 +58,16 @@ def bind(conn, statement: str, params: dict | None) -> bytes:
     if params is None:
         return statement.encode()
     texts, names = template(statement)
-    utf8 = conn.info.encoding == "utf-8"
+    encoding = conn.info.encoding  # Python's name of the connection's client encoding
     out = [texts[0]]
-    for name, text in zip(names, texts[1:]):
-        out.append(literal(conn, params[name], utf8))
-        out.append(text)
-    return "".join(out).encode()
+    try:
+        for name, text in zip(names, texts[1:]):
+            out.append(literal(conn, params[name], encoding == "utf-8"))
+            out.append(text)
+        return "".join(out).encode(encoding)
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the request's JSON) is no character
+        raise bad_request("the request holds text the database cannot take: a lone surrogate, or a character "
+                          "outside its encoding") from None
 
 
 def literal(conn, value, utf8: bool = True) -> str:
