@@ -232,17 +232,19 @@ BEGIN
     END IF;
     -- last: what the planner evaluates (an index's expressions and predicate, a statistics
     -- object's expressions, a CHECK constraint), by what each depends on
-    SELECT CASE d.classid WHEN 'pg_class'::regclass THEN format('index %s', d.objid::regclass)
-                          WHEN 'pg_statistic_ext'::regclass THEN format('statistics object %s', x.stxname)
-                          ELSE format('constraint %s', c.conname) END AS what INTO bad
-      FROM pg_depend d
-      LEFT JOIN pg_statistic_ext x ON d.classid = 'pg_statistic_ext'::regclass AND x.oid = d.objid
-      LEFT JOIN pg_constraint c ON d.classid = 'pg_constraint'::regclass AND c.oid = d.objid
-     WHERE d.refobjid >= 16384
-       AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass)
-       AND ((d.classid = 'pg_class'::regclass AND d.objid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = relation))
-            OR (d.classid = 'pg_statistic_ext'::regclass AND x.stxrelid = relation)
-            OR (d.classid = 'pg_constraint'::regclass AND c.conrelid = relation))
+    SELECT o.what INTO bad
+      FROM (SELECT 'pg_class'::regclass AS classid, i.indexrelid AS objid,
+                   format('index %s', i.indexrelid::regclass) AS what
+              FROM pg_index i WHERE i.indrelid = relation
+            UNION ALL
+            SELECT 'pg_statistic_ext'::regclass, x.oid, format('statistics object %s', x.stxname)
+              FROM pg_statistic_ext x WHERE x.stxrelid = relation
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, c.oid, format('constraint %s', c.conname)
+              FROM pg_constraint c WHERE c.conrelid = relation) o
+     WHERE EXISTS (SELECT FROM pg_depend d
+                    WHERE d.classid = o.classid AND d.objid = o.objid AND d.refobjid >= 16384
+                      AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass))
      LIMIT 1;
     IF bad.what IS NOT NULL THEN
         RAISE EXCEPTION 'the % of feature source % uses a function, operator or type a role made', bad.what, rel.display
