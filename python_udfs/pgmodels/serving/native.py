@@ -187,7 +187,7 @@ def checked_translation(artifact: bytes, runtime: str, task: str, labels: list |
         import onnxruntime as ort
         from types import SimpleNamespace
 
-        from .runtime import _answer, io_names
+        from .runtime import _plain_call, class_answers, io_names
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
@@ -197,13 +197,9 @@ def checked_translation(artifact: bytes, runtime: str, task: str, labels: list |
         output = label if task == "classification" else value
         if single is None or output is None:
             return None
-        answers = [_answer_of(SimpleNamespace(labels=labels), i) for i in range(len(labels or []))] \
-            if task == "classification" else None
-
-        def row(values: list) -> float:
-            out = session.run([output], {single: np.array([values], dtype=np.float32)})[0]
-            return _answer(np.asarray(out).reshape(-1)[0], answers)
-        model = SimpleNamespace(task=task, labels=labels, n_features=n_features, row=row,
+        answers = class_answers(labels) if task == "classification" else None
+        call = _plain_call(SimpleNamespace(run=session.run, single_input=single), output)  # serving's plain run
+        model = SimpleNamespace(task=task, labels=labels, n_features=n_features, row=lambda v: call(v, answers),
                                 engine=SimpleNamespace(single_input=single, label_output=label, value_output=value))
         blob = translate(artifact, model)
         return blob if blob is not None and _agrees(blob, model, functions[2]) else None

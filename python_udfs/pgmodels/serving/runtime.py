@@ -304,8 +304,7 @@ def fast_row_predict(model: Model, checked_row):
     call = _bound_call(engine, output, n, probe, expected) or _plain_call(engine, output)
     answers = None
     if model.task == "classification":
-        # the answer for each class index: the label itself when numeric, else the index
-        answers = [float(v) if isinstance(v, (int, float)) else float(i) for i, v in enumerate(model.labels or [])]
+        answers = class_answers(model.labels)
 
     def row(values: list) -> float:
         if len(values) == n and None not in values:
@@ -325,6 +324,11 @@ def _answer(raw, answers) -> float:
         return float(raw)
     i = int(raw)
     return answers[i] if 0 <= i < len(answers) else float(i)
+
+
+def class_answers(labels: list | None) -> list[float]:
+    """predict()'s answer for each class index: the label itself when numeric, else the index."""
+    return [float(v) if isinstance(v, (int, float)) else float(i) for i, v in enumerate(labels or [])]
 
 
 def _plain_call(engine: OnnxEngine, output: str):
